@@ -1,0 +1,6 @@
+import type { CommandModule } from '../program.ts';
+import { demoCommand } from './demo.ts';
+import { testCommand } from './test.ts';
+
+/** Every command module; each package's issue adds its own here. */
+export const commandModules: readonly CommandModule[] = [demoCommand, testCommand];

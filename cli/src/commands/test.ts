@@ -1,0 +1,108 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { CheckFailed, ExitCode, SetupProblem } from '../errors.ts';
+import { type CliContext, type CommandModule, handler } from '../program.ts';
+import { ensureDebianPackages, run } from '../system.ts';
+
+/** One phase of `moat test`. Later packages add theirs to `testPhases`. */
+export interface TestPhase {
+  name: string;
+  description: string;
+  /** Debian packages this phase needs (installed with apt-get when missing). */
+  debianPackages?: readonly string[];
+  /** Whether the phase applies to this checkout (e.g. the folder exists). */
+  applies?(root: string): boolean;
+  run(root: string, log: (line: string) => void): Promise<void>;
+}
+
+const bin = (root: string, name: string) => join(root, 'node_modules', '.bin', name);
+
+async function step(root: string, program: string, args: string[], what: string): Promise<void> {
+  const code = await run(program, args, { cwd: root });
+  if (code !== 0) throw new CheckFailed(`${what} failed (exit code ${code})`);
+}
+
+export const testPhases: TestPhase[] = [
+  {
+    name: 'lint',
+    description: 'biome: formatting and lint rules',
+    run: (root) =>
+      step(root, bin(root, 'biome'), ['check', '--error-on-warnings', '.'], 'lint (biome check)'),
+  },
+  {
+    name: 'typecheck',
+    description: 'tsc --noEmit over every package (strict)',
+    run: (root) => step(root, bin(root, 'tsc'), ['-p', 'tsconfig.json'], 'typecheck (tsc)'),
+  },
+  {
+    name: 'unit',
+    description: 'vitest: unit, property and host integration tests',
+    run: (root) => step(root, bin(root, 'vitest'), ['run'], 'unit tests (vitest)'),
+  },
+];
+
+function formatDuration(ms: number): string {
+  const s = ms / 1000;
+  return s < 60 ? `${s.toFixed(1)}s` : `${Math.floor(s / 60)}m${Math.round(s % 60)}s`;
+}
+
+export const testCommand: CommandModule = {
+  register(program: Command, ctx: CliContext) {
+    program
+      .command('test')
+      .description('run the whole test suite: every phase in order, with the duration of each')
+      .option('--only <phases>', 'comma-separated phases to run')
+      .option('--skip <phases>', 'comma-separated phases to skip')
+      .option('--list', 'list the phases and exit')
+      .action(
+        handler(async (reporter, cmd) => {
+          const opts = cmd.opts<{ only?: string; skip?: string; list?: boolean }>();
+          const phases = testPhases.filter((p) => p.applies?.(ctx.root) ?? true);
+          if (opts.list) {
+            for (const p of phases) reporter.result(p.name, { description: p.description });
+            return ExitCode.ok;
+          }
+          const only = opts.only?.split(',');
+          const skip = new Set(opts.skip?.split(',') ?? []);
+          for (const name of [...(only ?? []), ...skip]) {
+            if (!testPhases.some((p) => p.name === name))
+              throw new SetupProblem(`unknown test phase: ${name}`);
+          }
+          const selected = phases.filter((p) => (only ? only.includes(p.name) : true) && !skip.has(p.name));
+          const log = (line: string) => reporter.log(line);
+
+          const durations: { phase: string; ms: number; ok: boolean }[] = [];
+          const setupStart = performance.now();
+          await ensureDebianPackages([...new Set(selected.flatMap((p) => p.debianPackages ?? []))], log);
+          durations.push({ phase: 'setup', ms: performance.now() - setupStart, ok: true });
+
+          let failure: unknown;
+          for (const phase of selected) {
+            reporter.log(`== phase ${phase.name}: ${phase.description}`);
+            const start = performance.now();
+            try {
+              await phase.run(ctx.root, log);
+              durations.push({ phase: phase.name, ms: performance.now() - start, ok: true });
+            } catch (error) {
+              durations.push({ phase: phase.name, ms: performance.now() - start, ok: false });
+              failure = error;
+              break;
+            }
+            reporter.log(`== phase ${phase.name}: ok in ${formatDuration(performance.now() - start)}`);
+          }
+          reporter.result('test phases', {
+            phases: durations
+              .map((d) => `${d.phase} ${d.ok ? 'ok' : 'FAILED'} ${formatDuration(d.ms)}`)
+              .join(', '),
+          });
+          if (failure) throw failure;
+          return ExitCode.ok;
+        }),
+      );
+  },
+};
+
+export function hasFolder(folder: string): (root: string) => boolean {
+  return (root) => existsSync(join(root, folder));
+}
