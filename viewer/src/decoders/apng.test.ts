@@ -1,0 +1,200 @@
+import { zlibSync } from 'fflate';
+import { describe, expect, it } from 'vitest';
+import { crc32 } from './crc32.ts';
+import { decodeImage } from './decode.ts';
+import { pngSignature } from './png.ts';
+
+// Builds PNG files byte by byte, so each APNG feature is tested on a file whose expected
+// pixels are known exactly (sharp does not decode APNG frames).
+function chunk(type: string, data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(12 + data.length);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, data.length);
+  for (let i = 0; i < 4; i++) out[4 + i] = type.charCodeAt(i);
+  out.set(data, 8);
+  view.setUint32(8 + data.length, crc32(out, 4, 8 + data.length));
+  return out;
+}
+const be = (...fields: [number, 1 | 2 | 4][]) => {
+  const out = new Uint8Array(fields.reduce((n, [, s]) => n + s, 0));
+  const view = new DataView(out.buffer);
+  let o = 0;
+  for (const [v, s] of fields) {
+    if (s === 1) view.setUint8(o, v);
+    else if (s === 2) view.setUint16(o, v);
+    else view.setUint32(o, v);
+    o += s;
+  }
+  return out;
+};
+const ihdr = (w: number, h: number, depth = 8, colour = 6, interlace = 0) =>
+  chunk('IHDR', be([w, 4], [h, 4], [depth, 1], [colour, 1], [0, 1], [0, 1], [interlace, 1]));
+/** RGBA8 pixels, filter 0 on every row. */
+const pixels = (w: number, rows: number[][][]) => {
+  const raw: number[] = [];
+  for (const row of rows) {
+    raw.push(0);
+    for (const px of row.slice(0, w)) raw.push(...px);
+  }
+  return zlibSync(Uint8Array.from(raw));
+};
+let seq = 0;
+const fctl = (w: number, h: number, x: number, y: number, dispose: number, blend: number, delay = [1, 10]) =>
+  chunk(
+    'fcTL',
+    be(
+      [seq++, 4],
+      [w, 4],
+      [h, 4],
+      [x, 4],
+      [y, 4],
+      [delay[0] ?? 0, 2],
+      [delay[1] ?? 0, 2],
+      [dispose, 1],
+      [blend, 1],
+    ),
+  );
+const fdat = (data: Uint8Array) => {
+  const out = new Uint8Array(4 + data.length);
+  new DataView(out.buffer).setUint32(0, seq++);
+  out.set(data, 4);
+  return chunk('fdAT', out);
+};
+const file = (...parts: Uint8Array[]) => {
+  const all = [pngSignature, ...parts, chunk('IEND', new Uint8Array())];
+  const out = new Uint8Array(all.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of all) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+};
+
+const red = [255, 0, 0, 255];
+const blue = [0, 0, 255, 255];
+const halfGreen = [0, 255, 0, 128];
+const clear = [0, 0, 0, 0];
+
+/** Frame 0 = [red, blue]; frame 1 draws half-transparent green over x=1 with `dispose`;
+ *  frame 2 draws a fully transparent pixel at x=0 (blend over), revealing frame 1's dispose. */
+function threeFrames(dispose1: number, blend1: number): Uint8Array {
+  seq = 0;
+  return file(
+    ihdr(2, 1),
+    chunk('acTL', be([3, 4], [0, 4])),
+    fctl(2, 1, 0, 0, 0, 0, [1, 2]),
+    chunk('IDAT', pixels(2, [[red, blue]])),
+    fctl(1, 1, 1, 0, dispose1, blend1, [0, 0]),
+    fdat(pixels(1, [[halfGreen]])),
+    fctl(1, 1, 0, 0, 0, 1),
+    fdat(pixels(1, [[clear]])),
+  );
+}
+
+function framesOf(bytes: Uint8Array): number[][] {
+  const result = decodeImage(bytes);
+  if (!result.ok) throw new Error(result.reason);
+  return result.image.frames.map((f) => [...f.rgba]);
+}
+
+describe('APNG', () => {
+  it('blends "over" with straight alpha and keeps the result when dispose is none', () => {
+    const frames = framesOf(threeFrames(0, 1));
+    expect(frames).toEqual([
+      [...red, ...blue],
+      [...red, 0, 128, 127, 255],
+      [...red, 0, 128, 127, 255],
+    ]);
+  });
+  it('replaces pixels when blend is source', () => {
+    expect(framesOf(threeFrames(0, 0))[1]).toEqual([...red, ...halfGreen]);
+  });
+  it('clears the frame region to transparent black when dispose is background', () => {
+    expect(framesOf(threeFrames(1, 1))[2]).toEqual([...red, ...clear]);
+  });
+  it('restores the region as it was before the frame when dispose is previous', () => {
+    expect(framesOf(threeFrames(2, 1))[2]).toEqual([...red, ...blue]);
+  });
+  it('treats dispose previous on the first frame as background', () => {
+    seq = 0;
+    const bytes = file(
+      ihdr(1, 1),
+      chunk('acTL', be([2, 4], [0, 4])),
+      fctl(1, 1, 0, 0, 2, 0),
+      chunk('IDAT', pixels(1, [[red]])),
+      fctl(1, 1, 0, 0, 0, 1),
+      fdat(pixels(1, [[clear]])),
+    );
+    expect(framesOf(bytes)).toEqual([red, clear]);
+  });
+  it('reports delays (den 0 means 1/100 s) and the loop count', () => {
+    const result = decodeImage(threeFrames(0, 1));
+    if (!result.ok) throw new Error(result.reason);
+    expect(result.image.frames.map((f) => f.delayMs)).toEqual([500, 0, 100]);
+    expect(result.image.loopCount).toBe(0);
+  });
+  it('skips a default image that is not part of the animation', () => {
+    seq = 0;
+    const bytes = file(
+      ihdr(1, 1),
+      chunk('acTL', be([1, 4], [3, 4])),
+      chunk('IDAT', pixels(1, [[red]])),
+      fctl(1, 1, 0, 0, 0, 0),
+      fdat(pixels(1, [[blue]])),
+    );
+    const result = decodeImage(bytes);
+    if (!result.ok) throw new Error(result.reason);
+    expect(result.image.frames.map((f) => [...f.rgba])).toEqual([blue]);
+    expect(result.image.loopCount).toBe(3);
+  });
+  it('falls back to the still image when a frame lies outside the canvas', () => {
+    seq = 0;
+    const bytes = file(
+      ihdr(1, 1),
+      chunk('acTL', be([2, 4], [0, 4])),
+      fctl(1, 1, 0, 0, 0, 0),
+      chunk('IDAT', pixels(1, [[red]])),
+      fctl(1, 1, 5, 0, 0, 0),
+      fdat(pixels(1, [[blue]])),
+    );
+    expect(framesOf(bytes)).toEqual([red]);
+  });
+  it('refuses an animation whose frames exceed the byte budget', () => {
+    seq = 0;
+    const parts = [ihdr(64, 64), chunk('acTL', be([40, 4], [0, 4])), fctl(64, 64, 0, 0, 0, 0)];
+    parts.push(
+      chunk(
+        'IDAT',
+        pixels(
+          64,
+          Array.from({ length: 64 }, () => Array.from({ length: 64 }, () => red)),
+        ),
+      ),
+    );
+    for (let i = 1; i < 40; i++) {
+      parts.push(fctl(1, 1, 0, 0, 0, 0));
+      parts.push(fdat(pixels(1, [[blue]])));
+    }
+    const result = decodeImage(file(...parts), { maxTotalBytes: 64 * 64 * 4 * 20 });
+    expect(result).toMatchObject({ ok: false, kind: 'limit' });
+    const frames = decodeImage(file(...parts), { maxFrames: 10 });
+    expect(frames).toMatchObject({ ok: false, kind: 'limit' });
+  });
+});
+
+describe('PNG limits are checked from IHDR before allocation', () => {
+  it('refuses a 100000×100000 IHDR with a tiny IDAT as a limit', () => {
+    const result = decodeImage(file(ihdr(100_000, 100_000), chunk('IDAT', zlibSync(new Uint8Array(10)))));
+    expect(result).toMatchObject({ ok: false, kind: 'limit' });
+    if (!result.ok) expect(result.reason).toMatch(/100000×100000/);
+  });
+  it('refuses an image over the pixel limit but within the width and height limits', () => {
+    const result = decodeImage(file(ihdr(10, 10), chunk('IDAT', pixels(10, []))), { maxPixels: 99 });
+    expect(result).toMatchObject({ ok: false, kind: 'limit' });
+  });
+  it('refuses image data shorter than IHDR announces as truncated', () => {
+    const result = decodeImage(file(ihdr(2, 2), chunk('IDAT', pixels(2, [[red, red]]))));
+    expect(result).toMatchObject({ ok: false, kind: 'truncated' });
+  });
+});

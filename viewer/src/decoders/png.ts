@@ -1,0 +1,712 @@
+/**
+ * PNG and APNG decoder, written here rather than taken from npm: pngjs inflates with
+ * node:zlib (native) and allocates from IHDR without bounds, fast-png and UPNG.js have no
+ * limits and return APNG frames uncomposited or without budget checks
+ * (reference/image-viewing.md §3). Inflate is fflate (pure JS) into buffers whose size is
+ * computed from IHDR/fcTL and reserved against the budget first, so a small file cannot
+ * expand beyond what its header announced.
+ *
+ * Gamma (gAMA), chromaticities, sRGB and iCCP are ignored on purpose: samples are shown
+ * as stored, which is what libvips does too, and it keeps colour management out of the
+ * trusted path.
+ */
+import { unzlibSync } from 'fflate';
+import { type DecodeBudget, Refusal, refuse } from './budget.ts';
+import { crc32 } from './crc32.ts';
+import type { DecodedImage, Frame } from './types.ts';
+
+// --- wire layout -----------------------------------------------------------------------
+export const pngSignature = Uint8Array.of(0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a);
+const chunkHeaderSize = 8; // length (4) + type (4)
+const chunkCrcSize = 4;
+const maxChunkLength = 0x7fffffff;
+const type = (s: string) =>
+  ((s.charCodeAt(0) << 24) | (s.charCodeAt(1) << 16) | (s.charCodeAt(2) << 8) | s.charCodeAt(3)) >>> 0;
+const IHDR = type('IHDR');
+const PLTE = type('PLTE');
+const tRNS = type('tRNS');
+const IDAT = type('IDAT');
+const IEND = type('IEND');
+const acTL = type('acTL');
+const fcTL = type('fcTL');
+const fdAT = type('fdAT');
+const ihdrLength = 13;
+const fctlLength = 26;
+
+enum ColourType {
+  grey = 0,
+  rgb = 2,
+  palette = 3,
+  greyAlpha = 4,
+  rgba = 6,
+}
+const channelsOf: Record<number, number> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };
+const allowedDepths: Record<number, readonly number[]> = {
+  0: [1, 2, 4, 8, 16],
+  2: [8, 16],
+  3: [1, 2, 4, 8],
+  4: [8, 16],
+  6: [8, 16],
+};
+// Adam7 passes: first column, first row, column step, row step.
+const adam7 = [
+  [0, 0, 8, 8],
+  [4, 0, 8, 8],
+  [0, 4, 4, 8],
+  [2, 0, 4, 4],
+  [0, 2, 2, 4],
+  [1, 0, 2, 2],
+  [0, 1, 1, 2],
+] as const;
+
+enum Dispose {
+  none = 0,
+  background = 1,
+  previous = 2,
+}
+enum Blend {
+  source = 0,
+  over = 1,
+}
+
+interface Header {
+  width: number;
+  height: number;
+  depth: number;
+  colourType: number;
+  interlaced: boolean;
+}
+
+interface FrameControl {
+  width: number;
+  height: number;
+  x: number;
+  y: number;
+  delayMs: number;
+  dispose: number;
+  blend: number;
+  data: Uint8Array[];
+}
+
+/** What the colour conversion needs besides the header. */
+interface Palette {
+  /** RGBA per index, 256 entries; out-of-range indices read as opaque black. */
+  rgba: Uint8Array;
+  /** tRNS key colour for grey/RGB images, at the image's bit depth (-1 when absent). */
+  keyR: number;
+  keyG: number;
+  keyB: number;
+}
+
+export interface PngOptions {
+  /** Also return 16-bit samples (for tests comparing 16-bit files at 16-bit). */
+  sixteenBit?: boolean;
+}
+
+export interface DecodedPng extends DecodedImage {
+  /** The first frame at 16 bits per sample, when asked for and the file is 16-bit. */
+  readonly rgba16?: Uint16Array;
+}
+
+const u32 = (b: Uint8Array, o: number) =>
+  (((b[o] as number) << 24) |
+    ((b[o + 1] as number) << 16) |
+    ((b[o + 2] as number) << 8) |
+    (b[o + 3] as number)) >>>
+  0;
+const u16 = (b: Uint8Array, o: number) => ((b[o] as number) << 8) | (b[o + 1] as number);
+
+export function isPng(bytes: Uint8Array): boolean {
+  if (bytes.length < 8) return false;
+  for (let i = 0; i < 8; i++) if (bytes[i] !== pngSignature[i]) return false;
+  return true;
+}
+
+function parseHeader(data: Uint8Array): Header {
+  if (data.length !== ihdrLength) refuse('corrupt', `PNG IHDR chunk is ${data.length} bytes, not 13`);
+  const width = u32(data, 0);
+  const height = u32(data, 4);
+  const depth = data[8] as number;
+  const colourType = data[9] as number;
+  if (width === 0 || height === 0 || width > maxChunkLength || height > maxChunkLength)
+    refuse('corrupt', `PNG has invalid dimensions ${width}×${height}`);
+  const depths = allowedDepths[colourType];
+  if (!depths) refuse('corrupt', `PNG colour type ${colourType} does not exist`);
+  if (!depths.includes(depth))
+    refuse('corrupt', `PNG bit depth ${depth} is not allowed for colour type ${colourType}`);
+  if (data[10] !== 0) refuse('corrupt', `PNG compression method ${data[10]} is unknown`);
+  if (data[11] !== 0) refuse('corrupt', `PNG filter method ${data[11]} is unknown`);
+  if (data[12] !== 0 && data[12] !== 1) refuse('corrupt', `PNG interlace method ${data[12]} is unknown`);
+  return { width, height, depth, colourType, interlaced: data[12] === 1 };
+}
+
+/**
+ * Decodes a PNG or APNG. Chunk CRCs are checked (a wrong CRC means a damaged file);
+ * unknown ancillary chunks are skipped, unknown critical ones refused.
+ */
+export function decodePng(bytes: Uint8Array, budget: DecodeBudget, options: PngOptions = {}): DecodedPng {
+  if (!isPng(bytes)) refuse('corrupt', 'PNG signature is damaged');
+  let header: Header | undefined;
+  let palette: Uint8Array | undefined;
+  let transparency: Uint8Array | undefined;
+  const idat: Uint8Array[] = [];
+  let idatDone = false;
+  let sawIend = false;
+  // APNG state: frames in file order; `defaultIsFrame` when an fcTL precedes IDAT.
+  let animation: { frames: number; plays: number } | undefined;
+  let animationBroken = false;
+  const frames: FrameControl[] = [];
+  let defaultIsFrame = false;
+  let nextSequence = 0;
+
+  let pos = 8;
+  while (pos < bytes.length) {
+    if (pos + chunkHeaderSize + chunkCrcSize > bytes.length)
+      refuse('truncated', 'PNG ends inside a chunk header');
+    const length = u32(bytes, pos);
+    const kind = u32(bytes, pos + 4);
+    if (length > maxChunkLength) refuse('corrupt', `PNG chunk length ${length} is out of range`);
+    const dataStart = pos + chunkHeaderSize;
+    const dataEnd = dataStart + length;
+    if (dataEnd + chunkCrcSize > bytes.length)
+      refuse('truncated', `PNG chunk ${chunkName(kind)} claims ${length} bytes but the file ends first`);
+    if (crc32(bytes, pos + 4, dataEnd) !== u32(bytes, dataEnd))
+      refuse('corrupt', `PNG chunk ${chunkName(kind)} has a wrong CRC (damaged file)`);
+    const data = bytes.subarray(dataStart, dataEnd);
+    pos = dataEnd + chunkCrcSize;
+
+    if (header === undefined) {
+      if (kind !== IHDR) refuse('corrupt', 'PNG does not start with an IHDR chunk');
+      header = parseHeader(data);
+      budget.checkSize(header.width, header.height, 'PNG image');
+      continue;
+    }
+    if (kind === IEND) {
+      sawIend = true;
+      break;
+    }
+    if (kind === IDAT) {
+      if (idatDone) refuse('corrupt', 'PNG IDAT chunks are not consecutive');
+      idat.push(data);
+      if (frames.length === 1 && idat.length === 1 && animation) defaultIsFrame = true;
+      continue;
+    }
+    if (idat.length > 0) idatDone = true;
+    if (kind === PLTE) {
+      if (idat.length > 0 || palette) refuse('corrupt', 'PNG PLTE chunk is misplaced or repeated');
+      if (length % 3 !== 0 || length === 0 || length > 768)
+        refuse('corrupt', `PNG palette has an invalid length ${length}`);
+      palette = data;
+    } else if (kind === tRNS) {
+      if (idat.length === 0) transparency = data;
+    } else if (kind === acTL) {
+      if (idat.length > 0 || animation || length !== 8) animationBroken = true;
+      else animation = { frames: u32(data, 0), plays: u32(data, 4) };
+    } else if (kind === fcTL) {
+      if (!animation || length !== fctlLength || u32(data, 0) !== nextSequence++) {
+        animationBroken = true;
+        continue;
+      }
+      const den = u16(data, 22);
+      frames.push({
+        width: u32(data, 4),
+        height: u32(data, 8),
+        x: u32(data, 12),
+        y: u32(data, 16),
+        delayMs: Math.round((u16(data, 20) * 1000) / (den === 0 ? 100 : den)),
+        dispose: data[24] as number,
+        blend: data[25] as number,
+        data: [],
+      });
+      budget.checkFrames(frames.length);
+    } else if (kind === fdAT) {
+      const frame = frames[frames.length - 1];
+      if (!frame || idat.length === 0 || length < 4 || u32(data, 0) !== nextSequence++)
+        animationBroken = true;
+      else frame.data.push(data.subarray(4));
+    } else if ((kind & 0x20000000) === 0) {
+      // Bit 5 of the first type byte clear: a critical chunk we do not know.
+      refuse('unsupported', `PNG has an unknown critical chunk ${chunkName(kind)}`);
+    }
+  }
+  if (!header) refuse('truncated', 'PNG has no IHDR chunk');
+  if (idat.length === 0) refuse('corrupt', 'PNG has no image data (IDAT)');
+  // A missing IEND after complete image data is harmless; decoders commonly accept it.
+  void sawIend;
+  if (header.colourType === ColourType.palette && !palette)
+    refuse('corrupt', 'PNG palette image has no PLTE chunk');
+
+  const colours = buildPalette(header, palette, transparency);
+  const canvasBytes = header.width * header.height * 4;
+  const wantAnimation =
+    animation !== undefined &&
+    !animationBroken &&
+    frames.length > 0 &&
+    framesFit(header, frames, defaultIsFrame);
+
+  if (wantAnimation && animation) {
+    try {
+      const out = composeAnimation(header, colours, idat, frames, defaultIsFrame, budget);
+      return {
+        format: 'png',
+        width: header.width,
+        height: header.height,
+        orientation: 1,
+        bitDepth: header.depth,
+        frames: out,
+        loopCount: animation.plays,
+      };
+    } catch (error) {
+      // A broken animation falls back to the still image, as browsers do; limits and
+      // deadlines still stop the decode.
+      if (!(error instanceof Refusal) || error.kind === 'limit' || error.kind === 'deadline') throw error;
+    }
+  }
+  const rgba = budget.bytes(canvasBytes, 'PNG RGBA output');
+  const rgba16 =
+    options.sixteenBit && header.depth === 16 ? new Uint16Array(header.width * header.height * 4) : undefined;
+  if (rgba16) budget.allocate(rgba16.byteLength, 'PNG 16-bit output');
+  decodeSubImage(
+    header,
+    colours,
+    idat,
+    header.width,
+    header.height,
+    rgba,
+    header.width,
+    0,
+    0,
+    budget,
+    rgba16,
+  );
+  return {
+    format: 'png',
+    width: header.width,
+    height: header.height,
+    orientation: 1,
+    bitDepth: header.depth,
+    frames: [{ rgba, delayMs: 0 }],
+    loopCount: 1,
+    ...(rgba16 ? { rgba16 } : {}),
+  };
+}
+
+function chunkName(kind: number): string {
+  let s = '';
+  for (let i = 24; i >= 0; i -= 8) {
+    const c = (kind >>> i) & 0xff;
+    s += c >= 0x20 && c < 0x7f ? String.fromCharCode(c) : '?';
+  }
+  return s;
+}
+
+function framesFit(header: Header, frames: readonly FrameControl[], defaultIsFrame: boolean): boolean {
+  for (const [i, f] of frames.entries()) {
+    if (f.width === 0 || f.height === 0) return false;
+    if (f.x + f.width > header.width || f.y + f.height > header.height) return false;
+    if (f.dispose > 2 || f.blend > 1) return false;
+    if (
+      i === 0 &&
+      defaultIsFrame &&
+      (f.x !== 0 || f.y !== 0 || f.width !== header.width || f.height !== header.height)
+    )
+      return false;
+    if (i > 0 || !defaultIsFrame) {
+      if (f.data.length === 0) return false;
+    }
+  }
+  return true;
+}
+
+function buildPalette(header: Header, plte: Uint8Array | undefined, trns: Uint8Array | undefined): Palette {
+  const rgba = new Uint8Array(256 * 4);
+  for (let i = 0; i < 256; i++) rgba[i * 4 + 3] = 255;
+  if (plte) {
+    for (let i = 0; i * 3 < plte.length; i++) {
+      rgba[i * 4] = plte[i * 3] as number;
+      rgba[i * 4 + 1] = plte[i * 3 + 1] as number;
+      rgba[i * 4 + 2] = plte[i * 3 + 2] as number;
+    }
+  }
+  let keyR = -1;
+  let keyG = -1;
+  let keyB = -1;
+  if (trns) {
+    if (header.colourType === ColourType.palette) {
+      for (let i = 0; i < trns.length && i < 256; i++) rgba[i * 4 + 3] = trns[i] as number;
+    } else if (header.colourType === ColourType.grey && trns.length >= 2) {
+      keyR = keyG = keyB = u16(trns, 0);
+    } else if (header.colourType === ColourType.rgb && trns.length >= 6) {
+      keyR = u16(trns, 0);
+      keyG = u16(trns, 2);
+      keyB = u16(trns, 4);
+    }
+  }
+  return { rgba, keyR, keyG, keyB };
+}
+
+function concat(parts: readonly Uint8Array[], budget: DecodeBudget): Uint8Array {
+  if (parts.length === 1) return parts[0] as Uint8Array;
+  let total = 0;
+  for (const p of parts) total += p.length;
+  const out = budget.bytes(total, 'PNG compressed data');
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+function rowBytesOf(header: Header, width: number): number {
+  return Math.ceil((width * (channelsOf[header.colourType] as number) * header.depth) / 8);
+}
+
+/**
+ * Inflates and unfilters one image (the IDAT image or an APNG frame) of w×h and writes it
+ * as RGBA into `out` (stride `outWidth` pixels) at (ox, oy).
+ */
+function decodeSubImage(
+  header: Header,
+  colours: Palette,
+  parts: readonly Uint8Array[],
+  w: number,
+  h: number,
+  out: Uint8Array,
+  outWidth: number,
+  ox: number,
+  oy: number,
+  budget: DecodeBudget,
+  out16?: Uint16Array,
+): void {
+  const passes = header.interlaced ? adam7 : ([[0, 0, 1, 1]] as const);
+  let rawSize = 0;
+  const sizes: [number, number][] = [];
+  for (const [x0, y0, dx, dy] of passes) {
+    const pw = w > x0 ? Math.ceil((w - x0) / dx) : 0;
+    const ph = h > y0 ? Math.ceil((h - y0) / dy) : 0;
+    sizes.push([pw, ph]);
+    if (pw > 0 && ph > 0) rawSize += ph * (rowBytesOf(header, pw) + 1);
+  }
+  const raw = budget.bytes(rawSize, 'PNG decompressed data');
+  const compressed = concat(parts, budget);
+  let inflated: Uint8Array;
+  try {
+    inflated = unzlibSync(compressed, { out: raw });
+  } catch (error) {
+    refuse('corrupt', `PNG image data does not inflate: ${(error as Error).message}`);
+  }
+  if (inflated.length < rawSize)
+    refuse('truncated', `PNG image data is short: ${inflated.length} of ${rawSize} bytes`);
+
+  const bpp = Math.max(1, ((channelsOf[header.colourType] as number) * header.depth) >> 3);
+  let offset = 0;
+  for (let p = 0; p < passes.length; p++) {
+    const [x0, y0, dx, dy] = passes[p] as readonly [number, number, number, number];
+    const [pw, ph] = sizes[p] as [number, number];
+    if (pw === 0 || ph === 0) continue;
+    const rowBytes = rowBytesOf(header, pw);
+    for (let r = 0; r < ph; r++) {
+      budget.tick();
+      const start = offset + 1;
+      const filter = raw[offset] as number;
+      const prior = r === 0 ? -1 : start - rowBytes - 1;
+      unfilter(raw, filter, start, prior, rowBytes, bpp);
+      writeRow(
+        header,
+        colours,
+        raw,
+        start,
+        pw,
+        out,
+        ((oy + y0 + r * dy) * outWidth + ox + x0) * 4,
+        dx * 4,
+        out16,
+      );
+      offset += rowBytes + 1;
+    }
+  }
+}
+
+/** Reverses one row's filter in place. `prior` is the previous row's start, -1 for none. */
+function unfilter(
+  raw: Uint8Array,
+  filter: number,
+  start: number,
+  prior: number,
+  n: number,
+  bpp: number,
+): void {
+  const end = start + n;
+  switch (filter) {
+    case 0:
+      return;
+    case 1: // Sub
+      for (let i = start + bpp; i < end; i++) raw[i] = ((raw[i] as number) + (raw[i - bpp] as number)) & 0xff;
+      return;
+    case 2: // Up
+      if (prior < 0) return;
+      for (let i = 0; i < n; i++)
+        raw[start + i] = ((raw[start + i] as number) + (raw[prior + i] as number)) & 0xff;
+      return;
+    case 3: // Average
+      for (let i = 0; i < n; i++) {
+        const left = i >= bpp ? (raw[start + i - bpp] as number) : 0;
+        const up = prior < 0 ? 0 : (raw[prior + i] as number);
+        raw[start + i] = ((raw[start + i] as number) + ((left + up) >> 1)) & 0xff;
+      }
+      return;
+    case 4: // Paeth
+      for (let i = 0; i < n; i++) {
+        const a = i >= bpp ? (raw[start + i - bpp] as number) : 0;
+        const b = prior < 0 ? 0 : (raw[prior + i] as number);
+        const c = i >= bpp && prior >= 0 ? (raw[prior + i - bpp] as number) : 0;
+        const pa = Math.abs(b - c);
+        const pb = Math.abs(a - c);
+        const pc = Math.abs(a + b - 2 * c);
+        const pred = pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+        raw[start + i] = ((raw[start + i] as number) + pred) & 0xff;
+      }
+      return;
+    default:
+      refuse('corrupt', `PNG row uses unknown filter type ${filter}`);
+  }
+}
+
+/** Converts `count` pixels of one unfiltered row to RGBA8 (and RGBA16 when asked). */
+function writeRow(
+  header: Header,
+  colours: Palette,
+  raw: Uint8Array,
+  start: number,
+  count: number,
+  out: Uint8Array,
+  o: number,
+  step: number,
+  out16?: Uint16Array,
+): void {
+  const d = header.depth;
+  const pal = colours.rgba;
+  switch (header.colourType) {
+    case ColourType.grey: {
+      if (d === 16) {
+        for (let i = 0; i < count; i++, o += step) {
+          const v = u16(raw, start + i * 2);
+          const v8 = v >> 8;
+          const a = v === colours.keyR ? 0 : 255;
+          out[o] = v8;
+          out[o + 1] = v8;
+          out[o + 2] = v8;
+          out[o + 3] = a;
+          if (out16) {
+            out16[o] = v;
+            out16[o + 1] = v;
+            out16[o + 2] = v;
+            out16[o + 3] = a * 257;
+          }
+        }
+      } else {
+        const mask = (1 << d) - 1;
+        const scale = 255 / mask;
+        for (let i = 0; i < count; i++, o += step) {
+          const bit = i * d;
+          const v = ((raw[start + (bit >> 3)] as number) >> (8 - d - (bit & 7))) & mask;
+          const v8 = Math.round(v * scale);
+          out[o] = v8;
+          out[o + 1] = v8;
+          out[o + 2] = v8;
+          out[o + 3] = v === colours.keyR ? 0 : 255;
+        }
+      }
+      return;
+    }
+    case ColourType.rgb: {
+      if (d === 16) {
+        for (let i = 0; i < count; i++, o += step) {
+          const p = start + i * 6;
+          const r = u16(raw, p);
+          const g = u16(raw, p + 2);
+          const b = u16(raw, p + 4);
+          const a = r === colours.keyR && g === colours.keyG && b === colours.keyB ? 0 : 255;
+          out[o] = r >> 8;
+          out[o + 1] = g >> 8;
+          out[o + 2] = b >> 8;
+          out[o + 3] = a;
+          if (out16) {
+            out16[o] = r;
+            out16[o + 1] = g;
+            out16[o + 2] = b;
+            out16[o + 3] = a * 257;
+          }
+        }
+      } else {
+        const keyed = colours.keyR >= 0;
+        for (let i = 0; i < count; i++, o += step) {
+          const p = start + i * 3;
+          const r = raw[p] as number;
+          const g = raw[p + 1] as number;
+          const b = raw[p + 2] as number;
+          out[o] = r;
+          out[o + 1] = g;
+          out[o + 2] = b;
+          out[o + 3] = keyed && r === colours.keyR && g === colours.keyG && b === colours.keyB ? 0 : 255;
+        }
+      }
+      return;
+    }
+    case ColourType.palette: {
+      const mask = (1 << d) - 1;
+      for (let i = 0; i < count; i++, o += step) {
+        const bit = i * d;
+        const index =
+          d === 8
+            ? (raw[start + i] as number)
+            : ((raw[start + (bit >> 3)] as number) >> (8 - d - (bit & 7))) & mask;
+        const q = index * 4;
+        out[o] = pal[q] as number;
+        out[o + 1] = pal[q + 1] as number;
+        out[o + 2] = pal[q + 2] as number;
+        out[o + 3] = pal[q + 3] as number;
+      }
+      return;
+    }
+    case ColourType.greyAlpha: {
+      if (d === 16) {
+        for (let i = 0; i < count; i++, o += step) {
+          const p = start + i * 4;
+          const v = u16(raw, p);
+          const a = u16(raw, p + 2);
+          out[o] = v >> 8;
+          out[o + 1] = v >> 8;
+          out[o + 2] = v >> 8;
+          out[o + 3] = a >> 8;
+          if (out16) {
+            out16[o] = v;
+            out16[o + 1] = v;
+            out16[o + 2] = v;
+            out16[o + 3] = a;
+          }
+        }
+      } else {
+        for (let i = 0; i < count; i++, o += step) {
+          const p = start + i * 2;
+          const v = raw[p] as number;
+          out[o] = v;
+          out[o + 1] = v;
+          out[o + 2] = v;
+          out[o + 3] = raw[p + 1] as number;
+        }
+      }
+      return;
+    }
+    default: {
+      if (d === 16) {
+        for (let i = 0; i < count; i++, o += step) {
+          const p = start + i * 8;
+          for (let c = 0; c < 4; c++) {
+            const v = u16(raw, p + c * 2);
+            out[o + c] = v >> 8;
+            if (out16) out16[o + c] = v;
+          }
+        }
+      } else if (step === 4) {
+        out.set(raw.subarray(start, start + count * 4), o);
+      } else {
+        for (let i = 0; i < count; i++, o += step) {
+          const p = start + i * 4;
+          out[o] = raw[p] as number;
+          out[o + 1] = raw[p + 1] as number;
+          out[o + 2] = raw[p + 2] as number;
+          out[o + 3] = raw[p + 3] as number;
+        }
+      }
+    }
+  }
+}
+
+/** Renders every APNG frame onto the canvas, applying blend and dispose ops. */
+function composeAnimation(
+  header: Header,
+  colours: Palette,
+  idat: readonly Uint8Array[],
+  controls: readonly FrameControl[],
+  defaultIsFrame: boolean,
+  budget: DecodeBudget,
+): Frame[] {
+  const { width: W, height: H } = header;
+  const canvas = budget.bytes(W * H * 4, 'APNG canvas');
+  const out: Frame[] = [];
+  let maxFrameBytes = 0;
+  for (const f of controls) maxFrameBytes = Math.max(maxFrameBytes, f.width * f.height * 4);
+  const patch = budget.bytes(maxFrameBytes, 'APNG frame buffer');
+  const saved = budget.bytes(maxFrameBytes, 'APNG saved region');
+  for (const [i, f] of controls.entries()) {
+    budget.tick();
+    const fw = f.width;
+    const fh = f.height;
+    patch.fill(0, 0, fw * fh * 4);
+    decodeSubImage(
+      header,
+      colours,
+      i === 0 && defaultIsFrame ? idat : f.data,
+      fw,
+      fh,
+      patch,
+      fw,
+      0,
+      0,
+      budget,
+    );
+    // Dispose "previous" on the first frame means "background" (APNG spec, fcTL).
+    const dispose = i === 0 && f.dispose === Dispose.previous ? Dispose.background : f.dispose;
+    if (dispose === Dispose.previous) {
+      for (let y = 0; y < fh; y++) {
+        const row = ((f.y + y) * W + f.x) * 4;
+        saved.set(canvas.subarray(row, row + fw * 4), y * fw * 4);
+      }
+    }
+    for (let y = 0; y < fh; y++) {
+      const row = ((f.y + y) * W + f.x) * 4;
+      if (f.blend === Blend.source) {
+        canvas.set(patch.subarray(y * fw * 4, (y + 1) * fw * 4), row);
+        continue;
+      }
+      for (let x = 0; x < fw; x++) {
+        const s = (y * fw + x) * 4;
+        const d = row + x * 4;
+        const sa = patch[s + 3] as number;
+        if (sa === 255) {
+          canvas[d] = patch[s] as number;
+          canvas[d + 1] = patch[s + 1] as number;
+          canvas[d + 2] = patch[s + 2] as number;
+          canvas[d + 3] = 255;
+        } else if (sa !== 0) {
+          // Porter-Duff "over" with straight (non-premultiplied) alpha, as in the APNG spec.
+          const da = canvas[d + 3] as number;
+          const oa = sa + (da * (255 - sa)) / 255;
+          for (let c = 0; c < 3; c++) {
+            const v =
+              ((patch[s + c] as number) * sa + ((canvas[d + c] as number) * da * (255 - sa)) / 255) / oa;
+            canvas[d + c] = Math.round(v);
+          }
+          canvas[d + 3] = Math.round(oa);
+        }
+      }
+    }
+    const frame = budget.bytes(W * H * 4, 'APNG frame');
+    frame.set(canvas);
+    out.push({ rgba: frame, delayMs: f.delayMs });
+    if (dispose === Dispose.background) {
+      for (let y = 0; y < fh; y++) {
+        const row = ((f.y + y) * W + f.x) * 4;
+        canvas.fill(0, row, row + fw * 4);
+      }
+    } else if (dispose === Dispose.previous) {
+      for (let y = 0; y < fh; y++) {
+        const row = ((f.y + y) * W + f.x) * 4;
+        canvas.set(saved.subarray(y * fw * 4, (y + 1) * fw * 4), row);
+      }
+    }
+  }
+  return out;
+}

@@ -1,0 +1,19 @@
+/**
+ * Worker entry: decodes one image per message. Run by `decodeInWorker`, which terminates
+ * the whole worker when the deadline passes, so even a decoder stuck in a loop that never
+ * reaches a deadline check cannot hold the viewer.
+ */
+import { parentPort } from 'node:worker_threads';
+import { decodeImage } from './decode.ts';
+import type { DecodeLimits } from './types.ts';
+
+export interface DecodeRequest {
+  bytes: Uint8Array;
+  limits: DecodeLimits;
+}
+
+parentPort?.on('message', (request: DecodeRequest) => {
+  const result = decodeImage(request.bytes, request.limits);
+  const transfer = result.ok ? result.image.frames.map((f) => f.rgba.buffer as ArrayBuffer) : [];
+  parentPort?.postMessage(result, transfer);
+});

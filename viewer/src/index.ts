@@ -1,0 +1,12 @@
+export { decodeImage } from './decoders/decode.ts';
+export { decodeInWorker, type WorkerOptions } from './decoders/in-worker.ts';
+export { sniffFormat } from './decoders/sniff.ts';
+export {
+  type DecodedImage,
+  type DecodeLimits,
+  type DecodeResult,
+  defaultDecodeLimits,
+  type Frame,
+  type ImageFormat,
+  type RefusalKind,
+} from './decoders/types.ts';
