@@ -7,6 +7,7 @@ export function collect(stream: Duplex): Promise<Buffer> {
     stream.on('data', (chunk: Buffer) => chunks.push(chunk));
     stream.once('end', () => resolve(Buffer.concat(chunks)));
     stream.once('error', reject);
+    stream.resume(); // a 'data' listener does not restart an explicitly paused stream
   });
 }
 
@@ -63,5 +64,36 @@ export function readExactly(stream: Duplex, length: number): Promise<Buffer> {
     stream.on('data', onData);
     stream.once('end', onEnd);
     stream.once('error', finish);
+    stream.resume();
   });
+}
+
+/**
+ * Writes `chunk` repeatedly, waiting for 'drain' when asked to, until a drain does not
+ * come within `stallMs` (the peer stopped reading and every buffer on the way is full)
+ * or `limit` bytes were accepted. Returns how many bytes the stream accepted. (Test helper.)
+ */
+export async function writeUntilStalled(
+  stream: Duplex,
+  chunk: Uint8Array,
+  options: { stallMs: number; limit: number },
+): Promise<number> {
+  let accepted = 0;
+  while (accepted < options.limit) {
+    accepted += chunk.length;
+    if (stream.write(chunk)) continue;
+    const drained = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => {
+        stream.off('drain', onDrain);
+        resolve(false);
+      }, options.stallMs);
+      const onDrain = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      stream.once('drain', onDrain);
+    });
+    if (!drained) break;
+  }
+  return accepted;
 }
