@@ -1,4 +1,5 @@
 import { DecodeBudget, Refusal } from './budget.ts';
+import { decodeGif } from './gif.ts';
 import { decodePng } from './png.ts';
 import { describeUnknown, sniffFormat } from './sniff.ts';
 import { type DecodedImage, type DecodeLimits, type DecodeResult, resolveLimits } from './types.ts';
@@ -23,6 +24,8 @@ function decodeWith(bytes: Uint8Array, budget: DecodeBudget): DecodedImage {
   switch (format) {
     case 'png':
       return decodePng(bytes, budget);
+    case 'gif':
+      return decodeGif(bytes, budget);
     default:
       throw new Refusal('unknown-format', describeUnknown(bytes));
   }
