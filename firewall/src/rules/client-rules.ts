@@ -1,0 +1,206 @@
+/**
+ * One client's rules over time: takes the client's raw QubesDB tree, resolves
+ * its `dsthost` names through the firewall's own resolver, and keeps the
+ * current compiled RuleSet, rebuilt when a rule tree arrives, when DNS answers
+ * change (TTL refresh; old addresses are kept until a new answer arrives) and
+ * when an `expire` passes. The engine just asks for `current` per new flow.
+ *
+ * Fail closed (DESIGN "Fail closed", Linux handle_addr): a tree that fails to
+ * parse, or a `dsthost` that cannot be resolved when the rules are applied,
+ * gives drop-all with a log line saying why. While names of a new tree are
+ * still being resolved the previous set stays in force (as in Linux, whose old
+ * chain stays until `nft -f` of the new one); a client with no previous set is
+ * dropped meanwhile.
+ */
+import { type CompiledRuleSet, compileRuleSet, dropAllRuleSet } from './compile.ts';
+import { type ParsedRules, parseRuleEntries, sourceFamily } from './grammar.ts';
+import { type RuleEnvironment, ruleIsLive } from './semantics.ts';
+
+export type HostAnswer =
+  | { state: 'pending' }
+  /** `addresses` may be empty (the name exists but has no record of that family). */
+  | { state: 'resolved'; addresses: readonly Uint8Array[] }
+  | { state: 'failed'; reason: string };
+
+/** What ClientRules needs from a resolver (dns/resolver.ts StubResolver implements it). */
+export interface HostResolver {
+  /** Starts keeping `name` resolved for `family` (reference-counted; refreshed by TTL while retained). */
+  retain(name: string, family: 4 | 6): void;
+  release(name: string, family: 4 | 6): void;
+  answer(name: string, family: 4 | 6): HostAnswer;
+  /** Called whenever an answer's state or addresses change. Returns an unsubscribe function. */
+  subscribe(listener: (name: string, family: 4 | 6) => void): () => void;
+}
+
+export type RuleEntries = Iterable<readonly [string, string]> | Readonly<Record<string, string>>;
+
+export interface ClientRulesOptions {
+  /** The client's address as in `/qubes-firewall/<source>/` (its real IP, one family per tree). */
+  source: string;
+  /** The firewall's DNS servers for `specialtarget=dns` (`/qubes-primary-dns`, `/qubes-secondary-dns`). */
+  dnsServers: readonly Uint8Array[];
+  /** Needed only when rules use `dsthost`; without it such rules fail closed. */
+  resolver?: HostResolver;
+  /** A log line (fail-closed reasons, new rules). */
+  log?: (line: string) => void;
+  /** UNIX time in seconds for `expire` (injected so tests are deterministic). Default Date.now()/1000. */
+  wallClockSeconds?: () => number;
+}
+
+/** Parses and compiles a tree in one go (no DNS): parse failures give drop-all with the reason. */
+export function compileRuleEntries(
+  entries: RuleEntries,
+  source: string | undefined,
+  env: RuleEnvironment = {},
+): CompiledRuleSet {
+  const family = source === undefined ? env.family : sourceFamily(source);
+  const parsed = parseRuleEntries(entries, source);
+  if (!parsed.ok)
+    return dropAllRuleSet(`Failed to parse rules for ${source ?? '?'} (${parsed.reason})`, family);
+  return compileRuleSet(parsed.value, { ...env, family });
+}
+
+export class ClientRules {
+  private set: CompiledRuleSet;
+  private parsed: ParsedRules | undefined;
+  private names: string[] = [];
+  private readonly family: 4 | 6 | undefined;
+  private readonly listeners = new Set<(current: CompiledRuleSet, previous: CompiledRuleSet) => void>();
+  private readonly unsubscribe: (() => void) | undefined;
+  private dnsServers: readonly Uint8Array[];
+  private disposed = false;
+
+  constructor(private readonly options: ClientRulesOptions) {
+    this.family = sourceFamily(options.source);
+    this.dnsServers = options.dnsServers;
+    this.set = dropAllRuleSet(`no rules read yet for ${options.source}`, this.family);
+    this.unsubscribe = options.resolver?.subscribe((name, family) => {
+      if (family === this.family && this.names.includes(name)) this.rebuild();
+    });
+  }
+
+  /** The set to evaluate new flows against now. */
+  get current(): CompiledRuleSet {
+    return this.set;
+  }
+
+  /** Called after each swap (the engine re-checks tracked flows against the new set). */
+  onChange(listener: (current: CompiledRuleSet, previous: CompiledRuleSet) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** A new rule tree: the QubesDB multiread of `/qubes-firewall/<source>/` after dom0's reload marker. */
+  update(entries: RuleEntries): void {
+    if (this.disposed) return;
+    const source = this.options.source;
+    if (this.family === undefined) {
+      this.swap(
+        dropAllRuleSet(`Failed to parse rules for ${source} (source is not an IP address), blocking traffic`),
+      );
+      return;
+    }
+    const parsed = parseRuleEntries(entries, source);
+    if (!parsed.ok) {
+      this.parsed = undefined;
+      this.track([]);
+      this.swap(
+        dropAllRuleSet(
+          `Failed to parse rules for ${source} (${parsed.reason}), blocking traffic`,
+          this.family,
+        ),
+      );
+      return;
+    }
+    this.parsed = parsed.value;
+    const names: string[] = [];
+    for (const rule of parsed.value.rules)
+      if (rule.dst?.kind === 'host' && !names.includes(rule.dst.name)) names.push(rule.dst.name);
+    this.track(names);
+    this.rebuild(true);
+  }
+
+  /** New `/qubes-primary-dns` / `/qubes-secondary-dns` values. */
+  setDnsServers(servers: readonly Uint8Array[]): void {
+    this.dnsServers = servers;
+    this.rebuild();
+  }
+
+  /** Call now and then (the engine's tick): rebuilds when an `expire` has passed. */
+  tick(): void {
+    const next = this.set.nextExpiry;
+    if (next !== undefined && this.now() >= next) this.rebuild();
+  }
+
+  dispose(): void {
+    this.track([]);
+    this.unsubscribe?.();
+    this.listeners.clear();
+    this.disposed = true;
+  }
+
+  private now(): number {
+    return this.options.wallClockSeconds ? this.options.wallClockSeconds() : Math.floor(Date.now() / 1000);
+  }
+
+  private track(names: string[]): void {
+    const resolver = this.options.resolver;
+    const family = this.family;
+    if (resolver && family !== undefined) {
+      for (const n of names) if (!this.names.includes(n)) resolver.retain(n, family);
+      for (const n of this.names) if (!names.includes(n)) resolver.release(n, family);
+    }
+    this.names = names;
+  }
+
+  private rebuild(fresh = false): void {
+    const parsed = this.parsed;
+    if (!parsed || this.disposed) return;
+    const source = this.options.source;
+    const env: RuleEnvironment = {
+      family: this.family,
+      dnsServers: this.dnsServers,
+      nowEpochSeconds: this.now(),
+      hostAddresses: new Map(),
+    };
+    const resolver = this.options.resolver;
+    const pending: string[] = [];
+    const failed: string[] = [];
+    const hostAddresses = env.hostAddresses as Map<string, readonly Uint8Array[]>;
+    for (const rule of parsed.rules) {
+      if (rule.dst?.kind !== 'host' || !ruleIsLive(rule, env) || hostAddresses.has(rule.dst.name)) continue;
+      const name = rule.dst.name;
+      const answer = resolver?.answer(name, this.family!) ?? { state: 'failed', reason: 'no resolver' };
+      if (answer.state === 'pending') pending.push(name);
+      else if (answer.state === 'failed') failed.push(`${name}: ${answer.reason}`);
+      else if (answer.addresses.length === 0) failed.push(`${name}: no IPv${this.family} address`);
+      else hostAddresses.set(name, answer.addresses);
+    }
+    if (failed.length > 0) {
+      this.swap(
+        dropAllRuleSet(
+          `Failed to resolve dsthost for ${source} (${failed.join('; ')}), blocking traffic`,
+          this.family,
+        ),
+      );
+      return;
+    }
+    if (pending.length > 0) {
+      // keep the previous set while the new tree's names resolve; a first tree waits in drop-all
+      if (fresh && this.set.failClosedReason?.startsWith('no rules read yet'))
+        this.swap(
+          dropAllRuleSet(`waiting for DNS answers for ${pending.join(', ')} (${source})`, this.family),
+        );
+      return;
+    }
+    this.swap(compileRuleSet(parsed, env));
+  }
+
+  private swap(next: CompiledRuleSet): void {
+    const previous = this.set;
+    this.set = next;
+    if (next.failClosedReason !== undefined && next.failClosedReason !== previous.failClosedReason)
+      this.options.log?.(next.failClosedReason);
+    for (const l of this.listeners) l(next, previous);
+  }
+}

@@ -1,0 +1,55 @@
+export {
+  bytesEqual,
+  formatIp,
+  formatIpv4,
+  formatIpv6,
+  maskPrefix,
+  parseIp,
+  parseIpv4,
+  parseIpv6,
+  prefixContains,
+} from './address.ts';
+export {
+  type BenchRuleFixture,
+  type BenchRuleTree,
+  benchFlowQueries,
+  benchRuleSet,
+  measureRuleEvaluation,
+  type RuleBenchFigures,
+  realisticRuleSet,
+  seededRandom,
+} from './bench-fixtures.ts';
+export {
+  ClientRules,
+  type ClientRulesOptions,
+  compileRuleEntries,
+  type HostAnswer,
+  type HostResolver,
+  type RuleEntries,
+} from './client-rules.ts';
+export { type CompiledRuleSet, compileRuleSet, dropAllRuleSet } from './compile.ts';
+export {
+  MAX_RULE_LENGTH,
+  MAX_RULES,
+  type ParsedRules,
+  type ParseResult,
+  parseRuleEntries,
+  parseRuleLine,
+  type QubesRule,
+  type RuleDestination,
+  type RuleProto,
+  sourceFamily,
+} from './grammar.ts';
+export {
+  evaluateLinear,
+  icmpProtoFor,
+  PROTO_ICMP,
+  PROTO_ICMPV6,
+  PROTO_TCP,
+  PROTO_UDP,
+  protoNumber,
+  type RuleEnvironment,
+  ruleMatches,
+  unresolvedHosts,
+} from './semantics.ts';
+export type { FlowQuery, RuleAction, RuleDecision, RuleSet } from './types.ts';
