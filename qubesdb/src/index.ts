@@ -1,0 +1,7 @@
+export { QubesDbDaemon, type QubesDbDaemonEvent, type QubesDbDaemonOptions } from './dom0.ts';
+export { QubesDbError, QubesDbProtocolError } from './errors.ts';
+export { QdbStore, watchMatches } from './store.ts';
+export { type ConnectQubesDbOptions, connectQubesDb, QubesDb, type QubesDbSnapshot } from './vm.ts';
+export type { WatchListener } from './watches.ts';
+export * as qdbWire from './wire.ts';
+export { QUBESDB_VCHAN_PORT } from './wire.ts';
