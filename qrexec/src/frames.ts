@@ -89,7 +89,8 @@ export class FrameReader {
     private readonly operation: string,
     private readonly peerDomain?: number,
   ) {
-    this.source = stream[Symbol.asyncIterator]() as AsyncIterator<Uint8Array>;
+    // Reaching EOF must not destroy the stream: a half-closed peer may still read our output.
+    this.source = stream.iterator({ destroyOnReturn: false }) as AsyncIterator<Uint8Array>;
   }
 
   /** The next frame, or null on EOF between frames. Throws QrexecProtocolError otherwise. */
