@@ -8,6 +8,7 @@ export {
   openXenbusDevice,
   ownDomainId,
 } from './native/domain.ts';
+export { type IndexBenchFigures, measureIndexAccess } from './native/index-bench.ts';
 export { SharedIndex } from './native/shared-index.ts';
 export { type ReadOnlyBacking, ReadOnlyView } from './readonly-view.ts';
 export { SimEventChannels } from './sim/evtchn.ts';

@@ -1,6 +1,7 @@
 import type { CommandModule } from '../program.ts';
 import { demoCommand } from './demo.ts';
 import { testCommand } from './test.ts';
+import { xenCommand } from './xen.ts';
 
 /** Every command module; each package's issue adds its own here. */
-export const commandModules: readonly CommandModule[] = [demoCommand, testCommand];
+export const commandModules: readonly CommandModule[] = [demoCommand, testCommand, xenCommand];

@@ -36,6 +36,24 @@ export const testPhases: TestPhase[] = [
     run: (root) => step(root, bin(root, 'tsc'), ['-p', 'tsconfig.json'], 'typecheck (tsc)'),
   },
   {
+    name: 'addon',
+    description: 'xen/ native addon: node-gyp build against libxen-dev, then its load and no-Xen error tests',
+    debianPackages: ['libxen-dev', 'python3', 'make', 'g++'],
+    applies: hasFolder('xen/binding.gyp'),
+    run: async (root) => {
+      const xen = join(root, 'xen');
+      const code = await run(bin(root, 'node-gyp'), ['rebuild', '--nodedir=/usr'], { cwd: xen });
+      if (code !== 0)
+        throw new CheckFailed(`addon build (node-gyp rebuild in xen/) failed (exit code ${code})`);
+      // MOAT_REQUIRE_ADDON turns "addon not built, skip" into a failure in these tests.
+      const tests = await run(bin(root, 'vitest'), ['run', 'xen/src/native'], {
+        cwd: root,
+        env: { ...process.env, MOAT_REQUIRE_ADDON: '1' },
+      });
+      if (tests !== 0) throw new CheckFailed(`addon tests failed (exit code ${tests})`);
+    },
+  },
+  {
     name: 'unit',
     description: 'vitest: unit, property and host integration tests',
     run: (root) => step(root, bin(root, 'vitest'), ['run'], 'unit tests (vitest)'),

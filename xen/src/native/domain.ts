@@ -98,7 +98,7 @@ class NativeEventChannels implements EventChannels {
  * with shared indexes through SharedIndex (Atomics on an Int32Array, see
  * shared-index.ts for the measurement that chose it).
  */
-class NativeWritable implements WritableMapping, SharedPages {
+export class NativeWritable implements WritableMapping, SharedPages {
   readonly #m: NativeMapping;
   readonly #index: SharedIndex;
   readonly buffer: ArrayBuffer;
@@ -134,7 +134,7 @@ class NativeWritable implements WritableMapping, SharedPages {
   }
 }
 
-class NativeReadOnly implements ReadOnlyMapping {
+export class NativeReadOnly implements ReadOnlyMapping {
   readonly pages: ReadOnlyView;
   readonly #m: NativeMapping;
   constructor(m: NativeMapping) {

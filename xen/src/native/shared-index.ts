@@ -8,9 +8,10 @@ import { xenError } from '../errno.ts';
  * buffers; V8 emits a plain load and an xchg store on x86-64, which is at least
  * acquire/release), rather than an addon call per access (__atomic_load_n /
  * __atomic_store_n). Measured with `./moat bench xen-index` on the development host
- * (2 cores, Node 20.20, 4 KiB malloc'd external buffer, 2M ops each):
- *   Atomics.load 2.3 ns/op, Atomics.store 4.6 ns/op (through this class)
- *   addon load32 35 ns/op, addon store32 42 ns/op: the addon is ~11x slower.
+ * (2 cores shared with other jobs, load average ~8, Node 20.20, 4 KiB malloc'd external
+ * buffer, 2M ops per variant, three runs):
+ *   Atomics (through this class): load 14-22 ns/op, store 14-17 ns/op
+ *   addon load32 112-165 ns/op, store32 112-136 ns/op: the addon is 6-11x slower.
  * Both are correct; the call boundary dominates the addon's cost, so Atomics wins.
  */
 export class SharedIndex {
