@@ -1,5 +1,6 @@
 import { DecodeBudget, Refusal } from './budget.ts';
 import { decodeGif } from './gif.ts';
+import { decodeJpeg } from './jpeg.ts';
 import { decodePng } from './png.ts';
 import { describeUnknown, sniffFormat } from './sniff.ts';
 import { type DecodedImage, type DecodeLimits, type DecodeResult, resolveLimits } from './types.ts';
@@ -26,6 +27,8 @@ function decodeWith(bytes: Uint8Array, budget: DecodeBudget): DecodedImage {
       return decodePng(bytes, budget);
     case 'gif':
       return decodeGif(bytes, budget);
+    case 'jpeg':
+      return decodeJpeg(bytes, budget);
     default:
       throw new Refusal('unknown-format', describeUnknown(bytes));
   }

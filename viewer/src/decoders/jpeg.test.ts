@@ -1,0 +1,142 @@
+import { describe, expect, it } from 'vitest';
+import { decodeImage } from './decode.ts';
+import { readJpegHeader } from './jpeg.ts';
+import { compareSamples, corpusFiles, readCorpus, sharpRgba } from './oracle.ts';
+
+/**
+ * Tolerances against sharp (libvips + libjpeg-turbo/mozjpeg), measured on the corpora:
+ * - no chroma subsampling (greyscale, 4:4:4, RGB): every sample within 3 (IDCT rounding);
+ * - chroma subsampled: mean difference at most 6 per sample, because jpeg-js upsamples
+ *   chroma by pixel replication and libjpeg-turbo by a triangle filter ("fancy
+ *   upsampling"), which differs by up to ~200 on the synthetic 32×32 colour edges of
+ *   jpegsuite and by < 1 on average on photographs;
+ * - CMYK/YCCK: sharp converts through a CMYK ICC profile, jpeg-js with a naive formula
+ *   (R = 255 − min(255, C·(1 − K/255) + K)); mean difference at most 30 (measured 6–28).
+ */
+const exactTolerance = 3;
+const subsampledMean = 6;
+const cmykMean = 30;
+
+async function compareWithSharp(folder: string, name: string): Promise<string | undefined> {
+  const bytes = readCorpus(folder, name);
+  const ours = decodeImage(bytes);
+  if (!ours.ok) return `${name}: refused: ${ours.reason}`;
+  const { frame } = readJpegHeader(bytes);
+  const rgba = ours.image.frames[0]?.rgba ?? new Uint8Array();
+  const ref = await sharpRgba(bytes);
+  if (ref.width !== ours.image.width || ref.height !== ours.image.height) return `${name}: size differs`;
+  const subsampled = frame.sampling.some(([h, v]) => h !== frame.maxH || v !== frame.maxV);
+  const diff = compareSamples(rgba, ref.data, exactTolerance);
+  if (frame.components === 4)
+    return diff.mean > cmykMean ? `${name}: CMYK mean difference ${diff.mean.toFixed(2)}` : undefined;
+  if (subsampled)
+    return diff.mean > subsampledMean ? `${name}: mean difference ${diff.mean.toFixed(2)}` : undefined;
+  return diff.over > 0 ? `${name}: ${diff.over} samples over ${exactTolerance}, max ${diff.max}` : undefined;
+}
+
+describe('JPEG against sharp on jpegsuite (baseline, extended, progressive Huffman)', () => {
+  for (const folder of ['baseline', 'extended_huffman', 'progressive_huffman']) {
+    it(`decodes every 8-bit ${folder} file within tolerance and refuses 12-bit ones cleanly`, async () => {
+      const dir = `jpeg/jpegsuite/${folder}`;
+      const failures: string[] = [];
+      let compared = 0;
+      for (const name of corpusFiles(dir, '.jpg')) {
+        if (/x12_/.test(name)) {
+          const result = decodeImage(readCorpus(dir, name));
+          if (result.ok || result.kind !== 'unsupported')
+            failures.push(`${name}: 12-bit not refused as unsupported`);
+          continue;
+        }
+        if (name.includes('_dnl')) continue; // sharp refuses DNL: tested against its sibling below
+        compared++;
+        const failure = await compareWithSharp(dir, name);
+        if (failure) failures.push(failure);
+      }
+      expect(compared).toBeGreaterThan(25);
+      expect(failures).toEqual([]);
+    });
+  }
+
+  it('decodes DNL files (height after the scan) like their sibling without DNL', () => {
+    for (const folder of ['baseline', 'extended_huffman', 'progressive_huffman']) {
+      const dir = `jpeg/jpegsuite/${folder}`;
+      const dnl = decodeImage(readCorpus(dir, '32x32x8_dnl.jpg'));
+      const plain = decodeImage(readCorpus(dir, '32x32x8_grayscale.jpg'));
+      if (!dnl.ok || !plain.ok) throw new Error(`${folder}: DNL or sibling refused`);
+      expect(dnl.image.height).toBe(32);
+      expect(compareSamples(dnl.image.frames[0]?.rgba ?? [], plain.image.frames[0]?.rgba ?? []).max).toBe(0);
+    }
+  });
+
+  it('refuses lossless and arithmetic-coded files as unsupported, with the reason', () => {
+    for (const [folder, reason] of [
+      ['lossless_huffman', /lossless JPEG is not supported/],
+      ['extended_arithmetic', /arithmetic-coded JPEG is not supported/],
+    ] as const) {
+      const names = corpusFiles(`jpeg/jpegsuite/${folder}`, '.jpg');
+      expect(names.length).toBe(10);
+      for (const name of names) {
+        const result = decodeImage(readCorpus(`jpeg/jpegsuite/${folder}`, name));
+        expect(result).toMatchObject({ ok: false, kind: 'unsupported' });
+        if (!result.ok) expect(result.reason).toMatch(reason);
+      }
+    }
+  });
+});
+
+describe('JPEG on the jpeg-js fixtures', () => {
+  const dir = 'jpeg/jpeg-js-fixtures';
+  it('decodes every fixture within tolerance of sharp', async () => {
+    const failures: string[] = [];
+    const names = corpusFiles(dir, '.jpg').filter((n) => n !== 'black-6000x6000.jpg');
+    expect(names.length).toBe(21);
+    for (const name of names) {
+      const failure = await compareWithSharp(dir, name);
+      if (failure) failures.push(failure);
+    }
+    expect(failures).toEqual([]);
+  });
+
+  it('matches the .rgba reference pixels shipped with jpeg-js (same decoder core: a regression check)', () => {
+    const rgbaRefs = corpusFiles(dir, '.rgba').filter(
+      (n) => !n.includes('nocolortrans') && !n.includes('notransform'),
+    );
+    let checked = 0;
+    for (const ref of rgbaRefs) {
+      const name = ref.replace(/\.rgba$/, '.jpg');
+      const result = decodeImage(readCorpus(dir, name));
+      if (!result.ok) throw new Error(`${name}: ${result.reason}`);
+      expect(compareSamples(result.image.frames[0]?.rgba ?? [], readCorpus(dir, ref)).max, name).toBe(0);
+      checked++;
+    }
+    expect(checked).toBe(8);
+  });
+
+  it('decodes a file with a malformed APP1 like the same file with a good one', () => {
+    const bad = decodeImage(readCorpus(dir, 'table-with-bad-e1.jpg'));
+    const good = decodeImage(readCorpus(dir, 'table-with-good-e1.jpg'));
+    if (!bad.ok || !good.ok) throw new Error('refused');
+    expect(compareSamples(bad.image.frames[0]?.rgba ?? [], good.image.frames[0]?.rgba ?? []).max).toBe(0);
+  });
+
+  it('refuses the 6000×6000 image by pixel count or by memory budget, before decoding', () => {
+    const bytes = readCorpus(dir, 'black-6000x6000.jpg');
+    expect(decodeImage(bytes, { maxPixels: 30_000_000 })).toMatchObject({ ok: false, kind: 'limit' });
+    const budget = decodeImage(bytes, { maxTotalBytes: 256 << 20 });
+    expect(budget).toMatchObject({ ok: false, kind: 'limit' });
+    if (!budget.ok) expect(budget.reason).toMatch(/JPEG decode/);
+  });
+});
+
+describe('EXIF orientation', () => {
+  it('reports the orientation tag without rotating the pixels', () => {
+    const dir = 'jpeg/exif-orientation';
+    for (const n of [0, 1, 3, 6, 8]) {
+      const result = decodeImage(readCorpus(dir, `Landscape_${n}.jpg`));
+      if (!result.ok) throw new Error(result.reason);
+      // 0 is not a valid orientation and reads as 1 (upright).
+      expect(result.image.orientation).toBe(n === 0 ? 1 : n);
+      expect([result.image.width, result.image.height]).toEqual(n >= 5 ? [1200, 1800] : [1800, 1200]);
+    }
+  });
+});
