@@ -278,7 +278,7 @@ describe('built-in services', () => {
   it('qubes.PostInstall writes feature requests to QubesDB and calls qubes.FeaturesRequest in dom0', async () => {
     let seen: string[] = [];
     const s = await setup({
-      policy: (r) => ({
+      policy: () => ({
         action: 'allow',
         service: () => {
           seen = [...s.qubesdb.keys()];

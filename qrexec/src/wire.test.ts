@@ -290,14 +290,15 @@ describe('properties', () => {
   const u32 = fc.integer({ min: 0, max: 0xffffffff });
   const message: fc.Arbitrary<Message> = fc.oneof(
     u32.map((version) => ({ kind: 'hello', version }) as Message),
-    fc
-      .tuple(u32, u32, text)
-      .map(([connectDomain, connectPort, cmdline]) => ({
-        kind: 'exec-cmdline',
-        connectDomain,
-        connectPort,
-        cmdline,
-      })),
+    fc.tuple(u32, u32, text).map(
+      ([connectDomain, connectPort, cmdline]) =>
+        ({
+          kind: 'exec-cmdline',
+          connectDomain,
+          connectPort,
+          cmdline,
+        }) as Message,
+    ),
     fc
       .tuple(u32, u32)
       .map(([d, p]) => ({ kind: 'connection-terminated', connectDomain: d, connectPort: p }) as Message),
