@@ -1,0 +1,726 @@
+/**
+ * xenstore-js: a client of the xenstore wire protocol over any XenstoreTransport.
+ *
+ * Requests are multiplexed by req_id (several may be in flight); replies are matched by id
+ * and checked against the request's type. Replies are untrusted: a violation that loses
+ * framing or matching (oversized length, unknown type, unknown req_id, wrong reply type)
+ * closes the connection and fails every pending request; a malformed payload fails only its
+ * request.
+ */
+import {
+  XenstoreConnectionError,
+  XenstoreError,
+  XenstoreProtocolError,
+  XenstoreTimeoutError,
+  XenstoreUsageError,
+} from './errors.ts';
+import { formatPermission, type PermissionEntry, parsePermissions } from './perms.ts';
+import type { XenstoreTransport } from './transport.ts';
+import { type WatchEvent, type WatchOptions, XenstoreWatch } from './watch.ts';
+import {
+  describeBytes,
+  encodeMessage,
+  isXsErrorName,
+  joinStrings,
+  type Message,
+  MessageReader,
+  parseOneString,
+  splitStrings,
+  typeName,
+  utf8,
+  XENSTORE_PAYLOAD_MAX,
+  XsType,
+} from './wire.ts';
+
+export interface RequestOptions {
+  /** Rejects with XenstoreTimeoutError when no reply came in time (the reply is discarded if it comes later). */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface ClientOptions {
+  /** Default timeout for every request (none when absent: xenstored may legitimately stall a domain). */
+  timeoutMs?: number;
+  /**
+   * Requests whose caller gave up (timeout/abort) but whose reply has not come yet. Past this
+   * bound the server is considered dead and the connection is closed.
+   */
+  maxAbandoned?: number;
+}
+
+export interface TransactionOptions extends RequestOptions {
+  /** Attempts in all, the first included, before an EAGAIN is given up (default 10). */
+  maxAttempts?: number;
+}
+
+export interface ClientStats {
+  requests: number;
+  /** Watch events with a token no watch of ours has (spurious or after an unwatch). */
+  unmatchedEvents: number;
+  /** Watch events whose payload was not `<path>\0<token>\0`. */
+  malformedEvents: number;
+  /** Replies that came after their request timed out or was aborted. */
+  lateReplies: number;
+}
+
+interface Pending {
+  type: number;
+  operation: string;
+  path: string | undefined;
+  abandoned: boolean;
+  resolve(payload: Uint8Array): void;
+  reject(error: Error): void;
+  cleanup(): void;
+}
+
+/** Operations shared by the client and a transaction (which sends them with its tx_id). */
+export abstract class XenstoreOps {
+  protected abstract request(
+    type: number,
+    payload: Uint8Array,
+    path: string | undefined,
+    options: RequestOptions | undefined,
+  ): Promise<Uint8Array>;
+
+  /** The node's value, exact bytes. */
+  read(path: string, options?: RequestOptions): Promise<Uint8Array> {
+    return this.request(XsType.READ, pathArg('READ', path), path, options);
+  }
+
+  /** The node's value as UTF-8 text. */
+  async readString(path: string, options?: RequestOptions): Promise<string> {
+    return new TextDecoder().decode(await this.read(path, options));
+  }
+
+  /** The value, or undefined when the node does not exist (ENOENT). */
+  async tryRead(path: string, options?: RequestOptions): Promise<string | undefined> {
+    try {
+      return await this.readString(path, options);
+    } catch (error) {
+      if (error instanceof XenstoreError && error.code === 'ENOENT') return undefined;
+      throw error;
+    }
+  }
+
+  async exists(path: string, options?: RequestOptions): Promise<boolean> {
+    try {
+      await this.read(path, options);
+      return true;
+    } catch (error) {
+      if (error instanceof XenstoreError && error.code === 'ENOENT') return false;
+      throw error;
+    }
+  }
+
+  /** Writes the value (creating missing parents, which get empty values). */
+  async write(path: string, value: string | Uint8Array, options?: RequestOptions): Promise<void> {
+    checkArg('WRITE', path);
+    const bytes = typeof value === 'string' ? utf8(value) : value;
+    expectOk('WRITE', path, await this.request(XsType.WRITE, joinStrings([path], bytes), path, options));
+  }
+
+  /** Creates the node with an empty value; succeeds if it exists. */
+  async mkdir(path: string, options?: RequestOptions): Promise<void> {
+    expectOk('MKDIR', path, await this.request(XsType.MKDIR, pathArg('MKDIR', path), path, options));
+  }
+
+  /** Removes the node and everything below it; succeeds if absent but the parent exists. */
+  async rm(path: string, options?: RequestOptions): Promise<void> {
+    expectOk('RM', path, await this.request(XsType.RM, pathArg('RM', path), path, options));
+  }
+
+  /**
+   * The names of the node's children. When the list does not fit in one reply (xenstored
+   * answers E2BIG), it is fetched in parts with XS_DIRECTORY_PART.
+   */
+  async directory(path: string, options?: RequestOptions): Promise<string[]> {
+    try {
+      const payload = await this.request(XsType.DIRECTORY, pathArg('DIRECTORY', path), path, options);
+      return parseChildren('DIRECTORY', path, payload);
+    } catch (error) {
+      if (error instanceof XenstoreError && error.code === 'E2BIG')
+        return this.directoryInParts(path, options);
+      throw error;
+    }
+  }
+
+  async getPermissions(path: string, options?: RequestOptions): Promise<PermissionEntry[]> {
+    const payload = await this.request(XsType.GET_PERMS, pathArg('GET_PERMS', path), path, options);
+    const strings = splitStrings(payload);
+    if (!strings.ok) throw new XenstoreProtocolError('GET_PERMS', 'malformed-permissions', strings.reason);
+    const parsed = parsePermissions(strings.value);
+    if (!parsed.ok) throw new XenstoreProtocolError('GET_PERMS', 'malformed-permissions', parsed.reason);
+    return parsed.value;
+  }
+
+  /** Sets the permission list: the first entry is the owner and the default for other domains. */
+  async setPermissions(
+    path: string,
+    permissions: readonly PermissionEntry[],
+    options?: RequestOptions,
+  ): Promise<void> {
+    checkArg('SET_PERMS', path);
+    if (permissions.length === 0) throw new XenstoreUsageError('SET_PERMS', 'an empty permission list');
+    const payload = joinStrings([path, ...permissions.map(formatPermission)]);
+    expectOk('SET_PERMS', path, await this.request(XsType.SET_PERMS, payload, path, options));
+  }
+
+  private async directoryInParts(path: string, options?: RequestOptions): Promise<string[]> {
+    // Restart when the node's generation changes between parts (the list changed under us).
+    for (let restart = 0; restart < 8; restart++) {
+      const children: string[] = [];
+      let offset = 0;
+      let generation: string | undefined;
+      for (let part = 0; part < 4096; part++) {
+        const payload = await this.request(
+          XsType.DIRECTORY_PART,
+          joinStrings([path, String(offset)]),
+          path,
+          options,
+        );
+        const strings = splitStrings(payload);
+        if (!strings.ok || strings.value.length < 1 || !/^[0-9]+$/.test(strings.value[0]!)) {
+          throw new XenstoreProtocolError('DIRECTORY_PART', 'malformed-directory', describeBytes(payload));
+        }
+        const [gen, ...names] = strings.value;
+        if (generation !== undefined && gen !== generation) break;
+        generation = gen;
+        const last = names.length > 0 && names[names.length - 1] === '';
+        const chunk = last ? names.slice(0, -1) : names;
+        for (const name of chunk) {
+          if (!validChildName(name))
+            throw new XenstoreProtocolError('DIRECTORY_PART', 'malformed-directory', name);
+          children.push(name);
+          offset += utf8(name).length + 1;
+        }
+        if (last) return children;
+        if (chunk.length === 0) {
+          throw new XenstoreProtocolError('DIRECTORY_PART', 'malformed-directory', 'a part without progress');
+        }
+      }
+    }
+    throw new XenstoreProtocolError('DIRECTORY_PART', 'unstable-directory', `${path} kept changing`);
+  }
+}
+
+/** A transaction: operations see its private view until `commit`. See XenstoreClient.transaction. */
+export class XenstoreTransaction extends XenstoreOps {
+  private done = false;
+
+  constructor(
+    private readonly client: XenstoreClient,
+    readonly id: number,
+  ) {
+    super();
+  }
+
+  get ended(): boolean {
+    return this.done;
+  }
+
+  protected request(
+    type: number,
+    payload: Uint8Array,
+    path: string | undefined,
+    options: RequestOptions | undefined,
+  ): Promise<Uint8Array> {
+    if (this.done) {
+      return Promise.reject(
+        new XenstoreUsageError(typeName(type) ?? String(type), `transaction ${this.id} has ended`),
+      );
+    }
+    return this.client.rawRequest(type, payload, this.id, path, options);
+  }
+
+  /** Commits; rejects with XenstoreError EAGAIN when another change conflicted (redo the whole transaction). */
+  async commit(options?: RequestOptions): Promise<void> {
+    await this.end(true, options);
+  }
+
+  async abort(options?: RequestOptions): Promise<void> {
+    await this.end(false, options);
+  }
+
+  private async end(commit: boolean, options?: RequestOptions): Promise<void> {
+    if (this.done) throw new XenstoreUsageError('TRANSACTION_END', `transaction ${this.id} has ended`);
+    this.done = true; // xenstored forgets the transaction whatever the outcome
+    const reply = await this.client.rawRequest(
+      XsType.TRANSACTION_END,
+      joinStrings([commit ? 'T' : 'F']),
+      this.id,
+      undefined,
+      options,
+    );
+    expectOk('TRANSACTION_END', undefined, reply);
+  }
+}
+
+let tokenCounter = 0;
+
+export class XenstoreClient extends XenstoreOps {
+  readonly stats: ClientStats = { requests: 0, unmatchedEvents: 0, malformedEvents: 0, lateReplies: 0 };
+  private readonly reader = new MessageReader(XENSTORE_PAYLOAD_MAX);
+  private readonly pending = new Map<number, Pending>();
+  private readonly watches = new Map<string, XenstoreWatch>();
+  private abandonedCount = 0;
+  private nextReqId = 1;
+  private closedError: XenstoreConnectionError | undefined;
+  private readonly unsubscribe: (() => void)[] = [];
+  private readonly closeListeners = new Set<(error: Error) => void>();
+
+  constructor(
+    readonly transport: XenstoreTransport,
+    private readonly options: ClientOptions = {},
+  ) {
+    super();
+    this.unsubscribe.push(transport.onData((chunk) => this.onData(chunk)));
+    this.unsubscribe.push(
+      transport.onClose((error) =>
+        this.fail(
+          new XenstoreConnectionError(
+            transport.description,
+            error ? 'transport error' : 'closed by peer',
+            error,
+          ),
+        ),
+      ),
+    );
+  }
+
+  /** False once the connection is gone. */
+  get connected(): boolean {
+    return this.closedError === undefined;
+  }
+
+  /** Called once when the connection ends (peer close, protocol violation, or close()). */
+  onClose(listener: (error: Error) => void): () => void {
+    this.closeListeners.add(listener);
+    return () => this.closeListeners.delete(listener);
+  }
+
+  /** Closes the connection; pending requests fail with XenstoreConnectionError. */
+  close(): void {
+    this.fail(new XenstoreConnectionError(this.transport.description, 'closed by client'));
+  }
+
+  protected request(
+    type: number,
+    payload: Uint8Array,
+    path: string | undefined,
+    options: RequestOptions | undefined,
+  ): Promise<Uint8Array> {
+    return this.rawRequest(type, payload, 0, path, options);
+  }
+
+  /**
+   * Sends one request and resolves with the reply's payload; an XS_ERROR reply rejects with
+   * XenstoreError. Exposed for operations this class has no method for.
+   */
+  rawRequest(
+    type: number,
+    payload: Uint8Array,
+    txId = 0,
+    path?: string,
+    options?: RequestOptions,
+  ): Promise<Uint8Array> {
+    const operation = typeName(type) ?? `type ${type}`;
+    if (this.closedError) return Promise.reject(this.closedError);
+    if (payload.length > this.transport.maxRequestPayload) {
+      // xenstored kills a connection that exceeds XENSTORE_PAYLOAD_MAX; never send one.
+      return Promise.reject(new XenstoreError(operation, 'E2BIG', path, undefined));
+    }
+    const signal = options?.signal;
+    if (signal?.aborted) return Promise.reject(new XenstoreTimeoutError(operation, path, true));
+    const reqId = this.allocateReqId();
+    if (reqId === undefined) {
+      return Promise.reject(new XenstoreUsageError(operation, 'no free request id'));
+    }
+    const message = encodeMessage(type, reqId, txId, payload, XENSTORE_PAYLOAD_MAX);
+    return new Promise<Uint8Array>((resolve, reject) => {
+      const timeoutMs = options?.timeoutMs ?? this.options.timeoutMs;
+      let timer: NodeJS.Timeout | undefined;
+      const giveUp = (aborted: boolean) => {
+        const p = this.pending.get(reqId);
+        if (!p || p.abandoned) return;
+        p.abandoned = true;
+        p.cleanup();
+        this.abandonedCount++;
+        reject(new XenstoreTimeoutError(operation, path, aborted, timeoutMs));
+        if (this.abandonedCount > (this.options.maxAbandoned ?? 1024)) {
+          this.fail(
+            new XenstoreConnectionError(
+              this.transport.description,
+              `more than ${this.options.maxAbandoned ?? 1024} requests unanswered`,
+            ),
+          );
+        }
+      };
+      const onAbort = () => giveUp(true);
+      const entry: Pending = {
+        type,
+        operation,
+        path,
+        abandoned: false,
+        resolve,
+        reject,
+        cleanup: () => {
+          if (timer) clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
+        },
+      };
+      this.pending.set(reqId, entry);
+      if (timeoutMs !== undefined && timeoutMs > 0) timer = setTimeout(() => giveUp(false), timeoutMs);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.stats.requests++;
+      try {
+        this.transport.send(message);
+      } catch (error) {
+        this.pending.delete(reqId);
+        entry.cleanup();
+        reject(sendError(operation, path, error));
+      }
+    });
+  }
+
+  /**
+   * Registers a watch on `path` (absolute, relative to the domain's home, or `@introduceDomain`
+   * / `@releaseDomain`). xenstored fires it once right away, then on every change of the node
+   * or anything below it. Events come to `options.onEvent` and/or the returned object's async
+   * iterator.
+   */
+  async watch(path: string, options: WatchOptions = {}): Promise<XenstoreWatch> {
+    checkArg('WATCH', path);
+    const token = options.token ?? `moat-${process.pid}-${++tokenCounter}`;
+    checkArg('WATCH', token);
+    if (this.watches.has(token))
+      throw new XenstoreUsageError('WATCH', `token ${token} is already in use on this client`);
+    const watch = new XenstoreWatch(path, token, options, (w) => this.unwatch(w));
+    // Route events before the reply: the kernel's xenbus device may queue the initial event first.
+    this.watches.set(token, watch);
+    try {
+      expectOk('WATCH', path, await this.request(XsType.WATCH, joinStrings([path, token]), path, options));
+    } catch (error) {
+      this.watches.delete(token);
+      watch.end();
+      throw error;
+    }
+    return watch;
+  }
+
+  private async unwatch(watch: XenstoreWatch): Promise<void> {
+    if (this.watches.get(watch.token) !== watch) return;
+    this.watches.delete(watch.token);
+    if (this.closedError) return;
+    expectOk(
+      'UNWATCH',
+      watch.path,
+      await this.request(XsType.UNWATCH, joinStrings([watch.path, watch.token]), watch.path, undefined),
+    );
+  }
+
+  /** Drops every watch and transaction of this connection on the server (XS_RESET_WATCHES). */
+  async resetWatches(options?: RequestOptions): Promise<void> {
+    expectOk(
+      'RESET_WATCHES',
+      undefined,
+      await this.request(XsType.RESET_WATCHES, joinStrings(['']), undefined, options),
+    );
+    for (const w of this.watches.values()) w.end();
+    this.watches.clear();
+  }
+
+  /** Starts a transaction by hand; prefer `transaction()`, which retries on EAGAIN. */
+  async startTransaction(options?: RequestOptions): Promise<XenstoreTransaction> {
+    const reply = await this.request(XsType.TRANSACTION_START, joinStrings(['']), undefined, options);
+    const text = parseOneString(reply);
+    if (
+      text === undefined ||
+      !/^[0-9]{1,10}$/.test(text) ||
+      Number(text) === 0 ||
+      Number(text) > 0xffffffff
+    ) {
+      throw new XenstoreProtocolError('TRANSACTION_START', 'malformed-transaction-id', describeBytes(reply));
+    }
+    return new XenstoreTransaction(this, Number(text));
+  }
+
+  /**
+   * Runs `body` in a transaction and commits it. When the commit fails with EAGAIN (another
+   * change conflicted) the whole body runs again, up to `maxAttempts` times in all. If `body`
+   * throws, the transaction is aborted and the error passed on.
+   */
+  async transaction<T>(
+    body: (tx: XenstoreTransaction) => Promise<T>,
+    options: TransactionOptions = {},
+  ): Promise<T> {
+    const maxAttempts = options.maxAttempts ?? 10;
+    if (!Number.isInteger(maxAttempts) || maxAttempts < 1) {
+      throw new XenstoreUsageError('TRANSACTION_START', 'maxAttempts must be a positive integer');
+    }
+    let lastError: unknown;
+    for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+      const tx = await this.startTransaction(options);
+      let result: T;
+      try {
+        result = await body(tx);
+      } catch (error) {
+        if (!tx.ended && this.connected) await tx.abort(options).catch(() => undefined);
+        throw error;
+      }
+      try {
+        if (!tx.ended) await tx.commit(options);
+        return result;
+      } catch (error) {
+        if (!(error instanceof XenstoreError && error.code === 'EAGAIN')) throw error;
+        lastError = error;
+      }
+    }
+    throw lastError;
+  }
+
+  /** `/local/domain/<domid>` as xenstored computes it. */
+  async getDomainPath(domid: number, options?: RequestOptions): Promise<string> {
+    const reply = await this.request(
+      XsType.GET_DOMAIN_PATH,
+      domidArg('GET_DOMAIN_PATH', domid),
+      undefined,
+      options,
+    );
+    const text = parseOneString(reply);
+    if (text === undefined || !text.startsWith('/')) {
+      throw new XenstoreProtocolError('GET_DOMAIN_PATH', 'malformed-path', describeBytes(reply));
+    }
+    return text;
+  }
+
+  /** dom0: tells xenstored about a new domain's ring page (gfn) and event channel. */
+  async introduceDomain(
+    domid: number,
+    gfn: number,
+    eventChannel: number,
+    options?: RequestOptions,
+  ): Promise<void> {
+    const payload = joinStrings([
+      decimal('INTRODUCE', domid),
+      String(Math.trunc(gfn)),
+      decimal('INTRODUCE', eventChannel),
+    ]);
+    expectOk('INTRODUCE', undefined, await this.request(XsType.INTRODUCE, payload, undefined, options));
+  }
+
+  /** dom0: xenstored forgets the domain's connection (fires @releaseDomain). */
+  async releaseDomain(domid: number, options?: RequestOptions): Promise<void> {
+    expectOk(
+      'RELEASE',
+      undefined,
+      await this.request(XsType.RELEASE, domidArg('RELEASE', domid), undefined, options),
+    );
+  }
+
+  async resumeDomain(domid: number, options?: RequestOptions): Promise<void> {
+    expectOk(
+      'RESUME',
+      undefined,
+      await this.request(XsType.RESUME, domidArg('RESUME', domid), undefined, options),
+    );
+  }
+
+  /** dom0: lets `domid` act with `targetDomid`'s rights (device-model stub domains). */
+  async setTarget(domid: number, targetDomid: number, options?: RequestOptions): Promise<void> {
+    const payload = joinStrings([decimal('SET_TARGET', domid), decimal('SET_TARGET', targetDomid)]);
+    expectOk('SET_TARGET', undefined, await this.request(XsType.SET_TARGET, payload, undefined, options));
+  }
+
+  /** Privileged in Xen 4.17: an unprivileged caller gets EACCES. */
+  async isDomainIntroduced(domid: number, options?: RequestOptions): Promise<boolean> {
+    const reply = await this.request(
+      XsType.IS_DOMAIN_INTRODUCED,
+      domidArg('IS_DOMAIN_INTRODUCED', domid),
+      undefined,
+      options,
+    );
+    const text = parseOneString(reply);
+    if (text === 'T') return true;
+    if (text === 'F') return false;
+    throw new XenstoreProtocolError('IS_DOMAIN_INTRODUCED', 'malformed-boolean', describeBytes(reply));
+  }
+
+  /** XS_CONTROL (alias XS_DEBUG), privileged: e.g. `control('print', 'text')`, `control('quota')`. Returns the reply text. */
+  async control(command: string, args: readonly string[] = [], options?: RequestOptions): Promise<string> {
+    for (const a of [command, ...args]) checkArg('CONTROL', a);
+    const reply = await this.request(XsType.CONTROL, joinStrings([command, ...args]), undefined, options);
+    const end = reply.indexOf(0);
+    return new TextDecoder().decode(end >= 0 ? reply.subarray(0, end) : reply);
+  }
+
+  private allocateReqId(): number | undefined {
+    // req_id 0 is what watch events carry; skip it and any id still in flight.
+    for (let tries = 0; tries < 1 << 16; tries++) {
+      const id = this.nextReqId;
+      this.nextReqId = id >= 0xffffffff ? 1 : id + 1;
+      if (!this.pending.has(id)) return id;
+    }
+    return undefined;
+  }
+
+  private onData(chunk: Uint8Array): void {
+    if (this.closedError) return;
+    const { messages, error } = this.reader.push(chunk);
+    for (const m of messages) {
+      if (this.closedError) return;
+      this.onMessage(m);
+    }
+    if (error && !this.closedError) {
+      this.fail(
+        new XenstoreConnectionError(
+          this.transport.description,
+          'protocol violation',
+          new XenstoreProtocolError('read', error.reason, error.detail),
+        ),
+      );
+    }
+  }
+
+  private onMessage(m: Message): void {
+    if (m.type === XsType.WATCH_EVENT) {
+      this.onEvent(m.payload);
+      return;
+    }
+    const p = this.pending.get(m.reqId);
+    if (!p) {
+      this.protocolFailure('unknown-req-id', `reply ${typeName(m.type) ?? m.type} with req_id ${m.reqId}`);
+      return;
+    }
+    this.pending.delete(m.reqId);
+    if (p.abandoned) {
+      this.abandonedCount--;
+      this.stats.lateReplies++;
+    } else {
+      p.cleanup();
+    }
+    if (m.type !== XsType.ERROR && m.type !== p.type) {
+      this.protocolFailure('reply-type-mismatch', `${typeName(m.type)} in reply to ${p.operation}`);
+      return;
+    }
+    if (p.abandoned) return;
+    if (m.type === XsType.ERROR) p.reject(errorFromReply(p.operation, p.path, m.payload));
+    else p.resolve(m.payload);
+  }
+
+  private onEvent(payload: Uint8Array): void {
+    const strings = splitStrings(payload);
+    if (!strings.ok || strings.value.length < 2) {
+      this.stats.malformedEvents++;
+      return;
+    }
+    const [path, token] = strings.value as [string, string];
+    const watch = this.watches.get(token);
+    if (!watch) {
+      this.stats.unmatchedEvents++;
+      return;
+    }
+    const event: WatchEvent = { path, token };
+    watch.deliver(event);
+  }
+
+  private protocolFailure(reason: string, detail: string): void {
+    this.fail(
+      new XenstoreConnectionError(
+        this.transport.description,
+        'protocol violation',
+        new XenstoreProtocolError('reply', reason, detail),
+      ),
+    );
+  }
+
+  private fail(error: XenstoreConnectionError): void {
+    if (this.closedError) return;
+    if (this.reader.midMessage && error.reason === 'closed by peer') {
+      error = new XenstoreConnectionError(
+        this.transport.description,
+        'closed by peer in the middle of a message',
+        new XenstoreProtocolError('read', 'truncated-message'),
+      );
+    }
+    this.closedError = error;
+    for (const u of this.unsubscribe.splice(0)) u();
+    for (const p of this.pending.values()) {
+      p.cleanup();
+      if (!p.abandoned) p.reject(error);
+    }
+    this.pending.clear();
+    for (const w of this.watches.values()) w.end(error);
+    this.watches.clear();
+    try {
+      this.transport.close();
+    } catch {
+      // Closing an already-dead transport may throw; the client is closed either way.
+    }
+    for (const l of this.closeListeners) l(error);
+  }
+}
+
+function checkArg(operation: string, text: string): void {
+  if (typeof text !== 'string') throw new XenstoreUsageError(operation, 'argument is not a string');
+  if (text.includes('\0'))
+    throw new XenstoreUsageError(operation, `argument contains a NUL: ${JSON.stringify(text)}`);
+}
+
+function pathArg(operation: string, path: string): Uint8Array {
+  checkArg(operation, path);
+  return joinStrings([path]);
+}
+
+function decimal(operation: string, n: number): string {
+  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff)
+    throw new XenstoreUsageError(operation, `${n} is not an unsigned integer`);
+  return String(n);
+}
+
+function domidArg(operation: string, domid: number): Uint8Array {
+  return joinStrings([decimal(operation, domid)]);
+}
+
+function expectOk(operation: string, path: string | undefined, reply: Uint8Array): void {
+  if (parseOneString(reply) !== 'OK') {
+    throw new XenstoreProtocolError(operation, 'expected-OK', `${path ?? ''} got ${describeBytes(reply)}`);
+  }
+}
+
+const childNameChars = /^[A-Za-z0-9_@-]+$/;
+function validChildName(name: string): boolean {
+  return name.length > 0 && name.length <= 2048 && childNameChars.test(name);
+}
+
+function parseChildren(operation: string, path: string, payload: Uint8Array): string[] {
+  const strings = splitStrings(payload);
+  if (!strings.ok)
+    throw new XenstoreProtocolError(operation, 'malformed-directory', `${path}: ${strings.reason}`);
+  for (const name of strings.value) {
+    if (!validChildName(name)) {
+      throw new XenstoreProtocolError(
+        operation,
+        'malformed-directory',
+        `${path}: child ${JSON.stringify(name.slice(0, 64))}`,
+      );
+    }
+  }
+  return strings.value;
+}
+
+function errorFromReply(operation: string, path: string | undefined, payload: Uint8Array): Error {
+  const text = parseOneString(payload);
+  if (text !== undefined && isXsErrorName(text)) return new XenstoreError(operation, text, path);
+  return new XenstoreError(operation, 'EUNKNOWN', path, describeBytes(payload));
+}
+
+/** A refused send (the xenbus device fails write() with an errno for refused watches) as a request error. */
+function sendError(operation: string, path: string | undefined, error: unknown): Error {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && isXsErrorName(code)) return new XenstoreError(operation, code, path);
+  return new XenstoreConnectionError(
+    operation,
+    'send failed',
+    error instanceof Error ? error : new Error(String(error)),
+  );
+}

@@ -1,0 +1,41 @@
+export {
+  type ClientOptions,
+  type ClientStats,
+  type RequestOptions,
+  type TransactionOptions,
+  XenstoreClient,
+  XenstoreOps,
+  XenstoreTransaction,
+} from './client.ts';
+export {
+  type ConformanceCase,
+  type ConformanceTarget,
+  conformanceSuite,
+} from './conformance.ts';
+export {
+  XenstoreConnectionError,
+  XenstoreError,
+  XenstoreProtocolError,
+  XenstoreTimeoutError,
+  XenstoreUsageError,
+} from './errors.ts';
+export {
+  type Access,
+  canRead,
+  canWrite,
+  formatPermission,
+  type PermissionEntry,
+  type Permissions,
+  parsePermission,
+  parsePermissions,
+  perms,
+} from './perms.ts';
+export { XENSTORED_4_17_QUOTAS, type XenstoredQuotas } from './sim/quotas.ts';
+export { SimXenbusError, SimXenbusFile } from './sim/xenbus-device.ts';
+export { SimConnection, SimTransport, XenstoredSim, type XenstoredSimOptions } from './sim/xenstored.ts';
+export type { XenstoreTransport, XenstoreTransportFactory } from './transport.ts';
+export { DEFAULT_XENSTORED_SOCKET, defaultSocketPath, SocketTransport } from './transports/socket.ts';
+export { XenbusTransport } from './transports/xenbus.ts';
+export type { WatchEvent, WatchOptions } from './watch.ts';
+export { XenstoreWatch } from './watch.ts';
+export * as wire from './wire.ts';
