@@ -1,6 +1,6 @@
 import { measureIndexAccess, XenError } from '@moat/xen';
 import type { Command } from 'commander';
-import { SetupProblem } from '../errors.ts';
+import { ExitCode, SetupProblem } from '../errors.ts';
 import { type CliContext, type CommandModule, handler } from '../program.ts';
 
 /** `moat bench xen-index`: how shared ring indexes are best read and written. */
@@ -35,6 +35,7 @@ export const xenCommand: CommandModule = {
             addonOverAtomics: ns(f.addonOverAtomics),
             faster: f.addonOverAtomics > 1 ? 'Atomics' : 'addon',
           });
+          return ExitCode.ok;
         }),
       );
   },
