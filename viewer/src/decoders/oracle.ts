@@ -7,16 +7,16 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 
-export const testData = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'test-data');
+export const fixtures = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'fixtures');
 
 export function corpusFiles(folder: string, ext: string): string[] {
-  return readdirSync(join(testData, folder))
+  return readdirSync(join(fixtures, folder))
     .filter((f) => f.toLowerCase().endsWith(ext))
     .sort();
 }
 
 export function readCorpus(folder: string, name: string): Uint8Array {
-  return new Uint8Array(readFileSync(join(testData, folder, name)));
+  return new Uint8Array(readFileSync(join(fixtures, folder, name)));
 }
 
 export interface Reference {
