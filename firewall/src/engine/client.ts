@@ -1,0 +1,106 @@
+/** One client link (one vif) and its counters. */
+import type { RuleSet } from '../rules/types.ts';
+import { read32 } from '../wire/checksum.ts';
+import { DROP_REASON_COUNT } from './reasons.ts';
+
+export const C_RX_PACKETS = 0;
+export const C_RX_BYTES = 1;
+export const C_TX_PACKETS = 2;
+export const C_TX_BYTES = 3;
+export const C_ACCEPTED = 4;
+export const C_DROPPED = 5;
+export const C_DROP_BASE = 6;
+export const COUNTER_SLOTS = C_DROP_BASE + DROP_REASON_COUNT;
+
+/** Fragment trains remembered per link: (proto, ident, src, dst) -> flow. */
+export class FragmentTable {
+  readonly key: Uint32Array;
+  readonly entry: Int32Array;
+  readonly expires: Float64Array;
+  constructor(readonly capacity: number) {
+    this.key = new Uint32Array(capacity * 10);
+    this.entry = new Int32Array(capacity).fill(-1);
+    this.expires = new Float64Array(capacity);
+  }
+  find(k: Uint32Array, now: number): number {
+    for (let i = 0; i < this.capacity; i++) {
+      if (this.entry[i]! < 0 || this.expires[i]! <= now) continue;
+      const o = i * 10;
+      let j = 0;
+      for (; j < 10; j++) if (this.key[o + j] !== k[j]) break;
+      if (j === 10) return i;
+    }
+    return -1;
+  }
+  /** Remembers a train, replacing an expired slot or else the one closest to expiry. */
+  add(k: Uint32Array, entry: number, now: number, ttl: number): void {
+    let slot = 0;
+    let soonest = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < this.capacity; i++) {
+      if (this.entry[i]! < 0 || this.expires[i]! <= now) {
+        slot = i;
+        break;
+      }
+      if (this.expires[i]! < soonest) {
+        soonest = this.expires[i]!;
+        slot = i;
+      }
+    }
+    this.key.set(k.subarray(0, 10), slot * 10);
+    this.entry[slot] = entry;
+    this.expires[slot] = now + ttl;
+  }
+  count(now: number): number {
+    let n = 0;
+    for (let i = 0; i < this.capacity; i++) if (this.entry[i]! >= 0 && this.expires[i]! > now) n++;
+    return n;
+  }
+}
+
+export class ClientLink {
+  readonly counters = new Float64Array(COUNTER_SLOTS);
+  /** The address the client uses on its link (visible IP), as a uint32. */
+  readonly ip4: number;
+  readonly realIp4: Uint8Array;
+  readonly ip4Bytes: Uint8Array;
+  /** The gateway address the client uses (visible gateway or the firewall's). */
+  readonly gateway4: number;
+  readonly gateway4Bytes: Uint8Array;
+  readonly ip6: Uint8Array | undefined;
+  ruleSet: RuleSet | undefined = undefined;
+  /** packets, bytes per rule in evaluation order, then the policy. */
+  ruleCounters = new Float64Array(2);
+  ruleIndex = new Map<number, number>();
+  readonly fragments: FragmentTable;
+
+  constructor(
+    readonly link: number,
+    readonly name: string,
+    readonly mac: Uint8Array,
+    realIp4: Uint8Array,
+    visibleIp4: Uint8Array,
+    gateway4: Uint8Array,
+    ip6: Uint8Array | undefined,
+    fragmentCapacity: number,
+  ) {
+    this.realIp4 = realIp4.slice(0, 4);
+    this.ip4Bytes = visibleIp4.slice(0, 4);
+    this.ip4 = read32(visibleIp4, 0);
+    this.gateway4Bytes = gateway4.slice(0, 4);
+    this.gateway4 = read32(gateway4, 0);
+    this.ip6 = ip6?.slice(0, 16);
+    this.fragments = new FragmentTable(fragmentCapacity);
+  }
+
+  setRuleSet(ruleSet: RuleSet | undefined): void {
+    this.ruleSet = ruleSet;
+    const numbers = ruleSet?.ruleNumbers ?? [];
+    this.ruleIndex = new Map(numbers.map((n, i) => [n, i]));
+    this.ruleCounters = new Float64Array((numbers.length + 1) * 2);
+  }
+
+  /** The counter slot for a decision's rule number (-1 = policy). */
+  ruleSlot(rule: number): number {
+    return rule < 0 ? this.ruleIndex.size : (this.ruleIndex.get(rule) ?? this.ruleIndex.size);
+  }
+}

@@ -1,0 +1,279 @@
+/**
+ * The connection table: a fixed-capacity store of flows in typed arrays, indexed twice by
+ * open addressing (by the tuple the client sends, and by the tuple replies arrive with on
+ * the uplink), with an LRU list for eviction. Nothing here allocates after construction.
+ *
+ * A key is KEY_WORDS uint32 words: [family<<8 | proto, srcPort<<16 | dstPort, src(4), dst(4)]
+ * (IPv4 addresses use the first address word, the other three are zero).
+ */
+import { TIMEOUTS_MS } from './config.ts';
+
+export const KEY_WORDS = 10;
+export const K_PROTO = 0;
+export const K_PORTS = 1;
+export const K_SRC = 2;
+export const K_DST = 6;
+
+/** TCP states (Linux enum tcp_conntrack numbering), plus pseudo-states for UDP/ICMP/other. */
+export const TCP_NONE = 0;
+export const TCP_SYN_SENT = 1;
+export const TCP_SYN_RECV = 2;
+export const TCP_ESTABLISHED = 3;
+export const TCP_FIN_WAIT = 4;
+export const TCP_CLOSE_WAIT = 5;
+export const TCP_LAST_ACK = 6;
+export const TCP_TIME_WAIT = 7;
+export const TCP_CLOSE = 8;
+
+/** Flag bits of an entry. */
+export const F_SEEN_REPLY = 1;
+export const F_ASSURED = 2;
+export const F_FIN_ORIG = 4;
+export const F_FIN_REPLY = 8;
+
+/** An established flow seen within this long is "live" and is not evicted for a new one. */
+export const LIVE_MS = 120_000;
+/** How far up the LRU list eviction looks for an idle or unassured flow. */
+const EVICT_SCAN = 64;
+
+export function tcpTimeout(state: number): number {
+  switch (state) {
+    case TCP_SYN_SENT:
+      return TIMEOUTS_MS.tcpSynSent;
+    case TCP_SYN_RECV:
+      return TIMEOUTS_MS.tcpSynRecv;
+    case TCP_ESTABLISHED:
+      return TIMEOUTS_MS.tcpEstablished;
+    case TCP_FIN_WAIT:
+      return TIMEOUTS_MS.tcpFinWait;
+    case TCP_CLOSE_WAIT:
+      return TIMEOUTS_MS.tcpCloseWait;
+    case TCP_LAST_ACK:
+      return TIMEOUTS_MS.tcpLastAck;
+    case TCP_TIME_WAIT:
+      return TIMEOUTS_MS.tcpTimeWait;
+    default:
+      return TIMEOUTS_MS.tcpClose;
+  }
+}
+
+export function hashKey(k: Uint32Array, off: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < KEY_WORDS; i++) {
+    h = Math.imul(h ^ k[off + i]!, 0x01000193);
+    h ^= h >>> 15;
+  }
+  h = Math.imul(h ^ (h >>> 13), 0x5bd1e995);
+  return (h ^ (h >>> 15)) >>> 0;
+}
+
+class FlowIndex {
+  readonly slots: Int32Array;
+  readonly mask: number;
+  constructor(capacity: number) {
+    let n = 16;
+    while (n < capacity * 2) n *= 2;
+    this.slots = new Int32Array(n);
+    this.mask = n - 1;
+  }
+}
+
+export class Conntrack {
+  readonly capacity: number;
+  size = 0;
+  readonly keys: Uint32Array;
+  readonly hashes: Uint32Array;
+  readonly link: Int32Array;
+  readonly state: Uint8Array;
+  readonly flags: Uint8Array;
+  /** Index into the owning client's rule counters (the rule that admitted the flow). */
+  readonly rule: Int32Array;
+  readonly expires: Float64Array;
+  readonly lastSeen: Float64Array;
+  readonly used: Uint8Array;
+  private readonly prev: Int32Array;
+  private readonly next: Int32Array;
+  private head = -1; // most recently used
+  private tail = -1; // least recently used
+  private readonly free: Int32Array;
+  private freeTop: number;
+  private readonly orig: FlowIndex;
+  private readonly reply: FlowIndex;
+  evictions = 0;
+  /** The engine's clock, for expiry on lookup. */
+  now = 0;
+  expirations = 0;
+  private sweepCursor = 0;
+
+  constructor(capacity: number) {
+    this.capacity = capacity;
+    this.keys = new Uint32Array(capacity * KEY_WORDS * 2);
+    this.hashes = new Uint32Array(capacity * 2);
+    this.link = new Int32Array(capacity);
+    this.state = new Uint8Array(capacity);
+    this.flags = new Uint8Array(capacity);
+    this.rule = new Int32Array(capacity);
+    this.expires = new Float64Array(capacity);
+    this.lastSeen = new Float64Array(capacity);
+    this.used = new Uint8Array(capacity);
+    this.prev = new Int32Array(capacity);
+    this.next = new Int32Array(capacity);
+    this.free = new Int32Array(capacity);
+    for (let i = 0; i < capacity; i++) this.free[i] = capacity - 1 - i;
+    this.freeTop = capacity;
+    this.orig = new FlowIndex(capacity);
+    this.reply = new FlowIndex(capacity);
+  }
+
+  /** Finds the entry whose original (dir 0) or reply (dir 1) tuple equals key[off..]. */
+  lookup(dir: 0 | 1, key: Uint32Array, off: number): number {
+    const index = dir === 0 ? this.orig : this.reply;
+    const h = hashKey(key, off);
+    const slots = index.slots;
+    const mask = index.mask;
+    const keys = this.keys;
+    const base = dir * KEY_WORDS;
+    for (let i = h & mask; ; i = (i + 1) & mask) {
+      const s = slots[i]!;
+      if (s === 0) return -1;
+      const e = s - 1;
+      if (this.hashes[e * 2 + dir] !== h) continue;
+      const ko = e * KEY_WORDS * 2 + base;
+      let j = 0;
+      for (; j < KEY_WORDS; j++) if (keys[ko + j] !== key[off + j]) break;
+      if (j === KEY_WORDS) {
+        // an expired flow is gone even if the sweep has not reached it yet
+        if (this.expires[e]! <= this.now) {
+          this.remove(e);
+          this.expirations++;
+          return -1;
+        }
+        return e;
+      }
+    }
+  }
+
+  /**
+   * Takes a free entry, evicting when full: first an expired flow, then one that is not
+   * assured (unanswered UDP, half-open TCP, ICMP), then an established flow idle for more
+   * than LIVE_MS. Returns -1 when only live established flows are left (the new flow is
+   * dropped, as Linux does when early_drop finds nothing).
+   */
+  allocate(now: number): number {
+    if (this.freeTop === 0) {
+      let victim = -1;
+      let unassured = -1;
+      for (let e = this.tail, n = 0; e >= 0 && n < EVICT_SCAN; e = this.prev[e]!, n++) {
+        if (this.expires[e]! <= now) {
+          victim = e;
+          break;
+        }
+        if (unassured < 0 && (this.flags[e]! & F_ASSURED) === 0) unassured = e;
+      }
+      if (victim < 0) victim = unassured;
+      if (victim < 0 && this.tail >= 0 && now - this.lastSeen[this.tail]! > LIVE_MS) victim = this.tail;
+      if (victim < 0) return -1;
+      if (this.expires[victim]! <= now) this.expirations++;
+      else this.evictions++;
+      this.remove(victim);
+    }
+    return this.free[--this.freeTop]!;
+  }
+
+  /** Publishes an allocated entry whose keys have been written (both tuples). */
+  insert(e: number, link: number, state: number, rule: number, now: number, timeout: number): void {
+    const ko = e * KEY_WORDS * 2;
+    const ho = hashKey(this.keys, ko);
+    const hr = hashKey(this.keys, ko + KEY_WORDS);
+    this.hashes[e * 2] = ho;
+    this.hashes[e * 2 + 1] = hr;
+    this.put(this.orig, ho, e);
+    this.put(this.reply, hr, e);
+    this.link[e] = link;
+    this.state[e] = state;
+    this.flags[e] = 0;
+    this.rule[e] = rule;
+    this.lastSeen[e] = now;
+    this.expires[e] = now + timeout;
+    this.used[e] = 1;
+    this.prev[e] = -1;
+    this.next[e] = this.head;
+    if (this.head >= 0) this.prev[this.head] = e;
+    this.head = e;
+    if (this.tail < 0) this.tail = e;
+    this.size++;
+  }
+
+  private put(index: FlowIndex, h: number, e: number): void {
+    const slots = index.slots;
+    let i = h & index.mask;
+    while (slots[i] !== 0) i = (i + 1) & index.mask;
+    slots[i] = e + 1;
+  }
+
+  /** Backward-shift deletion keeps linear probing tombstone-free. */
+  private unindex(index: FlowIndex, dir: number, e: number): void {
+    const slots = index.slots;
+    const mask = index.mask;
+    let i = this.hashes[e * 2 + dir]! & mask;
+    while (slots[i] !== e + 1) i = (i + 1) & mask;
+    for (let j = (i + 1) & mask; ; j = (j + 1) & mask) {
+      const s = slots[j]!;
+      if (s === 0) break;
+      const home = this.hashes[(s - 1) * 2 + dir]! & mask;
+      // move s back to the hole at i unless its home lies cyclically in (i, j]
+      const inRange = i <= j ? home > i && home <= j : home > i || home <= j;
+      if (!inRange) {
+        slots[i] = s;
+        i = j;
+      }
+    }
+    slots[i] = 0;
+  }
+
+  remove(e: number): void {
+    if (this.used[e] === 0) return;
+    this.unindex(this.orig, 0, e);
+    this.unindex(this.reply, 1, e);
+    const p = this.prev[e]!;
+    const n = this.next[e]!;
+    if (p >= 0) this.next[p] = n;
+    else this.head = n;
+    if (n >= 0) this.prev[n] = p;
+    else this.tail = p;
+    this.used[e] = 0;
+    this.free[this.freeTop++] = e;
+    this.size--;
+  }
+
+  /** Marks use: moves to the LRU head and pushes the expiry out. */
+  touch(e: number, now: number, timeout: number): void {
+    this.lastSeen[e] = now;
+    this.expires[e] = now + timeout;
+    if (this.head === e) return;
+    const p = this.prev[e]!;
+    const n = this.next[e]!;
+    this.next[p] = n;
+    if (n >= 0) this.prev[n] = p;
+    else this.tail = p;
+    this.prev[e] = -1;
+    this.next[e] = this.head;
+    this.prev[this.head] = e;
+    this.head = e;
+  }
+
+  /** Removes expired entries, looking at up to `budget` slots per call (called from tick). */
+  sweep(now: number, budget: number): number {
+    let removed = 0;
+    for (let n = 0; n < budget && n < this.capacity; n++) {
+      const e = this.sweepCursor;
+      this.sweepCursor = (e + 1) % this.capacity;
+      if (this.used[e] === 1 && this.expires[e]! <= now) {
+        this.remove(e);
+        this.expirations++;
+        removed++;
+      }
+    }
+    return removed;
+  }
+}

@@ -1,0 +1,61 @@
+/** Token buckets for firewall-originated ICMP (Linux semantics, see ICMP_RATE) and drop logs. */
+import { ICMP_RATE } from './config.ts';
+
+export class TokenBucket {
+  private tokens: number;
+  private last = Number.NEGATIVE_INFINITY;
+  constructor(
+    private readonly perSecond: number,
+    private readonly burst: number,
+  ) {
+    this.tokens = burst;
+  }
+  allow(now: number): boolean {
+    if (this.last !== Number.NEGATIVE_INFINITY) {
+      this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.perSecond) / 1000);
+    }
+    this.last = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
+
+/** Per-destination slots, overwritten on hash collision (Linux inet_peer entries are also bounded). */
+const PEER_SLOTS = 256;
+
+export class IcmpRateLimiter {
+  private readonly global = new TokenBucket(ICMP_RATE.globalPerSecond, ICMP_RATE.globalBurst);
+  private readonly peerKey = new Int32Array(PEER_SLOTS);
+  private readonly peerTokens = new Float64Array(PEER_SLOTS);
+  private readonly peerLast = new Float64Array(PEER_SLOTS);
+  private readonly peerUsed = new Uint8Array(PEER_SLOTS);
+  limited = 0;
+
+  /**
+   * Whether an ICMP message to the destination hashed as `dest` may be sent now.
+   * `rateLimited` false (echo replies, fragmentation needed, packet too big) skips both
+   * buckets, as Linux's ratemask does.
+   */
+  allow(now: number, dest: number, rateLimited: boolean): boolean {
+    if (!rateLimited) return true;
+    const slot = (dest >>> 0) % PEER_SLOTS;
+    const cap = ICMP_RATE.perDestIntervalMs * ICMP_RATE.perDestBurst;
+    if (this.peerUsed[slot] === 0 || this.peerKey[slot] !== (dest | 0)) {
+      this.peerUsed[slot] = 1;
+      this.peerKey[slot] = dest | 0;
+      this.peerTokens[slot] = cap;
+      this.peerLast[slot] = now;
+    }
+    let tokens = Math.min(cap, this.peerTokens[slot]! + (now - this.peerLast[slot]!));
+    this.peerLast[slot] = now;
+    if (tokens < ICMP_RATE.perDestIntervalMs || !this.global.allow(now)) {
+      this.peerTokens[slot] = tokens;
+      this.limited++;
+      return false;
+    }
+    tokens -= ICMP_RATE.perDestIntervalMs;
+    this.peerTokens[slot] = tokens;
+    return true;
+  }
+}

@@ -1,0 +1,34 @@
+/**
+ * @moat/firewall: sys-moat's packet engine (sans-IO), its wire formats, and the contracts
+ * with the rule compiler and the DNS resolver.
+ */
+export type { DnsPacketIn, DnsPacketOut, DnsTransportEndpoint } from './dns/types.ts';
+export { FragmentTable } from './engine/client.ts';
+export {
+  type ClientConfig,
+  type DnsRedirect,
+  type DropLogEntry,
+  type EngineConfig,
+  type FrameMeta,
+  type FrameSink,
+  ICMP_RATE,
+  plainMeta,
+  QUBES_GATEWAY_MAC,
+  TIMEOUTS_MS,
+  UPLINK,
+  type UplinkConfig,
+} from './engine/config.ts';
+export { Conntrack } from './engine/conntrack.ts';
+export {
+  type EngineStats,
+  FirewallEngine,
+  type LinkStats,
+  V_DROPPED,
+  V_FORWARDED,
+  V_LOCAL,
+  type Verdict,
+} from './engine/engine.ts';
+export * as frames from './engine/frames.ts';
+export { DROP_REASONS, type DropReasonName } from './engine/reasons.ts';
+export * from './rules/index.ts';
+export * as wire from './wire/index.ts';
