@@ -40,4 +40,5 @@ export {
   type VchanEndpoint,
   type VchanListener,
 } from './transport.ts';
+export { vchanEndpoint } from './vchan-adapter.ts';
 export * as wire from './wire.ts';
