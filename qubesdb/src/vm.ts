@@ -38,6 +38,8 @@ export interface ConnectQubesDbOptions {
    * clearing the replica (the C VM daemon does this when dom0's daemon restarts). Default true.
    */
   reconnect?: boolean;
+  /** Give up a reconnection after this long (the replica then ends with the error). Default: no limit. */
+  reconnectTimeoutMs?: number;
   /** Entries the replica accepts; more is a protocol error. Default 65536. */
   maxEntries?: number;
   /** Where diagnostics go. Default: stderr. */
@@ -67,6 +69,8 @@ export class QubesDb {
   #synchronised = false;
   #closed = false;
   #sequence = 0;
+  /** Aborts a reconnection in progress when the replica is closed. */
+  readonly #lifetime = new AbortController();
   #syncWaiter: { resolve: () => void; reject: (error: Error) => void } | undefined;
   /** Counters for diagnostics; never reset. */
   readonly stats = {
@@ -293,6 +297,7 @@ export class QubesDb {
   #end(error: Error | undefined): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#lifetime.abort();
     this.#connection?.close();
     this.#connection = undefined;
     for (const listener of [...this.#endListeners]) listener(error);
@@ -355,7 +360,7 @@ export class QubesDb {
     // dom0's daemon restarted (or the link broke): reconnect and re-sync over the current replica.
     this.stats.reconnects++;
     this.#log(`link to dom0 lost${error ? ` (${error.message})` : ''}; reconnecting`);
-    this.#connectOnce(undefined, undefined).catch((reconnectError: unknown) => {
+    this.#connectOnce(this.#options.reconnectTimeoutMs, undefined).catch((reconnectError: unknown) => {
       this.#end(reconnectError instanceof Error ? reconnectError : new Error(String(reconnectError)));
     });
   }
