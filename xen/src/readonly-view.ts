@@ -30,6 +30,8 @@ export class ReadOnlyView implements ReadOnlyPages {
     this.#backing = backing;
     this.byteLength = backing.byteLength;
     this.#what = what;
+    // Nothing can be added to or changed on a view (private fields are not properties).
+    Object.freeze(this);
   }
 
   get mapped(): boolean {

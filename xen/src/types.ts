@@ -124,9 +124,16 @@ export interface GrantCopier {
 /** One end of a libxenvchan channel. Non-blocking; `onEvent` says when to try again. */
 export interface VchanEndpoint {
   readonly role: 'server' | 'client';
-  /** Copies up to `into.length` bytes; returns how many (0 when nothing is ready). */
+  /**
+   * Copies up to `into.length` bytes; returns how many (0 when nothing is ready, and 0
+   * once the peer closed and everything was read: `state()` then says 'closed').
+   * Throws XenError EBADF after our own close().
+   */
   read(into: Uint8Array): number;
-  /** Writes as much of `data` as fits; returns how many bytes (0 when the ring is full). */
+  /**
+   * Writes as much of `data` as fits; returns how many bytes (0 when the ring is full).
+   * Throws XenError EPIPE when the peer has closed, EBADF after our own close().
+   */
   write(data: Uint8Array): number;
   dataReady(): number;
   bufferSpace(): number;
