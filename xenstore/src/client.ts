@@ -599,7 +599,11 @@ export class XenstoreClient extends XenstoreOps {
       p.cleanup();
     }
     if (m.type !== XsType.ERROR && m.type !== p.type) {
-      this.protocolFailure('reply-type-mismatch', `${typeName(m.type)} in reply to ${p.operation}`);
+      const error = this.protocolFailure(
+        'reply-type-mismatch',
+        `${typeName(m.type)} in reply to ${p.operation}`,
+      );
+      if (!p.abandoned) p.reject(error);
       return;
     }
     if (p.abandoned) return;
@@ -623,23 +627,23 @@ export class XenstoreClient extends XenstoreOps {
     watch.deliver(event);
   }
 
-  private protocolFailure(reason: string, detail: string): void {
-    this.fail(
-      new XenstoreConnectionError(
-        this.transport.description,
-        'protocol violation',
-        new XenstoreProtocolError('reply', reason, detail),
-      ),
+  private protocolFailure(reason: string, detail: string): XenstoreConnectionError {
+    const error = new XenstoreConnectionError(
+      this.transport.description,
+      'protocol violation',
+      new XenstoreProtocolError('reply', reason, detail),
     );
+    this.fail(error);
+    return error;
   }
 
   private fail(error: XenstoreConnectionError): void {
     if (this.closedError) return;
-    if (this.reader.midMessage && error.reason === 'closed by peer') {
+    if (this.reader.midMessage && (error.reason === 'closed by peer' || error.reason === 'transport error')) {
       error = new XenstoreConnectionError(
         this.transport.description,
-        'closed by peer in the middle of a message',
-        new XenstoreProtocolError('read', 'truncated-message'),
+        `${error.reason} in the middle of a message`,
+        new XenstoreProtocolError('read', 'truncated-message', error.cause?.message ?? ''),
       );
     }
     this.closedError = error;
