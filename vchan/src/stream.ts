@@ -180,7 +180,16 @@ export class VchanStream extends Duplex {
         pending.callback(this.#closedError('write', pending.data.length - pending.offset));
         break;
       }
-      const n = endpoint.write(pending.data.subarray(pending.offset));
+      let n: number;
+      try {
+        n = endpoint.write(pending.data.subarray(pending.offset));
+      } catch (error) {
+        // libxenvchan_write fails (EPIPE) once the peer has closed: that is our EPIPE, not a crash.
+        if (endpoint.state() !== 'closed') throw error;
+        this.#pending = undefined;
+        pending.callback(this.#closedError('write', pending.data.length - pending.offset, error));
+        break;
+      }
       pending.offset += n;
       if (pending.offset >= pending.data.length) {
         this.#pending = undefined;
@@ -273,13 +282,15 @@ export class VchanStream extends Duplex {
     for (const waiter of waiters) waiter.reject(error);
   }
 
-  #closedError(operation: string, unwritten: number): VchanError {
+  #closedError(operation: string, unwritten: number, cause?: unknown): VchanError {
+    // A socket says why it closed (ECONNRESET); otherwise this is a plain EPIPE.
     const failure = this.#endpoint.failure?.();
+    const code = failure ? ((failure as NodeJS.ErrnoException).code ?? 'EPIPE') : 'EPIPE';
     return this.#error(
       operation,
-      failure ? ((failure as NodeJS.ErrnoException).code ?? 'EPIPE') : 'EPIPE',
+      code,
       `the channel is closed with ${unwritten} bytes unwritten`,
-      failure,
+      failure ?? cause,
     );
   }
 
