@@ -346,7 +346,7 @@ export function decodeMessage(bytes: Uint8Array): DecodeResult {
 class Writer {
   bytes = new Uint8Array(512);
   length = 0;
-  /** canonical suffix → offset, for compression */
+  /** suffix (presentation form) → offset, for compression */
   readonly suffixes = new Map<string, number>();
   constructor(readonly compress: boolean) {}
   ensure(n: number): void {
@@ -381,9 +381,10 @@ class Writer {
     const labels = nameToLabels(name);
     if (!labels) throw new DnsEncodeError('encodeMessage', name, 'not a valid name');
     for (let i = 0; i < labels.length; i++) {
+      // exact (case-preserving) suffixes only, so names decode to exactly what was encoded
       const suffix = labels
         .slice(i)
-        .map((l) => labelToText(l).replace(/[A-Z]/g, (c) => c.toLowerCase()))
+        .map((l) => labelToText(l))
         .join('.');
       const at = compress ? this.suffixes.get(suffix) : undefined;
       if (at !== undefined) {
