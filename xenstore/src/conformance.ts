@@ -237,7 +237,7 @@ const cases: [string, Body][] = [
       const base = c.dir.slice(c.home.length + 1);
       const segment = 'p'.repeat(99);
       let rel = base;
-      while (rel.length + 1 + segment.length <= 2048) rel += `/${segment}`;
+      while (rel.length + 1 + segment.length <= 2048 - 2) rel += `/${segment}`;
       rel += `/${'q'.repeat(2048 - rel.length - 1)}`;
       assert.equal(rel.length, 2048);
       await x.write(`${c.home}/${rel}`, 'at the limit');

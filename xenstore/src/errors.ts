@@ -13,7 +13,7 @@ export class XenstoreError extends Error {
     readonly rawError?: string,
   ) {
     super(
-      `xenstore ${operation}${path !== undefined ? ` ${path}` : ''} failed: ${code}${
+      `xenstore ${operation}${path !== undefined ? ` ${shortPath(path)}` : ''} failed: ${code}${
         rawError !== undefined ? ` (server sent ${JSON.stringify(rawError)})` : ''
       }`,
     );
@@ -58,7 +58,7 @@ export class XenstoreTimeoutError extends Error {
     timeoutMs?: number,
   ) {
     super(
-      `xenstore ${operation}${path !== undefined ? ` ${path}` : ''} ${
+      `xenstore ${operation}${path !== undefined ? ` ${shortPath(path)}` : ''} ${
         aborted ? 'was aborted' : `timed out after ${timeoutMs} ms`
       }`,
     );
@@ -75,4 +75,9 @@ export class XenstoreUsageError extends Error {
     super(`xenstore ${operation}: ${message}`);
     this.name = 'XenstoreUsageError';
   }
+}
+
+/** Paths may be up to 3072 characters; messages show the start and the end. */
+function shortPath(path: string): string {
+  return path.length <= 160 ? path : `${path.slice(0, 80)}...${path.slice(-60)} (${path.length} characters)`;
 }

@@ -123,6 +123,7 @@ export interface XenstoredSimOptions {
 export class XenstoredSim {
   readonly quotas: XenstoredQuotas;
   private readonly nodes = new Map<string, SimNode>();
+  private readonly usage = new Map<number, { entries: number; memory: number }>();
   private generation = 0;
   private readonly connections = new Set<SimConnection>();
   private nextConnId = 1;
@@ -136,14 +137,14 @@ export class XenstoredSim {
     this.quotas = { ...XENSTORED_4_17_QUOTAS, ...options.quotas };
     // setup_structure(): /, /tool, /tool/xenstored, owned by dom0 with no access for others.
     const rootPerms = (): PermissionEntry[] => [{ domid: 0, access: 'none' }];
-    this.nodes.set('/', { value: new Uint8Array(0), perms: rootPerms(), children: ['tool'], generation: 0 });
-    this.nodes.set('/tool', {
+    this.setNode('/', { value: new Uint8Array(0), perms: rootPerms(), children: ['tool'], generation: 0 });
+    this.setNode('/tool', {
       value: new Uint8Array(0),
       perms: rootPerms(),
       children: ['xenstored'],
       generation: 0,
     });
-    this.nodes.set('/tool/xenstored', {
+    this.setNode('/tool/xenstored', {
       value: new Uint8Array(0),
       perms: rootPerms(),
       children: [],
@@ -186,16 +187,14 @@ export class XenstoredSim {
     const view = this.globalView();
     const existing = view.get(path);
     if (existing) {
-      existing.value = bytes;
-      if (perms) existing.perms = perms.map((p) => ({ ...p }));
-      view.put(path, existing);
+      view.put(path, {
+        ...existing,
+        value: bytes,
+        perms: perms ? perms.map((p) => ({ ...p })) : existing.perms,
+      });
     } else {
       this.createNode(undefined, view, path, bytes);
-      if (perms) {
-        const n = view.get(path)!;
-        n.perms = perms.map((p) => ({ ...p }));
-        view.put(path, n);
-      }
+      if (perms) view.put(path, { ...view.get(path)!, perms: perms.map((p) => ({ ...p })) });
     }
   }
 
@@ -213,9 +212,29 @@ export class XenstoredSim {
 
   /** Number of nodes owned by `domid` (what the entry quota counts). */
   entriesOwnedBy(domid: number): number {
-    let n = 0;
-    for (const node of this.nodes.values()) if (node.perms[0]!.domid === domid) n++;
-    return n;
+    return this.usage.get(domid)?.entries ?? 0;
+  }
+
+  /** Every change of the global tree goes through here, keeping the per-owner counts exact. */
+  private setNode(path: string, node: SimNode | undefined): void {
+    const old = this.nodes.get(path);
+    if (old) this.account(old.perms[0]!.domid, -1, -(this.recordSize(old) + path.length));
+    if (node) {
+      this.nodes.set(path, node);
+      this.account(node.perms[0]!.domid, 1, this.recordSize(node) + path.length);
+    } else {
+      this.nodes.delete(path);
+    }
+  }
+
+  private account(domid: number, entries: number, memory: number): void {
+    let u = this.usage.get(domid);
+    if (!u) {
+      u = { entries: 0, memory: 0 };
+      this.usage.set(domid, u);
+    }
+    u.entries += entries;
+    u.memory += memory;
   }
 
   // ---- connections ----
@@ -641,7 +660,7 @@ export class XenstoredSim {
 
   private recordSize(node: SimNode): number {
     let childLen = 0;
-    for (const c of node.children) childLen += utf8(c).length + 1;
+    for (const c of node.children) childLen += c.length + 1; // names are ASCII (valid_chars)
     return RECORD_HEADER_SIZE + PERMISSION_RECORD_SIZE * node.perms.length + node.value.length + childLen;
   }
 
@@ -652,9 +671,7 @@ export class XenstoredSim {
   }
 
   private memoryOf(domid: number, extra = 0): number {
-    let total = extra;
-    for (const [path, node] of this.nodes)
-      if (node.perms[0]!.domid === domid) total += this.recordSize(node) + path.length;
+    let total = extra + (this.usage.get(domid)?.memory ?? 0);
     for (const c of this.connections) {
       if (c.domid !== domid || c.kind !== 'domain') continue;
       for (const w of c.watches) total += w.node.length + w.token.length;
@@ -800,10 +817,10 @@ export class XenstoredSim {
       get: (path) => this.nodes.get(path),
       put: (path, node) => {
         node.generation = ++this.generation;
-        this.nodes.set(path, node);
+        this.setNode(path, node);
       },
       del: (path) => {
-        this.nodes.delete(path);
+        this.setNode(path, undefined);
         ++this.generation;
       },
     };
