@@ -1,21 +1,22 @@
 import { xenError } from '../errno.ts';
 import { ReadOnlyView } from '../readonly-view.ts';
-import type {
-  DomainId,
-  EventChannels,
-  GrantCopier,
-  GrantCopySegment,
-  GrantMapper,
-  GrantRef,
-  GrantSharer,
-  Port,
-  ReadOnlyMapping,
-  SharedPages,
-  VchanEndpoint,
-  VchanProvider,
-  WritableMapping,
-  XenbusDevice,
-  XenDomain,
+import {
+  type DomainId,
+  type EventChannels,
+  type GrantCopier,
+  type GrantCopySegment,
+  type GrantMapper,
+  type GrantRef,
+  type GrantSharer,
+  type Port,
+  type ReadOnlyMapping,
+  type SharedPages,
+  type VchanEndpoint,
+  type VchanProvider,
+  type WritableMapping,
+  type XenbusDevice,
+  type XenDomain,
+  XenError,
 } from '../types.ts';
 import {
   loadNativeAddon,
@@ -48,8 +49,8 @@ class NativeEventChannels implements EventChannels {
   readonly #listeners = new Set<(port: Port) => void>();
   #started = false;
 
-  constructor(a: NativeAddon) {
-    this.#h = new a.Evtchn();
+  constructor(handle: NativeEvtchn) {
+    this.#h = handle;
   }
 
   #live(op: string): NativeEvtchn {
@@ -78,7 +79,13 @@ class NativeEventChannels implements EventChannels {
       h.start((ports) => {
         for (const port of ports) {
           callAll(this.#listeners, port);
-          this.#h?.unmask(port);
+          try {
+            this.#h?.unmask(port);
+          } catch (error) {
+            // A listener may have unbound the port (the evtchn driver then says ENOTCONN):
+            // there is nothing left to unmask. Anything else is a real failure.
+            if (!(error instanceof XenError && error.code === 'ENOTCONN')) throw error;
+          }
         }
       });
     }
@@ -259,9 +266,10 @@ class NativeDomain implements XenDomain {
 
   constructor(
     a: NativeAddon,
+    events: NativeEvtchn,
     readonly domid: DomainId,
   ) {
-    this.eventChannels = new NativeEventChannels(a);
+    this.eventChannels = new NativeEventChannels(events);
     this.grantMapper = {
       mapWritable: (domain, refs) =>
         new NativeWritable(a.mapGrants(domain, [...refs], true), [...refs], 'gntdev mapping'),
@@ -313,9 +321,13 @@ class NativeDomain implements XenDomain {
  */
 export function openNativeDomain(options: { domid?: DomainId } = {}): XenDomain {
   const a = loadNativeAddon();
-  const events = new a.Evtchn(); // fail early and clearly where there is no Xen
-  events.close();
-  return new NativeDomain(a, options.domid ?? a.ownDomainId());
+  const events = new a.Evtchn(); // fails first, and clearly, where there is no Xen
+  try {
+    return new NativeDomain(a, events, options.domid ?? a.ownDomainId());
+  } catch (error) {
+    events.close();
+    throw error;
+  }
 }
 
 /** /dev/xen/xenbus (a domU's xenstore connection), non-blocking. */

@@ -187,10 +187,18 @@ function wholeRegion(
   return region;
 }
 
+/** Int32Array views by buffer: sim re-issues buffers, so views are cached per object. */
+const int32Views = new WeakMap<ArrayBuffer, Int32Array>();
+
 function i32(buffer: ArrayBuffer, offset: number, op: string): [Int32Array, number] {
   if ((offset & 3) !== 0 || offset < 0 || offset + 4 > buffer.byteLength)
     throw xenError(op, offset & 3 ? 'EINVAL' : 'ERANGE', `offset ${offset}`);
-  return [new Int32Array(buffer), offset >> 2];
+  let view = int32Views.get(buffer);
+  if (!view) {
+    view = new Int32Array(buffer);
+    int32Views.set(buffer, view);
+  }
+  return [view, offset >> 2];
 }
 
 class SimWritableMapping implements WritableMapping {
@@ -246,7 +254,8 @@ class SimReadOnlyMapping implements ReadOnlyMapping {
       readU8: (o) => bytes()[o]!,
       readU16: (o) => view().getUint16(o, true),
       readU32: (o) => view().getUint32(o, true),
-      loadAcquire32: (o) => Atomics.load(new Int32Array(region.mem), o >> 2) >>> 0,
+      loadAcquire32: (o) =>
+        Atomics.load(i32(region.mem, o, 'read-only mapping loadAcquire32')[0], o >> 2) >>> 0,
       copyTo: (target, targetOffset, offset, length) =>
         target.set(bytes().subarray(offset, offset + length), targetOffset),
     };
