@@ -56,6 +56,8 @@ export const testPhases: TestPhase[] = [
   {
     name: 'unit',
     description: 'vitest: unit, property and host integration tests',
+    // viewer's BMP tests use GraphicsMagick and Pillow as oracles.
+    debianPackages: ['graphicsmagick', 'python3-pil'],
     run: (root) => step(root, bin(root, 'vitest'), ['run'], 'unit tests (vitest)'),
   },
 ];

@@ -1,3 +1,4 @@
+import { decodeBmp } from './bmp.ts';
 import { DecodeBudget, Refusal } from './budget.ts';
 import { decodeGif } from './gif.ts';
 import { decodeJpeg } from './jpeg.ts';
@@ -29,6 +30,8 @@ function decodeWith(bytes: Uint8Array, budget: DecodeBudget): DecodedImage {
       return decodeGif(bytes, budget);
     case 'jpeg':
       return decodeJpeg(bytes, budget);
+    case 'bmp':
+      return decodeBmp(bytes, budget);
     default:
       throw new Refusal('unknown-format', describeUnknown(bytes));
   }

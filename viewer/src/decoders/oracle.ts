@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 
-export const fixtures = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'fixtures');
+export const fixtures: string = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'fixtures');
 
 export function corpusFiles(folder: string, ext: string): string[] {
   return readdirSync(join(fixtures, folder))
