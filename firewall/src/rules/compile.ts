@@ -52,11 +52,60 @@ interface Atom {
   high: number;
 }
 
-/** Mutable trie node while building. */
-interface BuildNode {
-  children: [BuildNode | undefined, BuildNode | undefined];
-  wild: number;
-  keyed: { low: number; high: number; order: number }[];
+interface Keyed {
+  low: number;
+  high: number;
+  order: number;
+}
+
+/**
+ * Builds one bucket's trie straight into growable typed arrays (a rebuild on
+ * every DNS refresh must not churn the heap). A child is always created after
+ * its parent, so a reverse scan visits children before parents.
+ */
+class TrieBuilder {
+  child0 = new Int32Array(256).fill(-1);
+  child1 = new Int32Array(256).fill(-1);
+  wild = new Int32Array(256).fill(NONE);
+  count = 1;
+  readonly keyed = new Map<number, Keyed[]>();
+
+  private grow(): void {
+    const size = this.child0.length * 2;
+    const g = (a: Int32Array, fill: number) => {
+      const b = new Int32Array(size).fill(fill);
+      b.set(a);
+      return b;
+    };
+    this.child0 = g(this.child0, -1);
+    this.child1 = g(this.child1, -1);
+    this.wild = g(this.wild, NONE);
+  }
+
+  insert(atom: Atom): void {
+    let node = 0;
+    for (let depth = 0; depth < atom.length; depth++) {
+      const bit = (atom.address![depth >> 3]! >> (7 - (depth & 7))) & 1;
+      const children = bit === 1 ? this.child1 : this.child0;
+      let child = children[node]!;
+      if (child < 0) {
+        if (this.count === this.child0.length) this.grow();
+        child = this.count++;
+        (bit === 1 ? this.child1 : this.child0)[node] = child;
+      }
+      node = child;
+    }
+    if (atom.low < 0) {
+      if (atom.order < this.wild[node]!) this.wild[node] = atom.order;
+    } else {
+      let list = this.keyed.get(node);
+      if (!list) {
+        list = [];
+        this.keyed.set(node, list);
+      }
+      list.push({ low: atom.low, high: atom.high, order: atom.order });
+    }
+  }
 }
 
 /** The frozen trie of one bucket, in typed arrays. */
@@ -71,38 +120,23 @@ class BucketTrie {
   readonly values: Int32Array;
   readonly empty: boolean;
 
-  constructor(root: BuildNode) {
-    const nodes: BuildNode[] = [];
-    const stack: BuildNode[] = [root];
-    const index = new Map<BuildNode, number>();
-    while (stack.length > 0) {
-      const n = stack.pop()!;
-      index.set(n, nodes.length);
-      nodes.push(n);
-      if (n.children[1]) stack.push(n.children[1]);
-      if (n.children[0]) stack.push(n.children[0]);
-    }
-    const count = nodes.length;
-    this.child0 = new Int32Array(count);
-    this.child1 = new Int32Array(count);
+  constructor(b: TrieBuilder) {
+    const count = b.count;
+    this.child0 = b.child0.slice(0, count);
+    this.child1 = b.child1.slice(0, count);
+    this.wild = b.wild.slice(0, count);
     this.subMin = new Int32Array(count);
-    this.wild = new Int32Array(count);
     this.tableStart = new Int32Array(count);
     this.tableEnd = new Int32Array(count);
     const bounds: number[] = [];
     const values: number[] = [];
-    for (let i = 0; i < count; i++) {
-      const n = nodes[i]!;
-      this.child0[i] = n.children[0] ? index.get(n.children[0])! : -1;
-      this.child1[i] = n.children[1] ? index.get(n.children[1])! : -1;
-      this.wild[i] = n.wild;
-      this.tableStart[i] = bounds.length;
-      if (n.keyed.length > 0) buildTable(n.keyed, bounds, values);
-      this.tableEnd[i] = bounds.length;
+    for (const node of [...b.keyed.keys()].sort((x, y) => x - y)) {
+      this.tableStart[node] = bounds.length;
+      buildTable(b.keyed.get(node)!, bounds, values);
+      this.tableEnd[node] = bounds.length;
     }
     this.bounds = Int32Array.from(bounds);
     this.values = Int32Array.from(values);
-    // subtree minimum, children first (nodes are in pre-order: reverse is post-order safe)
     for (let i = count - 1; i >= 0; i--) {
       let m = this.wild[i]!;
       for (let t = this.tableStart[i]!; t < this.tableEnd[i]!; t++)
@@ -207,28 +241,6 @@ function buildTable(
   }
 }
 
-function newNode(): BuildNode {
-  return { children: [undefined, undefined], wild: NONE, keyed: [] };
-}
-
-function insert(root: BuildNode, atom: Atom): void {
-  let node = root;
-  for (let depth = 0; depth < atom.length; depth++) {
-    const bit = (atom.address![depth >> 3]! >> (7 - (depth & 7))) & 1;
-    let child = node.children[bit];
-    if (!child) {
-      child = newNode();
-      node.children[bit] = child;
-    }
-    node = child;
-  }
-  if (atom.low < 0) {
-    if (atom.order < node.wild) node.wild = atom.order;
-  } else {
-    node.keyed.push({ low: atom.low, high: atom.high, order: atom.order });
-  }
-}
-
 /** Bucket numbers within a family. */
 const B_TCP = 0;
 const B_UDP = 1;
@@ -330,7 +342,7 @@ class IndexedRuleSet implements CompiledRuleSet {
     this.nextExpiry = env.nowEpochSeconds === undefined ? undefined : nextExpiry;
     this.orderAccept = new Uint8Array(live.length);
     this.orderNumber = new Int32Array(live.length);
-    const roots = Array.from({ length: 8 }, newNode);
+    const builders = Array.from({ length: 8 }, () => new TrieBuilder());
     let atomCount = 0;
     live.forEach((rule, order) => {
       this.orderAccept[order] = rule.action === 'accept' ? 1 : 0;
@@ -339,14 +351,14 @@ class IndexedRuleSet implements CompiledRuleSet {
         if (env.family !== undefined && env.family !== family) continue;
         for (const atom of atomsOf(rule, order, family, env)) {
           for (const b of bucketsForProto(atom.proto, family)) {
-            insert(roots[(family === 4 ? 0 : 4) + b]!, atom);
+            builders[(family === 4 ? 0 : 4) + b]!.insert(atom);
             atomCount++;
           }
         }
       }
     });
     this.atomCount = atomCount;
-    this.tries = roots.map((r) => new BucketTrie(r));
+    this.tries = builders.map((b) => new BucketTrie(b));
   }
 
   evaluate(query: FlowQuery, out: RuleDecision): RuleDecision {

@@ -28,6 +28,7 @@ export {
   type RuleEntries,
 } from './client-rules.ts';
 export { type CompiledRuleSet, compileRuleSet, dropAllRuleSet } from './compile.ts';
+export { combineRuleSets, type DualFamilyRuleSet } from './dual.ts';
 export {
   MAX_RULE_LENGTH,
   MAX_RULES,
