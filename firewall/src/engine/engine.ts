@@ -19,6 +19,7 @@ import {
   applyPartialDelta,
   checksum,
   finish,
+  fold,
   pseudoSum4,
   pseudoSum6,
   read16,
@@ -220,6 +221,8 @@ export class FirewallEngine {
   private readonly clients: (ClientLink | undefined)[] = [undefined];
   private readonly clientByIp4 = new Map<number, number>();
   private connected4 = new Set<number>();
+  /** Every address on our side of the firewall: clients (attached or in /connected-ips) and our own. */
+  private internal4 = new Set<number>();
   private connected6: Uint8Array[] = [];
   private readonly uplinkCounters = new Float64Array(COUNTER_SLOTS);
   private readonly uplinkFragments: FragmentTable;
@@ -340,6 +343,7 @@ export class FirewallEngine {
     );
     this.clients.push(client);
     this.clientByIp4.set(client.ip4 | 0, link);
+    this.updateInternal();
     return link;
   }
 
@@ -350,6 +354,7 @@ export class FirewallEngine {
     this.purge(link, () => true);
     this.clientByIp4.delete(c.ip4 | 0);
     this.clients[link] = undefined;
+    this.updateInternal();
   }
 
   /**
@@ -374,6 +379,31 @@ export class FirewallEngine {
   setConnectedIps(ips4: readonly Uint8Array[], ips6: readonly Uint8Array[] = []): void {
     this.connected4 = new Set(ips4.filter((a) => a.length >= 4).map((a) => read32(a, 0) | 0));
     this.connected6 = ips6.filter((a) => a.length >= 16).map((a) => a.slice(0, 16));
+    this.updateInternal();
+  }
+
+  /**
+   * Rebuilds the internal address set and cuts tracked flows to addresses that became
+   * internal: the fast path looks flows up before the client-to-client check, so a flow
+   * must never outlive its destination turning into a client.
+   */
+  private updateInternal(): void {
+    const s = new Set<number>([this.up4 | 0, this.gw4 | 0]);
+    for (const a of this.connected4) s.add(a);
+    for (const c of this.clients) if (c) s.add(c.ip4 | 0);
+    this.internal4 = s;
+    const ct = this.conntrack;
+    const b = new Uint8Array(16);
+    for (let e = 0; e < ct.capacity; e++) {
+      if (ct.used[e] !== 1) continue;
+      const o = e * KEY_WORDS * 2 + KEY_WORDS + K_SRC;
+      if (ct.keys[o - K_SRC]! >>> 8 === 4) {
+        if (s.has(ct.keys[o]! | 0)) ct.remove(e);
+        continue;
+      }
+      for (let i = 0; i < 4; i++) write32(b, i * 4, ct.keys[o + i]!);
+      if (this.isClient6(b, 0)) ct.remove(e);
+    }
   }
 
   attachResolver(endpoint: DnsTransportEndpoint): void {
@@ -525,8 +555,6 @@ export class FirewallEngine {
     // multicast, limited broadcast, 0/8 and loopback are never routed
     const top = dst >>> 24;
     if (top >= 224 || top === 0 || top === 127) return this.drop(c.link, R_NOT_FOR_US, buf);
-    if (this.clientByIp4.has(dst | 0) || this.connected4.has(dst | 0))
-      return this.drop(c.link, R_CLIENT_TO_CLIENT, buf);
     if (buf[l3 + 8]! <= 1) return this.ttlExceeded(c.link, buf, eth, c.mac, c.gateway4Bytes);
     if (!this.checkL4(meta)) return this.drop(c.link, R_BAD_CHECKSUM, buf);
     return this.forwardFromClient(c, buf, eth, meta);
@@ -679,6 +707,10 @@ export class FirewallEngine {
     if (this.pFrag === FRAG_LATER) return this.laterFragment(c.link, c.fragments, buf, eth, meta, 0);
     let e = ct.lookup(0, this.key, 0);
     if (e < 0) {
+      // Linux `oifgroup 2 drop`: nothing new toward any client address (tracked flows never
+      // point at one: updateInternal cuts them when an address becomes a client's)
+      if (this.pFamily === 4 ? this.internal4.has(read32(buf, this.pDst) | 0) : this.isClient6(buf, this.pDst))
+        return this.drop(c.link, R_CLIENT_TO_CLIENT, buf);
       const isErr =
         this.pFamily === 4
           ? icmpIsError(this.pIcmpType)
@@ -702,8 +734,8 @@ export class FirewallEngine {
   }
 
   private out2uplink(c: ClientLink, buf: Uint8Array, eth: number, meta: FrameMeta): Verdict {
-    buf.set(this.upGwMac, eth);
-    buf.set(this.upMac, eth + 6);
+    copyMac(buf, eth, this.upGwMac);
+    copyMac(buf, eth + 6, this.upMac);
     const len = ETH_HEADER_LEN + this.pIpLen;
     c.counters[C_ACCEPTED]! += 1;
     const u = this.uplinkCounters;
@@ -1189,7 +1221,6 @@ export class FirewallEngine {
       return V_DROPPED;
     }
     if (isLinkLocalOrUnspecified(buf, l3 + 24)) return this.drop(c.link, R_NOT_FOR_US, buf);
-    if (this.isClient6(buf, l3 + 24)) return this.drop(c.link, R_CLIENT_TO_CLIENT, buf);
     if (v.hopLimit <= 1) return this.ttlExceeded(c.link, buf, eth, c.mac, c.gateway4Bytes);
     if (!this.checkL4(meta)) return this.drop(c.link, R_BAD_CHECKSUM, buf);
     return this.forwardFromClient(c, buf, eth, meta);
@@ -1218,13 +1249,7 @@ export class FirewallEngine {
       if (!v.headerChecksumOk()) return this.drop(UPLINK, R_BAD_CHECKSUM, buf);
       const src = read32(buf, l3 + 12);
       // QSB-056: nothing from upstream may claim a client's or our own address
-      if (
-        src === this.up4 ||
-        src === this.gw4 ||
-        this.clientByIp4.has(src | 0) ||
-        this.connected4.has(src | 0)
-      )
-        return this.drop(UPLINK, R_SPOOFED_UPLINK, buf);
+      if (this.internal4.has(src | 0)) return this.drop(UPLINK, R_SPOOFED_UPLINK, buf);
       if (read32(buf, l3 + 16) !== this.up4) return this.drop(UPLINK, R_NOT_FOR_US, buf);
       if (!this.parse4(buf, l3)) return this.drop(UPLINK, R_MALFORMED, buf);
       return this.uplinkIp(buf, off, meta);
@@ -1296,8 +1321,8 @@ export class FirewallEngine {
   }
 
   private out2client(c: ClientLink, buf: Uint8Array, eth: number, meta: FrameMeta): Verdict {
-    buf.set(c.mac, eth);
-    buf.set(this.gwMac, eth + 6);
+    copyMac(buf, eth, c.mac);
+    copyMac(buf, eth + 6, this.gwMac);
     const len = ETH_HEADER_LEN + this.pIpLen;
     c.counters[C_TX_PACKETS]! += 1;
     c.counters[C_TX_BYTES]! += len;
@@ -1686,9 +1711,17 @@ export class FirewallEngine {
   }
 }
 
+function copyMac(buf: Uint8Array, off: number, mac: Uint8Array): void {
+  buf[off] = mac[0]!;
+  buf[off + 1] = mac[1]!;
+  buf[off + 2] = mac[2]!;
+  buf[off + 3] = mac[3]!;
+  buf[off + 4] = mac[4]!;
+  buf[off + 5] = mac[5]!;
+}
+
 function fold16(sum: number): number {
-  sum = (sum & 0xffff) + (sum >>> 16);
-  return (sum & 0xffff) + (sum >>> 16);
+  return fold(sum);
 }
 
 function wordOf(a: Uint8Array, i: number): number {

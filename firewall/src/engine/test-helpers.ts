@@ -1,5 +1,5 @@
 /** Shared fixtures of the engine tests (not part of the public API). */
-import { checksum, pseudoSum4, pseudoSum6, read16, sumWords } from '../wire/checksum.ts';
+import { checksum, fold, pseudoSum4, pseudoSum6, read16, sumWords } from '../wire/checksum.ts';
 import { parseIpv4Address } from '../wire/ipv4.ts';
 import { parseIpv6Address } from '../wire/ipv6.ts';
 import type { EngineConfig, FrameMeta, FrameSink } from './config.ts';
@@ -82,9 +82,6 @@ export function checksumsValid(f: Uint8Array): boolean {
   return true;
 }
 
-function fold(s: number): number {
-  s = (s & 0xffff) + (s >>> 16);
-  return (s & 0xffff) + (s >>> 16);
-}
+
 
 export const meta0 = (): FrameMeta => ({ csumBlank: false, dataValidated: false, gsoType: 0, gsoSize: 0 });

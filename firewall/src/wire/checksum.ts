@@ -1,8 +1,8 @@
 /**
  * The Internet checksum (RFC 1071) and its incremental update (RFC 1624).
  *
- * Sums are kept unfolded in plain numbers (a 64 KiB packet sums to < 2^32, so `>>> 16`
- * folding is exact) and folded once at the end. Nothing here allocates.
+ * Sums are kept unfolded in plain numbers (exact below 2^53) and folded once at the end.
+ * Nothing here allocates on a hot path.
  *
  * Checksum-blank frames (Xen `NETTXF_csum_blank`, Linux CHECKSUM_PARTIAL, and every GSO
  * frame) carry in the L4 checksum field the folded, *uncomplemented* pseudo-header sum; the
@@ -12,17 +12,47 @@
  * when the checksum is finished.
  */
 
-/** Adds the 16-bit big-endian words of buf[off, off+len) to `sum` (odd tail padded with zero). */
+/**
+ * Adds the 16-bit big-endian words of buf[off, off+len) to `sum` (odd tail padded with zero).
+ *
+ * Reads 32-bit words through a DataView: the ones' complement sum is the sum modulo 0xffff,
+ * and 2^16 ≡ 1 (mod 0xffff), so summing 32-bit words and folding later gives the same
+ * result with a quarter of the loads. The DataView of the last two buffers is cached, so a
+ * caller that reuses its buffers allocates nothing. Sums stay exact below 2^53.
+ */
 export function sumWords(buf: Uint8Array, off: number, len: number, sum: number): number {
-  const end = off + (len & ~1);
+  const dv = viewOf(buf);
   let i = off;
-  for (; i < end; i += 2) sum += (buf[i]! << 8) | buf[i + 1]!;
+  const end4 = off + (len & ~3);
+  for (; i < end4; i += 4) sum += dv.getUint32(i);
+  if (len & 2) {
+    sum += dv.getUint16(i);
+    i += 2;
+  }
   if (len & 1) sum += buf[i]! << 8;
   return sum;
 }
 
+let viewA: DataView = new DataView(new ArrayBuffer(0));
+let bufA: Uint8Array | undefined;
+let viewB: DataView = viewA;
+let bufB: Uint8Array | undefined;
+
+function viewOf(buf: Uint8Array): DataView {
+  if (buf === bufA) return viewA;
+  if (buf === bufB) return viewB;
+  bufB = bufA;
+  viewB = viewA;
+  bufA = buf;
+  viewA = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  return viewA;
+}
+
 /** Folds a sum to 16 bits in ones' complement arithmetic. */
 export function fold(sum: number): number {
+  // sums of 32-bit words can exceed 2^32: fold arithmetically until bit operations are exact
+  while (sum > 0xffffffff) sum = (sum % 0x10000) + Math.floor(sum / 0x10000);
+  sum = (sum & 0xffff) + (sum >>> 16);
   sum = (sum & 0xffff) + (sum >>> 16);
   sum = (sum & 0xffff) + (sum >>> 16);
   return sum;
