@@ -96,10 +96,11 @@ class KernelMux {
     const copy = message.slice();
     new DataView(copy.buffer).setUint32(4, id, true);
     this.sim.receive(this.conn, copy);
-    this.sim.flushed(this.conn);
   }
 
   private fromXenstored(m: Uint8Array): void {
+    // Handed to the files at once: nothing stays queued in xenstored for this connection.
+    this.conn.pendingEvents.clear();
     const h = decodeHeader(m);
     if (!h.ok) return;
     const payload = m.subarray(HEADER_SIZE, HEADER_SIZE + h.value.len);

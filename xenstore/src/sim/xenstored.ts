@@ -11,6 +11,7 @@
  * /var/run/xenstored/socket), `openXenbusDevice(domid)` a fake /dev/xen/xenbus with the Linux
  * driver's behaviour (see ./xenbus-device.ts).
  */
+import { createServer, type Server } from 'node:net';
 import { type Access, canRead, canWrite, type PermissionEntry, parsePermission } from '../perms.ts';
 import type { XenstoreTransport } from '../transport.ts';
 import { XenbusTransport } from '../transports/xenbus.ts';
@@ -263,6 +264,37 @@ export class XenstoredSim {
     options: { chunkSize?: number } = {},
   ): () => Promise<XenstoreTransport> {
     return async () => new XenbusTransport(this.openXenbusDevice(domid, options), `sim xenbus dom${domid}`);
+  }
+
+  /**
+   * Serves the sim on a unix socket (host tests of the socket transport): each accepted
+   * connection acts as dom0 through the socket, like /var/run/xenstored/socket, or as
+   * `options.domid` when given (a test stand-in for a domain's connection).
+   */
+  listen(path: string, options: { domid?: number } = {}): Promise<Server> {
+    const domid = options.domid ?? 0;
+    const server = createServer((socket) => {
+      // Written to the socket at once: nothing stays queued, so no event is suppressed as a duplicate.
+      const conn: SimConnection = this.attach(
+        domid,
+        domid === 0 ? 'socket' : 'domain',
+        (m) => {
+          socket.write(m);
+          conn.pendingEvents.clear();
+        },
+        () => socket.destroy(),
+      );
+      socket.on('data', (chunk: Buffer) => {
+        this.receive(conn, new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length));
+        this.flushed(conn);
+      });
+      socket.on('close', () => this.detach(conn));
+      socket.on('error', () => this.detach(conn));
+    });
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(path, () => resolve(server));
+    });
   }
 
   /** A transport factory for `connect({ domid })` (dom0: a socket connection). */
