@@ -69,7 +69,8 @@ void CallFromLoop(Napi::Env env, Napi::FunctionReference& fn, Napi::AsyncContext
   if (fn.IsEmpty()) return;
   Napi::HandleScope scope(env);
   try {
-    fn.MakeCallback(env.Undefined(), args, ctx ? static_cast<napi_async_context>(*ctx) : nullptr);
+    // napi_make_callback converts the receiver to an object: undefined would throw.
+    fn.MakeCallback(env.Global(), args, ctx ? static_cast<napi_async_context>(*ctx) : nullptr);
   } catch (const Napi::Error& e) {
     // Report like any other asynchronous error (process 'uncaughtException').
     napi_fatal_exception(env, e.Value());

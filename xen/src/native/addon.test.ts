@@ -1,4 +1,7 @@
-import { existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Errno } from '../errno.ts';
 import { XenError } from '../types.ts';
@@ -131,5 +134,35 @@ describe.runIf(built || required)('native addon', () => {
     expect(thrown(() => index.load(2)).code).toBe('EINVAL');
     expect(thrown(() => index.load(4096)).code).toBe('ERANGE');
     m.unmap();
+  });
+
+  it('drives a device fd with uv_poll without blocking: the xenbus device over a FIFO', async () => {
+    // A FIFO opened read-write stands in for /dev/xen/xenbus: what we write comes back
+    // readable, so the poll, the non-blocking reads and close are exercised on any host.
+    const dir = mkdtempSync(join(tmpdir(), 'moat-xenbus-'));
+    const fifo = join(dir, 'xenbus');
+    execFileSync('mkfifo', [fifo]);
+    try {
+      const dev = openXenbusDevice(fifo);
+      const chunks: Uint8Array[] = [];
+      const errors: Error[] = [];
+      const got = new Promise<void>((resolve) => {
+        dev.onData((chunk) => {
+          chunks.push(chunk);
+          if (chunks.reduce((n, c) => n + c.length, 0) >= 20) resolve();
+        });
+      });
+      dev.onError((e) => errors.push(e));
+      dev.write(Uint8Array.from({ length: 16 }, (_, i) => i));
+      dev.write(Uint8Array.of(16, 17, 18, 19));
+      await got;
+      expect(Buffer.concat(chunks)).toEqual(Buffer.from(Array.from({ length: 20 }, (_, i) => i)));
+      expect(errors).toEqual([]);
+      dev.close();
+      expect(thrown(() => dev.write(Uint8Array.of(1))).code).toBe('EBADF');
+      dev.close(); // idempotent
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
