@@ -305,6 +305,29 @@ describe('StubResolver over UDP', () => {
     expect(t.resolver.answer('www.example', 4)).toEqual({ state: 'pending' });
   });
 
+  it('keeps at most maxInFlight lookups going and starts the rest as others finish', () => {
+    const t = setup({ maxInFlight: 2 });
+    for (const n of ['a.example', 'b.example', 'c.example']) t.resolver.retain(n, 4);
+    const first = t.udp();
+    expect(first.map((q) => questionOf(q).name)).toEqual(['a.example', 'b.example']);
+    t.resolver.deliver(
+      asUdpReply(first[0]!, reply(first[0]!.payload, [a('a.example', [1, 1, 1, 1])])),
+      t.now,
+    );
+    t.advance(0);
+    expect(t.udp().map((q) => questionOf(q).name)).toEqual(['c.example']);
+  });
+
+  it('fails names beyond maxNames instead of tracking without bound', () => {
+    const t = setup({ maxNames: 1 });
+    t.resolver.retain('a.example', 4);
+    t.resolver.retain('b.example', 4);
+    expect(t.resolver.answer('b.example', 4)).toEqual({
+      state: 'failed',
+      reason: 'too many names to resolve',
+    });
+  });
+
   it('fails without servers', () => {
     const t = setup({ servers: [] });
     t.resolver.retain('www.example', 4);

@@ -29,7 +29,6 @@ import {
   type DnsMessage,
   decodeMessage,
   encodeQuery,
-  MAX_UDP_MESSAGE,
   namesEqual,
   nameToLabels,
   OPCODE_QUERY,
@@ -78,6 +77,10 @@ export interface StubResolverOptions {
   retryMs?: number;
   /** Names followed through CNAMEs, counting the first. */
   maxChain?: number;
+  /** Lookups in flight at once; more wait their turn (a tree of 10,000 dsthost rules must not burst). */
+  maxInFlight?: number;
+  /** Names tracked at once; beyond it a name fails (and its client's rules fail closed). */
+  maxNames?: number;
   /** Local port range for queries (IANA ephemeral by default). */
   portRange?: readonly [number, number];
   /** Lets the engine keep our ports apart from its NAT ports. */
@@ -158,6 +161,7 @@ export class StubResolver implements DnsTransportEndpoint, HostResolver {
   /** TCP connections kept after their answer until they close (FIN handshake). */
   private readonly closing = new Map<number, DnsTcpConnection>();
   private outgoing: DnsPacketOut[] = [];
+  private inFlight = 0;
   private readonly listeners = new Set<(name: string, family: 4 | 6) => void>();
   private readonly o: Required<Omit<StubResolverOptions, 'portAvailable' | 'log' | 'random' | 'servers'>>;
 
@@ -175,6 +179,8 @@ export class StubResolver implements DnsTransportEndpoint, HostResolver {
       maxNegativeTtlSeconds: options.maxNegativeTtlSeconds ?? 3600,
       retryMs: options.retryMs ?? 30_000,
       maxChain: options.maxChain ?? 8,
+      maxInFlight: options.maxInFlight ?? 32,
+      maxNames: options.maxNames ?? 4096,
       portRange: options.portRange ?? [49152, 65535],
     };
   }
@@ -202,13 +208,14 @@ export class StubResolver implements DnsTransportEndpoint, HostResolver {
       refreshAt: 0,
       lookup: undefined,
     };
+    const full = this.entries.size >= this.o.maxNames;
     this.entries.set(k, entry);
-    if (!nameToLabels(canonical)) {
-      entry.answer = { state: 'failed', reason: 'not a valid DNS name' };
+    if (full || !nameToLabels(canonical)) {
+      entry.answer = { state: 'failed', reason: full ? 'too many names to resolve' : 'not a valid DNS name' };
       entry.refreshAt = Number.POSITIVE_INFINITY;
       return;
     }
-    this.startLookup(entry, this.o.now());
+    if (this.inFlight < this.o.maxInFlight) this.startLookup(entry, this.o.now());
   }
 
   release(name: string, family: 4 | 6): void {
@@ -217,6 +224,8 @@ export class StubResolver implements DnsTransportEndpoint, HostResolver {
     if (!entry) return;
     if (--entry.refs > 0) return;
     this.stopAttempt(entry);
+    if (entry.lookup) this.inFlight--;
+    entry.lookup = undefined;
     this.entries.delete(k);
   }
 
@@ -257,10 +266,6 @@ export class StubResolver implements DnsTransportEndpoint, HostResolver {
         this.stats.answersRejected++;
         return true;
       }
-      if (packet.payload.length > MAX_UDP_MESSAGE * 8) {
-        this.stats.malformed++;
-        return true;
-      }
       this.onResponse(entry, packet.payload, nowMs);
       return true;
     }
@@ -297,7 +302,7 @@ export class StubResolver implements DnsTransportEndpoint, HostResolver {
     for (const entry of [...this.entries.values()]) {
       const lookup = entry.lookup;
       if (!lookup) {
-        if (nowMs >= entry.refreshAt) this.startLookup(entry, nowMs);
+        if (nowMs >= entry.refreshAt && this.inFlight < this.o.maxInFlight) this.startLookup(entry, nowMs);
         continue;
       }
       const attempt = lookup.attempt;
@@ -317,6 +322,7 @@ export class StubResolver implements DnsTransportEndpoint, HostResolver {
   // ---- lookups ----
 
   private startLookup(entry: Entry, nowMs: number): void {
+    this.inFlight++;
     entry.lookup = {
       qname: entry.name,
       names: [entry.name],
@@ -546,8 +552,7 @@ export class StubResolver implements DnsTransportEndpoint, HostResolver {
 
   private finishSuccess(entry: Entry, nowMs: number, addresses: Uint8Array[]): void {
     const ttl = this.clamp(entry.lookup!.ttl, this.o.minTtlSeconds, this.o.maxTtlSeconds);
-    this.stopAttempt(entry);
-    entry.lookup = undefined;
+    this.endLookup(entry);
     entry.refreshAt = nowMs + ttl * 1000;
     this.setAnswer(entry, { state: 'resolved', addresses });
   }
@@ -561,15 +566,19 @@ export class StubResolver implements DnsTransportEndpoint, HostResolver {
       this.o.minNegativeTtlSeconds,
       this.o.maxNegativeTtlSeconds,
     );
-    this.stopAttempt(entry);
-    entry.lookup = undefined;
+    this.endLookup(entry);
     entry.refreshAt = nowMs + ttl * 1000;
     this.setAnswer(entry, reason ? { state: 'failed', reason } : { state: 'resolved', addresses: [] });
   }
 
-  private finishFailure(entry: Entry, nowMs: number, reason: string): void {
+  private endLookup(entry: Entry): void {
     this.stopAttempt(entry);
+    if (entry.lookup) this.inFlight--;
     entry.lookup = undefined;
+  }
+
+  private finishFailure(entry: Entry, nowMs: number, reason: string): void {
+    this.endLookup(entry);
     entry.refreshAt = nowMs + this.o.retryMs;
     if (entry.answer.state === 'resolved' && entry.answer.addresses.length > 0) {
       // a failed refresh: keep the addresses we have until a new answer arrives
