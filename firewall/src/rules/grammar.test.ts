@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { formatIp } from './address.ts';
 import { parseRuleEntries, parseRuleLine, type QubesRule } from './grammar.ts';
@@ -205,5 +206,38 @@ describe('a client rule tree (multiread of /qubes-firewall/<ip>/)', () => {
   it('refuses keys of another client', () => {
     const r = parseRuleEntries({ '/qubes-firewall/10.137.0.4/policy': 'drop' }, '10.137.0.3');
     expect(r).toMatchObject({ ok: false, reason: /outside/ });
+  });
+});
+
+describe('untrusted rule text', () => {
+  it('never throws, whatever the bytes', () => {
+    const token = fc.oneof(
+      fc.constantFrom(
+        'action=',
+        'accept',
+        'drop',
+        'dst4=',
+        'dst6=',
+        'dsthost=',
+        'proto=',
+        'dstports=',
+        'icmptype=',
+      ),
+      fc.constantFrom('specialtarget=dns', 'comment=', 'expire=', ' ', '  ', '=', '/', '-', ':', '.', '::'),
+      fc.string({ maxLength: 6 }),
+    );
+    fc.assert(
+      fc.property(
+        fc.array(token, { maxLength: 12 }),
+        fc.constantFrom(undefined, 4 as const, 6 as const),
+        (parts, family) => {
+          const line = parts.join('');
+          const r = parseRuleLine(line, 0, family);
+          if (!r.ok) expect(typeof r.reason).toBe('string');
+          parseRuleEntries({ policy: 'drop', '0000': line });
+        },
+      ),
+      { numRuns: 3000 },
+    );
   });
 });
