@@ -95,6 +95,8 @@ export class SimGrantTable {
     readonly domid: DomainId,
     /** gntalloc's `limit` module parameter: pages shared at once (Linux default 1024). */
     readonly limit: number,
+    /** Grant table size in entries: Xen 4.17's default 64 frames of 512 v1 entries. */
+    readonly entries = 64 * 512,
   ) {}
 
   share(grantee: DomainId, pageCount: number, writable: boolean): SimRegion {
@@ -103,6 +105,8 @@ export class SimGrantTable {
     if (this.#pagesShared + pageCount > this.limit)
       throw xenError('gntalloc share', 'ENOSPC', `limit of ${this.limit} shared pages reached`);
     const refs: GrantRef[] = [];
+    if (this.#free.length + (this.entries - this.#next) < pageCount)
+      throw xenError('gntalloc share', 'ENOSPC', 'grant table full');
     for (let i = 0; i < pageCount; i++) refs.push(this.#free.pop() ?? this.#next++);
     const region = new SimRegion(this.domid, grantee, writable, pageCount, refs);
     refs.forEach((ref, page) => {
@@ -137,7 +141,13 @@ export interface GrantTables {
   table(domid: DomainId): SimGrantTable | undefined;
 }
 
-/** The GNTST status of domain `caller` accessing `ref` of `owner`, or the entry. */
+/**
+ * The GNTST status of domain `caller` accessing `ref` of `owner`, or the entry. As Xen's
+ * grant_table.c: an unknown domain is GNTST_bad_domain, a ref beyond the table
+ * GNTST_bad_gntref, and an entry that is not granted, granted to another domain, or
+ * read-only when writing is GNTST_general_error (_set_status_v1's "Bad flags or dom" and
+ * "Attempt to write-pin a r/o grant entry").
+ */
 function access(
   tables: GrantTables,
   caller: DomainId,
@@ -147,10 +157,11 @@ function access(
 ): GrantEntry | number {
   const table = tables.table(owner);
   if (!table) return GNTST.bad_domain;
+  if (ref >= table.entries) return GNTST.bad_gntref;
   const entry = table.lookup(ref);
-  if (!entry) return GNTST.bad_gntref;
-  if (entry.region.grantee !== caller) return GNTST.permission_denied;
-  if (write && !entry.region.writable) return GNTST.permission_denied;
+  if (!entry) return GNTST.general_error;
+  if (entry.region.grantee !== caller) return GNTST.general_error;
+  if (write && !entry.region.writable) return GNTST.general_error;
   return entry;
 }
 
