@@ -59,12 +59,25 @@ export function tcpTimeout(state: number): number {
 
 export function hashKey(k: Uint32Array, off: number): number {
   let h = 0x811c9dc5;
-  for (let i = 0; i < KEY_WORDS; i++) {
-    h = Math.imul(h ^ k[off + i]!, 0x01000193);
-    h ^= h >>> 15;
+  h = mix(h, k[off + K_PROTO]!);
+  h = mix(h, k[off + K_PORTS]!);
+  h = mix(h, k[off + K_SRC]!);
+  h = mix(h, k[off + K_DST]!);
+  // the other address words are zero for IPv4 keys
+  if (k[off + K_PROTO]! >>> 8 === 6) {
+    for (let i = 1; i < 4; i++) {
+      h = mix(h, k[off + K_SRC + i]!);
+      h = mix(h, k[off + K_DST + i]!);
+    }
   }
-  h = Math.imul(h ^ (h >>> 13), 0x5bd1e995);
-  return (h ^ (h >>> 15)) >>> 0;
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+function mix(h: number, w: number): number {
+  h = Math.imul(h ^ w, 0x01000193);
+  return h ^ (h >>> 15);
 }
 
 class FlowIndex {

@@ -709,7 +709,9 @@ export class FirewallEngine {
     if (e < 0) {
       // Linux `oifgroup 2 drop`: nothing new toward any client address (tracked flows never
       // point at one: updateInternal cuts them when an address becomes a client's)
-      if (this.pFamily === 4 ? this.internal4.has(read32(buf, this.pDst) | 0) : this.isClient6(buf, this.pDst))
+      if (
+        this.pFamily === 4 ? this.internal4.has(read32(buf, this.pDst) | 0) : this.isClient6(buf, this.pDst)
+      )
         return this.drop(c.link, R_CLIENT_TO_CLIENT, buf);
       const isErr =
         this.pFamily === 4

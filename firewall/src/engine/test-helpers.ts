@@ -82,6 +82,4 @@ export function checksumsValid(f: Uint8Array): boolean {
   return true;
 }
 
-
-
 export const meta0 = (): FrameMeta => ({ csumBlank: false, dataValidated: false, gsoType: 0, gsoSize: 0 });

@@ -51,7 +51,11 @@ function viewOf(buf: Uint8Array): DataView {
 /** Folds a sum to 16 bits in ones' complement arithmetic. */
 export function fold(sum: number): number {
   // sums of 32-bit words can exceed 2^32: fold arithmetically until bit operations are exact
-  while (sum > 0xffffffff) sum = (sum % 0x10000) + Math.floor(sum / 0x10000);
+  while (sum > 0xffffffff) {
+    // a 64 KiB packet sums below 2^48, so one step brings it under 2^32
+    const hi = Math.floor(sum / 0x10000);
+    sum = sum - hi * 0x10000 + hi;
+  }
   sum = (sum & 0xffff) + (sum >>> 16);
   sum = (sum & 0xffff) + (sum >>> 16);
   sum = (sum & 0xffff) + (sum >>> 16);
