@@ -179,7 +179,8 @@ function measure(
     const c = process.cpuUsage(c0);
     elapsed = (c.user + c.system) / 1000;
     // one tick per pass, as the VM ticks per batch of ring work
-    if (engine) engine.tick((now += 1));
+    now += 1;
+    if (engine) engine.tick(now);
   }
   obs.disconnect();
   const wall = performance.now() - t0;
