@@ -1,7 +1,8 @@
 import type { CommandModule } from '../program.ts';
 import { demoCommand } from './demo.ts';
 import { testCommand } from './test.ts';
+import { viewerCommand } from './viewer.ts';
 import { xenCommand } from './xen.ts';
 
 /** Every command module; each package's issue adds its own here. */
-export const commandModules: readonly CommandModule[] = [demoCommand, testCommand, xenCommand];
+export const commandModules: readonly CommandModule[] = [demoCommand, testCommand, xenCommand, viewerCommand];

@@ -1,0 +1,98 @@
+import { benchCases, benchDecoders, fuzzFormat, viewerFixtures } from '@moat/viewer/host';
+import type { Command } from 'commander';
+import { CheckFailed, ExitCode, SetupProblem } from '../errors.ts';
+import { type CliContext, type CommandModule, handler } from '../program.ts';
+
+const formats = ['png', 'gif', 'jpeg', 'bmp'] as const;
+type Format = (typeof formats)[number];
+
+function parseFormats(value: string): Format[] {
+  if (value === 'all') return [...formats];
+  const chosen = value.split(',');
+  for (const f of chosen)
+    if (!(formats as readonly string[]).includes(f))
+      throw new SetupProblem(`unknown format ${f} (one of ${formats.join(', ')}, or all)`);
+  return chosen as Format[];
+}
+
+/** `moat fuzz decoders` and `moat bench decoders` (viewer package). */
+export const viewerCommand: CommandModule = {
+  register(program: Command, ctx: CliContext) {
+    const fuzz =
+      program.commands.find((c) => c.name() === 'fuzz') ??
+      program.command('fuzz').description('fuzzing campaigns: mutated corpus files against our parsers');
+    fuzz
+      .command('decoders')
+      .description(
+        'mutated corpus files through the image decoders: counts crashes, hangs and budget overruns (exit 1 on any)',
+      )
+      .option('--format <formats>', 'png, gif, jpeg, bmp (comma-separated) or all', 'all')
+      .option('--seconds <n>', 'time per format', '20')
+      .option('--iterations <n>', 'stop each format after this many inputs instead')
+      .option('--seed <n>', 'campaign seed (an input is reproduced from seed and iteration)', '1')
+      .action(
+        handler(async (reporter, cmd) => {
+          const o = cmd.opts<{ format: string; seconds: string; iterations?: string; seed: string }>();
+          const seconds = Number(o.seconds);
+          const iterations = o.iterations === undefined ? undefined : Number(o.iterations);
+          const seed = Number(o.seed);
+          if (!(seconds > 0) || (iterations !== undefined && !(iterations > 0)) || !Number.isInteger(seed))
+            throw new SetupProblem('--seconds and --iterations must be positive, --seed an integer');
+          let failed = 0;
+          for (const format of parseFormats(o.format)) {
+            reporter.log(`fuzzing ${format} for ${iterations ?? `${seconds} s`}`);
+            const r = await fuzzFormat({
+              format,
+              fixtures: viewerFixtures,
+              seed,
+              ...(iterations === undefined ? { seconds } : { iterations }),
+            });
+            failed += r.crashes + r.hangs + r.overruns;
+            reporter.result(`fuzz ${format}`, {
+              executions: r.executions,
+              perSecond: Math.round(r.executions / r.seconds),
+              seconds: Number(r.seconds.toFixed(1)),
+              seeds: r.seeds,
+              seed: r.seed,
+              decoded: r.decoded,
+              refused: JSON.stringify(r.refused),
+              crashes: r.crashes,
+              hangs: r.hangs,
+              overruns: r.overruns,
+              slowestMs: Number(r.slowestMs.toFixed(1)),
+              findings: r.findings.map((f) => `${f.kind}@${f.iteration}: ${f.detail}`).join('; ') || 'none',
+            });
+          }
+          if (failed > 0) throw new CheckFailed(`${failed} fuzzing findings (crash, hang or budget overrun)`);
+          return ExitCode.ok;
+        }),
+      );
+
+    ctx.bench
+      .command('decoders')
+      .description(
+        'decode time of our decoders vs sharp (libvips, 1 thread) per format, same inputs, same run',
+      )
+      .option('--reps <n>', 'decodes per file and decoder', '5')
+      .action(
+        handler(async (reporter, cmd) => {
+          const reps = Number(cmd.opts<{ reps: string }>().reps);
+          if (!Number.isInteger(reps) || reps < 1)
+            throw new SetupProblem('--reps must be a positive integer');
+          const rows = await benchDecoders(await benchCases(viewerFixtures), reps);
+          for (const row of rows) {
+            reporter.result(`decode ${row.format}`, {
+              files: row.files,
+              megapixels: Number(row.megapixels.toFixed(2)),
+              oursMs: Number(row.oursMs.toFixed(2)),
+              sharpMs:
+                row.sharpMs === null ? 'n/a (sharp has no BMP loader)' : Number(row.sharpMs.toFixed(2)),
+              oursMpPerS: Number(row.oursMpPerS.toFixed(1)),
+              speedVsSharp: row.speedVsSharp === null ? 'n/a' : Number(row.speedVsSharp.toFixed(3)),
+            });
+          }
+          return ExitCode.ok;
+        }),
+      );
+  },
+};

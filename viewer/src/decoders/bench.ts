@@ -1,0 +1,111 @@
+/**
+ * Decode speed of our decoders against sharp (libvips) on the same bytes in the same run.
+ * Host-only (imports sharp). sharp runs with concurrency 1: our decoders use one thread.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { decodeImage } from './decode.ts';
+import type { ImageFormat } from './types.ts';
+
+export interface BenchCase {
+  name: string;
+  format: ImageFormat;
+  bytes: Uint8Array;
+}
+
+export interface BenchRow {
+  format: ImageFormat;
+  files: number;
+  megapixels: number;
+  oursMs: number;
+  sharpMs: number | null;
+  /** Our speed as a fraction of sharp's (sharpMs / oursMs); 1/3 is the aim for PNG and JPEG. */
+  speedVsSharp: number | null;
+  oursMpPerS: number;
+}
+
+/** The corpus cases, plus large PNG/GIF made from a corpus photo (the corpora's PNGs and
+ *  GIFs are all tiny, which would only measure per-call overhead). */
+export async function benchCases(fixtures: string): Promise<BenchCase[]> {
+  const file = (path: string) => new Uint8Array(readFileSync(join(fixtures, path)));
+  const photo = file('jpeg/exif-orientation/Landscape_1.jpg');
+  const photoPng = await sharp(photo).png({ compressionLevel: 6 }).toBuffer();
+  const photoPngAlpha = await sharp(photo).ensureAlpha(0.5).png({ compressionLevel: 9 }).toBuffer();
+  const photoPngInterlaced = await sharp(photo).png({ progressive: true }).toBuffer();
+  const photoGif = await sharp(photo).resize(900).gif().toBuffer();
+  const photoProgressive = await sharp(photo).jpeg({ progressive: true, quality: 85 }).toBuffer();
+  return [
+    { name: 'Landscape_1.png (1800×1200 RGB, derived)', format: 'png', bytes: photoPng },
+    { name: 'Landscape_1 RGBA (derived, level 9)', format: 'png', bytes: photoPngAlpha },
+    { name: 'Landscape_1 Adam7 (derived)', format: 'png', bytes: photoPngInterlaced },
+    { name: 'pngsuite basn6a16.png', format: 'png', bytes: file('png/pngsuite/basn6a16.png') },
+    { name: 'Landscape_1.jpg (1800×1200 baseline 4:2:0)', format: 'jpeg', bytes: photo },
+    { name: 'Landscape_1 progressive (derived)', format: 'jpeg', bytes: photoProgressive },
+    {
+      name: 'jpeg-js unconventional-table.jpg',
+      format: 'jpeg',
+      bytes: file('jpeg/jpeg-js-fixtures/unconventional-table.jpg'),
+    },
+    { name: 'jpeg-js truecolor.jpg', format: 'jpeg', bytes: file('jpeg/jpeg-js-fixtures/truecolor.jpg') },
+    { name: 'Landscape_1 900×600 GIF (derived)', format: 'gif', bytes: photoGif },
+    {
+      name: 'gif-test-suite animated_loop.gif',
+      format: 'gif',
+      bytes: file('gif/gif-test-suite/animated_loop.gif'),
+    },
+    { name: 'image-rs V5_24_Bit.bmp', format: 'bmp', bytes: file('bmp/image-rs/V5_24_Bit.bmp') },
+    { name: 'image-rs Core_8_Bit.bmp', format: 'bmp', bytes: file('bmp/image-rs/Core_8_Bit.bmp') },
+  ];
+}
+
+async function timeSharp(bytes: Uint8Array, reps: number): Promise<number> {
+  const start = performance.now();
+  for (let i = 0; i < reps; i++)
+    await sharp(bytes, { limitInputPixels: false, animated: true }).ensureAlpha().raw().toBuffer();
+  return (performance.now() - start) / reps;
+}
+
+function timeOurs(bytes: Uint8Array, reps: number): { ms: number; pixels: number } {
+  let pixels = 0;
+  const start = performance.now();
+  for (let i = 0; i < reps; i++) {
+    const result = decodeImage(bytes, { maxPixels: 1e9, maxTotalBytes: 4 * 2 ** 30, deadlineMs: 600_000 });
+    if (!result.ok) throw new Error(`bench input refused: ${result.reason}`);
+    pixels = result.image.width * result.image.height * result.image.frames.length;
+  }
+  return { ms: (performance.now() - start) / reps, pixels };
+}
+
+/** Per format: total decode time of each decoder over its cases (after one warm-up each). */
+export async function benchDecoders(cases: readonly BenchCase[], reps = 5): Promise<BenchRow[]> {
+  sharp.concurrency(1);
+  sharp.cache(false);
+  const rows = new Map<ImageFormat, BenchRow>();
+  for (const c of cases) {
+    const row = rows.get(c.format) ?? {
+      format: c.format,
+      files: 0,
+      megapixels: 0,
+      oursMs: 0,
+      sharpMs: c.format === 'bmp' ? null : 0,
+      speedVsSharp: null,
+      oursMpPerS: 0,
+    };
+    timeOurs(c.bytes, 1);
+    const ours = timeOurs(c.bytes, reps);
+    row.files++;
+    row.megapixels += ours.pixels / 1e6;
+    row.oursMs += ours.ms;
+    if (row.sharpMs !== null) {
+      await timeSharp(c.bytes, 1);
+      row.sharpMs += await timeSharp(c.bytes, reps);
+    }
+    rows.set(c.format, row);
+  }
+  for (const row of rows.values()) {
+    row.oursMpPerS = row.megapixels / (row.oursMs / 1000);
+    if (row.sharpMs !== null) row.speedVsSharp = row.sharpMs / row.oursMs;
+  }
+  return [...rows.values()];
+}
