@@ -1,3 +1,4 @@
+export { type LatencyFigures, measureWatchLatency, type WatchLatencyReport } from './bench.ts';
 export { QubesDbDaemon, type QubesDbDaemonEvent, type QubesDbDaemonOptions } from './dom0.ts';
 export { QubesDbError, QubesDbProtocolError } from './errors.ts';
 export { QdbStore, watchMatches } from './store.ts';
