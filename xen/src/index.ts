@@ -16,3 +16,4 @@ export { type SimDomain, SimHypervisor, type SimHypervisorOptions } from './sim/
 export * from './types.ts';
 export { RingVchanProvider, type VchanRegistry } from './vchan/ring-vchan.ts';
 export * as vchanWire from './vchan/wire.ts';
+export { type XenConformanceCase, type XenConformanceTarget, xenConformanceSuite } from './conformance.ts';
