@@ -44,7 +44,10 @@ function expectXenError(f: () => unknown, code: string, what: string): XenError 
 
 function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new assert.AssertionError({ message: `${what}: nothing within ${ms} ms` })), ms);
+    const timer = setTimeout(
+      () => reject(new assert.AssertionError({ message: `${what}: nothing within ${ms} ms` })),
+      ms,
+    );
     promise.then(
       (v) => {
         clearTimeout(timer);
@@ -100,7 +103,11 @@ const cases: [string, (c: Ctx) => Promise<void>][] = [
       const ec = d.eventChannels;
       const p = ec.allocUnbound(other);
       try {
-        const e = expectXenError(() => ec.bindInterdomain(self, p), 'EINVAL', 'bind to a port for another domain');
+        const e = expectXenError(
+          () => ec.bindInterdomain(self, p),
+          'EINVAL',
+          'bind to a port for another domain',
+        );
         assert.equal(e.operation, 'xenevtchn_bind_interdomain');
       } finally {
         ec.unbind(p);
@@ -165,7 +172,11 @@ const cases: [string, (c: Ctx) => Promise<void>][] = [
       const shared = d.grantSharer.share(self, 1, { writable: false });
       try {
         new DataView(shared.buffer).setUint32(16, 0xa1b2c3d4, true);
-        const e = expectXenError(() => d.grantMapper.mapWritable(self, shared.refs), 'EINVAL', 'writable map of a read-only grant');
+        const e = expectXenError(
+          () => d.grantMapper.mapWritable(self, shared.refs),
+          'EINVAL',
+          'writable map of a read-only grant',
+        );
         assert.match(e.operation, /map/);
         const ro = d.grantMapper.mapReadOnly(self, shared.refs);
         try {
@@ -193,12 +204,20 @@ const cases: [string, (c: Ctx) => Promise<void>][] = [
     async ({ d, self, other }) => {
       const shared = d.grantSharer.share(other, 1);
       try {
-        expectXenError(() => d.grantMapper.mapWritable(self, shared.refs), 'EINVAL', 'map of a grant for another domain');
+        expectXenError(
+          () => d.grantMapper.mapWritable(self, shared.refs),
+          'EINVAL',
+          'map of a grant for another domain',
+        );
         expectXenError(() => d.grantMapper.mapReadOnly(self, shared.refs), 'EINVAL', 'read-only map of it');
       } finally {
         shared.unshare();
       }
-      expectXenError(() => d.grantMapper.mapReadOnly(self, [(1 << 24) + 5]), 'EINVAL', 'ref beyond the table');
+      expectXenError(
+        () => d.grantMapper.mapReadOnly(self, [(1 << 24) + 5]),
+        'EINVAL',
+        'ref beyond the table',
+      );
     },
   ],
   [
@@ -211,16 +230,67 @@ const cases: [string, (c: Ctx) => Promise<void>][] = [
         new Uint8Array(ro.buffer).set([7, 8, 9], 40);
         const got = new Uint8Array(5);
         const status = d.grantCopier.copy([
-          { direction: 'to-grant', domain: self, ref: rw.refs[0]!, offset: 4000, length: 3, source: Uint8Array.of(1, 2, 3), sourceOffset: 0 },
-          { direction: 'from-grant', domain: self, ref: ro.refs[0]!, offset: 40, length: 3, target: got, targetOffset: 1 },
-          { direction: 'to-grant', domain: self, ref: ro.refs[0]!, offset: 0, length: 1, source: got, sourceOffset: 0 },
-          { direction: 'from-grant', domain: self, ref: foreign.refs[0]!, offset: 0, length: 1, target: got, targetOffset: 0 },
-          { direction: 'from-grant', domain: self, ref: (1 << 24) + 5, offset: 0, length: 1, target: got, targetOffset: 0 },
+          {
+            direction: 'to-grant',
+            domain: self,
+            ref: rw.refs[0]!,
+            offset: 4000,
+            length: 3,
+            source: Uint8Array.of(1, 2, 3),
+            sourceOffset: 0,
+          },
+          {
+            direction: 'from-grant',
+            domain: self,
+            ref: ro.refs[0]!,
+            offset: 40,
+            length: 3,
+            target: got,
+            targetOffset: 1,
+          },
+          {
+            direction: 'to-grant',
+            domain: self,
+            ref: ro.refs[0]!,
+            offset: 0,
+            length: 1,
+            source: got,
+            sourceOffset: 0,
+          },
+          {
+            direction: 'from-grant',
+            domain: self,
+            ref: foreign.refs[0]!,
+            offset: 0,
+            length: 1,
+            target: got,
+            targetOffset: 0,
+          },
+          {
+            direction: 'from-grant',
+            domain: self,
+            ref: (1 << 24) + 5,
+            offset: 0,
+            length: 1,
+            target: got,
+            targetOffset: 0,
+          },
         ]);
-        assert.deepEqual([...status], [GNTST.okay, GNTST.okay, GNTST.general_error, GNTST.general_error, GNTST.bad_gntref]);
+        assert.deepEqual(
+          [...status],
+          [GNTST.okay, GNTST.okay, GNTST.general_error, GNTST.general_error, GNTST.bad_gntref],
+        );
         assert.deepEqual([...new Uint8Array(rw.buffer, 4000, 3)], [1, 2, 3]);
         assert.deepEqual([...got], [0, 7, 8, 9, 0]);
-        const crossing = { direction: 'from-grant' as const, domain: self, ref: rw.refs[0]!, offset: 4095, length: 2, target: got, targetOffset: 0 };
+        const crossing = {
+          direction: 'from-grant' as const,
+          domain: self,
+          ref: rw.refs[0]!,
+          offset: 4095,
+          length: 2,
+          target: got,
+          targetOffset: 0,
+        };
         expectXenError(() => d.grantCopier.copy([crossing]), 'EINVAL', 'a segment crossing the page');
       } finally {
         foreign.unshare();
@@ -268,7 +338,11 @@ const cases: [string, (c: Ctx) => Promise<void>][] = [
         client?.close();
         server.close();
       }
-      expectXenError(() => d.vchan.connect({ peer: self, path: vchanPath }), 'ENOENT', 'connect after the server closed');
+      expectXenError(
+        () => d.vchan.connect({ peer: self, path: vchanPath }),
+        'ENOENT',
+        'connect after the server closed',
+      );
     },
   ],
 ];

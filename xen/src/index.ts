@@ -1,3 +1,4 @@
+export { type XenConformanceCase, type XenConformanceTarget, xenConformanceSuite } from './conformance.ts';
 export { Errno, type ErrnoName, errnoName, xenError } from './errno.ts';
 export { GNTST, grantStatusName } from './grant-status.ts';
 export type { NativeAddon, NativeMapping } from './native/addon.ts';
@@ -16,4 +17,3 @@ export { type SimDomain, SimHypervisor, type SimHypervisorOptions } from './sim/
 export * from './types.ts';
 export { RingVchanProvider, type VchanRegistry } from './vchan/ring-vchan.ts';
 export * as vchanWire from './vchan/wire.ts';
-export { type XenConformanceCase, type XenConformanceTarget, xenConformanceSuite } from './conformance.ts';
