@@ -60,6 +60,13 @@ export const testPhases: TestPhase[] = [
     debianPackages: ['graphicsmagick', 'python3-pil'],
     run: (root) => step(root, bin(root, 'vitest'), ['run'], 'unit tests (vitest)'),
   },
+  {
+    name: 'fuzz',
+    description: 'image decoders: 20 s of mutated corpus files per format (no crash, hang or overrun)',
+    applies: hasFolder('viewer'),
+    run: (root) =>
+      step(root, join(root, 'moat'), ['fuzz', 'decoders', '--seconds', '20'], 'decoder fuzzing (moat fuzz decoders)'),
+  },
 ];
 
 function formatDuration(ms: number): string {

@@ -1,0 +1,33 @@
+import { describe, expect, it } from 'vitest';
+import { fixtures } from '../oracle.ts';
+import { emptyCounts, inputFor, runIteration } from './campaign.ts';
+import { loadSeeds } from './run.ts';
+
+// A short, fixed-count fuzzing pass on every decoder (the timed campaigns run in the
+// `fuzz` phase of `./moat test` and with `./moat fuzz decoders`).
+describe('decoders on mutated corpus files', () => {
+  for (const [format, iterations] of [
+    ['png', 3000],
+    ['gif', 3000],
+    ['jpeg', 300],
+    ['bmp', 600],
+  ] as const) {
+    it(`${format}: ${iterations} mutated inputs decode or are refused, none crashes or overruns`, () => {
+      const seeds = loadSeeds(fixtures, format);
+      const counts = emptyCounts();
+      const findings = [];
+      for (let i = 0; i < iterations; i++) {
+        const finding = runIteration(seeds, 7, i, counts);
+        if (finding) findings.push(finding);
+      }
+      expect(findings).toEqual([]);
+      expect(counts.executions).toBe(iterations);
+      expect(counts.decoded).toBeGreaterThan(0);
+    });
+  }
+
+  it('rebuilds the same input from seed and iteration', () => {
+    const seeds = loadSeeds(fixtures, 'gif');
+    expect(inputFor(seeds, 3, 42)).toEqual(inputFor(seeds, 3, 42));
+  });
+});
