@@ -744,11 +744,9 @@ const cases: [string, Body][] = [
         'ENOENT',
         'READ in an unknown transaction',
       );
-      await expectCode(
-        x.rawRequest(XsType.TRANSACTION_END, joinStrings(['T']), 0),
-        'ENOENT',
-        'TRANSACTION_END outside a transaction',
-      );
+      // Not sent here: TRANSACTION_END with tx_id 0. xenstored answers ENOENT, but Linux's
+      // /dev/xen/xenbus forwards it and then drops the reply (WARN_ON in xenbus_dev_queue_reply),
+      // so the caller would wait forever.
       const tx = await x.startTransaction();
       await expectCode(
         x.rawRequest(XsType.TRANSACTION_END, joinStrings(['X']), tx.id),

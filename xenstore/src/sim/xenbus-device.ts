@@ -10,6 +10,7 @@
  * - tracks transactions per open file: a tx_id not started on this file gets ENOENT, and
  *   XS_TRANSACTION_END must carry exactly `T\0` or `F\0` (else EINVAL);
  * - substitutes its own req_id on the shared connection and restores the caller's in the reply;
+ * - drops the reply to an XS_TRANSACTION_END with tx_id 0 (the caller waits forever);
  * - on close, aborts the file's transactions and removes its watches.
  */
 import type { XenbusDevice } from '@moat/xen';
@@ -123,7 +124,11 @@ class KernelMux {
       const id = Number(parseOneString(payload));
       if (Number.isInteger(id) && id > 0) f.fd.transactions.add(id);
     }
-    if (f.type === XsType.TRANSACTION_END) f.fd.transactions.delete(f.userTxId);
+    if (f.type === XsType.TRANSACTION_END) {
+      // xenbus_dev_queue_reply(): an END for a transaction this file does not hold (tx_id 0)
+      // hits WARN_ON and the reply is never queued.
+      if (!f.fd.transactions.delete(f.userTxId)) return;
+    }
     const out = m.slice();
     new DataView(out.buffer).setUint32(4, f.userReqId, true);
     f.fd.push(out);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { XenstoreClient } from '../client.ts';
-import { XenstoreConnectionError, XenstoreError } from '../errors.ts';
+import { XenstoreConnectionError, XenstoreError, XenstoreTimeoutError } from '../errors.ts';
 import { perms } from '../perms.ts';
 import { XenbusTransport } from '../transports/xenbus.ts';
 import type { WatchEvent } from '../watch.ts';
@@ -235,6 +235,11 @@ describe('XenstoredSim transactions', () => {
     expect(await a.readString('data/y/z')).toBe('v');
   });
 
+  it('answers TRANSACTION_END outside a transaction with ENOENT', async () => {
+    const { a } = setup();
+    expect(await code(a.rawRequest(XsType.TRANSACTION_END, joinStrings(['T']), 0))).toBe('ENOENT');
+  });
+
   it('refuses a nested TRANSACTION_START with EBUSY', async () => {
     const { a } = setup();
     const tx = await a.startTransaction();
@@ -290,6 +295,17 @@ describe('fake /dev/xen/xenbus (Linux driver behaviour)', () => {
     await tick();
     await (await y.startTransaction()).abort();
     await (await y.watch('data/more')).close();
+  });
+
+  it('never answers XS_TRANSACTION_END with tx_id 0, as Linux drops that reply', async () => {
+    const sim = new XenstoredSim();
+    sim.createDomain(3);
+    const x = new XenstoreClient(new XenbusTransport(sim.openXenbusDevice(3)));
+    const r = await x
+      .rawRequest(XsType.TRANSACTION_END, joinStrings(['T']), 0, undefined, { timeoutMs: 20 })
+      .catch((e) => e);
+    expect(r).toBeInstanceOf(XenstoreTimeoutError);
+    expect(await x.readString('/local/domain/3/domid')).toBe('3');
   });
 
   it('refuses a transaction id this file did not start (ENOENT)', async () => {
