@@ -1,8 +1,15 @@
 import type { CommandModule } from '../program.ts';
 import { demoCommand } from './demo.ts';
+import { firewallCommand } from './firewall.ts';
 import { testCommand } from './test.ts';
 import { viewerCommand } from './viewer.ts';
 import { xenCommand } from './xen.ts';
 
 /** Every command module; each package's issue adds its own here. */
-export const commandModules: readonly CommandModule[] = [demoCommand, testCommand, xenCommand, viewerCommand];
+export const commandModules: readonly CommandModule[] = [
+  demoCommand,
+  testCommand,
+  xenCommand,
+  viewerCommand,
+  firewallCommand,
+];
