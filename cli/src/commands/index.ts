@@ -1,6 +1,7 @@
 import type { CommandModule } from '../program.ts';
 import { demoCommand } from './demo.ts';
 import { firewallCommand } from './firewall.ts';
+import { qubesdbCommand } from './qubesdb.ts';
 import { testCommand } from './test.ts';
 import { viewerCommand } from './viewer.ts';
 import { xenCommand } from './xen.ts';
@@ -12,4 +13,5 @@ export const commandModules: readonly CommandModule[] = [
   xenCommand,
   viewerCommand,
   firewallCommand,
+  qubesdbCommand,
 ];
