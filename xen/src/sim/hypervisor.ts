@@ -31,20 +31,22 @@ export interface SimHypervisorOptions {
 }
 
 /**
- * The in-memory registry sim vchan publishes ring refs and ports in, keyed by (server
- * domain, path): the part of xenstore libxenvchan uses. (The full xenstore model is
- * XenstoredSim in @moat/xenstore.)
+ * The in-memory registry sim vchan publishes ring refs and ports in, keyed by absolute
+ * path like the xenstore keys it stands for. (The full xenstore model is XenstoredSim in
+ * @moat/xenstore.) A lookup by a domain other than the one that published finds nothing,
+ * as a lookup of keys under another domain's home that were never written.
  */
 class SimVchanRegistry implements VchanRegistry {
-  readonly #entries = new Map<string, { ringRef: number; port: number }>();
+  readonly #entries = new Map<string, { server: DomainId; ringRef: number; port: number }>();
   publish(server: DomainId, path: string, entry: { ringRef: number; port: number }): void {
-    this.#entries.set(`${server}:${path}`, entry);
+    this.#entries.set(path, { server, ...entry });
   }
   lookup(server: DomainId, path: string) {
-    return this.#entries.get(`${server}:${path}`);
+    const e = this.#entries.get(path);
+    return e && e.server === server ? { ringRef: e.ringRef, port: e.port } : undefined;
   }
   remove(server: DomainId, path: string): void {
-    this.#entries.delete(`${server}:${path}`);
+    if (this.#entries.get(path)?.server === server) this.#entries.delete(path);
   }
 }
 

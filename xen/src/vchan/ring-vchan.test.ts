@@ -7,6 +7,8 @@ import * as W from './wire.ts';
 
 const tick = () => new Promise<void>((r) => setImmediate(r));
 const PATH = 'data/vchan/0/512';
+/** The server's relative PATH as the client must name it: absolute, under the server's home. */
+const at = (server: DomainId) => `/local/domain/${server}/${PATH}`;
 
 function err(f: () => unknown): XenError {
   try {
@@ -23,7 +25,7 @@ function pair(readMin = 4096, writeMin = 4096) {
   const hv = new SimHypervisor();
   const vm = hv.createDomain();
   const server = vm.vchan.listen({ peer: 0, path: PATH, readMin, writeMin });
-  const client = hv.dom0.vchan.connect({ peer: vm.domid, path: PATH });
+  const client = hv.dom0.vchan.connect({ peer: vm.domid, path: at(vm.domid) });
   return { hv, vm, server, client };
 }
 
@@ -47,11 +49,21 @@ describe('sim vchan (libxenvchan ring protocol)', () => {
   it('refuses a client until the server has published the path', () => {
     const hv = new SimHypervisor();
     const vm = hv.createDomain();
-    const e = err(() => hv.dom0.vchan.connect({ peer: vm.domid, path: PATH }));
+    const e = err(() => hv.dom0.vchan.connect({ peer: vm.domid, path: at(vm.domid) }));
     expect(e.operation).toBe('libxenvchan_client_init');
     expect(e.code).toBe('ENOENT');
     vm.vchan.listen({ peer: 0, path: PATH, readMin: 1024, writeMin: 1024 });
-    expect(hv.dom0.vchan.connect({ peer: vm.domid, path: PATH }).state()).toBe('open');
+    expect(hv.dom0.vchan.connect({ peer: vm.domid, path: at(vm.domid) }).state()).toBe('open');
+  });
+
+  it("resolves a relative path against the caller's own home, as xenstore does", () => {
+    const hv = new SimHypervisor();
+    const vm = hv.createDomain();
+    vm.vchan.listen({ peer: 0, path: PATH, readMin: 1024, writeMin: 1024 });
+    // dom0 naming the relative path looks under /local/domain/0, where nothing was published
+    expect(err(() => hv.dom0.vchan.connect({ peer: vm.domid, path: PATH })).code).toBe('ENOENT');
+    // the absolute path under the server's home, as Qubes' wrappers build it, works
+    expect(hv.dom0.vchan.connect({ peer: vm.domid, path: at(vm.domid) }).state()).toBe('open');
   });
 
   it('sizes the rings from the minimums as libxenvchan does', () => {
@@ -82,7 +94,7 @@ describe('sim vchan (libxenvchan ring protocol)', () => {
     expect(server.role).toBe('server');
     // a waiting server may already write (libxenvchan's is_open is 2, i.e. true)
     expect(server.write(fill(10))).toBe(10);
-    const client = hv.dom0.vchan.connect({ peer: vm.domid, path: PATH });
+    const client = hv.dom0.vchan.connect({ peer: vm.domid, path: at(vm.domid) });
     expect(client.role).toBe('client');
     expect(server.state()).toBe('open');
     expect(client.state()).toBe('open');
@@ -229,7 +241,7 @@ describe('sim vchan (libxenvchan ring protocol)', () => {
     const vm = hv.createDomain();
     const server = vm.vchan.listen({ peer: 0, path: PATH, readMin: 4096, writeMin: 4096 });
     server.close();
-    expect(err(() => hv.dom0.vchan.connect({ peer: vm.domid, path: PATH })).code).toBe('ENOENT');
+    expect(err(() => hv.dom0.vchan.connect({ peer: vm.domid, path: at(vm.domid) })).code).toBe('ENOENT');
   });
 
   it('maps the client read ring read-only and only for the named peer', () => {
@@ -238,7 +250,7 @@ describe('sim vchan (libxenvchan ring protocol)', () => {
     const stranger = hv.createDomain();
     vm.vchan.listen({ peer: 0, path: PATH, readMin: 4096, writeMin: 4096 });
     // the registry entry is readable by anyone here, but the grants are for dom0 only
-    const e = err(() => stranger.vchan.connect({ peer: vm.domid, path: PATH }));
+    const e = err(() => stranger.vchan.connect({ peer: vm.domid, path: at(vm.domid) }));
     expect(e.code).toBe('EINVAL');
   });
 
@@ -264,7 +276,7 @@ describe('sim vchan (libxenvchan ring protocol)', () => {
     for (const at of [W.LEFT_CONS, W.LEFT_PROD, W.RIGHT_CONS, W.RIGHT_PROD])
       iface.storeRelease32(at, 0xffffff00);
     iface.unmap();
-    const client = hv.dom0.vchan.connect({ peer: vm.domid, path: PATH });
+    const client = hv.dom0.vchan.connect({ peer: vm.domid, path: at(vm.domid) });
     const data = fill(5000, 9);
     const got: number[] = [];
     let sent = 0;
@@ -289,9 +301,12 @@ describe('sim vchan (libxenvchan ring protocol)', () => {
     const dv = new DataView(page.buffer);
     dv.setUint16(W.LEFT_ORDER, 10, true);
     dv.setUint16(W.RIGHT_ORDER, 10, true);
-    registry.publish(vm.domid, PATH, { ringRef: page.refs[0]!, port: vm.eventChannels.allocUnbound(0) });
+    registry.publish(vm.domid, at(vm.domid), {
+      ringRef: page.refs[0]!,
+      port: vm.eventChannels.allocUnbound(0),
+    });
     const client = new RingVchanProvider(hv.dom0, registry);
-    const e = err(() => client.connect({ peer: vm.domid, path: PATH }));
+    const e = err(() => client.connect({ peer: vm.domid, path: at(vm.domid) }));
     expect(e.code).toBe('EINVAL');
     expect(e.message).toContain('in-page order 10');
   });

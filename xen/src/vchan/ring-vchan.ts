@@ -12,7 +12,11 @@ import type {
 } from '../types.ts';
 import * as W from './wire.ts';
 
-/** Where a server publishes its interface page ref and event channel (xenstore in real life). */
+/**
+ * Where a server publishes its interface page ref and event channel: the two xenstore
+ * keys `<path>/ring-ref` and `<path>/event-channel` in real life. Paths reaching the
+ * registry are absolute.
+ */
 export interface VchanRegistry {
   publish(server: DomainId, path: string, entry: { ringRef: number; port: number }): void;
   lookup(server: DomainId, path: string): { ringRef: number; port: number } | undefined;
@@ -226,9 +230,19 @@ export class RingVchanProvider implements VchanProvider {
     readonly registry: VchanRegistry,
   ) {}
 
+  /**
+   * A relative path is relative to the caller's own home, as xenstore resolves it: so a
+   * server publishes `data/vchan/<client>/<port>` under /local/domain/<server>, and the
+   * client must name that absolute path (the Qubes wrappers do), exactly as with libxenvchan.
+   */
+  #absolute(path: string): string {
+    return path.startsWith('/') ? path : `/local/domain/${this.domain.domid}/${path}`;
+  }
+
   listen(options: { peer: DomainId; path: string; readMin: number; writeMin: number }): VchanEndpoint {
     const op = 'libxenvchan_server_init';
-    const { peer, path } = options;
+    const { peer } = options;
+    const path = this.#absolute(options.path);
     const orders = W.selectOrders(options.readMin, options.writeMin);
     if ('reason' in orders) throw xenError(op, 'EINVAL', `ring minimum above ${W.MAX_RING_SIZE} bytes`);
     const d = this.domain;
@@ -283,7 +297,8 @@ export class RingVchanProvider implements VchanProvider {
 
   connect(options: { peer: DomainId; path: string }): VchanEndpoint {
     const op = 'libxenvchan_client_init';
-    const { peer, path } = options;
+    const { peer } = options;
+    const path = this.#absolute(options.path);
     const entry = this.registry.lookup(peer, path);
     if (!entry) throw xenError(op, 'ENOENT', `domain ${peer} has not published ${path}`);
     // libxenvchan parses both keys with atoi and treats 0 as failure.
