@@ -120,6 +120,7 @@ describe('ClientRules', () => {
     rules.update({ '0000': 'action=accept' });
     expect(rules.current.failClosedReason).toMatch(/no 'policy'/);
     expect(logs).toEqual([
+      'New firewall rules for 10.137.0.9: 1 rules, policy drop',
       expect.stringMatching(/Failed to parse rules for 10.137.0.9 \(no 'policy' defined\), blocking/),
     ]);
   });

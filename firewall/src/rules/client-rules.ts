@@ -118,6 +118,10 @@ export class ClientRules {
       if (rule.dst?.kind === 'host' && !names.includes(rule.dst.name)) names.push(rule.dst.name);
     this.track(names);
     this.rebuild(true);
+    if (this.set.failClosedReason === undefined)
+      this.options.log?.(
+        `New firewall rules for ${source}: ${parsed.value.rules.length} rules, policy ${parsed.value.policy}`,
+      );
   }
 
   /** New `/qubes-primary-dns` / `/qubes-secondary-dns` values. */

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { formatIp } from './address.ts';
-import { parseRuleEntries, parseRuleLine, type QubesRule } from './grammar.ts';
+import { parseRuleEntries, parseRuleLine, type QubesRule, reloadSource, ruleEntriesFor } from './grammar.ts';
 
 /** A rule as a plain object, addresses in text, for table comparisons. */
 function show(rule: QubesRule): Record<string, unknown> {
@@ -239,5 +239,26 @@ describe('untrusted rule text', () => {
       ),
       { numRuns: 3000 },
     );
+  });
+});
+
+describe('rule reload signalling', () => {
+  it('reloads only on the base key dom0 writes last', () => {
+    expect(reloadSource('/qubes-firewall/10.137.0.3')).toBe('10.137.0.3');
+    expect(reloadSource('/qubes-firewall/fd09:24ef:4179::a89:3')).toBe('fd09:24ef:4179::a89:3');
+    expect(reloadSource('/qubes-firewall/10.137.0.3/0000')).toBeUndefined();
+    expect(reloadSource('/qubes-firewall/10.137.0.3/policy')).toBeUndefined();
+    expect(reloadSource('/qubes-firewall/')).toBeUndefined();
+    expect(reloadSource('/connected-ips')).toBeUndefined();
+  });
+
+  it("picks one client's entries out of a snapshot", () => {
+    const snap = {
+      '/qubes-firewall/10.137.0.3': '',
+      '/qubes-firewall/10.137.0.3/policy': 'drop',
+      '/qubes-firewall/10.137.0.30/policy': 'accept',
+      '/qubes-ip': '10.137.0.5',
+    };
+    expect(ruleEntriesFor('10.137.0.3', snap)).toEqual([['/qubes-firewall/10.137.0.3/policy', 'drop']]);
   });
 });

@@ -274,3 +274,30 @@ export function parseRuleEntries(
   rules.sort((a, b) => a.number - b.number);
   return { ok: true, value: { policy, rules } };
 }
+
+/**
+ * The client whose rules to reload for a QubesDB watch event, or undefined.
+ * Dom0 writes `/qubes-firewall/<ip>` (empty) last, after the rule keys; writes to
+ * `/qubes-firewall/<ip>/NNNN` are ignored until then (Linux: exactly two slashes).
+ */
+export function reloadSource(path: string): string | undefined {
+  if (!path.startsWith('/qubes-firewall/')) return undefined;
+  const rest = path.slice('/qubes-firewall/'.length);
+  if (rest.length === 0 || rest.includes('/')) return undefined;
+  return rest;
+}
+
+/** A client's entries out of a larger QubesDB snapshot (path → value). */
+export function ruleEntriesFor(
+  source: string,
+  snapshot: Iterable<readonly [string, string]> | Readonly<Record<string, string>>,
+): [string, string][] {
+  const prefix = `/qubes-firewall/${source}/`;
+  const list: Iterable<readonly [string, string]> =
+    Symbol.iterator in snapshot
+      ? (snapshot as Iterable<readonly [string, string]>)
+      : Object.entries(snapshot as Readonly<Record<string, string>>);
+  const out: [string, string][] = [];
+  for (const [path, value] of list) if (path.startsWith(prefix)) out.push([path, value]);
+  return out;
+}

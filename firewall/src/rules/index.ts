@@ -39,6 +39,8 @@ export {
   type QubesRule,
   type RuleDestination,
   type RuleProto,
+  reloadSource,
+  ruleEntriesFor,
   sourceFamily,
 } from './grammar.ts';
 export {
