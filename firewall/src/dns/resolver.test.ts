@@ -365,6 +365,50 @@ describe('dsthost rules through the resolver', () => {
     });
   });
 
+  it('rebuilds the set when a TTL refresh brings new addresses, keeping the old ones meanwhile', () => {
+    const t = setup();
+    const rules = new ClientRules({
+      source: '10.137.0.9',
+      dnsServers: [PRIMARY, SECONDARY],
+      resolver: t.resolver,
+    });
+    rules.update({ policy: 'drop', '0000': 'action=accept dsthost=lb.example' });
+    let [q] = t.udp();
+    t.resolver.deliver(asUdpReply(q!, reply(q!.payload, [a('lb.example', [1, 1, 1, 1], 120)])), t.now);
+    const first = rules.current;
+    t.advance(120_000);
+    [q] = t.udp();
+    expect(q).toBeDefined();
+    expect(rules.current).toBe(first); // refresh in flight: old addresses still allowed
+    expect(rules.current.evaluate(tcp([1, 1, 1, 1]), { action: 'drop', rule: 0 }).action).toBe('accept');
+    t.resolver.deliver(asUdpReply(q!, reply(q!.payload, [a('lb.example', [2, 2, 2, 2], 120)])), t.now);
+    expect(rules.current).not.toBe(first);
+    expect(rules.current.evaluate(tcp([2, 2, 2, 2]), { action: 'drop', rule: 0 }).action).toBe('accept');
+    expect(rules.current.evaluate(tcp([1, 1, 1, 1]), { action: 'drop', rule: 0 }).action).toBe('drop');
+  });
+
+  it('resolves AAAA for an IPv6 tree', () => {
+    const t = setup();
+    const rules = new ClientRules({ source: 'fd09:24ef:4179::a89:9', dnsServers: [], resolver: t.resolver });
+    rules.update({ policy: 'drop', '0000': 'action=accept dsthost=v6.example' });
+    const [q] = t.udp();
+    expect(questionOf(q!).type).toBe(TYPE_AAAA);
+    const addr = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9];
+    t.resolver.deliver(asUdpReply(q!, reply(q!.payload, [aaaa('v6.example', addr)])), t.now);
+    const query: FlowQuery = {
+      family: 6,
+      proto: 17,
+      dst: Uint8Array.from(addr),
+      dstPort: 443,
+      icmpType: -1,
+      icmpCode: -1,
+    };
+    expect(rules.current.evaluate(query, { action: 'drop', rule: -1 })).toEqual({
+      action: 'accept',
+      rule: 0,
+    });
+  });
+
   it('blocks the client when the name cannot be resolved (a drop rule never fails open)', () => {
     const t = setup();
     const logs: string[] = [];
