@@ -41,6 +41,7 @@ class FdPoller {
  private:
   static void OnPoll(uv_poll_t* handle, int status, int events);
   uv_poll_t* handle_ = nullptr;
+  Napi::Env env_;
   void* owner_;
   OnReadable cb_;
 };

@@ -77,7 +77,7 @@ void CallFromLoop(Napi::Env env, Napi::FunctionReference& fn, Napi::AsyncContext
   }
 }
 
-FdPoller::FdPoller(Napi::Env env, int fd, void* owner, OnReadable cb) : owner_(owner), cb_(cb) {
+FdPoller::FdPoller(Napi::Env env, int fd, void* owner, OnReadable cb) : env_(env), owner_(owner), cb_(cb) {
   uv_loop_t* loop = nullptr;
   if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr)
     ThrowXenError(env, "uv_poll_init", EINVAL, "no event loop");
@@ -98,7 +98,20 @@ FdPoller::FdPoller(Napi::Env env, int fd, void* owner, OnReadable cb) : owner_(o
 
 void FdPoller::OnPoll(uv_poll_t* handle, int status, int) {
   auto* self = static_cast<FdPoller*>(handle->data);
-  if (self != nullptr && self->owner_ != nullptr) self->cb_(self->owner_, status);
+  if (self == nullptr || self->owner_ == nullptr) return;
+  // Nothing may escape into libuv (that would terminate the process): report anything
+  // thrown here as an uncaught JS exception instead.
+  Napi::Env env = self->env_;
+  Napi::HandleScope scope(env);
+  try {
+    self->cb_(self->owner_, status);
+  } catch (const Napi::Error& e) {
+    napi_fatal_exception(env, e.Value());
+  } catch (const std::exception& e) {
+    napi_fatal_exception(env, Napi::Error::New(env, std::string("moat_xen poll callback: ") + e.what()).Value());
+  } catch (...) {
+    napi_fatal_exception(env, Napi::Error::New(env, "moat_xen poll callback: unknown C++ exception").Value());
+  }
 }
 
 void FdPoller::Close() {
