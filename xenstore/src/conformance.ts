@@ -956,3 +956,40 @@ export function conformanceSuite(target: ConformanceTarget): ConformanceCase[] {
     },
   }));
 }
+
+export interface CaseResult {
+  id: string;
+  ok: boolean;
+  ms: number;
+  error?: string;
+}
+
+/**
+ * Runs cases one after the other in a plain node process (no test framework), e.g. inside a
+ * lab guest: `await runCases(conformanceSuite(target), { onResult: console.log })`.
+ */
+export async function runCases(
+  cases: readonly { id: string; run(): Promise<void> }[],
+  options: { only?: readonly string[]; onResult?: (r: CaseResult) => void } = {},
+): Promise<CaseResult[]> {
+  const results: CaseResult[] = [];
+  for (const c of cases) {
+    if (options.only && !options.only.includes(c.id)) continue;
+    const start = performance.now();
+    let result: CaseResult;
+    try {
+      await c.run();
+      result = { id: c.id, ok: true, ms: performance.now() - start };
+    } catch (error) {
+      result = {
+        id: c.id,
+        ok: false,
+        ms: performance.now() - start,
+        error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+      };
+    }
+    results.push(result);
+    options.onResult?.(result);
+  }
+  return results;
+}

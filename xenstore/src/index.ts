@@ -8,9 +8,11 @@ export {
   XenstoreTransaction,
 } from './client.ts';
 export {
+  type CaseResult,
   type ConformanceCase,
   type ConformanceTarget,
   conformanceSuite,
+  runCases,
 } from './conformance.ts';
 export {
   XenstoreConnectionError,
@@ -19,6 +21,8 @@ export {
   XenstoreTimeoutError,
   XenstoreUsageError,
 } from './errors.ts';
+export { hostileServerSuite, ScriptedServer } from './hostile-server.ts';
+export { connectXenstoreSocket, xenstoreOverXenbus } from './open.ts';
 export {
   type Access,
   canRead,

@@ -5,6 +5,7 @@ import { qubesdbCommand } from './qubesdb.ts';
 import { testCommand } from './test.ts';
 import { viewerCommand } from './viewer.ts';
 import { xenCommand } from './xen.ts';
+import { xenstoreCommand } from './xenstore.ts';
 
 /** Every command module; each package's issue adds its own here. */
 export const commandModules: readonly CommandModule[] = [
@@ -14,4 +15,5 @@ export const commandModules: readonly CommandModule[] = [
   viewerCommand,
   firewallCommand,
   qubesdbCommand,
+  xenstoreCommand,
 ];
