@@ -118,8 +118,7 @@ class RingEndpoint implements VchanEndpoint {
   #rawBufferSpace(p: Parts): number {
     const w = p.write;
     const used = (p.iface.loadAcquire32(w.prodAt) - p.iface.loadAcquire32(w.consAt)) >>> 0;
-    const space = (w.size - used) >>> 0;
-    return space > w.size ? 0 : space;
+    return used > w.size ? 0 : w.size - used;
   }
 
   #isOpen(p: Parts): number {
@@ -148,15 +147,21 @@ class RingEndpoint implements VchanEndpoint {
   read(into: Uint8Array): number {
     const p = this.#live('libxenvchan_read');
     if (into.length === 0) return 0;
-    let ready = this.#rawDataReady(p);
-    if (ready < into.length) {
-      this.#requestNotify(p, W.NOTIFY_WRITE);
-      ready = this.#rawDataReady(p);
-    }
-    const n = Math.min(ready, into.length);
-    if (n === 0) return 0; // nothing yet, or closed and drained: state() tells which
     const r = p.read;
+    // Our consumer index is ours alone, but it sits in a page the peer can write: load it
+    // once and use that value, so a peer changing it mid-read cannot make us mix offsets.
     const cons = p.iface.loadAcquire32(r.consAt);
+    const ready = (prod: number) => {
+      const n = (prod - cons) >>> 0;
+      return n > r.size ? 0 : n;
+    };
+    let available = ready(p.iface.loadAcquire32(r.prodAt));
+    if (available < into.length) {
+      this.#requestNotify(p, W.NOTIFY_WRITE);
+      available = ready(p.iface.loadAcquire32(r.prodAt));
+    }
+    const n = Math.min(available, into.length);
+    if (n === 0) return 0; // nothing yet, or closed and drained: state() tells which
     const start = cons & (r.size - 1);
     const first = Math.min(n, r.size - start);
     this.#copyOut(r.data, start, into, 0, first);
@@ -175,17 +180,21 @@ class RingEndpoint implements VchanEndpoint {
     const p = this.#live('libxenvchan_write');
     if (!this.#isOpen(p)) throw xenError('libxenvchan_write', 'EPIPE', 'the peer closed the vchan');
     if (data.length === 0) return 0;
-    let space = this.#rawBufferSpace(p);
-    if (space < data.length) {
-      this.#requestNotify(p, W.NOTIFY_READ);
-      space = this.#rawBufferSpace(p);
-    }
-    const n = Math.min(space, data.length);
-    if (n === 0) return 0;
     const w = p.write;
     if (w.data.kind !== 'writable') throw xenError('libxenvchan_write', 'EACCES', 'write ring is read-only');
+    const prod = p.iface.loadAcquire32(w.prodAt); // ours alone: loaded once, as cons in read()
+    const space = (cons: number) => {
+      const used = (prod - cons) >>> 0;
+      return used > w.size ? 0 : w.size - used;
+    };
+    let free = space(p.iface.loadAcquire32(w.consAt));
+    if (free < data.length) {
+      this.#requestNotify(p, W.NOTIFY_READ);
+      free = space(p.iface.loadAcquire32(w.consAt));
+    }
+    const n = Math.min(free, data.length);
+    if (n === 0) return 0;
     const u8 = w.data.bytes.u8;
-    const prod = p.iface.loadAcquire32(w.prodAt);
     const start = prod & (w.size - 1);
     const first = Math.min(n, w.size - start);
     u8.set(data.subarray(0, first), w.data.offset + start);
