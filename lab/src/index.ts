@@ -1,0 +1,8 @@
+export { bundleEntry } from './bundle.ts';
+export type { AgentCommand, AgentEvent } from './control.ts';
+export { buildDom0Image, type Dom0Image } from './dom0-image.ts';
+export { LabError, LabTimeout } from './errors.ts';
+export { expectGuestOk, GuestHandle, type GuestRun } from './guest-run.ts';
+export { bootLab, type DomUOptions, type Lab, type LabOptions, type LabTimings } from './lab.ts';
+export { encodeMessage, type GuestMessage, type GuestResult, LINE_PREFIX, parseLine } from './protocol.ts';
+export { qemuArgs } from './qemu.ts';

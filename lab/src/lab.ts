@@ -1,0 +1,300 @@
+import { copyFileSync, existsSync, linkSync, mkdirSync, rmSync } from 'node:fs';
+import { createConnection, type Socket } from 'node:net';
+import { basename, join } from 'node:path';
+import { defaultCacheDir, type VmImage } from '@moat/unikernel';
+import { bundleEntry } from './bundle.ts';
+import { type AgentCommand, type AgentEvent, LineSplitter } from './control.ts';
+import { BLOCK_SCRIPT_PATH, buildDom0Image, type Dom0Image } from './dom0-image.ts';
+import { LabError, LabTimeout } from './errors.ts';
+import { GuestHandle } from './guest-run.ts';
+import { QemuProcess } from './qemu.ts';
+
+const AGENT_ENTRY = new URL('./agent/agent.ts', import.meta.url).pathname;
+
+export interface LabOptions {
+  /** QEMU's memory (dom0 plus the domUs), MiB. */
+  readonly memoryMb?: number;
+  readonly dom0MemoryMb?: number;
+  readonly cpus?: number;
+  readonly cacheDir?: string;
+  /** Until dom0's agent says it is ready. Generous: emulation on a shared 2-core machine. */
+  readonly bootTimeoutMs?: number;
+  /** Gets every line of Xen's and dom0's console (com1). */
+  readonly onConsoleLine?: (line: string) => void;
+}
+
+export interface DomUOptions {
+  readonly type: 'pv' | 'pvh';
+  /** Domain name; default `<type>-<n>`. */
+  readonly name?: string;
+  /** MiB; the stock cloud kernel needs about 96 (lab notes). */
+  readonly memoryMb?: number;
+  /** JSON arguments the guest reads with guestArgs() (through the kernel command line). */
+  readonly args?: Record<string, unknown>;
+}
+
+/** Timings of the lab's own steps, ms. */
+export interface LabTimings {
+  imageBuildMs: number;
+  bootMs: number;
+  /** dom0's uptime when its agent was ready (as dom0 measured it). */
+  dom0UptimeAtReadyMs: number;
+}
+
+export interface Lab {
+  readonly timings: LabTimings;
+  /** Runs a bundle (path on the host, e.g. from bundleEntry) with node in dom0. */
+  runInDom0(bundle: string, options?: { args?: Record<string, unknown>; timeoutMs?: number }): GuestHandle;
+  /** Creates a domU from an image; its console lines feed the handle until the domain is gone. */
+  createDomU(image: VmImage, options: DomUOptions): GuestHandle;
+  /** Runs a program in dom0 (no shell) and returns its output lines and exit code. */
+  exec(argv: string[], options?: { timeoutMs?: number }): Promise<{ code: number | null; lines: string[] }>;
+  /** Xen's and dom0's console so far (last lines). */
+  consoleTail(n?: number): string;
+  /** Powers dom0 off (bounded) and kills QEMU; safe to call twice. */
+  shutdown(): Promise<void>;
+}
+
+function withTimeout<T>(
+  promise: Promise<T>,
+  timeoutMs: number,
+  what: string,
+  detail: () => Record<string, unknown>,
+) {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new LabTimeout(what, timeoutMs, detail())), timeoutMs);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Places a file in the share (a hard link when possible: images are large). */
+function share(shareDir: string, source: string, relative: string): string {
+  const target = join(shareDir, relative);
+  if (!existsSync(target)) {
+    mkdirSync(join(target, '..'), { recursive: true });
+    try {
+      linkSync(source, target);
+    } catch {
+      copyFileSync(source, target);
+    }
+  }
+  return relative;
+}
+
+function domUConfig(name: string, o: DomUOptions, dir: string): string {
+  const args = o.args ? ` moat.args=${Buffer.from(JSON.stringify(o.args)).toString('base64url')}` : '';
+  const at = `/mnt/lab/${dir}`;
+  return [
+    `name = "${name}"`,
+    `type = "${o.type}"`,
+    `kernel = "${at}/vmlinuz"`,
+    `ramdisk = "${at}/initramfs.cpio.gz"`,
+    `extra = "console=hvc0 quiet loglevel=3${args}"`,
+    `memory = ${o.memoryMb ?? 128}`,
+    'vcpus = 1',
+    'on_poweroff = "destroy"',
+    'on_reboot = "destroy"',
+    'on_crash = "destroy"',
+    // target= must come last: libxl takes the rest of the string as the path.
+    `disk = [ 'vdev=xvdd,access=r,script=${BLOCK_SCRIPT_PATH},target=${at}/disk.squashfs' ]`,
+    '',
+  ].join('\n');
+}
+
+/** Boots Xen and dom0 in QEMU and returns when dom0's agent answers. */
+export async function bootLab(options: LabOptions = {}): Promise<Lab> {
+  const cacheDir = options.cacheDir ?? defaultCacheDir();
+  const buildStart = performance.now();
+  const dom0: Dom0Image = await buildDom0Image(cacheDir);
+  const agentBundle = await bundleEntry(AGENT_ENTRY, cacheDir);
+  const imageBuildMs = performance.now() - buildStart;
+
+  const runDir = join(cacheDir, 'lab', 'runs', `${process.pid}-${Date.now().toString(36)}`);
+  const shareDir = join(runDir, 'share');
+  mkdirSync(shareDir, { recursive: true });
+  copyFileSync(agentBundle, join(shareDir, 'agent.js'));
+  const controlSocket = join(runDir, 'control.sock');
+
+  const consoleLines: string[] = [];
+  const onConsole = (line: string) => {
+    consoleLines.push(line);
+    if (consoleLines.length > 5000) consoleLines.shift();
+    options.onConsoleLine?.(line);
+  };
+  const bootStart = performance.now();
+  const qemu = new QemuProcess(
+    {
+      dom0,
+      shareDir,
+      controlSocket,
+      memoryMb: options.memoryMb ?? 2048,
+      dom0MemoryMb: options.dom0MemoryMb ?? 1024,
+      cpus: options.cpus ?? 2,
+    },
+    onConsole,
+  );
+  const consoleTail = (n = 30) => consoleLines.slice(-n).join('\n');
+
+  const guests = new Map<number, GuestHandle>();
+  const execs = new Map<number, { lines: string[]; done: (code: number | null) => void }>();
+  let nextId = 1;
+  let ready: ((uptimeMs: number) => void) | undefined;
+  const readyPromise = new Promise<number>((resolve) => {
+    ready = resolve;
+  });
+
+  const onEvent = (event: AgentEvent) => {
+    if (event.kind === 'ready') {
+      ready?.(event.uptimeMs);
+      return;
+    }
+    const guest = guests.get(event.id);
+    const exec = execs.get(event.id);
+    if (event.kind === 'line') {
+      if (guest && event.stream !== 'xl') guest.line(event.text);
+      else if (guest) guest.line(`xl: ${event.text}`);
+      exec?.lines.push(event.text);
+    } else if (event.kind === 'exit') {
+      const detail = event.timedOut
+        ? 'killed after its timeout'
+        : `exit code ${event.code} ${event.signal ?? ''}`;
+      guest?.exited(event.code, detail.trim());
+      exec?.done(event.code);
+    } else if (event.kind === 'error') {
+      guest?.line(`agent error: ${event.message}`);
+      guest?.exited(null, `agent error: ${event.message}`);
+      exec?.lines.push(`agent error: ${event.message}`);
+      exec?.done(null);
+      if (!guest && !exec) onConsole(`agent error: ${event.message}`);
+    }
+  };
+
+  // QEMU creates the socket shortly after it starts; connect as soon as it is there.
+  const connect = async (): Promise<Socket> => {
+    for (;;) {
+      if (!qemu.running)
+        throw new LabError('boot', `QEMU exited before the control port opened:\n${consoleTail()}`);
+      if (existsSync(controlSocket)) {
+        const socket = await new Promise<Socket | undefined>((resolve) => {
+          const s = createConnection(controlSocket);
+          s.once('connect', () => resolve(s));
+          s.once('error', () => resolve(undefined));
+        });
+        if (socket) return socket;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+
+  let socket: Socket | undefined;
+  let closed = false;
+  const shutdown = async () => {
+    if (closed) return;
+    closed = true;
+    if (socket && qemu.running) {
+      socket.write(`${JSON.stringify({ id: 0, op: 'poweroff' } satisfies AgentCommand)}\n`);
+      await Promise.race([qemu.exited, new Promise((r) => setTimeout(r, 15_000))]);
+    }
+    qemu.kill();
+    await qemu.exited;
+    socket?.destroy();
+    for (const guest of guests.values()) guest.exited(null, 'lab shut down');
+    rmSync(runDir, { recursive: true, force: true });
+  };
+
+  const bootTimeoutMs = options.bootTimeoutMs ?? 240_000;
+  let dom0UptimeAtReadyMs: number;
+  try {
+    socket = await withTimeout(connect(), 30_000, 'QEMU opening the control socket', () => ({
+      console: consoleTail(),
+    }));
+    const splitter = new LineSplitter((line) => {
+      if (!line.trim()) return;
+      try {
+        onEvent(JSON.parse(line) as AgentEvent);
+      } catch {
+        onConsole(`control: unparsable line ${line.slice(0, 200)}`);
+      }
+    });
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => splitter.push(chunk));
+    const died = qemu.exited.then(() => {
+      throw new LabError('boot', `QEMU exited before dom0's agent was ready; console:\n${consoleTail()}`);
+    });
+    dom0UptimeAtReadyMs = await withTimeout(
+      Promise.race([readyPromise, died]),
+      bootTimeoutMs,
+      "dom0's agent saying ready (Xen boot, dom0 init, xenstored, node)",
+      () => ({ console: consoleTail() }),
+    );
+  } catch (error) {
+    await shutdown();
+    throw error;
+  }
+  void qemu.exited.then(() => {
+    for (const guest of guests.values()) guest.exited(null, `QEMU exited; console:\n${consoleTail(10)}`);
+  });
+
+  const send = (command: AgentCommand) => {
+    if (closed) throw new LabError('lab', 'the lab is shut down');
+    socket?.write(`${JSON.stringify(command)}\n`);
+  };
+  let domUCount = 0;
+
+  return {
+    timings: {
+      imageBuildMs: Math.round(imageBuildMs),
+      bootMs: Math.round(performance.now() - bootStart),
+      dom0UptimeAtReadyMs,
+    },
+    consoleTail,
+    shutdown,
+    runInDom0(bundle, o = {}) {
+      const id = nextId++;
+      const name = `dom0/${basename(bundle)}`;
+      const handle = new GuestHandle(name);
+      guests.set(id, handle);
+      const relative = share(shareDir, bundle, `bundles/${basename(bundle)}`);
+      send({ id, op: 'run', bundle: relative, args: o.args ?? {}, timeoutMs: o.timeoutMs ?? 300_000 });
+      return handle;
+    },
+    createDomU(image, o) {
+      const id = nextId++;
+      const name = o.name ?? `${o.type}-${++domUCount}`;
+      const dir = `images/${image.key}`;
+      share(shareDir, image.kernel, `${dir}/vmlinuz`);
+      share(shareDir, image.initramfs, `${dir}/initramfs.cpio.gz`);
+      share(shareDir, image.disk, `${dir}/disk.squashfs`);
+      // A domU that outlives its wait is destroyed, so a hung guest never blocks the next one.
+      const handle = new GuestHandle(`domU ${name} (${o.type})`, () => {
+        if (!closed) send({ id: nextId++, op: 'exec', argv: ['xl', 'destroy', name], timeoutMs: 60_000 });
+      });
+      guests.set(id, handle);
+      send({ id, op: 'create', name, config: domUConfig(name, o, dir) });
+      return handle;
+    },
+    exec(argv, o = {}) {
+      const id = nextId++;
+      const timeoutMs = o.timeoutMs ?? 120_000;
+      return new Promise((resolve, reject) => {
+        const lines: string[] = [];
+        const timer = setTimeout(() => {
+          execs.delete(id);
+          reject(new LabTimeout(`dom0: ${argv.join(' ')} finishing`, timeoutMs, { lines }));
+        }, timeoutMs + 10_000);
+        execs.set(id, {
+          lines,
+          done: (code) => {
+            clearTimeout(timer);
+            execs.delete(id);
+            resolve({ code, lines });
+          },
+        });
+        send({ id, op: 'exec', argv, timeoutMs });
+      });
+    },
+  };
+}
+
+export { bundleEntry };

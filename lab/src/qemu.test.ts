@@ -1,0 +1,32 @@
+import { describe, expect, it } from 'vitest';
+import { qemuArgs } from './qemu.ts';
+
+const options = {
+  dom0: {
+    key: 'k',
+    xen: '/c/xen',
+    kernel: '/c/vmlinuz',
+    initramfs: '/c/dom0.cpio.gz',
+    nodeDisk: '/c/node.sq',
+    built: false,
+  },
+  shareDir: '/r/share',
+  controlSocket: '/r/control.sock',
+  memoryMb: 2048,
+  dom0MemoryMb: 1024,
+  cpus: 2,
+};
+
+describe('QEMU command line', () => {
+  it('has no network device and no default devices, and uses TCG with nested paging for PVH', () => {
+    const args = qemuArgs(options);
+    expect(args.join(' ')).toContain('-nic none');
+    expect(args).toContain('-nodefaults');
+    expect(args.join(' ')).toContain('-accel tcg,thread=multi -cpu qemu64,+svm,+npt');
+    expect(args.some((a) => /netdev|virtio-net|e1000/.test(a))).toBe(false);
+  });
+
+  it('refuses paths with commas (they would split -initrd)', () => {
+    expect(() => qemuArgs({ ...options, dom0: { ...options.dom0, kernel: '/a,b' } })).toThrow(/comma/);
+  });
+});

@@ -1,0 +1,85 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { LineSplitter } from './control.ts';
+import type { Dom0Image } from './dom0-image.ts';
+import { CONTROL_PORT, SHARE_TAG } from './dom0-image.ts';
+import { LabError } from './errors.ts';
+
+export interface QemuOptions {
+  readonly dom0: Dom0Image;
+  /** Folder shared read-only with dom0 over 9p (bundles, VM images). */
+  readonly shareDir: string;
+  /** Unix socket QEMU listens on for the control port. */
+  readonly controlSocket: string;
+  readonly memoryMb: number;
+  readonly dom0MemoryMb: number;
+  readonly cpus: number;
+}
+
+/** The QEMU command line (exported for NOTES.md and tests). Never a network device. */
+export function qemuArgs(o: QemuOptions): string[] {
+  for (const path of [o.dom0.kernel, o.dom0.initramfs]) {
+    // -initrd separates modules with commas; a comma in a path would split it.
+    if (path.includes(',')) throw new LabError('qemu', `path must not contain a comma: ${path}`);
+  }
+  return [
+    ...['-accel', 'tcg,thread=multi', '-cpu', 'qemu64,+svm,+npt'],
+    ...['-m', String(o.memoryMb), '-smp', String(o.cpus)],
+    ...['-nodefaults', '-no-user-config', '-display', 'none', '-vga', 'none', '-monitor', 'none'],
+    ...['-serial', 'stdio', '-no-reboot', '-nic', 'none'],
+    ...['-kernel', o.dom0.xen],
+    ...['-append', `console=com1 dom0_mem=${o.dom0MemoryMb}M,max:${o.dom0MemoryMb}M bootscrub=false`],
+    ...['-initrd', `${o.dom0.kernel} console=hvc0 quiet loglevel=3,${o.dom0.initramfs}`],
+    ...['-drive', `file=${o.dom0.nodeDisk},format=raw,if=virtio,readonly=on`],
+    ...[
+      '-virtfs',
+      `local,path=${o.shareDir},mount_tag=${SHARE_TAG},security_model=none,readonly=on,id=${SHARE_TAG}`,
+    ],
+    ...[
+      '-device',
+      'virtio-serial-pci',
+      '-chardev',
+      `socket,id=ctl,path=${o.controlSocket},server=on,wait=off`,
+    ],
+    ...['-device', `virtserialport,chardev=ctl,name=${CONTROL_PORT}`],
+  ];
+}
+
+/** A running QEMU; killed (SIGKILL) by `kill()` and, whatever happens, when this process exits. */
+export class QemuProcess {
+  private readonly child: ChildProcess;
+  private readonly killOnExit = () => this.child.kill('SIGKILL');
+  readonly exited: Promise<{ code: number | null; signal: string | null }>;
+  private exitedNow = false;
+
+  constructor(options: QemuOptions, onConsoleLine: (line: string) => void) {
+    this.child = spawn('qemu-system-x86_64', qemuArgs(options), { stdio: ['ignore', 'pipe', 'pipe'] });
+    process.on('exit', this.killOnExit);
+    const splitter = new LineSplitter(onConsoleLine, 64 * 1024);
+    this.child.stdout?.setEncoding('utf8');
+    this.child.stdout?.on('data', (chunk: string) => splitter.push(chunk));
+    this.child.stderr?.setEncoding('utf8');
+    this.child.stderr?.on('data', (chunk: string) => onConsoleLine(`qemu: ${chunk.trimEnd()}`));
+    this.exited = new Promise((resolve) => {
+      this.child.on('error', (error) => {
+        onConsoleLine(`qemu: cannot start qemu-system-x86_64: ${error.message}`);
+        this.exitedNow = true;
+        process.off('exit', this.killOnExit);
+        resolve({ code: null, signal: null });
+      });
+      this.child.on('close', (code, signal) => {
+        splitter.flush();
+        this.exitedNow = true;
+        process.off('exit', this.killOnExit);
+        resolve({ code, signal });
+      });
+    });
+  }
+
+  get running(): boolean {
+    return !this.exitedNow;
+  }
+
+  kill(): void {
+    if (!this.exitedNow) this.child.kill('SIGKILL');
+  }
+}

@@ -1,0 +1,20 @@
+export { cachedBuild, defaultCacheDir, inputsKey, sha256, sha256File } from './cache.ts';
+export { type CpioEntry, writeCpio } from './cpio.ts';
+export { fetchDebianPackages, type UnpackedPackage } from './debian.ts';
+export { ImageBuildError } from './errors.ts';
+export { runProgram } from './exec.ts';
+export {
+  buildImage,
+  buildInit,
+  buildSquashfs,
+  type DiskFile,
+  defaultGuestModules,
+  fetchKernel,
+  type ImageOptions,
+  type KernelModule,
+  nodeRuntimeFiles,
+  type VmImage,
+} from './image.ts';
+export { indexModules, moduleKey, readModinfo, resolveModules } from './kmod.ts';
+export { fetchNodeBinary } from './node-binary.ts';
+export { type DebianPin, debianPins, kernelRelease, nodePin } from './pins.ts';

@@ -1,0 +1,167 @@
+/*
+ * init: PID 1 of a moat VM.
+ *
+ * Mounts devtmpfs, proc and sysfs; loads the kernel modules listed in /etc/moat/modules
+ * (one "path parameters..." per line, dependencies first, as the image builder wrote them);
+ * waits for the read-only disk /dev/xvdd and mounts it (squashfs) on /mnt; runs node on
+ * /mnt/app/main.js through the disk's own ld-linux and libraries; powers the VM off when node
+ * exits. Every step says what failed on the console, because the console is all a VM has.
+ *
+ * Built static (gcc -static) so the initramfs needs no libc.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DISK "/dev/xvdd"
+#define DISK_WAIT_MS 60000
+#define MODULES_LIST "/etc/moat/modules"
+#define LINE_MAX_BYTES 1024
+
+static void say(const char *fmt, ...) {
+  char line[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(line, sizeof line - 1, fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  if ((size_t)n > sizeof line - 2) n = sizeof line - 2;
+  line[n++] = '\n';
+  /* One write per line so lines from node and from us do not interleave mid-line. */
+  if (write(2, "moat-init: ", 11) < 0 || write(2, line, (size_t)n) < 0) return;
+}
+
+static void power_off(int status) {
+  say("power off (status %d)", status);
+  sync();
+  reboot(RB_POWER_OFF);
+  /* reboot() only returns on failure; PID 1 must never exit (the kernel would panic). */
+  for (;;) pause();
+}
+
+static void console_fds(void) {
+  int fd = open("/dev/console", O_RDWR | O_NOCTTY);
+  if (fd < 0) return;
+  dup2(fd, 0);
+  dup2(fd, 1);
+  dup2(fd, 2);
+  if (fd > 2) close(fd);
+}
+
+static int mount_or_say(const char *source, const char *target, const char *type, unsigned long flags) {
+  mkdir(target, 0755);
+  if (mount(source, target, type, flags, NULL) == 0) return 0;
+  say("mount %s on %s (%s) failed: %s", source, target, type, strerror(errno));
+  return -1;
+}
+
+/* Loads each module of the list; a module that is already loaded is fine. */
+static int load_modules(void) {
+  FILE *list = fopen(MODULES_LIST, "r");
+  if (!list) {
+    say("cannot open %s: %s", MODULES_LIST, strerror(errno));
+    return -1;
+  }
+  char line[LINE_MAX_BYTES];
+  int failures = 0;
+  while (fgets(line, sizeof line, list)) {
+    line[strcspn(line, "\n")] = '\0';
+    if (line[0] == '\0' || line[0] == '#') continue;
+    char *params = strchr(line, ' ');
+    if (params) *params++ = '\0';
+    else params = "";
+    int fd = open(line, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      say("cannot open module %s: %s", line, strerror(errno));
+      failures++;
+      continue;
+    }
+    if (syscall(SYS_finit_module, fd, params, 0) != 0 && errno != EEXIST) {
+      say("loading module %s (%s) failed: %s", line, params, strerror(errno));
+      failures++;
+    }
+    close(fd);
+  }
+  fclose(list);
+  return failures ? -1 : 0;
+}
+
+static long now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/* blkfront probes the disk asynchronously after the module loads: wait for its node. */
+static int wait_for_disk(void) {
+  long deadline = now_ms() + DISK_WAIT_MS;
+  struct stat st;
+  while (stat(DISK, &st) != 0) {
+    if (now_ms() > deadline) {
+      say("%s did not appear within %d ms (is the disk attached as xvdd?)", DISK, DISK_WAIT_MS);
+      return -1;
+    }
+    usleep(20000);
+  }
+  return 0;
+}
+
+int main(void) {
+  if (getpid() != 1) {
+    say("must run as PID 1");
+    return 1;
+  }
+  mount_or_say("devtmpfs", "/dev", "devtmpfs", MS_NOSUID);
+  console_fds();
+  mount_or_say("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC);
+  mount_or_say("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC);
+  mount_or_say("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV);
+  if (load_modules() != 0) power_off(2);
+  if (wait_for_disk() != 0) power_off(3);
+  if (mount_or_say(DISK, "/mnt", "squashfs", MS_RDONLY | MS_NODEV | MS_NOSUID) != 0) power_off(4);
+
+  long start = now_ms();
+  pid_t node = fork();
+  if (node < 0) {
+    say("fork failed: %s", strerror(errno));
+    power_off(5);
+  }
+  if (node == 0) {
+    char *argv[] = {"/mnt/lib64/ld-linux-x86-64.so.2", "--library-path", "/mnt/lib", "/mnt/bin/node",
+                    "/mnt/app/main.js", NULL};
+    char *envp[] = {"PATH=/mnt/bin", "HOME=/tmp", "TMPDIR=/tmp", NULL};
+    execve(argv[0], argv, envp);
+    say("exec %s failed: %s", argv[0], strerror(errno));
+    _exit(127);
+  }
+  say("node started (pid %d)", (int)node);
+  /* PID 1 reaps every orphan; only node's own exit ends the VM. */
+  for (;;) {
+    int status;
+    pid_t pid = waitpid(-1, &status, 0);
+    if (pid < 0 && errno == EINTR) continue;
+    if (pid < 0) {
+      say("waitpid failed: %s", strerror(errno));
+      power_off(6);
+    }
+    if (pid != node) continue;
+    long ms = now_ms() - start;
+    if (WIFEXITED(status)) {
+      say("node exited with code %d after %ld ms", WEXITSTATUS(status), ms);
+      power_off(WEXITSTATUS(status));
+    }
+    say("node killed by signal %d after %ld ms", WIFSIGNALED(status) ? WTERMSIG(status) : -1, ms);
+    power_off(128);
+  }
+}
