@@ -328,6 +328,16 @@ describe('StubResolver over UDP', () => {
     });
   });
 
+  it('keeps at most maxAddresses addresses of an answer', () => {
+    const t = setup({ maxAddresses: 3 });
+    t.resolver.retain('many.example', 4);
+    const [q] = t.udp();
+    const recs = Array.from({ length: 10 }, (_, i) => a('many.example', [10, 0, 0, i]));
+    t.resolver.deliver(asUdpReply(q!, reply(q!.payload, recs)), t.now);
+    const ans = t.resolver.answer('many.example', 4);
+    expect(ans.state === 'resolved' && ans.addresses.length).toBe(3);
+  });
+
   it('fails without servers', () => {
     const t = setup({ servers: [] });
     t.resolver.retain('www.example', 4);

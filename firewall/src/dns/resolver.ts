@@ -77,6 +77,8 @@ export interface StubResolverOptions {
   retryMs?: number;
   /** Names followed through CNAMEs, counting the first. */
   maxChain?: number;
+  /** Addresses kept per answer (an upstream could send thousands over TCP; each costs index entries). */
+  maxAddresses?: number;
   /** Lookups in flight at once; more wait their turn (a tree of 10,000 dsthost rules must not burst). */
   maxInFlight?: number;
   /** Names tracked at once; beyond it a name fails (and its client's rules fail closed). */
@@ -180,6 +182,7 @@ export class StubResolver implements DnsTransportEndpoint, HostResolver {
       retryMs: options.retryMs ?? 30_000,
       maxChain: options.maxChain ?? 8,
       maxInFlight: options.maxInFlight ?? 32,
+      maxAddresses: options.maxAddresses ?? 64,
       maxNames: options.maxNames ?? 4096,
       portRange: options.portRange ?? [49152, 65535],
     };
@@ -511,6 +514,7 @@ export class StubResolver implements DnsTransportEndpoint, HostResolver {
       for (const r of m.answers) {
         if (r.type !== qtype || r.class !== CLASS_IN || !namesEqual(r.name, current)) continue;
         const d = r.data;
+        if (addresses.length >= this.o.maxAddresses) break;
         if ((d.kind === 'a' || d.kind === 'aaaa') && !addresses.some((a) => bytesEqual(a, d.address))) {
           addresses.push(d.address);
           ttl = Math.min(ttl, r.ttl);

@@ -32,6 +32,17 @@ import type { FlowQuery, RuleAction, RuleDecision, RuleSet } from './types.ts';
 
 const NONE = 0x7fffffff;
 
+/**
+ * Bounds on one index: a rule list expands into atoms (dsthost names × their
+ * addresses, DNS servers, TCP+UDP), and each atom costs up to 32/128 trie nodes.
+ * Upstream DNS answers feed the expansion, so it is bounded; a set beyond the
+ * bounds fails closed instead of exhausting memory.
+ */
+export const MAX_INDEX_ATOMS = 200_000;
+export const MAX_TRIE_NODES = 1_000_000;
+
+class IndexTooLarge extends Error {}
+
 /** The compiled set: the RuleSet contract plus what the owner needs to manage it. */
 export interface CompiledRuleSet extends RuleSet {
   /** The source family the set belongs to (queries of the other family are dropped), if fixed. */
@@ -69,6 +80,8 @@ class TrieBuilder {
   wild = new Int32Array(256).fill(NONE);
   count = 1;
   readonly keyed = new Map<number, Keyed[]>();
+  /** Shared by the builders of one set: the node bound is for the whole index. */
+  constructor(private readonly budget: { nodes: number }) {}
 
   private grow(): void {
     const size = this.child0.length * 2;
@@ -89,6 +102,8 @@ class TrieBuilder {
       const children = bit === 1 ? this.child1 : this.child0;
       let child = children[node]!;
       if (child < 0) {
+        if (++this.budget.nodes > MAX_TRIE_NODES)
+          throw new IndexTooLarge(`more than ${MAX_TRIE_NODES} trie nodes`);
         if (this.count === this.child0.length) this.grow();
         child = this.count++;
         (bit === 1 ? this.child1 : this.child0)[node] = child;
@@ -342,7 +357,8 @@ class IndexedRuleSet implements CompiledRuleSet {
     this.nextExpiry = env.nowEpochSeconds === undefined ? undefined : nextExpiry;
     this.orderAccept = new Uint8Array(live.length);
     this.orderNumber = new Int32Array(live.length);
-    const builders = Array.from({ length: 8 }, () => new TrieBuilder());
+    const budget = { nodes: 0 };
+    const builders = Array.from({ length: 8 }, () => new TrieBuilder(budget));
     let atomCount = 0;
     live.forEach((rule, order) => {
       this.orderAccept[order] = rule.action === 'accept' ? 1 : 0;
@@ -352,7 +368,8 @@ class IndexedRuleSet implements CompiledRuleSet {
         for (const atom of atomsOf(rule, order, family, env)) {
           for (const b of bucketsForProto(atom.proto, family)) {
             builders[(family === 4 ? 0 : 4) + b]!.insert(atom);
-            atomCount++;
+            if (++atomCount > MAX_INDEX_ATOMS)
+              throw new IndexTooLarge(`more than ${MAX_INDEX_ATOMS} index entries`);
           }
         }
       }
@@ -429,5 +446,11 @@ export function compileRuleSet(
   const missing = unresolvedHosts(parsed.rules, env);
   if (missing.length > 0)
     return dropAllRuleSet(`dsthost could not be resolved: ${missing.join(', ')}`, env.family);
-  return new IndexedRuleSet(parsed.rules, parsed.policy, env);
+  try {
+    return new IndexedRuleSet(parsed.rules, parsed.policy, env);
+  } catch (error) {
+    if (error instanceof IndexTooLarge)
+      return dropAllRuleSet(`rule set too large to index (${error.message})`, env.family);
+    throw error;
+  }
 }

@@ -237,3 +237,33 @@ describe('rule evaluation (Linux sys-firewall semantics)', () => {
     );
   });
 });
+
+describe('index bounds', () => {
+  it('fails closed instead of building an unbounded index from huge DNS answers', () => {
+    const addrs = Array.from({ length: 64 }, (_, i) => Uint8Array.of(10, 0, i, 1));
+    const hostAddresses = new Map([['big.example', addrs]]);
+    const entries: [string, string][] = [['policy', 'drop']];
+    for (let i = 0; i < 3200; i++)
+      entries.push([String(i).padStart(4, '0'), `action=accept dsthost=big.example`]);
+    const set = compileRuleEntries(entries, '10.137.0.5', { hostAddresses });
+    expect(set.failClosedReason).toMatch(/too large to index \(more than 200000 index entries\)/);
+    const v6 = Array.from({ length: 64 }, (_, i) =>
+      Uint8Array.from({ length: 16 }, (_, j) => (i * 37 + j * 11) & 0xff),
+    );
+    const many = new Map(
+      Array.from({ length: 200 }, (_, n): [string, Uint8Array[]] => [
+        `h${n}.example`,
+        v6.map((a) => Uint8Array.from(a, (b) => b ^ n)),
+      ]),
+    );
+    const tree: [string, string][] = [
+      ['policy', 'drop'],
+      ...[...many.keys()].map((h, i): [string, string] => [
+        String(i).padStart(4, '0'),
+        `action=accept dsthost=${h}`,
+      ]),
+    ];
+    const set6 = compileRuleEntries(tree, 'fd09:24ef:4179::a89:5', { hostAddresses: many });
+    expect(set6.failClosedReason).toMatch(/more than 1000000 trie nodes/);
+  });
+});
