@@ -311,6 +311,45 @@ describe('sim vchan (libxenvchan ring protocol)', () => {
     expect(e.message).toContain('in-page order 10');
   });
 
+  it('stays within its ring whatever a hostile client writes into the interface page (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.integer({ min: 0, max: 5 }), fc.integer({ min: 0, max: 0xffffffff })), {
+          maxLength: 8,
+        }),
+        (pokes) => {
+          const { hv, vm, server, client } = pair(1024, 2048);
+          const iface = hv.dom0.grantMapper.mapWritable(vm.domid, [8]);
+          const dv = new DataView(iface.buffer);
+          for (const [field, value] of pokes) {
+            // the four indexes, then the orders and the live/notify bytes
+            if (field < 4) iface.storeRelease32(field * 4, value);
+            else if (field === 4) dv.setUint32(W.LEFT_ORDER, value, true);
+            else dv.setUint32(W.CLI_LIVE, value, true);
+          }
+          const buf = new Uint8Array(3000);
+          for (let i = 0; i < 3; i++) {
+            const ready = server.dataReady();
+            const space = server.bufferSpace();
+            if (ready < 0 || ready > 1024 || space < 0 || space > 2048) throw new Error(`${ready} ${space}`);
+            const n = server.read(buf);
+            if (n < 0 || n > 1024) throw new Error(`read ${n}`);
+            try {
+              const m = server.write(buf);
+              if (m < 0 || m > 2048) throw new Error(`wrote ${m}`);
+            } catch (error) {
+              if (!(error instanceof XenError && error.code === 'EPIPE')) throw error;
+            }
+          }
+          iface.unmap();
+          client.close();
+          server.close();
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
   it('keeps the byte stream intact for any sizes of writes, reads and rings (property)', () => {
     const sizes = fc.constantFrom(1024, 2048, 4096, 8192, 65536);
     fc.assert(
