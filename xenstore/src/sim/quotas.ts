@@ -26,10 +26,12 @@ export interface XenstoredQuotas {
    */
   maxPathLength: number;
   /**
-   * quota_memory_per_domain_hard = 2.5 MiB: memory a domain's nodes and watches may use.
-   * The C daemon stalls the domain's ring past it; the sim refuses the write with ENOMEM.
-   * The sim's accounting (record size + path length per node, path + token per watch)
-   * follows do_tdb_write and add_watch but leaves out buffered messages.
+   * quota_memory_per_domain_hard = 2.5 MiB: memory a domain's nodes and watches may use
+   * (domain_memory_add). A node write past it fails with EIO (do_tdb_write's ENOMEM becomes
+   * EIO in write_node_raw), a watch with ENOMEM, and the C daemon also stops reading the
+   * domain's ring while it is over. The sim's accounting (record size + path length per
+   * node, path + token per watch) follows do_tdb_write and add_watch but leaves out
+   * buffered messages, and it does not stall.
    */
   memoryPerDomain: number;
 }

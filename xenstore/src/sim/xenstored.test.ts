@@ -127,6 +127,19 @@ describe('XenstoredSim quotas (exact C xenstored 4.17 numbers)', () => {
     expect(await code(a.write('data/too-big', 'x'.repeat(2016)))).toBe('ENOSPC');
   });
 
+  it('refuses node writes past the memory quota with EIO and watches with ENOMEM', async () => {
+    const sim = new XenstoredSim({ quotas: { memoryPerDomain: 8000 } });
+    sim.createDomain(3);
+    const a = new XenstoreClient(sim.connect({ domid: 3 }));
+    let failure = 'ok';
+    for (let i = 0; i < 10 && failure === 'ok'; i++)
+      failure = await code(a.write(`data/k${i}`, 'x'.repeat(1500)));
+    expect(failure).toBe('EIO');
+    expect(await code(a.watch(`data/${'w'.repeat(1000)}`, { token: 't'.repeat(1000) }))).toBe('ENOMEM');
+    await a.rm('data/k0');
+    await a.write('data/fits-again', 'v');
+  });
+
   it('refuses a transaction touching more than 1024 nodes, and then fails its commit', async () => {
     const { a } = setup();
     const tx = await a.startTransaction();

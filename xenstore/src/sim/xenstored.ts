@@ -445,6 +445,7 @@ export class XenstoredSim {
         if (got.node) {
           const updated = { ...got.node, value };
           this.checkWrite(conn, updated);
+          this.checkMemory(conn, this.recordSize(updated) - this.recordSize(got.node));
           view.put(got.name, updated);
         } else {
           this.createNode(conn, view, got.name, value);
@@ -702,6 +703,13 @@ export class XenstoredSim {
       throw new XsFail('ENOSPC');
   }
 
+  /** domain_memory_add() for a node growing by `delta` bytes (EIO, see XenstoredQuotas.memoryPerDomain). */
+  private checkMemory(conn: SimConnection, delta: number): void {
+    if (!conn.privileged && delta > 0 && this.memoryOf(conn.domid, delta) >= this.quotas.memoryPerDomain) {
+      throw new XsFail('EIO');
+    }
+  }
+
   private memoryOf(domid: number, extra = 0): number {
     let total = extra + (this.usage.get(domid)?.memory ?? 0);
     for (const c of this.connections) {
@@ -772,7 +780,8 @@ export class XenstoredSim {
     if (unprivileged) {
       let extra = 0;
       for (const [p, n] of writes) extra += this.recordSize(n) + p.length;
-      if (this.memoryOf(conn.domid, extra) > this.quotas.memoryPerDomain) throw new XsFail('ENOMEM');
+      // do_tdb_write() refuses with ENOMEM, which write_node_raw() turns into EIO.
+      if (this.memoryOf(conn.domid, extra) >= this.quotas.memoryPerDomain) throw new XsFail('EIO');
     }
     if (conn?.tx) {
       conn.tx.nodeCreated = true;
@@ -940,7 +949,7 @@ export class XenstoredSim {
     }
     if (
       !conn.privileged &&
-      this.memoryOf(conn.domid, node.length + token.length) > this.quotas.memoryPerDomain
+      this.memoryOf(conn.domid, node.length + token.length) >= this.quotas.memoryPerDomain
     ) {
       throw new XsFail('ENOMEM');
     }
