@@ -134,6 +134,7 @@ export class QrexecDaemon {
   private controlQueue: Promise<void> = Promise.resolve();
   private readonly closedWaiters: Array<() => void> = [];
   private readonly calls = new Set<Promise<unknown>>();
+  private closing = false;
 
   private constructor(private readonly options: Dom0DaemonOptions) {
     this.log = options.log ?? defaultLog;
@@ -162,6 +163,7 @@ export class QrexecDaemon {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     if (this.stream) closeStream(this.stream);
     await this.closed();
     await Promise.allSettled([...this.calls]);

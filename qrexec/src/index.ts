@@ -31,6 +31,8 @@ export {
   type TriggerRequest,
 } from './dom0.ts';
 export { type ProtocolReason, QrexecProtocolError, QrexecRefusedError, QrexecStateError } from './errors.ts';
+export { recordingEndpoint, type TranscriptEvent } from './record.ts';
+export { registerTestServices, runAgentMain, runDom0Main } from './run.ts';
 export type { Log, ServiceCall, ServiceHandler } from './service.ts';
 export { type StartAgentOptions, startAgent } from './start.ts';
 export {

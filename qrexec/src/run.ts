@@ -2,21 +2,25 @@
  * Entry points for plain node scripts and esbuild bundles (the lab runs bundles in its guests
  * and in its dom0, not vitest):
  *
- *   qrexec-agent [--socket-dir DIR --domain N] [--test-services]
+ *   qrexec-agent [--socket-dir DIR --domain N] [--test-services] [--record FILE]
  *   qrexec-dom0 call <vm-domid> <service>[+arg] [--name NAME] [--stdin FILE] [--user U] [--socket-dir DIR]
  *   qrexec-dom0 serve <vm-domid> <vm-name> [--allow SERVICE]... [--socket-dir DIR]
  *
  * Without --socket-dir the transport is real Xen (libxenvchan through @moat/xen's native
  * addon); with it, Qubes' vchan-socket layout in DIR (our domain id from --domain, as
- * qubes-core-vchan-socket reads VCHAN_DOMAIN).
+ * qubes-core-vchan-socket reads VCHAN_DOMAIN). --record FILE appends every byte sent and
+ * received as JSON lines (record.ts).
  */
 import { createHash } from 'node:crypto';
+import { appendFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { socketVchanTransport, type VchanTransport, xenVchanTransport } from '@moat/vchan';
 import { openNativeDomain } from '@moat/xen';
 import type { QrexecAgent } from './agent.ts';
 import { QrexecDaemon } from './dom0.ts';
+import { recordingEndpoint } from './record.ts';
 import { startAgent } from './start.ts';
+import type { VchanEndpoint } from './transport.ts';
 import { vchanEndpoint } from './vchan-adapter.ts';
 
 type Out = (text: string | Uint8Array) => void;
@@ -42,6 +46,13 @@ function processIo(): Io {
 function transport(socketDir: string | undefined, domain: number): VchanTransport {
   if (socketDir) return socketVchanTransport({ directory: socketDir, localDomain: domain });
   return xenVchanTransport(openNativeDomain());
+}
+
+/** The endpoint, recording every byte as JSON lines to `record` when given (see record.ts). */
+function endpoint(socketDir: string | undefined, domain: number, record: string | undefined): VchanEndpoint {
+  const base = vchanEndpoint(transport(socketDir, domain));
+  if (!record) return base;
+  return recordingEndpoint(base, (event) => appendFileSync(record, `${JSON.stringify(event)}\n`));
 }
 
 /**
@@ -76,11 +87,12 @@ export async function runAgentMain(argv: string[], io: Io = processIo()): Promis
       'socket-dir': { type: 'string' },
       domain: { type: 'string' },
       'test-services': { type: 'boolean' },
+      record: { type: 'string' },
     },
   });
   const socketDir = values['socket-dir'];
   const { agent } = await startAgent({
-    vchan: vchanEndpoint(transport(socketDir, Number(values.domain ?? 0))),
+    vchan: endpoint(socketDir, Number(values.domain ?? 0), values.record),
     log: (level, message) => io.stderr(`qrexec-agent ${level}: ${message}\n`),
   });
   if (values['test-services']) registerTestServices(agent);
@@ -102,6 +114,7 @@ export async function runDom0Main(argv: string[], io: Io = processIo()): Promise
       user: { type: 'string' },
       allow: { type: 'string', multiple: true },
       timeout: { type: 'string' },
+      record: { type: 'string' },
     },
   });
   const [command, domidText, third] = positionals;
@@ -117,7 +130,7 @@ export async function runDom0Main(argv: string[], io: Io = processIo()): Promise
   };
   const allowed = new Set(values.allow ?? []);
   const daemon = await QrexecDaemon.connect({
-    vchan: vchanEndpoint(transport(values['socket-dir'], 0)),
+    vchan: endpoint(values['socket-dir'], 0, values.record),
     domain,
     name: command === 'serve' ? third : (values.name ?? `domain-${domain}`),
     log,
