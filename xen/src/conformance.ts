@@ -159,6 +159,7 @@ const cases: [string, (c: Ctx) => Promise<void>][] = [
         m.unmap();
         assert.equal(m.mapped, false);
         assert.equal(view.length, 0, 'views over an unmapped buffer must be detached');
+        assert.equal(m.buffer.byteLength, 0, '.buffer is the detached ArrayBuffer');
         expectXenError(() => m.loadAcquire32(0), 'EBADF', 'index load after unmap');
         assert.equal(new Uint8Array(shared.buffer)[3], 3, 'the owner keeps its pages');
       } finally {

@@ -220,8 +220,11 @@ class SimWritableMapping implements WritableMapping {
     region.hold(this);
   }
 
+  /** After unmap: the ArrayBuffer we held, detached (as native). */
+  #released: ArrayBuffer | undefined;
+
   get buffer(): ArrayBuffer {
-    return this.#live('buffer').mem;
+    return this.#region?.mem ?? this.#released!;
   }
 
   get mapped(): boolean {
@@ -247,6 +250,7 @@ class SimWritableMapping implements WritableMapping {
     const r = this.#region;
     if (!r) return;
     this.#region = undefined;
+    this.#released = r.mem;
     r.release(this);
   }
 }
@@ -295,18 +299,25 @@ class SimSharedPages implements SharedPages {
     region.hold(this);
   }
 
+  /** After unshare: the ArrayBuffer we held, detached (as native). */
+  #released: ArrayBuffer | undefined;
+
   get buffer(): ArrayBuffer {
-    if (!this.#region) throw xenError('gntalloc pages buffer', 'EBADF', 'already unshared');
+    return this.#region?.mem ?? this.#released!;
+  }
+
+  #live(op: string): ArrayBuffer {
+    if (!this.#region) throw xenError(`gntalloc pages ${op}`, 'EBADF', 'already unshared');
     return this.#region.mem;
   }
 
   loadAcquire32(offset: number): number {
-    const [a, i] = i32(this.buffer, offset, 'gntalloc pages loadAcquire32');
+    const [a, i] = i32(this.#live('loadAcquire32'), offset, 'gntalloc pages loadAcquire32');
     return Atomics.load(a, i) >>> 0;
   }
 
   storeRelease32(offset: number, value: number): void {
-    const [a, i] = i32(this.buffer, offset, 'gntalloc pages storeRelease32');
+    const [a, i] = i32(this.#live('storeRelease32'), offset, 'gntalloc pages storeRelease32');
     Atomics.store(a, i, value | 0);
   }
 
@@ -314,6 +325,7 @@ class SimSharedPages implements SharedPages {
     const r = this.#region;
     if (!r) return;
     this.#region = undefined;
+    this.#released = r.mem;
     this.table.unshare(r);
     r.release(this);
   }
