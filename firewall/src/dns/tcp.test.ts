@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { dnsServersFromQubesDb, StubResolver } from './resolver.ts';
 import { DnsTcpConnection, TCP_PSH, TCP_RST } from './tcp.ts';
@@ -190,5 +191,79 @@ describe('truncated answers', () => {
       resolver.deliver(fromServer(syn!, { seq, ack: ackOfData + 1, flags: TCP_ACK | TCP_FIN }), now),
     ).toBe(true);
     expect(resolver.ownsPort('tcp', syn!.localPort)).toBe(false);
+  });
+});
+
+describe('the TCP client under loss, duplication and reordering', () => {
+  it('always reassembles exactly the answer (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 1, maxLength: 3000 }),
+        fc.array(
+          fc.record({
+            size: fc.integer({ min: 1, max: 700 }),
+            fate: fc.constantFrom('send', 'send', 'drop', 'dup', 'swap'),
+          }),
+          {
+            minLength: 1,
+            maxLength: 40,
+          },
+        ),
+        fc.nat(),
+        fc.nat(),
+        (answer, plan, isnA, isnB) => {
+          const c = new DnsTcpConnection({
+            server: SERVER,
+            serverPort: 53,
+            localPort: 50000,
+            isn: isnA,
+            request: Uint8Array.of(1),
+            nowMs: 0,
+            timeoutMs: 1e9,
+          });
+          const [syn] = c.take();
+          const serverIsn = isnB >>> 0;
+          c.deliver(
+            fromServer(syn!, { seq: serverIsn, ack: (syn!.seq + 1) >>> 0, flags: TCP_SYN | TCP_ACK }),
+            0,
+          );
+          const data = c.take()[0]!;
+          const ourAck = (data.seq + data.payload.length) >>> 0;
+          const stream = new Uint8Array(answer.length + 2);
+          stream[0] = answer.length >> 8;
+          stream[1] = answer.length & 0xff;
+          stream.set(answer, 2);
+          let acked = 0; // server's view: bytes the client acknowledged
+          for (let round = 0; round < 200 && c.result === undefined; round++) {
+            // the server (re)sends from the last ACK, segment sizes and fates from the plan
+            const segs: { seq: number; payload: Uint8Array }[] = [];
+            // retransmissions may be cut differently and overlap what already arrived
+            let off = Math.max(0, acked - (round % 4) * 5);
+            for (const step of plan) {
+              if (off >= stream.length) break;
+              const payload = stream.subarray(off, off + step.size);
+              const seg = { seq: (serverIsn + 1 + off) >>> 0, payload };
+              off += payload.length;
+              if (step.fate === 'drop' && round % 3 !== 2) continue; // every third round loses nothing
+              segs.push(seg);
+              if (step.fate === 'dup') segs.push(seg);
+              if (step.fate === 'swap' && segs.length >= 2)
+                segs.splice(segs.length - 2, 2, segs.at(-1)!, segs.at(-2)!);
+            }
+            for (const seg of segs)
+              c.deliver(
+                fromServer(syn!, { seq: seg.seq, ack: ourAck, flags: TCP_ACK, payload: seg.payload }),
+                round,
+              );
+            for (const out of c.take()) {
+              const got = (out.ack - (serverIsn + 1)) >>> 0;
+              if (got <= stream.length && got > acked) acked = got;
+            }
+          }
+          expect(c.result).toEqual({ ok: true, response: answer });
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });
