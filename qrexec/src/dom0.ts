@@ -234,13 +234,11 @@ export class QrexecDaemon {
       }
     } catch (e) {
       const error = e instanceof Error ? e : new Error(String(e));
-      if (!(error instanceof QrexecProtocolError && error.reason === 'early-eof'))
-        this.counters.protocolErrors++;
+      // EOF, or anything after we closed the channel ourselves, is an ending, not a fault.
+      const ending = this.closing || (error instanceof QrexecProtocolError && error.reason === 'early-eof');
+      if (!ending) this.counters.protocolErrors++;
       this.closedReason = error;
-      this.log(
-        error instanceof QrexecProtocolError && error.reason === 'early-eof' ? 'info' : 'error',
-        error.message,
-      );
+      this.log(ending ? 'info' : 'error', error.message);
     } finally {
       closeStream(stream);
       this.stream = undefined;
