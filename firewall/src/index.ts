@@ -3,10 +3,10 @@
  * with the rule compiler and the DNS resolver.
  */
 export type { DnsPacketIn, DnsPacketOut, DnsTransportEndpoint } from './dns/types.ts';
-export { FragmentTable } from './engine/client.ts';
+export { FragmentTable, parseVifAddresses } from './engine/client.ts';
 export {
   type ClientConfig,
-  type DnsRedirect,
+  type DnsConfig,
   type DropLogEntry,
   type EngineConfig,
   type FrameMeta,

@@ -62,7 +62,7 @@ function makeEngine(ruleSet: RuleSet, conntrackMax: number): { engine: FirewallE
     {
       uplink: { mac: UP_MAC, ip4: UP4, gateway4: ip('10.137.0.1') },
       clientGateway4: UP4,
-      dnsRedirects: [{ virtual: ip('10.139.1.1'), upstream: ip('10.139.1.1') }],
+      dns: { virtual: [ip('10.139.1.1'), ip('10.139.1.2')], upstream: [ip('10.139.1.1'), ip('10.139.1.2')] },
       conntrackMax,
     },
     new CountingSink(),

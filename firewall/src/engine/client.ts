@@ -1,6 +1,8 @@
 /** One client link (one vif) and its counters. */
 import type { RuleSet } from '../rules/types.ts';
 import { read32 } from '../wire/checksum.ts';
+import { parseIpv4Address } from '../wire/ipv4.ts';
+import { parseIpv6Address } from '../wire/ipv6.ts';
 import { DROP_REASON_COUNT } from './reasons.ts';
 
 export const C_RX_PACKETS = 0;
@@ -103,4 +105,23 @@ export class ClientLink {
   ruleSlot(rule: number): number {
     return rule < 0 ? this.ruleIndex.size : (this.ruleIndex.get(rule) ?? this.ruleIndex.size);
   }
+}
+
+/**
+ * The addresses in a vif's XenStore backend `ip` key: space-separated, the first IPv4 and
+ * the first IPv6 are the client's (as vif-route-qubes reads them). Unparseable tokens are
+ * skipped; a key without an IPv4 address gives none.
+ */
+export function parseVifAddresses(text: string): {
+  ip4: Uint8Array | undefined;
+  ip6: Uint8Array | undefined;
+} {
+  let ip4: Uint8Array | undefined;
+  let ip6: Uint8Array | undefined;
+  for (const token of text.slice(0, 1024).split(/\s+/)) {
+    if (!token) continue;
+    if (!ip4 && token.includes('.') && !token.includes(':')) ip4 = parseIpv4Address(token);
+    else if (!ip6 && token.includes(':')) ip6 = parseIpv6Address(token);
+  }
+  return { ip4, ip6 };
 }

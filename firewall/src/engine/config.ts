@@ -46,10 +46,16 @@ export interface UplinkConfig {
   mtu?: number;
 }
 
-/** A pair of Linux `qubes-setup-dnat-to-ns` DNAT: queries to `virtual` go to `upstream`. */
-export interface DnsRedirect {
-  virtual: Uint8Array;
-  upstream: Uint8Array;
+/**
+ * Linux `qubes-setup-dnat-to-ns`: DNS (UDP and TCP port 53) to each `virtual` address
+ * (`/qubes-netvm-primary-dns`, `/qubes-netvm-secondary-dns`, 10.139.1.1/.2, and IPv6 ones
+ * when Qubes provides them) is DNATed to the `upstream` servers of the same family (our own
+ * `/qubes-primary-dns`, `/qubes-secondary-dns`), paired cyclically. With no upstream
+ * server of a family, DNS to that family's virtual addresses is dropped, as Linux does.
+ */
+export interface DnsConfig {
+  virtual: Uint8Array[];
+  upstream: Uint8Array[];
 }
 
 export interface EngineConfig {
@@ -60,12 +66,8 @@ export interface EngineConfig {
   clientGateway6?: Uint8Array | undefined;
   /** The MAC we use on client links (Linux vif backends: fe:ff:ff:ff:ff:ff). */
   clientGatewayMac?: Uint8Array | undefined;
-  /**
-   * DNAT of the virtual DNS servers (`/qubes-netvm-primary-dns`, `-secondary-dns`) to the
-   * upstream servers, paired cyclically like qubes-setup-dnat-to-ns. Empty: DNS to the
-   * virtual addresses is dropped, as Linux does when it knows no resolver.
-   */
-  dnsRedirects?: DnsRedirect[];
+  /** DNAT of the Qubes virtual DNS servers (see DnsConfig); absent: no DNAT. */
+  dns?: DnsConfig;
   /** Most tracked connections (Linux nf_conntrack_max analogue). Default 16384. */
   conntrackMax?: number;
   /** Answer rule drops with ICMP admin-prohibited (Linux default, true) or drop silently. */

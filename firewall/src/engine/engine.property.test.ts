@@ -121,7 +121,7 @@ describe('NAT', () => {
           { minLength: 1, maxLength: 30 },
         ),
         (flows) => {
-          const { engine, sink } = makeEngine({ dnsRedirects: [] });
+          const { engine, sink } = makeEngine({ dns: undefined });
           const links = [
             engine.addClient({ mac: C1_MAC, ip4: C1 }),
             engine.addClient({ mac: C2_MAC, ip4: C2 }),

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { emitArp } from '../wire/arp.ts';
-import { checksum, read16, read32 } from '../wire/checksum.ts';
+import { checksum, fold, pseudoSum4, read16, read32, sumWords } from '../wire/checksum.ts';
+import { parseVifAddresses } from './client.ts';
 import { UPLINK } from './config.ts';
 import { fillL4Checksum6 } from './emit.ts';
 import { V_DROPPED, V_FORWARDED, V_LOCAL } from './engine.ts';
@@ -154,6 +155,9 @@ describe('forwarding with source NAT', () => {
     expect(u32(f.bytes, 30)).toBe(u32(C2, 0)); // outer destination
     expect(u32(f.bytes, 42 + 12)).toBe(u32(C2, 0)); // embedded source
     expect(read16(f.bytes, 42 + 20)).toBe(5000); // embedded source port
+    // the embedded datagram is quoted whole, so its own checksum must verify with c2's addresses
+    const inner = f.bytes.slice(42);
+    expect(fold(sumWords(inner, 20, 8, pseudoSum4(inner, 0, 17, 8)))).toBe(0xffff);
     expect(checksumsValid(f.bytes)).toBe(true);
   });
 
@@ -182,7 +186,9 @@ describe('forwarding with source NAT', () => {
 
   it('DNATs the Qubes virtual DNS address to the upstream server and restores it on replies', () => {
     const upstream = ip('192.168.1.1');
-    const { engine, sink, c1 } = setup({ dnsRedirects: [{ virtual: ip('10.139.1.1'), upstream }] });
+    const { engine, sink, c1 } = setup({
+      dns: { virtual: [ip('10.139.1.1'), ip('10.139.1.2')], upstream: [upstream] },
+    });
     const q = out(
       engine,
       sink,
@@ -199,15 +205,15 @@ describe('forwarding with source NAT', () => {
   });
 
   it('drops DNS to a virtual address when no upstream server is known', () => {
-    const { engine, sink, c1 } = setup({ dnsRedirects: [] });
-    const r = out(
-      engine,
-      sink,
-      c1,
-      frame4({ src: C1, dst: ip('10.139.1.1'), proto: 17, sport: 3333, dport: 53 }),
-    );
-    // without a redirect entry the address is an ordinary destination; the pair list is the switch
-    expect(r.v).toBe(V_FORWARDED);
+    const { engine, sink, c1 } = setup({
+      dns: { virtual: [ip('10.139.1.1'), ip('10.139.1.2')], upstream: [] },
+    });
+    const dns = frame4({ src: C1, dst: ip('10.139.1.2'), proto: 17, sport: 3333, dport: 53 });
+    expect(out(engine, sink, c1, dns).v).toBe(V_DROPPED);
+    expect(engine.stats().links[1]!.dropsByReason['dns-no-upstream']).toBe(1);
+    // other traffic to the address is not DNS and is not redirected
+    const other = frame4({ src: C1, dst: ip('10.139.1.2'), proto: 17, sport: 3333, dport: 54 });
+    expect(out(engine, sink, c1, other).v).toBe(V_FORWARDED);
     void UPSTREAM_DNS;
   });
 });
@@ -624,3 +630,11 @@ describe('the firewall’s own DNS traffic', () => {
 function args(f: Uint8Array): [Uint8Array, number, number, ReturnType<typeof meta0>] {
   return [f, 0, f.length, meta0()];
 }
+
+describe('client addresses', () => {
+  it('reads the first IPv4 and IPv6 of a vif backend `ip` key', () => {
+    expect(parseVifAddresses('10.137.0.20 fd09:24ef:4179::a89:14')).toEqual({ ip4: C1, ip6: C1_6 });
+    expect(parseVifAddresses('  10.137.0.20  ')).toEqual({ ip4: C1, ip6: undefined });
+    expect(parseVifAddresses('garbage 10.137.0.999 ::zz')).toEqual({ ip4: undefined, ip6: undefined });
+  });
+});

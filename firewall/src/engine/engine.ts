@@ -25,6 +25,7 @@ import {
   read16,
   read32,
   sumWords,
+  wordDelta,
   write16,
   write32,
 } from '../wire/checksum.ts';
@@ -87,7 +88,7 @@ import {
 } from './client.ts';
 import {
   type ClientConfig,
-  type DnsRedirect,
+  type DnsConfig,
   type DropLogEntry,
   type EngineConfig,
   type FrameMeta,
@@ -214,8 +215,9 @@ export class FirewallEngine {
   private readonly gwMac: Uint8Array;
   /** fe80::fcff:ffff:feff:ffff, the link-local address of fe:ff:ff:ff:ff:ff (EUI-64). */
   private readonly gwLinkLocal: Uint8Array;
-  private readonly dns4: DnsRedirect[] = [];
-  private readonly dns6: DnsRedirect[] = [];
+  /** Virtual DNS addresses and their DNAT targets (undefined: no upstream, drop). */
+  private readonly dnsVirtual: Uint8Array[] = [];
+  private readonly dnsTarget: (Uint8Array | undefined)[] = [];
 
   // clients
   private readonly clients: (ClientLink | undefined)[] = [undefined];
@@ -312,10 +314,7 @@ export class FirewallEngine {
       8,
     );
     this.gwLinkLocal = ll;
-    for (const r of config.dnsRedirects ?? []) {
-      if (r.virtual.length === 4 && r.upstream.length === 4) this.dns4.push(r);
-      else if (r.virtual.length === 16 && r.upstream.length === 16) this.dns6.push(r);
-    }
+    this.setDns(config.dns);
     this.fragCapacity = config.fragmentsPerLink ?? 64;
     this.uplinkFragments = new FragmentTable(this.fragCapacity * 4);
     this.logSink = config.log;
@@ -403,6 +402,22 @@ export class FirewallEngine {
       }
       for (let i = 0; i < 4; i++) write32(b, i * 4, ct.keys[o + i]!);
       if (this.isClient6(b, 0)) ct.remove(e);
+    }
+  }
+
+  /** Replaces the DNS DNAT (when QubesDB's DNS keys change); existing flows keep theirs. */
+  setDns(dns: DnsConfig | undefined): void {
+    this.dnsVirtual.length = 0;
+    this.dnsTarget.length = 0;
+    if (!dns) return;
+    for (const family of [4, 16]) {
+      const up = dns.upstream.filter((a) => a.length === family);
+      dns.virtual
+        .filter((a) => a.length === family)
+        .forEach((v, i) => {
+          this.dnsVirtual.push(v.slice());
+          this.dnsTarget.push(up.length > 0 ? up[i % up.length]!.slice() : undefined);
+        });
     }
   }
 
@@ -769,7 +784,7 @@ export class FirewallEngine {
       return -1;
     }
     for (let i = 0; i < 4; i++) {
-      k[r + K_SRC + i] = redirect ? wordOf(redirect.upstream, i) : k[K_DST + i]!;
+      k[r + K_SRC + i] = redirect ? wordOf(redirect, i) : k[K_DST + i]!;
       k[r + K_DST + i] = this.pFamily === 4 ? (i === 0 ? this.up4 : 0) : wordOf(this.up6!, i);
     }
     // rules see the destination after DNAT, as Linux's forward chain does
@@ -810,13 +825,13 @@ export class FirewallEngine {
     return e;
   }
 
-  /** undefined: no redirect; null: a virtual DNS address with no upstream (drop). */
-  private dnsRedirect(buf: Uint8Array): DnsRedirect | undefined | null {
+  /** The DNAT target; undefined: no redirect; null: a virtual DNS address with no upstream (drop). */
+  private dnsRedirect(buf: Uint8Array): Uint8Array | undefined | null {
     if ((this.pProto !== IPPROTO_UDP && this.pProto !== IPPROTO_TCP) || this.pDport !== 53) return undefined;
-    const list = this.pFamily === 4 ? this.dns4 : this.dns6;
-    for (let i = 0; i < list.length; i++) {
-      const r = list[i]!;
-      if (bytesEqual(buf, this.pDst, r.virtual, r.virtual.length)) return r;
+    const n = this.pFamily === 4 ? 4 : 16;
+    for (let i = 0; i < this.dnsVirtual.length; i++) {
+      const v = this.dnsVirtual[i]!;
+      if (v.length === n && bytesEqual(buf, this.pDst, v, n)) return this.dnsTarget[i] ?? null;
     }
     return undefined;
   }
@@ -1408,12 +1423,30 @@ export class FirewallEngine {
     const ports = keys[target + K_PORTS]!;
     const wantSp = ports >>> 16;
     const wantDp = ports & 0xffff;
+    // the embedded transport header and its checksum, as far as the quote reaches
+    // (Linux nf_nat_icmp_reply_translation rewrites them too)
+    const end = this.pIp + this.pIpLen;
+    let pd = 0;
+    let csumAt = -1;
+    let pseudo = true;
     if (iproto === IPPROTO_TCP || iproto === IPPROTO_UDP) {
+      pd += wordDelta(read16(buf, il4), wantSp) + wordDelta(read16(buf, il4 + 2), wantDp);
       write16(buf, il4, wantSp);
       write16(buf, il4 + 2, wantDp);
-    } else if (kind === 1) write16(buf, il4 + 4, wantSp);
-    else if (kind === 2) write16(buf, il4 + 4, wantDp);
-    // the embedded transport checksum may be cut off; the outer ICMP checksum covers it all
+      csumAt = il4 + (iproto === IPPROTO_TCP ? 16 : 6);
+      if (iproto === IPPROTO_UDP && csumAt + 2 <= end && read16(buf, csumAt) === 0 && fam === 4) csumAt = -1;
+    } else if (kind !== 0) {
+      const want = kind === 1 ? wantSp : wantDp;
+      pd += wordDelta(read16(buf, il4 + 4), want);
+      write16(buf, il4 + 4, want);
+      csumAt = il4 + 2;
+      pseudo = fam === 6;
+    }
+    if (csumAt >= 0 && csumAt + 2 <= end) {
+      const d = (pseudo ? idelta : 0) + pd;
+      if (d !== 0) applyDelta(buf, csumAt, d, iproto === IPPROTO_UDP);
+    }
+    // the outer ICMP checksum covers everything rewritten above
     const icmpLen = this.pL4Len;
     write16(buf, this.pL4 + 2, 0);
     const sum =

@@ -47,7 +47,7 @@ export function makeEngine(extra: Partial<EngineConfig> = {}): { engine: Firewal
       uplink: { mac: UP_MAC, ip4: UP4, gateway4: NETVM4, ip6: UP6, gateway6: ip('fd09:24ef:4179::a89:1') },
       clientGateway4: UP4,
       clientGateway6: GW6,
-      dnsRedirects: [{ virtual: ip('10.139.1.1'), upstream: UPSTREAM_DNS }],
+      dns: { virtual: [ip('10.139.1.1'), ip('10.139.1.2')], upstream: [UPSTREAM_DNS] },
       seed: 42,
       ...extra,
     },
