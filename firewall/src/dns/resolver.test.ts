@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ClientRules } from '../rules/client-rules.ts';
 import type { FlowQuery } from '../rules/types.ts';
@@ -336,6 +337,50 @@ describe('StubResolver over UDP', () => {
     t.resolver.deliver(asUdpReply(q!, reply(q!.payload, recs)), t.now);
     const ans = t.resolver.answer('many.example', 4);
     expect(ans.state === 'resolved' && ans.addresses.length).toBe(3);
+  });
+
+  it('survives any garbage sent to its ports (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.oneof(fc.uint8Array({ maxLength: 300 }), fc.constant(new Uint8Array(0))), {
+          maxLength: 20,
+        }),
+        fc.array(
+          fc.record({
+            seq: fc.nat(),
+            ack: fc.nat(),
+            flags: fc.nat(255),
+            payload: fc.uint8Array({ maxLength: 80 }),
+          }),
+          { maxLength: 20 },
+        ),
+        (datagrams, segments) => {
+          const t = setup();
+          t.resolver.retain('www.example', 4);
+          const [q] = t.udp();
+          for (const d of datagrams) t.resolver.deliver(asUdpReply(q!, d), t.now);
+          expect(t.resolver.answer('www.example', 4)).toEqual({ state: 'pending' });
+          // go to TCP and throw random segments at the connection
+          t.resolver.deliver(asUdpReply(q!, reply(q!.payload, [], { tc: true })), t.now);
+          const [syn] = t.resolver.takeOutgoing();
+          for (const s of segments)
+            t.resolver.deliver(
+              {
+                ...s,
+                transport: 'tcp',
+                server: syn!.server,
+                serverPort: 53,
+                localPort: syn!.localPort,
+                window: 1,
+              },
+              t.now,
+            );
+          t.advance(10_000);
+          t.resolver.takeOutgoing();
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 
   it('fails without servers', () => {
