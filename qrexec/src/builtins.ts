@@ -23,8 +23,13 @@ import { QrexecRefusedError } from './errors.ts';
 import type { ServiceCall } from './service.ts';
 
 export interface FeatureRequestStore {
-  /** Writes one QubesDB entry (e.g. `/features-request/qrexec` = `1`). */
-  write(path: string, value: string): Promise<void>;
+  /**
+   * Writes one QubesDB entry (e.g. `/features-request/qrexec` = `1`); @moat/qubesdb's `QubesDb`
+   * fits. Linux's qvm-features-request waits for the daemon's RESP_OK; a store that resolves
+   * only then (rather than when queued) closes the window in which dom0 could handle
+   * qubes.FeaturesRequest before the entries arrived.
+   */
+  write(path: string, value: string): Promise<void> | void;
 }
 
 export interface BuiltinOptions {
