@@ -140,8 +140,17 @@ export class QubesDbDaemon {
     return value === undefined ? undefined : textDecoder.decode(value);
   }
 
+  readBytes(path: string): Uint8Array | undefined {
+    return this.#store.read(path);
+  }
+
   list(prefix = ''): string[] {
     return this.#store.list(prefix);
+  }
+
+  /** Entries under `prefix` as raw bytes, sorted by path. */
+  entries(prefix = ''): [string, Uint8Array][] {
+    return this.#store.entries(prefix);
   }
 
   multiread(prefix = ''): Map<string, string> {

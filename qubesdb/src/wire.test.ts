@@ -76,33 +76,34 @@ describe('QubesDB header bytes (protocols.md Appendix A)', () => {
 });
 
 describe('verify_hdr: which types each link accepts', () => {
-  const table: [number, string, boolean, boolean][] = [
-    // type, name, accepted on vchan, accepted on the local socket
-    [0, 'CMD_READ', false, true],
-    [1, 'CMD_WRITE', true, true],
-    [2, 'CMD_MULTIREAD', true, true],
-    [3, 'CMD_LIST', false, true],
-    [4, 'CMD_RM', true, true],
-    [5, 'CMD_WATCH', false, true],
-    [6, 'CMD_UNWATCH', false, true],
-    [7, 'RESP_OK', true, false],
-    [8, 'RESP_ERROR_NOENT', false, false],
-    [9, 'RESP_ERROR', true, false],
-    [10, 'RESP_READ', false, false],
-    [11, 'RESP_MULTIREAD', true, false],
-    [12, 'RESP_LIST', false, false],
-    [13, 'RESP_WATCH', false, false],
-    [14, 'unknown', false, false],
-    [0xff, 'QDB_INVALID_CMD', false, false],
+  const table: [number, string, boolean, boolean, boolean][] = [
+    // type, name, accepted on vchan, by the daemon on the local socket, by a local client
+    [0, 'CMD_READ', false, true, false],
+    [1, 'CMD_WRITE', true, true, false],
+    [2, 'CMD_MULTIREAD', true, true, false],
+    [3, 'CMD_LIST', false, true, false],
+    [4, 'CMD_RM', true, true, false],
+    [5, 'CMD_WATCH', false, true, false],
+    [6, 'CMD_UNWATCH', false, true, false],
+    [7, 'RESP_OK', true, false, true],
+    [8, 'RESP_ERROR_NOENT', false, false, true],
+    [9, 'RESP_ERROR', true, false, true],
+    [10, 'RESP_READ', false, false, true],
+    [11, 'RESP_MULTIREAD', true, false, true],
+    [12, 'RESP_LIST', false, false, true],
+    [13, 'RESP_WATCH', false, false, true],
+    [14, 'unknown', false, false, false],
+    [0xff, 'QDB_INVALID_CMD', false, false, false],
   ];
-  for (const [type, name, vchan, local] of table) {
+  for (const [type, name, vchan, local, reply] of table) {
     it(`${name} (${type}): vchan ${vchan ? 'accepts' : 'rejects'}, local ${local ? 'accepts' : 'rejects'}`, () => {
       const bytes = rawHeader(type, '/x', 0);
       const results: Record<QdbLink, boolean> = {
         vchan: decodeHeader(bytes, 'vchan').ok,
         local: decodeHeader(bytes, 'local').ok,
+        'local-reply': decodeHeader(bytes, 'local-reply').ok,
       };
-      expect(results).toEqual({ vchan, local });
+      expect(results).toEqual({ vchan, local, 'local-reply': reply });
     });
   }
 
@@ -233,6 +234,15 @@ describe('QdbFrameReader', () => {
     [...reader.push(messages[0]!.subarray(0, 74))];
     expect(reader.midMessage).toBe(true);
     expect(reader.partialBytes).toBe(74);
+  });
+
+  it('in recovery mode (local clients) skips an invalid message and its data, then goes on', () => {
+    const reader = new QdbFrameReader('local', { recover: true });
+    const bad = rawHeader(QdbMsg.RESP_OK, '/x', 5);
+    const next = encodeMessage(QdbMsg.CMD_READ, '/name');
+    const events = [...reader.push(Buffer.concat([bad, Buffer.from('12345'), next]))];
+    expect(events.map((e) => e.kind)).toEqual(['invalid', 'message']);
+    expect(events[1]).toMatchObject({ message: { header: { type: QdbMsg.CMD_READ, path: '/name' } } });
   });
 
   it('never buffers more than one validated message (data_len is checked before the data)', () => {

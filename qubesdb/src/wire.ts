@@ -78,9 +78,10 @@ export function msgName(type: number): string {
 /**
  * Which link a header arrived on. The daemon accepts different types on each
  * (`verify_hdr`): vchan carries only WRITE, MULTIREAD, RM and OK/ERROR/MULTIREAD
- * responses; the local socket carries only commands.
+ * responses; the local socket carries only commands to the daemon; `local-reply` is
+ * what a local client reads back (every response, and RESP_WATCH at any time).
  */
-export type QdbLink = 'vchan' | 'local';
+export type QdbLink = 'vchan' | 'local' | 'local-reply';
 
 /** A validated header (the repr). `path` is the string before the first NUL. */
 export interface QdbHeader {
@@ -106,6 +107,15 @@ const VCHAN_TYPES = new Set<number>([
   QdbMsg.RESP_ERROR,
   QdbMsg.RESP_MULTIREAD,
 ]);
+const LOCAL_REPLY_TYPES = new Set<number>([
+  QdbMsg.RESP_OK,
+  QdbMsg.RESP_ERROR_NOENT,
+  QdbMsg.RESP_ERROR,
+  QdbMsg.RESP_READ,
+  QdbMsg.RESP_MULTIREAD,
+  QdbMsg.RESP_LIST,
+  QdbMsg.RESP_WATCH,
+]);
 const LOCAL_TYPES = new Set<number>([
   QdbMsg.CMD_READ,
   QdbMsg.CMD_WRITE,
@@ -128,7 +138,8 @@ export function decodeHeader(bytes: Uint8Array, link: QdbLink): HeaderResult {
   const dataLength = view.getUint32(DATA_LEN_OFFSET, true);
   if (type >= NAMES.length) return { ok: false, reason: 'unknown-type', type };
   const known = type as QdbMsgType;
-  if (!(link === 'vchan' ? VCHAN_TYPES : LOCAL_TYPES).has(type)) {
+  const allowed = link === 'vchan' ? VCHAN_TYPES : link === 'local' ? LOCAL_TYPES : LOCAL_REPLY_TYPES;
+  if (!allowed.has(type)) {
     return { ok: false, reason: 'type-not-allowed-on-link', type: known, link };
   }
   const path = decodePathField(bytes);
@@ -225,7 +236,9 @@ export interface QdbMessage {
   data: Uint8Array;
 }
 
-export type FrameEvent = { kind: 'message'; message: QdbMessage } | ({ kind: 'invalid' } & HeaderRejection);
+export type FrameEvent =
+  | { kind: 'message'; message: QdbMessage }
+  | ({ kind: 'invalid'; header: Uint8Array } & HeaderRejection);
 
 /**
  * Splits a byte stream into messages, validating each header before accepting its
@@ -241,14 +254,21 @@ export class QdbFrameReader {
   #data: Uint8Array = EMPTY;
   #dataFilled = 0;
   #failed = false;
+  readonly #recover: boolean;
+  #skip = 0;
 
-  constructor(link: QdbLink) {
+  /**
+   * `recover`: after an invalid header, skip its `data_len` bytes and go on (what the
+   * C daemon does for local clients, `discard_data_and_send_error`); otherwise stop.
+   */
+  constructor(link: QdbLink, options: { recover?: boolean } = {}) {
     this.#link = link;
+    this.#recover = options.recover ?? false;
   }
 
   /** True when a message is partly received (for "EOF in the middle of a message"). */
   get midMessage(): boolean {
-    return this.#headerFilled > 0 || this.#pending !== undefined;
+    return this.#headerFilled > 0 || this.#pending !== undefined || this.#skip > 0;
   }
 
   /** How many bytes of the current partial message we hold (for error messages). */
@@ -259,6 +279,12 @@ export class QdbFrameReader {
   *push(chunk: Uint8Array): Generator<FrameEvent> {
     let offset = 0;
     while (offset < chunk.length && !this.#failed) {
+      if (this.#skip > 0) {
+        const n = Math.min(this.#skip, chunk.length - offset);
+        this.#skip -= n;
+        offset += n;
+        continue;
+      }
       if (!this.#pending) {
         const n = Math.min(HEADER_SIZE - this.#headerFilled, chunk.length - offset);
         this.#header.set(chunk.subarray(offset, offset + n), this.#headerFilled);
@@ -268,10 +294,17 @@ export class QdbFrameReader {
         this.#headerFilled = 0;
         const result = decodeHeader(this.#header, this.#link);
         if (!result.ok) {
-          this.#failed = true;
           const { ok: _ok, ...rejection } = result;
-          yield { kind: 'invalid', ...rejection };
-          return;
+          const header = this.#header.slice();
+          if (!this.#recover) {
+            this.#failed = true;
+            yield { kind: 'invalid', header, ...rejection };
+            return;
+          }
+          // Never buffered: the bytes are dropped as they arrive, however many data_len says.
+          this.#skip = new DataView(header.buffer).getUint32(DATA_LEN_OFFSET, true);
+          yield { kind: 'invalid', header, ...rejection };
+          continue;
         }
         this.#pending = result.header;
         this.#data = result.header.dataLength === 0 ? EMPTY : new Uint8Array(result.header.dataLength);

@@ -1,4 +1,4 @@
-import { connectQubesDb, measureWatchLatency, QubesDbDaemon } from '@moat/qubesdb';
+import { connectQubesDb, measureWatchLatency, QubesDbDaemon, serveLocalSocket } from '@moat/qubesdb';
 import { DEFAULT_VCHAN_SOCKET_DIR, socketVchanTransport } from '@moat/vchan';
 import type { Command } from 'commander';
 import { ExitCode, SetupProblem } from '../errors.ts';
@@ -59,9 +59,13 @@ export const qubesdbCommand: CommandModule = {
       .requiredOption('--vm <domid>', "the VM's domain id")
       .option('--socket-dir <dir>', 'vchan socket directory (VCHAN_SOCKET_DIR)', DEFAULT_VCHAN_SOCKET_DIR)
       .option('--set <path=value...>', 'initial entries')
+      .option(
+        '--local-socket <path>',
+        'also serve the local client protocol here (qubesdb-read/-write, QubesDbLocalClient), e.g. /var/run/qubes/qubesdb.<vm>.sock',
+      )
       .action(
         handler(async (reporter, cmd) => {
-          const opts = cmd.opts<{ vm: string; socketDir: string; set?: string[] }>();
+          const opts = cmd.opts<{ vm: string; socketDir: string; set?: string[]; localSocket?: string }>();
           const initial = (opts.set ?? []).map((entry): [string, string] => {
             const at = entry.indexOf('=');
             if (at < 1) throw new SetupProblem(`--set wants path=value, got ${entry}`);
@@ -78,7 +82,14 @@ export const qubesdbCommand: CommandModule = {
             }),
           );
           await daemon.start();
+          const local = opts.localSocket
+            ? await serveLocalSocket(daemon, {
+                path: opts.localSocket,
+                readOnlyPath: opts.localSocket.replace(/\.sock$/, '.ro.sock'),
+              })
+            : undefined;
           await untilInterrupted();
+          await local?.close();
           await daemon.stop();
           reporter.result('qubesdb daemon stopped', { entries: daemon.list().length, ...daemon.stats });
           return ExitCode.ok;
