@@ -331,3 +331,25 @@ describe('fake /dev/xen/xenbus (Linux driver behaviour)', () => {
     expect(await code(x.rawRequest(XsType.READ, joinStrings(['data']), tx.id))).toBe('ok');
   });
 });
+
+describe('XenstoredSim facing a misbehaving client', () => {
+  it('drops a connection whose request announces more than 4096 payload bytes', async () => {
+    const sim = new XenstoredSim();
+    const t = sim.connectSocket();
+    const closed = new Promise<void>((resolve) => t.onClose(() => resolve()));
+    const h = encodeMessage(XsType.WRITE, 1, 0, new Uint8Array(0));
+    new DataView(h.buffer).setUint32(12, 4097, true);
+    t.send(h);
+    await closed;
+    expect(sim.stats.killedConnections).toBe(1);
+  });
+
+  it('answers malformed arguments with EINVAL and keeps the connection', async () => {
+    const { a } = setup();
+    expect(await code(a.rawRequest(XsType.READ, new Uint8Array([0x61])))).toBe('EINVAL'); // no NUL
+    expect(await code(a.rawRequest(XsType.READ, joinStrings(['a', 'b'])))).toBe('EINVAL'); // two args
+    expect(await code(a.rawRequest(XsType.WATCH, joinStrings(['data', 't', '1'])))).toBe('EINVAL'); // depth: not in 4.17
+    expect(await code(a.rawRequest(XsType.WRITE, new Uint8Array(0)))).toBe('EINVAL');
+    expect(await a.readString('domid')).toBe('3');
+  });
+});
