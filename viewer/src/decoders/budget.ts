@@ -64,6 +64,18 @@ export class DecodeBudget {
     this.allocated += bytes;
   }
 
+  /**
+   * Refuses now if `bytes` more would not fit, without reserving them: for decoders that
+   * know their whole need from the header but allocate it piece by piece later.
+   */
+  ensure(bytes: number, what: string): void {
+    if (this.allocated + bytes > this.limits.maxTotalBytes)
+      refuse(
+        'limit',
+        `decoding needs more than ${this.limits.maxTotalBytes} bytes (${what} needs ${bytes} more than the ${this.allocated} already used)`,
+      );
+  }
+
   /** Allocates a zeroed byte array after reserving it. */
   bytes(length: number, what: string): Uint8Array {
     this.allocate(length, what);

@@ -1,19 +1,13 @@
 /**
- * JPEG: our own marker walk in front of jpeg-js (pure JS, from pdf.js, maintained, the
- * only npm JPEG decoder with limits of its own; reference/image-viewing.md §3.2).
- *
- * The walk reads SOF before jpeg-js sees the file and refuses, with a clear reason, what
- * jpeg-js would mis-decode or cannot decode: 12/16-bit samples, lossless (SOF3),
- * hierarchical and arithmetic-coded frames, and 2-component images. It checks the size
- * against our limits and reserves a bound of jpeg-js's working memory in the budget
- * before any pixel buffer exists, reads the EXIF orientation, and rewrites a zero height
- * from a DNL marker (which jpeg-js ignores) into a copy of SOF.
- *
- * jpeg-js is synchronous and cannot check our deadline mid-decode: the deadline is
- * enforced by the worker running the decode (`decodeInWorker`).
+ * JPEG: a marker walk that reads what the viewer needs before any decoding (frame size
+ * checked against the limits and the whole memory need reserved, EXIF orientation, Adobe
+ * APP14 transform, DNL height when SOF says 0) and refuses, with a clear reason, what we
+ * do not decode: 12/16-bit samples, lossless (SOF3), hierarchical and arithmetic-coded
+ * frames, 2-component images. Decoding itself is jpeg-core.ts and jpeg-color.ts.
  */
-import jpegJs from 'jpeg-js';
 import { type DecodeBudget, refuse } from './budget.ts';
+import { type JpegColour, planesToRgba } from './jpeg-color.ts';
+import { decodeJpegPlanes } from './jpeg-core.ts';
 import type { DecodedImage } from './types.ts';
 
 // --- wire layout -----------------------------------------------------------------------
@@ -192,49 +186,38 @@ export function decodeJpeg(bytes: Uint8Array, budget: DecodeBudget): DecodedImag
       `JPEG has invalid dimensions ${frame.width}×${height}${frame.height === 0 ? ' (no DNL marker)' : ''}`,
     );
   budget.checkSize(frame.width, height, 'JPEG image');
-  // jpeg-js's own accounting, reproduced to reserve it in our budget before it runs: per
-  // component, 4-byte coefficients for every block of whole MCUs and an 8-bit plane; then
-  // an interleaved copy (width × height × components) and the RGBA output.
+  // The whole need, from the header, before anything is decoded: 16-bit coefficients and
+  // an 8-bit plane per component (whole MCUs), a full-size plane per subsampled
+  // component, and the RGBA output.
   const mcusPerLine = Math.ceil(frame.width / (8 * frame.maxH));
   const mcusPerColumn = Math.ceil(height / (8 * frame.maxV));
-  let working = frame.width * height * frame.components;
-  for (const [h, v] of frame.sampling) working += mcusPerLine * h * mcusPerColumn * v * 64 * 5;
-  const output = frame.width * height * 4;
-  budget.allocate(working + output, 'JPEG decode');
-
-  let input = bytes;
-  if (frame.height === 0) {
-    input = budget.bytes(bytes.length, 'JPEG with DNL height');
-    input.set(bytes);
-    input[frame.heightOffset] = height >> 8;
-    input[frame.heightOffset + 1] = height & 0xff;
+  let need = frame.width * height * 4;
+  for (const [h, v] of frame.sampling) {
+    need += mcusPerLine * h * mcusPerColumn * v * 64 * 3;
+    if (h !== frame.maxH || v !== frame.maxV) need += frame.width * height;
   }
-  let decoded: { width: number; height: number; data: Uint8Array };
-  try {
-    decoded = jpegJs.decode(input, {
-      useTArray: true,
-      formatAsRGBA: true,
-      tolerantDecoding: true,
-      // Three components hold RGB, not YCbCr, when Adobe APP14 says "no transform" or the
-      // components are named R, G, B (libjpeg's rules; jpeg-js ignores both).
-      ...(frame.components === 3 && (header.adobeTransform === 0 || frame.ids.join() === '82,71,66')
-        ? { colorTransform: false }
-        : {}),
-      maxResolutionInMP: budget.limits.maxPixels / 1e6,
-      maxMemoryUsageInMB: Math.ceil((working + output) / (1 << 20)) + 16,
-    });
-  } catch (error) {
-    refuse('corrupt', `JPEG data is damaged: ${(error as Error).message}`);
-  }
-  if (decoded.width !== frame.width || decoded.height !== height || decoded.data.length !== output)
-    refuse('corrupt', 'JPEG decoded to a size other than its header announced');
+  budget.ensure(need, 'JPEG decode');
+  const planes = decodeJpegPlanes(bytes, height, budget);
+  const colour: JpegColour =
+    frame.components === 1
+      ? 'grey'
+      : frame.components === 3
+        ? // RGB when Adobe APP14 says "no transform" or the components are named R, G, B
+          // (libjpeg's rules); YCbCr otherwise.
+          header.adobeTransform === 0 || frame.ids.join() === '82,71,66'
+          ? 'rgb'
+          : 'ycbcr'
+        : header.adobeTransform === 2
+          ? 'ycck'
+          : 'cmyk';
+  const rgba = planesToRgba(planes, colour, header.adobeTransform !== undefined, budget);
   return {
     format: 'jpeg',
     width: frame.width,
     height,
     orientation: header.orientation,
     bitDepth: 8,
-    frames: [{ rgba: decoded.data, delayMs: 0 }],
+    frames: [{ rgba, delayMs: 0 }],
     loopCount: 1,
   };
 }

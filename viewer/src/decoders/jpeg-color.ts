@@ -1,0 +1,212 @@
+/**
+ * JPEG planes → RGBA: libjpeg's "fancy" chroma upsampling (jdsample.c: h2v1, h1v2, h2v2
+ * triangle filters; replication for other ratios) and its fixed-point YCbCr→RGB
+ * (jdcolor.c), so results match libjpeg-turbo/libvips closely. CMYK/YCCK follow the Adobe
+ * convention (inverted samples when an Adobe APP14 marker is present).
+ */
+import type { DecodeBudget } from './budget.ts';
+import type { JpegPlanes } from './jpeg-core.ts';
+
+const scaleBits = 16;
+const half = 1 << (scaleBits - 1);
+const fix = (x: number) => Math.round(x * (1 << scaleBits));
+const crR = new Int32Array(256);
+const cbB = new Int32Array(256);
+const crG = new Int32Array(256);
+const cbG = new Int32Array(256);
+for (let i = 0; i < 256; i++) {
+  const x = i - 128;
+  crR[i] = (fix(1.402) * x + half) >> scaleBits;
+  cbB[i] = (fix(1.772) * x + half) >> scaleBits;
+  crG[i] = -fix(0.71414) * x;
+  cbG[i] = -fix(0.34414) * x + half;
+}
+/**
+ * libjpeg's range limit: 0..255 for -384..639, wrapping outside (only reached by damaged
+ * data, where any value is as good as another) instead of a branch per sample.
+ */
+const rangeLimit = new Uint8Array(1024);
+for (let i = 0; i < 1024; i++) rangeLimit[i] = Math.max(0, Math.min(255, i - 384));
+const clamp = (v: number) => rangeLimit[(v + 384) & 1023] as number;
+
+export type JpegColour = 'grey' | 'ycbcr' | 'rgb' | 'cmyk' | 'ycck';
+
+/** Brings one component to full resolution (width × height, stride width). */
+function upsample(
+  c: JpegPlanes['components'][number],
+  maxH: number,
+  maxV: number,
+  width: number,
+  height: number,
+  budget: DecodeBudget,
+): { plane: Uint8Array; stride: number } {
+  if (c.h === maxH && c.v === maxV) return { plane: c.plane, stride: c.stride };
+  const out = budget.bytes(width * height, 'JPEG upsampled plane');
+  const rh = maxH / c.h;
+  const rv = maxV / c.v;
+  const cw = c.width;
+  const ch = c.height;
+  const src = c.plane;
+  const s = c.stride;
+  if (rh === 2 && rv === 1) {
+    for (let y = 0; y < height; y++) h2v1Row(src, y * s, cw, out, y * width, width);
+  } else if (rh === 1 && rv === 2) {
+    for (let y = 0; y < height; y++) {
+      const sy = y >> 1;
+      const other = y & 1 ? Math.min(sy + 1, ch - 1) : Math.max(sy - 1, 0);
+      const bias = y & 1 ? 2 : 1;
+      const a = sy * s;
+      const b = other * s;
+      const o = y * width;
+      for (let x = 0; x < width; x++)
+        out[o + x] = ((src[a + x] as number) * 3 + (src[b + x] as number) + bias) >> 2;
+    }
+  } else if (rh === 2 && rv === 2) {
+    for (let y = 0; y < height; y++) {
+      const sy = y >> 1;
+      const other = y & 1 ? Math.min(sy + 1, ch - 1) : Math.max(sy - 1, 0);
+      h2v2Row(src, sy * s, other * s, cw, out, y * width, width);
+    }
+  } else {
+    // Other ratios: replication, as libjpeg's int_upsample.
+    for (let y = 0; y < height; y++) {
+      const row = Math.min(Math.floor((y * c.v) / maxV), ch - 1) * s;
+      for (let x = 0; x < width; x++)
+        out[y * width + x] = src[row + Math.min(Math.floor((x * c.h) / maxH), cw - 1)] as number;
+    }
+  }
+  return { plane: out, stride: width };
+}
+
+function h2v1Row(src: Uint8Array, a: number, cw: number, out: Uint8Array, o: number, width: number): void {
+  if (cw === 1) {
+    out[o] = src[a] as number;
+    if (width > 1) out[o + 1] = src[a] as number;
+    return;
+  }
+  out[o] = src[a] as number;
+  out[o + 1] = ((src[a] as number) * 3 + (src[a + 1] as number) + 2) >> 2;
+  for (let i = 1; i < cw - 1; i++) {
+    const v = (src[a + i] as number) * 3;
+    out[o + 2 * i] = (v + (src[a + i - 1] as number) + 1) >> 2;
+    out[o + 2 * i + 1] = (v + (src[a + i + 1] as number) + 2) >> 2;
+  }
+  const last = cw - 1;
+  const v = (src[a + last] as number) * 3;
+  if (2 * last < width) out[o + 2 * last] = (v + (src[a + last - 1] as number) + 1) >> 2;
+  if (2 * last + 1 < width) out[o + 2 * last + 1] = src[a + last] as number;
+}
+
+function h2v2Row(
+  src: Uint8Array,
+  a: number,
+  b: number,
+  cw: number,
+  out: Uint8Array,
+  o: number,
+  width: number,
+): void {
+  // Column sums of the two contributing rows, weighted 3:1 (jdsample.c h2v2_fancy_upsample).
+  let thisSum = (src[a] as number) * 3 + (src[b] as number);
+  if (cw === 1) {
+    out[o] = (thisSum * 4 + 8) >> 4;
+    if (width > 1) out[o + 1] = (thisSum * 4 + 7) >> 4;
+    return;
+  }
+  let nextSum = (src[a + 1] as number) * 3 + (src[b + 1] as number);
+  out[o] = (thisSum * 4 + 8) >> 4;
+  out[o + 1] = (thisSum * 3 + nextSum + 7) >> 4;
+  let lastSum = thisSum;
+  thisSum = nextSum;
+  for (let i = 1; i < cw - 1; i++) {
+    nextSum = (src[a + i + 1] as number) * 3 + (src[b + i + 1] as number);
+    out[o + 2 * i] = (thisSum * 3 + lastSum + 8) >> 4;
+    out[o + 2 * i + 1] = (thisSum * 3 + nextSum + 7) >> 4;
+    lastSum = thisSum;
+    thisSum = nextSum;
+  }
+  const last = cw - 1;
+  if (2 * last < width) out[o + 2 * last] = (thisSum * 3 + lastSum + 8) >> 4;
+  if (2 * last + 1 < width) out[o + 2 * last + 1] = (thisSum * 4 + 7) >> 4;
+}
+
+export function planesToRgba(
+  planes: JpegPlanes,
+  colour: JpegColour,
+  adobe: boolean,
+  budget: DecodeBudget,
+): Uint8Array {
+  const { width, height, maxH, maxV } = planes;
+  const full = planes.components.map((c) => upsample(c, maxH, maxV, width, height, budget));
+  const out = budget.bytes(width * height * 4, 'JPEG RGBA output');
+  const p0 = full[0] as { plane: Uint8Array; stride: number };
+  const empty = { plane: p0.plane, stride: p0.stride };
+  const p1 = full[1] ?? empty;
+  const p2 = full[2] ?? empty;
+  const p3 = full[3] ?? empty;
+  const y0 = p0.plane;
+  const c1 = p1.plane;
+  const c2 = p2.plane;
+  const k3 = p3.plane;
+  for (let y = 0; y < height; y++) {
+    budget.tick();
+    let o = y * width * 4;
+    let i0 = y * p0.stride;
+    let i1 = y * p1.stride;
+    let i2 = y * p2.stride;
+    let i3 = y * p3.stride;
+    const end = i0 + width;
+    if (colour === 'grey') {
+      for (; i0 < end; i0++, o += 4) {
+        const v = y0[i0] as number;
+        out[o] = v;
+        out[o + 1] = v;
+        out[o + 2] = v;
+        out[o + 3] = 255;
+      }
+    } else if (colour === 'ycbcr') {
+      for (; i0 < end; i0++, i1++, i2++, o += 4) {
+        const l = y0[i0] as number;
+        const cb = c1[i1] as number;
+        const cr = c2[i2] as number;
+        const r = l + (crR[cr] as number);
+        const g = l + (((cbG[cb] as number) + (crG[cr] as number)) >> scaleBits);
+        const b = l + (cbB[cb] as number);
+        out[o] = clamp(r);
+        out[o + 1] = clamp(g);
+        out[o + 2] = clamp(b);
+        out[o + 3] = 255;
+      }
+    } else if (colour === 'rgb') {
+      for (; i0 < end; i0++, i1++, i2++, o += 4) {
+        out[o] = y0[i0] as number;
+        out[o + 1] = c1[i1] as number;
+        out[o + 2] = c2[i2] as number;
+        out[o + 3] = 255;
+      }
+    } else {
+      for (; i0 < end; i0++, i1++, i2++, i3++, o += 4) {
+        const a = y0[i0] as number;
+        const b1 = c1[i1] as number;
+        const b2 = c2[i2] as number;
+        let r = a;
+        let g = b1;
+        let b = b2;
+        if (colour === 'ycck') {
+          // YCCK decodes to inverted C, M, Y (jdcolor.c ycck_cmyk_convert).
+          r = 255 - clamp(a + (crR[b2] as number));
+          g = 255 - clamp(a + (((cbG[b1] as number) + (crG[b2] as number)) >> scaleBits));
+          b = 255 - clamp(a + (cbB[b1] as number));
+        }
+        // Adobe files store inverted CMYK (255 = no ink): R = C·K/255 on stored values.
+        const k = k3[i3] as number;
+        const kk = adobe ? k : 255 - k;
+        out[o] = (((adobe ? r : 255 - r) * kk + 127) / 255) | 0;
+        out[o + 1] = (((adobe ? g : 255 - g) * kk + 127) / 255) | 0;
+        out[o + 2] = (((adobe ? b : 255 - b) * kk + 127) / 255) | 0;
+        out[o + 3] = 255;
+      }
+    }
+  }
+  return out;
+}

@@ -1,0 +1,675 @@
+/**
+ * Huffman JPEG decoding (baseline, extended 8-bit, progressive), written here because
+ * jpeg-js, the maintained pure-JS decoder, decoded our corpora at 1/12 of libvips' speed
+ * (`./moat bench decoders`), upsamples chroma by replication and ignores Adobe's "no
+ * transform" flag. This one follows libjpeg's arithmetic so that its output can be held
+ * to libvips': the "islow" integer IDCT (jidctint.c), libjpeg's fixed-point YCbCr→RGB
+ * (jdcolor.c) and its "fancy" triangle-filter chroma upsampling (jdsample.c).
+ *
+ * Every allocation is sized from the frame header and reserved in the budget before it is
+ * made; entropy-coded data is read with bounds checks (a damaged or short scan reads as
+ * zeros, like libjpeg's), and the deadline is checked once per MCU row.
+ */
+import { type DecodeBudget, refuse } from './budget.ts';
+
+// --- wire layout -----------------------------------------------------------------------
+const SOF0 = 0xc0;
+const SOF1 = 0xc1;
+const SOF2 = 0xc2;
+const DHT = 0xc4;
+const DQT = 0xdb;
+const DRI = 0xdd;
+const SOS = 0xda;
+const EOI = 0xd9;
+const RST0 = 0xd0;
+const RST7 = 0xd7;
+
+/** Zig-zag position → natural (row-major) position, with 16 guard entries for bad runs. */
+const naturalOrder = Int32Array.from([
+  0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7,
+  14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46,
+  53, 60, 61, 54, 47, 55, 62, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63,
+]);
+
+const lookBits = 9;
+
+/** Canonical Huffman table with a 9-bit first-level lookup. */
+interface HuffmanTable {
+  /** (length << 8) | symbol for codes of ≤ 9 bits, indexed by the next 9 bits; 0 = longer. */
+  lookup: Uint16Array;
+  /** Largest code of each length 1..16 (-1 when none), for codes longer than 9 bits. */
+  maxCode: Int32Array;
+  /** Offset from code to symbol index, per length. */
+  valOffset: Int32Array;
+  symbols: Uint8Array;
+}
+
+function buildHuffman(counts: Uint8Array, symbols: Uint8Array): HuffmanTable {
+  const lookup = new Uint16Array(1 << lookBits);
+  const maxCode = new Int32Array(18).fill(-1);
+  const valOffset = new Int32Array(18);
+  let code = 0;
+  let k = 0;
+  for (let len = 1; len <= 16; len++) {
+    const n = counts[len - 1] as number;
+    valOffset[len] = k - code;
+    for (let i = 0; i < n; i++, k++, code++) {
+      if (len <= lookBits) {
+        const shift = lookBits - len;
+        const base = code << shift;
+        for (let j = 0; j < 1 << shift; j++) lookup[base + j] = (len << 8) | (symbols[k] as number);
+      }
+    }
+    if (n > 0) maxCode[len] = code - 1;
+    if (code > 1 << len) refuse('corrupt', 'JPEG Huffman table is over-subscribed');
+    code <<= 1;
+  }
+  maxCode[17] = 0x7fffffff; // sentinel: a code longer than 16 bits is invalid
+  return { lookup, maxCode, valOffset, symbols };
+}
+
+interface Component {
+  id: number;
+  h: number;
+  v: number;
+  tq: number;
+  /** Blocks actually covering the component (for non-interleaved scans). */
+  blocksWide: number;
+  blocksHigh: number;
+  /** Blocks allocated: whole MCUs. */
+  blocksPerLine: number;
+  blocksPerColumn: number;
+  coefficients: Int16Array;
+  dcTable: HuffmanTable | undefined;
+  acTable: HuffmanTable | undefined;
+  pred: number;
+}
+
+export interface JpegFrameInfo {
+  width: number;
+  height: number;
+  progressive: boolean;
+}
+
+/** Decoded planes and what the colour conversion needs. */
+export interface JpegPlanes {
+  width: number;
+  height: number;
+  components: {
+    plane: Uint8Array;
+    stride: number;
+    /** Samples of the component (its true size, before upsampling). */
+    width: number;
+    height: number;
+    h: number;
+    v: number;
+  }[];
+  maxH: number;
+  maxV: number;
+}
+
+/**
+ * Entropy-decodes every scan and runs the IDCT. `height` overrides a zero SOF height (DNL).
+ */
+export function decodeJpegPlanes(bytes: Uint8Array, height: number, budget: DecodeBudget): JpegPlanes {
+  const quant: (Int32Array | undefined)[] = [];
+  const dcTables: (HuffmanTable | undefined)[] = [];
+  const acTables: (HuffmanTable | undefined)[] = [];
+  let components: Component[] = [];
+  let frame:
+    | {
+        width: number;
+        height: number;
+        progressive: boolean;
+        maxH: number;
+        maxV: number;
+        mcusPerLine: number;
+        mcusPerColumn: number;
+      }
+    | undefined;
+  let restartInterval = 0;
+  let pos = 2;
+  const u16 = (o: number) => ((bytes[o] as number) << 8) | (bytes[o + 1] as number);
+
+  while (pos + 1 < bytes.length) {
+    if (bytes[pos] !== 0xff) {
+      pos++;
+      continue;
+    }
+    const marker = bytes[pos + 1] as number;
+    pos += 2;
+    if (marker === 0xff) {
+      pos--;
+      continue;
+    }
+    if (marker === EOI) break;
+    if ((marker >= RST0 && marker <= RST7) || marker === 0x01 || marker === 0x00) continue;
+    if (pos + 2 > bytes.length) break;
+    const length = u16(pos);
+    const end = Math.min(pos + length, bytes.length);
+    let p = pos + 2;
+    switch (marker) {
+      case DQT:
+        while (p < end) {
+          const pq = (bytes[p] as number) >> 4;
+          const tq = (bytes[p] as number) & 15;
+          p++;
+          if (tq > 3) refuse('corrupt', `JPEG quantisation table ${tq} is out of range`);
+          const table = new Int32Array(64);
+          for (let i = 0; i < 64; i++) {
+            table[naturalOrder[i] as number] = pq ? u16(p + i * 2) : (bytes[p + i] as number);
+          }
+          p += pq ? 128 : 64;
+          quant[tq] = table;
+        }
+        break;
+      case DHT:
+        while (p + 17 <= end) {
+          const tc = (bytes[p] as number) >> 4;
+          const th = (bytes[p] as number) & 15;
+          if (th > 3 || tc > 1) refuse('corrupt', 'JPEG Huffman table id is out of range');
+          const counts = bytes.subarray(p + 1, p + 17);
+          let total = 0;
+          for (let i = 0; i < 16; i++) total += counts[i] as number;
+          if (total > 256 || p + 17 + total > end) refuse('corrupt', 'JPEG Huffman table is malformed');
+          const table = buildHuffman(counts, bytes.subarray(p + 17, p + 17 + total));
+          (tc === 0 ? dcTables : acTables)[th] = table;
+          p += 17 + total;
+        }
+        break;
+      case SOF0:
+      case SOF1:
+      case SOF2: {
+        if (frame) refuse('unsupported', 'JPEG with several frames is not supported');
+        const width = u16(p + 3);
+        const count = bytes[p + 5] as number;
+        let maxH = 1;
+        let maxV = 1;
+        const specs: [number, number, number, number][] = [];
+        for (let i = 0; i < count; i++) {
+          const q = p + 6 + i * 3;
+          const h = (bytes[q + 1] as number) >> 4;
+          const v = (bytes[q + 1] as number) & 15;
+          specs.push([bytes[q] as number, h, v, bytes[q + 2] as number]);
+          maxH = Math.max(maxH, h);
+          maxV = Math.max(maxV, v);
+        }
+        const mcusPerLine = Math.ceil(width / (8 * maxH));
+        const mcusPerColumn = Math.ceil(height / (8 * maxV));
+        frame = { width, height, progressive: marker === SOF2, maxH, maxV, mcusPerLine, mcusPerColumn };
+        components = specs.map(([id, h, v, tq]) => {
+          const blocksPerLine = mcusPerLine * h;
+          const blocksPerColumn = mcusPerColumn * v;
+          const size = blocksPerLine * blocksPerColumn * 64;
+          budget.allocate(size * 2, 'JPEG coefficients');
+          return {
+            id,
+            h,
+            v,
+            tq,
+            blocksWide: Math.ceil(Math.ceil((width * h) / maxH) / 8),
+            blocksHigh: Math.ceil(Math.ceil((height * v) / maxV) / 8),
+            blocksPerLine,
+            blocksPerColumn,
+            coefficients: new Int16Array(size),
+            dcTable: undefined,
+            acTable: undefined,
+            pred: 0,
+          };
+        });
+        break;
+      }
+      case DRI:
+        restartInterval = u16(p);
+        break;
+      case SOS: {
+        if (!frame) refuse('corrupt', 'JPEG scan comes before the frame header');
+        const count = bytes[p] as number;
+        const scan: Component[] = [];
+        for (let i = 0; i < count; i++) {
+          const id = bytes[p + 1 + i * 2];
+          const tables = bytes[p + 2 + i * 2] as number;
+          const c = components.find((x) => x.id === id);
+          if (!c) refuse('corrupt', `JPEG scan names unknown component ${id}`);
+          c.dcTable = dcTables[tables >> 4];
+          c.acTable = acTables[tables & 15];
+          scan.push(c);
+        }
+        const q = p + 1 + count * 2;
+        const ss = bytes[q] as number;
+        const se = bytes[q + 1] as number;
+        const ah = (bytes[q + 2] as number) >> 4;
+        const al = (bytes[q + 2] as number) & 15;
+        if (scan.length === 0 || scan.length > 4)
+          refuse('corrupt', 'JPEG scan has no or too many components');
+        if (frame.progressive) {
+          if (ss > se || se > 63 || (ss === 0 && se !== 0) || (ss > 0 && scan.length !== 1) || al > 13)
+            refuse('corrupt', 'JPEG progressive scan parameters are invalid');
+        }
+        pos = decodeScan(
+          bytes,
+          end,
+          frame,
+          scan,
+          restartInterval,
+          frame.progressive ? ss : 0,
+          frame.progressive ? se : 63,
+          frame.progressive ? ah : 0,
+          frame.progressive ? al : 0,
+          budget,
+        );
+        continue;
+      }
+      default:
+        break; // APPn, COM, DNL, unknown: skipped (the header walk read what we need)
+    }
+    pos = pos + length;
+  }
+  if (!frame) refuse('corrupt', 'JPEG has no frame header');
+  for (const c of components)
+    if (!quant[c.tq]) refuse('corrupt', `JPEG quantisation table ${c.tq} is missing`);
+
+  // IDCT into planes.
+  const out: JpegPlanes['components'] = [];
+  for (const c of components) {
+    const stride = c.blocksPerLine * 8;
+    budget.allocate(stride * c.blocksPerColumn * 8, 'JPEG component plane');
+    const plane = new Uint8Array(stride * c.blocksPerColumn * 8);
+    const q = quant[c.tq] as Int32Array;
+    const work = new Int32Array(64);
+    for (let by = 0; by < c.blocksPerColumn; by++) {
+      budget.tick();
+      for (let bx = 0; bx < c.blocksPerLine; bx++) {
+        idctIslow(
+          c.coefficients,
+          (by * c.blocksPerLine + bx) * 64,
+          q,
+          work,
+          plane,
+          by * 8 * stride + bx * 8,
+          stride,
+        );
+      }
+    }
+    out.push({
+      plane,
+      stride,
+      width: Math.ceil((frame.width * c.h) / frame.maxH),
+      height: Math.ceil((frame.height * c.v) / frame.maxV),
+      h: c.h,
+      v: c.v,
+    });
+  }
+  return { width: frame.width, height: frame.height, components: out, maxH: frame.maxH, maxV: frame.maxV };
+}
+
+/**
+ * Decodes one scan starting at `start` (just after the SOS header); returns the offset of
+ * the marker that ends the scan.
+ */
+function decodeScan(
+  data: Uint8Array,
+  start: number,
+  frame: { mcusPerLine: number; mcusPerColumn: number; progressive: boolean },
+  scan: Component[],
+  restartInterval: number,
+  ss: number,
+  se: number,
+  ah: number,
+  al: number,
+  budget: DecodeBudget,
+): number {
+  let pos = start;
+  let bits = 0; // bit buffer, most significant bits first
+  let bitCount = 0;
+  let markerHit = false;
+  const length = data.length;
+
+  // Refills the buffer to at least 25 bits; past a marker or the end it feeds zeros.
+  const fill = () => {
+    while (bitCount <= 24) {
+      let byte = 0;
+      if (!markerHit && pos < length) {
+        byte = data[pos] as number;
+        if (byte === 0xff) {
+          const next = data[pos + 1];
+          if (next === 0) pos += 2;
+          else {
+            markerHit = true;
+            byte = 0;
+          }
+        } else pos++;
+      }
+      bits = (bits << 8) | byte;
+      bitCount += 8;
+    }
+  };
+  const getBits = (n: number): number => {
+    if (n === 0) return 0;
+    if (bitCount < n) fill();
+    bitCount -= n;
+    return (bits >>> bitCount) & ((1 << n) - 1);
+  };
+  const getBit = (): number => {
+    if (bitCount < 1) fill();
+    bitCount--;
+    return (bits >>> bitCount) & 1;
+  };
+  const decodeHuffman = (table: HuffmanTable | undefined): number => {
+    if (!table) refuse('corrupt', 'JPEG scan uses a Huffman table that was never defined');
+    if (bitCount < 16) fill();
+    const look = table.lookup[(bits >>> (bitCount - lookBits)) & ((1 << lookBits) - 1)] as number;
+    if (look !== 0) {
+      bitCount -= look >> 8;
+      return look & 0xff;
+    }
+    let len = lookBits + 1;
+    let code = (bits >>> (bitCount - len)) & ((1 << len) - 1);
+    while (code > (table.maxCode[len] as number)) {
+      len++;
+      if (len > 16) {
+        bitCount -= 16;
+        return 0; // invalid code: treated as 0 (end of block), like libjpeg's recovery
+      }
+      code = (bits >>> (bitCount - len)) & ((1 << len) - 1);
+    }
+    bitCount -= len;
+    return table.symbols[(code + (table.valOffset[len] as number)) & 0xff] as number;
+  };
+  const extend = (v: number, s: number) => (v < 1 << (s - 1) ? v - (1 << s) + 1 : v);
+
+  let eobrun = 0;
+  const decodeBlock = (c: Component, offset: number) => {
+    const co = c.coefficients;
+    if (!frame.progressive) {
+      const t = decodeHuffman(c.dcTable);
+      const diff = t === 0 ? 0 : extend(getBits(t), t);
+      c.pred += diff;
+      co[offset] = c.pred;
+      const ac = c.acTable;
+      for (let k = 1; k < 64; ) {
+        const rs = decodeHuffman(ac);
+        const s = rs & 15;
+        const r = rs >> 4;
+        if (s === 0) {
+          if (r < 15) break;
+          k += 16;
+          continue;
+        }
+        k += r;
+        if (k > 63) break;
+        co[offset + (naturalOrder[k] as number)] = extend(getBits(s), s);
+        k++;
+      }
+      return;
+    }
+    if (ss === 0) {
+      // DC scans (first pass or refinement).
+      if (ah === 0) {
+        const t = decodeHuffman(c.dcTable);
+        const diff = t === 0 ? 0 : extend(getBits(t), t);
+        c.pred += diff;
+        co[offset] = c.pred * (1 << al);
+      } else if (getBit()) co[offset] = (co[offset] as number) | (1 << al);
+      return;
+    }
+    if (ah === 0) {
+      // AC first pass.
+      if (eobrun > 0) {
+        eobrun--;
+        return;
+      }
+      for (let k = ss; k <= se; ) {
+        const rs = decodeHuffman(c.acTable);
+        const s = rs & 15;
+        const r = rs >> 4;
+        if (s === 0) {
+          if (r < 15) {
+            eobrun = (1 << r) - 1 + getBits(r);
+            break;
+          }
+          k += 16;
+          continue;
+        }
+        k += r;
+        if (k > 63) break;
+        co[offset + (naturalOrder[k] as number)] = extend(getBits(s), s) * (1 << al);
+        k++;
+      }
+      return;
+    }
+    // AC refinement (libjpeg's decode_mcu_AC_refine).
+    const p1 = 1 << al;
+    const m1 = -1 << al;
+    let k = ss;
+    if (eobrun === 0) {
+      for (; k <= se; k++) {
+        const rs = decodeHuffman(c.acTable);
+        let s = rs & 15;
+        let r = rs >> 4;
+        if (s !== 0) {
+          s = getBit() ? p1 : m1;
+        } else if (r !== 15) {
+          eobrun = (1 << r) + getBits(r);
+          break;
+        }
+        while (k <= se) {
+          const z = offset + (naturalOrder[k] as number);
+          const coef = co[z] as number;
+          if (coef !== 0) {
+            if (getBit() && (coef & p1) === 0) co[z] = coef >= 0 ? coef + p1 : coef + m1;
+          } else {
+            if (--r < 0) break;
+          }
+          k++;
+        }
+        if (s !== 0 && k <= 63) co[offset + (naturalOrder[k] as number)] = s;
+      }
+    }
+    if (eobrun > 0) {
+      for (; k <= se; k++) {
+        const z = offset + (naturalOrder[k] as number);
+        const coef = co[z] as number;
+        if (coef !== 0 && getBit() && (coef & p1) === 0) co[z] = coef >= 0 ? coef + p1 : coef + m1;
+      }
+      eobrun--;
+    }
+  };
+
+  const restart = () => {
+    // Drop buffered bits, skip to the next marker and past it when it is RSTn.
+    bits = 0;
+    bitCount = 0;
+    markerHit = false;
+    while (pos + 1 < length && !(data[pos] === 0xff && data[pos + 1] !== 0 && data[pos + 1] !== 0xff)) pos++;
+    const m = data[pos + 1] as number;
+    if (m >= RST0 && m <= RST7) pos += 2;
+    eobrun = 0;
+    for (const c of scan) c.pred = 0;
+  };
+
+  for (const c of scan) c.pred = 0;
+  let mcu = 0;
+  if (scan.length === 1) {
+    // Non-interleaved: the component's own blocks, one per MCU.
+    const c = scan[0] as Component;
+    for (let by = 0; by < c.blocksHigh; by++) {
+      budget.tick();
+      for (let bx = 0; bx < c.blocksWide; bx++) {
+        if (restartInterval > 0 && mcu > 0 && mcu % restartInterval === 0) restart();
+        decodeBlock(c, (by * c.blocksPerLine + bx) * 64);
+        mcu++;
+      }
+    }
+  } else {
+    for (let my = 0; my < frame.mcusPerColumn; my++) {
+      budget.tick();
+      for (let mx = 0; mx < frame.mcusPerLine; mx++) {
+        if (restartInterval > 0 && mcu > 0 && mcu % restartInterval === 0) restart();
+        for (const c of scan) {
+          for (let v = 0; v < c.v; v++) {
+            const row = my * c.v + v;
+            for (let h = 0; h < c.h; h++) decodeBlock(c, (row * c.blocksPerLine + mx * c.h + h) * 64);
+          }
+        }
+        mcu++;
+      }
+    }
+  }
+  // Find the marker that ends the scan.
+  while (pos + 1 < length && !(data[pos] === 0xff && data[pos + 1] !== 0 && data[pos + 1] !== 0xff)) pos++;
+  return pos;
+}
+
+// --- IDCT: libjpeg's jpeg_idct_islow (jidctint.c), CONST_BITS 13, PASS1_BITS 2 -------------
+const FIX_0_298631336 = 2446;
+const FIX_0_390180644 = 3196;
+const FIX_0_541196100 = 4433;
+const FIX_0_765366865 = 6270;
+const FIX_0_899976223 = 7373;
+const FIX_1_175875602 = 9633;
+const FIX_1_501321110 = 12299;
+const FIX_1_847759065 = 15137;
+const FIX_1_961570560 = 16069;
+const FIX_2_053119869 = 16819;
+const FIX_2_562915447 = 20995;
+const FIX_3_072711026 = 25172;
+
+function idctIslow(
+  co: Int16Array,
+  at: number,
+  q: Int32Array,
+  ws: Int32Array,
+  out: Uint8Array,
+  o: number,
+  stride: number,
+): void {
+  // Pass 1: columns, results scaled up by 2^PASS1_BITS.
+  for (let c = 0; c < 8; c++) {
+    const i = at + c;
+    if (
+      co[i + 8] === 0 &&
+      co[i + 16] === 0 &&
+      co[i + 24] === 0 &&
+      co[i + 32] === 0 &&
+      co[i + 40] === 0 &&
+      co[i + 48] === 0 &&
+      co[i + 56] === 0
+    ) {
+      const dc = ((co[i] as number) * (q[c] as number)) << 2;
+      for (let r = 0; r < 8; r++) ws[r * 8 + c] = dc;
+      continue;
+    }
+    let z2 = (co[i + 16] as number) * (q[c + 16] as number);
+    let z3 = (co[i + 48] as number) * (q[c + 48] as number);
+    let z1 = (z2 + z3) * FIX_0_541196100;
+    let tmp2 = z1 + z3 * -FIX_1_847759065;
+    let tmp3 = z1 + z2 * FIX_0_765366865;
+    z2 = (co[i] as number) * (q[c] as number);
+    z3 = (co[i + 32] as number) * (q[c + 32] as number);
+    let tmp0 = (z2 + z3) << 13;
+    let tmp1 = (z2 - z3) << 13;
+    const tmp10 = tmp0 + tmp3;
+    const tmp13 = tmp0 - tmp3;
+    const tmp11 = tmp1 + tmp2;
+    const tmp12 = tmp1 - tmp2;
+    tmp0 = (co[i + 56] as number) * (q[c + 56] as number);
+    tmp1 = (co[i + 40] as number) * (q[c + 40] as number);
+    tmp2 = (co[i + 24] as number) * (q[c + 24] as number);
+    tmp3 = (co[i + 8] as number) * (q[c + 8] as number);
+    z1 = tmp0 + tmp3;
+    z2 = tmp1 + tmp2;
+    z3 = tmp0 + tmp2;
+    let z4 = tmp1 + tmp3;
+    const z5 = (z3 + z4) * FIX_1_175875602;
+    tmp0 *= FIX_0_298631336;
+    tmp1 *= FIX_2_053119869;
+    tmp2 *= FIX_3_072711026;
+    tmp3 *= FIX_1_501321110;
+    z1 *= -FIX_0_899976223;
+    z2 *= -FIX_2_562915447;
+    z3 = z3 * -FIX_1_961570560 + z5;
+    z4 = z4 * -FIX_0_390180644 + z5;
+    tmp0 += z1 + z3;
+    tmp1 += z2 + z4;
+    tmp2 += z2 + z3;
+    tmp3 += z1 + z4;
+    const round = 1 << 10; // DESCALE by CONST_BITS - PASS1_BITS = 11
+    ws[c] = (tmp10 + tmp3 + round) >> 11;
+    ws[56 + c] = (tmp10 - tmp3 + round) >> 11;
+    ws[8 + c] = (tmp11 + tmp2 + round) >> 11;
+    ws[48 + c] = (tmp11 - tmp2 + round) >> 11;
+    ws[16 + c] = (tmp12 + tmp1 + round) >> 11;
+    ws[40 + c] = (tmp12 - tmp1 + round) >> 11;
+    ws[24 + c] = (tmp13 + tmp0 + round) >> 11;
+    ws[32 + c] = (tmp13 - tmp0 + round) >> 11;
+  }
+  // Pass 2: rows; DESCALE by CONST_BITS + PASS1_BITS + 3 = 18, then +128 and clamp.
+  for (let r = 0; r < 8; r++) {
+    const w = r * 8;
+    const d = o + r * stride;
+    if (
+      ws[w + 1] === 0 &&
+      ws[w + 2] === 0 &&
+      ws[w + 3] === 0 &&
+      ws[w + 4] === 0 &&
+      ws[w + 5] === 0 &&
+      ws[w + 6] === 0 &&
+      ws[w + 7] === 0
+    ) {
+      // Only the row's DC term: the full computation reduces to this (libjpeg does the same).
+      const v = clamp((((ws[w] as number) + 16) >> 5) + 128);
+      out.fill(v, d, d + 8);
+      continue;
+    }
+    let z2 = ws[w + 2] as number;
+    let z3 = ws[w + 6] as number;
+    let z1 = (z2 + z3) * FIX_0_541196100;
+    let tmp2 = z1 + z3 * -FIX_1_847759065;
+    let tmp3 = z1 + z2 * FIX_0_765366865;
+    // The rounding constant (1 << 17) and the +128 offset (128 << 18) are folded in here.
+    let tmp0 = ((ws[w] as number) + (ws[w + 4] as number)) * 8192 + (1 << 17) + 128 * (1 << 18);
+    let tmp1 = ((ws[w] as number) - (ws[w + 4] as number)) * 8192 + (1 << 17) + 128 * (1 << 18);
+    const tmp10 = tmp0 + tmp3;
+    const tmp13 = tmp0 - tmp3;
+    const tmp11 = tmp1 + tmp2;
+    const tmp12 = tmp1 - tmp2;
+    tmp0 = ws[w + 7] as number;
+    tmp1 = ws[w + 5] as number;
+    tmp2 = ws[w + 3] as number;
+    tmp3 = ws[w + 1] as number;
+    z1 = tmp0 + tmp3;
+    z2 = tmp1 + tmp2;
+    z3 = tmp0 + tmp2;
+    let z4 = tmp1 + tmp3;
+    const z5 = (z3 + z4) * FIX_1_175875602;
+    tmp0 *= FIX_0_298631336;
+    tmp1 *= FIX_2_053119869;
+    tmp2 *= FIX_3_072711026;
+    tmp3 *= FIX_1_501321110;
+    z1 *= -FIX_0_899976223;
+    z2 *= -FIX_2_562915447;
+    z3 = z3 * -FIX_1_961570560 + z5;
+    z4 = z4 * -FIX_0_390180644 + z5;
+    tmp0 += z1 + z3;
+    tmp1 += z2 + z4;
+    tmp2 += z2 + z3;
+    tmp3 += z1 + z4;
+    out[d] = clamp((tmp10 + tmp3) >> 18);
+    out[d + 7] = clamp((tmp10 - tmp3) >> 18);
+    out[d + 1] = clamp((tmp11 + tmp2) >> 18);
+    out[d + 6] = clamp((tmp11 - tmp2) >> 18);
+    out[d + 2] = clamp((tmp12 + tmp1) >> 18);
+    out[d + 5] = clamp((tmp12 - tmp1) >> 18);
+    out[d + 3] = clamp((tmp13 + tmp0) >> 18);
+    out[d + 4] = clamp((tmp13 - tmp0) >> 18);
+  }
+}
+
+/**
+ * libjpeg's range limit: 0..255 for -384..639, wrapping outside (only reached by damaged
+ * data, where any value is as good as another) instead of a branch per sample.
+ */
+const rangeLimit = new Uint8Array(1024);
+for (let i = 0; i < 1024; i++) rangeLimit[i] = Math.max(0, Math.min(255, i - 384));
+const clamp = (v: number) => rangeLimit[(v + 384) & 1023] as number;
