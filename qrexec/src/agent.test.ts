@@ -353,3 +353,57 @@ describe('VM-initiated calls (MSG_TRIGGER_SERVICE3)', () => {
     expect((await agent.call('dom0', 'qubes.Ok')).exitCode).toBe(0);
   });
 });
+
+describe('VM → VM calls routed by dom0 policy', () => {
+  it('connects the caller agent (data server) to the target agent (data client) with the target daemon’s port', async () => {
+    const net = new MemoryVchanNetwork();
+    const quiet = () => undefined;
+    const work = new QrexecAgent({ vchan: net.endpoint(4), log: quiet });
+    const viewer = new QrexecAgent({ vchan: net.endpoint(6), log: quiet });
+    let seen: { source: string; argument: string; connectDomain: number; ports: number[] } | undefined;
+    viewer.handle('qubes.OpenInVM', async (call) => {
+      seen = {
+        source: call.sourceDomain,
+        argument: call.argument,
+        connectDomain: call.connectDomain,
+        ports: viewerDaemon.portsInUse(),
+      };
+      const chunks: Buffer[] = [];
+      for await (const c of call.stdin) chunks.push(c);
+      call.stdout.write(createHash('sha256').update(Buffer.concat(chunks)).digest('hex'));
+      return 0;
+    });
+    await work.start();
+    await viewer.start();
+    const viewerDaemon = await QrexecDaemon.connect({
+      vchan: net.endpoint(0),
+      domain: 6,
+      name: 'viewer',
+      log: quiet,
+    });
+    const workDaemon = await QrexecDaemon.connect({
+      vchan: net.endpoint(0),
+      domain: 4,
+      name: 'work',
+      log: quiet,
+      policy: (r) =>
+        r.target === '@dispvm:viewer' ? { action: 'allow', target: viewerDaemon } : { action: 'deny' },
+    });
+    cleanups.push(async () => {
+      await workDaemon.close();
+      await viewerDaemon.close();
+      await work.stop();
+      await viewer.stop();
+    });
+    await work.connected();
+    await viewer.connected();
+    const input = randomBytes(200_000);
+    const result = await work.call('@dispvm:viewer', 'qubes.OpenInVM', { stdin: input });
+    expect(result.exitCode).toBe(0);
+    expect(result.stdout.toString()).toBe(sha256(input));
+    // The viewer's daemon (domain 6) allocated for a lower peer (4): even offsets, first 513.
+    expect(seen).toEqual({ source: 'work', argument: '', connectDomain: 4, ports: [513] });
+    await expect.poll(() => viewerDaemon.portsInUse()).toEqual([]);
+    await expect(work.call('@dispvm:other', 'qubes.OpenInVM')).rejects.toBeInstanceOf(QrexecRefusedError);
+  });
+});

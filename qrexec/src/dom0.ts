@@ -68,7 +68,12 @@ export interface Dom0ServiceResult {
   stderr?: Uint8Array | string;
 }
 
-export type PolicyDecision = { action: 'deny' } | { action: 'allow'; service: Dom0Service };
+export type PolicyDecision =
+  | { action: 'deny' }
+  /** Target dom0: `service` answers the call. */
+  | { action: 'allow'; service: Dom0Service }
+  /** Target another VM, reached through its daemon; `user` as policy's `user=` (default `user`). */
+  | { action: 'allow'; target: QrexecDaemon; user?: string };
 
 /** The policy: decides a VM's call, as qrexec-policy-daemon does. Throwing counts as deny. */
 export type TriggerPolicy = (request: TriggerRequest) => Promise<PolicyDecision> | PolicyDecision;
@@ -450,6 +455,10 @@ export class QrexecDaemon {
       this.refuse(requestId);
       return;
     }
+    if ('target' in decision) {
+      await this.connectVms(request, requestId, decision.target, decision.user ?? 'user');
+      return;
+    }
     // Target dom0: the caller's agent becomes data server for (0, P); dom0 connects to it.
     let allocated: { port: number; terminated: Promise<void> };
     try {
@@ -468,6 +477,47 @@ export class QrexecDaemon {
     } finally {
       closeStream(stream);
     }
+  }
+
+  /**
+   * VM → VM (§3.8 step 4): the TARGET's daemon allocates P (odd/even by domain order) and
+   * sends its agent MSG_EXEC_CMDLINE{caller domid, P, "user:QUBESRPC svc+arg caller"}; the
+   * caller's agent gets MSG_SERVICE_CONNECT{target domid, P, request id}, becomes data server
+   * for (target, P), and the target's agent connects to it. dom0 carries no data.
+   */
+  private async connectVms(
+    request: TriggerRequest,
+    requestId: RequestId,
+    target: QrexecDaemon,
+    user: string,
+  ): Promise<void> {
+    const caller = this.options.domain;
+    let port: number;
+    try {
+      if (!target.connected)
+        throw new QrexecStateError('qrexec policy', `${target.options.name} not connected`);
+      port = target.allocatePort(caller).port;
+    } catch (e) {
+      this.log(
+        'warn',
+        `cannot route ${request.service} to another VM: ${e instanceof Error ? e.message : String(e)}`,
+      );
+      this.refuse(requestId);
+      return;
+    }
+    const cmdline = formatRpcCommandLine({
+      user,
+      service: request.service,
+      argument: request.argument,
+      sourceDomain: this.options.name,
+    });
+    await target.send({ kind: 'exec-cmdline', connectDomain: caller, connectPort: port, cmdline });
+    await this.send({
+      kind: 'service-connect',
+      connectDomain: target.options.domain,
+      connectPort: port,
+      requestId,
+    });
   }
 
   /** dom0 as data client and service: receive HELLO first, read stdin to EOF, answer. */
