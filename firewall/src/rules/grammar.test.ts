@@ -80,6 +80,20 @@ describe('rule lines as dom0 writes them (reference §3.3 examples)', () => {
         comment: 'allow https [work], see ticket: 12',
       },
     ],
+    // core-admin qubes/tests/firewall.py: Rule.rule / api_rule strings
+    [
+      'action=accept proto=udp dstports=80-80',
+      { action: 'accept', proto: 'udp', dstPorts: { low: 80, high: 80 } },
+    ],
+    ['action=accept proto=icmp icmptype=8', { action: 'accept', proto: 'icmp', icmpType: 8 }],
+    [
+      'action=accept expire=2063292452 proto=tcp comment=Some comment, with spaces',
+      { action: 'accept', expire: 2063292452, proto: 'tcp', comment: 'Some comment, with spaces' },
+    ],
+    [
+      'action=accept dst4=192.168.0.0/24 expire=1463292452',
+      { action: 'accept', dst: '192.168.0.0/24', expire: 1463292452 },
+    ],
     ['action=accept dstports=53-53', { action: 'accept', dstPorts: { low: 53, high: 53 } }],
     ['action=accept icmptype=0', { action: 'accept', icmpType: 0 }],
   ];
@@ -161,6 +175,24 @@ describe('a client rule tree (multiread of /qubes-firewall/<ip>/)', () => {
       ok: true,
       value: { policy: 'drop', rules: [{ number: 0, action: 'accept' }] },
     });
+  });
+
+  it('reads the tree of core-admin test_005_qdb_entries', () => {
+    const r = parseRuleEntries({
+      policy: 'drop',
+      '0000': 'action=drop proto=icmp',
+      '0001': 'action=drop proto=tcp dstports=80-80',
+      '0002': 'action=accept proto=udp',
+      '0003': 'action=accept specialtarget=dns',
+    });
+    expect(r.ok).toBe(true);
+    if (r.ok)
+      expect(r.value.rules.map(show)).toEqual([
+        { action: 'drop', proto: 'icmp' },
+        { action: 'drop', proto: 'tcp', dstPorts: { low: 80, high: 80 } },
+        { action: 'accept', proto: 'udp' },
+        { action: 'accept', specialTarget: 'dns' },
+      ]);
   });
 
   it('sorts by number and keeps rules after gaps (mirage stops at the first gap)', () => {
