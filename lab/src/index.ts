@@ -6,3 +6,4 @@ export { expectGuestOk, GuestHandle, type GuestRun } from './guest-run.ts';
 export { bootLab, type DomUOptions, type Lab, type LabOptions, type LabTimings } from './lab.ts';
 export { encodeMessage, type GuestMessage, type GuestResult, LINE_PREFIX, parseLine } from './protocol.ts';
 export { qemuArgs } from './qemu.ts';
+export { checkSmokeRun, runSmoke, SMOKE_GUEST, type SmokeStep, smokeExpectedSum } from './smoke.ts';
