@@ -75,6 +75,21 @@ export function hashKey(k: Uint32Array, off: number): number {
   return (h ^ (h >>> 16)) >>> 0;
 }
 
+/** Whether two keys are equal; IPv4 keys differ only in their first address words. */
+function keyEquals(a: Uint32Array, ao: number, b: Uint32Array, bo: number): boolean {
+  if (
+    a[ao + K_PROTO] !== b[bo + K_PROTO] ||
+    a[ao + K_PORTS] !== b[bo + K_PORTS] ||
+    a[ao + K_SRC] !== b[bo + K_SRC] ||
+    a[ao + K_DST] !== b[bo + K_DST]
+  )
+    return false;
+  if (a[ao + K_PROTO]! >>> 8 === 4) return true;
+  for (let i = 1; i < 4; i++)
+    if (a[ao + K_SRC + i] !== b[bo + K_SRC + i] || a[ao + K_DST + i] !== b[bo + K_DST + i]) return false;
+  return true;
+}
+
 function mix(h: number, w: number): number {
   h = Math.imul(h ^ w, 0x01000193);
   return h ^ (h >>> 15);
@@ -152,17 +167,14 @@ export class Conntrack {
       const e = s - 1;
       if (this.hashes[e * 2 + dir] !== h) continue;
       const ko = e * KEY_WORDS * 2 + base;
-      let j = 0;
-      for (; j < KEY_WORDS; j++) if (keys[ko + j] !== key[off + j]) break;
-      if (j === KEY_WORDS) {
-        // an expired flow is gone even if the sweep has not reached it yet
-        if (this.expires[e]! <= this.now) {
-          this.remove(e);
-          this.expirations++;
-          return -1;
-        }
-        return e;
+      if (!keyEquals(keys, ko, key, off)) continue;
+      // an expired flow is gone even if the sweep has not reached it yet
+      if (this.expires[e]! <= this.now) {
+        this.remove(e);
+        this.expirations++;
+        return -1;
       }
+      return e;
     }
   }
 
