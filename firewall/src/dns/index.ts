@@ -1,3 +1,9 @@
+/**
+ * The firewall's own DNS: the wire codec (wire.ts), the stub resolver that
+ * resolves dsthost names through the upstream servers from QubesDB
+ * (resolver.ts, a DnsTransportEndpoint and a rules HostResolver), and its tiny
+ * TCP client for truncated answers (tcp.ts). Sans-IO throughout.
+ */
 export {
   cryptoRandom,
   type DnsServer,

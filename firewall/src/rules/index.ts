@@ -1,3 +1,10 @@
+/**
+ * Qubes firewall rules: the QubesDB grammar (grammar.ts), their meaning as the
+ * Linux sys-firewall applies them (semantics.ts, the linear reference), the
+ * compiled index the engine evaluates per new flow (compile.ts), one client's
+ * rules over time with dsthost names resolved (client-rules.ts), and the
+ * 1,000-rule benchmark fixtures (bench-fixtures.ts).
+ */
 export {
   bytesEqual,
   formatIp,
