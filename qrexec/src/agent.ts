@@ -189,13 +189,15 @@ export class QrexecAgent {
     }
     const { connectDomain, connectPort } = await connect;
     // We are the data-vchan server for (target domain, port); the service side connects to us.
-    const listener = await this.vchan.listen(connectDomain, connectPort, {
-      read: DATA_RING_SIZE,
-      write: DATA_RING_SIZE,
-    });
+    let listener: VchanListener | undefined;
     try {
-      const stream = await withTimeout(listener.accepted, this.connectTimeoutMs, () => {
-        listener.close();
+      listener = await this.vchan.listen(connectDomain, connectPort, {
+        read: DATA_RING_SIZE,
+        write: DATA_RING_SIZE,
+      });
+      const waiting = listener;
+      const stream = await withTimeout(waiting.accepted, this.connectTimeoutMs, () => {
+        waiting.close();
         return new QrexecProtocolError(
           'outgoing call',
           'timeout',
@@ -212,7 +214,7 @@ export class QrexecAgent {
       if (options.maxOutputBytes !== undefined) callOptions.maxOutputBytes = options.maxOutputBytes;
       return await runCall(callOptions);
     } finally {
-      listener.close();
+      listener?.close();
       this.terminated(connectDomain, connectPort);
     }
   }

@@ -149,8 +149,15 @@ export class MemoryVchanNetwork {
         const list = this.waiters.get(key) ?? [];
         list.push(done);
         this.waiters.set(key, list);
+        const waiters = this.waiters;
         function done() {
           clearTimeout(timer);
+          const current = waiters.get(key);
+          if (current) {
+            const rest = current.filter((w) => w !== done);
+            if (rest.length) waiters.set(key, rest);
+            else waiters.delete(key);
+          }
           resolve();
         }
       });
