@@ -22,6 +22,10 @@ export async function bundleEntry(entry: string, cacheDir = defaultCacheDir()): 
       logLevel: 'silent',
       // Native addons are shipped next to the bundle on the disk, never inlined.
       external: ['*.node'],
+      // CommonJS has no import.meta: esbuild would make it `{}`, and code that resolves files
+      // from import.meta.url (createRequire in @moat/xen's addon loader) would get undefined.
+      define: { 'import.meta.url': '__moatImportMetaUrl' },
+      banner: { js: 'var __moatImportMetaUrl = require("node:url").pathToFileURL(__filename).href;' },
     });
   } catch (error) {
     throw new LabError('bundle', `esbuild failed for ${entry}: ${(error as Error).message}`);
