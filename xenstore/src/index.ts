@@ -35,8 +35,9 @@ export {
   perms,
 } from './perms.ts';
 export { XENSTORED_4_17_QUOTAS, type XenstoredQuotas } from './sim/quotas.ts';
+export { SimTransport } from './sim/transport.ts';
 export { SimXenbusError, SimXenbusFile } from './sim/xenbus-device.ts';
-export { SimConnection, SimTransport, XenstoredSim, type XenstoredSimOptions } from './sim/xenstored.ts';
+export { SimConnection, XenstoredSim, type XenstoredSimOptions } from './sim/xenstored.ts';
 export type { XenstoreTransport, XenstoreTransportFactory } from './transport.ts';
 export { DEFAULT_XENSTORED_SOCKET, defaultSocketPath, SocketTransport } from './transports/socket.ts';
 export { XenbusTransport } from './transports/xenbus.ts';

@@ -12,7 +12,7 @@
  * driver's behaviour (see ./xenbus-device.ts).
  */
 import { createServer, type Server } from 'node:net';
-import { type Access, canRead, canWrite, type PermissionEntry, parsePermission } from '../perms.ts';
+import { type Access, canRead, canWrite, type PermissionEntry } from '../perms.ts';
 import type { XenstoreTransport } from '../transport.ts';
 import { XenbusTransport } from '../transports/xenbus.ts';
 import {
@@ -22,9 +22,19 @@ import {
   MessageReader,
   utf8,
   XENSTORE_PAYLOAD_MAX,
-  type XsErrorName,
   XsType,
 } from '../wire.ts';
+import {
+  atoi,
+  countNuls,
+  oneArg,
+  oneArgOrUndefined,
+  parseLoosePermission,
+  permString,
+  strings,
+  XsFail,
+} from './arguments.ts';
+import { baseName, eventPath, isChild, joinPath, parentOf } from './paths.ts';
 import {
   DOMID_SELF,
   PERMISSION_RECORD_SIZE,
@@ -32,6 +42,7 @@ import {
   XENSTORED_4_17_QUOTAS,
   type XenstoredQuotas,
 } from './quotas.ts';
+import { SimTransport } from './transport.ts';
 import { openSimXenbusDevice, type SimXenbusFile } from './xenbus-device.ts';
 
 interface SimNode {
@@ -60,12 +71,6 @@ interface SimTransaction {
   origPerms: Map<string, PermissionEntry[]>;
   nodeCreated: boolean;
   failed: boolean;
-}
-
-class XsFail extends Error {
-  constructor(readonly code: XsErrorName) {
-    super(code);
-  }
 }
 
 export interface SimConnectionInfo {
@@ -1069,162 +1074,6 @@ interface View {
   get(path: string): SimNode | undefined;
   put(path: string, node: SimNode): void;
   del(path: string): void;
-}
-
-/** In-process transport to the sim; replies arrive asynchronously (a microtask later), like real I/O. */
-export class SimTransport implements XenstoreTransport {
-  readonly description: string;
-  readonly maxRequestPayload = XENSTORE_PAYLOAD_MAX;
-  readonly connection: SimConnection;
-  private readonly dataListeners = new Set<(chunk: Uint8Array) => void>();
-  private readonly closeListeners = new Set<(error?: Error) => void>();
-  private outbox: Uint8Array[] = [];
-  private scheduled = false;
-  private ended = false;
-
-  constructor(
-    private readonly sim: XenstoredSim,
-    domid: number,
-    kind: 'domain' | 'socket',
-  ) {
-    this.description = kind === 'socket' ? 'sim socket' : `sim dom${domid}`;
-    this.connection = sim.attach(
-      domid,
-      kind,
-      (m) => this.queue(m),
-      () => this.finish(),
-    );
-  }
-
-  send(message: Uint8Array): void {
-    if (this.ended) throw new Error(`${this.description} is closed`);
-    this.sim.receive(this.connection, message.slice());
-  }
-
-  onData(listener: (chunk: Uint8Array) => void): () => void {
-    this.dataListeners.add(listener);
-    return () => this.dataListeners.delete(listener);
-  }
-
-  onClose(listener: (error?: Error) => void): () => void {
-    this.closeListeners.add(listener);
-    return () => this.closeListeners.delete(listener);
-  }
-
-  close(): void {
-    this.sim.detach(this.connection);
-  }
-
-  private queue(message: Uint8Array): void {
-    this.outbox.push(message);
-    if (this.scheduled) return;
-    this.scheduled = true;
-    queueMicrotask(() => this.flush());
-  }
-
-  private flush(): void {
-    this.scheduled = false;
-    const batch = this.outbox;
-    this.outbox = [];
-    this.sim.flushed(this.connection);
-    for (const m of batch) for (const l of this.dataListeners) l(m);
-  }
-
-  private finish(): void {
-    if (this.ended) return;
-    this.ended = true;
-    queueMicrotask(() => {
-      this.flush();
-      for (const l of [...this.closeListeners]) l();
-      this.closeListeners.clear();
-    });
-  }
-}
-
-// ---- helpers ----
-
-function strings(p: Uint8Array): string[] {
-  const out: string[] = [];
-  const dec = new TextDecoder();
-  let start = 0;
-  for (let i = 0; i < p.length; i++) {
-    if (p[i] === 0) {
-      out.push(dec.decode(p.subarray(start, i)));
-      start = i + 1;
-    }
-  }
-  return out;
-}
-
-function countNuls(p: Uint8Array): number {
-  let n = 0;
-  for (const b of p) if (b === 0) n++;
-  return n;
-}
-
-/** onearg(): exactly one NUL, at the end. */
-function oneArgOrUndefined(p: Uint8Array): string | undefined {
-  if (p.length === 0 || p.indexOf(0) !== p.length - 1) return undefined;
-  return new TextDecoder().decode(p.subarray(0, p.length - 1));
-}
-
-function oneArg(p: Uint8Array): string {
-  const a = oneArgOrUndefined(p);
-  if (a === undefined) throw new XsFail('EINVAL');
-  return a;
-}
-
-/** C atoi(): leading decimal digits, 0 when none. */
-function atoi(text: string): number {
-  const m = /^\s*([+-]?[0-9]+)/.exec(text);
-  return m ? Number.parseInt(m[1]!, 10) : 0;
-}
-
-function parentOf(path: string): string {
-  const i = path.lastIndexOf('/');
-  return i <= 0 ? '/' : path.slice(0, i);
-}
-
-function baseName(path: string): string {
-  return path.slice(path.lastIndexOf('/') + 1);
-}
-
-function joinPath(parent: string, child: string): string {
-  return parent === '/' ? `/${child}` : `${parent}/${child}`;
-}
-
-function isChild(child: string, parent: string): boolean {
-  if (parent === '/') return true;
-  if (!child.startsWith(parent)) return false;
-  const next = child.charAt(parent.length);
-  return next === '' || next === '/';
-}
-
-function eventPath(watch: SimWatch, name: string): string {
-  if (!watch.relativeTo || !name.startsWith(watch.relativeTo)) return name;
-  let rest = name.slice(watch.relativeTo.length);
-  if (rest.startsWith('/')) rest = rest.slice(1);
-  return rest;
-}
-
-function permString(e: PermissionEntry): string {
-  return `${({ none: 'n', read: 'r', write: 'w', both: 'b' } as const)[e.access]}${e.domid}`;
-}
-
-/** xs_strings_to_perms(): a letter, then strtol(.., 0) of the rest, which must be non-empty and fully used. */
-function parseLoosePermission(text: string): PermissionEntry | undefined {
-  const strict = parsePermission(text);
-  if (strict.ok) return strict.value;
-  const letter = text.charAt(0);
-  const access = ({ n: 'none', r: 'read', w: 'write', b: 'both' } as Record<string, Access>)[letter];
-  const rest = text.slice(1);
-  if (!access || rest === '') return undefined;
-  let n: number;
-  if (/^\s*[+-]?0[xX][0-9a-fA-F]+$/.test(rest)) n = Number.parseInt(rest.trim(), 16);
-  else if (/^\s*[+-]?0[0-7]*$/.test(rest)) n = Number.parseInt(rest.trim(), 8);
-  else if (/^\s*[+-]?[0-9]+$/.test(rest)) n = Number.parseInt(rest.trim(), 10);
-  else return undefined;
-  return { domid: n >>> 0, access };
 }
 
 function directoryPart(node: SimNode, off: number): Uint8Array {
