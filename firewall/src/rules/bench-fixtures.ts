@@ -189,14 +189,16 @@ export interface RuleBenchFigures {
 
 /** Measures rule evaluation alone (no packet parsing): compiled index against the linear scan. */
 export function measureRuleEvaluation(
-  options: { rules?: number; queries?: number; minMs?: number } = {},
+  options: { rules?: number; queries?: number; minMs?: number; family?: 4 | 6 } = {},
 ): RuleBenchFigures {
   const fixture = realisticRuleSet(options.rules ?? 1000);
-  const queries = benchFlowQueries(fixture, options.queries ?? 4096);
+  const family = options.family ?? 4;
+  const tree = family === 4 ? fixture.ipv4 : fixture.ipv6;
+  const queries = benchFlowQueries(fixture, options.queries ?? 4096, 2, family);
   const t0 = performance.now();
-  const set = compileRuleEntries(fixture.ipv4.entries, fixture.ipv4.source, fixture.ipv4.env);
+  const set = compileRuleEntries(tree.entries, tree.source, tree.env);
   const compileMs = performance.now() - t0;
-  const parsed = parseRuleEntries(fixture.ipv4.entries, fixture.ipv4.source);
+  const parsed = parseRuleEntries(tree.entries, tree.source);
   if (!parsed.ok || set.failClosedReason)
     throw new Error(`bench fixture does not compile: ${set.failClosedReason}`);
   const out: RuleDecision = { action: 'drop', rule: -1 };
@@ -214,7 +216,7 @@ export function measureRuleEvaluation(
   };
   const indexedPerSecond = rate((q) => set.evaluate(q, out));
   const { rules, policy } = parsed.value;
-  const env = fixture.ipv4.env;
+  const env = tree.env;
   const linearPerSecond = rate((q) => evaluateLinear(rules, policy, q, env, out));
   return {
     rules: parsed.value.rules.length,
