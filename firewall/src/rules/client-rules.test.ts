@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseIp } from './address.ts';
-import { ClientRules, type HostAnswer, type HostResolver } from './client-rules.ts';
+import { ClientRules, dnsInfoEntries, type HostAnswer, type HostResolver } from './client-rules.ts';
 import type { FlowQuery, RuleDecision } from './types.ts';
 
 /** A resolver driven by the test. */
@@ -147,5 +147,18 @@ describe('ClientRules', () => {
     const rules = new ClientRules({ source: '10.137.0.9', dnsServers: DNS });
     rules.update({ policy: 'drop', '0000': 'action=accept dsthost=a.example' });
     expect(rules.current.failClosedReason).toMatch(/no resolver/);
+  });
+
+  it('exports the resolved addresses as Linux does under /dns/<source>/<host>', () => {
+    const resolver = new FakeResolver();
+    resolver.set('www.example', { state: 'resolved', addresses: [parseIp('1.1.1.1')!, parseIp('1.0.0.1')!] });
+    const rules = new ClientRules({ source: '10.137.0.9', dnsServers: DNS, resolver });
+    rules.update({ policy: 'drop', '0000': 'action=accept dsthost=www.example' });
+    const long = `${'x'.repeat(60)}.example`;
+    const hosts = new Map([...rules.resolvedHosts, [long, [parseIp('2001:db8::1')!]]]);
+    expect(dnsInfoEntries('10.137.0.9', hosts)).toEqual({
+      entries: [['/dns/10.137.0.9/www.example', "{'1.1.1.1/32', '1.0.0.1/32'}"]],
+      tooLong: [long],
+    });
   });
 });

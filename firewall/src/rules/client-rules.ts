@@ -12,6 +12,8 @@
  * chain stays until `nft -f` of the new one); a client with no previous set is
  * dropped meanwhile.
  */
+
+import { formatIp } from './address.ts';
 import { type CompiledRuleSet, compileRuleSet, dropAllRuleSet } from './compile.ts';
 import { type ParsedRules, parseRuleEntries, sourceFamily } from './grammar.ts';
 import { type RuleEnvironment, ruleIsLive } from './semantics.ts';
@@ -62,6 +64,7 @@ export function compileRuleEntries(
 
 export class ClientRules {
   private set: CompiledRuleSet;
+  private hosts: ReadonlyMap<string, readonly Uint8Array[]> = new Map();
   private parsed: ParsedRules | undefined;
   private names: string[] = [];
   private readonly family: 4 | 6 | undefined;
@@ -82,6 +85,11 @@ export class ClientRules {
   /** The set to evaluate new flows against now. */
   get current(): CompiledRuleSet {
     return this.set;
+  }
+
+  /** The dsthost addresses the current set was compiled with (for `/dns/<source>/<host>`, see dnsInfoEntries). */
+  get resolvedHosts(): ReadonlyMap<string, readonly Uint8Array[]> {
+    return this.set.failClosedReason === undefined ? this.hosts : new Map();
   }
 
   /** Called after each swap (the engine re-checks tracked flows against the new set). */
@@ -197,7 +205,9 @@ export class ClientRules {
         );
       return;
     }
-    this.swap(compileRuleSet(parsed, env));
+    const next = compileRuleSet(parsed, env);
+    this.hosts = next.failClosedReason === undefined ? hostAddresses : new Map();
+    this.swap(next);
   }
 
   private swap(next: CompiledRuleSet): void {
@@ -207,4 +217,31 @@ export class ClientRules {
       this.options.log?.(next.failClosedReason);
     for (const l of this.listeners) l(next, previous);
   }
+}
+
+/** QubesDB limits a path to about 64 characters (Qubes issue #9084). */
+export const MAX_QUBESDB_PATH = 64;
+
+/**
+ * The `/dns/<source>/<host>` entries Linux writes after applying rules (so
+ * client-side tools can pin the addresses): the value is the Python `str()` of
+ * the set of `"addr/32"` (or `/128`) strings. Paths over QubesDB's limit are
+ * returned in `tooLong` (Linux logs them) instead of `entries`.
+ */
+export function dnsInfoEntries(
+  source: string,
+  hosts: ReadonlyMap<string, readonly Uint8Array[]>,
+): { entries: [string, string][]; tooLong: string[] } {
+  const entries: [string, string][] = [];
+  const tooLong: string[] = [];
+  for (const [host, addrs] of hosts) {
+    const path = `/dns/${source}/${host}`;
+    if (path.length > MAX_QUBESDB_PATH) {
+      tooLong.push(host);
+      continue;
+    }
+    const items = addrs.map((a) => `'${formatIp(a)}/${a.length === 4 ? 32 : 128}'`);
+    entries.push([path, `{${items.join(', ')}}`]);
+  }
+  return { entries, tooLong };
 }

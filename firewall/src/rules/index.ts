@@ -30,8 +30,10 @@ export {
   ClientRules,
   type ClientRulesOptions,
   compileRuleEntries,
+  dnsInfoEntries,
   type HostAnswer,
   type HostResolver,
+  MAX_QUBESDB_PATH,
   type RuleEntries,
 } from './client-rules.ts';
 export { type CompiledRuleSet, compileRuleSet, dropAllRuleSet } from './compile.ts';
