@@ -1,0 +1,106 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectGuestOk } from '../src/guest-run.ts';
+import { bootLab, type Lab } from '../src/lab.ts';
+import {
+  buildVchanGuest,
+  interopPlan,
+  SEED_FROM_DOM0,
+  SEED_FROM_DOMU,
+  startVchanRun,
+  type VchanRun,
+} from '../src/vchan-lab.ts';
+import { patternSha256 } from '../src/vchan-roles.ts';
+
+/**
+ * Our vchan (VchanStream over the native addon and libxenvchan, in a PV domU) against Debian's
+ * C vchan-socket-proxy in dom0, in both roles, on real Xen 4.17. One lab and one domU for the
+ * whole file; the domU and dom0 sides run their steps in order and each test awaits its pair.
+ */
+const MiB = 1024 * 1024;
+const BYTES = 64 * MiB;
+const WAIT = { timeoutMs: 600_000 };
+
+let lab: Lab;
+let run: VchanRun;
+const fromDomU = patternSha256(SEED_FROM_DOMU, BYTES);
+const fromDom0 = patternSha256(SEED_FROM_DOM0, BYTES);
+
+beforeAll(async () => {
+  const guest = await buildVchanGuest();
+  lab = await bootLab();
+  run = await startVchanRun(lab, guest, interopPlan(BYTES));
+});
+
+afterAll(async () => {
+  await lab?.shutdown();
+});
+
+interface Exchange {
+  received: number;
+  sha256: string;
+  extraBytes: number;
+  inputEnd: string;
+  end: string;
+}
+
+async function pair(name: string): Promise<{ domU: Exchange; dom0: Exchange }> {
+  const [domU, dom0] = await Promise.all([run.domU.result(name, WAIT), run.dom0.result(name, WAIT)]);
+  if (!domU.ok || !dom0.ok) {
+    throw new Error(`${name}: domU ${domU.ok ? 'ok' : domU.error}; dom0 ${dom0.ok ? 'ok' : dom0.error}`);
+  }
+  return { domU: domU.data as Exchange, dom0: dom0.data as Exchange };
+}
+
+describe('vchan interop with the C vchan-socket-proxy on real Xen (lab)', () => {
+  it('our server in a domU and a C client in dom0 move 64 MiB each way intact, and our close is their EOF', async () => {
+    const { domU, dom0 } = await pair('our server, C client');
+    // We closed after the C side's ACK byte: we saw the data and the ACK, they saw the data then EOF.
+    expect(domU).toMatchObject({ received: BYTES + 1, sha256: fromDom0, extraBytes: 1 });
+    expect(dom0).toMatchObject({ received: BYTES, sha256: fromDomU, extraBytes: 0, inputEnd: 'eof' });
+    expect(dom0.end).toMatch(/^exit 0/);
+  });
+
+  it('a C server in dom0 and our client in a domU move 64 MiB each way intact, and their close is our EOF', async () => {
+    const { domU, dom0 } = await pair('C server, our client');
+    expect(dom0).toMatchObject({ received: BYTES + 1, sha256: fromDomU, extraBytes: 1 });
+    expect(dom0.end).toMatch(/^exit 0/);
+    expect(domU).toMatchObject({
+      received: BYTES,
+      sha256: fromDom0,
+      extraBytes: 0,
+      inputEnd: 'eof',
+      end: 'closed',
+    });
+  });
+
+  it('our server sees EOF or an error, not a hang, when the C client is killed mid-transfer', async () => {
+    const [domU, dom0] = await Promise.all([
+      run.domU.result('our server, C client killed', WAIT),
+      run.dom0.result('our server, C client killed', WAIT),
+    ]);
+    expect(dom0.ok, dom0.error).toBe(true);
+    expect((dom0.data as { end: string }).end).toMatch(/SIGKILL/);
+    expect(domU.ok, domU.error).toBe(true);
+    const survived = domU.data as { received: number; inputEnd: string };
+    expect(survived.inputEnd).toMatch(/^(eof|error|closed)/);
+    expect(survived.received).toBeLessThan(BYTES);
+  });
+
+  it('our client sees EOF or an error, not a hang, when the C server is killed mid-transfer', async () => {
+    const [domU, dom0] = await Promise.all([
+      run.domU.result('our client, C server killed', WAIT),
+      run.dom0.result('our client, C server killed', WAIT),
+    ]);
+    expect(dom0.ok, dom0.error).toBe(true);
+    expect((dom0.data as { end: string }).end).toMatch(/SIGKILL/);
+    expect(domU.ok, domU.error).toBe(true);
+    const survived = domU.data as { received: number; inputEnd: string };
+    expect(survived.inputEnd).toMatch(/^(eof|error|closed)/);
+    expect(survived.received).toBeLessThan(BYTES);
+  });
+
+  it('both sides ran every step to the end', async () => {
+    expectGuestOk(await run.domU.finished(WAIT));
+    expectGuestOk(await run.dom0.finished(WAIT));
+  });
+});
