@@ -166,9 +166,11 @@ export class XenstoredSim {
   // ---- set-up helpers for tests (act as the toolstack, bypassing permissions) ----
 
   /**
-   * Creates a domain as `xl create` would: introduced, with /local/domain/<domid> owned by dom0
-   * and readable by the domain, `domid` and `name` keys, and `data` (plus `device`, `control`)
-   * owned by the domain, as libxl does.
+   * Creates a domain as `xl create` would (libxl__domain_make, tools/libs/light/libxl_create.c):
+   * introduced; /local/domain/<domid> and its `domid`, `name`, `cpu`, `memory`, `device`,
+   * `control` owned by dom0 and readable by the domain; `data`, `drivers`, `feature`, `attr`,
+   * `error`, `control/{shutdown,feature-poweroff,feature-reboot,feature-suspend,sysrq}` and
+   * `device/suspend/event-channel` owned by the domain (11 nodes toward its quota).
    */
   createDomain(domid: number, name = `dom${domid}`): void {
     if (!Number.isInteger(domid) || domid <= 0 || domid >= DOMID_SELF)
@@ -179,11 +181,17 @@ export class XenstoredSim {
       { domid: 0, access: 'none' },
       { domid, access: 'read' },
     ];
+    const rw: PermissionEntry[] = [{ domid, access: 'none' }];
     this.adminWrite(home, '', ro);
     this.adminWrite(`${home}/domid`, String(domid), ro);
     this.adminWrite(`${home}/name`, name, ro);
-    for (const dir of ['data', 'device', 'control'])
-      this.adminWrite(`${home}/${dir}`, '', [{ domid, access: 'none' }]);
+    for (const dir of ['cpu', 'memory', 'device', 'control']) this.adminWrite(`${home}/${dir}`, '', ro);
+    this.adminWrite(`${home}/device/suspend/event-channel`, '', rw);
+    for (const key of ['shutdown', 'feature-poweroff', 'feature-reboot', 'feature-suspend', 'sysrq']) {
+      this.adminWrite(`${home}/control/${key}`, '', rw);
+    }
+    for (const dir of ['data', 'drivers', 'feature', 'attr', 'error'])
+      this.adminWrite(`${home}/${dir}`, '', rw);
     this.fireWatches(undefined, '@introduceDomain', undefined, true, undefined);
   }
 
