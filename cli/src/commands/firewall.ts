@@ -17,7 +17,7 @@ export const firewallCommand: CommandModule = {
           const ms = Number(cmd.opts<{ ms: string }>().ms);
           if (!(ms >= 50)) throw new SetupProblem('--ms must be at least 50');
           reporter.log(`measuring ${ms} ms per case (engine and floor), one core`);
-          const r = runEngineBench({ minMs: ms });
+          const r = await runEngineBench({ minMs: ms });
           for (const c of r.cases) {
             reporter.result(`engine ${c.name}`, {
               packetsPerSecond: c.packetsPerSecond,

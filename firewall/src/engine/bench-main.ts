@@ -2,4 +2,4 @@
 import { runEngineBench } from './bench.ts';
 
 const minMs = Number(process.argv[2] ?? 1000);
-process.stdout.write(`${JSON.stringify(runEngineBench({ minMs }))}\n`);
+process.stdout.write(`${JSON.stringify(await runEngineBench({ minMs }))}\n`);

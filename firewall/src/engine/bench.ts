@@ -144,12 +144,12 @@ function newFlowWorkload(client: number, count: number): Workload {
   return { frames, links: new Int32Array(frames.length).fill(client) };
 }
 
-function measure(
+async function measure(
   engine: FirewallEngine | undefined,
   w: Workload,
   minMs: number,
   meta: FrameMeta = plainMeta(),
-): { pps: number; wallPps: number; packets: number; forwarded: number; gcRuns: number } {
+): Promise<{ pps: number; wallPps: number; packets: number; forwarded: number; gcRuns: number }> {
   const work = new Uint8Array(2048);
   const sink = new CountingSink();
   const n = w.frames.length;
@@ -182,23 +182,25 @@ function measure(
     now += 1;
     if (engine) engine.tick(now);
   }
-  obs.disconnect();
   const wall = performance.now() - t0;
+  // GC entries are delivered asynchronously: let them arrive before counting
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  obs.disconnect();
   return { pps: (packets / elapsed) * 1000, wallPps: (packets / wall) * 1000, packets, forwarded, gcRuns };
 }
 
-function runCase(
+async function runCase(
   name: string,
   engine: FirewallEngine,
   w: Workload,
   minMs: number,
   meta?: FrameMeta,
-): BenchCase {
+): Promise<BenchCase> {
   // warm up the JIT on a copy of the work, then measure floor and engine back to back
-  measure(engine, w, Math.min(200, minMs), meta);
-  measure(undefined, w, Math.min(200, minMs), meta);
-  const floor = measure(undefined, w, minMs, meta);
-  const r = measure(engine, w, minMs, meta);
+  await measure(engine, w, Math.min(200, minMs), meta);
+  await measure(undefined, w, Math.min(200, minMs), meta);
+  const floor = await measure(undefined, w, minMs, meta);
+  const r = await measure(engine, w, minMs, meta);
   return {
     name,
     packets: r.packets,
@@ -212,9 +214,9 @@ function runCase(
   };
 }
 
-export function runEngineBench(
+export async function runEngineBench(
   options: { minMs?: number; ruleSet?: RuleSet; conntrackMax?: number } = {},
-): EngineBenchResult {
+): Promise<EngineBenchResult> {
   const minMs = options.minMs ?? 1000;
   const conntrackMax = options.conntrackMax ?? 16384;
   const rules = options.ruleSet ?? benchRuleSet(1000);
@@ -224,17 +226,17 @@ export function runEngineBench(
   {
     const { engine, client } = makeEngine(acceptAll, conntrackMax);
     const w = establishedWorkload(engine, client, 1024, 64);
-    cases.push(runCase('established-nat', engine, w, minMs));
+    cases.push(await runCase('established-nat', engine, w, minMs));
     // the same frames flagged as Linux netfront sends them with checksum offload on
     // (NETTXF_csum_blank | NETTXF_data_validated): no software checksum verification
     const offloaded = { csumBlank: false, dataValidated: true, gsoType: 0, gsoSize: 0 };
-    cases.push(runCase('established-nat-checksum-offloaded', engine, w, minMs, offloaded));
+    cases.push(await runCase('established-nat-checksum-offloaded', engine, w, minMs, offloaded));
   }
   // (b) every packet a new flow against 1,000 rules (a small table, so revisits are new again)
   {
     const { engine, client } = makeEngine(rules, 1024);
     const w = newFlowWorkload(client, 8192);
-    cases.push(runCase('new-flows-1000-rules', engine, w, minMs));
+    cases.push(await runCase('new-flows-1000-rules', engine, w, minMs));
   }
   // (c) a mix: 80 % established (both directions), 20 % new flows
   {
@@ -254,7 +256,7 @@ export function runEngineBench(
       }
     }
     cases.push(
-      runCase('mix-80-established-20-new', engine, { frames, links: Int32Array.from(links) }, minMs),
+      await runCase('mix-80-established-20-new', engine, { frames, links: Int32Array.from(links) }, minMs),
     );
   }
   return {

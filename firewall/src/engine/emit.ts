@@ -3,7 +3,7 @@
  * advertisements and the resolver's DNS packets. All write into a caller-owned buffer.
  */
 import { ARP_OP_REPLY, emitArp } from '../wire/arp.ts';
-import { checksum, finish, pseudoSum4, pseudoSum6, sumWords, write16 } from '../wire/checksum.ts';
+import { checksum, copyBytes, finish, pseudoSum4, pseudoSum6, sumWords, write16 } from '../wire/checksum.ts';
 import {
   ETH_HEADER_LEN,
   ETHERTYPE_ARP,
@@ -45,8 +45,8 @@ function ipv4Header(
   write16(out, o + 6, 0x4000);
   out[o + 8] = 64;
   out[o + 9] = proto;
-  out.set(src.subarray(srcOff, srcOff + 4), o + 12);
-  out.set(dst.subarray(dstOff, dstOff + 4), o + 16);
+  copyBytes(out, o + 12, src, srcOff, 4);
+  copyBytes(out, o + 16, dst, dstOff, 4);
   fillIpv4Checksum(out, o, 20);
 }
 
@@ -68,8 +68,8 @@ function ipv6Header(
   write16(out, o + 4, payloadLen);
   out[o + 6] = proto;
   out[o + 7] = hopLimit;
-  out.set(src.subarray(srcOff, srcOff + 16), o + 8);
-  out.set(dst.subarray(dstOff, dstOff + 16), o + 24);
+  copyBytes(out, o + 8, src, srcOff, 16);
+  copyBytes(out, o + 24, dst, dstOff, 16);
 }
 
 /**
@@ -98,7 +98,7 @@ export function buildIcmp4Error(
   write16(out, icmp + 2, 0);
   write16(out, icmp + 4, rest >>> 16);
   write16(out, icmp + 6, rest & 0xffff);
-  out.set(inBuf.subarray(ipOff, ipOff + quote), icmp + 8);
+  copyBytes(out, icmp + 8, inBuf, ipOff, quote);
   write16(out, icmp + 2, checksum(out, icmp, 8 + quote));
   return icmp + 8 + quote;
 }
@@ -126,7 +126,7 @@ export function buildIcmp6Error(
   write16(out, icmp + 2, 0);
   write16(out, icmp + 4, rest >>> 16);
   write16(out, icmp + 6, rest & 0xffff);
-  out.set(inBuf.subarray(ipOff, ipOff + quote), icmp + 8);
+  copyBytes(out, icmp + 8, inBuf, ipOff, quote);
   fillL4Checksum6(out, ip, icmp, IPPROTO_ICMPV6, 8 + quote, icmp + 2);
   return icmp + 8 + quote;
 }
@@ -169,6 +169,7 @@ export function buildEchoReply(
   dstMac: Uint8Array,
   srcMac: Uint8Array,
   src: Uint8Array,
+  srcOff: number,
   inBuf: Uint8Array,
   ipOff: number,
   l4Off: number,
@@ -177,18 +178,18 @@ export function buildEchoReply(
   const ip = ETH_HEADER_LEN;
   if (family === 4) {
     writeEthernetHeader(out, 0, dstMac, srcMac, ETHERTYPE_IPV4);
-    ipv4Header(out, ip, src, 0, inBuf, ipOff + 12, IPPROTO_ICMP, l4Len);
+    ipv4Header(out, ip, src, srcOff, inBuf, ipOff + 12, IPPROTO_ICMP, l4Len);
     const icmp = ip + 20;
-    out.set(inBuf.subarray(l4Off, l4Off + l4Len), icmp);
+    copyBytes(out, icmp, inBuf, l4Off, l4Len);
     out[icmp] = 0;
     write16(out, icmp + 2, 0);
     write16(out, icmp + 2, checksum(out, icmp, l4Len));
     return icmp + l4Len;
   }
   writeEthernetHeader(out, 0, dstMac, srcMac, ETHERTYPE_IPV6);
-  ipv6Header(out, ip, src, 0, inBuf, ipOff + 8, IPPROTO_ICMPV6, l4Len, 64);
+  ipv6Header(out, ip, src, srcOff, inBuf, ipOff + 8, IPPROTO_ICMPV6, l4Len, 64);
   const icmp = ip + IP6_HEADER_LEN;
-  out.set(inBuf.subarray(l4Off, l4Off + l4Len), icmp);
+  copyBytes(out, icmp, inBuf, l4Off, l4Len);
   out[icmp] = 129;
   fillL4Checksum6(out, ip, icmp, IPPROTO_ICMPV6, l4Len, icmp + 2);
   return icmp + l4Len;

@@ -818,7 +818,9 @@ export class FirewallEngine {
       this.drop(c.link, R_CONNTRACK_FULL, buf);
       return -1;
     }
-    ct.keys.set(k.subarray(0, KEY_WORDS * 2), e * KEY_WORDS * 2);
+    const keys = ct.keys;
+    const ko = e * KEY_WORDS * 2;
+    for (let i = 0; i < KEY_WORDS * 2; i++) keys[ko + i] = k[i]!;
     let state = 0;
     if (proto === IPPROTO_TCP) state = (this.pTcpFlags & TCP_SYN) !== 0 ? TCP_SYN_SENT : TCP_ESTABLISHED;
     ct.insert(e, c.link, state, slot, this.now, this.timeoutFor(proto, state, 0));
@@ -1140,7 +1142,8 @@ export class FirewallEngine {
           4,
           c.mac,
           this.gwMac,
-          buf.subarray(l3 + 16, l3 + 20),
+          buf,
+          l3 + 16,
           buf,
           l3,
           this.pL4,
@@ -1212,7 +1215,8 @@ export class FirewallEngine {
             6,
             c.mac,
             this.gwMac,
-            buf.subarray(l3 + 24, l3 + 40),
+            buf,
+            l3 + 24,
             buf,
             l3,
             this.pL4,

@@ -135,6 +135,11 @@ export function write16(buf: Uint8Array, off: number, v: number): void {
   buf[off + 1] = v & 0xff;
 }
 
+/** Copies n bytes without creating a subarray view (generated frames are built per packet). */
+export function copyBytes(dst: Uint8Array, dstOff: number, src: Uint8Array, srcOff: number, n: number): void {
+  for (let i = 0; i < n; i++) dst[dstOff + i] = src[srcOff + i]!;
+}
+
 export function read32(buf: Uint8Array, off: number): number {
   return ((buf[off]! << 24) | (buf[off + 1]! << 16) | (buf[off + 2]! << 8) | buf[off + 3]!) >>> 0;
 }

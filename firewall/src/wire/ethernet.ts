@@ -1,5 +1,5 @@
 /** Ethernet II framing (IEEE 802.3 with EtherType; no 802.1Q: tagged frames are dropped). */
-import { read16, write16 } from './checksum.ts';
+import { copyBytes, read16, write16 } from './checksum.ts';
 
 export const ETH_DST = 0;
 export const ETH_SRC = 6;
@@ -72,8 +72,8 @@ export function writeEthernetHeader(
   src: Uint8Array,
   etherType: number,
 ): void {
-  buf.set(dst.subarray(0, 6), off + ETH_DST);
-  buf.set(src.subarray(0, 6), off + ETH_SRC);
+  copyBytes(buf, off + ETH_DST, dst, 0, 6);
+  copyBytes(buf, off + ETH_SRC, src, 0, 6);
   write16(buf, off + ETH_TYPE, etherType);
 }
 
