@@ -8,7 +8,7 @@ import type { Duplex, Readable } from 'node:stream';
 import { QrexecProtocolError } from './errors.ts';
 import { closeStream, FrameReader, FrameWriter } from './frames.ts';
 import { dataHandshake, type Log } from './service.ts';
-import { checkHeader, decodePayload, encodeMessage, maxDataChunk } from './wire.ts';
+import { checkHeader, decodePayload, MsgType, maxDataChunk } from './wire.ts';
 
 export type CallInput = Uint8Array | string | Readable;
 
@@ -28,14 +28,14 @@ export async function sendInput(
 ): Promise<void> {
   const send = async (bytes: Uint8Array) => {
     for (let off = 0; off < bytes.length; off += chunk) {
-      await writer.write(encodeMessage({ kind: 'data-stdin', data: bytes.subarray(off, off + chunk) }));
+      await writer.writeMessage(MsgType.DATA_STDIN, bytes.subarray(off, off + chunk));
     }
   };
   if (typeof input === 'string') await send(Buffer.from(input));
   else if (input instanceof Uint8Array) await send(input);
   else if (input)
     for await (const piece of input) await send(typeof piece === 'string' ? Buffer.from(piece) : piece);
-  await writer.write(encodeMessage({ kind: 'data-stdin', data: new Uint8Array(0) }));
+  await writer.writeMessage(MsgType.DATA_STDIN, new Uint8Array(0));
 }
 
 export async function runCall(options: {

@@ -365,7 +365,7 @@ export class QrexecDaemon {
       if (!options.justExec) {
         for await (const piece of stdinChunks(input, chunk)) {
           if (exited) return; // the service exited: stop reading local input (qrexec-client does)
-          await writer.write(encodeMessage({ kind: 'data-stdin', data: piece }));
+          await writer.writeMessage(MsgType.DATA_STDIN, piece);
         }
       }
       if (!exited) await writer.write(encodeMessage({ kind: 'data-stdin', data: new Uint8Array(0) }));
@@ -560,15 +560,15 @@ export class QrexecDaemon {
       result = { exitCode: 1, stderr: `${e instanceof Error ? e.message : String(e)}\n` };
     }
     const chunk = maxDataChunk(version);
-    const put = async (kind: 'data-stdout' | 'data-stderr', data: Uint8Array | string | undefined) => {
+    const put = async (type: number, data: Uint8Array | string | undefined) => {
       const bytes = typeof data === 'string' ? Buffer.from(data) : (data ?? new Uint8Array(0));
       for (let off = 0; off < bytes.length; off += chunk) {
-        await writer.write(encodeMessage({ kind, data: bytes.subarray(off, off + chunk) }));
+        await writer.writeMessage(type, bytes.subarray(off, off + chunk));
       }
-      await writer.write(encodeMessage({ kind, data: new Uint8Array(0) }));
+      await writer.writeMessage(type, new Uint8Array(0));
     };
-    await put('data-stdout', result.stdout);
-    await put('data-stderr', result.stderr);
+    await put(MsgType.DATA_STDOUT, result.stdout);
+    await put(MsgType.DATA_STDERR, result.stderr);
     await writer.write(encodeMessage({ kind: 'data-exit-code', code: result.exitCode }));
   }
 }

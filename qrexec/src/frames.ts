@@ -5,7 +5,7 @@
  */
 import type { Duplex, Readable, Writable } from 'node:stream';
 import { QrexecProtocolError } from './errors.ts';
-import { type Decoded, decodeHeader, HEADER_SIZE, type Header } from './wire.ts';
+import { type Decoded, decodeHeader, encodeHeader, HEADER_SIZE, type Header } from './wire.ts';
 
 export interface Frame {
   type: number;
@@ -58,6 +58,18 @@ export class FrameDecoder {
   }
 
   private take(n: number): Uint8Array {
+    const first = this.chunks[0];
+    if (first && first.length - this.offset >= n) {
+      // Contiguous: hand out a view (streams never reuse the chunks they emit).
+      const view = first.subarray(this.offset, this.offset + n);
+      this.offset += n;
+      if (this.offset === first.length) {
+        this.chunks.shift();
+        this.offset = 0;
+      }
+      this.total -= n;
+      return view;
+    }
     const out = new Uint8Array(n);
     let filled = 0;
     while (filled < n) {
@@ -150,6 +162,15 @@ export class FrameWriter {
       stream.on('close', onClose);
       stream.on('error', onClose);
     });
+  }
+
+  /** One message from a header and a payload, without copying the payload into a new buffer. */
+  async writeMessage(type: number, payload: Uint8Array): Promise<void> {
+    const header = encodeHeader({ type, length: payload.length });
+    if (payload.length === 0) return this.write(header);
+    if (this.stream.destroyed || this.stream.writableEnded) throw this.closed();
+    this.stream.write(header); // the payload's write below carries the backpressure for both
+    return this.write(payload);
   }
 
   private closed() {

@@ -9,6 +9,7 @@ export {
   QrexecAgent,
   type ServiceOptions,
 } from './agent.ts';
+export { measureQrexec, type QrexecBenchReport } from './bench.ts';
 export {
   BUILTIN_SERVICES,
   type BuiltinOptions,

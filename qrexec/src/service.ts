@@ -106,17 +106,18 @@ export async function justExecOnDataChannel(options: ServiceSessionOptions, exit
 
 /** Output stream of a service: chunks become MSG_DATA_STDOUT/STDERR, end becomes the zero-length EOF. */
 function outputStream(writer: FrameWriter, kind: 'data-stdout' | 'data-stderr', chunk: number): Writable {
+  const type = kind === 'data-stdout' ? MsgType.DATA_STDOUT : MsgType.DATA_STDERR;
   return new Writable({
     highWaterMark: chunk,
     write(data: Buffer, _enc, callback) {
       (async () => {
         for (let off = 0; off < data.length; off += chunk) {
-          await writer.write(encodeMessage({ kind, data: data.subarray(off, off + chunk) }));
+          await writer.writeMessage(type, data.subarray(off, off + chunk));
         }
       })().then(() => callback(), callback);
     },
     final(callback) {
-      writer.write(encodeMessage({ kind, data: new Uint8Array(0) })).then(() => callback(), callback);
+      writer.writeMessage(type, new Uint8Array(0)).then(() => callback(), callback);
     },
   });
 }

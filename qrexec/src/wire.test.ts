@@ -332,7 +332,7 @@ describe('properties', () => {
         fc.array(message, { maxLength: 8 }),
         fc.array(fc.nat(40), { maxLength: 20 }),
         (msgs, cuts) => {
-          const stream = Buffer.concat(msgs.map((m) => encodeMessage(m)));
+          const stream = new Uint8Array(Buffer.concat(msgs.map((m) => encodeMessage(m))));
           const decoder = new FrameDecoder();
           const out: Message[] = [];
           const drain = () => {

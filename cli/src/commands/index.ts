@@ -1,6 +1,8 @@
 import type { CommandModule } from '../program.ts';
 import { demoCommand } from './demo.ts';
 import { firewallCommand } from './firewall.ts';
+import { labCommand } from './lab.ts';
+import { qrexecCommand } from './qrexec.ts';
 import { qubesdbCommand } from './qubesdb.ts';
 import { testCommand } from './test.ts';
 import { viewerCommand } from './viewer.ts';
@@ -15,5 +17,7 @@ export const commandModules: readonly CommandModule[] = [
   viewerCommand,
   firewallCommand,
   qubesdbCommand,
+  qrexecCommand,
   xenstoreCommand,
+  labCommand,
 ];
