@@ -165,18 +165,7 @@ export function planesToRgba(
         out[o + 3] = 255;
       }
     } else if (colour === 'ycbcr') {
-      for (; i0 < end; i0++, i1++, i2++, o += 4) {
-        const l = y0[i0] as number;
-        const cb = c1[i1] as number;
-        const cr = c2[i2] as number;
-        const r = l + (crR[cr] as number);
-        const g = l + (((cbG[cb] as number) + (crG[cr] as number)) >> scaleBits);
-        const b = l + (cbB[cb] as number);
-        out[o] = clamp(r);
-        out[o + 1] = clamp(g);
-        out[o + 2] = clamp(b);
-        out[o + 3] = 255;
-      }
+      ycbcrRow(y0, i0, c1, i1, c2, i2, out, o, width);
     } else if (colour === 'rgb') {
       for (; i0 < end; i0++, i1++, i2++, o += 4) {
         out[o] = y0[i0] as number;
@@ -209,4 +198,29 @@ export function planesToRgba(
     }
   }
   return out;
+}
+
+/** One row of YCbCr → RGBA (kept small and monomorphic so that V8 optimises it well). */
+function ycbcrRow(
+  y0: Uint8Array,
+  i0: number,
+  c1: Uint8Array,
+  i1: number,
+  c2: Uint8Array,
+  i2: number,
+  out: Uint8Array,
+  o: number,
+  width: number,
+): void {
+  for (let x = 0; x < width; x++, o += 4) {
+    const l = (y0[i0 + x] as number) + 384;
+    const cb = c1[i1 + x] as number;
+    const cr = c2[i2 + x] as number;
+    out[o] = rangeLimit[(l + (crR[cr] as number)) & 1023] as number;
+    out[o + 1] = rangeLimit[
+      (l + (((cbG[cb] as number) + (crG[cr] as number)) >> scaleBits)) & 1023
+    ] as number;
+    out[o + 2] = rangeLimit[(l + (cbB[cb] as number)) & 1023] as number;
+    out[o + 3] = 255;
+  }
 }

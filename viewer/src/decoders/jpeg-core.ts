@@ -42,6 +42,12 @@ interface HuffmanTable {
   /** Offset from code to symbol index, per length. */
   valOffset: Int32Array;
   symbols: Uint8Array;
+  /**
+   * For AC tables, stb_image's trick: when a code and the magnitude bits that follow it fit
+   * in the 9 lookahead bits, the whole coefficient is one lookup:
+   * (value << 16) | (run << 8) | bits used; 0 = take the slow path.
+   */
+  fastAc: Int32Array;
 }
 
 function buildHuffman(counts: Uint8Array, symbols: Uint8Array): HuffmanTable {
@@ -65,7 +71,20 @@ function buildHuffman(counts: Uint8Array, symbols: Uint8Array): HuffmanTable {
     code <<= 1;
   }
   maxCode[17] = 0x7fffffff; // sentinel: a code longer than 16 bits is invalid
-  return { lookup, maxCode, valOffset, symbols };
+  const fastAc = new Int32Array(1 << lookBits);
+  for (let i = 0; i < 1 << lookBits; i++) {
+    const look = lookup[i] as number;
+    if (look === 0) continue;
+    const len = look >> 8;
+    const rs = look & 0xff;
+    const run = rs >> 4;
+    const size = rs & 15;
+    if (size === 0 || len + size > lookBits) continue;
+    const raw = (i >> (lookBits - len - size)) & ((1 << size) - 1);
+    const value = raw < 1 << (size - 1) ? raw - (1 << size) + 1 : raw;
+    fastAc[i] = (value * 65536) | (run << 8) | (len + size);
+  }
+  return { lookup, maxCode, valOffset, symbols, fastAc };
 }
 
 interface Component {
@@ -80,6 +99,8 @@ interface Component {
   blocksPerLine: number;
   blocksPerColumn: number;
   coefficients: Int16Array;
+  /** Per block: 1 when any AC coefficient may be non-zero (lets the IDCT skip DC-only blocks). */
+  hasAc: Uint8Array;
   dcTable: HuffmanTable | undefined;
   acTable: HuffmanTable | undefined;
   pred: number;
@@ -212,6 +233,7 @@ export function decodeJpegPlanes(bytes: Uint8Array, height: number, budget: Deco
             blocksPerLine,
             blocksPerColumn,
             coefficients: new Int16Array(size),
+            hasAc: new Uint8Array(size / 64),
             dcTable: undefined,
             acTable: undefined,
             pred: 0,
@@ -280,15 +302,17 @@ export function decodeJpegPlanes(bytes: Uint8Array, height: number, budget: Deco
     for (let by = 0; by < c.blocksPerColumn; by++) {
       budget.tick();
       for (let bx = 0; bx < c.blocksPerLine; bx++) {
-        idctIslow(
-          c.coefficients,
-          (by * c.blocksPerLine + bx) * 64,
-          q,
-          work,
-          plane,
-          by * 8 * stride + bx * 8,
-          stride,
-        );
+        const block = by * c.blocksPerLine + bx;
+        const o = by * 8 * stride + bx * 8;
+        if (c.hasAc[block] === 0) {
+          // DC only: the IDCT of such a block is one value (the same arithmetic as
+          // idctIslow's shortcuts, so the result is identical).
+          const dc = ((c.coefficients[block * 64] as number) * (q[0] as number)) << 2;
+          const v = clamp(((dc + 16) >> 5) + 128);
+          for (let r = 0; r < 8; r++) plane.fill(v, o + r * stride, o + r * stride + 8);
+          continue;
+        }
+        idctIslow(c.coefficients, block * 64, q, work, plane, o, stride);
       }
     }
     out.push({
@@ -387,7 +411,20 @@ function decodeScan(
       c.pred += diff;
       co[offset] = c.pred;
       const ac = c.acTable;
+      if (!ac) refuse('corrupt', 'JPEG scan uses a Huffman table that was never defined');
+      const fastAc = ac.fastAc;
       for (let k = 1; k < 64; ) {
+        if (bitCount < 16) fill();
+        const fast = fastAc[(bits >>> (bitCount - lookBits)) & ((1 << lookBits) - 1)] as number;
+        if (fast !== 0) {
+          bitCount -= fast & 0xff;
+          k += (fast >> 8) & 0xff;
+          if (k > 63) break;
+          co[offset + (naturalOrder[k] as number)] = fast >> 16;
+          c.hasAc[offset >> 6] = 1;
+          k++;
+          continue;
+        }
         const rs = decodeHuffman(ac);
         const s = rs & 15;
         const r = rs >> 4;
@@ -399,10 +436,13 @@ function decodeScan(
         k += r;
         if (k > 63) break;
         co[offset + (naturalOrder[k] as number)] = extend(getBits(s), s);
+        c.hasAc[offset >> 6] = 1;
         k++;
       }
       return;
     }
+    // Progressive AC scans may write anywhere: mark the block.
+    if (ss > 0) c.hasAc[offset >> 6] = 1;
     if (ss === 0) {
       // DC scans (first pass or refinement).
       if (ah === 0) {
