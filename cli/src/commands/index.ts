@@ -1,7 +1,6 @@
 import type { CommandModule } from '../program.ts';
 import { demoCommand } from './demo.ts';
 import { firewallCommand } from './firewall.ts';
-import { labCommand } from './lab.ts';
 import { qrexecCommand } from './qrexec.ts';
 import { qubesdbCommand } from './qubesdb.ts';
 import { testCommand } from './test.ts';
@@ -19,5 +18,4 @@ export const commandModules: readonly CommandModule[] = [
   qubesdbCommand,
   qrexecCommand,
   xenstoreCommand,
-  labCommand,
 ];
