@@ -234,6 +234,32 @@ export class XenstoreClient extends XenstoreOps {
     );
   }
 
+  /**
+   * Watches `path` and re-reads it on every event until `check(value)` returns something other
+   * than undefined (value is undefined while the node is absent); resolves with that. For
+   * handshakes such as "wait until the backend's state is 4". The watch is removed afterwards.
+   */
+  async waitFor<T>(
+    path: string,
+    check: (value: string | undefined) => T | undefined,
+    options: RequestOptions = {},
+  ): Promise<T> {
+    const watch = await this.watch(path, { ...(options.signal ? { signal: options.signal } : {}) });
+    const deadline = options.timeoutMs !== undefined ? Date.now() + options.timeoutMs : undefined;
+    try {
+      for (;;) {
+        const result = check(await this.tryRead(path, options));
+        if (result !== undefined) return result;
+        const remaining = deadline === undefined ? undefined : deadline - Date.now();
+        if (remaining !== undefined && remaining <= 0)
+          throw new XenstoreTimeoutError('waitFor', path, false, options.timeoutMs);
+        await nextEvent(watch, remaining, options.signal, path);
+      }
+    } finally {
+      if (this.connected) await watch.close().catch(() => undefined);
+    }
+  }
+
   /** Drops every watch and transaction of this connection on the server (XS_RESET_WATCHES). */
   async resetWatches(options?: RequestOptions): Promise<void> {
     expectOk(
@@ -495,4 +521,30 @@ function sendError(operation: string, path: string | undefined, error: unknown):
     'send failed',
     error instanceof Error ? error : new Error(String(error)),
   );
+}
+
+/** The watch's next event, bounded by `timeoutMs` and `signal` (XenstoreTimeoutError). */
+function nextEvent(
+  watch: XenstoreWatch,
+  timeoutMs: number | undefined,
+  signal: AbortSignal | undefined,
+  path: string,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined;
+    const onAbort = () => finish(new XenstoreTimeoutError('waitFor', path, true));
+    const finish = (error?: Error) => {
+      if (timer) clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      if (error) reject(error);
+      else resolve();
+    };
+    if (timeoutMs !== undefined)
+      timer = setTimeout(
+        () => finish(new XenstoreTimeoutError('waitFor', path, false, timeoutMs)),
+        timeoutMs,
+      );
+    signal?.addEventListener('abort', onAbort, { once: true });
+    watch.next().then(() => finish(), finish);
+  });
 }

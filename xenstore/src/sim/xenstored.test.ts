@@ -353,3 +353,28 @@ describe('XenstoredSim facing a misbehaving client', () => {
     expect(await a.readString('domid')).toBe('3');
   });
 });
+
+describe('XenstoreClient.waitFor against the sim', () => {
+  it('resolves once another domain writes the awaited value', async () => {
+    const { dom0, a } = setup();
+    await dom0.write('/local/domain/0/backend/state', '1');
+    await dom0.setPermissions('/local/domain/0/backend/state', perms('n0', 'r3'));
+    const connected = a.waitFor(
+      '/local/domain/0/backend/state',
+      (v) => (v === '4' ? 'connected' : undefined),
+      {
+        timeoutMs: 2000,
+      },
+    );
+    await dom0.write('/local/domain/0/backend/state', '2');
+    await dom0.write('/local/domain/0/backend/state', '4');
+    expect(await connected).toBe('connected');
+  });
+
+  it('times out with XenstoreTimeoutError when the value never comes', async () => {
+    const { a } = setup();
+    const r = await a.waitFor('data/never', (v) => v, { timeoutMs: 30 }).catch((e) => e);
+    expect(r).toBeInstanceOf(XenstoreTimeoutError);
+    expect(await a.readString('domid')).toBe('3');
+  });
+});
