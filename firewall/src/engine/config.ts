@@ -70,6 +70,11 @@ export interface EngineConfig {
   dns?: DnsConfig;
   /** Most tracked connections (Linux nf_conntrack_max analogue). Default 16384. */
   conntrackMax?: number;
+  /**
+   * Most tracked connections one client may hold (default half of conntrackMax), so that a
+   * client opening flows without end evicts its own flows rather than everyone's.
+   */
+  conntrackPerClient?: number;
   /** Answer rule drops with ICMP admin-prohibited (Linux default, true) or drop silently. */
   rejectWithIcmp?: boolean;
   /** Most fragment trains tracked per link. Default 64. */

@@ -128,6 +128,8 @@ export class Conntrack {
   private readonly orig: FlowIndex;
   private readonly reply: FlowIndex;
   evictions = 0;
+  /** Flows per link (client), for the per-client share of the table. */
+  private perLink = new Int32Array(64);
   /** The engine's clock, for expiry on lookup. */
   now = 0;
   expirations = 0;
@@ -221,6 +223,12 @@ export class Conntrack {
     this.lastSeen[e] = now;
     this.expires[e] = now + timeout;
     this.used[e] = 1;
+    if (link >= this.perLink.length) {
+      const grown = new Int32Array(Math.max(link + 1, this.perLink.length * 2));
+      grown.set(this.perLink);
+      this.perLink = grown;
+    }
+    this.perLink[link]! += 1;
     this.prev[e] = -1;
     this.next[e] = this.head;
     if (this.head >= 0) this.prev[this.head] = e;
@@ -267,8 +275,31 @@ export class Conntrack {
     if (n >= 0) this.prev[n] = p;
     else this.tail = p;
     this.used[e] = 0;
+    this.perLink[this.link[e]!]! -= 1;
     this.free[this.freeTop++] = e;
     this.size--;
+  }
+
+  /** How many flows belong to `link`. */
+  countOf(link: number): number {
+    return link < this.perLink.length ? this.perLink[link]! : 0;
+  }
+
+  /**
+   * Makes room within one link's share: removes that link's least recently used expired or
+   * unassured flow among the `EVICT_SCAN * 4` oldest flows. False when it has none there.
+   */
+  evictOwn(link: number, now: number): boolean {
+    for (let e = this.tail, n = 0; e >= 0 && n < EVICT_SCAN * 4; e = this.prev[e]!, n++) {
+      if (this.link[e] !== link) continue;
+      if (this.expires[e]! <= now || (this.flags[e]! & F_ASSURED) === 0) {
+        if (this.expires[e]! <= now) this.expirations++;
+        else this.evictions++;
+        this.remove(e);
+        return true;
+      }
+    }
+    return false;
   }
 
   /** Marks use: moves to the LRU head and pushes the expiry out. */

@@ -517,7 +517,7 @@ describe('connection table', () => {
   });
 
   it('keeps established TCP for days and evicts idle or unanswered flows first when full', () => {
-    const { engine, sink, c1 } = setup({ conntrackMax: 4 });
+    const { engine, sink, c1 } = setup({ conntrackMax: 4, conntrackPerClient: 4 });
     for (const p of [1, 2]) {
       out(engine, sink, c1, frame4({ src: C1, dst: REMOTE, proto: 6, sport: p, dport: 443, tcpFlags: 0x02 }));
       out(engine, sink, UPLINK, toUplink(REMOTE, UP4, { proto: 6, sport: 443, dport: p, tcpFlags: 0x12 }));
@@ -541,8 +541,38 @@ describe('connection table', () => {
     ).toBe(V_FORWARDED);
   });
 
+  it('keeps a flooding client within its share of the table', () => {
+    const { engine, sink, c1, c2 } = setup({ conntrackMax: 8, conntrackPerClient: 4 });
+    const open = (link: number, src: Uint8Array, mac: Uint8Array, p: number) => {
+      out(
+        engine,
+        sink,
+        link,
+        frame4({ src, dst: REMOTE, proto: 6, sport: p, dport: 443, tcpFlags: 0x02, srcMac: mac }),
+      );
+      out(engine, sink, UPLINK, toUplink(REMOTE, UP4, { proto: 6, sport: 443, dport: p, tcpFlags: 0x12 }));
+      out(
+        engine,
+        sink,
+        link,
+        frame4({ src, dst: REMOTE, proto: 6, sport: p, dport: 443, tcpFlags: 0x10, srcMac: mac }),
+      );
+    };
+    open(c2, C2, C2_MAC, 7001);
+    open(c2, C2, C2_MAC, 7002);
+    for (let p = 100; p < 200; p++)
+      out(engine, sink, c1, frame4({ src: C1, dst: REMOTE, proto: 17, sport: p, dport: 9 }));
+    expect(engine.conntrack.countOf(c1)).toBe(4);
+    expect(engine.conntrack.countOf(c2)).toBe(2);
+    // c2 can still open new flows
+    expect(
+      out(engine, sink, c2, frame4({ src: C2, dst: REMOTE, proto: 17, sport: 5, dport: 9, srcMac: C2_MAC }))
+        .v,
+    ).toBe(V_FORWARDED);
+  });
+
   it('refuses new flows rather than evicting live established ones', () => {
-    const { engine, sink, c1 } = setup({ conntrackMax: 2 });
+    const { engine, sink, c1 } = setup({ conntrackMax: 2, conntrackPerClient: 2 });
     for (const p of [1, 2]) {
       out(engine, sink, c1, frame4({ src: C1, dst: REMOTE, proto: 6, sport: p, dport: 443, tcpFlags: 0x02 }));
       out(engine, sink, UPLINK, toUplink(REMOTE, UP4, { proto: 6, sport: 443, dport: p, tcpFlags: 0x12 }));

@@ -199,6 +199,7 @@ export class FirewallEngine {
   private now = 0;
   private rng: number;
   private readonly reject: boolean;
+  private readonly perClientMax: number;
 
   // addresses
   private readonly upMac: Uint8Array;
@@ -283,6 +284,7 @@ export class FirewallEngine {
     this.sink = sink;
     this.conntrack = new Conntrack(config.conntrackMax ?? 16384);
     this.reject = config.rejectWithIcmp ?? true;
+    this.perClientMax = config.conntrackPerClient ?? Math.max(1, Math.floor(this.conntrack.capacity / 2));
     this.rng = (config.seed ?? 0x9e3779b9) >>> 0 || 1;
     const up = config.uplink;
     this.upMac = up.mac.slice(0, 6);
@@ -813,6 +815,11 @@ export class FirewallEngine {
       return -1;
     }
     const ct = this.conntrack;
+    // one client may hold only its share of the table: a flood costs that client's own flows
+    if (ct.countOf(c.link) >= this.perClientMax && !ct.evictOwn(c.link, this.now)) {
+      this.drop(c.link, R_CONNTRACK_FULL, buf);
+      return -1;
+    }
     const e = ct.allocate(this.now);
     if (e < 0) {
       this.drop(c.link, R_CONNTRACK_FULL, buf);
