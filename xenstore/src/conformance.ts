@@ -884,6 +884,7 @@ const cases: [string, Body][] = [
     async (c) => {
       const x = await c.client();
       await expectCode(x.rawRequest(20, joinStrings(['']), 0), 'ENOSYS', 'the removed XS_RESTRICT');
+      await expectCode(x.rawRequest(1000, joinStrings(['']), 0), 'ENOSYS', 'a type no xenstored knows');
       await expectCode(
         x.rawRequest(XsType.WATCH_EVENT, joinStrings(['a', 'b']), 0),
         'ENOSYS',

@@ -32,6 +32,11 @@ export const XsType = {
   SET_TARGET: 19,
   RESET_WATCHES: 21,
   DIRECTORY_PART: 22,
+  /** 23-26 came with Xen 4.18; 4.17's xenstored answers them with ENOSYS. */
+  GET_FEATURE: 23,
+  SET_FEATURE: 24,
+  GET_QUOTA: 25,
+  SET_QUOTA: 26,
   INVALID: 0xffff,
 } as const;
 export type XsTypeName = keyof typeof XsType;
