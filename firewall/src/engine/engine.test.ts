@@ -668,3 +668,166 @@ describe('client addresses', () => {
     expect(parseVifAddresses('garbage 10.137.0.999 ::zz')).toEqual({ ip4: undefined, ip6: undefined });
   });
 });
+
+describe('more of the packet path', () => {
+  it('cuts tracked flows to an address that becomes a client’s, and a removed client’s flows', () => {
+    const { engine, sink, c1 } = setup();
+    const other = ip('198.51.100.7');
+    out(engine, sink, c1, frame4({ src: C1, dst: other, proto: 17, sport: 1, dport: 2 }));
+    out(engine, sink, c1, frame4({ src: C1, dst: REMOTE, proto: 17, sport: 3, dport: 4 }));
+    expect(engine.conntrack.size).toBe(2);
+    engine.setConnectedIps([C1, C2, other]);
+    expect(engine.conntrack.size).toBe(1);
+    engine.removeClient(c1);
+    expect(engine.conntrack.size).toBe(0);
+    expect(out(engine, sink, c1, frame4({ src: C1, dst: REMOTE, proto: 17 })).v).toBe(V_DROPPED);
+  });
+
+  it('calls a TCP flow opened by RST or SYN+ACK invalid, and closes flows on FIN with short timeouts', () => {
+    const { engine, sink, c1 } = setup({ conntrackMax: 64 });
+    expect(
+      out(engine, sink, c1, frame4({ src: C1, dst: REMOTE, proto: 6, sport: 9, tcpFlags: 0x04 })).v,
+    ).toBe(V_DROPPED);
+    expect(
+      out(engine, sink, c1, frame4({ src: C1, dst: REMOTE, proto: 6, sport: 9, tcpFlags: 0x12 })).v,
+    ).toBe(V_DROPPED);
+    expect(engine.stats().links[1]!.dropsByReason['tcp-invalid']).toBe(2);
+    const c = (flags: number) =>
+      out(
+        engine,
+        sink,
+        c1,
+        frame4({ src: C1, dst: REMOTE, proto: 6, sport: 10, dport: 443, tcpFlags: flags }),
+      );
+    const u = (flags: number) =>
+      out(engine, sink, UPLINK, toUplink(REMOTE, UP4, { proto: 6, sport: 443, dport: 10, tcpFlags: flags }));
+    c(0x02);
+    u(0x12);
+    c(0x10);
+    c(0x11); // FIN from the client
+    u(0x11); // FIN from the server
+    c(0x10); // last ACK: TIME_WAIT, 2 minutes
+    engine.tick(1000 + 121_000);
+    expect(engine.conntrack.size).toBe(0);
+  });
+
+  it('answers ARP for the uplink address, learns the netvm’s MAC, and asks for it', () => {
+    const { engine, sink } = setup();
+    const arp = (op: number, senderMac: Uint8Array, sender: Uint8Array, target: Uint8Array) => {
+      const f = new Uint8Array(42);
+      f.set([0xff, 0xff, 0xff, 0xff, 0xff, 0xff], 0);
+      f.set(senderMac, 6);
+      f[12] = 0x08;
+      f[13] = 0x06;
+      emitArp(
+        { operation: op, senderMac, senderIp: sender, targetMac: new Uint8Array(6), targetIp: target },
+        f,
+        14,
+      );
+      return f;
+    };
+    const netvm = ip('10.137.0.1');
+    const r = out(engine, sink, UPLINK, arp(1, NETVM_MAC, netvm, UP4));
+    expect(r.v).toBe(V_LOCAL);
+    expect(r.frames[0]!.bytes.subarray(22, 28)).toEqual(UP_MAC);
+    const learned = new Uint8Array([0x02, 0, 0, 0, 0, 9]);
+    out(engine, sink, UPLINK, arp(2, learned, netvm, UP4));
+    expect(engine.uplinkGatewayMac).toBe('02:00:00:00:00:09');
+    engine.solicitGateway();
+    const q = sink.take()[0]!;
+    expect([q.link, read16(q.bytes, 20)]).toEqual([UPLINK, 1]);
+  });
+
+  it('answers IPv6 pings to the gateway, rejects other IPv6 to it, and sends IPv6 errors', () => {
+    const { engine, sink, c1 } = setup();
+    const ping = out(engine, sink, c1, frame6({ src: C1_6, dst: UP6, proto: 58 }));
+    expect(ping.v).toBe(V_LOCAL);
+    expect(ping.frames[0]!.bytes[54]).toBe(129);
+    expect(checksumsValid(ping.frames[0]!.bytes)).toBe(true);
+    const tcp = out(engine, sink, c1, frame6({ src: C1_6, dst: UP6, proto: 6, dport: 22 }));
+    expect([tcp.frames[0]!.bytes[54], tcp.frames[0]!.bytes[55]]).toEqual([1, 1]);
+    const ttl = out(engine, sink, c1, frame6({ src: C1_6, dst: REMOTE6, proto: 17, ttl: 1 }));
+    expect(ttl.frames[0]!.bytes[54]).toBe(3);
+    const big = out(
+      engine,
+      sink,
+      c1,
+      frame6({ src: C1_6, dst: REMOTE6, proto: 17, payload: new Uint8Array(1500) }),
+    );
+    expect([big.frames[0]!.bytes[54], read32(big.frames[0]!.bytes, 58)]).toEqual([2, 1500]);
+    expect(checksumsValid(big.frames[0]!.bytes)).toBe(true);
+  });
+
+  it('checks GSO frames against the MTU per segment', () => {
+    const { engine, sink, c1 } = setup();
+    const payload = new Uint8Array(4000);
+    const ok = frame4({
+      src: C1,
+      dst: REMOTE,
+      proto: 6,
+      sport: 1,
+      tcpFlags: 0x02,
+      df: true,
+      partialChecksum: true,
+      payload,
+    });
+    expect(
+      out(engine, sink, c1, ok, { csumBlank: true, dataValidated: false, gsoType: 1, gsoSize: 1460 }).v,
+    ).toBe(V_FORWARDED);
+    const tooBig = frame4({
+      src: C1,
+      dst: REMOTE,
+      proto: 6,
+      sport: 2,
+      tcpFlags: 0x02,
+      df: true,
+      partialChecksum: true,
+      payload,
+    });
+    const r = out(engine, sink, c1, tooBig, {
+      csumBlank: true,
+      dataValidated: false,
+      gsoType: 1,
+      gsoSize: 1480,
+    });
+    expect(r.v).toBe(V_DROPPED);
+    expect([r.frames[0]!.bytes[34], r.frames[0]!.bytes[35], read16(r.frames[0]!.bytes, 40)]).toEqual([
+      3, 4, 1500,
+    ]);
+  });
+
+  it('sends a client’s ICMP error about a reply out with our address and the embedded header translated', () => {
+    const { engine, sink, c1, c2 } = setup();
+    out(
+      engine,
+      sink,
+      c2,
+      frame4({ src: C2, dst: REMOTE, proto: 17, sport: 6000, dport: 7000, srcMac: C2_MAC }),
+    );
+    out(engine, sink, c1, frame4({ src: C1, dst: REMOTE, proto: 17, sport: 6000, dport: 7000 }));
+    sink.take();
+    // c1's flow got another port; the reply to port 6000 reaches c2, which answers port unreachable
+    expect(engine.stats().conntrack.size).toBe(2);
+    const reply = toUplink(REMOTE, UP4, { proto: 17, sport: 7000, dport: 6000 });
+    const back = out(engine, sink, UPLINK, reply).frames[0]!;
+    expect(back.link).toBe(c2); // port 6000 was c2's
+    const quoted = back.bytes.slice(14, 14 + 28);
+    const body = new Uint8Array(8 + 28);
+    body[0] = 3;
+    body[1] = 3;
+    body.set(quoted, 8);
+    const err = frame4({ src: C2, dst: REMOTE, proto: 1, l4: body, srcMac: C2_MAC });
+    err[36] = 0;
+    err[37] = 0;
+    const cs = checksum(err, 34, body.length);
+    err[36] = cs >> 8;
+    err[37] = cs & 0xff;
+    const r = out(engine, sink, c2, err);
+    expect(r.v).toBe(V_FORWARDED);
+    const f = r.frames[0]!;
+    expect(f.link).toBe(UPLINK);
+    expect(u32(f.bytes, 26)).toBe(u32(UP4, 0));
+    expect(u32(f.bytes, 42 + 16)).toBe(u32(UP4, 0)); // embedded destination: our address
+    expect(checksumsValid(f.bytes)).toBe(true);
+  });
+});
