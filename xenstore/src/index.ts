@@ -1,3 +1,4 @@
+export { measureXenstoreRoundTrip, type RoundTripReport } from './bench.ts';
 export {
   type ClientOptions,
   type ClientStats,

@@ -6,6 +6,7 @@ import {
   conformanceSuite,
   defaultSocketPath,
   hostileServerSuite,
+  measureXenstoreRoundTrip,
   runCases,
   SocketTransport,
   XenbusTransport,
@@ -29,7 +30,23 @@ interface ConformanceOptions {
  * hostile-server suite.
  */
 export const xenstoreCommand: CommandModule = {
-  register(program: Command, _ctx: CliContext) {
+  register(program: Command, ctx: CliContext) {
+    ctx.bench
+      .command('xenstore')
+      .description(
+        'xenstore-js read round trip against XenstoredSim over a unix socket vs a bare socket echo',
+      )
+      .option('--requests <n>', 'round trips to time', '2000')
+      .action(
+        handler(async (reporter, cmd) => {
+          const requests = Number(cmd.opts<{ requests: string }>().requests);
+          if (!Number.isInteger(requests) || requests < 10)
+            throw new SetupProblem('--requests must be an integer >= 10');
+          const r = await measureXenstoreRoundTrip({ requests });
+          reporter.result('xenstore read round trip (µs)', { ...r });
+          return ExitCode.ok;
+        }),
+      );
     const xenstore = program.command('xenstore').description('xenstore-js suites');
     xenstore
       .command('conformance')
