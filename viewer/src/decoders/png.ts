@@ -450,20 +450,37 @@ function unfilter(
         raw[start + i] = ((raw[start + i] as number) + (raw[prior + i] as number)) & 0xff;
       return;
     case 3: // Average
-      for (let i = 0; i < n; i++) {
-        const left = i >= bpp ? (raw[start + i - bpp] as number) : 0;
-        const up = prior < 0 ? 0 : (raw[prior + i] as number);
-        raw[start + i] = ((raw[start + i] as number) + ((left + up) >> 1)) & 0xff;
+      if (prior < 0) {
+        for (let i = start + bpp; i < end; i++)
+          raw[i] = ((raw[i] as number) + ((raw[i - bpp] as number) >> 1)) & 0xff;
+        return;
+      }
+      for (let i = 0; i < bpp; i++)
+        raw[start + i] = ((raw[start + i] as number) + ((raw[prior + i] as number) >> 1)) & 0xff;
+      for (let i = bpp; i < n; i++) {
+        const avg = ((raw[start + i - bpp] as number) + (raw[prior + i] as number)) >> 1;
+        raw[start + i] = ((raw[start + i] as number) + avg) & 0xff;
       }
       return;
     case 4: // Paeth
-      for (let i = 0; i < n; i++) {
-        const a = i >= bpp ? (raw[start + i - bpp] as number) : 0;
-        const b = prior < 0 ? 0 : (raw[prior + i] as number);
-        const c = i >= bpp && prior >= 0 ? (raw[prior + i - bpp] as number) : 0;
-        const pa = Math.abs(b - c);
-        const pb = Math.abs(a - c);
-        const pc = Math.abs(a + b - 2 * c);
+      if (prior < 0) {
+        // No row above: Paeth predicts from the left byte only (same as Sub).
+        for (let i = start + bpp; i < end; i++)
+          raw[i] = ((raw[i] as number) + (raw[i - bpp] as number)) & 0xff;
+        return;
+      }
+      for (let i = 0; i < bpp; i++)
+        raw[start + i] = ((raw[start + i] as number) + (raw[prior + i] as number)) & 0xff;
+      for (let i = bpp; i < n; i++) {
+        const a = raw[start + i - bpp] as number;
+        const b = raw[prior + i] as number;
+        const c = raw[prior + i - bpp] as number;
+        let pa = b - c;
+        let pb = a - c;
+        let pc = pa + pb;
+        if (pa < 0) pa = -pa;
+        if (pb < 0) pb = -pb;
+        if (pc < 0) pc = -pc;
         const pred = pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
         raw[start + i] = ((raw[start + i] as number) + pred) & 0xff;
       }
