@@ -152,7 +152,13 @@ export class SocketVchanEndpoint implements VchanEndpoint {
       // destroySoon-style cleanup happens when the peer closes its side too.
       socket.end();
       socket.resume(); // discard whatever the peer still sends, so its close can complete
-      socket.once('finish', () => socket.destroy());
+      // The C library blocks in close until flushed; we flush in the background, for a while.
+      const timer = setTimeout(() => socket.destroy(), 10_000);
+      timer.unref();
+      socket.once('finish', () => {
+        clearTimeout(timer);
+        socket.destroy();
+      });
     }
     this.#readQueue = [];
     this.#readQueued = 0;
