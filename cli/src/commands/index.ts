@@ -1,6 +1,7 @@
 import type { CommandModule } from '../program.ts';
 import { demoCommand } from './demo.ts';
 import { firewallCommand } from './firewall.ts';
+import { labBenchCommand } from './lab-bench.ts';
 import { qrexecCommand } from './qrexec.ts';
 import { qubesdbCommand } from './qubesdb.ts';
 import { testCommand } from './test.ts';
@@ -18,4 +19,5 @@ export const commandModules: readonly CommandModule[] = [
   qubesdbCommand,
   qrexecCommand,
   xenstoreCommand,
+  labBenchCommand,
 ];

@@ -1,0 +1,91 @@
+import { LabError, runPenaltyBench, runVchanBench } from '@moat/lab';
+import type { Command } from 'commander';
+import { CheckFailed, ExitCode, SetupProblem } from '../errors.ts';
+import { type CliContext, type CommandModule, handler } from '../program.ts';
+
+function labFailure(error: unknown): never {
+  if (error instanceof LabError) throw new CheckFailed(error.message, { step: error.step, ...error.detail });
+  throw error;
+}
+
+/**
+ * Benches that need the lab (real Xen in QEMU): `bench penalty` (how much slower the same C
+ * and JS run in a domU than here) and `bench vchan` (our vchan against the C
+ * vchan-socket-proxy in the same lab run, with that run's penalty beside it).
+ */
+export const labBenchCommand: CommandModule = {
+  register(_program: Command, ctx: CliContext) {
+    ctx.bench
+      .command('penalty')
+      .description('emulation penalty: the same C and JS workload on this machine and in a lab domU')
+      .option('--pvh', 'run the domU as PVH instead of PV')
+      .action(
+        handler(async (reporter, cmd) => {
+          const progress = reporter.progress('bench penalty', 1);
+          progress.update(1, 'host runs, then a lab domU');
+          const f = await runPenaltyBench({ type: cmd.opts<{ pvh?: boolean }>().pvh ? 'pvh' : 'pv' }).catch(
+            labFailure,
+          );
+          progress.done('measured');
+          reporter.result('emulation penalty (guest / host, fastest run)', {
+            iterations: f.iterations,
+            hostCMs: f.host.cMs,
+            hostJsMs: f.host.jsMs,
+            guestCMs: f.guest.cMs,
+            guestJsMs: f.guest.jsMs,
+            slowdownC: f.slowdown.c,
+            slowdownJs: f.slowdown.js,
+            jsOverCHost: f.jsOverC.host,
+            jsOverCGuest: f.jsOverC.guest,
+            hashesAgree: f.hashesAgree,
+          });
+          return f.hashesAgree ? ExitCode.ok : ExitCode.checkFailed;
+        }),
+      );
+
+    ctx.bench
+      .command('vchan')
+      .description(
+        'our vchan vs the C vchan-socket-proxy, domU <-> dom0 in one lab run (same ring sizes, same C peer in dom0)',
+      )
+      .option('--mib <n>', 'MiB per measured transfer', '32')
+      .option('--no-penalty', 'skip the emulation-penalty measurement')
+      .action(
+        handler(async (reporter, cmd) => {
+          const o = cmd.opts<{ mib: string; penalty: boolean }>();
+          const mib = Number(o.mib);
+          if (!Number.isInteger(mib) || mib < 1 || mib > 1024)
+            throw new SetupProblem('--mib must be an integer from 1 to 1024');
+          const progress = reporter.progress('bench vchan', 4);
+          let step = 0;
+          const f = await runVchanBench({
+            mib,
+            penalty: o.penalty,
+            onStep: (text) => progress.update(Math.min(++step, 4), text),
+          }).catch(labFailure);
+          progress.done('measured');
+          const ratios = [f.domUToDom0.ratio, f.dom0ToDomU.ratio];
+          reporter.result('vchan throughput in the lab (MB/s, emulated; ratio = ours / C)', {
+            mib,
+            rings: f.rings,
+            domUToDom0C: f.domUToDom0.c,
+            domUToDom0Ours: f.domUToDom0.ours,
+            domUToDom0Ratio: f.domUToDom0.ratio,
+            dom0ToDomUC: f.dom0ToDomU.c,
+            dom0ToDomUOurs: f.dom0ToDomU.ours,
+            dom0ToDomURatio: f.dom0ToDomU.ratio,
+            target: 'ratio >= 0.8',
+            meetsTarget: ratios.every((r) => r >= 0.8),
+            ...(f.penalty
+              ? {
+                  penaltySlowdownC: f.penalty.slowdown.c,
+                  penaltySlowdownJs: f.penalty.slowdown.js,
+                  penaltyHashesAgree: f.penalty.hashesAgree,
+                }
+              : { penalty: 'not measured (--no-penalty); see ./moat bench penalty' }),
+          });
+          return ExitCode.ok;
+        }),
+      );
+  },
+};
