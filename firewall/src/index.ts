@@ -2,7 +2,7 @@
  * @moat/firewall: sys-moat's packet engine (sans-IO), its wire formats, and the contracts
  * with the rule compiler and the DNS resolver.
  */
-export type { DnsPacketIn, DnsPacketOut, DnsTransportEndpoint } from './dns/types.ts';
+export * from './dns/index.ts';
 export { FragmentTable, parseVifAddresses } from './engine/client.ts';
 export {
   type ClientConfig,

@@ -128,6 +128,8 @@ export class Conntrack {
   private readonly orig: FlowIndex;
   private readonly reply: FlowIndex;
   evictions = 0;
+  /** Flows whose reply tuple uses each local port: UDP at [port], TCP at [65536 + port]. */
+  readonly localPortUse = new Uint16Array(65536 * 2);
   /** Flows per link (client), for the per-client share of the table. */
   private perLink = new Int32Array(64);
   /** The engine's clock, for expiry on lookup. */
@@ -229,6 +231,7 @@ export class Conntrack {
       this.perLink = grown;
     }
     this.perLink[link]! += 1;
+    this.portUse(e, 1);
     this.prev[e] = -1;
     this.next[e] = this.head;
     if (this.head >= 0) this.prev[this.head] = e;
@@ -276,8 +279,19 @@ export class Conntrack {
     else this.tail = p;
     this.used[e] = 0;
     this.perLink[this.link[e]!]! -= 1;
+    this.portUse(e, -1);
     this.free[this.freeTop++] = e;
     this.size--;
+  }
+
+  private portUse(e: number, d: number): void {
+    const ko = e * KEY_WORDS * 2 + KEY_WORDS;
+    const proto = this.keys[ko + K_PROTO]! & 0xff;
+    if (proto !== 6 && proto !== 17) return;
+    const i = (proto === 6 ? 65536 : 0) + (this.keys[ko + K_PORTS]! & 0xffff);
+    // saturating: 65,535 flows on one port (to as many remotes) is already the ceiling
+    const v = this.localPortUse[i]! + d;
+    if (v >= 0 && v <= 0xffff) this.localPortUse[i] = v;
   }
 
   /** How many flows belong to `link`. */

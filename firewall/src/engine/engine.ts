@@ -428,6 +428,15 @@ export class FirewallEngine {
     this.flushResolver();
   }
 
+  /**
+   * Whether the resolver may use a local port: no NATed flow uses it. Pass it to the
+   * resolver as `portAvailable`; NAT in turn avoids the ports the resolver sends from.
+   */
+  localPortAvailable(transport: 'udp' | 'tcp', port: number): boolean {
+    if (port < 0 || port > 0xffff) return false;
+    return this.conntrack.localPortUse[(transport === 'tcp' ? 65536 : 0) + port] === 0;
+  }
+
   /** Advances time: expires connections, runs the resolver's timers and sends what it queued. */
   tick(nowMs: number): void {
     this.now = nowMs;
