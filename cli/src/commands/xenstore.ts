@@ -95,6 +95,10 @@ export const xenstoreCommand: CommandModule = {
             } else throw new SetupProblem(`unknown --target ${o.target}`);
           } else if (o.target === 'socket') {
             const path = o.socket ?? defaultSocketPath();
+            const probe = await SocketTransport.connect(path, { timeoutMs }).catch((error: Error) => {
+              throw new SetupProblem(`cannot connect to xenstored at ${path}: ${error.message}`);
+            });
+            probe.close();
             target = {
               connect: () => SocketTransport.connect(path, { timeoutMs }),
               domid: 0,
