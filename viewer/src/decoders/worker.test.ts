@@ -12,6 +12,15 @@ describe('decoding in a worker under a deadline', () => {
     }
   });
 
+  it('brings every frame of an animation back from the worker', async () => {
+    const result = await decodeInWorker(readCorpus('gif/pygif', 'animation.gif'));
+    expect(result.ok).toBe(true);
+    if (result.ok) {
+      expect(result.image.frames.map((f) => f.rgba.length)).toEqual([16, 16, 16, 16]);
+      expect(result.image.frames.map((f) => f.delayMs)).toEqual([500, 500, 500, 500]);
+    }
+  });
+
   it('terminates a decoder that never returns when the deadline passes', async () => {
     const result = await decodeInWorker(
       new Uint8Array(8),

@@ -14,6 +14,9 @@ export interface DecodeRequest {
 
 parentPort?.on('message', (request: DecodeRequest) => {
   const result = decodeImage(request.bytes, request.limits);
-  const transfer = result.ok ? result.image.frames.map((f) => f.rgba.buffer as ArrayBuffer) : [];
+  // Each buffer once: a transfer list naming the same buffer twice is an error.
+  const transfer = result.ok
+    ? [...new Set(result.image.frames.map((f) => f.rgba.buffer as ArrayBuffer))]
+    : [];
   parentPort?.postMessage(result, transfer);
 });
