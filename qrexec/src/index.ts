@@ -17,6 +17,7 @@ export {
   registerBuiltinServices,
 } from './builtins.ts';
 export { type CallInput, type CallResult, DEFAULT_MAX_OUTPUT } from './caller.ts';
+export { type AgentCheck, checkAgent } from './checks.ts';
 export { AdjustableClock, type Clock, formatTimestamp, parseTimestamp } from './clock.ts';
 export { formatRpcCommandLine, parseRpcCommandLine, type RpcCommand } from './command.ts';
 export {

@@ -78,6 +78,17 @@ describe('bundled entry points under plain node', () => {
     expect((await dom0(['call', '7', 'qubes.VMShell'])).code).toBe(127);
   });
 
+  it("passes every agent check (the lab's checks, run here over vchan-socket)", async () => {
+    const r = await dom0(['check', '7']);
+    const checks = r.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { name: string; ok: boolean; detail: string });
+    expect(checks.filter((c) => !c.ok)).toEqual([]);
+    expect(checks.length).toBe(11);
+    expect(r.code).toBe(0);
+  });
+
   it('prints usage and exits 2 on bad arguments', async () => {
     const r = await dom0(['frobnicate']);
     expect(r.code).toBe(2);

@@ -5,6 +5,7 @@
  *   qrexec-agent [--socket-dir DIR --domain N] [--test-services] [--record FILE]
  *   qrexec-dom0 call <vm-domid> <service>[+arg] [--name NAME] [--stdin FILE] [--user U] [--socket-dir DIR]
  *   qrexec-dom0 serve <vm-domid> <vm-name> [--allow SERVICE]... [--socket-dir DIR]
+ *   qrexec-dom0 check <vm-domid> [--socket-dir DIR]   (checks.ts; JSON lines, exit 0 if all pass)
  *
  * Without --socket-dir the transport is real Xen (libxenvchan through @moat/xen's native
  * addon); with it, Qubes' vchan-socket layout in DIR (our domain id from --domain, as
@@ -17,6 +18,7 @@ import { parseArgs } from 'node:util';
 import { socketVchanTransport, type VchanTransport, xenVchanTransport } from '@moat/vchan';
 import { openNativeDomain } from '@moat/xen';
 import type { QrexecAgent } from './agent.ts';
+import { checkAgent } from './checks.ts';
 import { QrexecDaemon } from './dom0.ts';
 import { recordingEndpoint } from './record.ts';
 import { startAgent } from './start.ts';
@@ -119,9 +121,10 @@ export async function runDom0Main(argv: string[], io: Io = processIo()): Promise
   });
   const [command, domidText, third] = positionals;
   const domain = Number(domidText);
-  if ((command !== 'call' && command !== 'serve') || !Number.isInteger(domain) || !third) {
+  const known = command === 'call' || command === 'serve' || command === 'check';
+  if (!known || !Number.isInteger(domain) || (command !== 'check' && !third)) {
     io.stderr(
-      'usage: qrexec-dom0 call <domid> <service>[+arg] [--stdin FILE] | serve <domid> <name> [--allow S]\n',
+      'usage: qrexec-dom0 call <domid> <service>[+arg] [--stdin FILE] | serve <domid> <name> [--allow S] | check <domid>\n',
     );
     return 2;
   }
@@ -132,7 +135,7 @@ export async function runDom0Main(argv: string[], io: Io = processIo()): Promise
   const daemon = await QrexecDaemon.connect({
     vchan: endpoint(values['socket-dir'], 0, values.record),
     domain,
-    name: command === 'serve' ? third : (values.name ?? `domain-${domain}`),
+    name: command === 'serve' && third ? third : (values.name ?? `domain-${domain}`),
     log,
     startupTimeoutMs: Number(values.timeout ?? 60_000),
     policy: (request) => {
@@ -147,6 +150,11 @@ export async function runDom0Main(argv: string[], io: Io = processIo()): Promise
       await Promise.race([io.stopped, daemon.closed()]);
       return 0;
     }
+    if (command === 'check' || !third) {
+      const checks = await checkAgent(daemon);
+      for (const c of checks) io.stdout(`${JSON.stringify(c)}\n`);
+      return checks.every((c) => c.ok) ? 0 : 1;
+    }
     const plus = third.indexOf('+');
     const service = plus < 0 ? third : third.slice(0, plus);
     const result = await daemon.call(service, {
@@ -156,7 +164,10 @@ export async function runDom0Main(argv: string[], io: Io = processIo()): Promise
     });
     io.stdout(result.stdout);
     io.stderr(result.stderr);
-    await Promise.race([result.terminated, new Promise((r) => setTimeout(r, 1000))]);
+    // Give the agent's MSG_CONNECTION_TERMINATED a moment, as qrexec-client does not wait for it.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([result.terminated, new Promise((r) => (timer = setTimeout(r, 1000)))]);
+    clearTimeout(timer);
     return result.exitCode;
   } finally {
     await daemon.close();
