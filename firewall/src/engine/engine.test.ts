@@ -831,3 +831,46 @@ describe('more of the packet path', () => {
     expect(checksumsValid(f.bytes)).toBe(true);
   });
 });
+
+describe('fragmentation on output', () => {
+  for (const partial of [false, true]) {
+    it(`fragments non-DF packets over the uplink MTU${partial ? ' (checksum-blank: the checksum is finished first)' : ''}`, () => {
+      const { engine, sink, c1 } = setup();
+      const payload = new Uint8Array(3000).map((_, i) => (i * 31) & 0xff);
+      const f = frame4({
+        src: C1,
+        dst: REMOTE,
+        proto: 17,
+        sport: 4444,
+        dport: 5555,
+        payload,
+        partialChecksum: partial,
+      });
+      const r = out(engine, sink, c1, f, { ...meta0(), csumBlank: partial });
+      expect(r.v).toBe(V_FORWARDED);
+      expect(r.frames.length).toBe(3);
+      const datagram = new Uint8Array(8 + 3000);
+      let expectOffset = 0;
+      r.frames.forEach((fr, i) => {
+        const b = fr.bytes;
+        expect(b.length).toBeLessThanOrEqual(1514);
+        expect(fr.meta.csumBlank).toBe(false);
+        expect(checksum(b, 14, 20)).toBe(0);
+        expect(u32(b, 26)).toBe(u32(UP4, 0));
+        const ff = read16(b, 20);
+        expect((ff & 0x1fff) * 8).toBe(expectOffset);
+        expect((ff & 0x2000) !== 0).toBe(i < 2);
+        const data = b.subarray(34, 14 + read16(b, 16));
+        datagram.set(data, expectOffset);
+        expectOffset += data.length;
+      });
+      expect(expectOffset).toBe(3008);
+      expect(datagram.subarray(8)).toEqual(payload);
+      // the reassembled datagram's UDP checksum verifies with the translated addresses
+      const pseudo = new Uint8Array(20 + 3008);
+      pseudo.set(r.frames[0]!.bytes.subarray(14, 34), 0);
+      pseudo.set(datagram, 20);
+      expect(fold(sumWords(pseudo, 20, 3008, pseudoSum4(pseudo, 0, 17, 3008)))).toBe(0xffff);
+    });
+  }
+});

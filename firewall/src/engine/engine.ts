@@ -18,6 +18,7 @@ import {
   applyDelta,
   applyPartialDelta,
   checksum,
+  copyBytes,
   finish,
   fold,
   pseudoSum4,
@@ -65,6 +66,7 @@ import {
   ND_TARGET,
 } from '../wire/icmpv6.ts';
 import {
+  fillIpv4Checksum,
   formatIpv4,
   IPPROTO_ICMP,
   IPPROTO_ICMPV6,
@@ -237,7 +239,7 @@ export class FirewallEngine {
   private readonly arp = new ArpView();
   private readonly key = new Uint32Array(KEY_WORDS * 2);
   private readonly fkey = new Uint32Array(KEY_WORDS);
-  private readonly out = new Uint8Array(2048);
+  private readonly out: Uint8Array;
   private readonly outMeta = plainMeta();
   private readonly query: FlowQuery = {
     family: 4,
@@ -266,6 +268,9 @@ export class FirewallEngine {
   private pFrag = FRAG_NONE;
   private pFragId = 0;
   private pHasPorts = false;
+  /** The current packet leaves in fragments (set by fitsMtu). */
+  private pFragmentOut = false;
+  private readonly fragOptions = new Uint8Array(40);
   /** ICMP query kind of the current packet: 0 none, 1 query (echo/timestamp request), 2 its reply. */
   private pIcmpKind = 0;
 
@@ -294,7 +299,8 @@ export class FirewallEngine {
     this.upGw4Bytes = up.gateway4.slice(0, 4);
     this.up6 = up.ip6?.slice(0, 16);
     this.upGw6 = up.gateway6?.slice(0, 16);
-    this.mtu = up.mtu ?? 1500;
+    this.mtu = Math.max(68, Math.min(up.mtu ?? 1500, 65535));
+    this.out = new Uint8Array(Math.max(2048, this.mtu + 64));
     this.gw4Bytes = config.clientGateway4.slice(0, 4);
     this.gw4 = read32(config.clientGateway4, 0);
     this.gw6 = config.clientGateway6?.slice(0, 16);
@@ -764,6 +770,7 @@ export class FirewallEngine {
   private out2uplink(c: ClientLink, buf: Uint8Array, eth: number, meta: FrameMeta): Verdict {
     copyMac(buf, eth, this.upGwMac);
     copyMac(buf, eth + 6, this.upMac);
+    if (this.pFragmentOut) return this.fragmentOut(c, buf, eth, meta);
     const len = ETH_HEADER_LEN + this.pIpLen;
     c.counters[C_ACCEPTED]! += 1;
     const u = this.uplinkCounters;
@@ -1079,15 +1086,19 @@ export class FirewallEngine {
     mac: Uint8Array,
     from4: Uint8Array,
   ): boolean {
+    this.pFragmentOut = false;
     let size = this.pIpLen;
-    if (meta.gsoType !== 0 && meta.gsoSize > 0 && this.pProto === IPPROTO_TCP) {
-      size = this.pL4 - this.pIp + (buf[this.pL4 + 12]! >> 4) * 4 + meta.gsoSize;
-    }
+    const gso = meta.gsoType !== 0 && meta.gsoSize > 0 && this.pProto === IPPROTO_TCP;
+    if (gso) size = this.pL4 - this.pIp + (buf[this.pL4 + 12]! >> 4) * 4 + meta.gsoSize;
     if (size <= this.mtu) return true;
     if (this.pFamily === 4) {
       const df = (buf[this.pIp + 6]! & 0x40) !== 0;
+      // like Linux, a router fragments what may be fragmented (ip_fragment)
+      if (!df && !gso && this.mtu - (buf[this.pIp]! & 0xf) * 4 >= 8) {
+        this.pFragmentOut = true;
+        return true;
+      }
       this.drop(link, R_TOO_BIG, buf);
-      // non-DF packets would need fragmenting on output, which the engine does not do
       if (df)
         this.icmpError4(link, buf, eth, mac, from4, ICMP_DEST_UNREACH, ICMP_UNREACH_FRAG_NEEDED, this.mtu);
     } else {
@@ -1098,6 +1109,65 @@ export class FirewallEngine {
   }
 
   // ---------------------------------------------------------------- fragments
+
+  /**
+   * Sends the (translated) IPv4 packet in fragments that fit the uplink MTU (RFC 791: the
+   * first fragment keeps every option, later ones only the options with the copy bit).
+   * A checksum-blank transport checksum is finished first: a partial sum cannot be split.
+   */
+  private fragmentOut(c: ClientLink, buf: Uint8Array, eth: number, meta: FrameMeta): Verdict {
+    const ip = this.pIp;
+    const hl = (buf[ip]! & 0xf) * 4;
+    const proto = this.pProto;
+    if (meta.csumBlank && this.pFrag === FRAG_NONE && (proto === IPPROTO_TCP || proto === IPPROTO_UDP)) {
+      const at = this.pL4 + (proto === IPPROTO_TCP ? 16 : 6);
+      let v = finish(sumWords(buf, this.pL4, this.pL4Len, 0));
+      if (v === 0 && proto === IPPROTO_UDP) v = 0xffff;
+      write16(buf, at, v);
+    }
+    // options copied into every fragment
+    const opts = this.fragOptions;
+    let optLen = 0;
+    for (let i = ip + 20; i < ip + hl; ) {
+      const t = buf[i]!;
+      if (t === 0) break;
+      if (t === 1) {
+        i++;
+        continue;
+      }
+      const l = buf[i + 1]!;
+      if (t & 0x80) for (let j = 0; j < l; j++) opts[optLen++] = buf[i + j]!;
+      i += l;
+    }
+    while (optLen & 3) opts[optLen++] = 0;
+    const ff = read16(buf, ip + 6);
+    const baseOffset = (ff & 0x1fff) * 8;
+    const moreAfter = (ff & 0x2000) !== 0;
+    const payload = this.pIpLen - hl;
+    const o = this.out;
+    const u = this.uplinkCounters;
+    for (let pos = 0, first = true; pos < payload; first = false) {
+      const fhl = first ? hl : 20 + optLen;
+      const n = Math.min((this.mtu - fhl) & ~7, payload - pos);
+      const last = pos + n >= payload;
+      copyBytes(o, 0, buf, eth, ETH_HEADER_LEN);
+      copyBytes(o, ETH_HEADER_LEN, buf, ip, 20);
+      if (first) copyBytes(o, ETH_HEADER_LEN + 20, buf, ip + 20, hl - 20);
+      else copyBytes(o, ETH_HEADER_LEN + 20, opts, 0, optLen);
+      o[ETH_HEADER_LEN] = 0x40 | (fhl >> 2);
+      write16(o, ETH_HEADER_LEN + 2, fhl + n);
+      write16(o, ETH_HEADER_LEN + 6, (last && !moreAfter ? 0 : 0x2000) | ((baseOffset + pos) >> 3));
+      copyBytes(o, ETH_HEADER_LEN + fhl, buf, ip + hl + pos, n);
+      fillIpv4Checksum(o, ETH_HEADER_LEN, fhl);
+      const len = ETH_HEADER_LEN + fhl + n;
+      u[C_TX_PACKETS]! += 1;
+      u[C_TX_BYTES]! += len;
+      this.sink.send(UPLINK, o, 0, len, this.outMeta);
+      pos += n;
+    }
+    c.counters[C_ACCEPTED]! += 1;
+    return V_FORWARDED;
+  }
 
   private fragKey(): Uint32Array {
     const k = this.fkey;
