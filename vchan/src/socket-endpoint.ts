@@ -33,6 +33,9 @@ export class SocketVchanEndpoint implements VchanEndpoint {
   #state: 'waiting' | 'open' | 'closed';
   #failure: Error | undefined;
   #closedByUs = false;
+  readonly #wrote = (error?: Error | null) => {
+    if (!error) this.#emit();
+  };
 
   constructor(role: 'server' | 'client', sizes: { readSize: number; writeSize: number }) {
     this.role = role;
@@ -74,7 +77,7 @@ export class SocketVchanEndpoint implements VchanEndpoint {
     socket.on('end', () => this.#peerGone(undefined));
     socket.on('error', (error: Error) => this.#peerGone(error));
     socket.on('close', () => this.#peerGone(undefined));
-    for (const chunk of this.#beforeConnect) socket.write(chunk);
+    for (const chunk of this.#beforeConnect) socket.write(chunk, this.#wrote);
     this.#beforeConnect = [];
     this.#beforeConnectBytes = 0;
     this.#emit();
@@ -108,7 +111,10 @@ export class SocketVchanEndpoint implements VchanEndpoint {
     if (n === 0) return 0;
     // Copy: the caller may reuse its buffer as soon as we return.
     const copy = Buffer.from(data.subarray(0, n));
-    if (this.#socket) this.#socket.write(copy);
+    // Wake the stream when these bytes leave node's buffer. 'drain' alone is not enough:
+    // it only follows a write() that returned false, and with a capacity below the
+    // socket's high-water mark we may be full while write() still returned true.
+    if (this.#socket) this.#socket.write(copy, this.#wrote);
     else {
       this.#beforeConnect.push(copy);
       this.#beforeConnectBytes += n;

@@ -145,6 +145,37 @@ describe('vchan over unix sockets (qubes-core-vchan-socket compatible)', () => {
     expect(all.length).toBe(accepted);
   });
 
+  it('small buffers (4 KiB, below the socket high-water mark) never lose a wake-up', async () => {
+    const server = await listenVchanSocket({
+      directory,
+      localDomain: 0,
+      peer: 6,
+      port: 513,
+      readMin: 4096,
+      writeMin: 4096,
+    });
+    const client = await connectVchanSocket({
+      directory,
+      localDomain: 6,
+      peer: 0,
+      port: 513,
+      timeoutMs: 5000,
+      readMin: 4096,
+      writeMin: 4096,
+    });
+    await server.whenConnected();
+    server.pause();
+    // Fill the kernel's socket buffers and ours, then let the reader go.
+    const accepted = await writeUntilStalled(client, Buffer.alloc(3000, 9), {
+      stallMs: 100,
+      limit: 64 * 1024 * 1024,
+    });
+    const data = randomBytes(2 * 1024 * 1024);
+    const all = collect(server);
+    await writeInChunks(client, data, [4096, 1]);
+    expect((await all).length).toBe(accepted + data.length);
+  });
+
   it('closing one end is EOF at the other, both ways', async () => {
     const a = await pair(1);
     a.client.end('from client');
