@@ -133,11 +133,20 @@ export class FrameReader {
 
 /** Writes whole messages, waiting for the stream to drain when it asks to. */
 export class FrameWriter {
+  /** The stream's last error (a write to a vanished peer), surfaced by the next write. */
+  private failure: Error | undefined;
+
   constructor(
     private readonly stream: Writable,
     private readonly operation: string,
     private readonly peerDomain?: number,
-  ) {}
+  ) {
+    // A failed write is reported as an 'error' event, possibly after our reader has finished
+    // and stopped listening: without a listener that event would take the process down.
+    stream.on('error', (e: Error) => {
+      this.failure = e;
+    });
+  }
 
   async write(bytes: Uint8Array): Promise<void> {
     const stream = this.stream;
@@ -174,7 +183,8 @@ export class FrameWriter {
   }
 
   private closed() {
-    return new QrexecProtocolError(this.operation, 'transport-error', 'stream closed', this.peerDomain);
+    const why = this.failure ? `stream closed: ${this.failure.message}` : 'stream closed';
+    return new QrexecProtocolError(this.operation, 'transport-error', why, this.peerDomain);
   }
 }
 

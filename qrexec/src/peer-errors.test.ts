@@ -290,6 +290,34 @@ describe('agent service side against a misbehaving caller (data channel)', () =>
     expect(logs.filter((l) => l.includes('MSG_DATA_STDOUT')).length).toBe(1);
   });
 
+  it('survives a caller that vanishes while the service is still writing (write errors after EOF)', async () => {
+    const s = await agentWithRawDom0();
+    let wrote = 0;
+    s.agent.handle('test.Late', async (call) => {
+      for await (const _ of call.stdin) {
+        // read to EOF first, so our reader has finished before the writes fail
+      }
+      await new Promise((r) => setTimeout(r, 20));
+      for (let i = 0; i < 32 && !call.signal.aborted; i++) {
+        call.stdout.write(Buffer.alloc(65536, i));
+        wrote++;
+        await new Promise((r) => setImmediate(r));
+      }
+      return 0;
+    });
+    const listener = await s.net.endpoint(0).listen(VM, 513, { read: 65536, write: 65536 });
+    s.dom0.send({ kind: 'exec-cmdline', connectDomain: 0, connectPort: 513, cmdline: 'user:QUBESRPC test.Late+ dom0' });
+    const data = new Raw(await listener.accepted);
+    await data.message();
+    data.send({ kind: 'hello', version: 3 });
+    data.send({ kind: 'data-stdin', data: new Uint8Array(0) });
+    await new Promise((r) => setTimeout(r, 5));
+    data.stream.destroy();
+    await expectTerminated(s.dom0);
+    expect(wrote).toBeGreaterThan(0);
+    expect(s.agent.isConnected).toBe(true);
+  });
+
   it('gives the service EOF when the caller stops sending without stdin EOF (half-close)', async () => {
     const { data, dom0, aborted } = await openCall();
     data.send({ kind: 'hello', version: 3 });
