@@ -176,6 +176,54 @@ describe('vchan over unix sockets (qubes-core-vchan-socket compatible)', () => {
     expect((await all).length).toBe(accepted + data.length);
   });
 
+  it('delivers everything with random buffer sizes and a reader that pauses at random', async () => {
+    let port = 600;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom(1024, 4096, 8192, 65536),
+        fc.constantFrom(1024, 4096, 8192, 65536),
+        fc.uint8Array({ minLength: 1, maxLength: 400_000 }),
+        fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 10 }),
+        async (readMin, writeMin, data, pauses) => {
+          port++;
+          const server = await listenVchanSocket({
+            directory,
+            localDomain: 0,
+            peer: 2,
+            port,
+            readMin,
+            writeMin,
+          });
+          const client = await connectVchanSocket({
+            directory,
+            localDomain: 2,
+            peer: 0,
+            port,
+            timeoutMs: 5000,
+            readMin,
+            writeMin,
+          });
+          await server.whenConnected();
+          const chunks: Buffer[] = [];
+          let i = 0;
+          server.on('data', (chunk: Buffer) => {
+            chunks.push(chunk);
+            const pause = pauses[i++ % pauses.length]!;
+            if (pause > 0) {
+              server.pause();
+              setTimeout(() => server.resume(), pause);
+            }
+          });
+          const ended = new Promise((resolve) => server.once('end', resolve));
+          await writeInChunks(client, data, [5000, 1, 70_000]);
+          await ended;
+          expect(digest(Buffer.concat(chunks))).toBe(digest(data));
+        },
+      ),
+      { numRuns: 12 },
+    );
+  });
+
   it('closing one end is EOF at the other, both ways', async () => {
     const a = await pair(1);
     a.client.end('from client');
