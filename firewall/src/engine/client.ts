@@ -18,10 +18,13 @@ export const COUNTER_SLOTS = C_DROP_BASE + DROP_REASON_COUNT;
 export class FragmentTable {
   readonly key: Uint32Array;
   readonly entry: Int32Array;
+  /** The flow's generation when remembered: a reused conntrack slot is another flow. */
+  readonly generation: Uint32Array;
   readonly expires: Float64Array;
   constructor(readonly capacity: number) {
     this.key = new Uint32Array(capacity * 10);
     this.entry = new Int32Array(capacity).fill(-1);
+    this.generation = new Uint32Array(capacity);
     this.expires = new Float64Array(capacity);
   }
   find(k: Uint32Array, now: number): number {
@@ -35,7 +38,7 @@ export class FragmentTable {
     return -1;
   }
   /** Remembers a train, replacing an expired slot or else the one closest to expiry. */
-  add(k: Uint32Array, entry: number, now: number, ttl: number): void {
+  add(k: Uint32Array, entry: number, generation: number, now: number, ttl: number): void {
     let slot = 0;
     let soonest = Number.POSITIVE_INFINITY;
     for (let i = 0; i < this.capacity; i++) {
@@ -50,6 +53,7 @@ export class FragmentTable {
     }
     this.key.set(k.subarray(0, 10), slot * 10);
     this.entry[slot] = entry;
+    this.generation[slot] = generation;
     this.expires[slot] = now + ttl;
   }
   count(now: number): number {

@@ -119,6 +119,8 @@ export class Conntrack {
   readonly expires: Float64Array;
   readonly lastSeen: Float64Array;
   readonly used: Uint8Array;
+  /** Bumped each time a slot takes a new flow, so stale references can tell. */
+  readonly generation: Uint32Array;
   private readonly prev: Int32Array;
   private readonly next: Int32Array;
   private head = -1; // most recently used
@@ -148,6 +150,7 @@ export class Conntrack {
     this.expires = new Float64Array(capacity);
     this.lastSeen = new Float64Array(capacity);
     this.used = new Uint8Array(capacity);
+    this.generation = new Uint32Array(capacity);
     this.prev = new Int32Array(capacity);
     this.next = new Int32Array(capacity);
     this.free = new Int32Array(capacity);
@@ -225,6 +228,7 @@ export class Conntrack {
     this.lastSeen[e] = now;
     this.expires[e] = now + timeout;
     this.used[e] = 1;
+    this.generation[e] = (this.generation[e]! + 1) >>> 0;
     if (link >= this.perLink.length) {
       const grown = new Int32Array(Math.max(link + 1, this.perLink.length * 2));
       grown.set(this.perLink);

@@ -874,3 +874,34 @@ describe('fragmentation on output', () => {
     });
   }
 });
+
+describe('fragment trains and reused flow slots', () => {
+  it('drops a later fragment whose flow was cut, even when its slot holds a new flow', () => {
+    const { engine, sink, c1 } = setup();
+    const first = frame4({
+      src: C1,
+      dst: REMOTE,
+      proto: 17,
+      sport: 1,
+      dport: 2,
+      payload: new Uint8Array(16),
+      fragment: { ident: 5, offset: 0, more: true },
+    });
+    expect(out(engine, sink, c1, first).v).toBe(V_FORWARDED);
+    engine.setRuleSet(c1, dropAll);
+    engine.setRuleSet(c1, acceptAll);
+    expect(engine.conntrack.size).toBe(0);
+    expect(out(engine, sink, c1, frame4({ src: C1, dst: REMOTE, proto: 17, sport: 3, dport: 4 })).v).toBe(
+      V_FORWARDED,
+    );
+    const later = frame4({
+      src: C1,
+      dst: REMOTE,
+      proto: 17,
+      payload: new Uint8Array(16),
+      fragment: { ident: 5, offset: 24, more: false },
+    });
+    expect(out(engine, sink, c1, later).v).toBe(V_DROPPED);
+    expect(engine.stats().links[1]!.dropsByReason['fragment-untracked']).toBe(1);
+  });
+});

@@ -1183,7 +1183,7 @@ export class FirewallEngine {
   }
 
   private rememberFragments(table: FragmentTable, e: number): void {
-    table.add(this.fragKey(), e, this.now, TIMEOUTS_MS.fragment);
+    table.add(this.fragKey(), e, this.conntrack.generation[e]!, this.now, TIMEOUTS_MS.fragment);
   }
 
   /** A later fragment follows its first fragment's flow (first-fragment tracking). */
@@ -1198,7 +1198,8 @@ export class FirewallEngine {
     const i = table.find(this.fragKey(), this.now);
     const ct = this.conntrack;
     const e = i < 0 ? -1 : table.entry[i]!;
-    if (e < 0 || ct.used[e] === 0) return this.drop(link, R_FRAG_UNTRACKED, buf);
+    if (e < 0 || ct.used[e] === 0 || ct.generation[e] !== table.generation[i])
+      return this.drop(link, R_FRAG_UNTRACKED, buf);
     const c = this.clients[ct.link[e]!];
     if (!c) return this.drop(link, R_FRAG_UNTRACKED, buf);
     if (dir === 0) {
