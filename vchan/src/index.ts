@@ -23,3 +23,4 @@ export {
   listenVchan,
   type VchanDomain,
 } from './xen.ts';
+export { waitForServerInXenstore, xenstoreLiveness } from './xenstore-hooks.ts';
