@@ -306,7 +306,12 @@ describe('agent service side against a misbehaving caller (data channel)', () =>
       return 0;
     });
     const listener = await s.net.endpoint(0).listen(VM, 513, { read: 65536, write: 65536 });
-    s.dom0.send({ kind: 'exec-cmdline', connectDomain: 0, connectPort: 513, cmdline: 'user:QUBESRPC test.Late+ dom0' });
+    s.dom0.send({
+      kind: 'exec-cmdline',
+      connectDomain: 0,
+      connectPort: 513,
+      cmdline: 'user:QUBESRPC test.Late+ dom0',
+    });
     const data = new Raw(await listener.accepted);
     await data.message();
     data.send({ kind: 'hello', version: 3 });
@@ -316,6 +321,30 @@ describe('agent service side against a misbehaving caller (data channel)', () =>
     await expectTerminated(s.dom0);
     expect(wrote).toBeGreaterThan(0);
     expect(s.agent.isConnected).toBe(true);
+  });
+
+  it('sends MSG_CONNECTION_TERMINATED when the caller vanishes even if the service never returns', async () => {
+    const s = await agentWithRawDom0();
+    let signalled = false;
+    s.agent.handle('test.Stuck', (call) => {
+      call.signal.addEventListener('abort', () => {
+        signalled = true;
+      });
+      return new Promise<number>(() => undefined); // ignores everything, forever
+    });
+    const listener = await s.net.endpoint(0).listen(VM, 513, { read: 65536, write: 65536 });
+    s.dom0.send({
+      kind: 'exec-cmdline',
+      connectDomain: 0,
+      connectPort: 513,
+      cmdline: 'user:QUBESRPC test.Stuck+ dom0',
+    });
+    const data = new Raw(await listener.accepted);
+    await data.message();
+    data.send({ kind: 'hello', version: 3 });
+    data.send(header(0x999, 0)); // then misbehaves: the agent drops the connection
+    await expectTerminated(s.dom0);
+    expect(signalled).toBe(true);
   });
 
   it('gives the service EOF when the caller stops sending without stdin EOF (half-close)', async () => {

@@ -155,6 +155,16 @@ export async function serveCall(
     const stdout = outputStream(writer, 'data-stdout', chunk);
     const stderr = outputStream(writer, 'data-stderr', chunk);
     for (const s of [stdout, stderr]) s.on('error', (e) => abort.abort(e));
+    // A lost connection ends the service's streams too ('close' wakes writers waiting for 'drain').
+    abort.signal.addEventListener(
+      'abort',
+      () => {
+        stdout.destroy();
+        stderr.destroy();
+        input.destroy();
+      },
+      { once: true },
+    );
 
     const check = (h: Header) => checkHeader(h, 'data', version);
     const pumpStdin = async (): Promise<void> => {
@@ -198,19 +208,33 @@ export async function serveCall(
     pump.catch(() => undefined);
 
     let exitCode: number;
+    // If the connection fails we stop waiting for the service (it sees `signal` aborted and its
+    // streams destroyed) so that MSG_CONNECTION_TERMINATED goes out at once.
+    const connectionLost = new Promise<never>((_, reject) => {
+      if (abort.signal.aborted) reject(abort.signal.reason);
+      abort.signal.addEventListener('abort', () => reject(abort.signal.reason), { once: true });
+    });
+    connectionLost.catch(() => undefined);
     try {
-      const result = await handler({
-        service: command.service,
-        argument: command.argument,
-        descriptor: command.descriptor,
-        sourceDomain: command.sourceDomain,
-        connectDomain,
-        user: command.user,
-        stdin: input,
-        stdout,
-        stderr,
-        signal: abort.signal,
+      const running = Promise.resolve().then(() =>
+        handler({
+          service: command.service,
+          argument: command.argument,
+          descriptor: command.descriptor,
+          sourceDomain: command.sourceDomain,
+          connectDomain,
+          user: command.user,
+          stdin: input,
+          stdout,
+          stderr,
+          signal: abort.signal,
+        }),
+      );
+      running.catch((e: unknown) => {
+        if (abort.signal.aborted)
+          log('info', `${op}: service ended after the connection failed: ${String(e)}`);
       });
+      const result = await Promise.race([running, connectionLost]);
       exitCode = result ?? 0;
     } catch (e) {
       if (abort.signal.aborted) throw abort.signal.reason;

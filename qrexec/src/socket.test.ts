@@ -95,6 +95,26 @@ describe('qrexec over unix-socket vchan', () => {
     expect(sha256(result.stdout)).toBe(sha256(input));
   });
 
+  it("survives dom0 hanging up in the middle of a service's output, and serves the next call", async () => {
+    const { daemon, agent } = await vmAndDom0();
+    agent.handle('test.Flood', async (call) => {
+      for (let i = 0; i < 64 && !call.signal.aborted; i++) {
+        // A well-behaved service also wakes on 'close' (its streams are destroyed when the link fails).
+        if (!call.stdout.write(Buffer.alloc(65536, i)))
+          await new Promise((r) => {
+            call.stdout.once('drain', r);
+            call.stdout.once('close', r);
+          });
+      }
+      return 0;
+    });
+    await expect(daemon.call('test.Flood', { maxOutputBytes: 100_000 })).rejects.toMatchObject({
+      reason: 'output-too-large',
+    });
+    await expect.poll(() => agent.stats.connectionErrors).toBe(1);
+    expect((await daemon.call('test.Echo', { stdin: 'next' })).stdout.toString()).toBe('next');
+  });
+
   it('refuses an unknown service with 127', async () => {
     const { daemon } = await vmAndDom0();
     const result = await daemon.call('qubes.Unknown', { stdin: 'x' });
