@@ -1,0 +1,204 @@
+/**
+ * The guest of qubes-agents.lab.test.ts: one bundle, two roles (args.role).
+ *
+ * - vm (domU): our VM agents in one node process, as a moat VM runs them: the QubesDB replica
+ *   (@moat/qubesdb) and the qrexec agent (@moat/qrexec, built-ins plus the test services),
+ *   both over @moat/vchan on the native addon.
+ * - dom0: our dom0 peers: the QubesDB daemon holding the VM's database (initial keys, then
+ *   run-time writes and removals) and the qrexec daemon calling services in the VM.
+ *
+ * The two sides meet only through Xen (vchan ports 111 and 512) and QubesDB keys: the VM
+ * half of the scenario (qubesdb/src/scenario.ts) answers dom0's writes, and dom0 tells the VM
+ * it is done with qrexec by writing `/lab/qrexec-done`.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { QrexecDaemon, registerTestServices, startAgent, vchanEndpoint } from '@moat/qrexec';
+import {
+  connectQubesDb,
+  type QubesDb,
+  QubesDbDaemon,
+  runDom0Half,
+  runVmHalf,
+  SCENARIO_INITIAL,
+} from '@moat/qubesdb';
+import { socketVchanTransport, type VchanTransport, xenVchanTransport } from '@moat/vchan';
+import { openNativeDomain } from '@moat/xen';
+import { type GuestStep, guestArgs, guestLog, guestMain } from '../../src/guest.ts';
+import { patternBlock } from '../../src/vchan-roles.ts';
+import { QUBES_AGENTS, type QubesAgentsArgs } from './qubes-plan.ts';
+
+// A domU image carries the addon at /app on its disk (mounted on /mnt); dom0's agent sets the
+// variable itself. Set here too, so this guest does not depend on which module loads first.
+const DOMU_ADDON = '/mnt/app/moat_xen.node';
+if (!process.env.MOAT_XEN_ADDON && existsSync(DOMU_ADDON)) process.env.MOAT_XEN_ADDON = DOMU_ADDON;
+
+const args = guestArgs() as unknown as QubesAgentsArgs;
+const log = (text: string) => guestLog(text);
+
+/**
+ * Real Xen; or, for a dry run of both roles on a host, vchan-socket in MOAT_DRY_RUN_SOCKET_DIR
+ * (our domain id from MOAT_DRY_RUN_DOMAIN), so a change to this guest can be tried in seconds.
+ */
+function transport(): { domid: number; transport: VchanTransport } {
+  const directory = process.env.MOAT_DRY_RUN_SOCKET_DIR;
+  if (directory) {
+    const domid = Number(process.env.MOAT_DRY_RUN_DOMAIN ?? 0);
+    return { domid, transport: socketVchanTransport({ directory, localDomain: domid }) };
+  }
+  const domain = openNativeDomain();
+  return { domid: domain.domid, transport: xenVchanTransport(domain) };
+}
+
+function waitForKey(db: QubesDb | QubesDbDaemon, path: string, timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      const value = db.read(path);
+      if (value === undefined) return false;
+      clearTimeout(timer);
+      off();
+      resolve(value);
+      return true;
+    };
+    const timer = setTimeout(() => {
+      off();
+      reject(new Error(`${path} was not written within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const off = db.watch(path, check);
+    check();
+  });
+}
+
+function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+function vmSteps(): Record<string, GuestStep> {
+  const { domid, transport: vchan } = transport();
+  let db: QubesDb | undefined;
+  let agent: Awaited<ReturnType<typeof startAgent>>['agent'] | undefined;
+  return {
+    'agents up': async () => {
+      const start = performance.now();
+      db = await connectQubesDb({ transport: vchan, timeoutMs: QUBES_AGENTS.waitMs, log });
+      const syncMs = performance.now() - start;
+      ({ agent } = await startAgent({
+        vchan: vchanEndpoint(vchan),
+        qubesdb: db,
+        log: (level, message) => log(`qrexec-agent ${level}: ${message}`),
+      }));
+      registerTestServices(agent);
+      return {
+        domid,
+        initial: Object.fromEntries(db.multiread()),
+        syncMs: Math.round(syncMs),
+        services: agent.serviceNames().length,
+      };
+    },
+    'qubesdb runtime changes': async () => {
+      if (!db) throw new Error('QubesDB is not connected');
+      const report = await runVmHalf(db, { timeoutMs: QUBES_AGENTS.waitMs });
+      return { ...report, seqLeft: db.list('/lab/seq/'), stats: db.stats };
+    },
+    'qrexec served': async () => {
+      if (!db || !agent) throw new Error('the agents are not up');
+      await waitForKey(db, '/lab/qrexec-done', QUBES_AGENTS.waitMs);
+      const stats = { ...agent.stats };
+      db.write('/lab/vm-finished', JSON.stringify(stats));
+      // close() flushes the queued write before ending the channel.
+      db.close();
+      await agent.stop();
+      return stats;
+    },
+  };
+}
+
+function dom0Steps(peer: number): Record<string, GuestStep> {
+  const { transport: vchan } = transport();
+  const daemon = new QubesDbDaemon({
+    vmDomain: peer,
+    vmName: QUBES_AGENTS.vmName,
+    transport: vchan,
+    initial: SCENARIO_INITIAL,
+    log,
+  });
+  // Registered before start(): the VM may synchronise before the next step runs.
+  const synchronised = daemon.nextEvent('synchronised', QUBES_AGENTS.waitMs);
+  synchronised.catch(() => {}); // awaited in its step
+  let qrexec: QrexecDaemon | undefined;
+  const stdin = patternBlock(QUBES_AGENTS.stdinSeed).subarray(0, QUBES_AGENTS.stdinBytes);
+  const call = async (service: string, options: Parameters<QrexecDaemon['call']>[1]) => {
+    if (!qrexec) throw new Error('qrexec is not connected');
+    const start = performance.now();
+    const r = await qrexec.call(service, { timeoutMs: QUBES_AGENTS.waitMs, ...options });
+    const ms = performance.now() - start;
+    return {
+      exitCode: r.exitCode,
+      stdoutBytes: r.stdout.length,
+      stdoutSha256: sha256(r.stdout),
+      // A short stdout (a hash line) as text; long ones only by size and hash.
+      stdoutText: r.stdout.length <= 200 ? r.stdout.toString('latin1') : undefined,
+      stderr: r.stderr.subarray(0, 200).toString('latin1'),
+      ms: Math.round(ms),
+    };
+  };
+  return {
+    'qubesdb daemon listening': async () => {
+      await daemon.start();
+      return { vm: peer, entries: daemon.list().length };
+    },
+    'qubesdb synchronised': async () => {
+      const event = await synchronised;
+      return { entries: event.entries };
+    },
+    'qubesdb runtime changes': async () => {
+      const report = await runDom0Half(daemon, { timeoutMs: QUBES_AGENTS.waitMs, pings: QUBES_AGENTS.pings });
+      return { ...report, forwarded: daemon.stats.forwarded };
+    },
+    'qrexec connected': async () => {
+      qrexec = await QrexecDaemon.connect({
+        vchan: vchanEndpoint(vchan),
+        domain: peer,
+        name: QUBES_AGENTS.vmName,
+        startupTimeoutMs: QUBES_AGENTS.waitMs,
+        log: (level, message) => log(`qrexec-daemon ${level}: ${message}`),
+      });
+      return { version: qrexec.version };
+    },
+    'moat.Sha256 with 1 MiB of stdin': async () => ({
+      stdinSha256: sha256(stdin),
+      ...(await call('moat.Sha256', { stdin })),
+    }),
+    'moat.Echo with 1 MiB of stdin': async () => ({
+      stdinSha256: sha256(stdin),
+      ...(await call('moat.Echo', { stdin })),
+    }),
+    'moat.Exit+7': () => call('moat.Exit', { argument: '7' }),
+    'unknown service': () => call('moat.NoSuchService', { stdin: 'ignored\n' }),
+    finish: async () => {
+      daemon.write('/lab/qrexec-done', '1');
+      const vm = JSON.parse(await waitForKey(daemon, '/lab/vm-finished', QUBES_AGENTS.waitMs)) as unknown;
+      await qrexec?.close();
+      await daemon.stop();
+      return { vm };
+    },
+  };
+}
+
+function steps(): Record<string, GuestStep> {
+  try {
+    return args.role === 'dom0' ? dom0Steps(args.peer ?? -1) : vmSteps();
+  } catch (error) {
+    // e.g. the addon did not load: report it as a failed step rather than dying silently.
+    return {
+      setup: () => {
+        throw error;
+      },
+    };
+  }
+}
+
+void guestMain(steps()).then(() => {
+  // Nothing should be left open; if a handle lingers, the results are out already.
+  setTimeout(() => process.exit(), 3000).unref();
+});
