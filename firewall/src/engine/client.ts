@@ -3,6 +3,7 @@ import type { RuleSet } from '../rules/types.ts';
 import { read32 } from '../wire/checksum.ts';
 import { parseIpv4Address } from '../wire/ipv4.ts';
 import { parseIpv6Address } from '../wire/ipv6.ts';
+import type { FrameMeta } from './config.ts';
 import { DROP_REASON_COUNT } from './reasons.ts';
 
 export const C_RX_PACKETS = 0;
@@ -63,6 +64,10 @@ export class FragmentTable {
   }
 }
 
+/** Out-of-order fragments held per link, and the largest frame held (a 1500-byte MTU frame fits). */
+export const HELD_FRAGMENTS = 8;
+export const HELD_FRAGMENT_BYTES = 2048;
+
 export class ClientLink {
   readonly counters = new Float64Array(COUNTER_SLOTS);
   /** The address the client uses on its link (visible IP), as a uint32. */
@@ -78,6 +83,7 @@ export class ClientLink {
   ruleCounters = new Float64Array(2);
   ruleIndex = new Map<number, number>();
   readonly fragments: FragmentTable;
+  readonly held: FragmentHold;
 
   constructor(
     readonly link: number,
@@ -96,6 +102,7 @@ export class ClientLink {
     this.gateway4 = read32(gateway4, 0);
     this.ip6 = ip6?.slice(0, 16);
     this.fragments = new FragmentTable(fragmentCapacity);
+    this.held = new FragmentHold(HELD_FRAGMENTS, HELD_FRAGMENT_BYTES);
   }
 
   setRuleSet(ruleSet: RuleSet | undefined): void {
@@ -128,4 +135,99 @@ export function parseVifAddresses(text: string): {
     else if (!ip6 && token.includes(':')) ip6 = parseIpv6Address(token);
   }
   return { ip4, ip6 };
+}
+
+/**
+ * Fragments that arrived before their first fragment, held (copied) until it comes: a fixed
+ * number of slots of fixed size per link, so reordering costs bounded memory. Unclaimed
+ * fragments expire with the fragment timeout.
+ */
+export class FragmentHold {
+  private readonly bufs: Uint8Array[] = [];
+  private readonly lens: Int32Array;
+  private readonly expires: Float64Array;
+  private readonly keys: Uint32Array;
+  private readonly metas: FrameMeta[] = [];
+  /** Held fragments that expired or were pushed out unclaimed. */
+  lost = 0;
+
+  constructor(
+    readonly slots: number,
+    readonly slotBytes: number,
+  ) {
+    this.lens = new Int32Array(slots);
+    this.expires = new Float64Array(slots);
+    this.keys = new Uint32Array(slots * 10);
+    for (let i = 0; i < slots; i++) {
+      this.bufs.push(new Uint8Array(slotBytes));
+      this.metas.push({ csumBlank: false, dataValidated: false, gsoType: 0, gsoSize: 0 });
+    }
+  }
+
+  /** Copies the frame into a slot (the oldest one if all are taken); false when it cannot fit. */
+  hold(
+    key: Uint32Array,
+    buf: Uint8Array,
+    off: number,
+    len: number,
+    meta: FrameMeta,
+    now: number,
+    ttl: number,
+  ): boolean {
+    if (len > this.slotBytes || len <= 0) return false;
+    let slot = 0;
+    let oldest = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < this.slots; i++) {
+      if (this.lens[i] === 0 || this.expires[i]! <= now) {
+        if (this.lens[i] !== 0) this.lost++;
+        slot = i;
+        oldest = Number.NEGATIVE_INFINITY;
+        break;
+      }
+      if (this.expires[i]! < oldest) {
+        oldest = this.expires[i]!;
+        slot = i;
+      }
+    }
+    if (oldest !== Number.NEGATIVE_INFINITY) this.lost++;
+    const b = this.bufs[slot]!;
+    for (let i = 0; i < len; i++) b[i] = buf[off + i]!;
+    this.lens[slot] = len;
+    this.expires[slot] = now + ttl;
+    for (let i = 0; i < 10; i++) this.keys[slot * 10 + i] = key[i]!;
+    const m = this.metas[slot]!;
+    m.csumBlank = meta.csumBlank;
+    m.dataValidated = meta.dataValidated;
+    m.gsoType = meta.gsoType;
+    m.gsoSize = meta.gsoSize;
+    return true;
+  }
+
+  /** Hands every held fragment of the train `key` to `deliver` and frees its slot. */
+  release(
+    key: Uint32Array,
+    now: number,
+    deliver: (buf: Uint8Array, len: number, meta: FrameMeta) => void,
+  ): void {
+    for (let i = 0; i < this.slots; i++) {
+      if (this.lens[i] === 0) continue;
+      if (this.expires[i]! <= now) {
+        this.lens[i] = 0;
+        this.lost++;
+        continue;
+      }
+      let j = 0;
+      for (; j < 10; j++) if (this.keys[i * 10 + j] !== key[j]) break;
+      if (j < 10) continue;
+      const len = this.lens[i]!;
+      this.lens[i] = 0;
+      deliver(this.bufs[i]!, len, this.metas[i]!);
+    }
+  }
+
+  count(now: number): number {
+    let n = 0;
+    for (let i = 0; i < this.slots; i++) if (this.lens[i] !== 0 && this.expires[i]! > now) n++;
+    return n;
+  }
 }

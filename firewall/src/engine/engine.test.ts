@@ -469,7 +469,34 @@ describe('fragments', () => {
       payload: new Uint8Array(16),
       fragment: { ident: 100, offset: 24, more: false },
     });
-    expect(out(engine, sink, c1, orphan).v).toBe(V_DROPPED);
+    // a later fragment before its first is held, then sent once the first fragment arrives
+    expect(out(engine, sink, c1, orphan).v).toBe(V_LOCAL);
+    expect(engine.stats().links[1]!.fragmentsHeld).toBe(1);
+    const orphanFirst = frame4({
+      src: C1,
+      dst: REMOTE,
+      proto: 17,
+      sport: 7001,
+      dport: 53,
+      payload: new Uint8Array(16),
+      fragment: { ident: 100, offset: 0, more: true },
+    });
+    const both = out(engine, sink, c1, orphanFirst);
+    expect(both.v).toBe(V_FORWARDED);
+    expect(both.frames.map((f) => (read16(f.bytes, 20) & 0x1fff) * 8)).toEqual([0, 24]);
+    expect(both.frames.every((f) => u32(f.bytes, 26) === u32(UP4, 0))).toBe(true);
+    expect(engine.stats().links[1]!.fragmentsHeld).toBe(0);
+    // one that never sees its first fragment expires with ipfrag_time
+    const lonely = frame4({
+      src: C1,
+      dst: REMOTE,
+      proto: 17,
+      payload: new Uint8Array(16),
+      fragment: { ident: 101, offset: 24, more: false },
+    });
+    expect(out(engine, sink, c1, lonely).v).toBe(V_LOCAL);
+    engine.tick(1000 + 31_000);
+    expect(engine.stats().links[1]!.fragmentsHeld).toBe(0);
   });
 });
 

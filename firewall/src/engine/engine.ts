@@ -86,7 +86,10 @@ import {
   C_TX_PACKETS,
   ClientLink,
   COUNTER_SLOTS,
+  FragmentHold,
   FragmentTable,
+  HELD_FRAGMENT_BYTES,
+  HELD_FRAGMENTS,
 } from './client.ts';
 import {
   type ClientConfig,
@@ -186,6 +189,9 @@ export interface LinkStats {
   rules?: { rule: number | 'policy'; packets: number; bytes: number }[];
   failClosedReason?: string | undefined;
   fragmentTrains: number;
+  /** Fragments waiting for their first fragment, and those that expired waiting. */
+  fragmentsHeld: number;
+  fragmentsLostUnclaimed: number;
 }
 
 export interface EngineStats {
@@ -231,6 +237,10 @@ export class FirewallEngine {
   private connected6: Uint8Array[] = [];
   private readonly uplinkCounters = new Float64Array(COUNTER_SLOTS);
   private readonly uplinkFragments: FragmentTable;
+  private readonly uplinkHeld = new FragmentHold(HELD_FRAGMENTS * 4, HELD_FRAGMENT_BYTES);
+  /** A first fragment was just tracked: release its held fragments after this packet. */
+  private releaseLink = -1;
+  private readonly releaseKey = new Uint32Array(10);
   private readonly fragCapacity: number;
 
   // reused per packet
@@ -467,6 +477,24 @@ export class FirewallEngine {
    * with it. Never throws on packet content.
    */
   receive(link: number, buf: Uint8Array, off: number, len: number, meta: FrameMeta): Verdict {
+    const v = this.receiveOne(link, buf, off, len, meta);
+    if (this.releaseLink >= 0) this.releaseHeld();
+    return v;
+  }
+
+  /** Runs the fragments that waited for the first fragment just forwarded. */
+  private releaseHeld(): void {
+    const link = this.releaseLink;
+    this.releaseLink = -1;
+    const hold = link === UPLINK ? this.uplinkHeld : this.clients[link]?.held;
+    if (!hold) return;
+    hold.release(this.releaseKey, this.now, (b, len, meta) => {
+      this.receiveOne(link, b, 0, len, meta);
+    });
+    this.releaseLink = -1;
+  }
+
+  private receiveOne(link: number, buf: Uint8Array, off: number, len: number, meta: FrameMeta): Verdict {
     if (link === UPLINK) {
       const c = this.uplinkCounters;
       c[C_RX_PACKETS]! += 1;
@@ -757,7 +785,7 @@ export class FirewallEngine {
     } else {
       ct.touch(e, this.now, this.flowTimeout(e));
     }
-    if (this.pFrag === FRAG_FIRST) this.rememberFragments(c.fragments, e);
+    if (this.pFrag === FRAG_FIRST) this.rememberFragments(c.fragments, e, c.link);
     if (!this.fitsMtu(c.link, buf, eth, meta, c.mac, c.gateway4Bytes)) return V_DROPPED;
     const slot = ct.rule[e]! * 2;
     c.ruleCounters[slot]! += 1;
@@ -1182,8 +1210,11 @@ export class FirewallEngine {
     return k;
   }
 
-  private rememberFragments(table: FragmentTable, e: number): void {
-    table.add(this.fragKey(), e, this.conntrack.generation[e]!, this.now, TIMEOUTS_MS.fragment);
+  private rememberFragments(table: FragmentTable, e: number, link: number): void {
+    const k = this.fragKey();
+    table.add(k, e, this.conntrack.generation[e]!, this.now, TIMEOUTS_MS.fragment);
+    this.releaseKey.set(k);
+    this.releaseLink = link;
   }
 
   /** A later fragment follows its first fragment's flow (first-fragment tracking). */
@@ -1195,9 +1226,17 @@ export class FirewallEngine {
     meta: FrameMeta,
     dir: 0 | 1,
   ): Verdict {
-    const i = table.find(this.fragKey(), this.now);
+    const key = this.fragKey();
+    const i = table.find(key, this.now);
     const ct = this.conntrack;
-    const e = i < 0 ? -1 : table.entry[i]!;
+    if (i < 0) {
+      // its first fragment has not come yet: hold a copy (bounded) until it does
+      const hold = link === UPLINK ? this.uplinkHeld : this.clients[link]?.held;
+      const len = ETH_HEADER_LEN + this.pIpLen;
+      if (hold?.hold(key, buf, eth, len, meta, this.now, TIMEOUTS_MS.fragment)) return V_LOCAL;
+      return this.drop(link, R_FRAG_UNTRACKED, buf);
+    }
+    const e = table.entry[i]!;
     if (e < 0 || ct.used[e] === 0 || ct.generation[e] !== table.generation[i])
       return this.drop(link, R_FRAG_UNTRACKED, buf);
     const c = this.clients[ct.link[e]!];
@@ -1415,7 +1454,7 @@ export class FirewallEngine {
       ct.flags[e] = ct.flags[e]! | F_SEEN_REPLY | F_ASSURED;
       ct.touch(e, this.now, this.flowTimeout(e));
     }
-    if (this.pFrag === FRAG_FIRST) this.rememberFragments(this.uplinkFragments, e);
+    if (this.pFrag === FRAG_FIRST) this.rememberFragments(this.uplinkFragments, e, UPLINK);
     const slot = ct.rule[e]! * 2;
     c.ruleCounters[slot]! += 1;
     c.ruleCounters[slot + 1]! += this.pIpLen;
@@ -1808,6 +1847,8 @@ export class FirewallEngine {
         dropped: counters[C_DROPPED]!,
         dropsByReason: byReason,
         fragmentTrains: (c ? c.fragments : this.uplinkFragments).count(this.now),
+        fragmentsHeld: (c ? c.held : this.uplinkHeld).count(this.now),
+        fragmentsLostUnclaimed: (c ? c.held : this.uplinkHeld).lost,
       };
       if (c) {
         const numbers = c.ruleSet?.ruleNumbers ?? [];
