@@ -31,17 +31,15 @@ const clamp = (v: number) => rangeLimit[(v + 384) & 1023] as number;
 
 export type JpegColour = 'grey' | 'ycbcr' | 'rgb' | 'cmyk' | 'ycck';
 
-/** Brings one component to full resolution (width × height, stride width). */
-function upsample(
+/** Writes output row `y` of one subsampled component at full resolution into `out`. */
+function upsampleRow(
   c: JpegPlanes['components'][number],
   maxH: number,
   maxV: number,
   width: number,
-  height: number,
-  budget: DecodeBudget,
-): { plane: Uint8Array; stride: number } {
-  if (c.h === maxH && c.v === maxV) return { plane: c.plane, stride: c.stride };
-  const out = budget.bytes(width * height, 'JPEG upsampled plane');
+  y: number,
+  out: Uint8Array,
+): void {
   const rh = maxH / c.h;
   const rv = maxV / c.v;
   const cw = c.width;
@@ -49,33 +47,25 @@ function upsample(
   const src = c.plane;
   const s = c.stride;
   if (rh === 2 && rv === 1) {
-    for (let y = 0; y < height; y++) h2v1Row(src, y * s, cw, out, y * width, width);
+    h2v1Row(src, y * s, cw, out, 0, width);
   } else if (rh === 1 && rv === 2) {
-    for (let y = 0; y < height; y++) {
-      const sy = y >> 1;
-      const other = y & 1 ? Math.min(sy + 1, ch - 1) : Math.max(sy - 1, 0);
-      const bias = y & 1 ? 2 : 1;
-      const a = sy * s;
-      const b = other * s;
-      const o = y * width;
-      for (let x = 0; x < width; x++)
-        out[o + x] = ((src[a + x] as number) * 3 + (src[b + x] as number) + bias) >> 2;
-    }
+    const sy = y >> 1;
+    const other = y & 1 ? Math.min(sy + 1, ch - 1) : Math.max(sy - 1, 0);
+    const bias = y & 1 ? 2 : 1;
+    const a = sy * s;
+    const b = other * s;
+    for (let x = 0; x < width; x++)
+      out[x] = ((src[a + x] as number) * 3 + (src[b + x] as number) + bias) >> 2;
   } else if (rh === 2 && rv === 2) {
-    for (let y = 0; y < height; y++) {
-      const sy = y >> 1;
-      const other = y & 1 ? Math.min(sy + 1, ch - 1) : Math.max(sy - 1, 0);
-      h2v2Row(src, sy * s, other * s, cw, out, y * width, width);
-    }
+    const sy = y >> 1;
+    const other = y & 1 ? Math.min(sy + 1, ch - 1) : Math.max(sy - 1, 0);
+    h2v2Row(src, sy * s, other * s, cw, out, 0, width);
   } else {
     // Other ratios: replication, as libjpeg's int_upsample.
-    for (let y = 0; y < height; y++) {
-      const row = Math.min(Math.floor((y * c.v) / maxV), ch - 1) * s;
-      for (let x = 0; x < width; x++)
-        out[y * width + x] = src[row + Math.min(Math.floor((x * c.h) / maxH), cw - 1)] as number;
-    }
+    const row = Math.min(Math.floor((y * c.v) / maxV), ch - 1) * s;
+    for (let x = 0; x < width; x++)
+      out[x] = src[row + Math.min(Math.floor((x * c.h) / maxH), cw - 1)] as number;
   }
-  return { plane: out, stride: width };
 }
 
 function h2v1Row(src: Uint8Array, a: number, cw: number, out: Uint8Array, o: number, width: number): void {
@@ -137,24 +127,34 @@ export function planesToRgba(
   budget: DecodeBudget,
 ): Uint8Array {
   const { width, height, maxH, maxV } = planes;
-  const full = planes.components.map((c) => upsample(c, maxH, maxV, width, height, budget));
+  // Full-resolution components are read in place; subsampled ones are upsampled one row
+  // at a time into a row buffer (no full-size copy).
+  const sources = planes.components.map((c) => {
+    const full = c.h === maxH && c.v === maxV;
+    return {
+      c,
+      full,
+      row: full ? c.plane : budget.bytes(width, 'JPEG upsampled row'),
+      stride: full ? c.stride : 0,
+    };
+  });
   const out = budget.bytes(width * height * 4, 'JPEG RGBA output');
-  const p0 = full[0] as { plane: Uint8Array; stride: number };
-  const empty = { plane: p0.plane, stride: p0.stride };
-  const p1 = full[1] ?? empty;
-  const p2 = full[2] ?? empty;
-  const p3 = full[3] ?? empty;
-  const y0 = p0.plane;
-  const c1 = p1.plane;
-  const c2 = p2.plane;
-  const k3 = p3.plane;
+  const s0 = sources[0] as (typeof sources)[number];
+  const s1 = sources[1] ?? s0;
+  const s2 = sources[2] ?? s0;
+  const s3 = sources[3] ?? s0;
+  const y0 = s0.row;
+  const c1 = s1.row;
+  const c2 = s2.row;
+  const k3 = s3.row;
   for (let y = 0; y < height; y++) {
     budget.tick();
+    for (const src of sources) if (!src.full) upsampleRow(src.c, maxH, maxV, width, y, src.row);
     let o = y * width * 4;
-    let i0 = y * p0.stride;
-    let i1 = y * p1.stride;
-    let i2 = y * p2.stride;
-    let i3 = y * p3.stride;
+    let i0 = y * s0.stride;
+    let i1 = y * s1.stride;
+    let i2 = y * s2.stride;
+    let i3 = y * s3.stride;
     const end = i0 + width;
     if (colour === 'grey') {
       for (; i0 < end; i0++, o += 4) {

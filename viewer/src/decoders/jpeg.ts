@@ -187,14 +187,14 @@ export function decodeJpeg(bytes: Uint8Array, budget: DecodeBudget): DecodedImag
     );
   budget.checkSize(frame.width, height, 'JPEG image');
   // The whole need, from the header, before anything is decoded: 16-bit coefficients and
-  // an 8-bit plane per component (whole MCUs), a full-size plane per subsampled
-  // component, and the RGBA output.
+  // an 8-bit plane per component (whole MCUs), a row buffer per subsampled component, and
+  // the RGBA output.
   const mcusPerLine = Math.ceil(frame.width / (8 * frame.maxH));
   const mcusPerColumn = Math.ceil(height / (8 * frame.maxV));
   let need = frame.width * height * 4;
   for (const [h, v] of frame.sampling) {
     need += mcusPerLine * h * mcusPerColumn * v * 64 * 3;
-    if (h !== frame.maxH || v !== frame.maxV) need += frame.width * height;
+    if (h !== frame.maxH || v !== frame.maxV) need += frame.width;
   }
   budget.ensure(need, 'JPEG decode');
   const planes = decodeJpegPlanes(bytes, height, budget);
