@@ -213,6 +213,22 @@ describe('QubesDB between our VM side and our dom0 daemon, over unix-socket vcha
     await until(() => db.read('/after') === 'z', 'a write after reconnecting');
   });
 
+  it('close() also stops a reconnection that is waiting for dom0', async () => {
+    const first = await startDaemon([['/name', 'vm']]);
+    const db = await connectVm();
+    await first.stop();
+    await until(() => db.stats.reconnects === 1, 'the reconnection attempt');
+    db.close();
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    const second = await startDaemon([['/name', 'vm']]);
+    let connected = false;
+    second.onEvent((event) => {
+      if (event.kind === 'connected') connected = true;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    expect(connected).toBe(false);
+  });
+
   it('dom0 listens again after the VM goes away, and serves the next connection', async () => {
     const daemon = await startDaemon([['/name', 'vm']]);
     const db = await connectVm();

@@ -306,12 +306,17 @@ export class QubesDb {
 
   async #connectOnce(timeoutMs: number | undefined, signal: AbortSignal | undefined): Promise<void> {
     const dom0 = this.#options.dom0Domain ?? 0;
+    // close() must also stop a (re)connection that is still waiting for dom0.
     const stream = await this.#options.transport.connect({
       peer: dom0,
       port: QUBESDB_VCHAN_PORT,
       timeoutMs,
-      signal,
+      signal: signal ? AbortSignal.any([signal, this.#lifetime.signal]) : this.#lifetime.signal,
     });
+    if (this.#closed) {
+      stream.destroy();
+      throw new QubesDbError('connect', 'ECLOSED', '', 'the database was closed while connecting');
+    }
     const connection = new QdbConnection(stream, { peerDomain: dom0, onMessage: (m) => this.#onMessage(m) });
     this.#connection = connection;
     const synced = new Promise<void>((resolve, reject) => {
