@@ -97,7 +97,9 @@ export const qrexecCommand: CommandModule = {
             domain: domainOption(opts.vm, '--vm'),
             name: `domain-${opts.vm}`,
             startupTimeoutMs: 10_000,
-            log: (level, message) => reporter.log(`${level}: ${message}`),
+            log: (level, message) => {
+              if (level !== 'info') reporter.log(`${level}: ${message}`);
+            },
           });
           try {
             const plus = descriptor.indexOf('+');
