@@ -1,9 +1,11 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectVchanSocket, listenVchanSocket, socketVchanTransport, type VchanStream } from '@moat/vchan';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { QubesDbDaemon } from './dom0.ts';
+import { serveLocalSocket } from './local-socket.ts';
 import { connectQubesDb } from './vm.ts';
 import { decodeHeader, HEADER_SIZE, QdbMsg } from './wire.ts';
 
@@ -221,4 +223,61 @@ describe('every byte the C daemons sent passes our validation', () => {
       `4 "/qubes-vm-state" `,
     ]);
   });
+});
+
+interface LocalStep extends Step {
+  sideWrite?: [string, string];
+  sideRm?: string;
+}
+const localExchanges = JSON.parse(readFileSync(join(fixtures, 'c-daemon-local-socket.json'), 'utf8')) as {
+  scenarios: { name: string; readOnly: boolean; initial: [string, string][]; exchange: LocalStep[] }[];
+};
+
+describe('our local socket answers as the C dom0 daemon did (qubesd / qubesdb-read side)', () => {
+  for (const scenario of localExchanges.scenarios) {
+    it(scenario.name, async () => {
+      const daemon = new QubesDbDaemon({
+        vmDomain: VM,
+        transport: socketVchanTransport({ directory, localDomain: 0 }),
+        initial: scenario.initial,
+        log: quiet,
+      });
+      const local = await serveLocalSocket(daemon, {
+        path: join(directory, 'qubesdb.testvm.sock'),
+        readOnlyPath: join(directory, 'qubesdb.testvm.ro.sock'),
+        log: quiet,
+      });
+      cleanups.push(() => local.close());
+      const socket = createConnection(
+        join(directory, scenario.readOnly ? 'qubesdb.testvm.ro.sock' : 'qubesdb.testvm.sock'),
+      );
+      await new Promise((resolve) => socket.once('connect', resolve));
+      cleanups.push(() => socket.destroy());
+      let chunks: Buffer[] = [];
+      let closed = false;
+      socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+      socket.on('close', () => {
+        closed = true;
+      });
+      socket.on('error', () => {});
+      for (const step of scenario.exchange) {
+        if (step.sent) socket.write(Buffer.from(step.sent, 'hex'));
+        if (step.sideWrite) daemon.write(...step.sideWrite);
+        if (step.sideRm) daemon.rm(step.sideRm);
+        const expectedBytes = step.received.length / 2;
+        const have = () => chunks.reduce((n, c) => n + c.length, 0);
+        for (let i = 0; i < 1000 && (have() < expectedBytes || (step.peerClosed && !closed)); i++) {
+          await new Promise((resolve) => setTimeout(resolve, 2));
+        }
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        const received = Buffer.concat(chunks);
+        chunks = [];
+        expect({ step: step.note, messages: messages(received), closed }).toEqual({
+          step: step.note,
+          messages: messages(Buffer.from(step.received, 'hex')),
+          closed: step.peerClosed,
+        });
+      }
+    });
+  }
 });
