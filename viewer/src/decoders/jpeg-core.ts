@@ -32,6 +32,7 @@ const naturalOrder = Int32Array.from([
 ]);
 
 const lookBits = 9;
+const maxScans = 256;
 
 /** Canonical Huffman table with a 9-bit first-level lookup. */
 interface HuffmanTable {
@@ -149,6 +150,7 @@ export function decodeJpegPlanes(bytes: Uint8Array, height: number, budget: Deco
       }
     | undefined;
   let restartInterval = 0;
+  let scans = 0;
   let pos = 2;
   const u16 = (o: number) => ((bytes[o] as number) << 8) | (bytes[o + 1] as number);
 
@@ -246,6 +248,10 @@ export function decodeJpegPlanes(bytes: Uint8Array, height: number, budget: Deco
         break;
       case SOS: {
         if (!frame) refuse('corrupt', 'JPEG scan comes before the frame header');
+        // Each scan walks the whole image: thousands of tiny scans make a CPU bomb from a
+        // small file (libjpeg-turbo's djpeg offers -maxscans for this). Real progressive
+        // files have about 10.
+        if (++scans > maxScans) refuse('limit', `JPEG has more than ${maxScans} scans`);
         const count = bytes[p] as number;
         const scan: Component[] = [];
         for (let i = 0; i < count; i++) {

@@ -120,6 +120,34 @@ describe('JPEG on the jpeg-js fixtures', () => {
   });
 });
 
+describe('JPEG scan bombs', () => {
+  it('refuses a progressive file with more scans than any real one has', () => {
+    // Repeat the last scan (SOS .. before EOI) of a progressive file 300 times.
+    const bytes = readCorpus('jpeg/jpeg-js-fixtures', 'skater-progressive.jpg');
+    let sos = -1;
+    for (let i = bytes.length - 4; i > 0; i--)
+      if (bytes[i] === 0xff && bytes[i + 1] === 0xda) {
+        sos = i;
+        break;
+      }
+    const scan = bytes.subarray(sos, bytes.length - 2);
+    const parts = [
+      bytes.subarray(0, bytes.length - 2),
+      ...Array.from({ length: 300 }, () => scan),
+      Uint8Array.of(0xff, 0xd9),
+    ];
+    const bomb = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let o = 0;
+    for (const p of parts) {
+      bomb.set(p, o);
+      o += p.length;
+    }
+    const result = decodeImage(bomb);
+    expect(result).toMatchObject({ ok: false, kind: 'limit' });
+    if (!result.ok) expect(result.reason).toMatch(/scans/);
+  });
+});
+
 describe('EXIF orientation', () => {
   it('reports the orientation tag without rotating the pixels', () => {
     const dir = 'jpeg/exif-orientation';
