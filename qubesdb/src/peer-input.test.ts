@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectVchanSocket, listenVchanSocket, socketVchanTransport, type VchanStream } from '@moat/vchan';
+import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { QubesDbDaemon } from './dom0.ts';
 import { QubesDbError, QubesDbProtocolError } from './errors.ts';
@@ -463,4 +464,71 @@ describe('dom0 daemon: bad input from the VM ends that connection, and the daemo
       expect(db.read('/name')).toBe('vm');
     });
   }
+});
+
+describe('random bytes from the peer never take the process down', () => {
+  // Random junk, or valid-looking headers with random fields, after a good start.
+  const junk = fc.oneof(
+    fc.uint8Array({ minLength: 1, maxLength: 3000 }),
+    fc
+      .record({
+        type: fc.integer({ min: 0, max: 20 }),
+        path: fc.constantFrom('/a', '/a/', '', '/x y', '-a', '/qubes-ip', `/${'p'.repeat(70)}`),
+        dataLen: fc.constantFrom(0, 1, 5, 3071, 3072, 70000),
+        data: fc.uint8Array({ maxLength: 80 }),
+      })
+      .map(({ type, path, dataLen, data }) =>
+        Buffer.concat([rawHeader(type, path.slice(0, 63), dataLen), data]),
+      ),
+  );
+
+  it('the VM side either carries on or ends that connection with a QubesDbProtocolError', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(junk, { minLength: 1, maxLength: 4 }), async (pieces) => {
+        const { dom0, db } = await syncedVm([['/a', '1']]);
+        const end = ended(db);
+        for (const piece of pieces) dom0.send(piece);
+        dom0.stream.end();
+        const error = await end;
+        // dom0 closed at the end, so the link always ends; any error must be a protocol error.
+        if (error) expect(error).toBeInstanceOf(QubesDbProtocolError);
+        expect(db.read('/a') === undefined || typeof db.read('/a') === 'string').toBe(true);
+      }),
+      { numRuns: 25 },
+    );
+  });
+
+  it('the dom0 daemon ends only that connection, and serves the next VM', async () => {
+    const { daemon, vm } = await daemonAndVm([['/name', 'vm']]);
+    // The daemon serves one VM connection at a time: let the first one go.
+    const first = daemon.nextEvent('disconnected', 5000);
+    vm.stream.destroy();
+    await first;
+    await fc.assert(
+      fc.asyncProperty(fc.array(junk, { minLength: 1, maxLength: 4 }), async (pieces) => {
+        const stream = await connectVchanSocket({
+          directory,
+          localDomain: VM,
+          peer: 0,
+          port: 111,
+          timeoutMs: 5000,
+        });
+        const peer = new RawPeer(stream);
+        peer.send(encodeHeader(QdbMsg.CMD_MULTIREAD, '', 0));
+        const disconnected = daemon.nextEvent('disconnected', 5000);
+        for (const piece of pieces) peer.send(piece);
+        peer.stream.end();
+        const event = await disconnected;
+        if (event.error) expect(event.error).toBeInstanceOf(QubesDbProtocolError);
+      }),
+      { numRuns: 25 },
+    );
+    const db = await connectQubesDb({
+      transport: socketVchanTransport({ directory, localDomain: VM }),
+      timeoutMs: 5000,
+      log: quiet,
+    });
+    cleanups.push(() => db.close());
+    expect(db.read('/name')).toBe('vm');
+  });
 });

@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { QdbStore, watchMatches } from './store.ts';
 
@@ -96,4 +97,40 @@ describe('watch matching (qubesdb_fire_watches)', () => {
       expect(watchMatches(watch, changed)).toBe(fires);
     });
   }
+});
+
+describe('QdbStore against a plain model (property)', () => {
+  const segment = fc.constantFrom('a', 'b', 'ab', 'c-d', 'x.y');
+  const path = fc.array(segment, { minLength: 1, maxLength: 3 }).map((parts) => `/${parts.join('/')}`);
+  const op = fc.oneof(
+    fc.record({ kind: fc.constant('write' as const), path, value: fc.string({ maxLength: 5 }) }),
+    fc.record({ kind: fc.constant('rm' as const), path }),
+    fc.record({ kind: fc.constant('rm-dir' as const), path }),
+  );
+
+  it('write / rm / rm-dir keep the same contents as a Map, sorted by strcmp', () => {
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 60 }), (ops) => {
+        const store = new QdbStore();
+        const model = new Map<string, string>();
+        for (const o of ops) {
+          if (o.kind === 'write') {
+            expect(store.write(o.path, v(o.value))).toBe('ok');
+            model.set(o.path, o.value);
+          } else if (o.kind === 'rm') {
+            expect(store.remove(o.path).length > 0).toBe(model.delete(o.path));
+          } else {
+            const prefix = `${o.path}/`;
+            const expected = [...model.keys()].filter((k) => k.startsWith(prefix)).sort();
+            expect(store.remove(prefix)).toEqual(expected);
+            for (const k of expected) model.delete(k);
+          }
+        }
+        const sorted = [...model.keys()].sort();
+        expect(store.list('')).toEqual(sorted);
+        expect(store.dumpReverse().map(([p]) => p)).toEqual([...sorted].reverse());
+        for (const [k, value] of model) expect(new TextDecoder().decode(store.read(k))).toBe(value);
+      }),
+    );
+  });
 });

@@ -157,14 +157,20 @@ export class SocketVchanEndpoint implements VchanEndpoint {
       // libvchan_close flushes what was written, then closes: end() does both, and
       // destroySoon-style cleanup happens when the peer closes its side too.
       socket.end();
-      socket.resume(); // discard whatever the peer still sends, so its close can complete
+      // Keep reading (and discarding) until the peer closes too: closing a unix socket with
+      // unread data makes the kernel reset the connection, which the peer would see as
+      // ECONNRESET instead of our EOF.
+      socket.resume();
       // The C library blocks in close until flushed; we flush in the background, for a while.
       const timer = setTimeout(() => socket.destroy(), 10_000);
       timer.unref();
-      socket.once('finish', () => {
+      const done = () => {
         clearTimeout(timer);
         socket.destroy();
-      });
+      };
+      if (socket.readableEnded) socket.once('finish', done);
+      else socket.once('end', done);
+      socket.once('close', () => clearTimeout(timer));
     }
     this.#readQueue = [];
     this.#readQueued = 0;
