@@ -932,3 +932,80 @@ describe('fragment trains and reused flow slots', () => {
     expect(engine.stats().links[1]!.dropsByReason['fragment-untracked']).toBe(1);
   });
 });
+
+describe('IPv6 details', () => {
+  it('forwards packets with extension headers and translates ICMPv6 errors back to the client', () => {
+    const { engine, sink, c1 } = setup();
+    // UDP behind a destination-options header
+    const udp = frame6({
+      src: C1_6,
+      dst: REMOTE6,
+      proto: 17,
+      sport: 5353,
+      dport: 9999,
+      payload: new Uint8Array(4),
+    });
+    const withExt = new Uint8Array(udp.length + 8);
+    withExt.set(udp.subarray(0, 54));
+    withExt[20] = 60; // next header: destination options
+    withExt.set([17, 0, 1, 4, 0, 0, 0, 0], 54);
+    withExt.set(udp.subarray(54), 62);
+    withExt[18] = 0;
+    withExt[19] = 8 + 12; // payload length
+    const o = out(engine, sink, c1, withExt);
+    expect(engine.stats().links[1]!.dropsByReason).toEqual({});
+    expect(o.v).toBe(V_FORWARDED);
+    const sent = o.frames[0]!.bytes;
+    expect(sent.subarray(22, 38)).toEqual(UP6);
+    // the remote answers with port unreachable quoting what it received
+    const quote = sent.slice(14);
+    const body = new Uint8Array(8 + quote.length);
+    body[0] = 1;
+    body[1] = 4;
+    body.set(quote, 8);
+    const err = frame6({ src: REMOTE6, dst: UP6, proto: 58, l4: body, srcMac: NETVM_MAC, dstMac: UP_MAC });
+    fillL4Checksum6(err, 14, 54, 58, body.length, 56);
+    const r = out(engine, sink, UPLINK, err);
+    expect(r.v).toBe(V_FORWARDED);
+    const back = r.frames[0]!.bytes;
+    expect(back.subarray(38, 54)).toEqual(C1_6); // outer destination
+    expect(back.subarray(62 + 8, 62 + 24)).toEqual(C1_6); // embedded source
+    expect(checksumsValid(back)).toBe(true);
+  });
+
+  it('answers neighbour solicitations for its uplink address and ignores router advertisements', () => {
+    const { engine, sink } = setup();
+    const ns = new Uint8Array(32);
+    ns[0] = 135;
+    ns.set(UP6, 8);
+    ns[24] = 1;
+    ns[25] = 1;
+    ns.set(NETVM_MAC, 26);
+    const f = frame6({
+      src: ip('fe80::1'),
+      dst: ip('ff02::1:ff89:5'),
+      proto: 58,
+      l4: ns,
+      ttl: 255,
+      srcMac: NETVM_MAC,
+      dstMac: new Uint8Array([0x33, 0x33, 0xff, 0x89, 0, 5]),
+    });
+    fillL4Checksum6(f, 14, 54, 58, 32, 56);
+    const r = out(engine, sink, UPLINK, f);
+    expect(r.v).toBe(V_LOCAL);
+    expect(r.frames[0]!.bytes.subarray(62, 78)).toEqual(UP6);
+    const ra = new Uint8Array(16);
+    ra[0] = 134;
+    const g = frame6({
+      src: ip('fe80::1'),
+      dst: ip('ff02::1'),
+      proto: 58,
+      l4: ra,
+      ttl: 255,
+      srcMac: NETVM_MAC,
+      dstMac: new Uint8Array([0x33, 0x33, 0, 0, 0, 1]),
+    });
+    fillL4Checksum6(g, 14, 54, 58, 16, 56);
+    expect(out(engine, sink, UPLINK, g).v).toBe(V_DROPPED);
+  });
+});

@@ -1497,10 +1497,23 @@ export class FirewallEngine {
       (fam === 6 && buf[inner]! >> 4 !== 6)
     )
       return this.drop(link, R_ICMP_UNMATCHED, buf);
-    const iproto = fam === 4 ? buf[inner + 9]! : buf[inner + 6]!;
+    let iproto = fam === 4 ? buf[inner + 9]! : buf[inner + 6]!;
     const isrc = inner + (fam === 4 ? 12 : 8);
     const idst = inner + (fam === 4 ? 16 : 24);
-    const il4 = inner + ihl;
+    let il4 = inner + ihl;
+    const end = this.pIp + this.pIpLen;
+    if (fam === 4 && (read16(buf, inner + 6) & 0x1fff) !== 0) return this.drop(link, R_ICMP_UNMATCHED, buf);
+    // the quoted IPv6 packet's extension headers, as far as the quote reaches
+    for (let n = 0; fam === 6 && n < 8; n++) {
+      if (iproto !== 0 && iproto !== 43 && iproto !== 60 && iproto !== 44 && iproto !== 51) break;
+      if (il4 + 8 > end) return this.drop(link, R_ICMP_UNMATCHED, buf);
+      if (iproto === 44 && (read16(buf, il4 + 2) & 0xfff8) !== 0)
+        return this.drop(link, R_ICMP_UNMATCHED, buf);
+      const hlen = iproto === 44 ? 8 : iproto === 51 ? (buf[il4 + 1]! + 2) * 4 : (buf[il4 + 1]! + 1) * 8;
+      iproto = buf[il4]!;
+      il4 += hlen;
+    }
+    if (il4 + 8 > end) return this.drop(link, R_ICMP_UNMATCHED, buf);
     let sp = 0;
     let dp = 0;
     let kind = 0;
@@ -1555,7 +1568,6 @@ export class FirewallEngine {
     const wantDp = ports & 0xffff;
     // the embedded transport header and its checksum, as far as the quote reaches
     // (Linux nf_nat_icmp_reply_translation rewrites them too)
-    const end = this.pIp + this.pIpLen;
     let pd = 0;
     let csumAt = -1;
     let pseudo = true;
