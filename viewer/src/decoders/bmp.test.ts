@@ -1,8 +1,11 @@
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { decodeImage } from './decode.ts';
 import { corpusFiles, fixtures, readCorpus } from './oracle.ts';
+
+// Whole-corpus oracle runs: allow for a busy CI machine (they take seconds when idle).
+vi.setConfig({ testTimeout: 120_000 });
 
 /**
  * Oracles: Pillow (Debian python3-pil, via /usr/bin/python3) first, GraphicsMagick (Debian

@@ -1,6 +1,9 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { decodeImage } from './decode.ts';
 import { corpusFiles, readCorpus, sharpRgba } from './oracle.ts';
+
+// Whole-corpus oracle runs: allow for a busy CI machine (they take seconds when idle).
+vi.setConfig({ testTimeout: 120_000 });
 
 interface Conf {
   [section: string]: Record<string, string>;

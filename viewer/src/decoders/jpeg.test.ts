@@ -1,7 +1,10 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { decodeImage } from './decode.ts';
 import { readJpegHeader } from './jpeg.ts';
 import { compareSamples, corpusFiles, readCorpus, sharpRgba } from './oracle.ts';
+
+// Whole-corpus oracle runs: allow for a busy CI machine (they take seconds when idle).
+vi.setConfig({ testTimeout: 120_000 });
 
 /**
  * Against sharp (libvips + libjpeg-turbo): our decoder follows libjpeg's integer IDCT,

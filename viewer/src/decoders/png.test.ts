@@ -1,9 +1,12 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { DecodeBudget } from './budget.ts';
 import { decodeImage } from './decode.ts';
 import { compareSamples, corpusFiles, readCorpus, sharpRgba } from './oracle.ts';
 import { decodePng } from './png.ts';
 import { resolveLimits } from './types.ts';
+
+// Whole-corpus oracle runs: allow for a busy CI machine (they take seconds when idle).
+vi.setConfig({ testTimeout: 120_000 });
 
 const suite = 'png/pngsuite';
 const expectedFailures = new Set(

@@ -1,7 +1,10 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { fixtures } from '../oracle.ts';
 import { emptyCounts, inputFor, runIteration } from './campaign.ts';
 import { loadSeeds } from './run.ts';
+
+// Whole-corpus oracle runs: allow for a busy CI machine (they take seconds when idle).
+vi.setConfig({ testTimeout: 120_000 });
 
 // A short, fixed-count fuzzing pass on every decoder (the timed campaigns run in the
 // `fuzz` phase of `./moat test` and with `./moat fuzz decoders`).
