@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createConnection, createServer, type Socket } from 'node:net';
@@ -270,6 +271,26 @@ describe('vchan over unix sockets (qubes-core-vchan-socket compatible)', () => {
       server.resume();
     });
     expect(['error ECONNRESET', 'end']).toContain(outcome);
+  });
+
+  it('a peer process killed with SIGKILL is EOF or an error at the survivor, never a hang', async () => {
+    const server = await listenVchanSocket({ directory, localDomain: 0, peer: 8, port: 111 });
+    // A plain node child as the C-like peer: connects, sends a little, then hangs until killed.
+    const script = `const s = require('node:net').createConnection(process.argv[1]);
+      s.on('connect', () => { s.write('alive'); }); setInterval(() => {}, 1000);`;
+    const child = spawn(process.execPath, ['-e', script, join(directory, 'vchan.0.8.111.sock')], {
+      stdio: 'ignore',
+    });
+    await server.whenConnected();
+    expect((await readExactly(server, 5)).toString()).toBe('alive');
+    server.write(Buffer.alloc(100_000)); // unread by the child when it dies
+    const outcome = new Promise<string>((resolve) => {
+      server.once('error', (e: VchanError) => resolve(`error ${e.code}`));
+      server.once('end', () => resolve('end'));
+    });
+    server.resume();
+    child.kill('SIGKILL');
+    expect(['end', 'error ECONNRESET', 'error EPIPE']).toContain(await outcome);
   });
 
   it('a second client is turned away at once (the server serves one peer)', async () => {
