@@ -15,7 +15,7 @@ import {
   XenstoreProtocolError,
   XenstoreTimeoutError,
 } from './errors.ts';
-import type { XenstoreTransport } from './transport.ts';
+import { TransportListeners, type XenstoreTransport } from './transport.ts';
 import { SocketTransport } from './transports/socket.ts';
 import {
   decodeMessage,
@@ -32,8 +32,7 @@ export class ScriptedServer implements XenstoreTransport {
   readonly description = 'scripted hostile server';
   maxRequestPayload = 4096;
   readonly requests: Message[] = [];
-  private readonly dataListeners = new Set<(chunk: Uint8Array) => void>();
-  private readonly closeListeners = new Set<(error?: Error) => void>();
+  private readonly listeners = new TransportListeners();
   closed = false;
   throwOnSend: Error | undefined;
 
@@ -52,7 +51,7 @@ export class ScriptedServer implements XenstoreTransport {
   raw(bytes: Uint8Array): void {
     queueMicrotask(() => {
       if (this.closed) return;
-      for (const l of this.dataListeners) l(bytes);
+      this.listeners.data(bytes);
     });
   }
 
@@ -69,18 +68,16 @@ export class ScriptedServer implements XenstoreTransport {
     queueMicrotask(() => {
       if (this.closed) return;
       this.closed = true;
-      for (const l of this.closeListeners) l(error);
+      this.listeners.close(error);
     });
   }
 
   onData(listener: (chunk: Uint8Array) => void): () => void {
-    this.dataListeners.add(listener);
-    return () => this.dataListeners.delete(listener);
+    return this.listeners.onData(listener);
   }
 
   onClose(listener: (error?: Error) => void): () => void {
-    this.closeListeners.add(listener);
-    return () => this.closeListeners.delete(listener);
+    return this.listeners.onClose(listener);
   }
 
   close(): void {

@@ -27,3 +27,42 @@ export interface XenstoreTransport {
 
 /** Opens a new connection each time it is called (e.g. one per client in a test). */
 export type XenstoreTransportFactory = () => Promise<XenstoreTransport>;
+
+/**
+ * The data and close listeners every transport keeps. `close` runs the close listeners once
+ * and then forgets every listener, so nothing reaches a listener after its transport closed.
+ */
+export class TransportListeners {
+  private readonly dataListeners = new Set<(chunk: Uint8Array) => void>();
+  private readonly closeListeners = new Set<(error?: Error) => void>();
+  private ended = false;
+
+  /** True once `close` has run. */
+  get closed(): boolean {
+    return this.ended;
+  }
+
+  onData(listener: (chunk: Uint8Array) => void): () => void {
+    this.dataListeners.add(listener);
+    return () => this.dataListeners.delete(listener);
+  }
+
+  onClose(listener: (error?: Error) => void): () => void {
+    this.closeListeners.add(listener);
+    return () => this.closeListeners.delete(listener);
+  }
+
+  data(chunk: Uint8Array): void {
+    for (const l of this.dataListeners) l(chunk);
+  }
+
+  close(error?: Error): void {
+    if (this.ended) return;
+    this.ended = true;
+    // A copy: a close listener may unsubscribe others (the client drops its subscriptions).
+    const listeners = [...this.closeListeners];
+    this.closeListeners.clear();
+    this.dataListeners.clear();
+    for (const l of listeners) l(error);
+  }
+}

@@ -1,4 +1,4 @@
-import type { XenstoreTransport } from '../transport.ts';
+import { TransportListeners, type XenstoreTransport } from '../transport.ts';
 import { XENSTORE_PAYLOAD_MAX } from '../wire.ts';
 import type { SimConnection, XenstoredSim } from './xenstored.ts';
 
@@ -7,8 +7,7 @@ export class SimTransport implements XenstoreTransport {
   readonly description: string;
   readonly maxRequestPayload = XENSTORE_PAYLOAD_MAX;
   readonly connection: SimConnection;
-  private readonly dataListeners = new Set<(chunk: Uint8Array) => void>();
-  private readonly closeListeners = new Set<(error?: Error) => void>();
+  private readonly listeners = new TransportListeners();
   private outbox: Uint8Array[] = [];
   private scheduled = false;
   private ended = false;
@@ -33,13 +32,11 @@ export class SimTransport implements XenstoreTransport {
   }
 
   onData(listener: (chunk: Uint8Array) => void): () => void {
-    this.dataListeners.add(listener);
-    return () => this.dataListeners.delete(listener);
+    return this.listeners.onData(listener);
   }
 
   onClose(listener: (error?: Error) => void): () => void {
-    this.closeListeners.add(listener);
-    return () => this.closeListeners.delete(listener);
+    return this.listeners.onClose(listener);
   }
 
   close(): void {
@@ -58,7 +55,7 @@ export class SimTransport implements XenstoreTransport {
     const batch = this.outbox;
     this.outbox = [];
     this.sim.flushed(this.connection);
-    for (const m of batch) for (const l of this.dataListeners) l(m);
+    for (const m of batch) this.listeners.data(m);
   }
 
   private finish(): void {
@@ -66,8 +63,7 @@ export class SimTransport implements XenstoreTransport {
     this.ended = true;
     queueMicrotask(() => {
       this.flush();
-      for (const l of [...this.closeListeners]) l();
-      this.closeListeners.clear();
+      this.listeners.close();
     });
   }
 }

@@ -3,7 +3,7 @@
  * $XENSTORED_PATH, else /var/run/xenstored/socket (tools/libs/store/xs.c xs_daemon_socket).
  */
 import { createConnection, type Socket } from 'node:net';
-import type { XenstoreTransport } from '../transport.ts';
+import { TransportListeners, type XenstoreTransport } from '../transport.ts';
 import { XENSTORE_PAYLOAD_MAX } from '../wire.ts';
 
 export const DEFAULT_XENSTORED_SOCKET = '/var/run/xenstored/socket';
@@ -14,22 +14,18 @@ export function defaultSocketPath(env: NodeJS.ProcessEnv = process.env): string 
 
 export class SocketTransport implements XenstoreTransport {
   readonly maxRequestPayload = XENSTORE_PAYLOAD_MAX;
-  private readonly closeListeners = new Set<(error?: Error) => void>();
-  private readonly dataListeners = new Set<(chunk: Uint8Array) => void>();
-  private ended = false;
+  private readonly listeners = new TransportListeners();
   private lastError: Error | undefined;
 
   constructor(
     private readonly socket: Socket,
     readonly description: string,
   ) {
-    socket.on('data', (chunk: Buffer) => {
-      for (const l of this.dataListeners) l(chunk);
-    });
+    socket.on('data', (chunk: Buffer) => this.listeners.data(chunk));
     socket.on('error', (error) => {
       this.lastError = error;
     });
-    socket.on('close', () => this.finish(this.lastError));
+    socket.on('close', () => this.listeners.close(this.lastError));
   }
 
   /** Connects to xenstored's socket; rejects when nothing listens there. */
@@ -59,29 +55,19 @@ export class SocketTransport implements XenstoreTransport {
   }
 
   send(message: Uint8Array): void {
-    if (this.ended || this.socket.destroyed) throw new Error(`${this.description} is closed`);
+    if (this.listeners.closed || this.socket.destroyed) throw new Error(`${this.description} is closed`);
     this.socket.write(message);
   }
 
   onData(listener: (chunk: Uint8Array) => void): () => void {
-    this.dataListeners.add(listener);
-    return () => this.dataListeners.delete(listener);
+    return this.listeners.onData(listener);
   }
 
   onClose(listener: (error?: Error) => void): () => void {
-    this.closeListeners.add(listener);
-    return () => this.closeListeners.delete(listener);
+    return this.listeners.onClose(listener);
   }
 
   close(): void {
     this.socket.destroy();
-  }
-
-  private finish(error?: Error): void {
-    if (this.ended) return;
-    this.ended = true;
-    for (const l of [...this.closeListeners]) l(error);
-    this.closeListeners.clear();
-    this.dataListeners.clear();
   }
 }

@@ -7,44 +7,40 @@
  * watch xenstored refused.
  */
 import type { XenbusDevice } from '@moat/xen';
-import type { XenstoreTransport } from '../transport.ts';
+import { TransportListeners, type XenstoreTransport } from '../transport.ts';
 import { XENBUS_DEVICE_PAYLOAD_MAX } from '../wire.ts';
 
 export class XenbusTransport implements XenstoreTransport {
   readonly description: string;
   readonly maxRequestPayload = XENBUS_DEVICE_PAYLOAD_MAX;
-  private readonly dataListeners = new Set<(chunk: Uint8Array) => void>();
-  private readonly closeListeners = new Set<(error?: Error) => void>();
+  private readonly listeners = new TransportListeners();
   private readonly detach: (() => void)[] = [];
-  private closed = false;
 
   constructor(
     private readonly device: XenbusDevice,
     description = 'xenbus /dev/xen/xenbus',
   ) {
     this.description = description;
-    this.detach.push(device.onData((chunk) => this.emitData(chunk)));
+    this.detach.push(device.onData((chunk) => this.listeners.data(chunk)));
     this.detach.push(device.onError((error) => this.finish(error)));
   }
 
   send(message: Uint8Array): void {
-    if (this.closed) throw new Error(`${this.description} is closed`);
+    if (this.listeners.closed) throw new Error(`${this.description} is closed`);
     // One write() per whole message: the driver then never holds a partial message of ours.
     this.device.write(message);
   }
 
   onData(listener: (chunk: Uint8Array) => void): () => void {
-    this.dataListeners.add(listener);
-    return () => this.dataListeners.delete(listener);
+    return this.listeners.onData(listener);
   }
 
   onClose(listener: (error?: Error) => void): () => void {
-    this.closeListeners.add(listener);
-    return () => this.closeListeners.delete(listener);
+    return this.listeners.onClose(listener);
   }
 
   close(): void {
-    if (this.closed) return;
+    if (this.listeners.closed) return;
     try {
       this.device.close();
     } finally {
@@ -52,14 +48,8 @@ export class XenbusTransport implements XenstoreTransport {
     }
   }
 
-  private emitData(chunk: Uint8Array): void {
-    if (this.closed) return;
-    for (const l of this.dataListeners) l(chunk);
-  }
-
   private finish(error?: Error): void {
-    if (this.closed) return;
-    this.closed = true;
+    if (this.listeners.closed) return;
     for (const d of this.detach.splice(0)) d();
     if (error) {
       try {
@@ -68,8 +58,6 @@ export class XenbusTransport implements XenstoreTransport {
         // The device already failed; closing it is best effort.
       }
     }
-    for (const l of [...this.closeListeners]) l(error);
-    this.closeListeners.clear();
-    this.dataListeners.clear();
+    this.listeners.close(error);
   }
 }
