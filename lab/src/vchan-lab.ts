@@ -83,13 +83,30 @@ const MiB = 1024 * 1024;
 export const SEED_FROM_DOMU = 1;
 export const SEED_FROM_DOM0 = 2;
 
+export interface InteropSizes {
+  /** Bytes each way with our server (we pick 1 MiB rings). Default 64 MiB. */
+  readonly ourServerBytes?: number;
+  /**
+   * Bytes each way with the C server: vchan-socket-proxy's server always asks libxenvchan for
+   * the smallest rings (1 KiB and 2 KiB in the shared page), so every 1-2 KiB costs an event
+   * round trip, which under emulation on a busy machine is 50-100 ms. Default 64 MiB.
+   */
+  readonly cServerBytes?: number;
+  /** How much the C end receives before it is killed. Default 256 KiB. */
+  readonly killAfter?: number;
+  readonly timeoutMs?: number;
+}
+
 /**
  * The interop plan: our end in the domU against Debian's C vchan-socket-proxy in dom0, with
- * us as server and as client, `bytes` each way at once, one close each way round, and the C
+ * us as server and as client, data both ways at once, one close each way round, and the C
  * peer killed under each of our roles.
  */
-export function interopPlan(bytes = 64 * MiB, timeoutMs = 600_000): VchanPlan {
-  const common = { bytes, timeoutMs };
+export function interopPlan(sizes: InteropSizes = {}): VchanPlan {
+  const ours = { bytes: sizes.ourServerBytes ?? 64 * MiB, timeoutMs: sizes.timeoutMs ?? 900_000 };
+  const theirs = { bytes: sizes.cServerBytes ?? 64 * MiB, timeoutMs: ours.timeoutMs };
+  const killAfter = sizes.killAfter ?? 256 * 1024;
+  const timeoutMs = ours.timeoutMs;
   return {
     domU: [
       [
@@ -101,8 +118,8 @@ export function interopPlan(bytes = 64 * MiB, timeoutMs = 600_000): VchanPlan {
           port: 6001,
           sendSeed: SEED_FROM_DOMU,
           closer: true,
-          ringBytes: 65536,
-          ...common,
+          ringBytes: MiB,
+          ...ours,
         },
       ],
       [
@@ -114,16 +131,16 @@ export function interopPlan(bytes = 64 * MiB, timeoutMs = 600_000): VchanPlan {
           port: 6002,
           sendSeed: SEED_FROM_DOMU,
           closer: false,
-          ...common,
+          ...theirs,
         },
       ],
       [
         'our server, C client killed',
-        { kind: 'survive', impl: 'ours', role: 'server', port: 6003, sendSeed: SEED_FROM_DOMU, ...common },
+        { kind: 'survive', impl: 'ours', role: 'server', port: 6003, sendSeed: SEED_FROM_DOMU, ...ours },
       ],
       [
         'our client, C server killed',
-        { kind: 'survive', impl: 'ours', role: 'client', port: 6004, sendSeed: SEED_FROM_DOMU, ...common },
+        { kind: 'survive', impl: 'ours', role: 'client', port: 6004, sendSeed: SEED_FROM_DOMU, ...theirs },
       ],
     ],
     dom0: [
@@ -136,7 +153,7 @@ export function interopPlan(bytes = 64 * MiB, timeoutMs = 600_000): VchanPlan {
           port: 6001,
           sendSeed: SEED_FROM_DOM0,
           closer: false,
-          ...common,
+          ...ours,
         },
       ],
       [
@@ -148,7 +165,7 @@ export function interopPlan(bytes = 64 * MiB, timeoutMs = 600_000): VchanPlan {
           port: 6002,
           sendSeed: SEED_FROM_DOM0,
           closer: true,
-          ...common,
+          ...theirs,
         },
       ],
       [
@@ -159,7 +176,7 @@ export function interopPlan(bytes = 64 * MiB, timeoutMs = 600_000): VchanPlan {
           role: 'client',
           port: 6003,
           sendSeed: SEED_FROM_DOM0,
-          killAfter: MiB,
+          killAfter,
           timeoutMs,
         },
       ],
@@ -171,7 +188,7 @@ export function interopPlan(bytes = 64 * MiB, timeoutMs = 600_000): VchanPlan {
           role: 'server',
           port: 6004,
           sendSeed: SEED_FROM_DOM0,
-          killAfter: MiB,
+          killAfter,
           timeoutMs,
         },
       ],

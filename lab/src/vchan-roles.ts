@@ -10,6 +10,7 @@ import { existsSync, openSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { connectVchan, listenVchan, type VchanStream, vchanXenstorePath } from '@moat/vchan';
 import { openNativeDomain, type XenDomain } from '@moat/xen';
+import { guestLog } from './guest.ts';
 import { penaltyWorkloadJs } from './penalty-workload.ts';
 
 /** Where a domU image puts the addon, the C peer and the C workload (see xenGuestFiles). */
@@ -150,8 +151,14 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
   ]).finally(() => clearTimeout(timer));
 }
 
+/** A console line with the process's age, to see where time goes under emulation. */
+function mark(text: string): void {
+  guestLog(`${text} at ${process.uptime().toFixed(1)} s`);
+}
+
 async function openOurs(ctx: GuestContext, role: Role, port: number, ringBytes?: number): Promise<Pipe> {
   const domain = ctx.domain();
+  mark(`port ${port}: native domain ${domain.domid} open`);
   const stream: VchanStream =
     role === 'server'
       ? await listenVchan({ domain, peer: ctx.peer, port, readMin: ringBytes ?? 0, writeMin: ringBytes ?? 0 })
@@ -164,6 +171,7 @@ async function openOurs(ctx: GuestContext, role: Role, port: number, ringBytes?:
   // Errors surface through `gone` and the step's own checks; an unhandled one would kill the guest.
   stream.on('error', () => {});
   if (role === 'server') await stream.whenConnected();
+  mark(`port ${port}: our ${role} connected`);
   return { input: stream, output: stream, close: () => stream.end(), gone };
 }
 
@@ -329,7 +337,19 @@ async function exchange(ctx: GuestContext, t: Extract<VchanTask, { kind: 'exchan
     const how = await rx.ended;
     return { how, gone: await pipe.gone };
   };
-  const { how, gone } = await withTimeout(work(), t.timeoutMs, `exchanging ${t.bytes} bytes each way`);
+  // Progress on the console, so a slow or stuck exchange can be told apart in the log.
+  const progress = setInterval(
+    () =>
+      guestLog(
+        `exchange port ${t.port}: received ${rx.received} of ${t.bytes} after ${Math.round(performance.now() - start)} ms`,
+      ),
+    15_000,
+  );
+  const { how, gone } = await withTimeout(
+    work(),
+    t.timeoutMs,
+    `exchanging ${t.bytes} bytes each way`,
+  ).finally(() => clearInterval(progress));
   return {
     received: rx.received,
     sha256: rx.sha256(),
