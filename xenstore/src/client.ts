@@ -322,12 +322,7 @@ export class XenstoreClient extends XenstoreOps {
 
   /** `/local/domain/<domid>` as xenstored computes it. */
   async getDomainPath(domid: number, options?: RequestOptions): Promise<string> {
-    const reply = await this.request(
-      XsType.GET_DOMAIN_PATH,
-      domidArg('GET_DOMAIN_PATH', domid),
-      undefined,
-      options,
-    );
+    const reply = await this.domainRequest('GET_DOMAIN_PATH', domid, options);
     const text = parseOneString(reply);
     if (text === undefined || !text.startsWith('/')) {
       throw new XenstoreProtocolError('GET_DOMAIN_PATH', 'malformed-path', describeBytes(reply));
@@ -352,19 +347,11 @@ export class XenstoreClient extends XenstoreOps {
 
   /** dom0: xenstored forgets the domain's connection (fires @releaseDomain). */
   async releaseDomain(domid: number, options?: RequestOptions): Promise<void> {
-    expectOk(
-      'RELEASE',
-      undefined,
-      await this.request(XsType.RELEASE, domidArg('RELEASE', domid), undefined, options),
-    );
+    expectOk('RELEASE', undefined, await this.domainRequest('RELEASE', domid, options));
   }
 
   async resumeDomain(domid: number, options?: RequestOptions): Promise<void> {
-    expectOk(
-      'RESUME',
-      undefined,
-      await this.request(XsType.RESUME, domidArg('RESUME', domid), undefined, options),
-    );
+    expectOk('RESUME', undefined, await this.domainRequest('RESUME', domid, options));
   }
 
   /** dom0: lets `domid` act with `targetDomid`'s rights (device-model stub domains). */
@@ -375,12 +362,7 @@ export class XenstoreClient extends XenstoreOps {
 
   /** Privileged in Xen 4.17: an unprivileged caller gets EACCES. */
   async isDomainIntroduced(domid: number, options?: RequestOptions): Promise<boolean> {
-    const reply = await this.request(
-      XsType.IS_DOMAIN_INTRODUCED,
-      domidArg('IS_DOMAIN_INTRODUCED', domid),
-      undefined,
-      options,
-    );
+    const reply = await this.domainRequest('IS_DOMAIN_INTRODUCED', domid, options);
     const text = parseOneString(reply);
     if (text === 'T') return true;
     if (text === 'F') return false;
@@ -393,6 +375,15 @@ export class XenstoreClient extends XenstoreOps {
     const reply = await this.request(XsType.CONTROL, joinStrings([command, ...args]), undefined, options);
     const end = reply.indexOf(0);
     return new TextDecoder().decode(end >= 0 ? reply.subarray(0, end) : reply);
+  }
+
+  /** A request whose one argument is a domain id. */
+  private domainRequest(
+    operation: 'GET_DOMAIN_PATH' | 'RELEASE' | 'RESUME' | 'IS_DOMAIN_INTRODUCED',
+    domid: number,
+    options: RequestOptions | undefined,
+  ): Promise<Uint8Array> {
+    return this.request(XsType[operation], domidArg(operation, domid), undefined, options);
   }
 
   private allocateReqId(): number | undefined {
