@@ -31,7 +31,8 @@ const figures: Record<string, unknown> = {};
 beforeAll(async () => {
   const addon = await buildGuestAddon();
   const built = await guestImage(GUEST, { addon });
-  lab = await bootLab({ addon });
+  // A busy shared machine (other labs running) can take minutes to boot dom0 under TCG.
+  lab = await bootLab({ addon, bootTimeoutMs: 600_000 });
   figures.labBootMs = lab.timings.bootMs;
   vm = lab.createDomU(built.image, {
     type: 'pv',
