@@ -117,18 +117,25 @@ describe('NAT', () => {
             dport: fc.integer({ min: 1, max: 65535 }),
             dst: publicV4,
             partial: fc.boolean(),
+            dns: fc.boolean(),
           }),
           { minLength: 1, maxLength: 30 },
         ),
         (flows) => {
-          const { engine, sink } = makeEngine({ dns: undefined });
+          const virtualDns = Uint8Array.of(10, 139, 1, 1);
+          const upstreamDns = Uint8Array.of(192, 0, 2, 53);
+          const { engine, sink } = makeEngine({ dns: { virtual: [virtualDns], upstream: [upstreamDns] } });
           const links = [
             engine.addClient({ mac: C1_MAC, ip4: C1 }),
             engine.addClient({ mac: C2_MAC, ip4: C2 }),
           ];
           for (const l of links) engine.setRuleSet(l, acceptAll);
           engine.tick(1);
-          for (const flow of flows) {
+          for (const f0 of flows) {
+            // some flows are DNS to the virtual server, DNATed to the upstream one
+            const isDns = f0.dns && f0.proto !== 1;
+            const flow = isDns ? { ...f0, dst: virtualDns, dport: 53 } : f0;
+            const remote = isDns ? upstreamDns : flow.dst;
             const link = links[flow.second ? 1 : 0]!;
             const src = flow.second ? C2 : C1;
             const spec = {
@@ -150,10 +157,11 @@ describe('NAT', () => {
             const out = sink.take().find((s) => s.link === UPLINK)!;
             const o = out.bytes;
             expect(read32(o, 26)).toBe(read32(UP4, 0));
+            expect(read32(o, 30)).toBe(read32(remote, 0));
             // the remote answers the translated tuple
             const natPort = read16(o, 34);
             const reply = frame4({
-              src: flow.dst,
+              src: remote,
               dst: UP4,
               proto: flow.proto,
               sport: flow.dport,
