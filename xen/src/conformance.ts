@@ -6,6 +6,7 @@
  * not a test framework, so a plain node runner can execute them.
  */
 import assert from 'node:assert/strict';
+import { within } from './cases.ts';
 import { GNTST } from './grant-status.ts';
 import { type DomainId, PAGE_SIZE, type Port, type XenDomain, XenError } from './types.ts';
 
@@ -40,25 +41,6 @@ function expectXenError(f: () => unknown, code: string, what: string): XenError 
     return error;
   }
   assert.fail(`${what}: expected XenError ${code}, but it succeeded`);
-}
-
-function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new assert.AssertionError({ message: `${what}: nothing within ${ms} ms` })),
-      ms,
-    );
-    promise.then(
-      (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      },
-      (e) => {
-        clearTimeout(timer);
-        reject(e);
-      },
-    );
-  });
 }
 
 /** Resolves with the first event on `port`. */

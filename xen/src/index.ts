@@ -1,3 +1,4 @@
+export { type CaseResult, runCases, within } from './cases.ts';
 export { type XenConformanceCase, type XenConformanceTarget, xenConformanceSuite } from './conformance.ts';
 export { Errno, type ErrnoName, errnoName, xenError } from './errno.ts';
 export { GNTST, grantStatusName } from './grant-status.ts';

@@ -8,12 +8,15 @@
  * a plain node runner can execute them.
  */
 import assert from 'node:assert/strict';
+import { within } from '@moat/xen';
 import { XenstoreClient } from './client.ts';
 import { XenstoreError } from './errors.ts';
 import type { PermissionEntry } from './perms.ts';
 import type { XenstoreTransportFactory } from './transport.ts';
 import type { WatchEvent, XenstoreWatch } from './watch.ts';
 import { joinStrings, utf8, XsType } from './wire.ts';
+
+export { type CaseResult, runCases } from '@moat/xen';
 
 export interface ConformanceTarget {
   /** Opens a new connection as the identity under test; called several times per case. */
@@ -447,14 +450,10 @@ const cases: [string, Body][] = [
       const x = await c.client();
       await x.mkdir(`${c.dir}/w`);
       const w = await x.watch(`${c.dir}/w`, { token: 'first-fire' });
-      const first = await withTimeout(w.next(), c.timeoutMs, 'the initial event');
+      const first = await within(c.timeoutMs, 'the initial event', w.next());
       assert.deepEqual(first, { path: `${c.dir}/w`, token: 'first-fire' });
       const missing = await x.watch(`${c.dir}/not-there`, { token: 'missing-node' });
-      const ev = await withTimeout(
-        missing.next(),
-        c.timeoutMs,
-        'the initial event of a watch on a missing node',
-      );
+      const ev = await within(c.timeoutMs, 'the initial event of a watch on a missing node', missing.next());
       assert.equal(ev.path, `${c.dir}/not-there`);
       await w.close();
       await missing.close();
@@ -506,7 +505,7 @@ const cases: [string, Body][] = [
       })();
       await writer.write(`${c.dir}/iter/one`, '1');
       await writer.write(`${c.dir}/iter/done`, '2');
-      await withTimeout(consumed, c.timeoutMs, 'iteration to the done event');
+      await within(c.timeoutMs, 'iteration to the done event', consumed);
       assert.equal(paths[0], `${c.dir}/iter`, 'the initial event comes first');
       assert.ok(paths.includes(`${c.dir}/iter/one`));
       assert.ok(w.closed);
@@ -576,11 +575,11 @@ const cases: [string, Body][] = [
       const w = await x.watch('@introduceDomain');
       const r = await x.watch('@releaseDomain');
       assert.equal(
-        (await withTimeout(w.next(), c.timeoutMs, '@introduceDomain initial event')).path,
+        (await within(c.timeoutMs, '@introduceDomain initial event', w.next())).path,
         '@introduceDomain',
       );
       assert.equal(
-        (await withTimeout(r.next(), c.timeoutMs, '@releaseDomain initial event')).path,
+        (await within(c.timeoutMs, '@releaseDomain initial event', r.next())).path,
         '@releaseDomain',
       );
       await w.close();
@@ -895,25 +894,6 @@ const cases: [string, Body][] = [
   ],
 ];
 
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new assert.AssertionError({ message: `${what}: nothing within ${ms} ms` })),
-      ms,
-    );
-    promise.then(
-      (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      },
-      (e) => {
-        clearTimeout(timer);
-        reject(e);
-      },
-    );
-  });
-}
-
 let runCounter = 0;
 
 /** The cases, in a stable order, ready to run against `target`. */
@@ -956,41 +936,4 @@ export function conformanceSuite(target: ConformanceTarget): ConformanceCase[] {
       }
     },
   }));
-}
-
-export interface CaseResult {
-  id: string;
-  ok: boolean;
-  ms: number;
-  error?: string;
-}
-
-/**
- * Runs cases one after the other in a plain node process (no test framework), e.g. inside a
- * lab guest: `await runCases(conformanceSuite(target), { onResult: console.log })`.
- */
-export async function runCases(
-  cases: readonly { id: string; run(): Promise<void> }[],
-  options: { only?: readonly string[]; onResult?: (r: CaseResult) => void } = {},
-): Promise<CaseResult[]> {
-  const results: CaseResult[] = [];
-  for (const c of cases) {
-    if (options.only && !options.only.includes(c.id)) continue;
-    const start = performance.now();
-    let result: CaseResult;
-    try {
-      await c.run();
-      result = { id: c.id, ok: true, ms: performance.now() - start };
-    } catch (error) {
-      result = {
-        id: c.id,
-        ok: false,
-        ms: performance.now() - start,
-        error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
-      };
-    }
-    results.push(result);
-    options.onResult?.(result);
-  }
-  return results;
 }
