@@ -1009,3 +1009,27 @@ describe('IPv6 details', () => {
     expect(out(engine, sink, UPLINK, g).v).toBe(V_DROPPED);
   });
 });
+
+describe('ICMPv6 echo', () => {
+  it('translates the echo identifier and the ICMPv6 checksum both ways', () => {
+    const { engine, sink, c1 } = setup();
+    const o = out(engine, sink, c1, frame6({ src: C1_6, dst: REMOTE6, proto: 58, icmpId: 77 })).frames[0]!;
+    expect(o.bytes.subarray(22, 38)).toEqual(UP6);
+    expect(checksumsValid(o.bytes)).toBe(true);
+    const id = read16(o.bytes, 58);
+    const reply = frame6({
+      src: REMOTE6,
+      dst: UP6,
+      proto: 58,
+      icmpType: 129,
+      icmpId: id,
+      srcMac: NETVM_MAC,
+      dstMac: UP_MAC,
+    });
+    const back = out(engine, sink, UPLINK, reply).frames[0]!;
+    expect(back.link).toBe(c1);
+    expect(read16(back.bytes, 58)).toBe(77);
+    expect(back.bytes.subarray(38, 54)).toEqual(C1_6);
+    expect(checksumsValid(back.bytes)).toBe(true);
+  });
+});
