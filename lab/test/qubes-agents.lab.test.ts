@@ -47,7 +47,20 @@ beforeAll(async () => {
   });
 });
 
+/** Protocol figures over the bare vchan's in the same run (emulated figures are read as ratios). */
+function ratios(): Record<string, number> {
+  const out: Record<string, number> = {};
+  const qdb = figures.qubesdbRoundTripMs as { medianMs: number } | undefined;
+  const bare = figures.bareVchanRoundTripMs as { medianMs: number } | undefined;
+  const echo = figures.qrexecEchoCallMs as number | undefined;
+  const bareEcho = figures.bareVchanEcho1MiBMs as number | undefined;
+  if (qdb && bare) out.qubesdbRoundTripOverBareVchan = Number((qdb.medianMs / bare.medianMs).toFixed(2));
+  if (echo && bareEcho) out.qrexecEchoOverBareVchan = Number((echo / bareEcho).toFixed(2));
+  return out;
+}
+
 afterAll(async () => {
+  figures.ratios = ratios();
   // One line with every figure of the run, for reports (the guests' result lines have them too).
   console.log(`qubes-agents lab figures: ${JSON.stringify(figures)}`);
   await lab?.shutdown();
@@ -110,6 +123,23 @@ describe('our QubesDB and qrexec agents in a domU against our dom0 daemons on re
           `(one way about ${(rt.medianMs / 2).toFixed(2)} ms)`,
       );
     }
+  });
+
+  it('a bare vchan between the same domains echoes 1 MiB (the baseline for the figures)', async () => {
+    const bare = await data<{
+      roundTrip: { medianMs: number; samples: number };
+      echoMs: number;
+      bytes: number;
+    }>(dom0, 'bare vchan baseline');
+    expect(bare.roundTrip.samples).toBe(QUBES_AGENTS.pings);
+    const echoed = await data<{ echoed: number }>(vm, 'bare vchan echo');
+    expect(echoed.echoed).toBe(QUBES_AGENTS.pings + QUBES_AGENTS.stdinBytes);
+    figures.bareVchanRoundTripMs = bare.roundTrip;
+    figures.bareVchanEcho1MiBMs = bare.echoMs;
+    console.log(
+      `bare vchan (64 KiB rings): 1-byte round trip median ${bare.roundTrip.medianMs.toFixed(2)} ms, ` +
+        `1 MiB echoed in ${bare.echoMs} ms`,
+    );
   });
 
   it('dom0 calls a service in the domU with 1 MiB of stdin and gets stdout and the exit code back, checksummed', async () => {

@@ -69,6 +69,92 @@ function waitForKey(db: QubesDb | QubesDbDaemon, path: string, timeoutMs: number
   });
 }
 
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+function summarise(samples: number[]): { samples: number; medianMs: number; p90Ms: number; maxMs: number } {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const at = (q: number) =>
+    Number((sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0).toFixed(3));
+  return { samples: sorted.length, medianMs: at(0.5), p90Ms: at(0.9), maxMs: at(1) };
+}
+
+/**
+ * The baseline measured in the same run: a bare vchan between the same two domains (dom0
+ * server, 64 KiB rings as qrexec's data channels), the VM echoing every byte. dom0 times
+ * 1-byte round trips (against QubesDB's) and 1 MiB echoed (against moat.Echo).
+ */
+async function bareVchanBaseline(vchan: VchanTransport, peer: number, bulk: Uint8Array) {
+  const stream = await vchan.listen({
+    peer,
+    port: QUBES_AGENTS.baselinePort,
+    readMin: QUBES_AGENTS.baselineRing,
+    writeMin: QUBES_AGENTS.baselineRing,
+  });
+  const failed = new Promise<never>((_, reject) => stream.once('error', reject));
+  failed.catch(() => {}); // raced in every wait below
+  const wait = <T>(p: Promise<T>, what: string) =>
+    withTimeout(Promise.race([p, failed]), QUBES_AGENTS.waitMs, what);
+  await wait(stream.whenConnected(), 'the VM connecting to the bare vchan');
+  let received = 0;
+  let want = 0;
+  let wake: (() => void) | undefined;
+  stream.on('data', (chunk: Buffer) => {
+    received += chunk.length;
+    if (received >= want) wake?.();
+  });
+  const until = (n: number) =>
+    new Promise<void>((resolve) => {
+      want = n;
+      wake = resolve;
+      if (received >= n) resolve();
+    });
+  const samples: number[] = [];
+  for (let i = 0; i < QUBES_AGENTS.pings; i++) {
+    const target = received + 1;
+    const start = performance.now();
+    stream.write(Buffer.of(i & 0xff));
+    await wait(until(target), 'a 1-byte echo');
+    samples.push(performance.now() - start);
+  }
+  const target = received + bulk.length;
+  const start = performance.now();
+  stream.write(bulk);
+  await wait(until(target), `${bulk.length} bytes echoed`);
+  const bulkMs = performance.now() - start;
+  const closed = new Promise<void>((resolve) => stream.once('close', () => resolve()));
+  stream.end();
+  await wait(closed, 'the bare vchan closing');
+  return { roundTrip: summarise(samples), echoMs: Math.round(bulkMs), bytes: bulk.length };
+}
+
+/** The VM's end of the baseline: echo until dom0 closes. */
+async function bareVchanEcho(vchan: VchanTransport): Promise<{ echoed: number }> {
+  const stream = await vchan.connect({
+    peer: 0,
+    port: QUBES_AGENTS.baselinePort,
+    timeoutMs: QUBES_AGENTS.waitMs,
+  });
+  let echoed = 0;
+  stream.on('data', (chunk: Buffer) => {
+    echoed += chunk.length;
+  });
+  const closed = new Promise<void>((resolve, reject) => {
+    stream.once('close', () => resolve());
+    stream.once('error', reject);
+  });
+  stream.pipe(stream);
+  await withTimeout(closed, QUBES_AGENTS.waitMs, 'dom0 closing the bare vchan');
+  return { echoed };
+}
+
 function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
@@ -100,6 +186,7 @@ function vmSteps(): Record<string, GuestStep> {
       const report = await runVmHalf(db, { timeoutMs: QUBES_AGENTS.waitMs });
       return { ...report, seqLeft: db.list('/lab/seq/'), stats: db.stats };
     },
+    'bare vchan echo': () => bareVchanEcho(vchan),
     'qrexec served': async () => {
       if (!db || !agent) throw new Error('the agents are not up');
       await waitForKey(db, '/lab/qrexec-done', QUBES_AGENTS.waitMs);
@@ -155,6 +242,7 @@ function dom0Steps(peer: number): Record<string, GuestStep> {
       const report = await runDom0Half(daemon, { timeoutMs: QUBES_AGENTS.waitMs, pings: QUBES_AGENTS.pings });
       return { ...report, forwarded: daemon.stats.forwarded };
     },
+    'bare vchan baseline': () => bareVchanBaseline(vchan, peer, stdin),
     'qrexec connected': async () => {
       qrexec = await QrexecDaemon.connect({
         vchan: vchanEndpoint(vchan),

@@ -8,6 +8,10 @@ export const QUBES_AGENTS = {
   stdinSeed: 4,
   /** dom0 → VM → dom0 QubesDB round trips timed after the ordered writes and removals. */
   pings: 50,
+  /** The bare vchan measured beside the protocols (dom0 server, the VM echoing). */
+  baselinePort: 7111,
+  /** Its rings: qrexec's data channel size (DATA_RING_SIZE). */
+  baselineRing: 65536,
   /** Every wait inside the guests: generous, emulation on a shared machine. */
   waitMs: 420_000,
 } as const;
