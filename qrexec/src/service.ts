@@ -14,6 +14,7 @@ import {
   decodePayload,
   encodeMessage,
   type Header,
+  type Message,
   MIN_PROTOCOL_VERSION,
   MsgType,
   maxDataChunk,
@@ -74,34 +75,47 @@ export async function dataHandshake(
   return version;
 }
 
-/** Refuses a call on an open data channel: STDOUT EOF, STDERR EOF, EXIT_CODE, close (as the C agent). */
-export async function refuseOnDataChannel(options: ServiceSessionOptions, exitCode: number): Promise<void> {
+/** The frame reader and writer of an accepted data stream, and its name for errors. */
+function openDataChannel(options: ServiceSessionOptions): {
+  op: string;
+  reader: FrameReader;
+  writer: FrameWriter;
+} {
   const { stream, connectDomain, connectPort } = options;
   const op = dataOp(connectDomain, connectPort);
-  const reader = new FrameReader(stream, op, connectDomain);
-  const writer = new FrameWriter(stream, op, connectDomain);
+  return {
+    op,
+    reader: new FrameReader(stream, op, connectDomain),
+    writer: new FrameWriter(stream, op, connectDomain),
+  };
+}
+
+/** HELLO, then `messages`, then close: a call that runs no service on the channel. */
+async function answerOnDataChannel(
+  options: ServiceSessionOptions,
+  messages: readonly Message[],
+): Promise<void> {
+  const { op, reader, writer } = openDataChannel(options);
   try {
-    await dataHandshake(reader, writer, op, connectDomain);
-    await writer.write(encodeMessage({ kind: 'data-stdout', data: new Uint8Array(0) }));
-    await writer.write(encodeMessage({ kind: 'data-stderr', data: new Uint8Array(0) }));
-    await writer.write(encodeMessage({ kind: 'data-exit-code', code: exitCode }));
+    await dataHandshake(reader, writer, op, options.connectDomain);
+    for (const m of messages) await writer.write(encodeMessage(m));
   } finally {
-    closeStream(stream);
+    closeStream(options.stream);
   }
 }
 
+/** Refuses a call on an open data channel: STDOUT EOF, STDERR EOF, EXIT_CODE, close (as the C agent). */
+export function refuseOnDataChannel(options: ServiceSessionOptions, exitCode: number): Promise<void> {
+  return answerOnDataChannel(options, [
+    { kind: 'data-stdout', data: new Uint8Array(0) },
+    { kind: 'data-stderr', data: new Uint8Array(0) },
+    { kind: 'data-exit-code', code: exitCode },
+  ]);
+}
+
 /** MSG_JUST_EXEC: HELLO, report whether the service started (0) and close; the service runs detached. */
-export async function justExecOnDataChannel(options: ServiceSessionOptions, exitCode: number): Promise<void> {
-  const { stream, connectDomain, connectPort } = options;
-  const op = dataOp(connectDomain, connectPort);
-  const reader = new FrameReader(stream, op, connectDomain);
-  const writer = new FrameWriter(stream, op, connectDomain);
-  try {
-    await dataHandshake(reader, writer, op, connectDomain);
-    await writer.write(encodeMessage({ kind: 'data-exit-code', code: exitCode }));
-  } finally {
-    closeStream(stream);
-  }
+export function justExecOnDataChannel(options: ServiceSessionOptions, exitCode: number): Promise<void> {
+  return answerOnDataChannel(options, [{ kind: 'data-exit-code', code: exitCode }]);
 }
 
 /** Output stream of a service: chunks become MSG_DATA_STDOUT/STDERR, end becomes the zero-length EOF. */
@@ -140,10 +154,8 @@ export async function serveCall(
   command: RpcCommand,
   handler: ServiceHandler,
 ): Promise<number> {
-  const { stream, connectDomain, connectPort, log } = options;
-  const op = dataOp(connectDomain, connectPort);
-  const reader = new FrameReader(stream, op, connectDomain);
-  const writer = new FrameWriter(stream, op, connectDomain);
+  const { stream, connectDomain, log } = options;
+  const { op, reader, writer } = openDataChannel(options);
   const abort = new AbortController();
   let done = false;
   let stdin: PassThrough | undefined;
