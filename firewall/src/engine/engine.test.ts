@@ -1033,3 +1033,26 @@ describe('ICMPv6 echo', () => {
     expect(checksumsValid(back.bytes)).toBe(true);
   });
 });
+
+describe('a new uplink', () => {
+  it('keeps clients and rules, cuts flows when our address changes, and keeps working', () => {
+    const { engine, sink, c1 } = setup();
+    out(engine, sink, c1, frame4({ src: C1, dst: REMOTE, proto: 17, sport: 1, dport: 2 }));
+    // the netvm restarted with the same addresses: flows stay
+    expect(engine.setUplink({ mac: UP_MAC, ip4: UP4, gateway4: ip('10.137.0.1'), ip6: UP6 })).toBe(0);
+    expect(engine.conntrack.size).toBe(1);
+    // a different netvm and a new address for us
+    const newUp = ip('10.138.0.9');
+    expect(engine.setUplink({ mac: UP_MAC, ip4: newUp, gateway4: ip('10.138.0.1') })).toBe(1);
+    const o = out(engine, sink, c1, frame4({ src: C1, dst: REMOTE, proto: 17, sport: 1, dport: 2 }))
+      .frames[0]!;
+    expect(u32(o.bytes, 26)).toBe(u32(newUp, 0));
+    const r = out(engine, sink, UPLINK, toUplink(REMOTE, newUp, { proto: 17, sport: 2, dport: 1 }));
+    expect(r.frames[0]!.link).toBe(c1);
+    // the old address is ours no longer, the new one is
+    expect(out(engine, sink, UPLINK, toUplink(newUp, newUp, { proto: 17, sport: 2, dport: 1 })).v).toBe(
+      V_DROPPED,
+    );
+    expect(engine.stats().links[0]!.dropsByReason['spoofed-from-uplink']).toBe(1);
+  });
+});

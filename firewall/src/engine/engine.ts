@@ -102,6 +102,7 @@ import {
   QUBES_GATEWAY_MAC,
   TIMEOUTS_MS,
   UPLINK,
+  type UplinkConfig,
 } from './config.ts';
 import {
   Conntrack,
@@ -210,14 +211,14 @@ export class FirewallEngine {
   private readonly perClientMax: number;
 
   // addresses
-  private readonly upMac: Uint8Array;
+  private upMac: Uint8Array;
   private upGwMac: Uint8Array;
-  private readonly up4: number;
-  private readonly up4Bytes: Uint8Array;
-  private readonly upGw4Bytes: Uint8Array;
-  private readonly up6: Uint8Array | undefined;
-  private readonly upGw6: Uint8Array | undefined;
-  private readonly mtu: number;
+  private up4: number;
+  private up4Bytes: Uint8Array;
+  private upGw4Bytes: Uint8Array;
+  private up6: Uint8Array | undefined;
+  private upGw6: Uint8Array | undefined;
+  private mtu: number;
   private readonly gw4: number;
   private readonly gw4Bytes: Uint8Array;
   private readonly gw6: Uint8Array | undefined;
@@ -249,7 +250,7 @@ export class FirewallEngine {
   private readonly arp = new ArpView();
   private readonly key = new Uint32Array(KEY_WORDS * 2);
   private readonly fkey = new Uint32Array(KEY_WORDS);
-  private readonly out: Uint8Array;
+  private out: Uint8Array;
   private readonly outMeta = plainMeta();
   private readonly query: FlowQuery = {
     family: 4,
@@ -390,6 +391,42 @@ export class FirewallEngine {
       ct.rule[e] = d;
       return false;
     });
+  }
+
+  /**
+   * A new uplink (the netvm changed or restarted: `/qubes-gateway`, our `/qubes-ip`, the
+   * netfront MAC or MTU). The engine keeps its clients and rules; if our uplink address
+   * changed, every tracked flow is cut (their NAT mappings name the old address), as Linux
+   * drops masqueraded connections when the address goes away. Mirage never recovers here.
+   */
+  setUplink(up: UplinkConfig): number {
+    const old4 = this.up4;
+    const old6 = this.up6;
+    this.upMac = up.mac.slice(0, 6);
+    this.upGwMac = (up.gatewayMac ?? QUBES_GATEWAY_MAC).slice(0, 6);
+    this.up4Bytes = up.ip4.slice(0, 4);
+    this.up4 = read32(up.ip4, 0);
+    this.upGw4Bytes = up.gateway4.slice(0, 4);
+    this.up6 = up.ip6?.slice(0, 16);
+    this.upGw6 = up.gateway6?.slice(0, 16);
+    this.mtu = Math.max(68, Math.min(up.mtu ?? 1500, 65535));
+    if (this.out.length < this.mtu + 64) this.out = new Uint8Array(this.mtu + 64);
+    const same6 =
+      old6 === undefined
+        ? this.up6 === undefined
+        : this.up6 !== undefined && bytesEqual(old6, 0, this.up6, 16);
+    let cut = 0;
+    if (old4 !== this.up4 || !same6) {
+      const ct = this.conntrack;
+      for (let e = 0; e < ct.capacity; e++) {
+        if (ct.used[e] === 1) {
+          ct.remove(e);
+          cut++;
+        }
+      }
+    }
+    this.updateInternal();
+    return cut;
   }
 
   /** `/connected-ips` and `/connected-ips6`: every client address, running or not. */
