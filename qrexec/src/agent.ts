@@ -20,6 +20,7 @@ import {
   type ServiceHandler,
   type ServiceSessionOptions,
   serveCall,
+  serviceCall,
 } from './service.ts';
 import type { VchanEndpoint, VchanListener } from './transport.ts';
 import {
@@ -426,18 +427,14 @@ async function runDetached(
         cb();
       },
     });
-  await handler({
-    service: command.service,
-    argument: command.argument,
-    descriptor: command.descriptor,
-    sourceDomain: command.sourceDomain,
-    connectDomain,
-    user: command.user,
-    stdin,
-    stdout: sink(),
-    stderr: sink(),
-    signal: new AbortController().signal,
-  });
+  await handler(
+    serviceCall(command, connectDomain, {
+      stdin,
+      stdout: sink(),
+      stderr: sink(),
+      signal: new AbortController().signal,
+    }),
+  );
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {

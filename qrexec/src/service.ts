@@ -118,6 +118,23 @@ export function justExecOnDataChannel(options: ServiceSessionOptions, exitCode: 
   return answerOnDataChannel(options, [{ kind: 'data-exit-code', code: exitCode }]);
 }
 
+/** What the handler of `command` gets, with the streams it reads and writes. */
+export function serviceCall(
+  command: RpcCommand,
+  connectDomain: number,
+  io: Pick<ServiceCall, 'stdin' | 'stdout' | 'stderr' | 'signal'>,
+): ServiceCall {
+  return {
+    service: command.service,
+    argument: command.argument,
+    descriptor: command.descriptor,
+    sourceDomain: command.sourceDomain,
+    connectDomain,
+    user: command.user,
+    ...io,
+  };
+}
+
 /** Output stream of a service: chunks become MSG_DATA_STDOUT/STDERR, end becomes the zero-length EOF. */
 function outputStream(writer: FrameWriter, kind: 'data-stdout' | 'data-stderr', chunk: number): Writable {
   const type = kind === 'data-stdout' ? MsgType.DATA_STDOUT : MsgType.DATA_STDERR;
@@ -229,18 +246,7 @@ export async function serveCall(
     connectionLost.catch(() => undefined);
     try {
       const running = Promise.resolve().then(() =>
-        handler({
-          service: command.service,
-          argument: command.argument,
-          descriptor: command.descriptor,
-          sourceDomain: command.sourceDomain,
-          connectDomain,
-          user: command.user,
-          stdin: input,
-          stdout,
-          stderr,
-          signal: abort.signal,
-        }),
+        handler(serviceCall(command, connectDomain, { stdin: input, stdout, stderr, signal: abort.signal })),
       );
       running.catch((e: unknown) => {
         if (abort.signal.aborted)
