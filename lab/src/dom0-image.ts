@@ -37,7 +37,7 @@ const dom0Modules: readonly { name: string; params?: string }[] = [
   { name: 'xen-privcmd' },
   { name: 'xenfs' },
   { name: 'xen-blkback' },
-  { name: 'loop' },
+  { name: 'loop', params: 'max_loop=64' },
   { name: 'squashfs' },
 ];
 
@@ -121,8 +121,13 @@ const blockScript = `#!/bin/sh
 case "$1" in
 add)
   file=$(xenstore-read "$XENBUS_PATH/params") || exit 1
-  loop=$(losetup -f) || exit 1
-  losetup -r "$loop" "$file" || exit 1
+  # Try each loop device: attaching fails on one in use, so two disks added at once never
+  # race for the device \`losetup -f\` would name to both.
+  loop=
+  for i in $(seq 0 63); do
+    if losetup -r "/dev/loop$i" "$file" 2>/dev/null; then loop=/dev/loop$i; break; fi
+  done
+  [ -n "$loop" ] || exit 1
   xenstore-write "$XENBUS_PATH/physical-device" "$(stat -L -c '%t:%T' "$loop")" \\
     "$XENBUS_PATH/physical-device-path" "$loop" "$XENBUS_PATH/hotplug-status" connected
   ;;

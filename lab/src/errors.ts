@@ -16,8 +16,14 @@ export class LabTimeout extends LabError {
     readonly waitedFor: string,
     readonly timeoutMs: number,
     detail: Record<string, unknown> = {},
+    /** Last output lines of what was waited for, appended to the message. */
+    lastLines?: string,
   ) {
-    super('timeout', `${waitedFor} did not happen within ${Math.round(timeoutMs / 1000)} s`, detail);
+    super(
+      'timeout',
+      `${waitedFor} did not happen within ${Math.round(timeoutMs / 1000)} s${lastLines ? `; last lines:\n${lastLines}` : ''}`,
+      detail,
+    );
     this.name = 'LabTimeout';
   }
 }

@@ -95,7 +95,9 @@ export class GuestHandle {
       timer = setTimeout(() => {
         this.waiters.delete(waiter);
         this.onTimeout();
-        reject(new LabTimeout(`${this.guest}: ${what}`, timeoutMs, { lastLines: this.tail() }));
+        reject(
+          new LabTimeout(`${this.guest}: ${what}`, timeoutMs, { lastLines: this.tail() }, this.tail(15)),
+        );
       }, timeoutMs);
       this.waiters.add(waiter);
       waiter();
@@ -104,7 +106,7 @@ export class GuestHandle {
 
   /** Waits for the guest's own result `name`; fails if the guest ends without printing it. */
   result(name: string, options: { timeoutMs?: number } = {}): Promise<GuestResult> {
-    return this.waitUntil(`result "${name}"`, options.timeoutMs ?? 300_000, () => {
+    return this.waitUntil(`result "${name}"`, options.timeoutMs ?? 600_000, () => {
       const found = this.results.find((r) => r.name === name);
       if (found) return found;
       if (this.exit) {
@@ -119,7 +121,7 @@ export class GuestHandle {
 
   /** Waits for the end and returns what the guest reported; `done` false if it never said so. */
   finished(options: { timeoutMs?: number } = {}): Promise<GuestRun> {
-    return this.waitUntil('end of the run', options.timeoutMs ?? 300_000, () =>
+    return this.waitUntil('end of the run', options.timeoutMs ?? 600_000, () =>
       this.exit ? this.snapshot() : undefined,
     );
   }

@@ -4,8 +4,13 @@
  * (args from the MOAT_ARGS environment variable) and in domUs (args from the kernel command
  * line, `moat.args=<base64url JSON>`, since a domU gets nothing else from its creator).
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { encodeMessage, type GuestMessage, type GuestResult } from './protocol.ts';
+
+// A domU image built with the addon carries it at /app on its disk (mounted on /mnt); dom0's
+// agent sets MOAT_XEN_ADDON itself. @moat/xen reads the variable when it first loads the addon.
+const DOMU_ADDON = '/mnt/app/moat_xen.node';
+if (!process.env.MOAT_XEN_ADDON && existsSync(DOMU_ADDON)) process.env.MOAT_XEN_ADDON = DOMU_ADDON;
 
 export type GuestStep = (args: Record<string, unknown>) => unknown | Promise<unknown>;
 

@@ -1,3 +1,4 @@
+export { buildGuestAddon, GUEST_ADDON_PATH, type GuestAddon } from './addon.ts';
 export {
   runVchanBench,
   type VchanBenchDirection,
@@ -8,6 +9,7 @@ export { bundleEntry } from './bundle.ts';
 export type { AgentCommand, AgentEvent } from './control.ts';
 export { buildDom0Image, type Dom0Image } from './dom0-image.ts';
 export { LabError, LabTimeout } from './errors.ts';
+export { guestImage } from './guest-image.ts';
 export { expectGuestOk, GuestHandle, type GuestRun } from './guest-run.ts';
 export { bootLab, type DomUOptions, type Lab, type LabOptions, type LabTimings } from './lab.ts';
 export {

@@ -1,7 +1,8 @@
-import { copyFileSync, existsSync, linkSync, mkdirSync, rmSync } from 'node:fs';
+import { appendFileSync, copyFileSync, existsSync, linkSync, mkdirSync, rmSync } from 'node:fs';
 import { createConnection, type Socket } from 'node:net';
 import { basename, join } from 'node:path';
 import { defaultCacheDir, type VmImage } from '@moat/unikernel';
+import type { GuestAddon } from './addon.ts';
 import { bundleEntry } from './bundle.ts';
 import { type AgentCommand, type AgentEvent, LineSplitter } from './control.ts';
 import { BLOCK_SCRIPT_PATH, buildDom0Image, type Dom0Image } from './dom0-image.ts';
@@ -19,6 +20,8 @@ export interface LabOptions {
   readonly cacheDir?: string;
   /** Until dom0's agent says it is ready. Generous: emulation on a shared 2-core machine. */
   readonly bootTimeoutMs?: number;
+  /** The compiled @moat/xen addon for dom0's bundles (buildGuestAddon); shared as MOAT_XEN_ADDON. */
+  readonly addon?: GuestAddon;
   /** Gets every line of Xen's and dom0's console (com1). */
   readonly onConsoleLine?: (line: string) => void;
 }
@@ -114,10 +117,17 @@ export async function bootLab(options: LabOptions = {}): Promise<Lab> {
   const shareDir = join(runDir, 'share');
   mkdirSync(shareDir, { recursive: true });
   copyFileSync(agentBundle, join(shareDir, 'agent.js'));
+  if (options.addon) share(shareDir, options.addon.path, 'addon/moat_xen.node');
   const controlSocket = join(runDir, 'control.sock');
 
   const consoleLines: string[] = [];
+  // MOAT_LAB_LOG=<file>: every console and guest line, as it comes, for watching a long run.
+  const logFile = process.env.MOAT_LAB_LOG;
+  const trace = logFile
+    ? (line: string) => appendFileSync(logFile, `${new Date().toISOString().slice(11, 23)} ${line}\n`)
+    : () => {};
   const onConsole = (line: string) => {
+    trace(`console | ${line}`);
     consoleLines.push(line);
     if (consoleLines.length > 5000) consoleLines.shift();
     options.onConsoleLine?.(line);
@@ -151,6 +161,7 @@ export async function bootLab(options: LabOptions = {}): Promise<Lab> {
     }
     const guest = guests.get(event.id);
     const exec = execs.get(event.id);
+    trace(`agent   | ${JSON.stringify(event).slice(0, 400)}`);
     if (event.kind === 'line') {
       if (guest && event.stream !== 'xl') guest.line(event.text);
       else if (guest) guest.line(`xl: ${event.text}`);

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { LineSplitter } from './control.ts';
 import type { Dom0Image } from './dom0-image.ts';
 import { CONTROL_PORT, SHARE_TAG } from './dom0-image.ts';
@@ -52,7 +53,12 @@ export class QemuProcess {
   private exitedNow = false;
 
   constructor(options: QemuOptions, onConsoleLine: (line: string) => void) {
-    this.child = spawn('qemu-system-x86_64', qemuArgs(options), { stdio: ['ignore', 'pipe', 'pipe'] });
+    // setpriv (util-linux) execs QEMU with a parent-death signal: if this process dies in any
+    // way (SIGKILL included, where no exit hook runs), the kernel kills QEMU too.
+    const [program, args] = existsSync('/usr/bin/setpriv')
+      ? ['/usr/bin/setpriv', ['--pdeathsig', 'KILL', 'qemu-system-x86_64', ...qemuArgs(options)]]
+      : ['qemu-system-x86_64', qemuArgs(options)];
+    this.child = spawn(program, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     process.on('exit', this.killOnExit);
     const splitter = new LineSplitter(onConsoleLine, 64 * 1024);
     this.child.stdout?.setEncoding('utf8');

@@ -1,6 +1,7 @@
 import type { CommandModule } from '../program.ts';
 import { demoCommand } from './demo.ts';
 import { firewallCommand } from './firewall.ts';
+import { labCommand } from './lab.ts';
 import { labBenchCommand } from './lab-bench.ts';
 import { qrexecCommand } from './qrexec.ts';
 import { qubesdbCommand } from './qubesdb.ts';
@@ -19,5 +20,6 @@ export const commandModules: readonly CommandModule[] = [
   qubesdbCommand,
   qrexecCommand,
   xenstoreCommand,
+  labCommand,
   labBenchCommand,
 ];

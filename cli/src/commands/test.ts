@@ -61,11 +61,30 @@ export const testPhases: TestPhase[] = [
     run: (root) => step(root, bin(root, 'vitest'), ['run'], 'unit tests (vitest)'),
   },
   {
+    name: 'lab',
+    description:
+      'real Xen 4.17 in QEMU (TCG): dom0, PV and PVH domUs run our code (lab/test, one boot per file)',
+    debianPackages: ['qemu-system-x86', 'squashfs-tools', 'gcc', 'libc6-dev'],
+    applies: hasFolder('lab/vitest.config.ts'),
+    run: (root) =>
+      step(
+        root,
+        bin(root, 'vitest'),
+        ['run', '--config', 'lab/vitest.config.ts'],
+        'lab tests (vitest, lab/)',
+      ),
+  },
+  {
     name: 'fuzz',
     description: 'image decoders: 20 s of mutated corpus files per format (no crash, hang or overrun)',
     applies: hasFolder('viewer'),
     run: (root) =>
-      step(root, join(root, 'moat'), ['fuzz', 'decoders', '--seconds', '20'], 'decoder fuzzing (moat fuzz decoders)'),
+      step(
+        root,
+        join(root, 'moat'),
+        ['fuzz', 'decoders', '--seconds', '20'],
+        'decoder fuzzing (moat fuzz decoders)',
+      ),
   },
 ];
 

@@ -110,7 +110,12 @@ async function handle(command: AgentCommand): Promise<void> {
   switch (command.op) {
     case 'run': {
       const bundle = join(SHARE, command.bundle);
-      const env = { ...baseEnv, MOAT_ARGS: JSON.stringify(command.args) };
+      const addon = join(SHARE, 'addon', 'moat_xen.node');
+      const env = {
+        ...baseEnv,
+        MOAT_ARGS: JSON.stringify(command.args),
+        ...(existsSync(addon) ? { MOAT_XEN_ADDON: addon } : {}),
+      };
       const result = await start(command.id, [...NODE, bundle], env, command.timeoutMs);
       if (result) send({ kind: 'exit', id: command.id, ...result });
       return;

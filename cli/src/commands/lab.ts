@@ -1,0 +1,58 @@
+import { LabError, runSmoke } from '@moat/lab';
+import type { Command } from 'commander';
+import { CheckFailed, ExitCode } from '../errors.ts';
+import { type CliContext, type CommandModule, handler } from '../program.ts';
+import { missingDebianPackages } from '../system.ts';
+
+/** What the lab needs on the host (the `lab` test phase installs them). */
+export const labDebianPackages = ['qemu-system-x86', 'squashfs-tools', 'gcc', 'libc6-dev'] as const;
+
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(1)} s`;
+}
+
+/** `moat lab smoke`: boot Xen in QEMU, run node in dom0, a PV and a PVH domU, and say how long each took. */
+export const labCommand: CommandModule = {
+  register(_program: Command, ctx: CliContext) {
+    ctx.lab
+      .command('smoke')
+      .description('boot the lab; run our JS in dom0, a PV and a PVH domU; check /dev/xen and the results')
+      .option('--console', 'print Xen and dom0 console lines as they come')
+      .action(
+        handler(async (reporter, cmd) => {
+          const missing = missingDebianPackages(labDebianPackages);
+          if (missing.length > 0) {
+            reporter.log(
+              `missing Debian packages: ${missing.join(' ')} (./moat test --only lab installs them)`,
+            );
+          }
+          const showConsole = Boolean(cmd.opts<{ console?: boolean }>().console);
+          const progress = reporter.progress('lab smoke', 5);
+          progress.update(1, 'building images');
+          let steps: Awaited<ReturnType<typeof runSmoke>>;
+          try {
+            steps = await runSmoke({
+              onStep: (step, index, total) => {
+                reporter.log(`${step.name}: ${step.detail} (${seconds(step.ms)})`);
+                if (index < total) progress.update(index + 1, `after ${step.name}`);
+              },
+              ...(showConsole ? { onConsoleLine: (line: string) => reporter.log(`console | ${line}`) } : {}),
+            });
+          } catch (error) {
+            if (error instanceof LabError)
+              throw new CheckFailed(error.message, { step: error.step, ...error.detail });
+            throw error;
+          }
+          const totalMs = steps.reduce((sum, s) => sum + s.ms, 0);
+          progress.done(`all ${steps.length} steps ok`);
+          reporter.result('lab smoke', {
+            steps: steps.map((s) => `${s.name}: ${seconds(s.ms)}`).join(', '),
+            details: steps.map((s) => `${s.name}: ${s.detail}`),
+            total: seconds(totalMs),
+            figures: Object.fromEntries(steps.map((s) => [s.name, s.ms])),
+          });
+          return ExitCode.ok;
+        }),
+      );
+  },
+};
