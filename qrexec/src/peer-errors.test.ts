@@ -173,16 +173,25 @@ describe('agent against a misbehaving dom0 (control channel)', () => {
 });
 
 describe('agent service side against a misbehaving caller (data channel)', () => {
-  async function openCall() {
-    const s = await agentWithRawDom0();
-    const listener = await s.net.endpoint(0).listen(VM, 513, { read: 65536, write: 65536 });
+  /** dom0 has the agent run `service` for a caller listening on `port`; returns the caller's data end. */
+  async function execService(
+    s: { net: MemoryVchanNetwork; dom0: Raw },
+    service: string,
+    port = 513,
+  ): Promise<Raw> {
+    const listener = await s.net.endpoint(0).listen(VM, port, { read: 65536, write: 65536 });
     s.dom0.send({
       kind: 'exec-cmdline',
       connectDomain: 0,
-      connectPort: 513,
-      cmdline: 'user:QUBESRPC test.Cat+ dom0',
+      connectPort: port,
+      cmdline: `user:QUBESRPC ${service}+ dom0`,
     });
-    const data = new Raw(await listener.accepted);
+    return new Raw(await listener.accepted);
+  }
+
+  async function openCall() {
+    const s = await agentWithRawDom0();
+    const data = await execService(s, 'test.Cat');
     expect(await data.message()).toEqual({ type: MsgType.HELLO, payload: Buffer.from([3, 0, 0, 0]) });
     return { ...s, data };
   }
@@ -245,14 +254,7 @@ describe('agent service side against a misbehaving caller (data channel)', () =>
       expect(logs.join('\n')).toContain(reason);
       expect(agent.isConnected).toBe(true);
       // The same control connection still serves calls.
-      const listener = await net.endpoint(0).listen(VM, 514, { read: 65536, write: 65536 });
-      dom0.send({
-        kind: 'exec-cmdline',
-        connectDomain: 0,
-        connectPort: 514,
-        cmdline: 'user:QUBESRPC test.Cat+ dom0',
-      });
-      const ok = new Raw(await listener.accepted);
+      const ok = await execService({ net, dom0 }, 'test.Cat', 514);
       await ok.message();
       ok.send({ kind: 'hello', version: 3 });
       ok.send({ kind: 'data-stdin', data: Buffer.from('hi') });
@@ -305,14 +307,7 @@ describe('agent service side against a misbehaving caller (data channel)', () =>
       }
       return 0;
     });
-    const listener = await s.net.endpoint(0).listen(VM, 513, { read: 65536, write: 65536 });
-    s.dom0.send({
-      kind: 'exec-cmdline',
-      connectDomain: 0,
-      connectPort: 513,
-      cmdline: 'user:QUBESRPC test.Late+ dom0',
-    });
-    const data = new Raw(await listener.accepted);
+    const data = await execService(s, 'test.Late');
     await data.message();
     data.send({ kind: 'hello', version: 3 });
     data.send({ kind: 'data-stdin', data: new Uint8Array(0) });
@@ -332,14 +327,7 @@ describe('agent service side against a misbehaving caller (data channel)', () =>
       });
       return new Promise<number>(() => undefined); // ignores everything, forever
     });
-    const listener = await s.net.endpoint(0).listen(VM, 513, { read: 65536, write: 65536 });
-    s.dom0.send({
-      kind: 'exec-cmdline',
-      connectDomain: 0,
-      connectPort: 513,
-      cmdline: 'user:QUBESRPC test.Stuck+ dom0',
-    });
-    const data = new Raw(await listener.accepted);
+    const data = await execService(s, 'test.Stuck');
     await data.message();
     data.send({ kind: 'hello', version: 3 });
     data.send(header(0x999, 0)); // then misbehaves: the agent drops the connection
