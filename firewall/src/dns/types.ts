@@ -32,20 +32,11 @@ export interface DnsSegmentOut {
 
 export type DnsPacketOut = DnsDatagramOut | DnsSegmentOut;
 
-/** What the engine hands the resolver from the uplink (already parsed and checksum-checked). */
-export type DnsPacketIn =
-  | { transport: 'udp'; server: Uint8Array; serverPort: number; localPort: number; payload: Uint8Array }
-  | {
-      transport: 'tcp';
-      server: Uint8Array;
-      serverPort: number;
-      localPort: number;
-      seq: number;
-      ack: number;
-      flags: number;
-      window: number;
-      payload: Uint8Array;
-    };
+/**
+ * What the engine hands the resolver from the uplink (already parsed and checksum-checked): the
+ * same fields as going out, `server`/`serverPort` now the source and `localPort` the destination.
+ */
+export type DnsPacketIn = DnsDatagramOut | DnsSegmentOut;
 
 export interface DnsTransportEndpoint {
   /** Packets to send now; the engine drains this after every call into the resolver and on each tick. */
