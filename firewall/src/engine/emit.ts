@@ -195,7 +195,10 @@ export function buildEchoReply(
   return icmp + l4Len;
 }
 
-/** An ARP reply saying `ip` is at `mac`, to the requester described by the request at inBuf[arpOff]. */
+/**
+ * An ARP reply saying the address at ip[ipOff..+4] is at `mac`, to the requester of the ARP
+ * request at inBuf[arpOff] (written byte by byte: clients may send requests at any rate).
+ */
 export function buildArpReply(
   out: Uint8Array,
   mac: Uint8Array,
@@ -204,19 +207,19 @@ export function buildArpReply(
   inBuf: Uint8Array,
   arpOff: number,
 ): number {
-  const requesterMac = inBuf.subarray(arpOff + 8, arpOff + 14);
-  writeEthernetHeader(out, 0, requesterMac, mac, ETHERTYPE_ARP);
-  emitArp(
-    {
-      operation: ARP_OP_REPLY,
-      senderMac: mac,
-      senderIp: ip.subarray(ipOff, ipOff + 4),
-      targetMac: requesterMac,
-      targetIp: inBuf.subarray(arpOff + 14, arpOff + 18),
-    },
-    out,
-    ETH_HEADER_LEN,
-  );
+  const a = ETH_HEADER_LEN;
+  copyBytes(out, 0, inBuf, arpOff + 8, 6); // to the requester's MAC
+  copyBytes(out, 6, mac, 0, 6);
+  write16(out, 12, ETHERTYPE_ARP);
+  write16(out, a, 1); // Ethernet
+  write16(out, a + 2, 0x0800); // IPv4
+  out[a + 4] = 6;
+  out[a + 5] = 4;
+  write16(out, a + 6, ARP_OP_REPLY);
+  copyBytes(out, a + 8, mac, 0, 6);
+  copyBytes(out, a + 14, ip, ipOff, 4);
+  copyBytes(out, a + 18, inBuf, arpOff + 8, 6);
+  copyBytes(out, a + 24, inBuf, arpOff + 14, 4);
   return ETH_HEADER_LEN + 28;
 }
 
