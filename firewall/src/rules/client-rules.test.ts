@@ -37,16 +37,22 @@ function tcp(dst: string, port: number): FlowQuery {
 }
 const out = (): RuleDecision => ({ action: 'drop', rule: -2 });
 
+/** Client 10.137.0.9's rules over a fresh FakeResolver, with its log lines collected. */
+function clientWithResolver(): { resolver: FakeResolver; logs: string[]; rules: ClientRules } {
+  const resolver = new FakeResolver();
+  const logs: string[] = [];
+  const rules = new ClientRules({
+    source: '10.137.0.9',
+    dnsServers: DNS,
+    resolver,
+    log: (l) => logs.push(l),
+  });
+  return { resolver, logs, rules };
+}
+
 describe('ClientRules', () => {
   it('resolves dsthost names, then swaps in the compiled set', () => {
-    const resolver = new FakeResolver();
-    const logs: string[] = [];
-    const rules = new ClientRules({
-      source: '10.137.0.9',
-      dnsServers: DNS,
-      resolver,
-      log: (l) => logs.push(l),
-    });
+    const { resolver, rules } = clientWithResolver();
     const swaps: string[] = [];
     rules.onChange((cur) => swaps.push(cur.failClosedReason ?? 'rules'));
     rules.update({
@@ -76,14 +82,7 @@ describe('ClientRules', () => {
   });
 
   it('blocks the client when a dsthost cannot be resolved, and logs why', () => {
-    const resolver = new FakeResolver();
-    const logs: string[] = [];
-    const rules = new ClientRules({
-      source: '10.137.0.9',
-      dnsServers: DNS,
-      resolver,
-      log: (l) => logs.push(l),
-    });
+    const { resolver, logs, rules } = clientWithResolver();
     rules.update({ policy: 'drop', '0000': 'action=drop dsthost=ads.example', '0001': 'action=accept' });
     resolver.set('ads.example', { state: 'failed', reason: 'NXDOMAIN' });
     expect(rules.current.failClosedReason).toMatch(
@@ -98,8 +97,7 @@ describe('ClientRules', () => {
   });
 
   it('keeps the previous set while a new tree resolves, and releases names no longer used', () => {
-    const resolver = new FakeResolver();
-    const rules = new ClientRules({ source: '10.137.0.9', dnsServers: DNS, resolver });
+    const { resolver, rules } = clientWithResolver();
     resolver.set('a.example', { state: 'resolved', addresses: [parseIp('1.1.1.1')!] });
     rules.update({ policy: 'drop', '0000': 'action=accept dsthost=a.example' });
     const first = rules.current;
