@@ -10,26 +10,9 @@ import {
   sha256,
   type UnpackedPackage,
 } from '@moat/unikernel';
-import { nativeAddonPath } from '@moat/xen';
+import { buildGuestAddon } from './addon.ts';
 import { LabError } from './errors.ts';
 import { xenPins } from './pins.ts';
-
-/**
- * The Xen libraries our addon and vchan-socket-proxy link (`ldd`), by soname. node's own
- * libraries (libc, libstdc++, libgcc_s, libm) are on every disk already.
- */
-const xenLibraries = [
-  'libxenvchan.so.4.17',
-  'libxenctrl.so.4.17',
-  'libxenevtchn.so.1',
-  'libxengnttab.so.1',
-  'libxenstore.so.4',
-  'libxentoollog.so.1',
-  'libxentoolcore.so.1',
-  'libxencall.so.1',
-  'libxenforeignmemory.so.1',
-  'libxendevicemodel.so.1',
-];
 
 function findFile(packages: readonly UnpackedPackage[], dirs: readonly string[], name: string): string {
   for (const pkg of packages) {
@@ -55,26 +38,16 @@ export async function buildPenaltyWorkload(cacheDir: string): Promise<string> {
 }
 
 /**
- * Files that let a domU image talk Xen from JS and from C: our compiled addon
- * (`/app/moat_xen.node`, loaded through MOAT_XEN_ADDON), the Xen libraries it and Debian's
- * `vchan-socket-proxy` need (in `/lib`, which is node's --library-path, so dlopen finds them),
- * the proxy itself (`/bin/vchan-socket-proxy`) and the C penalty workload (`/bin/penalty-workload`).
- * The addon is the one `node-gyp rebuild` left in xen/build (N-API, so node 20.20.2 in the
- * guest loads what the host's node 20 built).
+ * Files that let a domU image talk Xen from JS and from C: our addon and the Xen libraries
+ * (buildGuestAddon: `/app/moat_xen.node`, libraries in `/lib`, node's --library-path, where
+ * they also serve Debian's `vchan-socket-proxy`), the proxy itself (`/bin/vchan-socket-proxy`)
+ * and the C penalty workload (`/bin/penalty-workload`).
  */
 export async function xenGuestFiles(cacheDir: string): Promise<DiskFile[]> {
-  const addon = nativeAddonPath();
-  if (!existsSync(addon)) {
-    throw new LabError(
-      'guest files',
-      `the native addon ${addon} is not built: run ./moat test --only addon (or node-gyp rebuild in xen/)`,
-    );
-  }
+  const addon = await buildGuestAddon(cacheDir);
   const packages = await fetchDebianPackages(cacheDir, xenPins);
-  const libDirs = ['lib/x86_64-linux-gnu', 'usr/lib/x86_64-linux-gnu'];
   return [
-    { path: '/app/moat_xen.node', source: addon, mode: 0o755 },
-    ...xenLibraries.map((name) => ({ path: `/lib/${name}`, source: findFile(packages, libDirs, name) })),
+    ...addon.diskFiles,
     {
       path: '/bin/vchan-socket-proxy',
       source: findFile(packages, ['usr/lib/xen-4.17/bin'], 'vchan-socket-proxy'),
