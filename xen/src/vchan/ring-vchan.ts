@@ -286,9 +286,6 @@ export class RingVchanProvider implements VchanProvider {
       const right = ringData(orders.right);
       this.registry.publish(d.domid, path, { ringRef: iface.refs[0]!, port });
       cleanup.push(() => this.registry.remove(d.domid, path));
-      const release = () => {
-        undo();
-      };
       return new RingEndpoint({
         role: 'server',
         domain: d,
@@ -296,7 +293,7 @@ export class RingVchanProvider implements VchanProvider {
         iface,
         read: { size: 1 << orders.left, consAt: W.LEFT_CONS, prodAt: W.LEFT_PROD, data: left },
         write: { size: 1 << orders.right, consAt: W.RIGHT_CONS, prodAt: W.RIGHT_PROD, data: right },
-        release,
+        release: undo,
       });
     } catch (error) {
       undo();
