@@ -244,7 +244,7 @@ export class XenstoreClient extends XenstoreOps {
     check: (value: string | undefined) => T | undefined,
     options: RequestOptions = {},
   ): Promise<T> {
-    const watch = await this.watch(path, { ...(options.signal ? { signal: options.signal } : {}) });
+    const watch = await this.watch(path, { signal: options.signal });
     const deadline = options.timeoutMs !== undefined ? Date.now() + options.timeoutMs : undefined;
     try {
       for (;;) {
@@ -403,7 +403,7 @@ export class XenstoreClient extends XenstoreOps {
       if (this.closedError) return;
       this.onMessage(m);
     }
-    if (error && !this.closedError) {
+    if (error) {
       this.fail(
         new XenstoreConnectionError(
           this.transport.description,
