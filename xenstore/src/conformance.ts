@@ -95,6 +95,22 @@ function waitForEvent(
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 
+/** Calls `acquire(0)`, `acquire(1)`, ... until one throws or `limit` succeeded (a quota probe). */
+async function acquireUntilRefused<T>(
+  limit: number,
+  acquire: (i: number) => Promise<T>,
+): Promise<{ got: T[]; refused: unknown }> {
+  const got: T[] = [];
+  for (let i = 0; i < limit; i++) {
+    try {
+      got.push(await acquire(i));
+    } catch (error) {
+      return { got, refused: error };
+    }
+  }
+  return { got, refused: undefined };
+}
+
 type Body = (ctx: Ctx) => Promise<void>;
 
 const cases: [string, Body][] = [
@@ -168,17 +184,10 @@ const cases: [string, Body][] = [
         assert.deepEqual([...listed].sort(), names);
       } else {
         // An unprivileged domain's node record (child names included) must stay under 2048 bytes.
-        let created = 0;
-        let refused: unknown;
-        for (const n of names) {
-          try {
-            await x.mkdir(`${c.dir}/big/${n}`);
-            created++;
-          } catch (error) {
-            refused = error;
-            break;
-          }
-        }
+        const { got, refused } = await acquireUntilRefused(names.length, (i) =>
+          x.mkdir(`${c.dir}/big/${names[i]}`),
+        );
+        const created = got.length;
         assert.ok(
           refused instanceof XenstoreError && refused.code === 'ENOSPC',
           `expected ENOSPC, got ${String(refused)}`,
@@ -590,17 +599,9 @@ const cases: [string, Body][] = [
     'quota.watches-per-domain',
     async (c) => {
       const x = await c.client();
-      const watches: XenstoreWatch[] = [];
-      let refused: unknown;
-      const limit = c.privileged ? 200 : 140;
-      for (let i = 0; i < limit; i++) {
-        try {
-          watches.push(await x.watch(`${c.dir}/qw${i}`, { onEvent: () => undefined }));
-        } catch (error) {
-          refused = error;
-          break;
-        }
-      }
+      const { got: watches, refused } = await acquireUntilRefused(c.privileged ? 200 : 140, (i) =>
+        x.watch(`${c.dir}/qw${i}`, { onEvent: () => undefined }),
+      );
       if (c.privileged) assert.equal(refused, undefined, `dom0 has no watch quota: ${String(refused)}`);
       else {
         assert.ok(
@@ -759,17 +760,9 @@ const cases: [string, Body][] = [
     'quota.transactions-per-connection',
     async (c) => {
       const x = await c.client();
-      const open: Awaited<ReturnType<XenstoreClient['startTransaction']>>[] = [];
-      let refused: unknown;
-      const limit = c.privileged ? 30 : 20;
-      for (let i = 0; i < limit; i++) {
-        try {
-          open.push(await x.startTransaction());
-        } catch (error) {
-          refused = error;
-          break;
-        }
-      }
+      const { got: open, refused } = await acquireUntilRefused(c.privileged ? 30 : 20, () =>
+        x.startTransaction(),
+      );
       if (c.privileged) assert.equal(refused, undefined, `dom0 has no transaction quota: ${String(refused)}`);
       else {
         assert.ok(
