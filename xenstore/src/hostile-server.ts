@@ -20,6 +20,7 @@ import { SocketTransport } from './transports/socket.ts';
 import {
   decodeMessage,
   encodeMessage,
+  Field,
   HEADER_SIZE,
   joinStrings,
   type Message,
@@ -88,9 +89,9 @@ export class ScriptedServer implements XenstoreTransport {
 function header(type: number, reqId: number, len: number): Uint8Array {
   const h = new Uint8Array(HEADER_SIZE);
   const v = new DataView(h.buffer);
-  v.setUint32(0, type, true);
-  v.setUint32(4, reqId, true);
-  v.setUint32(12, len, true);
+  v.setUint32(Field.TYPE, type, true);
+  v.setUint32(Field.REQ_ID, reqId, true);
+  v.setUint32(Field.LEN, len, true);
   return h;
 }
 
