@@ -139,6 +139,8 @@ export function planesToRgba(
     };
   });
   const out = budget.bytes(width * height * 4, 'JPEG RGBA output');
+  // One 32-bit store per pixel where the byte order allows it.
+  const out32 = littleEndian ? new Uint32Array(out.buffer, out.byteOffset, width * height) : undefined;
   const s0 = sources[0] as (typeof sources)[number];
   const s1 = sources[1] ?? s0;
   const s2 = sources[2] ?? s0;
@@ -164,6 +166,8 @@ export function planesToRgba(
         out[o + 2] = v;
         out[o + 3] = 255;
       }
+    } else if (colour === 'ycbcr' && out32) {
+      ycbcrRow32(y0, i0, c1, i1, c2, i2, out32, o >> 2, width);
     } else if (colour === 'ycbcr') {
       ycbcrRow(y0, i0, c1, i1, c2, i2, out, o, width);
     } else if (colour === 'rgb') {
@@ -198,6 +202,31 @@ export function planesToRgba(
     }
   }
   return out;
+}
+
+const littleEndian = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
+
+/** One row of YCbCr → RGBA as little-endian 32-bit pixels (R in the low byte, A = 255). */
+function ycbcrRow32(
+  y0: Uint8Array,
+  i0: number,
+  c1: Uint8Array,
+  i1: number,
+  c2: Uint8Array,
+  i2: number,
+  out: Uint32Array,
+  o: number,
+  width: number,
+): void {
+  for (let x = 0; x < width; x++) {
+    const l = (y0[i0 + x] as number) + 384;
+    const cb = c1[i1 + x] as number;
+    const cr = c2[i2 + x] as number;
+    const r = rangeLimit[(l + (crR[cr] as number)) & 1023] as number;
+    const g = rangeLimit[(l + (((cbG[cb] as number) + (crG[cr] as number)) >> scaleBits)) & 1023] as number;
+    const b = rangeLimit[(l + (cbB[cb] as number)) & 1023] as number;
+    out[o + x] = r | (g << 8) | (b << 16) | 0xff000000;
+  }
 }
 
 /** One row of YCbCr → RGBA (kept small and monomorphic so that V8 optimises it well). */

@@ -99,9 +99,16 @@ interface Component {
   /** Blocks allocated: whole MCUs. */
   blocksPerLine: number;
   blocksPerColumn: number;
+  /** Progressive frames only (baseline blocks go through the IDCT as they are decoded). */
   coefficients: Int16Array;
   /** Per block: 1 when any AC coefficient may be non-zero (lets the IDCT skip DC-only blocks). */
   hasAc: Uint8Array;
+  /** Samples, whole MCUs wide and high; `plane32` views it for 4-sample stores (blocks are 4-aligned). */
+  plane: Uint8Array;
+  plane32: Uint32Array;
+  stride: number;
+  /** Baseline: some scan decoded this component (else its plane is mid-grey, like zero coefficients). */
+  decoded: boolean;
   dcTable: HuffmanTable | undefined;
   acTable: HuffmanTable | undefined;
   pred: number;
@@ -195,7 +202,11 @@ export function decodeJpegPlanes(bytes: Uint8Array, height: number, budget: Deco
           let total = 0;
           for (let i = 0; i < 16; i++) total += counts[i] as number;
           if (total > 256 || p + 17 + total > end) refuse('corrupt', 'JPEG Huffman table is malformed');
-          const table = buildHuffman(counts, bytes.subarray(p + 17, p + 17 + total));
+          const symbols = bytes.subarray(p + 17, p + 17 + total);
+          // A DC symbol is a magnitude size: above 15 is invalid (libjpeg refuses it too).
+          if (tc === 0 && symbols.some((x) => x > 15))
+            refuse('corrupt', 'JPEG DC Huffman table is malformed');
+          const table = buildHuffman(counts, symbols);
           (tc === 0 ? dcTables : acTables)[th] = table;
           p += 17 + total;
         }
@@ -224,8 +235,13 @@ export function decodeJpegPlanes(bytes: Uint8Array, height: number, budget: Deco
           const blocksPerLine = mcusPerLine * h;
           const blocksPerColumn = mcusPerColumn * v;
           const size = blocksPerLine * blocksPerColumn * 64;
-          budget.allocate(size * 2, 'JPEG coefficients');
+          const progressive = marker === SOF2;
+          if (progressive) budget.allocate(size * 2, 'JPEG coefficients');
+          budget.allocate(size, 'JPEG component plane');
+          const plane = new Uint8Array(size);
           return {
+            plane,
+            plane32: new Uint32Array(plane.buffer, 0, size >> 2),
             id,
             h,
             v,
@@ -234,8 +250,10 @@ export function decodeJpegPlanes(bytes: Uint8Array, height: number, budget: Deco
             blocksHigh: Math.ceil(Math.ceil((height * v) / maxV) / 8),
             blocksPerLine,
             blocksPerColumn,
-            coefficients: new Int16Array(size),
-            hasAc: new Uint8Array(size / 64),
+            coefficients: new Int16Array(progressive ? size : 0),
+            hasAc: new Uint8Array(progressive ? size / 64 : 0),
+            stride: blocksPerLine * 8,
+            decoded: false,
             dcTable: undefined,
             acTable: undefined,
             pred: 0,
@@ -274,18 +292,11 @@ export function decodeJpegPlanes(bytes: Uint8Array, height: number, budget: Deco
           if (ss > se || se > 63 || (ss === 0 && se !== 0) || (ss > 0 && scan.length !== 1) || al > 13)
             refuse('corrupt', 'JPEG progressive scan parameters are invalid');
         }
-        pos = decodeScan(
-          bytes,
-          end,
-          frame,
-          scan,
-          restartInterval,
-          frame.progressive ? ss : 0,
-          frame.progressive ? se : 63,
-          frame.progressive ? ah : 0,
-          frame.progressive ? al : 0,
-          budget,
-        );
+        if (!frame.progressive) {
+          pos = decodeBaselineScan(bytes, end, frame, scan, restartInterval, quant, budget);
+          continue;
+        }
+        pos = decodeScan(bytes, end, frame, scan, restartInterval, ss, se, ah, al, budget);
         continue;
       }
       default:
@@ -297,30 +308,15 @@ export function decodeJpegPlanes(bytes: Uint8Array, height: number, budget: Deco
   for (const c of components)
     if (!quant[c.tq]) refuse('corrupt', `JPEG quantisation table ${c.tq} is missing`);
 
-  // IDCT into planes.
+  // Progressive: the IDCT of the accumulated coefficients. Baseline: planes are done,
+  // except for a component no scan decoded (zero coefficients, mid-grey).
   const out: JpegPlanes['components'] = [];
+  const blk = new Int32Array(64);
+  const ws = new Int32Array(64);
   for (const c of components) {
-    const stride = c.blocksPerLine * 8;
-    budget.allocate(stride * c.blocksPerColumn * 8, 'JPEG component plane');
-    const plane = new Uint8Array(stride * c.blocksPerColumn * 8);
-    const q = quant[c.tq] as Int32Array;
-    const work = new Int32Array(64);
-    for (let by = 0; by < c.blocksPerColumn; by++) {
-      budget.tick();
-      for (let bx = 0; bx < c.blocksPerLine; bx++) {
-        const block = by * c.blocksPerLine + bx;
-        const o = by * 8 * stride + bx * 8;
-        if (c.hasAc[block] === 0) {
-          // DC only: the IDCT of such a block is one value (the same arithmetic as
-          // idctIslow's shortcuts, so the result is identical).
-          const dc = ((c.coefficients[block * 64] as number) * (q[0] as number)) << 2;
-          const v = clamp(((dc + 16) >> 5) + 128);
-          for (let r = 0; r < 8; r++) plane.fill(v, o + r * stride, o + r * stride + 8);
-          continue;
-        }
-        idctIslow(c.coefficients, block * 64, q, work, plane, o, stride);
-      }
-    }
+    const { plane, stride } = c;
+    if (frame.progressive) transformComponent(c, quant[c.tq] as Int32Array, blk, ws, budget);
+    else if (!c.decoded) plane.fill(128);
     out.push({
       plane,
       stride,
@@ -331,6 +327,276 @@ export function decodeJpegPlanes(bytes: Uint8Array, height: number, budget: Deco
     });
   }
   return { width: frame.width, height: frame.height, components: out, maxH: frame.maxH, maxV: frame.maxV };
+}
+
+/** (length << 8) | symbol of a code longer than the lookahead; (16 << 8) | 0 when invalid. */
+function decodeLongCode(table: HuffmanTable, bits: number, bitCount: number): number {
+  let len = lookBits + 1;
+  let code = (bits >>> (bitCount - len)) & ((1 << len) - 1);
+  while (code > (table.maxCode[len] as number)) {
+    len++;
+    // Invalid code: 16 bits dropped and read as 0 (end of block), like libjpeg's recovery.
+    if (len > 16) return 16 << 8;
+    code = (bits >>> (bitCount - len)) & ((1 << len) - 1);
+  }
+  return (len << 8) | (table.symbols[(code + (table.valOffset[len] as number)) & 0xff] as number);
+}
+
+/** Bit reader state of a baseline scan between blocks: kept in locals inside a block. */
+const readPos = 0;
+const readEnd = 1;
+const readBits = 2;
+const readCount = 3;
+
+/**
+ * A sequential (baseline or extended) scan: each block is entropy-decoded, dequantised and
+ * transformed into its component's plane at once, so there are no coefficient arrays.
+ * Returns the offset of the marker that ends the scan.
+ */
+function decodeBaselineScan(
+  data: Uint8Array,
+  start: number,
+  frame: { mcusPerLine: number; mcusPerColumn: number },
+  scan: Component[],
+  restartInterval: number,
+  quant: (Int32Array | undefined)[],
+  budget: DecodeBudget,
+): number {
+  // Quantisation tables in zig-zag order (latched at the scan, as libjpeg does).
+  const zigzagQuant = scan.map((c) => {
+    const q = quant[c.tq];
+    if (!q) refuse('corrupt', `JPEG quantisation table ${c.tq} is missing`);
+    if (!c.dcTable || !c.acTable) refuse('corrupt', 'JPEG scan uses a Huffman table that was never defined');
+    c.pred = 0;
+    c.decoded = true;
+    const z = new Int32Array(80);
+    for (let k = 0; k < 80; k++) z[k] = q[naturalOrder[k] as number] as number;
+    return z;
+  });
+  const state = Int32Array.of(start, data.length, 0, 0);
+  const blk = new Int32Array(64);
+  const ws = new Int32Array(64);
+  const block = (c: Component, q: Int32Array, bx: number, by: number) => {
+    const o = by * 8 * c.stride + bx * 8;
+    if (decodeBaselineBlock(data, state, c, q, blk) === 0) {
+      dcOnlyBlock(blk[0] as number, c.plane32, o, c.stride);
+      blk[0] = 0;
+    } else {
+      idctIslow(blk, ws, c.plane32, o, c.stride);
+      blk.fill(0);
+    }
+  };
+  const restart = () => {
+    // Drop buffered bits, skip to the next marker and past it when it is RSTn.
+    let pos = state[readPos] as number;
+    const length = data.length;
+    while (pos + 1 < length && !(data[pos] === 0xff && data[pos + 1] !== 0 && data[pos + 1] !== 0xff)) pos++;
+    const m = data[pos + 1] as number;
+    if (m >= RST0 && m <= RST7) pos += 2;
+    state[readPos] = pos;
+    state[readEnd] = length;
+    state[readBits] = 0;
+    state[readCount] = 0;
+    for (const c of scan) c.pred = 0;
+  };
+
+  let mcu = 0;
+  if (scan.length === 1) {
+    // Non-interleaved: the component's own blocks, one per MCU.
+    const c = scan[0] as Component;
+    const q = zigzagQuant[0] as Int32Array;
+    for (let by = 0; by < c.blocksHigh; by++) {
+      budget.tick();
+      for (let bx = 0; bx < c.blocksWide; bx++) {
+        if (restartInterval > 0 && mcu > 0 && mcu % restartInterval === 0) restart();
+        block(c, q, bx, by);
+        mcu++;
+      }
+    }
+  } else {
+    for (let my = 0; my < frame.mcusPerColumn; my++) {
+      budget.tick();
+      for (let mx = 0; mx < frame.mcusPerLine; mx++) {
+        if (restartInterval > 0 && mcu > 0 && mcu % restartInterval === 0) restart();
+        for (let i = 0; i < scan.length; i++) {
+          const c = scan[i] as Component;
+          const q = zigzagQuant[i] as Int32Array;
+          for (let v = 0; v < c.v; v++) {
+            for (let h = 0; h < c.h; h++) block(c, q, mx * c.h + h, my * c.v + v);
+          }
+        }
+        mcu++;
+      }
+    }
+  }
+  // Find the marker that ends the scan.
+  let pos = state[readPos] as number;
+  while (pos + 1 < data.length && !(data[pos] === 0xff && data[pos + 1] !== 0 && data[pos + 1] !== 0xff))
+    pos++;
+  return pos;
+}
+
+/**
+ * Decodes one sequential block into `blk` (natural order, dequantised; `blk` is all zeros on
+ * entry). Returns 1 when an AC coefficient is non-zero. The bit buffer lives in locals; the
+ * refill (which handles 0xFF00 stuffing and stops at a marker, feeding zeros from then on,
+ * like libjpeg) is written out where it is needed rather than called, so that nothing
+ * leaves registers on the hot path.
+ */
+function decodeBaselineBlock(
+  data: Uint8Array,
+  state: Int32Array,
+  c: Component,
+  q: Int32Array,
+  blk: Int32Array,
+): number {
+  let pos = state[readPos] as number;
+  let end = state[readEnd] as number;
+  let bits = state[readBits] as number;
+  let bitCount = state[readCount] as number;
+  const dc = c.dcTable as HuffmanTable;
+  const ac = c.acTable as HuffmanTable;
+
+  if (bitCount < 16) {
+    while (bitCount <= 24) {
+      let byte = 0;
+      if (pos < end) {
+        byte = data[pos] as number;
+        if (byte !== 0xff) pos++;
+        else if (data[pos + 1] === 0) pos += 2;
+        else {
+          end = pos;
+          byte = 0;
+        }
+      }
+      bits = (bits << 8) | byte;
+      bitCount += 8;
+    }
+  }
+  let look = dc.lookup[(bits >>> (bitCount - lookBits)) & ((1 << lookBits) - 1)] as number;
+  if (look === 0) look = decodeLongCode(dc, bits, bitCount);
+  bitCount -= look >> 8;
+  const t = look & 0xff;
+  if (t !== 0) {
+    if (bitCount < t) {
+      while (bitCount <= 24) {
+        let byte = 0;
+        if (pos < end) {
+          byte = data[pos] as number;
+          if (byte !== 0xff) pos++;
+          else if (data[pos + 1] === 0) pos += 2;
+          else {
+            end = pos;
+            byte = 0;
+          }
+        }
+        bits = (bits << 8) | byte;
+        bitCount += 8;
+      }
+    }
+    bitCount -= t;
+    const v = (bits >>> bitCount) & ((1 << t) - 1);
+    c.pred += v < 1 << (t - 1) ? v - (1 << t) + 1 : v;
+  }
+  // The coefficient is 16-bit, as the progressive path stores it.
+  blk[0] = ((c.pred << 16) >> 16) * (q[0] as number);
+
+  const fastAc = ac.fastAc;
+  const lookup = ac.lookup;
+  let hasAc = 0;
+  for (let k = 1; k < 64; ) {
+    if (bitCount < 16) {
+      while (bitCount <= 24) {
+        let byte = 0;
+        if (pos < end) {
+          byte = data[pos] as number;
+          if (byte !== 0xff) pos++;
+          else if (data[pos + 1] === 0) pos += 2;
+          else {
+            end = pos;
+            byte = 0;
+          }
+        }
+        bits = (bits << 8) | byte;
+        bitCount += 8;
+      }
+    }
+    const index = (bits >>> (bitCount - lookBits)) & ((1 << lookBits) - 1);
+    const fast = fastAc[index] as number;
+    if (fast !== 0) {
+      bitCount -= fast & 0xff;
+      k += (fast >> 8) & 0xff;
+      if (k > 63) break;
+      blk[naturalOrder[k] as number] = (fast >> 16) * (q[k] as number);
+      hasAc = 1;
+      k++;
+      continue;
+    }
+    let code = lookup[index] as number;
+    if (code === 0) code = decodeLongCode(ac, bits, bitCount);
+    bitCount -= code >> 8;
+    const s = code & 15;
+    const r = (code >> 4) & 15;
+    if (s === 0) {
+      if (r < 15) break;
+      k += 16;
+      continue;
+    }
+    k += r;
+    if (k > 63) break;
+    if (bitCount < s) {
+      while (bitCount <= 24) {
+        let byte = 0;
+        if (pos < end) {
+          byte = data[pos] as number;
+          if (byte !== 0xff) pos++;
+          else if (data[pos + 1] === 0) pos += 2;
+          else {
+            end = pos;
+            byte = 0;
+          }
+        }
+        bits = (bits << 8) | byte;
+        bitCount += 8;
+      }
+    }
+    bitCount -= s;
+    const v = (bits >>> bitCount) & ((1 << s) - 1);
+    blk[naturalOrder[k] as number] = (v < 1 << (s - 1) ? v - (1 << s) + 1 : v) * (q[k] as number);
+    hasAc = 1;
+    k++;
+  }
+  state[readPos] = pos;
+  state[readEnd] = end;
+  state[readBits] = bits;
+  state[readCount] = bitCount;
+  return hasAc;
+}
+
+/** Progressive: dequantisation and IDCT of a component's accumulated coefficients. */
+function transformComponent(
+  c: Component,
+  q: Int32Array,
+  blk: Int32Array,
+  ws: Int32Array,
+  budget: DecodeBudget,
+): void {
+  const { plane32, stride } = c;
+  const co = c.coefficients;
+  for (let by = 0; by < c.blocksPerColumn; by++) {
+    budget.tick();
+    for (let bx = 0; bx < c.blocksPerLine; bx++) {
+      const block = by * c.blocksPerLine + bx;
+      const o = by * 8 * stride + bx * 8;
+      const at = block * 64;
+      if (c.hasAc[block] === 0) {
+        dcOnlyBlock((co[at] as number) * (q[0] as number), plane32, o, stride);
+        continue;
+      }
+      for (let i = 0; i < 64; i++) blk[i] = (co[at + i] as number) * (q[i] as number);
+      idctIslow(blk, ws, plane32, o, stride);
+    }
+  }
 }
 
 /**
@@ -581,48 +847,50 @@ const FIX_2_053119869 = 16819;
 const FIX_2_562915447 = 20995;
 const FIX_3_072711026 = 25172;
 
-function idctIslow(
-  co: Int16Array,
-  at: number,
-  q: Int32Array,
-  ws: Int32Array,
-  out: Uint8Array,
-  o: number,
-  stride: number,
-): void {
+/** The IDCT of a block whose DC is the only non-zero coefficient: one value (the same
+ *  arithmetic as idctIslow's shortcuts, so the result is identical). */
+function dcOnlyBlock(dequantisedDc: number, out: Uint32Array, o: number, stride: number): void {
+  const v = clamp((((dequantisedDc << 2) + 16) >> 5) + 128) * 0x01010101;
+  for (let r = 0, d = o >> 2; r < 8; r++, d += stride >> 2) {
+    out[d] = v;
+    out[d + 1] = v;
+  }
+}
+
+/** `blk`: dequantised coefficients in natural order (products of int16 and ≤16-bit values fit int32). */
+function idctIslow(blk: Int32Array, ws: Int32Array, out: Uint32Array, o: number, stride: number): void {
   // Pass 1: columns, results scaled up by 2^PASS1_BITS.
   for (let c = 0; c < 8; c++) {
-    const i = at + c;
     if (
-      co[i + 8] === 0 &&
-      co[i + 16] === 0 &&
-      co[i + 24] === 0 &&
-      co[i + 32] === 0 &&
-      co[i + 40] === 0 &&
-      co[i + 48] === 0 &&
-      co[i + 56] === 0
+      blk[c + 8] === 0 &&
+      blk[c + 16] === 0 &&
+      blk[c + 24] === 0 &&
+      blk[c + 32] === 0 &&
+      blk[c + 40] === 0 &&
+      blk[c + 48] === 0 &&
+      blk[c + 56] === 0
     ) {
-      const dc = ((co[i] as number) * (q[c] as number)) << 2;
+      const dc = (blk[c] as number) << 2;
       for (let r = 0; r < 8; r++) ws[r * 8 + c] = dc;
       continue;
     }
-    let z2 = (co[i + 16] as number) * (q[c + 16] as number);
-    let z3 = (co[i + 48] as number) * (q[c + 48] as number);
+    let z2 = blk[c + 16] as number;
+    let z3 = blk[c + 48] as number;
     let z1 = (z2 + z3) * FIX_0_541196100;
     let tmp2 = z1 + z3 * -FIX_1_847759065;
     let tmp3 = z1 + z2 * FIX_0_765366865;
-    z2 = (co[i] as number) * (q[c] as number);
-    z3 = (co[i + 32] as number) * (q[c + 32] as number);
+    z2 = blk[c] as number;
+    z3 = blk[c + 32] as number;
     let tmp0 = (z2 + z3) << 13;
     let tmp1 = (z2 - z3) << 13;
     const tmp10 = tmp0 + tmp3;
     const tmp13 = tmp0 - tmp3;
     const tmp11 = tmp1 + tmp2;
     const tmp12 = tmp1 - tmp2;
-    tmp0 = (co[i + 56] as number) * (q[c + 56] as number);
-    tmp1 = (co[i + 40] as number) * (q[c + 40] as number);
-    tmp2 = (co[i + 24] as number) * (q[c + 24] as number);
-    tmp3 = (co[i + 8] as number) * (q[c + 8] as number);
+    tmp0 = blk[c + 56] as number;
+    tmp1 = blk[c + 40] as number;
+    tmp2 = blk[c + 24] as number;
+    tmp3 = blk[c + 8] as number;
     z1 = tmp0 + tmp3;
     z2 = tmp1 + tmp2;
     z3 = tmp0 + tmp2;
@@ -653,7 +921,7 @@ function idctIslow(
   // Pass 2: rows; DESCALE by CONST_BITS + PASS1_BITS + 3 = 18, then +128 and clamp.
   for (let r = 0; r < 8; r++) {
     const w = r * 8;
-    const d = o + r * stride;
+    const d = (o + r * stride) >> 2;
     if (
       ws[w + 1] === 0 &&
       ws[w + 2] === 0 &&
@@ -664,8 +932,9 @@ function idctIslow(
       ws[w + 7] === 0
     ) {
       // Only the row's DC term: the full computation reduces to this (libjpeg does the same).
-      const v = clamp((((ws[w] as number) + 16) >> 5) + 128);
-      out.fill(v, d, d + 8);
+      const v = clamp((((ws[w] as number) + 16) >> 5) + 128) * 0x01010101;
+      out[d] = v;
+      out[d + 1] = v;
       continue;
     }
     let z2 = ws[w + 2] as number;
@@ -701,14 +970,21 @@ function idctIslow(
     tmp1 += z2 + z4;
     tmp2 += z2 + z3;
     tmp3 += z1 + z4;
-    out[d] = clamp((tmp10 + tmp3) >> 18);
-    out[d + 7] = clamp((tmp10 - tmp3) >> 18);
-    out[d + 1] = clamp((tmp11 + tmp2) >> 18);
-    out[d + 6] = clamp((tmp11 - tmp2) >> 18);
-    out[d + 2] = clamp((tmp12 + tmp1) >> 18);
-    out[d + 5] = clamp((tmp12 - tmp1) >> 18);
-    out[d + 3] = clamp((tmp13 + tmp0) >> 18);
-    out[d + 4] = clamp((tmp13 - tmp0) >> 18);
+    const s0 = clamp((tmp10 + tmp3) >> 18);
+    const s1 = clamp((tmp11 + tmp2) >> 18);
+    const s2 = clamp((tmp12 + tmp1) >> 18);
+    const s3 = clamp((tmp13 + tmp0) >> 18);
+    const s4 = clamp((tmp13 - tmp0) >> 18);
+    const s5 = clamp((tmp12 - tmp1) >> 18);
+    const s6 = clamp((tmp11 - tmp2) >> 18);
+    const s7 = clamp((tmp10 - tmp3) >> 18);
+    if (littleEndian) {
+      out[d] = s0 | (s1 << 8) | (s2 << 16) | (s3 << 24);
+      out[d + 1] = s4 | (s5 << 8) | (s6 << 16) | (s7 << 24);
+    } else {
+      out[d] = (s0 << 24) | (s1 << 16) | (s2 << 8) | s3;
+      out[d + 1] = (s4 << 24) | (s5 << 16) | (s6 << 8) | s7;
+    }
   }
 }
 
@@ -719,3 +995,4 @@ function idctIslow(
 const rangeLimit = new Uint8Array(1024);
 for (let i = 0; i < 1024; i++) rangeLimit[i] = Math.max(0, Math.min(255, i - 384));
 const clamp = (v: number) => rangeLimit[(v + 384) & 1023] as number;
+const littleEndian = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
