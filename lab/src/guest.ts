@@ -57,5 +57,8 @@ export async function guestMain(steps: Record<string, GuestStep>): Promise<void>
   }
   const ok = results.every((r) => r.ok);
   emit({ kind: 'done', ok, results: results.length });
-  process.exitCode = ok ? 0 : 1;
+  // A guest is a one-shot program: end it even if a step left handles open (an event channel
+  // poller, a mapping), or a domU would wait for its node forever. stdout to a tty or a pipe
+  // is written synchronously on Linux, so nothing emitted above is lost.
+  process.exit(ok ? 0 : 1);
 }
