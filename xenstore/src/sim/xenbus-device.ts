@@ -17,6 +17,7 @@ import type { XenbusDevice } from '@moat/xen';
 import {
   decodeHeader,
   encodeMessage,
+  Field,
   HEADER_SIZE,
   joinStrings,
   parseOneString,
@@ -25,6 +26,13 @@ import {
   XsType,
 } from '../wire.ts';
 import type { SimConnection, XenstoredSim } from './xenstored.ts';
+
+/** A copy of `message` carrying `reqId`: the kernel renumbers requests it multiplexes onto its one connection. */
+function withReqId(message: Uint8Array, reqId: number): Uint8Array {
+  const copy = message.slice();
+  new DataView(copy.buffer).setUint32(Field.REQ_ID, reqId, true);
+  return copy;
+}
 
 const errnos: Record<string, number> = {
   EINVAL: 22,
@@ -94,9 +102,7 @@ class KernelMux {
   forward(message: Uint8Array, f: Forwarded): void {
     const id = this.nextReqId++;
     this.forwarded.set(id, f);
-    const copy = message.slice();
-    new DataView(copy.buffer).setUint32(4, id, true);
-    this.sim.receive(this.conn, copy);
+    this.sim.receive(this.conn, withReqId(message, id));
   }
 
   private fromXenstored(m: Uint8Array): void {
@@ -129,9 +135,7 @@ class KernelMux {
       // hits WARN_ON and the reply is never queued.
       if (!f.fd.transactions.delete(f.userTxId)) return;
     }
-    const out = m.slice();
-    new DataView(out.buffer).setUint32(4, f.userReqId, true);
-    f.fd.push(out);
+    f.fd.push(withReqId(m, f.userReqId));
   }
 
   private closed(): void {
