@@ -3,64 +3,15 @@
  * log line and counters, never the process (an unhandled rejection would fail the run), and
  * the other side keeps working afterwards.
  */
-import type { Duplex } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { QrexecAgent } from './agent.ts';
 import { QrexecDaemon } from './dom0.ts';
 import { QrexecProtocolError } from './errors.ts';
+import { RawPeer } from './test-peer.ts';
 import { MemoryVchanNetwork } from './transport.ts';
-import { encodeHeader, encodeMessage, type Message, MsgType, requestIdFromText } from './wire.ts';
+import { encodeHeader, encodeMessage, MsgType, requestIdFromText } from './wire.ts';
 
 const VM = 5;
-
-/** A peer that speaks raw bytes. */
-class Raw {
-  private buffered = Buffer.alloc(0);
-  private ended = false;
-  private wake: (() => void) | undefined;
-  constructor(readonly stream: Duplex) {
-    stream.on('data', (c: Buffer) => {
-      this.buffered = Buffer.concat([this.buffered, c]);
-      this.wake?.();
-    });
-    stream.on('end', () => {
-      this.ended = true;
-      this.wake?.();
-    });
-    stream.on('close', () => {
-      this.ended = true;
-      this.wake?.();
-    });
-    stream.on('error', () => undefined);
-  }
-  async read(n: number): Promise<Buffer> {
-    while (this.buffered.length < n) {
-      if (this.ended) throw new Error(`EOF after ${this.buffered.length} of ${n} bytes`);
-      await new Promise<void>((r) => {
-        this.wake = r;
-      });
-    }
-    const out = this.buffered.subarray(0, n);
-    this.buffered = this.buffered.subarray(n);
-    return out;
-  }
-  async message(): Promise<{ type: number; payload: Buffer }> {
-    const h = await this.read(8);
-    const payload = await this.read(h.readUInt32LE(4));
-    return { type: h.readUInt32LE(0), payload };
-  }
-  /** Resolves when the other side has closed the stream. */
-  async eof(): Promise<void> {
-    while (!this.ended) {
-      await new Promise<void>((r) => {
-        this.wake = r;
-      });
-    }
-  }
-  send(m: Message | Uint8Array): void {
-    this.stream.write(m instanceof Uint8Array ? m : encodeMessage(m));
-  }
-}
 
 const header = (type: number, length: number) => encodeHeader({ type, length });
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -71,7 +22,7 @@ afterEach(async () => {
 async function agentWithRawDom0(): Promise<{
   net: MemoryVchanNetwork;
   agent: QrexecAgent;
-  dom0: Raw;
+  dom0: RawPeer;
   logs: string[];
   aborted: string[];
 }> {
@@ -89,7 +40,7 @@ async function agentWithRawDom0(): Promise<{
     return 0;
   });
   await agent.start();
-  const dom0 = new Raw(await net.endpoint(0).connect(VM, 512, 500));
+  const dom0 = new RawPeer(await net.endpoint(0).connect(VM, 512, 500));
   const hello = await dom0.message();
   expect(hello).toEqual({ type: MsgType.HELLO, payload: Buffer.from([3, 0, 0, 0]) });
   dom0.send({ kind: 'hello', version: 3 });
@@ -149,7 +100,7 @@ describe('agent against a misbehaving dom0 (control channel)', () => {
     });
     cleanups.push(() => agent.stop());
     await agent.start();
-    const dom0 = new Raw(await net.endpoint(0).connect(VM, 512, 500));
+    const dom0 = new RawPeer(await net.endpoint(0).connect(VM, 512, 500));
     await dom0.message();
     dom0.send({ kind: 'hello', version: 1 });
     await dom0.eof();
@@ -175,10 +126,10 @@ describe('agent against a misbehaving dom0 (control channel)', () => {
 describe('agent service side against a misbehaving caller (data channel)', () => {
   /** dom0 has the agent run `service` for a caller listening on `port`; returns the caller's data end. */
   async function execService(
-    s: { net: MemoryVchanNetwork; dom0: Raw },
+    s: { net: MemoryVchanNetwork; dom0: RawPeer },
     service: string,
     port = 513,
-  ): Promise<Raw> {
+  ): Promise<RawPeer> {
     const listener = await s.net.endpoint(0).listen(VM, port, { read: 65536, write: 65536 });
     s.dom0.send({
       kind: 'exec-cmdline',
@@ -186,7 +137,7 @@ describe('agent service side against a misbehaving caller (data channel)', () =>
       connectPort: port,
       cmdline: `user:QUBESRPC ${service}+ dom0`,
     });
-    return new Raw(await listener.accepted);
+    return new RawPeer(await listener.accepted);
   }
 
   async function openCall() {
@@ -196,13 +147,13 @@ describe('agent service side against a misbehaving caller (data channel)', () =>
     return { ...s, data };
   }
 
-  async function expectTerminated(dom0: Raw): Promise<void> {
+  async function expectTerminated(dom0: RawPeer): Promise<void> {
     const m = await dom0.message();
     expect(m.type).toBe(MsgType.CONNECTION_TERMINATED);
     expect([m.payload.readUInt32LE(0), m.payload.readUInt32LE(4)]).toEqual([0, 513]);
   }
 
-  const cases: Array<[string, (data: Raw) => void, string]> = [
+  const cases: Array<[string, (data: RawPeer) => void, string]> = [
     [
       'a data chunk over 64 KiB',
       (d) => {
@@ -364,7 +315,7 @@ describe('dom0 daemon against a misbehaving agent', () => {
       log: (_l, m) => logs.push(m),
       policy: () => ({ action: 'allow', service: () => ({ exitCode: 0 }) }),
     });
-    const agent = new Raw(await listener.accepted);
+    const agent = new RawPeer(await listener.accepted);
     agent.send({ kind: 'hello', version });
     return { net, agent, connecting, logs };
   }
@@ -391,7 +342,7 @@ describe('dom0 daemon against a misbehaving agent', () => {
       name: 'x',
       log: () => undefined,
     });
-    new Raw(await listener.accepted).send(header(MsgType.CONNECTION_TERMINATED, 8));
+    new RawPeer(await listener.accepted).send(header(MsgType.CONNECTION_TERMINATED, 8));
     await expect(connecting).rejects.toBeInstanceOf(QrexecProtocolError);
   });
 
@@ -456,7 +407,7 @@ describe('dom0 daemon against a misbehaving agent', () => {
     const exec = await agent.message();
     expect(exec.type).toBe(MsgType.EXEC_CMDLINE);
     expect(exec.payload.subarray(8).toString('latin1')).toBe('user:QUBESRPC test.Y+ dom0\0');
-    const data = new Raw(await net.endpoint(VM).connect(0, 513, 500));
+    const data = new RawPeer(await net.endpoint(VM).connect(0, 513, 500));
     expect((await data.message()).payload.readUInt32LE(0)).toBe(4); // dom0 sends its own version
     data.send({ kind: 'hello', version: 3 });
     data.send({ kind: 'data-stdout', data: new Uint8Array(0) });
@@ -471,7 +422,7 @@ describe('dom0 daemon against a misbehaving agent', () => {
     expect(daemon.portsInUse()).toEqual([]);
   });
 
-  const dataCases: Array<[string, (d: Raw) => void, string]> = [
+  const dataCases: Array<[string, (d: RawPeer) => void, string]> = [
     ['an oversized stdout chunk', (d) => d.send(header(MsgType.DATA_STDOUT, 65537)), 'too-big-data-chunk'],
     ['EOF before the exit code', (d) => d.stream.end(), 'early-eof'],
     ['an unknown data message type', (d) => d.send(header(0x194, 0)), 'unknown-type'],
@@ -484,7 +435,7 @@ describe('dom0 daemon against a misbehaving agent', () => {
       await agent.message();
       const call = daemon.call('test.Z', { stdin: 'x', timeoutMs: 2000 });
       await agent.message();
-      const data = new Raw(await net.endpoint(VM).connect(0, 513, 500));
+      const data = new RawPeer(await net.endpoint(VM).connect(0, 513, 500));
       await data.message();
       data.send({ kind: 'hello', version: 3 });
       act(data);

@@ -6,7 +6,6 @@
  * timing); control messages byte for byte.
  */
 import { readFileSync } from 'node:fs';
-import type { Duplex } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { QrexecAgent } from './agent.ts';
 import { registerBuiltinServices } from './builtins.ts';
@@ -15,6 +14,7 @@ import { QrexecDaemon } from './dom0.ts';
 import { QrexecRefusedError } from './errors.ts';
 import type { TranscriptEvent } from './record.ts';
 import { registerTestServices } from './run.ts';
+import { RawPeer } from './test-peer.ts';
 import { MemoryVchanNetwork } from './transport.ts';
 import { MsgType } from './wire.ts';
 
@@ -84,44 +84,6 @@ function hash(hex: string): string {
   return h.toString(16);
 }
 
-/** Reads a Duplex as a peer would: whole messages, or everything until EOF. */
-class Peer {
-  private buffered = Buffer.alloc(0);
-  private ended = false;
-  private wake: (() => void) | undefined;
-  constructor(readonly stream: Duplex) {
-    stream.on('data', (c: Buffer) => {
-      this.buffered = Buffer.concat([this.buffered, c]);
-      this.wake?.();
-    });
-    const end = () => {
-      this.ended = true;
-      this.wake?.();
-    };
-    stream.on('end', end);
-    stream.on('close', end);
-    stream.on('error', () => undefined);
-  }
-  private async more(): Promise<void> {
-    if (this.ended) throw new Error('EOF');
-    await new Promise<void>((r) => {
-      this.wake = r;
-    });
-  }
-  async message(): Promise<Buffer> {
-    while (this.buffered.length < 8 || this.buffered.length < 8 + this.buffered.readUInt32LE(4))
-      await this.more();
-    const n = 8 + this.buffered.readUInt32LE(4);
-    const m = this.buffered.subarray(0, n);
-    this.buffered = this.buffered.subarray(n);
-    return m;
-  }
-  async all(): Promise<Buffer> {
-    while (!this.ended) await this.more();
-    return this.buffered;
-  }
-}
-
 const stops: Array<() => Promise<void>> = [];
 afterEach(async () => {
   for (const s of stops.splice(0)) await s();
@@ -149,7 +111,7 @@ describe("transcript: Qubes' C qrexec-daemon + qrexec-client against our agent",
     await agent.start();
     stops.push(() => agent.stop());
     const dom0 = net.endpoint(0);
-    const control = new Peer(await dom0.connect(7, 512, 1000));
+    const control = new RawPeer(await dom0.connect(7, 512, 1000));
     const recorded = byChannel.get(controlName!)!;
     const sent: Buffer[] = [];
     const cFrames = frames(recorded.in);
@@ -160,7 +122,7 @@ describe("transcript: Qubes' C qrexec-daemon + qrexec-client against our agent",
       bytes.writeUInt32LE(f.type, 0);
       bytes.writeUInt32LE(f.payload.length, 4);
       if (f.type === MsgType.HELLO) {
-        sent.push(await control.message()); // our HELLO comes first
+        sent.push(await control.frame()); // our HELLO comes first
         control.stream.write(bytes);
         await agent.connected();
       } else if (f.type === MsgType.EXEC_CMDLINE || f.type === MsgType.JUST_EXEC) {
@@ -168,14 +130,14 @@ describe("transcript: Qubes' C qrexec-daemon + qrexec-client against our agent",
         const listener = await dom0.listen(7, port, { read: 65536, write: 65536 });
         control.stream.write(bytes);
         const channel = byChannel.get(dataNames[data++]!)!;
-        const peer = new Peer(await listener.accepted);
+        const peer = new RawPeer(await listener.accepted);
         peer.stream.write(channel.in);
         const ours = await peer.all();
         expect(normalise(ours)).toEqual(normalise(channel.out));
-        sent.push(await control.message()); // MSG_CONNECTION_TERMINATED
+        sent.push(await control.frame()); // MSG_CONNECTION_TERMINATED
       } else if (f.type === MsgType.SERVICE_REFUSED) {
         trigger = agent.call('dom0', 'qubes.FeaturesRequest').catch((e: unknown) => e);
-        sent.push(await control.message()); // our MSG_TRIGGER_SERVICE3
+        sent.push(await control.frame()); // our MSG_TRIGGER_SERVICE3
         control.stream.write(bytes);
       }
     }
@@ -213,7 +175,7 @@ describe("transcript: Qubes' C qrexec-agent + qrexec-client-vm against our dom0"
             }
           : { action: 'deny' },
     });
-    const control = new Peer(await listener.accepted);
+    const control = new RawPeer(await listener.accepted);
     const recorded = byChannel.get(names[0]!)!;
     const cFrames = frames(recorded.in);
     const sent: Buffer[] = [];
@@ -226,7 +188,7 @@ describe("transcript: Qubes' C qrexec-agent + qrexec-client-vm against our dom0"
     write(cFrames[0]!); // the agent's HELLO
     const daemon = await connecting;
     stops.push(() => daemon.close());
-    sent.push(await control.message());
+    sent.push(await control.frame());
     const calls: Array<[string, Parameters<QrexecDaemon['call']>[1]]> = [
       ['moat.Echo', { stdin: pattern(66000) }],
       ['qubes.NoSuchService', {}],
@@ -237,17 +199,17 @@ describe("transcript: Qubes' C qrexec-agent + qrexec-client-vm against our dom0"
     const exitCodes: number[] = [];
     for (const [i, [service, options]] of calls.entries()) {
       const call = daemon.call(service, options);
-      const exec = await control.message();
+      const exec = await control.frame();
       sent.push(exec);
       const port = exec.readUInt32LE(12);
       const channel = byChannel.get(names[i + 1]!)!;
-      const peer = new Peer(await vm.connect(0, port, 1000));
+      const peer = new RawPeer(await vm.connect(0, port, 1000));
       // As the C service did: HELLO, then its output only after our stdin EOF arrived.
       const [hello, ...rest] = frames(channel.in);
       peer.stream.write(encode(hello!));
       const before: Buffer[] = [];
       for (;;) {
-        const m = await peer.message();
+        const m = await peer.frame();
         before.push(m);
         if (m.readUInt32LE(0) === MsgType.DATA_STDIN && m.readUInt32LE(4) === 0) break;
       }
@@ -264,18 +226,18 @@ describe("transcript: Qubes' C qrexec-agent + qrexec-client-vm against our dom0"
     const allowedTrigger = cFrames[next++]!;
     expect(allowedTrigger.type).toBe(MsgType.TRIGGER_SERVICE4);
     write(allowedTrigger);
-    const connect = await control.message();
+    const connect = await control.frame();
     sent.push(connect);
     const port = connect.readUInt32LE(12);
     const serviceChannel = byChannel.get(names[5]!)!;
     const vmServer = await vm.listen(0, port, { read: 65536, write: 65536 });
-    const peer = new Peer(await vmServer.accepted);
+    const peer = new RawPeer(await vmServer.accepted);
     peer.stream.write(serviceChannel.in);
     const ours = await peer.all();
     expect(normalise(ours)).toEqual(normalise(serviceChannel.out));
     write(cFrames[next++]!); // MSG_CONNECTION_TERMINATED for the trigger's port
     write(cFrames[next++]!); // the denied TRIGGER_SERVICE4
-    sent.push(await control.message()); // MSG_SERVICE_REFUSED
+    sent.push(await control.frame()); // MSG_SERVICE_REFUSED
     expect(next).toBe(cFrames.length);
     expect(Buffer.concat(sent).toString('hex')).toBe(recorded.out.toString('hex'));
     await expect.poll(() => daemon.portsInUse()).toEqual([]);
