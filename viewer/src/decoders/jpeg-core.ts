@@ -618,20 +618,20 @@ function decodeScan(
   let pos = start;
   let bits = 0; // bit buffer, most significant bits first
   let bitCount = 0;
-  let markerHit = false;
   const length = data.length;
+  let end = length; // where reading stops: the end, or the marker that ends the scan
 
   // Refills the buffer to at least 25 bits; past a marker or the end it feeds zeros.
   const fill = () => {
     while (bitCount <= 24) {
       let byte = 0;
-      if (!markerHit && pos < length) {
+      if (pos < end) {
         byte = data[pos] as number;
         if (byte === 0xff) {
           const next = data[pos + 1];
           if (next === 0) pos += 2;
           else {
-            markerHit = true;
+            end = pos;
             byte = 0;
           }
         } else pos++;
@@ -675,6 +675,7 @@ function decodeScan(
   const extend = (v: number, s: number) => (v < 1 << (s - 1) ? v - (1 << s) + 1 : v);
 
   let eobrun = 0;
+  const state = new Int32Array(4);
   const decodeBlock = (c: Component, offset: number) => {
     const co = c.coefficients;
     if (!frame.progressive) {
@@ -731,23 +732,17 @@ function decodeScan(
         eobrun--;
         return;
       }
-      for (let k = ss; k <= se; ) {
-        const rs = decodeHuffman(c.acTable);
-        const s = rs & 15;
-        const r = rs >> 4;
-        if (s === 0) {
-          if (r < 15) {
-            eobrun = (1 << r) - 1 + getBits(r);
-            break;
-          }
-          k += 16;
-          continue;
-        }
-        k += r;
-        if (k > 63) break;
-        co[offset + (naturalOrder[k] as number)] = extend(getBits(s), s) * (1 << al);
-        k++;
-      }
+      if (!c.acTable) refuse('corrupt', 'JPEG scan uses a Huffman table that was never defined');
+      // The hot loop of progressive files, with the bit buffer in locals.
+      state[readPos] = pos;
+      state[readEnd] = end;
+      state[readBits] = bits;
+      state[readCount] = bitCount;
+      eobrun = decodeAcFirstBlock(data, state, c.acTable, co, offset, ss, se, al);
+      pos = state[readPos] as number;
+      end = state[readEnd] as number;
+      bits = state[readBits] as number;
+      bitCount = state[readCount] as number;
       return;
     }
     // AC refinement (libjpeg's decode_mcu_AC_refine).
@@ -792,7 +787,7 @@ function decodeScan(
     // Drop buffered bits, skip to the next marker and past it when it is RSTn.
     bits = 0;
     bitCount = 0;
-    markerHit = false;
+    end = length;
     while (pos + 1 < length && !(data[pos] === 0xff && data[pos + 1] !== 0 && data[pos + 1] !== 0xff)) pos++;
     const m = data[pos + 1] as number;
     if (m >= RST0 && m <= RST7) pos += 2;
@@ -831,6 +826,101 @@ function decodeScan(
   // Find the marker that ends the scan.
   while (pos + 1 < length && !(data[pos] === 0xff && data[pos + 1] !== 0 && data[pos + 1] !== 0xff)) pos++;
   return pos;
+}
+
+/**
+ * One block of a progressive AC first scan (coefficients ss..se, scaled by 2^al) with the
+ * bit buffer in locals, like decodeBaselineBlock. Returns the end-of-band run that follows.
+ */
+function decodeAcFirstBlock(
+  data: Uint8Array,
+  state: Int32Array,
+  table: HuffmanTable,
+  co: Int16Array,
+  offset: number,
+  ss: number,
+  se: number,
+  al: number,
+): number {
+  let pos = state[readPos] as number;
+  let end = state[readEnd] as number;
+  let bits = state[readBits] as number;
+  let bitCount = state[readCount] as number;
+  const fastAc = table.fastAc;
+  const lookup = table.lookup;
+  const scale = 1 << al;
+  let eobrun = 0;
+  for (let k = ss; k <= se; ) {
+    if (bitCount < 16) {
+      while (bitCount <= 24) {
+        let byte = 0;
+        if (pos < end) {
+          byte = data[pos] as number;
+          if (byte !== 0xff) pos++;
+          else if (data[pos + 1] === 0) pos += 2;
+          else {
+            end = pos;
+            byte = 0;
+          }
+        }
+        bits = (bits << 8) | byte;
+        bitCount += 8;
+      }
+    }
+    const index = (bits >>> (bitCount - lookBits)) & ((1 << lookBits) - 1);
+    const fast = fastAc[index] as number;
+    if (fast !== 0) {
+      bitCount -= fast & 0xff;
+      k += (fast >> 8) & 0xff;
+      if (k > 63) break;
+      co[offset + (naturalOrder[k] as number)] = (fast >> 16) * scale;
+      k++;
+      continue;
+    }
+    let code = lookup[index] as number;
+    if (code === 0) code = decodeLongCode(table, bits, bitCount);
+    bitCount -= code >> 8;
+    const s = code & 15;
+    const r = (code >> 4) & 15;
+    // Both the end-of-band length (r bits) and a magnitude (s bits) need at most 15 bits.
+    const extra = s === 0 ? (r < 15 ? r : 0) : s;
+    if (bitCount < extra) {
+      while (bitCount <= 24) {
+        let byte = 0;
+        if (pos < end) {
+          byte = data[pos] as number;
+          if (byte !== 0xff) pos++;
+          else if (data[pos + 1] === 0) pos += 2;
+          else {
+            end = pos;
+            byte = 0;
+          }
+        }
+        bits = (bits << 8) | byte;
+        bitCount += 8;
+      }
+    }
+    if (s === 0) {
+      if (r < 15) {
+        bitCount -= r;
+        eobrun = (1 << r) - 1 + ((bits >>> bitCount) & ((1 << r) - 1));
+        break;
+      }
+      k += 16;
+      continue;
+    }
+    k += r;
+    if (k > 63) break;
+    bitCount -= s;
+    const v = (bits >>> bitCount) & ((1 << s) - 1);
+    co[offset + (naturalOrder[k] as number)] = (v < 1 << (s - 1) ? v - (1 << s) + 1 : v) * scale;
+    k++;
+  }
+  state[readPos] = pos;
+  state[readEnd] = end;
+  state[readBits] = bits;
+  state[readCount] = bitCount;
+  return eobrun;
 }
 
 // --- IDCT: libjpeg's jpeg_idct_islow (jidctint.c), CONST_BITS 13, PASS1_BITS 2 -------------
