@@ -18,6 +18,17 @@ function streams(sizes?: { serverRead?: number; serverWrite?: number }) {
   return { pair, server, client };
 }
 
+/** Reads a stream with its async iterator (as qrexec's FrameReader does) until EOF or an error. */
+async function readAll(stream: VchanStream): Promise<{ text: string; end: string }> {
+  const chunks: Buffer[] = [];
+  try {
+    for await (const chunk of stream.iterator({ destroyOnReturn: false })) chunks.push(chunk as Buffer);
+    return { text: Buffer.concat(chunks).toString(), end: 'eof' };
+  } catch (error) {
+    return { text: Buffer.concat(chunks).toString(), end: (error as Error).message };
+  }
+}
+
 /** A VchanProvider over memory pairs keyed by xenstore path, like libxenvchan over xenstore. */
 class FakeProvider implements VchanProvider {
   readonly published = new Map<string, { peer: DomainId; pair: MemoryVchanPair }>();
@@ -101,6 +112,40 @@ describe('VchanStream over libxenvchan-like endpoints', () => {
     const b = streams();
     b.client.end('bye');
     expect((await collect(b.server)).toString()).toBe('bye');
+  });
+
+  // Found on real Xen (lab/test/qubes-agents.lab.test.ts): a qrexec service refused at once sent
+  // its exit code and closed while dom0 still wrote stdin; the write's EPIPE destroyed the stream
+  // before the exit code in the ring was read. libxenvchan shows the closed flag before the event.
+  it('bytes the peer wrote before closing still reach a reader when our next write finds it closed', async () => {
+    const pair = memoryVchanPair();
+    const server = new VchanStream(pair.server, { ...channel, role: 'server' });
+    const peer = pair.connect();
+    server.on('error', () => {});
+    const reading = readAll(server);
+    await new Promise((resolve) => setImmediate(resolve)); // the reader is waiting for data
+    peer.write(Buffer.from('exit code'));
+    peer.close();
+    const written = new Promise<Error | null | undefined>((resolve) =>
+      server.write(Buffer.from('stdin'), resolve),
+    );
+    expect(await reading).toEqual({ text: 'exit code', end: 'eof' });
+    expect((await written) as VchanError).toMatchObject({ code: 'EPIPE' });
+  });
+
+  it('bytes the peer wrote before closing still reach a reader while our write waits on a full ring', async () => {
+    const pair = memoryVchanPair({ serverRead: 1024 });
+    const client = new VchanStream(pair.connect(), { ...channel, role: 'client' });
+    client.on('error', () => {});
+    const reading = readAll(client);
+    const written = new Promise<Error | null | undefined>((resolve) =>
+      client.write(Buffer.alloc(200_000), resolve),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    pair.server.write(Buffer.from('exit code'));
+    pair.server.close();
+    expect(await reading).toEqual({ text: 'exit code', end: 'eof' });
+    expect((await written) as VchanError).toMatchObject({ code: 'EPIPE' });
   });
 
   it('a killed peer process is EOF for a reader (unmap notification clears its live byte)', async () => {

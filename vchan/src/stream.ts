@@ -118,8 +118,12 @@ export class VchanStream extends Duplex {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    if (this.#endpointClosed || this.#safeState() === 'closed') {
+    if (this.#endpointClosed) {
       callback(this.#closedError('write', chunk.length));
+      return;
+    }
+    if (this.#safeState() === 'closed') {
+      this.#failWriteAfterPeerData(callback, this.#closedError('write', chunk.length));
       return;
     }
     this.#pending = { data: chunk, offset: 0, callback };
@@ -177,7 +181,10 @@ export class VchanStream extends Duplex {
       const pending = this.#pending;
       if (state === 'closed') {
         this.#pending = undefined;
-        pending.callback(this.#closedError('write', pending.data.length - pending.offset));
+        this.#failWriteAfterPeerData(
+          pending.callback,
+          this.#closedError('write', pending.data.length - pending.offset),
+        );
         break;
       }
       let n: number;
@@ -187,7 +194,10 @@ export class VchanStream extends Duplex {
         // libxenvchan_write fails (EPIPE) once the peer has closed: that is our EPIPE, not a crash.
         if (endpoint.state() !== 'closed') throw error;
         this.#pending = undefined;
-        pending.callback(this.#closedError('write', pending.data.length - pending.offset, error));
+        this.#failWriteAfterPeerData(
+          pending.callback,
+          this.#closedError('write', pending.data.length - pending.offset, error),
+        );
         break;
       }
       pending.offset += n;
@@ -215,6 +225,31 @@ export class VchanStream extends Duplex {
       if (state === 'closed') this.#endOfPeer();
       break;
     }
+  }
+
+  /**
+   * Fails a write because the peer closed, without losing what the peer wrote before closing:
+   * a failed write destroys the stream (Node), and a destroyed stream's unread bytes are gone.
+   * So the rest of the ring (bounded by the ring size, hence read whatever our high-water mark)
+   * and EOF go to the readable side first, and the write fails a turn later, after a reader
+   * that is reading has had them (on Xen the closed flag is seen before the data's event).
+   */
+  #failWriteAfterPeerData(callback: (error?: Error | null) => void, error: VchanError): void {
+    try {
+      while (!this.#readEnded && !this.destroyed) {
+        const ready = this.#endpoint.dataReady();
+        const chunk = Buffer.allocUnsafe(Math.max(1, Math.min(ready, this.#maxReadChunk)));
+        const n = ready > 0 ? this.#endpoint.read(chunk) : 0;
+        if (n <= 0) {
+          this.#endOfPeer();
+          break;
+        }
+        this.push(n === chunk.length ? chunk : chunk.subarray(0, n));
+      }
+    } catch {
+      // The ring cannot be read any more: nothing else will come, and the write error says why.
+    }
+    setImmediate(() => callback(error));
   }
 
   #endOfPeer(): void {
