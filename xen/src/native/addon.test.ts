@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Errno } from '../errno.ts';
-import { XenError } from '../types.ts';
+import { thrownXenError } from '../test-support.ts';
 import { loadNativeAddon, nativeAddonPath } from './addon.ts';
 import { NativeReadOnly, NativeWritable, openNativeDomain, openXenbusDevice, ownDomainId } from './domain.ts';
 import { SharedIndex } from './shared-index.ts';
@@ -15,28 +15,18 @@ const built = existsSync(nativeAddonPath());
 const required = process.env.MOAT_REQUIRE_ADDON === '1';
 const onXen = existsSync('/dev/xen/evtchn');
 
-function thrown(f: () => unknown): XenError {
-  try {
-    f();
-  } catch (error) {
-    expect(error).toBeInstanceOf(XenError);
-    return error as XenError;
-  }
-  throw new Error('expected a XenError');
-}
-
 describe.runIf(built || required)('native addon', () => {
   it('loads and passes its XenError class to the addon', () => {
     const a = loadNativeAddon();
     expect(typeof a.grantCopy).toBe('function');
-    const e = thrown(() => a.newTestBuffer(0));
+    const e = thrownXenError(() => a.newTestBuffer(0));
     expect(e.operation).toBe('test buffer');
     expect(e.code).toBe('EINVAL');
   });
 
   describe.runIf(!onXen)('on a host without Xen', () => {
     it('openNativeDomain throws XenError naming /dev/xen/evtchn and ENOENT', () => {
-      const e = thrown(() => openNativeDomain({ domid: 0 }));
+      const e = thrownXenError(() => openNativeDomain({ domid: 0 }));
       expect(e.operation).toBe('open /dev/xen/evtchn');
       expect(e.errno).toBe(Errno.ENOENT);
       expect(e.code).toBe('ENOENT');
@@ -71,7 +61,7 @@ describe.runIf(built || required)('native addon', () => {
         [() => ownDomainId(), 'xs_open'],
       ];
       for (const [f, operation] of cases) {
-        const e = thrown(f);
+        const e = thrownXenError(f);
         expect(e.operation).toBe(operation);
         expect(e.errno).toBeGreaterThan(0);
         expect(e.code).toMatch(/^E[A-Z0-9]+$/);
@@ -100,8 +90,8 @@ describe.runIf(built || required)('native addon', () => {
     expect(w.mapped).toBe(false);
     expect(w.buffer.byteLength).toBe(0);
     expect(bytes.length).toBe(0); // views over it are detached too: no dangling pointer
-    expect(thrown(() => w.loadAcquire32(8)).code).toBe('EBADF');
-    expect(thrown(() => m.readU8(0)).code).toBe('EBADF');
+    expect(thrownXenError(() => w.loadAcquire32(8)).code).toBe('EBADF');
+    expect(thrownXenError(() => m.readU8(0)).code).toBe('EBADF');
     w.unmap(); // idempotent
   });
 
@@ -109,16 +99,16 @@ describe.runIf(built || required)('native addon', () => {
     const a = loadNativeAddon();
     const rw = a.newTestBuffer(4096);
     const ro = a.newTestBuffer(4096, false);
-    expect(thrown(() => ro.buffer).code).toBe('EACCES');
-    expect(thrown(() => ro.store32(0, 1)).code).toBe('EACCES');
+    expect(thrownXenError(() => ro.buffer).code).toBe('EACCES');
+    expect(thrownXenError(() => ro.store32(0, 1)).code).toBe('EACCES');
     const mapping = new NativeReadOnly(ro);
     const view = mapping.pages as unknown as Record<string, unknown>;
     expect(view.buffer).toBeUndefined();
     expect(view.setUint8).toBeUndefined();
     expect(mapping.pages.getUint32(0)).toBe(0);
-    expect(thrown(() => mapping.pages.getUint8(4096)).code).toBe('ERANGE');
+    expect(thrownXenError(() => mapping.pages.getUint8(4096)).code).toBe('ERANGE');
     mapping.unmap();
-    expect(thrown(() => mapping.pages.getUint8(0)).code).toBe('EBADF');
+    expect(thrownXenError(() => mapping.pages.getUint8(0)).code).toBe('EBADF');
     rw.unmap();
   });
 
@@ -131,8 +121,8 @@ describe.runIf(built || required)('native addon', () => {
       m.store32(44, v);
       expect(index.load(44)).toBe(v);
     }
-    expect(thrown(() => index.load(2)).code).toBe('EINVAL');
-    expect(thrown(() => index.load(4096)).code).toBe('ERANGE');
+    expect(thrownXenError(() => index.load(2)).code).toBe('EINVAL');
+    expect(thrownXenError(() => index.load(4096)).code).toBe('ERANGE');
     m.unmap();
   });
 
@@ -159,7 +149,7 @@ describe.runIf(built || required)('native addon', () => {
       expect(Buffer.concat(chunks)).toEqual(Buffer.from(Array.from({ length: 20 }, (_, i) => i)));
       expect(errors).toEqual([]);
       dev.close();
-      expect(thrown(() => dev.write(Uint8Array.of(1))).code).toBe('EBADF');
+      expect(thrownXenError(() => dev.write(Uint8Array.of(1))).code).toBe('EBADF');
       dev.close(); // idempotent
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -1,18 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { GNTST } from '../grant-status.ts';
 import { ReadOnlyView } from '../readonly-view.ts';
-import { PAGE_SIZE, XenError } from '../types.ts';
+import { thrownXenError } from '../test-support.ts';
+import { PAGE_SIZE } from '../types.ts';
 import { SimHypervisor } from './hypervisor.ts';
-
-function err(f: () => unknown): XenError {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(XenError);
-    return e as XenError;
-  }
-  throw new Error('expected a XenError');
-}
 
 function setup() {
   const hv = new SimHypervisor();
@@ -40,17 +31,17 @@ describe('sim grant tables', () => {
   it('refuses a mapping by a domain the grant is not for (EINVAL; Xen says GNTST_general_error)', () => {
     const { front, back, other } = setup();
     const shared = front.grantSharer.share(back.domid, 1);
-    const e = err(() => other.grantMapper.mapWritable(front.domid, shared.refs));
+    const e = thrownXenError(() => other.grantMapper.mapWritable(front.domid, shared.refs));
     expect(e.operation).toBe('xengnttab_map_grant_refs (writable)');
     expect(e.code).toBe('EINVAL');
     expect(e.message).toContain('GNTST_general_error');
-    expect(err(() => other.grantMapper.mapReadOnly(front.domid, shared.refs)).code).toBe('EINVAL');
+    expect(thrownXenError(() => other.grantMapper.mapReadOnly(front.domid, shared.refs)).code).toBe('EINVAL');
   });
 
   it('refuses to map a read-only grant writable, but maps it read-only', () => {
     const { front, back } = setup();
     const shared = front.grantSharer.share(back.domid, 1, { writable: false });
-    const e = err(() => back.grantMapper.mapWritable(front.domid, shared.refs));
+    const e = thrownXenError(() => back.grantMapper.mapWritable(front.domid, shared.refs));
     expect(e.message).toContain('GNTST_general_error');
     const ro = back.grantMapper.mapReadOnly(front.domid, shared.refs);
     expect(ro.pages).toBeInstanceOf(ReadOnlyView);
@@ -59,14 +50,14 @@ describe('sim grant tables', () => {
   it('refuses refs that do not exist and domains that do not exist', () => {
     const { front, back } = setup();
     // in the table but never granted: Xen's "Bad flags" check
-    expect(err(() => back.grantMapper.mapWritable(front.domid, [4000])).message).toContain(
+    expect(thrownXenError(() => back.grantMapper.mapWritable(front.domid, [4000])).message).toContain(
       'GNTST_general_error',
     );
     // beyond the table
-    expect(err(() => back.grantMapper.mapWritable(front.domid, [1 << 20])).message).toContain(
+    expect(thrownXenError(() => back.grantMapper.mapWritable(front.domid, [1 << 20])).message).toContain(
       'GNTST_bad_gntref',
     );
-    expect(err(() => back.grantMapper.mapWritable(99, [8])).message).toContain('GNTST_bad_domain');
+    expect(thrownXenError(() => back.grantMapper.mapWritable(99, [8])).message).toContain('GNTST_bad_domain');
   });
 
   it('reads a read-only mapping only through the view class, which has no way to write', () => {
@@ -97,12 +88,12 @@ describe('sim grant tables', () => {
     expect(() => {
       (pages as unknown as { byteLength: number }).byteLength = 1;
     }).toThrow(TypeError);
-    expect(err(() => pages.getUint32(PAGE_SIZE - 2)).code).toBe('ERANGE');
-    expect(err(() => pages.loadAcquire32(2)).code).toBe('EINVAL');
-    expect(err(() => pages.copyTo(out, 4, 0, 4)).code).toBe('ERANGE');
+    expect(thrownXenError(() => pages.getUint32(PAGE_SIZE - 2)).code).toBe('ERANGE');
+    expect(thrownXenError(() => pages.loadAcquire32(2)).code).toBe('EINVAL');
+    expect(thrownXenError(() => pages.copyTo(out, 4, 0, 4)).code).toBe('ERANGE');
     ro.unmap();
     expect(pages.mapped).toBe(false);
-    expect(err(() => pages.getUint8(0)).code).toBe('EBADF');
+    expect(thrownXenError(() => pages.getUint8(0)).code).toBe('EBADF');
   });
 
   it('detaches a writable mapping on unmap while the owner keeps its pages', () => {
@@ -115,7 +106,7 @@ describe('sim grant tables', () => {
     expect(m.mapped).toBe(false);
     expect(view.length).toBe(0); // the ArrayBuffer the mapper held is detached
     expect(m.buffer.byteLength).toBe(0); // what it held, detached, as native returns it
-    expect(err(() => m.loadAcquire32(0)).code).toBe('EBADF');
+    expect(thrownXenError(() => m.loadAcquire32(0)).code).toBe('EBADF');
     // the owner still has the bytes (through .buffer: sim re-issues the object, see SimRegion)
     expect(new Uint8Array(shared.buffer)[7]).toBe(77);
     m.unmap(); // idempotent
@@ -130,9 +121,9 @@ describe('sim grant tables', () => {
     shared.unshare();
     expect(ownerView.length).toBe(0);
     expect(shared.buffer.byteLength).toBe(0);
-    expect(err(() => shared.loadAcquire32(0)).code).toBe('EBADF');
+    expect(thrownXenError(() => shared.loadAcquire32(0)).code).toBe('EBADF');
     expect(new Uint8Array(m.buffer)[0]).toBe(5);
-    expect(err(() => back.grantMapper.mapWritable(front.domid, shared.refs)).message).toContain(
+    expect(thrownXenError(() => back.grantMapper.mapWritable(front.domid, shared.refs)).message).toContain(
       'GNTST_general_error',
     );
     m.unmap();
@@ -142,20 +133,22 @@ describe('sim grant tables', () => {
     const hv = new SimHypervisor({ gntallocLimit: 4 });
     const vm = hv.createDomain();
     const a = vm.grantSharer.share(0, 3);
-    expect(err(() => vm.grantSharer.share(0, 2)).code).toBe('ENOSPC');
+    expect(thrownXenError(() => vm.grantSharer.share(0, 2)).code).toBe('ENOSPC');
     a.unshare();
     const b = vm.grantSharer.share(0, 4);
     expect(new Set(b.refs)).toEqual(new Set([...a.refs, b.refs[3]]));
-    expect(err(() => vm.grantSharer.share(0, 0)).code).toBe('EINVAL');
+    expect(thrownXenError(() => vm.grantSharer.share(0, 0)).code).toBe('EINVAL');
   });
 
   it('maps only whole shared regions in order (a documented sim limit)', () => {
     const { front, back } = setup();
     const shared = front.grantSharer.share(back.domid, 2);
-    expect(err(() => back.grantMapper.mapWritable(front.domid, [shared.refs[0]!])).code).toBe('EINVAL');
-    expect(err(() => back.grantMapper.mapWritable(front.domid, [...shared.refs].reverse())).code).toBe(
+    expect(thrownXenError(() => back.grantMapper.mapWritable(front.domid, [shared.refs[0]!])).code).toBe(
       'EINVAL',
     );
+    expect(
+      thrownXenError(() => back.grantMapper.mapWritable(front.domid, [...shared.refs].reverse())).code,
+    ).toBe('EINVAL');
   });
 });
 
@@ -243,7 +236,9 @@ describe('sim grant copy', () => {
       source: new Uint8Array(2),
       sourceOffset: 0,
     };
-    expect(err(() => back.grantCopier.copy([seg])).code).toBe('EINVAL');
-    expect(err(() => back.grantCopier.copy([{ ...seg, offset: 0, sourceOffset: 1 }])).code).toBe('ERANGE');
+    expect(thrownXenError(() => back.grantCopier.copy([seg])).code).toBe('EINVAL');
+    expect(thrownXenError(() => back.grantCopier.copy([{ ...seg, offset: 0, sourceOffset: 1 }])).code).toBe(
+      'ERANGE',
+    );
   });
 });

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SimHypervisor } from '../sim/hypervisor.ts';
+import { thrownXenError } from '../test-support.ts';
 import { type DomainId, type VchanEndpoint, XenError } from '../types.ts';
 import { RingVchanProvider, type VchanRegistry } from './ring-vchan.ts';
 import * as W from './wire.ts';
@@ -9,16 +10,6 @@ const tick = () => new Promise<void>((r) => setImmediate(r));
 const PATH = 'data/vchan/0/512';
 /** The server's relative PATH as the client must name it: absolute, under the server's home. */
 const at = (server: DomainId) => `/local/domain/${server}/${PATH}`;
-
-function err(f: () => unknown): XenError {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(XenError);
-    return e as XenError;
-  }
-  throw new Error('expected a XenError');
-}
 
 /** A VM serving a vchan to dom0, and dom0 connected to it. */
 function pair(readMin = 4096, writeMin = 4096) {
@@ -49,7 +40,7 @@ describe('sim vchan (libxenvchan ring protocol)', () => {
   it('refuses a client until the server has published the path', () => {
     const hv = new SimHypervisor();
     const vm = hv.createDomain();
-    const e = err(() => hv.dom0.vchan.connect({ peer: vm.domid, path: at(vm.domid) }));
+    const e = thrownXenError(() => hv.dom0.vchan.connect({ peer: vm.domid, path: at(vm.domid) }));
     expect(e.operation).toBe('libxenvchan_client_init');
     expect(e.code).toBe('ENOENT');
     vm.vchan.listen({ peer: 0, path: PATH, readMin: 1024, writeMin: 1024 });
@@ -61,7 +52,7 @@ describe('sim vchan (libxenvchan ring protocol)', () => {
     const vm = hv.createDomain();
     vm.vchan.listen({ peer: 0, path: PATH, readMin: 1024, writeMin: 1024 });
     // dom0 naming the relative path looks under /local/domain/0, where nothing was published
-    expect(err(() => hv.dom0.vchan.connect({ peer: vm.domid, path: PATH })).code).toBe('ENOENT');
+    expect(thrownXenError(() => hv.dom0.vchan.connect({ peer: vm.domid, path: PATH })).code).toBe('ENOENT');
     // the absolute path under the server's home, as Qubes' wrappers build it, works
     expect(hv.dom0.vchan.connect({ peer: vm.domid, path: at(vm.domid) }).state()).toBe('open');
   });
@@ -82,7 +73,9 @@ describe('sim vchan (libxenvchan ring protocol)', () => {
 
   it('rejects a ring minimum above 1 MiB', () => {
     const hv = new SimHypervisor();
-    const e = err(() => hv.dom0.vchan.listen({ peer: 1, path: PATH, readMin: 2 << 20, writeMin: 1 }));
+    const e = thrownXenError(() =>
+      hv.dom0.vchan.listen({ peer: 1, path: PATH, readMin: 2 << 20, writeMin: 1 }),
+    );
     expect(e.code).toBe('EINVAL');
   });
 
@@ -207,7 +200,7 @@ describe('sim vchan (libxenvchan ring protocol)', () => {
     const buf = new Uint8Array(64);
     expect(server.read(buf)).toBe(20); // data written before close is still there
     expect(server.read(buf)).toBe(0);
-    const e = err(() => server.write(fill(1)));
+    const e = thrownXenError(() => server.write(fill(1)));
     expect(e.operation).toBe('libxenvchan_write');
     expect(e.code).toBe('EPIPE');
     server.close();
@@ -221,7 +214,7 @@ describe('sim vchan (libxenvchan ring protocol)', () => {
     await tick();
     expect(events).toBe(1);
     expect(client.state()).toBe('closed');
-    expect(err(() => client.write(fill(1))).code).toBe('EPIPE');
+    expect(thrownXenError(() => client.write(fill(1))).code).toBe('EPIPE');
     client.close();
   });
 
@@ -229,9 +222,9 @@ describe('sim vchan (libxenvchan ring protocol)', () => {
     const { server, client } = pair();
     client.close();
     client.close();
-    expect(err(() => client.read(new Uint8Array(1))).code).toBe('EBADF');
-    expect(err(() => client.write(new Uint8Array(1))).code).toBe('EBADF');
-    expect(err(() => client.dataReady()).code).toBe('EBADF');
+    expect(thrownXenError(() => client.read(new Uint8Array(1))).code).toBe('EBADF');
+    expect(thrownXenError(() => client.write(new Uint8Array(1))).code).toBe('EBADF');
+    expect(thrownXenError(() => client.dataReady()).code).toBe('EBADF');
     expect(client.state()).toBe('closed');
     server.close();
   });
@@ -241,7 +234,9 @@ describe('sim vchan (libxenvchan ring protocol)', () => {
     const vm = hv.createDomain();
     const server = vm.vchan.listen({ peer: 0, path: PATH, readMin: 4096, writeMin: 4096 });
     server.close();
-    expect(err(() => hv.dom0.vchan.connect({ peer: vm.domid, path: at(vm.domid) })).code).toBe('ENOENT');
+    expect(thrownXenError(() => hv.dom0.vchan.connect({ peer: vm.domid, path: at(vm.domid) })).code).toBe(
+      'ENOENT',
+    );
   });
 
   it('maps the client read ring read-only and only for the named peer', () => {
@@ -250,7 +245,7 @@ describe('sim vchan (libxenvchan ring protocol)', () => {
     const stranger = hv.createDomain();
     vm.vchan.listen({ peer: 0, path: PATH, readMin: 4096, writeMin: 4096 });
     // the registry entry is readable by anyone here, but the grants are for dom0 only
-    const e = err(() => stranger.vchan.connect({ peer: vm.domid, path: at(vm.domid) }));
+    const e = thrownXenError(() => stranger.vchan.connect({ peer: vm.domid, path: at(vm.domid) }));
     expect(e.code).toBe('EINVAL');
   });
 
@@ -306,7 +301,7 @@ describe('sim vchan (libxenvchan ring protocol)', () => {
       port: vm.eventChannels.allocUnbound(0),
     });
     const client = new RingVchanProvider(hv.dom0, registry);
-    const e = err(() => client.connect({ peer: vm.domid, path: at(vm.domid) }));
+    const e = thrownXenError(() => client.connect({ peer: vm.domid, path: at(vm.domid) }));
     expect(e.code).toBe('EINVAL');
     expect(e.message).toContain('in-page order 10');
   });
