@@ -206,7 +206,7 @@ export class ClientRules {
       return;
     }
     const next = compileRuleSet(parsed, env);
-    this.hosts = next.failClosedReason === undefined ? hostAddresses : new Map();
+    this.hosts = hostAddresses; // resolvedHosts hides them while the set fails closed
     this.swap(next);
   }
 
