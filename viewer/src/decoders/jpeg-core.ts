@@ -745,42 +745,17 @@ function decodeScan(
       bitCount = state[readCount] as number;
       return;
     }
-    // AC refinement (libjpeg's decode_mcu_AC_refine).
-    const p1 = 1 << al;
-    const m1 = -1 << al;
-    let k = ss;
-    if (eobrun === 0) {
-      for (; k <= se; k++) {
-        const rs = decodeHuffman(c.acTable);
-        let s = rs & 15;
-        let r = rs >> 4;
-        if (s !== 0) {
-          s = getBit() ? p1 : m1;
-        } else if (r !== 15) {
-          eobrun = (1 << r) + getBits(r);
-          break;
-        }
-        while (k <= se) {
-          const z = offset + (naturalOrder[k] as number);
-          const coef = co[z] as number;
-          if (coef !== 0) {
-            if (getBit() && (coef & p1) === 0) co[z] = coef >= 0 ? coef + p1 : coef + m1;
-          } else {
-            if (--r < 0) break;
-          }
-          k++;
-        }
-        if (s !== 0 && k <= 63) co[offset + (naturalOrder[k] as number)] = s;
-      }
-    }
-    if (eobrun > 0) {
-      for (; k <= se; k++) {
-        const z = offset + (naturalOrder[k] as number);
-        const coef = co[z] as number;
-        if (coef !== 0 && getBit() && (coef & p1) === 0) co[z] = coef >= 0 ? coef + p1 : coef + m1;
-      }
-      eobrun--;
-    }
+    // AC refinement (libjpeg's decode_mcu_AC_refine), with the bit buffer in locals.
+    if (!c.acTable) refuse('corrupt', 'JPEG scan uses a Huffman table that was never defined');
+    state[readPos] = pos;
+    state[readEnd] = end;
+    state[readBits] = bits;
+    state[readCount] = bitCount;
+    eobrun = decodeAcRefineBlock(data, state, c.acTable, co, offset, ss, se, al, eobrun);
+    pos = state[readPos] as number;
+    end = state[readEnd] as number;
+    bits = state[readBits] as number;
+    bitCount = state[readCount] as number;
   };
 
   const restart = () => {
@@ -826,6 +801,140 @@ function decodeScan(
   // Find the marker that ends the scan.
   while (pos + 1 < length && !(data[pos] === 0xff && data[pos + 1] !== 0 && data[pos + 1] !== 0xff)) pos++;
   return pos;
+}
+
+/**
+ * One block of a progressive AC refinement scan (libjpeg's decode_mcu_AC_refine) with the
+ * bit buffer in locals. Takes and returns the end-of-band run.
+ */
+function decodeAcRefineBlock(
+  data: Uint8Array,
+  state: Int32Array,
+  table: HuffmanTable,
+  co: Int16Array,
+  offset: number,
+  ss: number,
+  se: number,
+  al: number,
+  eobrunIn: number,
+): number {
+  let pos = state[readPos] as number;
+  let end = state[readEnd] as number;
+  let bits = state[readBits] as number;
+  let bitCount = state[readCount] as number;
+  const lookup = table.lookup;
+  const p1 = 1 << al;
+  const m1 = -1 << al;
+  let eobrun = eobrunIn;
+  let k = ss;
+  if (eobrun === 0) {
+    for (; k <= se; k++) {
+      // At least 25 bits: a code (16) and its correction bit; an end-of-band length refills.
+      if (bitCount < 25) {
+        while (bitCount <= 24) {
+          let byte = 0;
+          if (pos < end) {
+            byte = data[pos] as number;
+            if (byte !== 0xff) pos++;
+            else if (data[pos + 1] === 0) pos += 2;
+            else {
+              end = pos;
+              byte = 0;
+            }
+          }
+          bits = (bits << 8) | byte;
+          bitCount += 8;
+        }
+      }
+      let code = lookup[(bits >>> (bitCount - lookBits)) & ((1 << lookBits) - 1)] as number;
+      if (code === 0) code = decodeLongCode(table, bits, bitCount);
+      bitCount -= code >> 8;
+      let s = code & 15;
+      let r = (code >> 4) & 15;
+      if (s !== 0) {
+        bitCount--;
+        s = (bits >>> bitCount) & 1 ? p1 : m1;
+      } else if (r !== 15) {
+        if (bitCount < r) {
+          while (bitCount <= 24) {
+            let byte = 0;
+            if (pos < end) {
+              byte = data[pos] as number;
+              if (byte !== 0xff) pos++;
+              else if (data[pos + 1] === 0) pos += 2;
+              else {
+                end = pos;
+                byte = 0;
+              }
+            }
+            bits = (bits << 8) | byte;
+            bitCount += 8;
+          }
+        }
+        bitCount -= r;
+        eobrun = (1 << r) + ((bits >>> bitCount) & ((1 << r) - 1));
+        break;
+      }
+      while (k <= se) {
+        const z = offset + (naturalOrder[k] as number);
+        const coef = co[z] as number;
+        if (coef !== 0) {
+          if (bitCount < 1) {
+            while (bitCount <= 24) {
+              let byte = 0;
+              if (pos < end) {
+                byte = data[pos] as number;
+                if (byte !== 0xff) pos++;
+                else if (data[pos + 1] === 0) pos += 2;
+                else {
+                  end = pos;
+                  byte = 0;
+                }
+              }
+              bits = (bits << 8) | byte;
+              bitCount += 8;
+            }
+          }
+          bitCount--;
+          if ((bits >>> bitCount) & 1 && (coef & p1) === 0) co[z] = coef >= 0 ? coef + p1 : coef + m1;
+        } else if (--r < 0) break;
+        k++;
+      }
+      if (s !== 0 && k <= 63) co[offset + (naturalOrder[k] as number)] = s;
+    }
+  }
+  if (eobrun > 0) {
+    for (; k <= se; k++) {
+      const z = offset + (naturalOrder[k] as number);
+      const coef = co[z] as number;
+      if (coef !== 0) {
+        if (bitCount < 1) {
+          while (bitCount <= 24) {
+            let byte = 0;
+            if (pos < end) {
+              byte = data[pos] as number;
+              if (byte !== 0xff) pos++;
+              else if (data[pos + 1] === 0) pos += 2;
+              else {
+                end = pos;
+                byte = 0;
+              }
+            }
+            bits = (bits << 8) | byte;
+            bitCount += 8;
+          }
+        }
+        bitCount--;
+        if ((bits >>> bitCount) & 1 && (coef & p1) === 0) co[z] = coef >= 0 ? coef + p1 : coef + m1;
+      }
+    }
+    eobrun--;
+  }
+  state[readPos] = pos;
+  state[readEnd] = end;
+  state[readBits] = bits;
+  state[readCount] = bitCount;
+  return eobrun;
 }
 
 /**
