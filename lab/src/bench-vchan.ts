@@ -18,8 +18,6 @@ export interface VchanBenchDirection {
   readonly ours: number;
   /** ours / c: the target is at least 0.8. */
   readonly ratio: number;
-  /** Ours again with 1 MiB rings (the C proxy's server cannot ask for them): what the rings cost. */
-  readonly oursBigRings: number;
 }
 
 export interface VchanBenchFigures {
@@ -61,11 +59,6 @@ export function vchanBenchPlan(bytes: number, penaltyIterations: number | undefi
     ['ours domU->dom0', { kind: 'sink', impl: 'c', role: 'client', port: 7002, bytes, timeoutMs: t }],
     ['C dom0->domU', { kind: 'source', impl: 'c', role: 'client', port: 7003, timeoutMs: t }],
     ['ours dom0->domU', { kind: 'source', impl: 'c', role: 'client', port: 7004, timeoutMs: t }],
-    [
-      'ours 1 MiB rings domU->dom0',
-      { kind: 'sink', impl: 'c', role: 'client', port: 7005, bytes, timeoutMs: t },
-    ],
-    ['ours 1 MiB rings dom0->domU', { kind: 'source', impl: 'c', role: 'client', port: 7006, timeoutMs: t }],
   ];
   return { domU, dom0 };
 }
@@ -76,8 +69,8 @@ function rate(run: GuestRun, step: string): number {
   return Number((result.data as { mbPerS: number }).mbPerS.toFixed(2));
 }
 
-function direction(c: number, ours: number, oursBigRings: number): VchanBenchDirection {
-  return { c, ours, ratio: Number((ours / c).toFixed(2)), oursBigRings };
+function direction(c: number, ours: number): VchanBenchDirection {
+  return { c, ours, ratio: Number((ours / c).toFixed(2)) };
 }
 
 /** `./moat bench vchan`: boots the lab, measures both directions for C and ours, and the penalty. */
@@ -106,16 +99,8 @@ export async function runVchanBench(
     return {
       bytes,
       rings: 'server read 1024 B, write 2048 B (libxenvchan in-page rings; vchan-socket-proxy -m server)',
-      domUToDom0: direction(
-        rate(dom0, 'C domU->dom0'),
-        rate(dom0, 'ours domU->dom0'),
-        rate(dom0, 'ours 1 MiB rings domU->dom0'),
-      ),
-      dom0ToDomU: direction(
-        rate(domU, 'C dom0->domU'),
-        rate(domU, 'ours dom0->domU'),
-        rate(domU, 'ours 1 MiB rings dom0->domU'),
-      ),
+      domUToDom0: direction(rate(dom0, 'C domU->dom0'), rate(dom0, 'ours domU->dom0')),
+      dom0ToDomU: direction(rate(domU, 'C dom0->domU'), rate(domU, 'ours dom0->domU')),
       ...(host ? { penalty: penaltyFigures(host, penaltyOfRun(domU)) } : {}),
       domid: run.domid,
     };

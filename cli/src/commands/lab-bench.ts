@@ -78,8 +78,6 @@ export const labBenchCommand: CommandModule = {
             dom0ToDomUC: f.dom0ToDomU.c,
             dom0ToDomUOurs: f.dom0ToDomU.ours,
             dom0ToDomURatio: f.dom0ToDomU.ratio,
-            domUToDom0OursBigRings: f.domUToDom0.oursBigRings,
-            dom0ToDomUOursBigRings: f.dom0ToDomU.oursBigRings,
             target: 'ratio >= 0.8',
             meetsTarget: ratios.every((r) => r >= 0.8),
             ...(f.penalty
