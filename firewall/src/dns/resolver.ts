@@ -144,6 +144,11 @@ function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
+/** Whether `packet` came from `address`:`port` (answers from anyone else are spoofed or stray). */
+function sentBy(packet: DnsPacketIn, address: Uint8Array, port: number): boolean {
+  return bytesEqual(packet.server, address) && packet.serverPort === port;
+}
+
 export class StubResolver implements DnsTransportEndpoint, HostResolver {
   readonly stats: ResolverStats = {
     queriesSent: 0,
@@ -265,7 +270,7 @@ export class StubResolver implements DnsTransportEndpoint, HostResolver {
       if (!entry) return false;
       const attempt = entry.lookup?.attempt;
       if (attempt?.transport !== 'udp') return true;
-      if (!bytesEqual(packet.server, attempt.server.address) || packet.serverPort !== attempt.server.port) {
+      if (!sentBy(packet, attempt.server.address, attempt.server.port)) {
         this.stats.answersRejected++;
         return true;
       }
@@ -274,7 +279,7 @@ export class StubResolver implements DnsTransportEndpoint, HostResolver {
     }
     const closing = this.closing.get(packet.localPort);
     if (closing) {
-      if (bytesEqual(packet.server, closing.server) && packet.serverPort === closing.serverPort) {
+      if (sentBy(packet, closing.server, closing.serverPort)) {
         closing.deliver(packet, nowMs);
         if (closing.closed) this.closing.delete(packet.localPort);
       } else this.stats.answersRejected++;
@@ -285,7 +290,7 @@ export class StubResolver implements DnsTransportEndpoint, HostResolver {
     const attempt = entry.lookup?.attempt;
     const tcp = attempt?.tcp;
     if (!attempt || !tcp) return true;
-    if (!bytesEqual(packet.server, attempt.server.address) || packet.serverPort !== attempt.server.port) {
+    if (!sentBy(packet, attempt.server.address, attempt.server.port)) {
       this.stats.answersRejected++;
       return true;
     }
