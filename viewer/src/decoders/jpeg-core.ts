@@ -1060,36 +1060,44 @@ function dcOnlyBlock(dequantisedDc: number, out: Uint32Array, o: number, stride:
 function idctIslow(blk: Int32Array, ws: Int32Array, out: Uint32Array, o: number, stride: number): void {
   // Pass 1: columns, results scaled up by 2^PASS1_BITS.
   for (let c = 0; c < 8; c++) {
-    if (
-      blk[c + 8] === 0 &&
-      blk[c + 16] === 0 &&
-      blk[c + 24] === 0 &&
-      blk[c + 32] === 0 &&
-      blk[c + 40] === 0 &&
-      blk[c + 48] === 0 &&
-      blk[c + 56] === 0
-    ) {
-      const dc = (blk[c] as number) << 2;
-      for (let r = 0; r < 8; r++) ws[r * 8 + c] = dc;
+    // Each input read once; one test for "no AC in this column" (libjpeg's shortcut).
+    const i0 = blk[c] as number;
+    const i1 = blk[c + 8] as number;
+    const i2 = blk[c + 16] as number;
+    const i3 = blk[c + 24] as number;
+    const i4 = blk[c + 32] as number;
+    const i5 = blk[c + 40] as number;
+    const i6 = blk[c + 48] as number;
+    const i7 = blk[c + 56] as number;
+    if ((i1 | i2 | i3 | i4 | i5 | i6 | i7) === 0) {
+      const dc = i0 << 2;
+      ws[c] = dc;
+      ws[c + 8] = dc;
+      ws[c + 16] = dc;
+      ws[c + 24] = dc;
+      ws[c + 32] = dc;
+      ws[c + 40] = dc;
+      ws[c + 48] = dc;
+      ws[c + 56] = dc;
       continue;
     }
-    let z2 = blk[c + 16] as number;
-    let z3 = blk[c + 48] as number;
+    let z2 = i2;
+    let z3 = i6;
     let z1 = (z2 + z3) * FIX_0_541196100;
     let tmp2 = z1 + z3 * -FIX_1_847759065;
     let tmp3 = z1 + z2 * FIX_0_765366865;
-    z2 = blk[c] as number;
-    z3 = blk[c + 32] as number;
+    z2 = i0;
+    z3 = i4;
     let tmp0 = (z2 + z3) << 13;
     let tmp1 = (z2 - z3) << 13;
     const tmp10 = tmp0 + tmp3;
     const tmp13 = tmp0 - tmp3;
     const tmp11 = tmp1 + tmp2;
     const tmp12 = tmp1 - tmp2;
-    tmp0 = blk[c + 56] as number;
-    tmp1 = blk[c + 40] as number;
-    tmp2 = blk[c + 24] as number;
-    tmp3 = blk[c + 8] as number;
+    tmp0 = i7;
+    tmp1 = i5;
+    tmp2 = i3;
+    tmp3 = i1;
     z1 = tmp0 + tmp3;
     z2 = tmp1 + tmp2;
     z3 = tmp0 + tmp2;
@@ -1121,37 +1129,37 @@ function idctIslow(blk: Int32Array, ws: Int32Array, out: Uint32Array, o: number,
   for (let r = 0; r < 8; r++) {
     const w = r * 8;
     const d = (o + r * stride) >> 2;
-    if (
-      ws[w + 1] === 0 &&
-      ws[w + 2] === 0 &&
-      ws[w + 3] === 0 &&
-      ws[w + 4] === 0 &&
-      ws[w + 5] === 0 &&
-      ws[w + 6] === 0 &&
-      ws[w + 7] === 0
-    ) {
+    const w0 = ws[w] as number;
+    const w1 = ws[w + 1] as number;
+    const w2 = ws[w + 2] as number;
+    const w3 = ws[w + 3] as number;
+    const w4 = ws[w + 4] as number;
+    const w5 = ws[w + 5] as number;
+    const w6 = ws[w + 6] as number;
+    const w7 = ws[w + 7] as number;
+    if ((w1 | w2 | w3 | w4 | w5 | w6 | w7) === 0) {
       // Only the row's DC term: the full computation reduces to this (libjpeg does the same).
-      const v = clamp((((ws[w] as number) + 16) >> 5) + 128) * 0x01010101;
+      const v = clamp(((w0 + 16) >> 5) + 128) * 0x01010101;
       out[d] = v;
       out[d + 1] = v;
       continue;
     }
-    let z2 = ws[w + 2] as number;
-    let z3 = ws[w + 6] as number;
+    let z2 = w2;
+    let z3 = w6;
     let z1 = (z2 + z3) * FIX_0_541196100;
     let tmp2 = z1 + z3 * -FIX_1_847759065;
     let tmp3 = z1 + z2 * FIX_0_765366865;
     // The rounding constant (1 << 17) and the +128 offset (128 << 18) are folded in here.
-    let tmp0 = ((ws[w] as number) + (ws[w + 4] as number)) * 8192 + (1 << 17) + 128 * (1 << 18);
-    let tmp1 = ((ws[w] as number) - (ws[w + 4] as number)) * 8192 + (1 << 17) + 128 * (1 << 18);
+    let tmp0 = (w0 + w4) * 8192 + (1 << 17) + 128 * (1 << 18);
+    let tmp1 = (w0 - w4) * 8192 + (1 << 17) + 128 * (1 << 18);
     const tmp10 = tmp0 + tmp3;
     const tmp13 = tmp0 - tmp3;
     const tmp11 = tmp1 + tmp2;
     const tmp12 = tmp1 - tmp2;
-    tmp0 = ws[w + 7] as number;
-    tmp1 = ws[w + 5] as number;
-    tmp2 = ws[w + 3] as number;
-    tmp3 = ws[w + 1] as number;
+    tmp0 = w7;
+    tmp1 = w5;
+    tmp2 = w3;
+    tmp3 = w1;
     z1 = tmp0 + tmp3;
     z2 = tmp1 + tmp2;
     z3 = tmp0 + tmp2;
