@@ -353,11 +353,7 @@ export class QrexecDaemon {
     const reader = new FrameReader(stream, op, vm);
     const writer = new FrameWriter(stream, op, vm);
     await writer.write(encodeMessage({ kind: 'hello', version: DOM0_PROTOCOL_VERSION }));
-    const hello = await reader.read((h) => checkHeader(h, 'data-hello', 0));
-    if (!hello) throw new QrexecProtocolError(op, 'early-eof', 'before HELLO', vm);
-    const peer = new DataView(hello.payload.buffer, hello.payload.byteOffset, 4).getUint32(0, true);
-    const version = Math.min(peer, DOM0_PROTOCOL_VERSION);
-    if (version < MIN_PROTOCOL_VERSION) throw new QrexecProtocolError(op, 'bad-version', `agent ${peer}`, vm);
+    const version = await readDataHello(reader, op, vm, 'agent');
     const chunk = maxDataChunk(version);
     let exited = false;
     const input = options.justExec ? undefined : options.stdin;
@@ -530,12 +526,7 @@ export class QrexecDaemon {
     const vm = this.options.domain;
     const reader = new FrameReader(stream, op, vm);
     const writer = new FrameWriter(stream, op, vm);
-    const hello = await reader.read((h) => checkHeader(h, 'data-hello', 0));
-    if (!hello) throw new QrexecProtocolError(op, 'early-eof', 'before HELLO', vm);
-    const peer = new DataView(hello.payload.buffer, hello.payload.byteOffset, 4).getUint32(0, true);
-    const version = Math.min(peer, DOM0_PROTOCOL_VERSION);
-    if (version < MIN_PROTOCOL_VERSION)
-      throw new QrexecProtocolError(op, 'bad-version', `caller ${peer}`, vm);
+    const version = await readDataHello(reader, op, vm, 'caller');
     await writer.write(encodeMessage({ kind: 'hello', version: DOM0_PROTOCOL_VERSION }));
     const input: Buffer[] = [];
     let size = 0;
@@ -571,6 +562,22 @@ export class QrexecDaemon {
     await put(MsgType.DATA_STDERR, result.stderr);
     await writer.write(encodeMessage({ kind: 'data-exit-code', code: result.exitCode }));
   }
+}
+
+/** The peer's HELLO on a data channel; returns the version both sides then speak. */
+async function readDataHello(
+  reader: FrameReader,
+  op: string,
+  vm: number,
+  peerRole: 'agent' | 'caller',
+): Promise<number> {
+  const hello = await reader.read((h) => checkHeader(h, 'data-hello', 0));
+  if (!hello) throw new QrexecProtocolError(op, 'early-eof', 'before HELLO', vm);
+  const peer = new DataView(hello.payload.buffer, hello.payload.byteOffset, 4).getUint32(0, true);
+  const version = Math.min(peer, DOM0_PROTOCOL_VERSION);
+  if (version < MIN_PROTOCOL_VERSION)
+    throw new QrexecProtocolError(op, 'bad-version', `${peerRole} ${peer}`, vm);
+  return version;
 }
 
 async function* stdinChunks(input: Stdin | undefined, chunk: number): AsyncGenerator<Uint8Array> {
