@@ -36,6 +36,7 @@ import {
   type Message,
   MIN_PROTOCOL_VERSION,
   MsgType,
+  type RequestId,
   requestIdFromText,
   requestIdText,
   VCHAN_BASE_PORT,
@@ -300,31 +301,31 @@ export class QrexecAgent {
         this.track(this.runIncoming(message));
         return;
       case 'service-connect': {
-        const ident = requestIdText(message.requestId);
-        const p = this.pending.get(ident);
-        if (!p) {
-          this.log('warn', `MSG_SERVICE_CONNECT with unknown ident ${JSON.stringify(ident)}, ignored`);
-          return;
-        }
-        this.pending.delete(ident);
-        p.resolve({ connectDomain: message.connectDomain, connectPort: message.connectPort });
+        const p = this.takePending(message.requestId, 'MSG_SERVICE_CONNECT');
+        p?.resolve({ connectDomain: message.connectDomain, connectPort: message.connectPort });
         return;
       }
       case 'service-refused': {
-        const ident = requestIdText(message.requestId);
-        const p = this.pending.get(ident);
-        if (!p) {
-          this.log('warn', `MSG_SERVICE_REFUSED for unknown request ${JSON.stringify(ident)}`);
-          return;
-        }
-        this.pending.delete(ident);
-        p.reject(new QrexecRefusedError(p.target, p.service));
+        const p = this.takePending(message.requestId, 'MSG_SERVICE_REFUSED');
+        p?.reject(new QrexecRefusedError(p.target, p.service));
         return;
       }
       default:
         // checkHeader admits only the four types above after HELLO.
         this.log('warn', `unexpected ${message.kind} on the control channel, ignored`);
     }
+  }
+
+  /** The outgoing call dom0 answers with `what`, no longer pending; undefined (and a warning) for a request we never made. */
+  private takePending(requestId: RequestId, what: string): PendingTrigger | undefined {
+    const ident = requestIdText(requestId);
+    const p = this.pending.get(ident);
+    if (!p) {
+      this.log('warn', `${what} for unknown request ${JSON.stringify(ident)}, ignored`);
+      return undefined;
+    }
+    this.pending.delete(ident);
+    return p;
   }
 
   private sendControl(message: Message): Promise<void> {
