@@ -66,11 +66,14 @@ export function vchanBenchPlan(bytes: number, penaltyIterations: number | undefi
 function rate(run: GuestRun, step: string): number {
   const result = run.results.find((r) => r.name === step);
   if (!result?.ok) throw new Error(`${run.guest}: ${step}: ${result?.error ?? 'no result'}`);
-  return Number((result.data as { mbPerS: number }).mbPerS.toFixed(2));
+  return (result.data as { mbPerS: number }).mbPerS;
 }
 
+/** Four significant digits: emulated rates are small (tens of KB/s), two decimals would hide them. */
+const figure = (x: number) => Number(x.toPrecision(4));
+
 function direction(c: number, ours: number): VchanBenchDirection {
-  return { c, ours, ratio: Number((ours / c).toFixed(2)) };
+  return { c: figure(c), ours: figure(ours), ratio: Number((ours / c).toFixed(2)) };
 }
 
 /** `./moat bench vchan`: boots the lab, measures both directions for C and ours, and the penalty. */
