@@ -41,7 +41,7 @@ export interface VchanBenchFigures {
 export function vchanBenchPlan(bytes: number, penaltyIterations: number | undefined): VchanPlan {
   const t = 600_000;
   const domU: [string, VchanTask][] = [];
-  if (penaltyIterations) domU.push(['penalty', { kind: 'penalty', iterations: penaltyIterations, runs: 2 }]);
+  if (penaltyIterations) domU.push(['penalty', { kind: 'penalty', iterations: penaltyIterations, runs: 5 }]);
   domU.push(
     ['C domU->dom0', { kind: 'source', impl: 'c', role: 'server', port: 7001, timeoutMs: t }],
     [

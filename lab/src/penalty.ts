@@ -96,7 +96,7 @@ export async function runPenaltyBench(
       type: options.type ?? 'pv',
       name: 'penalty',
       memoryMb: 256,
-      args: { tasks: [['penalty', { kind: 'penalty', iterations, runs: options.guestRuns ?? 2 }]] },
+      args: { tasks: [['penalty', { kind: 'penalty', iterations, runs: options.guestRuns ?? 5 }]] },
     });
     const run = expectGuestOk(await domU.finished({ timeoutMs: 600_000 }));
     return penaltyFigures(host, penaltyOfRun(run));
