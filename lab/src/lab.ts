@@ -1,4 +1,4 @@
-import { appendFileSync, copyFileSync, existsSync, linkSync, mkdirSync, rmSync } from 'node:fs';
+import { appendFileSync, copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { createConnection, type Socket } from 'node:net';
 import { basename, join } from 'node:path';
 import { defaultCacheDir, type VmImage } from '@moat/unikernel';
@@ -105,6 +105,21 @@ function domUConfig(name: string, o: DomUOptions, dir: string): string {
   ].join('\n');
 }
 
+/** Removes the run folders (`<pid>-<time>`) of lab processes that died without shutting down. */
+function removeDeadRuns(runsDir: string): void {
+  if (!existsSync(runsDir)) return;
+  for (const name of readdirSync(runsDir)) {
+    const pid = Number.parseInt(name, 10);
+    if (!Number.isInteger(pid) || pid <= 0) continue;
+    try {
+      process.kill(pid, 0);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ESRCH')
+        rmSync(join(runsDir, name), { recursive: true, force: true });
+    }
+  }
+}
+
 /** Boots Xen and dom0 in QEMU and returns when dom0's agent answers. */
 export async function bootLab(options: LabOptions = {}): Promise<Lab> {
   const cacheDir = options.cacheDir ?? defaultCacheDir();
@@ -113,6 +128,7 @@ export async function bootLab(options: LabOptions = {}): Promise<Lab> {
   const agentBundle = await bundleEntry(AGENT_ENTRY, cacheDir);
   const imageBuildMs = performance.now() - buildStart;
 
+  removeDeadRuns(join(cacheDir, 'lab', 'runs'));
   const runDir = join(cacheDir, 'lab', 'runs', `${process.pid}-${Date.now().toString(36)}`);
   const shareDir = join(runDir, 'share');
   mkdirSync(shareDir, { recursive: true });
