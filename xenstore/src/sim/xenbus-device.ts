@@ -10,6 +10,11 @@
  * - tracks transactions per open file: a tx_id not started on this file gets ENOENT, and
  *   XS_TRANSACTION_END must carry exactly `T\0` or `F\0` (else EINVAL);
  * - substitutes its own req_id on the shared connection and restores the caller's in the reply;
+ * - returns from write() before the request reaches xenstored, holding its body by reference to
+ *   the file's one message buffer (xenbus_dev_request_and_reply: `vec->iov_base = msg + 1`): a
+ *   request still queued when the next write() refills the buffer goes out with the newer bytes
+ *   under its own header. Here the queue drains in a microtask, so every request but the last
+ *   of a synchronous burst is corrupted, the worst case of the race;
  * - drops the reply to an XS_TRANSACTION_END with tx_id 0 (the caller waits forever);
  * - on close, aborts the file's transactions and removes its watches.
  */
@@ -79,6 +84,8 @@ class KernelMux {
   readonly files = new Set<SimXenbusFile>();
   readonly watches = new Map<string, KernelWatch>();
   private readonly forwarded = new Map<number, Forwarded>();
+  private readonly deferred: (() => void)[] = [];
+  private flushScheduled = false;
   private nextReqId = 1;
   private nextToken = 1;
 
@@ -99,7 +106,22 @@ class KernelMux {
     return `ffff8880${(this.nextToken++).toString(16).padStart(8, '0')}`;
   }
 
+  /** The xenbus thread's write list: `send` runs later, in order. */
+  defer(send: () => void): void {
+    this.deferred.push(send);
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    queueMicrotask(() => this.flushDeferred());
+  }
+
+  private flushDeferred(): void {
+    this.flushScheduled = false;
+    for (const send of this.deferred.splice(0)) send();
+  }
+
   forward(message: Uint8Array, f: Forwarded): void {
+    // Kernel-internal requests queue behind the files' requests already written.
+    this.flushDeferred();
     const id = this.nextReqId++;
     this.forwarded.set(id, f);
     this.sim.receive(this.conn, withReqId(message, id));
@@ -170,6 +192,8 @@ export function openSimXenbusDevice(
 
 export class SimXenbusFile implements XenbusDevice {
   readonly transactions = new Set<number>();
+  /** The driver's per-file message buffer (header included). */
+  private readonly buffer = new Uint8Array(XENSTORE_PAYLOAD_MAX);
   private readonly dataListeners = new Set<(chunk: Uint8Array) => void>();
   private readonly errorListeners = new Set<(error: Error) => void>();
   private outbox: Uint8Array[] = [];
@@ -219,7 +243,17 @@ export class SimXenbusFile implements XenbusDevice {
       reply(XsType.ERROR, 'EINVAL');
       return;
     }
-    this.mux.forward(message, { fd: this, userReqId: reqId, userTxId: txId, type });
+    // u->u.buffer: this write's bytes replace the previous message's, whose request may still
+    // be waiting to be sent.
+    this.buffer.set(message);
+    const header = message.slice(0, HEADER_SIZE);
+    const len = h.value.len;
+    this.mux.defer(() => {
+      const sent = new Uint8Array(HEADER_SIZE + len);
+      sent.set(header);
+      sent.set(this.buffer.subarray(HEADER_SIZE, HEADER_SIZE + len), HEADER_SIZE);
+      this.mux.forward(sent, { fd: this, userReqId: reqId, userTxId: txId, type });
+    });
   }
 
   onData(listener: (chunk: Uint8Array) => void): () => void {
