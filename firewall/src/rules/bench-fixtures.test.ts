@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { benchFlowQueries, benchRuleSet, measureRuleEvaluation, realisticRuleSet } from './bench-fixtures.ts';
+import {
+  benchFlowQueries,
+  benchRuleSet,
+  benchRuleTree,
+  measureRuleEvaluation,
+  realisticRuleSet,
+} from './bench-fixtures.ts';
 import { parseRuleEntries } from './grammar.ts';
 import { evaluateLinear } from './semantics.ts';
 import type { RuleDecision } from './types.ts';
@@ -10,16 +16,19 @@ describe('bench fixtures', () => {
     expect(f.lines).toHaveLength(1000);
     expect(f.lines.some((l) => l.includes('dst6='))).toBe(true);
     expect(f.lines.some((l) => l.includes('dsthost='))).toBe(true);
+    expect(f.ipv4.entries.length - 1).toBeLessThan(1000); // dst6 rules left gaps
+    // the bench's set has exactly 1,000 IPv4 rules (it once had only the IPv4 part of 1,000 lines)
     const set = benchRuleSet();
     expect(set.failClosedReason).toBeUndefined();
-    expect(set.ruleNumbers.length).toBe(f.ipv4.entries.length - 1);
-    expect(set.ruleNumbers.length).toBeLessThan(1000); // dst6 rules left gaps
+    expect(set.ruleNumbers.length).toBe(1000);
+    expect(benchRuleTree().entries.length - 1).toBe(1000);
   });
 
   it('are deterministic, and the index agrees with the linear scan on them', () => {
     expect(realisticRuleSet(1000, 5).lines).toEqual(realisticRuleSet(1000, 5).lines);
     const f = realisticRuleSet();
-    const parsed = parseRuleEntries(f.ipv4.entries, f.ipv4.source);
+    const tree = benchRuleTree();
+    const parsed = parseRuleEntries(tree.entries, tree.source);
     if (!parsed.ok) throw new Error(parsed.reason);
     const set = benchRuleSet();
     const a: RuleDecision = { action: 'drop', rule: -1 };

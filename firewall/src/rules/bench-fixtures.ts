@@ -169,10 +169,27 @@ export function benchFlowQueries(
   return queries;
 }
 
-/** The compiled IPv4 set of the default fixture: what `./moat bench engine` (b) evaluates. */
+/**
+ * An IPv4 tree of exactly `count` rules. The generated list mixes in dst6 rules, which an
+ * IPv4 tree leaves out, so more lines are generated and the first `count - 3` IPv4 rules are
+ * kept with the three final catch-alls.
+ */
+export function benchRuleTree(count = 1000, seed = 1): BenchRuleTree {
+  let lines = count;
+  let f = realisticRuleSet(lines, seed);
+  while (f.ipv4.entries.length - 1 < count) {
+    lines += count;
+    f = realisticRuleSet(lines, seed);
+  }
+  const [policy, ...rules] = f.ipv4.entries;
+  const kept = [...rules.slice(0, Math.max(0, count - 3)), ...rules.slice(-3)];
+  return { ...f.ipv4, entries: [policy!, ...kept] };
+}
+
+/** The compiled `benchRuleTree`: what `./moat bench engine` (b) evaluates. */
 export function benchRuleSet(count = 1000, seed = 1): CompiledRuleSet {
-  const f = realisticRuleSet(count, seed);
-  return compileRuleEntries(f.ipv4.entries, f.ipv4.source, f.ipv4.env);
+  const tree = benchRuleTree(count, seed);
+  return compileRuleEntries(tree.entries, tree.source, tree.env);
 }
 
 export interface RuleBenchFigures {

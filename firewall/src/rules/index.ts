@@ -21,6 +21,7 @@ export {
   type BenchRuleTree,
   benchFlowQueries,
   benchRuleSet,
+  benchRuleTree,
   measureRuleEvaluation,
   type RuleBenchFigures,
   realisticRuleSet,
