@@ -1,5 +1,5 @@
 import type { VchanStream, VchanTransport } from '@moat/vchan';
-import { QubesDbError } from './errors.ts';
+import { checkedWrite, QubesDbError } from './errors.ts';
 import { type HandlerVerdict, QdbConnection } from './link.ts';
 import { QdbStore } from './store.ts';
 import { bufferedIterator, type WatchListener, WatchSet } from './watches.ts';
@@ -8,8 +8,6 @@ import {
   encodeMessage,
   isValidPath,
   isValidValue,
-  isWritablePath,
-  MAX_VALUE_LENGTH,
   msgName,
   type QdbMessage,
   QdbMsg,
@@ -37,7 +35,6 @@ export type QubesDbDaemonEvent =
   | { kind: 'vm-rm'; path: string }
   | { kind: 'disconnected'; error?: Error };
 
-const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder();
 
 /**
@@ -196,23 +193,7 @@ export class QubesDbDaemon {
   }
 
   #writeLocal(path: string, value: string | Uint8Array, forward: boolean): void {
-    const bytes = typeof value === 'string' ? textEncoder.encode(value) : value;
-    if (!isWritablePath(path)) {
-      throw new QubesDbError(
-        'write',
-        'EINVAL',
-        path,
-        'the path must start with / and not end with /, ≤ 63 of [A-Za-z0-9_/.:@-]',
-      );
-    }
-    if (!isValidValue(bytes)) {
-      throw new QubesDbError(
-        'write',
-        'EINVAL',
-        path,
-        `the value must be ≤ ${MAX_VALUE_LENGTH} bytes without NUL`,
-      );
-    }
+    const bytes = checkedWrite(path, value);
     if (this.#store.write(path, bytes) !== 'ok')
       throw new QubesDbError('write', 'ENOSPC', path, 'the database is full');
     if (forward && this.#remoteConnected) this.#forward(encodeMessage(QdbMsg.CMD_WRITE, path, bytes));

@@ -1,5 +1,5 @@
 import type { VchanTransport } from '@moat/vchan';
-import { QubesDbError } from './errors.ts';
+import { checkedWrite, QubesDbError } from './errors.ts';
 import { type HandlerVerdict, QdbConnection } from './link.ts';
 import { QdbStore } from './store.ts';
 import { bufferedIterator, type WatchListener, WatchSet } from './watches.ts';
@@ -8,8 +8,6 @@ import {
   encodeMessage,
   isValidPath,
   isValidValue,
-  isWritablePath,
-  MAX_VALUE_LENGTH,
   msgName,
   type QdbMessage,
   QdbMsg,
@@ -47,7 +45,6 @@ export interface ConnectQubesDbOptions {
 }
 
 const textDecoder = new TextDecoder('utf-8', { fatal: false });
-const textEncoder = new TextEncoder();
 
 /**
  * QubesDB inside our VMs, without a daemon process: the vchan client to dom0's
@@ -131,24 +128,8 @@ export class QubesDb {
    * ending with `/` or with bad characters, a value over 3071 bytes or containing NUL.
    */
   write(path: string, value: string | Uint8Array): void {
-    const bytes = typeof value === 'string' ? textEncoder.encode(value) : value;
     this.#checkOpen('write', path);
-    if (!isWritablePath(path)) {
-      throw new QubesDbError(
-        'write',
-        'EINVAL',
-        path,
-        'the path must start with / and not end with /, ≤ 63 of [A-Za-z0-9_/.:@-]',
-      );
-    }
-    if (!isValidValue(bytes)) {
-      throw new QubesDbError(
-        'write',
-        'EINVAL',
-        path,
-        `the value must be ≤ ${MAX_VALUE_LENGTH} bytes without NUL`,
-      );
-    }
+    const bytes = checkedWrite(path, value);
     const result = this.#store.write(path, bytes);
     if (result !== 'ok') throw new QubesDbError('write', 'ENOSPC', path, 'the replica is full');
     this.#connection?.send(encodeMessage(QdbMsg.CMD_WRITE, path, bytes));
