@@ -126,6 +126,10 @@ export function planesToRgba(
   adobe: boolean,
   budget: DecodeBudget,
 ): Uint8Array {
+  if (colour === 'ycbcr' && littleEndian) {
+    const fused = fusedYcbcrToRgba(planes, budget);
+    if (fused) return fused;
+  }
   const { width, height, maxH, maxV } = planes;
   // Full-resolution components are read in place; subsampled ones are upsampled one row
   // at a time into a row buffer (no full-size copy).
@@ -252,4 +256,164 @@ function ycbcrRow(
     out[o + 2] = rangeLimit[(l + (cbB[cb] as number)) & 1023] as number;
     out[o + 3] = 255;
   }
+}
+
+// --- fused upsampling and YCbCr → RGBA ---------------------------------------------------
+// jdcolor.c's tables computed inline (the same integers: fix(1.402) = 91881, fix(1.772) =
+// 116130, fix(0.71414) = 46802, fix(0.34414) = 22554), so no table reads on the hot path.
+const crToR = 91881;
+const cbToB = 116130;
+const crToG = 46802;
+const cbToG = 22554;
+
+/**
+ * One RGBA pixel (little-endian 32-bit, A = 255) from Y, Cb, Cr. In-range results, by far
+ * the common case, need one test; the rest go through libjpeg's range-limit table.
+ */
+function ycbcrPixel(l: number, cb: number, cr: number): number {
+  const x = cr - 128;
+  const z = cb - 128;
+  let r = l + ((crToR * x + half) >> scaleBits);
+  let g = l + ((-cbToG * z - crToG * x + half) >> scaleBits);
+  let b = l + ((cbToB * z + half) >> scaleBits);
+  if ((r | g | b) >>> 8 !== 0) {
+    r = clamp(r);
+    g = clamp(g);
+    b = clamp(b);
+  }
+  return r | (g << 8) | (b << 16) | 0xff000000;
+}
+
+/**
+ * YCbCr with full-resolution Y and Cb, Cr sampled alike at 1:1, 2:1 (h2v1) or 2:2 (h2v2):
+ * libjpeg's fancy upsampling and colour conversion in one pass per row, written as 32-bit
+ * pixels straight from the component planes (no upsampled rows). Undefined for other
+ * layouts, which take the row-buffer path.
+ */
+function fusedYcbcrToRgba(planes: JpegPlanes, budget: DecodeBudget): Uint8Array | undefined {
+  const { width, height, maxH, maxV } = planes;
+  const [yc, cbc, crc] = planes.components;
+  if (!yc || !cbc || !crc || planes.components.length !== 3) return undefined;
+  if (yc.h !== maxH || yc.v !== maxV) return undefined;
+  if (cbc.h !== crc.h || cbc.v !== crc.v || cbc.stride !== crc.stride) return undefined;
+  const rh = maxH / cbc.h;
+  const rv = maxV / cbc.v;
+  const kind = rh === 1 && rv === 1 ? 0 : rh === 2 && rv === 1 ? 1 : rh === 2 && rv === 2 ? 2 : -1;
+  if (kind < 0) return undefined;
+  const out = budget.bytes(width * height * 4, 'JPEG RGBA output');
+  const out32 = new Uint32Array(out.buffer, out.byteOffset, width * height);
+  const yp = yc.plane;
+  const cbp = cbc.plane;
+  const crp = crc.plane;
+  const s = cbc.stride;
+  const ch = cbc.height;
+  for (let y = 0; y < height; y++) {
+    budget.tick();
+    const o = y * width;
+    const yo = y * yc.stride;
+    if (kind === 0) ycbcr11Row(yp, yo, cbp, crp, y * s, out32, o, width);
+    else if (kind === 1) ycbcrH2v1Row(yp, yo, cbp, crp, y * s, cbc.width, out32, o, width);
+    else {
+      const sy = y >> 1;
+      const other = y & 1 ? Math.min(sy + 1, ch - 1) : Math.max(sy - 1, 0);
+      ycbcrH2v2Row(yp, yo, cbp, crp, sy * s, other * s, cbc.width, out32, o, width);
+    }
+  }
+  return out;
+}
+
+function ycbcr11Row(
+  yp: Uint8Array,
+  yo: number,
+  cbp: Uint8Array,
+  crp: Uint8Array,
+  co: number,
+  out: Uint32Array,
+  o: number,
+  width: number,
+): void {
+  for (let x = 0; x < width; x++)
+    out[o + x] = ycbcrPixel(yp[yo + x] as number, cbp[co + x] as number, crp[co + x] as number);
+}
+
+/** h2v1: jdsample.c h2v1_fancy_upsample (3:1 horizontal triangle filter), then colour. */
+function ycbcrH2v1Row(
+  yp: Uint8Array,
+  yo: number,
+  cbp: Uint8Array,
+  crp: Uint8Array,
+  a: number,
+  cw: number,
+  out: Uint32Array,
+  o: number,
+  width: number,
+): void {
+  // The edge samples are the neighbours of the first and last ones: (3v + v + 1) >> 2 = v.
+  let cbLast = cbp[a] as number;
+  let crLast = crp[a] as number;
+  let cbThis = cbLast;
+  let crThis = crLast;
+  const last = cw - 1;
+  for (let i = 0; i < last; i++) {
+    const cbNext = cbp[a + i + 1] as number;
+    const crNext = crp[a + i + 1] as number;
+    const cb3 = cbThis * 3;
+    const cr3 = crThis * 3;
+    const x = yo + 2 * i;
+    out[o + 2 * i] = ycbcrPixel(yp[x] as number, (cb3 + cbLast + 1) >> 2, (cr3 + crLast + 1) >> 2);
+    out[o + 2 * i + 1] = ycbcrPixel(yp[x + 1] as number, (cb3 + cbNext + 2) >> 2, (cr3 + crNext + 2) >> 2);
+    cbLast = cbThis;
+    crLast = crThis;
+    cbThis = cbNext;
+    crThis = crNext;
+  }
+  const cb3 = cbThis * 3;
+  const cr3 = crThis * 3;
+  const x = 2 * last;
+  out[o + x] = ycbcrPixel(yp[yo + x] as number, (cb3 + cbLast + 1) >> 2, (cr3 + crLast + 1) >> 2);
+  if (x + 1 < width)
+    out[o + x + 1] = ycbcrPixel(yp[yo + x + 1] as number, (cb3 + cbThis + 2) >> 2, (cr3 + crThis + 2) >> 2);
+}
+
+/**
+ * h2v2: jdsample.c h2v2_fancy_upsample (column sums of the nearer and the other chroma row,
+ * 3:1, then 3:1 horizontally), then colour.
+ */
+function ycbcrH2v2Row(
+  yp: Uint8Array,
+  yo: number,
+  cbp: Uint8Array,
+  crp: Uint8Array,
+  a: number,
+  b: number,
+  cw: number,
+  out: Uint32Array,
+  o: number,
+  width: number,
+): void {
+  // At the edges the missing neighbour is the column itself: (3t + t + 8) >> 4, (4t + 7) >> 4.
+  let cbLast = (cbp[a] as number) * 3 + (cbp[b] as number);
+  let crLast = (crp[a] as number) * 3 + (crp[b] as number);
+  let cbThis = cbLast;
+  let crThis = crLast;
+  const last = cw - 1;
+  for (let i = 0; i < last; i++) {
+    const cbNext = (cbp[a + i + 1] as number) * 3 + (cbp[b + i + 1] as number);
+    const crNext = (crp[a + i + 1] as number) * 3 + (crp[b + i + 1] as number);
+    const cb3 = cbThis * 3;
+    const cr3 = crThis * 3;
+    const x = yo + 2 * i;
+    out[o + 2 * i] = ycbcrPixel(yp[x] as number, (cb3 + cbLast + 8) >> 4, (cr3 + crLast + 8) >> 4);
+    out[o + 2 * i + 1] = ycbcrPixel(yp[x + 1] as number, (cb3 + cbNext + 7) >> 4, (cr3 + crNext + 7) >> 4);
+    cbLast = cbThis;
+    crLast = crThis;
+    cbThis = cbNext;
+    crThis = crNext;
+  }
+  const cb3 = cbThis * 3;
+  const cr3 = crThis * 3;
+  const x = 2 * last;
+  out[o + x] = ycbcrPixel(yp[yo + x] as number, (cb3 + cbLast + 8) >> 4, (cr3 + crLast + 8) >> 4);
+  if (x + 1 < width)
+    out[o + x + 1] = ycbcrPixel(yp[yo + x + 1] as number, (cb3 + cbThis + 7) >> 4, (cr3 + crThis + 7) >> 4);
 }
