@@ -31,6 +31,11 @@ const clamp = (v: number) => rangeLimit[(v + 384) & 1023] as number;
 
 export type JpegColour = 'grey' | 'ycbcr' | 'rgb' | 'cmyk' | 'ycck';
 
+type PlaneComponent = JpegPlanes['components'][number];
+
+/** Offset of sample row `r` of a component in its plane (which may hold only some rows). */
+const rowAt = (c: PlaneComponent, r: number) => (r % c.rows) * c.stride;
+
 /** Writes output row `y` of one subsampled component at full resolution into `out`. */
 function upsampleRow(
   c: JpegPlanes['components'][number],
@@ -45,24 +50,23 @@ function upsampleRow(
   const cw = c.width;
   const ch = c.height;
   const src = c.plane;
-  const s = c.stride;
   if (rh === 2 && rv === 1) {
-    h2v1Row(src, y * s, cw, out, 0, width);
+    h2v1Row(src, rowAt(c, y), cw, out, 0, width);
   } else if (rh === 1 && rv === 2) {
     const sy = y >> 1;
     const other = y & 1 ? Math.min(sy + 1, ch - 1) : Math.max(sy - 1, 0);
     const bias = y & 1 ? 2 : 1;
-    const a = sy * s;
-    const b = other * s;
+    const a = rowAt(c, sy);
+    const b = rowAt(c, other);
     for (let x = 0; x < width; x++)
       out[x] = ((src[a + x] as number) * 3 + (src[b + x] as number) + bias) >> 2;
   } else if (rh === 2 && rv === 2) {
     const sy = y >> 1;
     const other = y & 1 ? Math.min(sy + 1, ch - 1) : Math.max(sy - 1, 0);
-    h2v2Row(src, sy * s, other * s, cw, out, 0, width);
+    h2v2Row(src, rowAt(c, sy), rowAt(c, other), cw, out, 0, width);
   } else {
     // Other ratios: replication, as libjpeg's int_upsample.
-    const row = Math.min(Math.floor((y * c.v) / maxV), ch - 1) * s;
+    const row = rowAt(c, Math.min(Math.floor((y * c.v) / maxV), ch - 1));
     for (let x = 0; x < width; x++)
       out[x] = src[row + Math.min(Math.floor((x * c.h) / maxH), cw - 1)] as number;
   }
@@ -120,17 +124,22 @@ function h2v2Row(
   if (2 * last + 1 < width) out[o + 2 * last + 1] = (thisSum * 4 + 7) >> 4;
 }
 
-export function planesToRgba(
+/**
+ * What writes image rows [y0, y1) of `planes` into `out` (width × height RGBA), for
+ * jpeg-core's row sink. Row buffers are allocated here, once.
+ */
+export function rgbaRowWriter(
   planes: JpegPlanes,
   colour: JpegColour,
   adobe: boolean,
   budget: DecodeBudget,
-): Uint8Array {
+  out: Uint8Array,
+): (y0: number, y1: number) => void {
   if (colour === 'ycbcr' && littleEndian) {
-    const fused = fusedYcbcrToRgba(planes, budget);
+    const fused = fusedYcbcrRows(planes, out, budget);
     if (fused) return fused;
   }
-  const { width, height, maxH, maxV } = planes;
+  const { width, maxH, maxV } = planes;
   // Full-resolution components are read in place; subsampled ones are upsampled one row
   // at a time into a row buffer (no full-size copy).
   const sources = planes.components.map((c) => {
@@ -139,12 +148,10 @@ export function planesToRgba(
       c,
       full,
       row: full ? c.plane : budget.bytes(width, 'JPEG upsampled row'),
-      stride: full ? c.stride : 0,
     };
   });
-  const out = budget.bytes(width * height * 4, 'JPEG RGBA output');
   // One 32-bit store per pixel where the byte order allows it.
-  const out32 = littleEndian ? new Uint32Array(out.buffer, out.byteOffset, width * height) : undefined;
+  const out32 = littleEndian ? new Uint32Array(out.buffer, out.byteOffset, out.length >> 2) : undefined;
   const s0 = sources[0] as (typeof sources)[number];
   const s1 = sources[1] ?? s0;
   const s2 = sources[2] ?? s0;
@@ -153,59 +160,60 @@ export function planesToRgba(
   const c1 = s1.row;
   const c2 = s2.row;
   const k3 = s3.row;
-  for (let y = 0; y < height; y++) {
-    budget.tick();
-    for (const src of sources) if (!src.full) upsampleRow(src.c, maxH, maxV, width, y, src.row);
-    let o = y * width * 4;
-    let i0 = y * s0.stride;
-    let i1 = y * s1.stride;
-    let i2 = y * s2.stride;
-    let i3 = y * s3.stride;
-    const end = i0 + width;
-    if (colour === 'grey') {
-      for (; i0 < end; i0++, o += 4) {
-        const v = y0[i0] as number;
-        out[o] = v;
-        out[o + 1] = v;
-        out[o + 2] = v;
-        out[o + 3] = 255;
-      }
-    } else if (colour === 'ycbcr' && out32) {
-      ycbcrRow32(y0, i0, c1, i1, c2, i2, out32, o >> 2, width);
-    } else if (colour === 'ycbcr') {
-      ycbcrRow(y0, i0, c1, i1, c2, i2, out, o, width);
-    } else if (colour === 'rgb') {
-      for (; i0 < end; i0++, i1++, i2++, o += 4) {
-        out[o] = y0[i0] as number;
-        out[o + 1] = c1[i1] as number;
-        out[o + 2] = c2[i2] as number;
-        out[o + 3] = 255;
-      }
-    } else {
-      for (; i0 < end; i0++, i1++, i2++, i3++, o += 4) {
-        const a = y0[i0] as number;
-        const b1 = c1[i1] as number;
-        const b2 = c2[i2] as number;
-        let r = a;
-        let g = b1;
-        let b = b2;
-        if (colour === 'ycck') {
-          // YCCK decodes to inverted C, M, Y (jdcolor.c ycck_cmyk_convert).
-          r = 255 - clamp(a + (crR[b2] as number));
-          g = 255 - clamp(a + (((cbG[b1] as number) + (crG[b2] as number)) >> scaleBits));
-          b = 255 - clamp(a + (cbB[b1] as number));
+  return (yFrom, yTo) => {
+    for (let y = yFrom; y < yTo; y++) {
+      budget.tick();
+      for (const src of sources) if (!src.full) upsampleRow(src.c, maxH, maxV, width, y, src.row);
+      let o = y * width * 4;
+      let i0 = s0.full ? rowAt(s0.c, y) : 0;
+      let i1 = s1.full ? rowAt(s1.c, y) : 0;
+      let i2 = s2.full ? rowAt(s2.c, y) : 0;
+      let i3 = s3.full ? rowAt(s3.c, y) : 0;
+      const end = i0 + width;
+      if (colour === 'grey') {
+        for (; i0 < end; i0++, o += 4) {
+          const v = y0[i0] as number;
+          out[o] = v;
+          out[o + 1] = v;
+          out[o + 2] = v;
+          out[o + 3] = 255;
         }
-        // Adobe files store inverted CMYK (255 = no ink): R = C·K/255 on stored values.
-        const k = k3[i3] as number;
-        const kk = adobe ? k : 255 - k;
-        out[o] = (((adobe ? r : 255 - r) * kk + 127) / 255) | 0;
-        out[o + 1] = (((adobe ? g : 255 - g) * kk + 127) / 255) | 0;
-        out[o + 2] = (((adobe ? b : 255 - b) * kk + 127) / 255) | 0;
-        out[o + 3] = 255;
+      } else if (colour === 'ycbcr' && out32) {
+        ycbcrRow32(y0, i0, c1, i1, c2, i2, out32, o >> 2, width);
+      } else if (colour === 'ycbcr') {
+        ycbcrRow(y0, i0, c1, i1, c2, i2, out, o, width);
+      } else if (colour === 'rgb') {
+        for (; i0 < end; i0++, i1++, i2++, o += 4) {
+          out[o] = y0[i0] as number;
+          out[o + 1] = c1[i1] as number;
+          out[o + 2] = c2[i2] as number;
+          out[o + 3] = 255;
+        }
+      } else {
+        for (; i0 < end; i0++, i1++, i2++, i3++, o += 4) {
+          const a = y0[i0] as number;
+          const b1 = c1[i1] as number;
+          const b2 = c2[i2] as number;
+          let r = a;
+          let g = b1;
+          let b = b2;
+          if (colour === 'ycck') {
+            // YCCK decodes to inverted C, M, Y (jdcolor.c ycck_cmyk_convert).
+            r = 255 - clamp(a + (crR[b2] as number));
+            g = 255 - clamp(a + (((cbG[b1] as number) + (crG[b2] as number)) >> scaleBits));
+            b = 255 - clamp(a + (cbB[b1] as number));
+          }
+          // Adobe files store inverted CMYK (255 = no ink): R = C·K/255 on stored values.
+          const k = k3[i3] as number;
+          const kk = adobe ? k : 255 - k;
+          out[o] = (((adobe ? r : 255 - r) * kk + 127) / 255) | 0;
+          out[o + 1] = (((adobe ? g : 255 - g) * kk + 127) / 255) | 0;
+          out[o + 2] = (((adobe ? b : 255 - b) * kk + 127) / 255) | 0;
+          out[o + 3] = 255;
+        }
       }
     }
-  }
-  return out;
+  };
 }
 
 const littleEndian = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
@@ -290,36 +298,40 @@ function ycbcrPixel(l: number, cb: number, cr: number): number {
  * pixels straight from the component planes (no upsampled rows). Undefined for other
  * layouts, which take the row-buffer path.
  */
-function fusedYcbcrToRgba(planes: JpegPlanes, budget: DecodeBudget): Uint8Array | undefined {
+function fusedYcbcrRows(
+  planes: JpegPlanes,
+  out: Uint8Array,
+  budget: DecodeBudget,
+): ((y0: number, y1: number) => void) | undefined {
   const { width, height, maxH, maxV } = planes;
   const [yc, cbc, crc] = planes.components;
   if (!yc || !cbc || !crc || planes.components.length !== 3) return undefined;
   if (yc.h !== maxH || yc.v !== maxV) return undefined;
-  if (cbc.h !== crc.h || cbc.v !== crc.v || cbc.stride !== crc.stride) return undefined;
+  if (cbc.h !== crc.h || cbc.v !== crc.v || cbc.stride !== crc.stride || cbc.rows !== crc.rows)
+    return undefined;
   const rh = maxH / cbc.h;
   const rv = maxV / cbc.v;
   const kind = rh === 1 && rv === 1 ? 0 : rh === 2 && rv === 1 ? 1 : rh === 2 && rv === 2 ? 2 : -1;
   if (kind < 0) return undefined;
-  const out = budget.bytes(width * height * 4, 'JPEG RGBA output');
   const out32 = new Uint32Array(out.buffer, out.byteOffset, width * height);
   const yp = yc.plane;
   const cbp = cbc.plane;
   const crp = crc.plane;
-  const s = cbc.stride;
   const ch = cbc.height;
-  for (let y = 0; y < height; y++) {
-    budget.tick();
-    const o = y * width;
-    const yo = y * yc.stride;
-    if (kind === 0) ycbcr11Row(yp, yo, cbp, crp, y * s, out32, o, width);
-    else if (kind === 1) ycbcrH2v1Row(yp, yo, cbp, crp, y * s, cbc.width, out32, o, width);
-    else {
-      const sy = y >> 1;
-      const other = y & 1 ? Math.min(sy + 1, ch - 1) : Math.max(sy - 1, 0);
-      ycbcrH2v2Row(yp, yo, cbp, crp, sy * s, other * s, cbc.width, out32, o, width);
+  return (y0, y1) => {
+    for (let y = y0; y < y1; y++) {
+      budget.tick();
+      const o = y * width;
+      const yo = rowAt(yc, y);
+      if (kind === 0) ycbcr11Row(yp, yo, cbp, crp, rowAt(cbc, y), out32, o, width);
+      else if (kind === 1) ycbcrH2v1Row(yp, yo, cbp, crp, rowAt(cbc, y), cbc.width, out32, o, width);
+      else {
+        const sy = y >> 1;
+        const other = y & 1 ? Math.min(sy + 1, ch - 1) : Math.max(sy - 1, 0);
+        ycbcrH2v2Row(yp, yo, cbp, crp, rowAt(cbc, sy), rowAt(cbc, other), cbc.width, out32, o, width);
+      }
     }
-  }
-  return out;
+  };
 }
 
 function ycbcr11Row(

@@ -103,9 +103,15 @@ interface Component {
   coefficients: Int16Array;
   /** Per block: 1 when any AC coefficient may be non-zero (lets the IDCT skip DC-only blocks). */
   hasAc: Uint8Array;
-  /** Samples, whole MCUs wide and high; `plane32` views it for 4-sample stores (blocks are 4-aligned). */
+  /**
+   * Samples, whole MCUs wide; `plane32` views it for 4-sample stores (blocks are 4-aligned).
+   * It holds `planeBlockRows` block rows: the whole component, or, when the image is
+   * converted to RGBA band by band, two MCU rows used as a ring (block row `by` at
+   * `by % planeBlockRows`). Allocated at the first scan (progressive: after the last).
+   */
   plane: Uint8Array;
   plane32: Uint32Array;
+  planeBlockRows: number;
   stride: number;
   /** Baseline: some scan decoded this component (else its plane is mid-grey, like zero coefficients). */
   decoded: boolean;
@@ -127,6 +133,8 @@ export interface JpegPlanes {
   components: {
     plane: Uint8Array;
     stride: number;
+    /** Sample rows the plane holds: row r is at `(r % rows) * stride`. */
+    rows: number;
     /** Samples of the component (its true size, before upsampling). */
     width: number;
     height: number;
@@ -138,9 +146,24 @@ export interface JpegPlanes {
 }
 
 /**
- * Entropy-decodes every scan and runs the IDCT. `height` overrides a zero SOF height (DNL).
+ * Receives the planes once they exist and returns what turns image rows [y0, y1) of them
+ * into output; rows arrive in order, each once, and only while the plane still holds them.
  */
-export function decodeJpegPlanes(bytes: Uint8Array, height: number, budget: DecodeBudget): JpegPlanes {
+export type JpegRowSink = (planes: JpegPlanes) => (y0: number, y1: number) => void;
+
+/**
+ * Entropy-decodes every scan and runs the IDCT, handing the rows to `sink` as they are
+ * ready. A single interleaved sequential scan (nearly every baseline file) and the final
+ * transform of a progressive one go band by band, one MCU row at a time, through planes of
+ * two MCU rows, so that samples are converted while they are still in the cache. `height`
+ * overrides a zero SOF height (DNL).
+ */
+export function decodeJpegPlanes(
+  bytes: Uint8Array,
+  height: number,
+  budget: DecodeBudget,
+  sink: JpegRowSink,
+): void {
   const quant: (Int32Array | undefined)[] = [];
   const dcTables: (HuffmanTable | undefined)[] = [];
   const acTables: (HuffmanTable | undefined)[] = [];
@@ -158,6 +181,46 @@ export function decodeJpegPlanes(bytes: Uint8Array, height: number, budget: Deco
     | undefined;
   let restartInterval = 0;
   let scans = 0;
+  let writeRows: ((y0: number, y1: number) => void) | undefined;
+  let rowsWritten = 0;
+  /** Allocates the planes (whole, or rings of two MCU rows) and hands them to the sink. */
+  const allocatePlanes = (ring: boolean) => {
+    if (!frame) return;
+    const { width, height: frameHeight, maxH, maxV } = frame;
+    for (const c of components) {
+      c.planeBlockRows = ring ? Math.min(2 * c.v, c.blocksPerColumn) : c.blocksPerColumn;
+      const size = c.blocksPerLine * c.planeBlockRows * 64;
+      budget.allocate(size, 'JPEG component plane');
+      c.plane = new Uint8Array(size);
+      c.plane32 = new Uint32Array(c.plane.buffer, 0, size >> 2);
+    }
+    writeRows = sink({
+      width,
+      height: frameHeight,
+      components: components.map((c) => ({
+        plane: c.plane,
+        stride: c.stride,
+        rows: c.planeBlockRows * 8,
+        width: Math.ceil((width * c.h) / maxH),
+        height: Math.ceil((frameHeight * c.v) / maxV),
+        h: c.h,
+        v: c.v,
+      })),
+      maxH,
+      maxV,
+    });
+  };
+  /**
+   * Rows up to the end of band `band` (8·maxV rows) but its last: the upsampling of that
+   * one needs the next band. The last band goes to the end.
+   */
+  const emitBand = (band: number, bandHeight: number) => {
+    if (!frame || !writeRows) return;
+    const end = Math.min(frame.height, (band + 1) * bandHeight);
+    const y1 = end === frame.height ? end : end - 1;
+    if (y1 > rowsWritten) writeRows(rowsWritten, y1);
+    rowsWritten = y1;
+  };
   let pos = 2;
   const u16 = (o: number) => ((bytes[o] as number) << 8) | (bytes[o + 1] as number);
 
@@ -237,11 +300,10 @@ export function decodeJpegPlanes(bytes: Uint8Array, height: number, budget: Deco
           const size = blocksPerLine * blocksPerColumn * 64;
           const progressive = marker === SOF2;
           if (progressive) budget.allocate(size * 2, 'JPEG coefficients');
-          budget.allocate(size, 'JPEG component plane');
-          const plane = new Uint8Array(size);
           return {
-            plane,
-            plane32: new Uint32Array(plane.buffer, 0, size >> 2),
+            plane: new Uint8Array(0),
+            plane32: new Uint32Array(0),
+            planeBlockRows: 0,
             id,
             h,
             v,
@@ -293,7 +355,16 @@ export function decodeJpegPlanes(bytes: Uint8Array, height: number, budget: Deco
             refuse('corrupt', 'JPEG progressive scan parameters are invalid');
         }
         if (!frame.progressive) {
-          pos = decodeBaselineScan(bytes, end, frame, scan, restartInterval, quant, budget);
+          // One scan with every component (and sequential files have each component in
+          // exactly one scan): the image goes band by band, and nothing after it is read.
+          // A scan after that one is not decoded (its samples were converted already); the
+          // marker walk goes on, so that the rest of the file is checked as before.
+          if (rowsWritten > 0) break;
+          const streamed = !writeRows && new Set(scan).size === components.length;
+          if (!writeRows) allocatePlanes(streamed);
+          const onBand = streamed ? emitBand : undefined;
+          pos = decodeBaselineScan(bytes, end, frame, scan, restartInterval, quant, budget, onBand);
+          if (streamed) emitBand(Number.MAX_SAFE_INTEGER, 1);
           continue;
         }
         pos = decodeScan(bytes, end, frame, scan, restartInterval, ss, se, ah, al, budget);
@@ -308,25 +379,26 @@ export function decodeJpegPlanes(bytes: Uint8Array, height: number, budget: Deco
   for (const c of components)
     if (!quant[c.tq]) refuse('corrupt', `JPEG quantisation table ${c.tq} is missing`);
 
-  // Progressive: the IDCT of the accumulated coefficients. Baseline: planes are done,
-  // except for a component no scan decoded (zero coefficients, mid-grey).
-  const out: JpegPlanes['components'] = [];
-  const blk = new Int32Array(64);
-  const ws = new Int32Array(64);
-  for (const c of components) {
-    const { plane, stride } = c;
-    if (frame.progressive) transformComponent(c, quant[c.tq] as Int32Array, blk, ws, budget);
-    else if (!c.decoded) plane.fill(128);
-    out.push({
-      plane,
-      stride,
-      width: Math.ceil((frame.width * c.h) / frame.maxH),
-      height: Math.ceil((frame.height * c.v) / frame.maxV),
-      h: c.h,
-      v: c.v,
-    });
+  if (frame.progressive) {
+    // The IDCT of the accumulated coefficients, one MCU row of every component at a time,
+    // each band converted at once.
+    allocatePlanes(true);
+    const blk = new Int32Array(64);
+    const ws = new Int32Array(64);
+    for (let my = 0; my < frame.mcusPerColumn; my++) {
+      budget.tick();
+      for (const c of components)
+        for (let v = 0; v < c.v; v++) transformBlockRow(c, quant[c.tq] as Int32Array, my * c.v + v, blk, ws);
+      emitBand(my, 8 * frame.maxV);
+    }
+    return;
   }
-  return { width: frame.width, height: frame.height, components: out, maxH: frame.maxH, maxV: frame.maxV };
+  if (rowsWritten > 0) return;
+  // Sequential in several scans: the planes are whole. A component no scan decoded has
+  // zero coefficients (mid-grey).
+  if (!writeRows) allocatePlanes(false);
+  for (const c of components) if (!c.decoded) c.plane.fill(128);
+  emitBand(Number.MAX_SAFE_INTEGER, 1);
 }
 
 /** (length << 8) | symbol of a code longer than the lookahead; (16 << 8) | 0 when invalid. */
@@ -356,11 +428,13 @@ const readCount = 3;
 function decodeBaselineScan(
   data: Uint8Array,
   start: number,
-  frame: { mcusPerLine: number; mcusPerColumn: number },
+  frame: { mcusPerLine: number; mcusPerColumn: number; maxV: number },
   scan: Component[],
   restartInterval: number,
   quant: (Int32Array | undefined)[],
   budget: DecodeBudget,
+  /** Called after each MCU row (single-component scans: block row) with its index and height. */
+  onBand: ((band: number, bandHeight: number) => void) | undefined,
 ): number {
   // Quantisation tables in zig-zag order (latched at the scan, as libjpeg does).
   const zigzagQuant = scan.map((c) => {
@@ -377,7 +451,7 @@ function decodeBaselineScan(
   const blk = new Int32Array(64);
   const ws = new Int32Array(64);
   const block = (c: Component, q: Int32Array, bx: number, by: number) => {
-    const o = by * 8 * c.stride + bx * 8;
+    const o = (by % c.planeBlockRows) * 8 * c.stride + bx * 8;
     if (decodeBaselineBlock(data, state, c, q, blk) === 0) {
       dcOnlyBlock(blk[0] as number, c.plane32, o, c.stride);
       blk[0] = 0;
@@ -412,6 +486,7 @@ function decodeBaselineScan(
         block(c, q, bx, by);
         mcu++;
       }
+      if (onBand) onBand(by, 8);
     }
   } else {
     for (let my = 0; my < frame.mcusPerColumn; my++) {
@@ -427,6 +502,7 @@ function decodeBaselineScan(
         }
         mcu++;
       }
+      if (onBand) onBand(my, 8 * frame.maxV);
     }
   }
   // Find the marker that ends the scan.
@@ -573,29 +649,21 @@ function decodeBaselineBlock(
   return hasAc;
 }
 
-/** Progressive: dequantisation and IDCT of a component's accumulated coefficients. */
-function transformComponent(
-  c: Component,
-  q: Int32Array,
-  blk: Int32Array,
-  ws: Int32Array,
-  budget: DecodeBudget,
-): void {
+/** Progressive: dequantisation and IDCT of one block row of a component's coefficients. */
+function transformBlockRow(c: Component, q: Int32Array, by: number, blk: Int32Array, ws: Int32Array): void {
   const { plane32, stride } = c;
   const co = c.coefficients;
-  for (let by = 0; by < c.blocksPerColumn; by++) {
-    budget.tick();
-    for (let bx = 0; bx < c.blocksPerLine; bx++) {
-      const block = by * c.blocksPerLine + bx;
-      const o = by * 8 * stride + bx * 8;
-      const at = block * 64;
-      if (c.hasAc[block] === 0) {
-        dcOnlyBlock((co[at] as number) * (q[0] as number), plane32, o, stride);
-        continue;
-      }
-      for (let i = 0; i < 64; i++) blk[i] = (co[at + i] as number) * (q[i] as number);
-      idctIslow(blk, ws, plane32, o, stride);
+  const o0 = (by % c.planeBlockRows) * 8 * stride;
+  for (let bx = 0; bx < c.blocksPerLine; bx++) {
+    const block = by * c.blocksPerLine + bx;
+    const o = o0 + bx * 8;
+    const at = block * 64;
+    if (c.hasAc[block] === 0) {
+      dcOnlyBlock((co[at] as number) * (q[0] as number), plane32, o, stride);
+      continue;
     }
+    for (let i = 0; i < 64; i++) blk[i] = (co[at + i] as number) * (q[i] as number);
+    idctIslow(blk, ws, plane32, o, stride);
   }
 }
 

@@ -6,7 +6,7 @@
  * frames, 2-component images. Decoding itself is jpeg-core.ts and jpeg-color.ts.
  */
 import { type DecodeBudget, refuse } from './budget.ts';
-import { type JpegColour, planesToRgba } from './jpeg-color.ts';
+import { type JpegColour, rgbaRowWriter } from './jpeg-color.ts';
 import { decodeJpegPlanes } from './jpeg-core.ts';
 import type { DecodedImage } from './types.ts';
 
@@ -197,7 +197,6 @@ export function decodeJpeg(bytes: Uint8Array, budget: DecodeBudget): DecodedImag
     if (h !== frame.maxH || v !== frame.maxV) need += frame.width;
   }
   budget.ensure(need, 'JPEG decode');
-  const planes = decodeJpegPlanes(bytes, height, budget);
   const colour: JpegColour =
     frame.components === 1
       ? 'grey'
@@ -210,7 +209,9 @@ export function decodeJpeg(bytes: Uint8Array, budget: DecodeBudget): DecodedImag
         : header.adobeTransform === 2
           ? 'ycck'
           : 'cmyk';
-  const rgba = planesToRgba(planes, colour, header.adobeTransform !== undefined, budget);
+  const adobe = header.adobeTransform !== undefined;
+  const rgba = budget.bytes(frame.width * height * 4, 'JPEG RGBA output');
+  decodeJpegPlanes(bytes, height, budget, (planes) => rgbaRowWriter(planes, colour, adobe, budget, rgba));
   return {
     format: 'jpeg',
     width: frame.width,
