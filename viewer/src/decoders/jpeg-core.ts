@@ -101,8 +101,11 @@ interface Component {
   blocksPerColumn: number;
   /** Progressive frames only (baseline blocks go through the IDCT as they are decoded). */
   coefficients: Int16Array;
-  /** Per block: 1 when any AC coefficient may be non-zero (lets the IDCT skip DC-only blocks). */
-  hasAc: Uint8Array;
+  /**
+   * Progressive: per block, the highest zig-zag index of a non-zero AC coefficient (0: none),
+   * so that refinement passes stop there and DC-only blocks skip the IDCT.
+   */
+  lastAc: Uint8Array;
   /**
    * Samples, whole MCUs wide; `plane32` views it for 4-sample stores (blocks are 4-aligned).
    * It holds `planeBlockRows` block rows: the whole component, or, when the image is
@@ -313,7 +316,7 @@ export function decodeJpegPlanes(
             blocksPerLine,
             blocksPerColumn,
             coefficients: new Int16Array(progressive ? size : 0),
-            hasAc: new Uint8Array(progressive ? size / 64 : 0),
+            lastAc: new Uint8Array(progressive ? size / 64 : 0),
             stride: blocksPerLine * 8,
             decoded: false,
             dcTable: undefined,
@@ -658,7 +661,7 @@ function transformBlockRow(c: Component, q: Int32Array, by: number, blk: Int32Ar
     const block = by * c.blocksPerLine + bx;
     const o = o0 + bx * 8;
     const at = block * 64;
-    if (c.hasAc[block] === 0) {
+    if (c.lastAc[block] === 0) {
       dcOnlyBlock((co[at] as number) * (q[0] as number), plane32, o, stride);
       continue;
     }
@@ -746,44 +749,6 @@ function decodeScan(
   const state = new Int32Array(4);
   const decodeBlock = (c: Component, offset: number) => {
     const co = c.coefficients;
-    if (!frame.progressive) {
-      const t = decodeHuffman(c.dcTable);
-      const diff = t === 0 ? 0 : extend(getBits(t), t);
-      c.pred += diff;
-      co[offset] = c.pred;
-      const ac = c.acTable;
-      if (!ac) refuse('corrupt', 'JPEG scan uses a Huffman table that was never defined');
-      const fastAc = ac.fastAc;
-      for (let k = 1; k < 64; ) {
-        if (bitCount < 16) fill();
-        const fast = fastAc[(bits >>> (bitCount - lookBits)) & ((1 << lookBits) - 1)] as number;
-        if (fast !== 0) {
-          bitCount -= fast & 0xff;
-          k += (fast >> 8) & 0xff;
-          if (k > 63) break;
-          co[offset + (naturalOrder[k] as number)] = fast >> 16;
-          c.hasAc[offset >> 6] = 1;
-          k++;
-          continue;
-        }
-        const rs = decodeHuffman(ac);
-        const s = rs & 15;
-        const r = rs >> 4;
-        if (s === 0) {
-          if (r < 15) break;
-          k += 16;
-          continue;
-        }
-        k += r;
-        if (k > 63) break;
-        co[offset + (naturalOrder[k] as number)] = extend(getBits(s), s);
-        c.hasAc[offset >> 6] = 1;
-        k++;
-      }
-      return;
-    }
-    // Progressive AC scans may write anywhere: mark the block.
-    if (ss > 0) c.hasAc[offset >> 6] = 1;
     if (ss === 0) {
       // DC scans (first pass or refinement).
       if (ah === 0) {
@@ -806,7 +771,7 @@ function decodeScan(
       state[readEnd] = end;
       state[readBits] = bits;
       state[readCount] = bitCount;
-      eobrun = decodeAcFirstBlock(data, state, c.acTable, co, offset, ss, se, al);
+      eobrun = decodeAcFirstBlock(data, state, c.acTable, co, offset, ss, se, al, c.lastAc);
       pos = state[readPos] as number;
       end = state[readEnd] as number;
       bits = state[readBits] as number;
@@ -819,7 +784,7 @@ function decodeScan(
     state[readEnd] = end;
     state[readBits] = bits;
     state[readCount] = bitCount;
-    eobrun = decodeAcRefineBlock(data, state, c.acTable, co, offset, ss, se, al, eobrun);
+    eobrun = decodeAcRefineBlock(data, state, c.acTable, co, offset, ss, se, al, eobrun, c.lastAc);
     pos = state[readPos] as number;
     end = state[readEnd] as number;
     bits = state[readBits] as number;
@@ -885,6 +850,7 @@ function decodeAcRefineBlock(
   se: number,
   al: number,
   eobrunIn: number,
+  lastAc: Uint8Array,
 ): number {
   let pos = state[readPos] as number;
   let end = state[readEnd] as number;
@@ -895,6 +861,8 @@ function decodeAcRefineBlock(
   const m1 = -1 << al;
   let eobrun = eobrunIn;
   let k = ss;
+  const block = offset >> 6;
+  let last = lastAc[block] as number;
   if (eobrun === 0) {
     for (; k <= se; k++) {
       // At least 25 bits: a code (16) and its correction bit; an end-of-band length refills.
@@ -968,11 +936,17 @@ function decodeAcRefineBlock(
         } else if (--r < 0) break;
         k++;
       }
-      if (s !== 0 && k <= 63) co[offset + (naturalOrder[k] as number)] = s;
+      if (s !== 0 && k <= 63) {
+        co[offset + (naturalOrder[k] as number)] = s;
+        if (k > last) last = k;
+      }
     }
+    lastAc[block] = last;
   }
   if (eobrun > 0) {
-    for (; k <= se; k++) {
+    // Only non-zero coefficients take a correction bit: none lies past `last`.
+    const stop = Math.min(se, last);
+    for (; k <= stop; k++) {
       const z = offset + (naturalOrder[k] as number);
       const coef = co[z] as number;
       if (coef !== 0) {
@@ -1018,12 +992,14 @@ function decodeAcFirstBlock(
   ss: number,
   se: number,
   al: number,
+  lastAc: Uint8Array,
 ): number {
   let pos = state[readPos] as number;
   let end = state[readEnd] as number;
   let bits = state[readBits] as number;
   let bitCount = state[readCount] as number;
   const fastAc = table.fastAc;
+  let last = 0;
   const lookup = table.lookup;
   const scale = 1 << al;
   let eobrun = 0;
@@ -1051,6 +1027,7 @@ function decodeAcFirstBlock(
       k += (fast >> 8) & 0xff;
       if (k > 63) break;
       co[offset + (naturalOrder[k] as number)] = (fast >> 16) * scale;
+      last = k;
       k++;
       continue;
     }
@@ -1091,8 +1068,10 @@ function decodeAcFirstBlock(
     bitCount -= s;
     const v = (bits >>> bitCount) & ((1 << s) - 1);
     co[offset + (naturalOrder[k] as number)] = (v < 1 << (s - 1) ? v - (1 << s) + 1 : v) * scale;
+    last = k;
     k++;
   }
+  if (last > (lastAc[offset >> 6] as number)) lastAc[offset >> 6] = last;
   state[readPos] = pos;
   state[readEnd] = end;
   state[readBits] = bits;
