@@ -386,12 +386,11 @@ export function decodeJpegPlanes(
     // The IDCT of the accumulated coefficients, one MCU row of every component at a time,
     // each band converted at once.
     allocatePlanes(true);
-    const blk = new Int32Array(64);
     const ws = new Int32Array(64);
     for (let my = 0; my < frame.mcusPerColumn; my++) {
       budget.tick();
       for (const c of components)
-        for (let v = 0; v < c.v; v++) transformBlockRow(c, quant[c.tq] as Int32Array, my * c.v + v, blk, ws);
+        for (let v = 0; v < c.v; v++) transformBlockRow(c, quant[c.tq] as Int32Array, my * c.v + v, ws);
       emitBand(my, 8 * frame.maxV);
     }
     return;
@@ -653,7 +652,7 @@ function decodeBaselineBlock(
 }
 
 /** Progressive: dequantisation and IDCT of one block row of a component's coefficients. */
-function transformBlockRow(c: Component, q: Int32Array, by: number, blk: Int32Array, ws: Int32Array): void {
+function transformBlockRow(c: Component, q: Int32Array, by: number, ws: Int32Array): void {
   const { plane32, stride } = c;
   const co = c.coefficients;
   const o0 = (by % c.planeBlockRows) * 8 * stride;
@@ -665,8 +664,7 @@ function transformBlockRow(c: Component, q: Int32Array, by: number, blk: Int32Ar
       dcOnlyBlock((co[at] as number) * (q[0] as number), plane32, o, stride);
       continue;
     }
-    for (let i = 0; i < 64; i++) blk[i] = (co[at + i] as number) * (q[i] as number);
-    idctIslow(blk, ws, plane32, o, stride);
+    idctIslowQuantised(co, at, q, ws, plane32, o, stride);
   }
 }
 
@@ -1103,9 +1101,21 @@ function dcOnlyBlock(dequantisedDc: number, out: Uint32Array, o: number, stride:
   }
 }
 
+/** Pass 1 of a column whose AC coefficients are all zero: the DC scaled, down the column. */
+function idctDcColumn(ws: Int32Array, c: number, i0: number): void {
+  const dc = i0 << 2;
+  ws[c] = dc;
+  ws[c + 8] = dc;
+  ws[c + 16] = dc;
+  ws[c + 24] = dc;
+  ws[c + 32] = dc;
+  ws[c + 40] = dc;
+  ws[c + 48] = dc;
+  ws[c + 56] = dc;
+}
+
 /** `blk`: dequantised coefficients in natural order (products of int16 and ≤16-bit values fit int32). */
 function idctIslow(blk: Int32Array, ws: Int32Array, out: Uint32Array, o: number, stride: number): void {
-  // Pass 1: columns, results scaled up by 2^PASS1_BITS.
   for (let c = 0; c < 8; c++) {
     // Each input read once; one test for "no AC in this column" (libjpeg's shortcut).
     const i0 = blk[c] as number;
@@ -1117,15 +1127,7 @@ function idctIslow(blk: Int32Array, ws: Int32Array, out: Uint32Array, o: number,
     const i6 = blk[c + 48] as number;
     const i7 = blk[c + 56] as number;
     if ((i1 | i2 | i3 | i4 | i5 | i6 | i7) === 0) {
-      const dc = i0 << 2;
-      ws[c] = dc;
-      ws[c + 8] = dc;
-      ws[c + 16] = dc;
-      ws[c + 24] = dc;
-      ws[c + 32] = dc;
-      ws[c + 40] = dc;
-      ws[c + 48] = dc;
-      ws[c + 56] = dc;
+      idctDcColumn(ws, c, i0);
       continue;
     }
     let z2 = i2;
@@ -1172,7 +1174,94 @@ function idctIslow(blk: Int32Array, ws: Int32Array, out: Uint32Array, o: number,
     ws[24 + c] = (tmp13 + tmp0 + round) >> 11;
     ws[32 + c] = (tmp13 - tmp0 + round) >> 11;
   }
-  // Pass 2: rows; DESCALE by CONST_BITS + PASS1_BITS + 3 = 18, then +128 and clamp.
+  idctRows(ws, out, o, stride);
+}
+
+/**
+ * The same from quantised coefficients `co[at..at+63]` (natural order), dequantised with `q`
+ * (natural order) on the way, as libjpeg's DEQUANTIZE: the progressive path, whose stored
+ * coefficients stay quantised.
+ */
+function idctIslowQuantised(
+  co: Int16Array,
+  at: number,
+  q: Int32Array,
+  ws: Int32Array,
+  out: Uint32Array,
+  o: number,
+  stride: number,
+): void {
+  for (let c = 0; c < 8; c++) {
+    const z = at + c;
+    const i0 = (co[z] as number) * (q[c] as number);
+    const r1 = co[z + 8] as number;
+    const r2 = co[z + 16] as number;
+    const r3 = co[z + 24] as number;
+    const r4 = co[z + 32] as number;
+    const r5 = co[z + 40] as number;
+    const r6 = co[z + 48] as number;
+    const r7 = co[z + 56] as number;
+    if ((r1 | r2 | r3 | r4 | r5 | r6 | r7) === 0) {
+      idctDcColumn(ws, c, i0);
+      continue;
+    }
+    // The same butterfly as idctIslow's (written out twice: a shared function is not inlined).
+    const i1 = r1 * (q[c + 8] as number);
+    const i2 = r2 * (q[c + 16] as number);
+    const i3 = r3 * (q[c + 24] as number);
+    const i4 = r4 * (q[c + 32] as number);
+    const i5 = r5 * (q[c + 40] as number);
+    const i6 = r6 * (q[c + 48] as number);
+    const i7 = r7 * (q[c + 56] as number);
+    let z2 = i2;
+    let z3 = i6;
+    let z1 = (z2 + z3) * FIX_0_541196100;
+    let tmp2 = z1 + z3 * -FIX_1_847759065;
+    let tmp3 = z1 + z2 * FIX_0_765366865;
+    z2 = i0;
+    z3 = i4;
+    let tmp0 = (z2 + z3) << 13;
+    let tmp1 = (z2 - z3) << 13;
+    const tmp10 = tmp0 + tmp3;
+    const tmp13 = tmp0 - tmp3;
+    const tmp11 = tmp1 + tmp2;
+    const tmp12 = tmp1 - tmp2;
+    tmp0 = i7;
+    tmp1 = i5;
+    tmp2 = i3;
+    tmp3 = i1;
+    z1 = tmp0 + tmp3;
+    z2 = tmp1 + tmp2;
+    z3 = tmp0 + tmp2;
+    let z4 = tmp1 + tmp3;
+    const z5 = (z3 + z4) * FIX_1_175875602;
+    tmp0 *= FIX_0_298631336;
+    tmp1 *= FIX_2_053119869;
+    tmp2 *= FIX_3_072711026;
+    tmp3 *= FIX_1_501321110;
+    z1 *= -FIX_0_899976223;
+    z2 *= -FIX_2_562915447;
+    z3 = z3 * -FIX_1_961570560 + z5;
+    z4 = z4 * -FIX_0_390180644 + z5;
+    tmp0 += z1 + z3;
+    tmp1 += z2 + z4;
+    tmp2 += z2 + z3;
+    tmp3 += z1 + z4;
+    const round = 1 << 10; // DESCALE by CONST_BITS - PASS1_BITS = 11
+    ws[c] = (tmp10 + tmp3 + round) >> 11;
+    ws[56 + c] = (tmp10 - tmp3 + round) >> 11;
+    ws[8 + c] = (tmp11 + tmp2 + round) >> 11;
+    ws[48 + c] = (tmp11 - tmp2 + round) >> 11;
+    ws[16 + c] = (tmp12 + tmp1 + round) >> 11;
+    ws[40 + c] = (tmp12 - tmp1 + round) >> 11;
+    ws[24 + c] = (tmp13 + tmp0 + round) >> 11;
+    ws[32 + c] = (tmp13 - tmp0 + round) >> 11;
+  }
+  idctRows(ws, out, o, stride);
+}
+
+/** Pass 2: rows; DESCALE by CONST_BITS + PASS1_BITS + 3 = 18, then +128 and clamp. */
+function idctRows(ws: Int32Array, out: Uint32Array, o: number, stride: number): void {
   for (let r = 0; r < 8; r++) {
     const w = r * 8;
     const d = (o + r * stride) >> 2;
@@ -1224,14 +1313,25 @@ function idctIslow(blk: Int32Array, ws: Int32Array, out: Uint32Array, o: number,
     tmp1 += z2 + z4;
     tmp2 += z2 + z3;
     tmp3 += z1 + z4;
-    const s0 = clamp((tmp10 + tmp3) >> 18);
-    const s1 = clamp((tmp11 + tmp2) >> 18);
-    const s2 = clamp((tmp12 + tmp1) >> 18);
-    const s3 = clamp((tmp13 + tmp0) >> 18);
-    const s4 = clamp((tmp13 - tmp0) >> 18);
-    const s5 = clamp((tmp12 - tmp1) >> 18);
-    const s6 = clamp((tmp11 - tmp2) >> 18);
-    const s7 = clamp((tmp10 - tmp3) >> 18);
+    let s0 = (tmp10 + tmp3) >> 18;
+    let s1 = (tmp11 + tmp2) >> 18;
+    let s2 = (tmp12 + tmp1) >> 18;
+    let s3 = (tmp13 + tmp0) >> 18;
+    let s4 = (tmp13 - tmp0) >> 18;
+    let s5 = (tmp12 - tmp1) >> 18;
+    let s6 = (tmp11 - tmp2) >> 18;
+    let s7 = (tmp10 - tmp3) >> 18;
+    // In range (by far the common case) after one test; else libjpeg's range limit.
+    if ((s0 | s1 | s2 | s3 | s4 | s5 | s6 | s7) >>> 8 !== 0) {
+      s0 = clamp(s0);
+      s1 = clamp(s1);
+      s2 = clamp(s2);
+      s3 = clamp(s3);
+      s4 = clamp(s4);
+      s5 = clamp(s5);
+      s6 = clamp(s6);
+      s7 = clamp(s7);
+    }
     if (littleEndian) {
       out[d] = s0 | (s1 << 8) | (s2 << 16) | (s3 << 24);
       out[d + 1] = s4 | (s5 << 8) | (s6 << 16) | (s7 << 24);
