@@ -9,6 +9,7 @@
         "native/evtchn.cc",
         "native/grants.cc",
         "native/vchan.cc",
+        "native/vchan_pump.cc",
         "native/xenbus.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

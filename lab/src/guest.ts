@@ -2,9 +2,11 @@
  * The runtime of a guest bundle (esbuild bundles it with the test's entry): runs named steps
  * one after another and prints each outcome as a protocol line, then `done`. Runs in dom0
  * (args from the MOAT_ARGS environment variable) and in domUs (args from the kernel command
- * line, `moat.args=<base64url JSON>`, since a domU gets nothing else from its creator).
+ * line, `moat.argz=<base64url of deflated JSON>`, since a domU gets nothing else from its
+ * creator and Xen passes a PV guest at most 1023 bytes of command line).
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { inflateRawSync } from 'node:zlib';
 import { encodeMessage, type GuestMessage, type GuestResult } from './protocol.ts';
 
 // A domU image built with the addon carries it at /app on its disk (mounted on /mnt); dom0's
@@ -19,19 +21,20 @@ function emit(message: GuestMessage): void {
   process.stdout.write(`${encodeMessage(message)}\n`);
 }
 
-/** The arguments the lab gave this guest. */
+/** The arguments the lab gave this guest. Throws when they are there but unreadable. */
 export function guestArgs(): Record<string, unknown> {
   const fromEnv = process.env.MOAT_ARGS;
   if (fromEnv) return JSON.parse(fromEnv) as Record<string, unknown>;
+  if (!existsSync('/proc/cmdline')) return {};
+  const cmdline = readFileSync('/proc/cmdline', 'utf8');
+  const match = /(?:^|\s)moat\.argz=([A-Za-z0-9_-]+)/.exec(cmdline);
+  if (!match?.[1]) return {};
   try {
-    const cmdline = readFileSync('/proc/cmdline', 'utf8');
-    const match = /(?:^|\s)moat\.args=([A-Za-z0-9_-]+)/.exec(cmdline);
-    if (match?.[1])
-      return JSON.parse(Buffer.from(match[1], 'base64url').toString('utf8')) as Record<string, unknown>;
+    const json = inflateRawSync(Buffer.from(match[1], 'base64url')).toString('utf8');
+    return JSON.parse(json) as Record<string, unknown>;
   } catch (error) {
-    emit({ kind: 'log', text: `cannot read args from /proc/cmdline: ${(error as Error).message}` });
+    throw new Error(`cannot read moat.argz from /proc/cmdline: ${(error as Error).message}`);
   }
-  return {};
 }
 
 export function guestLog(text: string): void {
@@ -40,7 +43,15 @@ export function guestLog(text: string): void {
 
 /** Runs the steps in order; a failing step is reported and the next one still runs. */
 export async function guestMain(steps: Record<string, GuestStep>): Promise<void> {
-  const args = guestArgs();
+  let args: Record<string, unknown>;
+  try {
+    args = guestArgs();
+  } catch (error) {
+    // Running the steps without their arguments would report results nobody asked for.
+    emit({ kind: 'result', name: 'arguments', ok: false, ms: 0, error: (error as Error).message });
+    emit({ kind: 'done', ok: false, results: 1 });
+    process.exit(1);
+  }
   const results: GuestResult[] = [];
   for (const [name, step] of Object.entries(steps)) {
     const start = performance.now();

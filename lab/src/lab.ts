@@ -1,6 +1,7 @@
 import { appendFileSync, copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { createConnection, type Socket } from 'node:net';
 import { basename, join } from 'node:path';
+import { deflateRawSync } from 'node:zlib';
 import { defaultCacheDir, type VmImage } from '@moat/unikernel';
 import type { GuestAddon } from './addon.ts';
 import { bundleEntry } from './bundle.ts';
@@ -85,15 +86,33 @@ function share(shareDir: string, source: string, relative: string): string {
   return relative;
 }
 
+/** Xen gives a PV guest at most 1023 bytes of kernel command line (start_info.cmd_line). */
+const MAX_GUEST_CMDLINE = 1023;
+
+/** The domU's kernel command line; its args deflated (see guestArgs), refused when too long. */
+export function domUCommandLine(args: Record<string, unknown> | undefined): string {
+  const packed = args
+    ? ` moat.argz=${deflateRawSync(JSON.stringify(args), { level: 9 }).toString('base64url')}`
+    : '';
+  const line = `console=hvc0 quiet loglevel=3${packed}`;
+  if (line.length > MAX_GUEST_CMDLINE) {
+    throw new LabError(
+      'domU',
+      `the guest's arguments need a ${line.length}-byte kernel command line; Xen passes at most ${MAX_GUEST_CMDLINE}`,
+    );
+  }
+  return line;
+}
+
 function domUConfig(name: string, o: DomUOptions, dir: string): string {
-  const args = o.args ? ` moat.args=${Buffer.from(JSON.stringify(o.args)).toString('base64url')}` : '';
+  const extra = domUCommandLine(o.args);
   const at = `/mnt/lab/${dir}`;
   return [
     `name = "${name}"`,
     `type = "${o.type}"`,
     `kernel = "${at}/vmlinuz"`,
     `ramdisk = "${at}/initramfs.cpio.gz"`,
-    `extra = "console=hvc0 quiet loglevel=3${args}"`,
+    `extra = "${extra}"`,
     `memory = ${o.memoryMb ?? 128}`,
     'vcpus = 1',
     'on_poweroff = "destroy"',

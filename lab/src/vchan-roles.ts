@@ -41,6 +41,7 @@ export type VchanTask =
       sendSeed: number;
       closer: boolean;
       ringBytes?: number;
+      localBuffer?: number;
       timeoutMs: number;
     }
   /** Exchange like above, but the peer is killed: report how our end learnt of it. */
@@ -64,7 +65,15 @@ export type VchanTask =
       timeoutMs: number;
     }
   /** Bench: send as fast as possible until the peer closes (C: from /dev/zero). */
-  | { kind: 'source'; impl: Impl; role: Role; port: number; ringBytes?: number; timeoutMs: number }
+  | {
+      kind: 'source';
+      impl: Impl;
+      role: Role;
+      port: number;
+      ringBytes?: number;
+      localBuffer?: number;
+      timeoutMs: number;
+    }
   /** Bench: receive `bytes`, time first to last byte, then close. */
   | {
       kind: 'sink';
@@ -73,6 +82,7 @@ export type VchanTask =
       port: number;
       bytes: number;
       ringBytes?: number;
+      localBuffer?: number;
       timeoutMs: number;
     }
   /** The emulation-penalty workload, as JS and as C. */
@@ -156,13 +166,28 @@ function mark(text: string): void {
   guestLog(`${text} at ${process.uptime().toFixed(1)} s`);
 }
 
-async function openOurs(ctx: GuestContext, role: Role, port: number, ringBytes?: number): Promise<Pipe> {
+/** `localBuffer` undefined: listenVchan/connectVchan's default. */
+async function openOurs(
+  ctx: GuestContext,
+  role: Role,
+  port: number,
+  ringBytes?: number,
+  localBuffer?: number,
+): Promise<Pipe> {
   const domain = ctx.domain();
   mark(`port ${port}: native domain ${domain.domid} open`);
+  const buffer = localBuffer === undefined ? {} : { localBuffer };
   const stream: VchanStream =
     role === 'server'
-      ? await listenVchan({ domain, peer: ctx.peer, port, readMin: ringBytes ?? 0, writeMin: ringBytes ?? 0 })
-      : await connectVchan({ domain, peer: ctx.peer, port, timeoutMs: 120_000 });
+      ? await listenVchan({
+          domain,
+          peer: ctx.peer,
+          port,
+          readMin: ringBytes ?? 0,
+          writeMin: ringBytes ?? 0,
+          ...buffer,
+        })
+      : await connectVchan({ domain, peer: ctx.peer, port, timeoutMs: 120_000, ...buffer });
   const gone = new Promise<string>((resolve) => {
     stream.once('close', () =>
       resolve(stream.errored ? `error ${(stream.errored as NodeJS.ErrnoException).code}` : 'closed'),
@@ -227,8 +252,9 @@ async function openPipe(
   role: Role,
   port: number,
   ringBytes?: number,
+  localBuffer?: number,
 ): Promise<Pipe> {
-  return impl === 'ours' ? openOurs(ctx, role, port, ringBytes) : openC(ctx, role, port);
+  return impl === 'ours' ? openOurs(ctx, role, port, ringBytes, localBuffer) : openC(ctx, role, port);
 }
 
 /** Writes `bytes` of the pattern with backpressure; stops early (returns false) if the output fails. */
@@ -312,7 +338,7 @@ function receiver(input: Readable, bytes: number, trailing = 0) {
 
 async function exchange(ctx: GuestContext, t: Extract<VchanTask, { kind: 'exchange' }>) {
   const pipe = await withTimeout(
-    openPipe(ctx, t.impl, t.role, t.port, t.ringBytes),
+    openPipe(ctx, t.impl, t.role, t.port, t.ringBytes, t.localBuffer),
     180_000,
     'the peer connecting',
   );
@@ -397,7 +423,11 @@ async function source(ctx: GuestContext, t: Extract<VchanTask, { kind: 'source' 
     const pipe = openC(ctx, t.role, t.port, 'zero', 'ignore');
     return { end: await withTimeout(pipe.gone, t.timeoutMs, 'the sink closing') };
   }
-  const pipe = await withTimeout(openOurs(ctx, t.role, t.port, t.ringBytes), 180_000, 'the peer connecting');
+  const pipe = await withTimeout(
+    openOurs(ctx, t.role, t.port, t.ringBytes, t.localBuffer),
+    180_000,
+    'the peer connecting',
+  );
   pipe.input.resume();
   const zeros = Buffer.alloc(CHUNK);
   const output = pipe.output;
@@ -422,7 +452,11 @@ async function sink(ctx: GuestContext, t: Extract<VchanTask, { kind: 'sink' }>) 
   const pipe =
     t.impl === 'c'
       ? openC(ctx, t.role, t.port)
-      : await withTimeout(openOurs(ctx, t.role, t.port, t.ringBytes), 180_000, 'the peer connecting');
+      : await withTimeout(
+          openOurs(ctx, t.role, t.port, t.ringBytes, t.localBuffer),
+          180_000,
+          'the peer connecting',
+        );
   const rx = receiver(pipe.input, t.bytes);
   await withTimeout(rx.until, t.timeoutMs, `receiving ${t.bytes} bytes`);
   const ms = rx.ms;

@@ -19,6 +19,7 @@ export { socketVchanTransport, type VchanTransport, xenVchanTransport } from './
 export {
   type ConnectVchanOptions,
   connectVchan,
+  DEFAULT_LOCAL_BUFFER,
   type ListenVchanOptions,
   listenVchan,
   type VchanDomain,

@@ -9,6 +9,13 @@ export interface VchanDomain {
   readonly vchan: VchanProvider;
 }
 
+/**
+ * Local buffering each way, in bytes, for ends on real Xen (VchanProvider's `buffer`): a native
+ * thread moves the rings while JS is busy, so small rings (1-2 KiB, common in Qubes) are not
+ * held back by the event loop. 0 drives libxenvchan from the event loop directly.
+ */
+export const DEFAULT_LOCAL_BUFFER = 64 * 1024;
+
 export interface ListenVchanOptions extends VchanStreamOptions {
   domain: VchanDomain;
   /** The client's domain. */
@@ -17,6 +24,8 @@ export interface ListenVchanOptions extends VchanStreamOptions {
   /** Minimum ring sizes from the server's view (libvchan_server_init's read_min/write_min). Default 4096 each. */
   readMin?: number;
   writeMin?: number;
+  /** Bytes of local buffering each way (see DEFAULT_LOCAL_BUFFER). */
+  localBuffer?: number;
 }
 
 export interface ConnectVchanOptions extends VchanStreamOptions {
@@ -24,6 +33,8 @@ export interface ConnectVchanOptions extends VchanStreamOptions {
   /** The server's domain. */
   peer: DomainId;
   port: number;
+  /** Bytes of local buffering each way (see DEFAULT_LOCAL_BUFFER). */
+  localBuffer?: number;
   /** Give up after this long. Default: no limit (Qubes' clients wait for the server too). */
   timeoutMs?: number;
   signal?: AbortSignal;
@@ -47,7 +58,13 @@ export async function listenVchan(options: ListenVchanOptions): Promise<VchanStr
   const channel = { localDomain: domain.domid, remoteDomain: peer, port };
   let endpoint: ReturnType<VchanProvider['listen']>;
   try {
-    endpoint = domain.vchan.listen({ peer, path, readMin, writeMin });
+    endpoint = domain.vchan.listen({
+      peer,
+      path,
+      readMin,
+      writeMin,
+      buffer: options.localBuffer ?? DEFAULT_LOCAL_BUFFER,
+    });
   } catch (error) {
     throw new VchanError('listen', codeOf(error), channel, path, { cause: error });
   }
@@ -84,7 +101,11 @@ export async function connectVchan(options: ConnectVchanOptions): Promise<VchanS
         );
       }
       try {
-        const endpoint = domain.vchan.connect({ peer, path });
+        const endpoint = domain.vchan.connect({
+          peer,
+          path,
+          buffer: options.localBuffer ?? DEFAULT_LOCAL_BUFFER,
+        });
         return new VchanStream(endpoint, { ...channel, role: 'client', transport: 'xen' }, options);
       } catch (error) {
         lastError = error;

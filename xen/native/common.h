@@ -10,6 +10,7 @@
 #include <string>
 
 struct xentoollog_logger;
+struct libxenvchan;
 
 namespace moat {
 
@@ -50,6 +51,10 @@ void InitMapping(Napi::Env env, Napi::Object exports);
 void InitEvtchn(Napi::Env env, Napi::Object exports);
 void InitGrants(Napi::Env env, Napi::Object exports);
 void InitVchan(Napi::Env env, Napi::Object exports);
+void InitPumpedVchan(Napi::Env env, Napi::Object exports);
+// A vchan end moved by its own thread through local buffers of `buffer_bytes` each way
+// (vchan_pump.cc); takes `ctrl` over.
+Napi::Object NewPumpedVchan(Napi::Env env, libxenvchan* ctrl, uint32_t buffer_bytes);
 void InitXenbus(Napi::Env env, Napi::Object exports);
 
 // Mapping kinds: who releases the memory and how.

@@ -120,34 +120,45 @@ class Vchan : public Napi::ObjectWrap<Vchan> {
 
 Napi::FunctionReference* Vchan::ctor = nullptr;
 
-// serverInit(domain, path, readMin, writeMin) -> Vchan
+// The direct end, or with bufferBytes > 0 the pumped one (vchan_pump.cc).
+Napi::Value Wrap(const Napi::CallbackInfo& info, size_t buffer_arg, libxenvchan* c) {
+  Napi::Env env = info.Env();
+  uint32_t buffer_bytes = info.Length() > buffer_arg ? ArgU32(info, buffer_arg, "bufferBytes") : 0;
+  if (buffer_bytes > 0) return NewPumpedVchan(env, c, buffer_bytes);
+  return Vchan::ctor->New({Napi::External<libxenvchan>::New(env, c)});
+}
+
+// serverInit(domain, path, readMin, writeMin, bufferBytes = 0) -> Vchan | PumpedVchan
 Napi::Value ServerInit(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint32_t dom = ArgU32(info, 0, "domain");
   std::string path = ArgString(info, 1, "path");
   uint32_t read_min = ArgU32(info, 2, "readMin");
   uint32_t write_min = ArgU32(info, 3, "writeMin");
+  if (info.Length() > 4) ArgU32(info, 4, "bufferBytes");  // checked before anything is published
   errno = 0;
   libxenvchan* c = libxenvchan_server_init(QuietLogger(), static_cast<int>(dom), path.c_str(), read_min, write_min);
   if (c == nullptr) ThrowXenError(env, "libxenvchan_server_init", errno ? errno : EINVAL, path);
-  return Vchan::ctor->New({Napi::External<libxenvchan>::New(env, c)});
+  return Wrap(info, 4, c);
 }
 
-// clientInit(domain, path) -> Vchan
+// clientInit(domain, path, bufferBytes = 0) -> Vchan | PumpedVchan
 Napi::Value ClientInit(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint32_t dom = ArgU32(info, 0, "domain");
   std::string path = ArgString(info, 1, "path");
+  if (info.Length() > 2) ArgU32(info, 2, "bufferBytes");
   errno = 0;
   libxenvchan* c = libxenvchan_client_init(QuietLogger(), static_cast<int>(dom), path.c_str());
   if (c == nullptr) ThrowXenError(env, "libxenvchan_client_init", errno ? errno : ENOENT, path);
-  return Vchan::ctor->New({Napi::External<libxenvchan>::New(env, c)});
+  return Wrap(info, 2, c);
 }
 
 }  // namespace
 
 void InitVchan(Napi::Env env, Napi::Object exports) {
   Vchan::Init(env, exports);
+  InitPumpedVchan(env, exports);
   exports.Set("serverInit", Napi::Function::New(env, ServerInit));
   exports.Set("clientInit", Napi::Function::New(env, ClientInit));
 }

@@ -328,6 +328,73 @@ const cases: [string, (c: Ctx) => Promise<void>][] = [
       );
     },
   ],
+  [
+    'vchan: with local buffers, bytes cross small rings both ways and what was written before close arrives',
+    async ({ d, self, vchanPath, timeoutMs }) => {
+      const buffer = 4096;
+      const server = d.vchan.listen({ peer: self, path: vchanPath, readMin: 1024, writeMin: 2048, buffer });
+      let client: ReturnType<XenDomain['vchan']['connect']> | undefined;
+      try {
+        const c = d.vchan.connect({ peer: self, path: vchanPath, buffer });
+        client = c;
+        // 20,000 bytes through a 1 KiB ring and 4 KiB buffers: many fills, moved by events only.
+        const up = Uint8Array.from({ length: 20_000 }, (_, i) => (i * 7) & 0xff);
+        const got = new Uint8Array(up.length);
+        let sent = 0;
+        let received = 0;
+        await within(
+          timeoutMs,
+          'the server receiving 20000 bytes',
+          new Promise<void>((resolve) => {
+            const step = () => {
+              while (sent < up.length) {
+                const n = c.write(up.subarray(sent));
+                if (n === 0) break;
+                sent += n;
+              }
+              while (received < got.length) {
+                const n = server.read(got.subarray(received));
+                if (n <= 0) break;
+                received += n;
+              }
+              if (received === got.length) {
+                offClient();
+                offServer();
+                resolve();
+              }
+            };
+            const offClient = c.onEvent(step);
+            const offServer = server.onEvent(step);
+            step();
+          }),
+        );
+        assert.deepEqual(got, up);
+        // The client's last 500 bytes and its close: the close must not overtake the bytes.
+        assert.equal(c.write(up.subarray(0, 500)), 500);
+        const closed = new Promise<void>((resolve) => {
+          const off = server.onEvent(() => {
+            if (server.state() === 'closed') {
+              off();
+              resolve();
+            }
+          });
+          if (server.state() === 'closed') resolve();
+        });
+        c.close();
+        client = undefined;
+        await within(timeoutMs, 'the server sees the client close', closed);
+        const tail = new Uint8Array(1024);
+        let tailBytes = 0;
+        for (let n = server.read(tail); n > 0; n = server.read(tail.subarray(tailBytes))) tailBytes += n;
+        assert.equal(tailBytes, 500, 'bytes written before close are all readable after it');
+        assert.deepEqual(tail.subarray(0, 500), up.subarray(0, 500));
+        expectXenError(() => server.write(Uint8Array.of(1)), 'EPIPE', 'write after the peer closed');
+      } finally {
+        client?.close();
+        server.close();
+      }
+    },
+  ],
 ];
 
 /** The cases, in a stable order, ready to run against `target`. */

@@ -144,11 +144,26 @@ export interface VchanEndpoint {
   close(): void;
 }
 
+/**
+ * `buffer` (bytes, default 0): 0 gives libxenvchan's own semantics (reads and writes go
+ * straight to the rings, as the counts in VchanEndpoint say). Above 0, providers that can
+ * (the native one) move the rings on a thread of their own through local buffers of that
+ * size each way, so small rings keep moving while JS is busy: then `write` takes what fits
+ * in the local buffer, `dataReady`/`read` see what has reached it, `state()` turns 'closed'
+ * only after everything the peer wrote has, and `close()` first writes out the local buffer
+ * (for at most 10 s) before closing the channel. Providers without threads ignore it.
+ */
 export interface VchanProvider {
   /** libxenvchan_server_init: publishes the channel under `path` for domain `peer`. */
-  listen(options: { peer: DomainId; path: string; readMin: number; writeMin: number }): VchanEndpoint;
+  listen(options: {
+    peer: DomainId;
+    path: string;
+    readMin: number;
+    writeMin: number;
+    buffer?: number;
+  }): VchanEndpoint;
   /** libxenvchan_client_init: throws XenError when the server has not published `path` yet. */
-  connect(options: { peer: DomainId; path: string }): VchanEndpoint;
+  connect(options: { peer: DomainId; path: string; buffer?: number }): VchanEndpoint;
 }
 
 /** /dev/xen/xenbus in a domU: whole xenstore messages in, whole messages (or parts) out. */

@@ -53,17 +53,22 @@ export const labBenchCommand: CommandModule = {
         "MiB per measured transfer (the C server's 1-2 KiB rings make this slow under emulation)",
         '1',
       )
+      .option('--rounds <n>', 'rounds of alternating C / ours; each figure is the best round', '3')
       .option('--no-penalty', 'skip the emulation-penalty measurement')
       .action(
         handler(async (reporter, cmd) => {
-          const o = cmd.opts<{ mib: string; penalty: boolean }>();
+          const o = cmd.opts<{ mib: string; rounds: string; penalty: boolean }>();
           const mib = Number(o.mib);
           if (!Number.isInteger(mib) || mib < 1 || mib > 1024)
             throw new SetupProblem('--mib must be an integer from 1 to 1024');
+          const rounds = Number(o.rounds);
+          if (!Number.isInteger(rounds) || rounds < 1 || rounds > 5)
+            throw new SetupProblem('--rounds must be an integer from 1 to 5');
           const progress = reporter.progress('bench vchan', 4);
           let step = 0;
           const f = await runVchanBench({
             mib,
+            rounds,
             penalty: o.penalty,
             onStep: (text) => progress.update(Math.min(++step, 4), text),
           }).catch(labFailure);
@@ -78,6 +83,9 @@ export const labBenchCommand: CommandModule = {
             dom0ToDomUC: f.dom0ToDomU.c,
             dom0ToDomUOurs: f.dom0ToDomU.ours,
             dom0ToDomURatio: f.dom0ToDomU.ratio,
+            domUToDom0OursUnbuffered: f.domUToDom0.oursUnbuffered,
+            dom0ToDomUOursUnbuffered: f.dom0ToDomU.oursUnbuffered,
+            rounds: f.rounds,
             target: 'ratio >= 0.8',
             meetsTarget: ratios.every((r) => r >= 0.8),
             ...(f.penalty

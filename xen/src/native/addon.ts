@@ -67,8 +67,15 @@ export interface NativeAddon {
   mapGrants(domain: number, refs: number[], writable: boolean): NativeMapping;
   shareGrants(domain: number, count: number, writable: boolean): { refs: number[]; mapping: NativeMapping };
   grantCopy(segments: NativeCopySegment[]): Int16Array;
-  serverInit(domain: number, path: string, readMin: number, writeMin: number): NativeVchan;
-  clientInit(domain: number, path: string): NativeVchan;
+  /** With `bufferBytes` > 0 the end is pumped by a native thread through buffers of that size. */
+  serverInit(
+    domain: number,
+    path: string,
+    readMin: number,
+    writeMin: number,
+    bufferBytes?: number,
+  ): NativeVchan;
+  clientInit(domain: number, path: string, bufferBytes?: number): NativeVchan;
   Xenbus: new (path: string) => NativeXenbus;
   ownDomainId(): number;
 }

@@ -164,6 +164,17 @@ export class NativeReadOnly implements ReadOnlyMapping {
   }
 }
 
+/** The largest local buffer a pumped vchan end may ask for (each way). */
+export const MAX_VCHAN_BUFFER = 16 * 1024 * 1024;
+
+function vchanBuffer(bytes: number | undefined): number {
+  const n = bytes ?? 0;
+  if (!Number.isInteger(n) || n < 0 || n > MAX_VCHAN_BUFFER) {
+    throw new RangeError(`vchan buffer must be an integer in 0..${MAX_VCHAN_BUFFER} bytes, got ${n}`);
+  }
+  return n;
+}
+
 class NativeVchanEndpoint implements VchanEndpoint {
   #v: NativeVchan | undefined;
   readonly #listeners = new Set<() => void>();
@@ -308,8 +319,12 @@ class NativeDomain implements XenDomain {
         ),
     };
     this.vchan = {
-      listen: (o) => new NativeVchanEndpoint(a.serverInit(o.peer, o.path, o.readMin, o.writeMin), 'server'),
-      connect: (o) => new NativeVchanEndpoint(a.clientInit(o.peer, o.path), 'client'),
+      listen: (o) =>
+        new NativeVchanEndpoint(
+          a.serverInit(o.peer, o.path, o.readMin, o.writeMin, vchanBuffer(o.buffer)),
+          'server',
+        ),
+      connect: (o) => new NativeVchanEndpoint(a.clientInit(o.peer, o.path, vchanBuffer(o.buffer)), 'client'),
     };
   }
 }

@@ -248,6 +248,7 @@ export class RingVchanProvider implements VchanProvider {
     return path.startsWith('/') ? path : `/local/domain/${this.domain.domid}/${path}`;
   }
 
+  /** `buffer` is ignored: the sim has no threads, its ends always behave as unbuffered ones. */
   listen(options: { peer: DomainId; path: string; readMin: number; writeMin: number }): VchanEndpoint {
     const op = 'libxenvchan_server_init';
     const { peer } = options;
