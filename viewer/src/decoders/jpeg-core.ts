@@ -743,50 +743,26 @@ function decodeScan(
   };
   const extend = (v: number, s: number) => (v < 1 << (s - 1) ? v - (1 << s) + 1 : v);
 
-  let eobrun = 0;
-  const state = new Int32Array(4);
+  if (ss !== 0) {
+    // AC scans have one component (checked at SOS; a header cut short by the end of the
+    // file reads as an empty band).
+    for (const x of scan)
+      if (!x.acTable) refuse('corrupt', 'JPEG scan uses a Huffman table that was never defined');
+    const c = scan[0] as Component;
+    if (!c.acTable) refuse('corrupt', 'JPEG scan uses a Huffman table that was never defined');
+    return ah === 0
+      ? decodeAcFirstScan(data, start, c, c.acTable, ss, se, al, restartInterval, budget)
+      : decodeAcRefineScan(data, start, c, c.acTable, ss, se, al, restartInterval, budget);
+  }
+  // DC scans (first pass or refinement), possibly interleaved.
   const decodeBlock = (c: Component, offset: number) => {
     const co = c.coefficients;
-    if (ss === 0) {
-      // DC scans (first pass or refinement).
-      if (ah === 0) {
-        const t = decodeHuffman(c.dcTable);
-        const diff = t === 0 ? 0 : extend(getBits(t), t);
-        c.pred += diff;
-        co[offset] = c.pred * (1 << al);
-      } else if (getBit()) co[offset] = (co[offset] as number) | (1 << al);
-      return;
-    }
     if (ah === 0) {
-      // AC first pass.
-      if (eobrun > 0) {
-        eobrun--;
-        return;
-      }
-      if (!c.acTable) refuse('corrupt', 'JPEG scan uses a Huffman table that was never defined');
-      // The hot loop of progressive files, with the bit buffer in locals.
-      state[readPos] = pos;
-      state[readEnd] = end;
-      state[readBits] = bits;
-      state[readCount] = bitCount;
-      eobrun = decodeAcFirstBlock(data, state, c.acTable, co, offset, ss, se, al, c.lastAc);
-      pos = state[readPos] as number;
-      end = state[readEnd] as number;
-      bits = state[readBits] as number;
-      bitCount = state[readCount] as number;
-      return;
-    }
-    // AC refinement (libjpeg's decode_mcu_AC_refine), with the bit buffer in locals.
-    if (!c.acTable) refuse('corrupt', 'JPEG scan uses a Huffman table that was never defined');
-    state[readPos] = pos;
-    state[readEnd] = end;
-    state[readBits] = bits;
-    state[readCount] = bitCount;
-    eobrun = decodeAcRefineBlock(data, state, c.acTable, co, offset, ss, se, al, eobrun, c.lastAc);
-    pos = state[readPos] as number;
-    end = state[readEnd] as number;
-    bits = state[readBits] as number;
-    bitCount = state[readCount] as number;
+      const t = decodeHuffman(c.dcTable);
+      const diff = t === 0 ? 0 : extend(getBits(t), t);
+      c.pred += diff;
+      co[offset] = c.pred * (1 << al);
+    } else if (getBit()) co[offset] = (co[offset] as number) | (1 << al);
   };
 
   const restart = () => {
@@ -797,7 +773,6 @@ function decodeScan(
     while (pos + 1 < length && !(data[pos] === 0xff && data[pos + 1] !== 0 && data[pos + 1] !== 0xff)) pos++;
     const m = data[pos + 1] as number;
     if (m >= RST0 && m <= RST7) pos += 2;
-    eobrun = 0;
     for (const c of scan) c.pred = 0;
   };
 
@@ -835,85 +810,55 @@ function decodeScan(
 }
 
 /**
- * One block of a progressive AC refinement scan (libjpeg's decode_mcu_AC_refine) with the
- * bit buffer in locals. Takes and returns the end-of-band run.
+ * A progressive AC refinement scan (libjpeg's decode_mcu_AC_refine) of one component, every
+ * block in one loop with the bit buffer in locals. Returns the offset of the marker that
+ * ends the scan.
  */
-function decodeAcRefineBlock(
+function decodeAcRefineScan(
   data: Uint8Array,
-  state: Int32Array,
+  start: number,
+  c: Component,
   table: HuffmanTable,
-  co: Int16Array,
-  offset: number,
   ss: number,
   se: number,
   al: number,
-  eobrunIn: number,
-  lastAc: Uint8Array,
+  restartInterval: number,
+  budget: DecodeBudget,
 ): number {
-  let pos = state[readPos] as number;
-  let end = state[readEnd] as number;
-  let bits = state[readBits] as number;
-  let bitCount = state[readCount] as number;
+  const length = data.length;
+  let pos = start;
+  let end = length; // where reading stops: the end, or the marker that ends the scan
+  let bits = 0; // bit buffer, most significant bits first
+  let bitCount = 0;
+  const co = c.coefficients;
+  const lastAc = c.lastAc;
   const lookup = table.lookup;
   const p1 = 1 << al;
   const m1 = -1 << al;
-  let eobrun = eobrunIn;
-  let k = ss;
-  const block = offset >> 6;
-  let last = lastAc[block] as number;
-  if (eobrun === 0) {
-    for (; k <= se; k++) {
-      // At least 25 bits: a code (16) and its correction bit; an end-of-band length refills.
-      if (bitCount < 25) {
-        while (bitCount <= 24) {
-          let byte = 0;
-          if (pos < end) {
-            byte = data[pos] as number;
-            if (byte !== 0xff) pos++;
-            else if (data[pos + 1] === 0) pos += 2;
-            else {
-              end = pos;
-              byte = 0;
-            }
-          }
-          bits = (bits << 8) | byte;
-          bitCount += 8;
-        }
+  let eobrun = 0;
+  let mcu = 0;
+  for (let by = 0; by < c.blocksHigh; by++) {
+    budget.tick();
+    for (let bx = 0; bx < c.blocksWide; bx++, mcu++) {
+      if (restartInterval > 0 && mcu > 0 && mcu % restartInterval === 0) {
+        // Drop buffered bits, skip to the next marker and past it when it is RSTn.
+        bits = 0;
+        bitCount = 0;
+        end = length;
+        while (pos + 1 < length && !(data[pos] === 0xff && data[pos + 1] !== 0 && data[pos + 1] !== 0xff))
+          pos++;
+        const m = data[pos + 1] as number;
+        if (m >= RST0 && m <= RST7) pos += 2;
+        eobrun = 0;
       }
-      let code = lookup[(bits >>> (bitCount - lookBits)) & ((1 << lookBits) - 1)] as number;
-      if (code === 0) code = decodeLongCode(table, bits, bitCount);
-      bitCount -= code >> 8;
-      let s = code & 15;
-      let r = (code >> 4) & 15;
-      if (s !== 0) {
-        bitCount--;
-        s = (bits >>> bitCount) & 1 ? p1 : m1;
-      } else if (r !== 15) {
-        if (bitCount < r) {
-          while (bitCount <= 24) {
-            let byte = 0;
-            if (pos < end) {
-              byte = data[pos] as number;
-              if (byte !== 0xff) pos++;
-              else if (data[pos + 1] === 0) pos += 2;
-              else {
-                end = pos;
-                byte = 0;
-              }
-            }
-            bits = (bits << 8) | byte;
-            bitCount += 8;
-          }
-        }
-        bitCount -= r;
-        eobrun = (1 << r) + ((bits >>> bitCount) & ((1 << r) - 1));
-        break;
-      }
-      while (k <= se) {
-        const z = offset + (naturalOrder[k] as number);
-        const coef = co[z] as number;
-        if (coef !== 0) {
-          if (bitCount < 1) {
+      const offset = (by * c.blocksPerLine + bx) * 64;
+      let k = ss;
+      const block = offset >> 6;
+      let last = lastAc[block] as number;
+      if (eobrun === 0) {
+        for (; k <= se; k++) {
+          // At least 25 bits: a code (16) and its correction bit; an end-of-band length refills.
+          if (bitCount < 25) {
             while (bitCount <= 24) {
               let byte = 0;
               if (pos < end) {
@@ -929,26 +874,153 @@ function decodeAcRefineBlock(
               bitCount += 8;
             }
           }
-          bitCount--;
-          if ((bits >>> bitCount) & 1 && (coef & p1) === 0) co[z] = coef >= 0 ? coef + p1 : coef + m1;
-        } else if (--r < 0) break;
-        k++;
+          let code = lookup[(bits >>> (bitCount - lookBits)) & ((1 << lookBits) - 1)] as number;
+          if (code === 0) code = decodeLongCode(table, bits, bitCount);
+          bitCount -= code >> 8;
+          let s = code & 15;
+          let r = (code >> 4) & 15;
+          if (s !== 0) {
+            bitCount--;
+            s = (bits >>> bitCount) & 1 ? p1 : m1;
+          } else if (r !== 15) {
+            if (bitCount < r) {
+              while (bitCount <= 24) {
+                let byte = 0;
+                if (pos < end) {
+                  byte = data[pos] as number;
+                  if (byte !== 0xff) pos++;
+                  else if (data[pos + 1] === 0) pos += 2;
+                  else {
+                    end = pos;
+                    byte = 0;
+                  }
+                }
+                bits = (bits << 8) | byte;
+                bitCount += 8;
+              }
+            }
+            bitCount -= r;
+            eobrun = (1 << r) + ((bits >>> bitCount) & ((1 << r) - 1));
+            break;
+          }
+          while (k <= se) {
+            const z = offset + (naturalOrder[k] as number);
+            const coef = co[z] as number;
+            if (coef !== 0) {
+              if (bitCount < 1) {
+                while (bitCount <= 24) {
+                  let byte = 0;
+                  if (pos < end) {
+                    byte = data[pos] as number;
+                    if (byte !== 0xff) pos++;
+                    else if (data[pos + 1] === 0) pos += 2;
+                    else {
+                      end = pos;
+                      byte = 0;
+                    }
+                  }
+                  bits = (bits << 8) | byte;
+                  bitCount += 8;
+                }
+              }
+              bitCount--;
+              if ((bits >>> bitCount) & 1 && (coef & p1) === 0) co[z] = coef >= 0 ? coef + p1 : coef + m1;
+            } else if (--r < 0) break;
+            k++;
+          }
+          if (s !== 0 && k <= 63) {
+            co[offset + (naturalOrder[k] as number)] = s;
+            if (k > last) last = k;
+          }
+        }
+        lastAc[block] = last;
       }
-      if (s !== 0 && k <= 63) {
-        co[offset + (naturalOrder[k] as number)] = s;
-        if (k > last) last = k;
+      if (eobrun > 0) {
+        // Only non-zero coefficients take a correction bit: none lies past `last`.
+        const stop = Math.min(se, last);
+        for (; k <= stop; k++) {
+          const z = offset + (naturalOrder[k] as number);
+          const coef = co[z] as number;
+          if (coef !== 0) {
+            if (bitCount < 1) {
+              while (bitCount <= 24) {
+                let byte = 0;
+                if (pos < end) {
+                  byte = data[pos] as number;
+                  if (byte !== 0xff) pos++;
+                  else if (data[pos + 1] === 0) pos += 2;
+                  else {
+                    end = pos;
+                    byte = 0;
+                  }
+                }
+                bits = (bits << 8) | byte;
+                bitCount += 8;
+              }
+            }
+            bitCount--;
+            if ((bits >>> bitCount) & 1 && (coef & p1) === 0) co[z] = coef >= 0 ? coef + p1 : coef + m1;
+          }
+        }
+        eobrun--;
       }
     }
-    lastAc[block] = last;
   }
-  if (eobrun > 0) {
-    // Only non-zero coefficients take a correction bit: none lies past `last`.
-    const stop = Math.min(se, last);
-    for (; k <= stop; k++) {
-      const z = offset + (naturalOrder[k] as number);
-      const coef = co[z] as number;
-      if (coef !== 0) {
-        if (bitCount < 1) {
+  // Find the marker that ends the scan.
+  while (pos + 1 < length && !(data[pos] === 0xff && data[pos + 1] !== 0 && data[pos + 1] !== 0xff)) pos++;
+  return pos;
+}
+
+/**
+ * A progressive AC first scan (coefficients ss..se, scaled by 2^al) of one component, every
+ * block in one loop with the bit buffer in locals, like decodeBaselineBlock. Returns the
+ * offset of the marker that ends the scan.
+ */
+function decodeAcFirstScan(
+  data: Uint8Array,
+  start: number,
+  c: Component,
+  table: HuffmanTable,
+  ss: number,
+  se: number,
+  al: number,
+  restartInterval: number,
+  budget: DecodeBudget,
+): number {
+  const length = data.length;
+  let pos = start;
+  let end = length; // where reading stops: the end, or the marker that ends the scan
+  let bits = 0; // bit buffer, most significant bits first
+  let bitCount = 0;
+  const co = c.coefficients;
+  const lastAc = c.lastAc;
+  const fastAc = table.fastAc;
+  const lookup = table.lookup;
+  const scale = 1 << al;
+  let eobrun = 0;
+  let mcu = 0;
+  for (let by = 0; by < c.blocksHigh; by++) {
+    budget.tick();
+    for (let bx = 0; bx < c.blocksWide; bx++, mcu++) {
+      if (restartInterval > 0 && mcu > 0 && mcu % restartInterval === 0) {
+        // Drop buffered bits, skip to the next marker and past it when it is RSTn.
+        bits = 0;
+        bitCount = 0;
+        end = length;
+        while (pos + 1 < length && !(data[pos] === 0xff && data[pos + 1] !== 0 && data[pos + 1] !== 0xff))
+          pos++;
+        const m = data[pos + 1] as number;
+        if (m >= RST0 && m <= RST7) pos += 2;
+        eobrun = 0;
+      }
+      const offset = (by * c.blocksPerLine + bx) * 64;
+      if (eobrun > 0) {
+        eobrun--;
+        continue;
+      }
+      let last = 0;
+      for (let k = ss; k <= se; ) {
+        if (bitCount < 16) {
           while (bitCount <= 24) {
             let byte = 0;
             if (pos < end) {
@@ -964,117 +1036,63 @@ function decodeAcRefineBlock(
             bitCount += 8;
           }
         }
-        bitCount--;
-        if ((bits >>> bitCount) & 1 && (coef & p1) === 0) co[z] = coef >= 0 ? coef + p1 : coef + m1;
-      }
-    }
-    eobrun--;
-  }
-  state[readPos] = pos;
-  state[readEnd] = end;
-  state[readBits] = bits;
-  state[readCount] = bitCount;
-  return eobrun;
-}
-
-/**
- * One block of a progressive AC first scan (coefficients ss..se, scaled by 2^al) with the
- * bit buffer in locals, like decodeBaselineBlock. Returns the end-of-band run that follows.
- */
-function decodeAcFirstBlock(
-  data: Uint8Array,
-  state: Int32Array,
-  table: HuffmanTable,
-  co: Int16Array,
-  offset: number,
-  ss: number,
-  se: number,
-  al: number,
-  lastAc: Uint8Array,
-): number {
-  let pos = state[readPos] as number;
-  let end = state[readEnd] as number;
-  let bits = state[readBits] as number;
-  let bitCount = state[readCount] as number;
-  const fastAc = table.fastAc;
-  let last = 0;
-  const lookup = table.lookup;
-  const scale = 1 << al;
-  let eobrun = 0;
-  for (let k = ss; k <= se; ) {
-    if (bitCount < 16) {
-      while (bitCount <= 24) {
-        let byte = 0;
-        if (pos < end) {
-          byte = data[pos] as number;
-          if (byte !== 0xff) pos++;
-          else if (data[pos + 1] === 0) pos += 2;
-          else {
-            end = pos;
-            byte = 0;
+        const index = (bits >>> (bitCount - lookBits)) & ((1 << lookBits) - 1);
+        const fast = fastAc[index] as number;
+        if (fast !== 0) {
+          bitCount -= fast & 0xff;
+          k += (fast >> 8) & 0xff;
+          if (k > 63) break;
+          co[offset + (naturalOrder[k] as number)] = (fast >> 16) * scale;
+          last = k;
+          k++;
+          continue;
+        }
+        let code = lookup[index] as number;
+        if (code === 0) code = decodeLongCode(table, bits, bitCount);
+        bitCount -= code >> 8;
+        const s = code & 15;
+        const r = (code >> 4) & 15;
+        // Both the end-of-band length (r bits) and a magnitude (s bits) need at most 15 bits.
+        const extra = s === 0 ? (r < 15 ? r : 0) : s;
+        if (bitCount < extra) {
+          while (bitCount <= 24) {
+            let byte = 0;
+            if (pos < end) {
+              byte = data[pos] as number;
+              if (byte !== 0xff) pos++;
+              else if (data[pos + 1] === 0) pos += 2;
+              else {
+                end = pos;
+                byte = 0;
+              }
+            }
+            bits = (bits << 8) | byte;
+            bitCount += 8;
           }
         }
-        bits = (bits << 8) | byte;
-        bitCount += 8;
-      }
-    }
-    const index = (bits >>> (bitCount - lookBits)) & ((1 << lookBits) - 1);
-    const fast = fastAc[index] as number;
-    if (fast !== 0) {
-      bitCount -= fast & 0xff;
-      k += (fast >> 8) & 0xff;
-      if (k > 63) break;
-      co[offset + (naturalOrder[k] as number)] = (fast >> 16) * scale;
-      last = k;
-      k++;
-      continue;
-    }
-    let code = lookup[index] as number;
-    if (code === 0) code = decodeLongCode(table, bits, bitCount);
-    bitCount -= code >> 8;
-    const s = code & 15;
-    const r = (code >> 4) & 15;
-    // Both the end-of-band length (r bits) and a magnitude (s bits) need at most 15 bits.
-    const extra = s === 0 ? (r < 15 ? r : 0) : s;
-    if (bitCount < extra) {
-      while (bitCount <= 24) {
-        let byte = 0;
-        if (pos < end) {
-          byte = data[pos] as number;
-          if (byte !== 0xff) pos++;
-          else if (data[pos + 1] === 0) pos += 2;
-          else {
-            end = pos;
-            byte = 0;
+        if (s === 0) {
+          if (r < 15) {
+            bitCount -= r;
+            eobrun = (1 << r) - 1 + ((bits >>> bitCount) & ((1 << r) - 1));
+            break;
           }
+          k += 16;
+          continue;
         }
-        bits = (bits << 8) | byte;
-        bitCount += 8;
+        k += r;
+        if (k > 63) break;
+        bitCount -= s;
+        const v = (bits >>> bitCount) & ((1 << s) - 1);
+        co[offset + (naturalOrder[k] as number)] = (v < 1 << (s - 1) ? v - (1 << s) + 1 : v) * scale;
+        last = k;
+        k++;
       }
+      if (last > (lastAc[offset >> 6] as number)) lastAc[offset >> 6] = last;
     }
-    if (s === 0) {
-      if (r < 15) {
-        bitCount -= r;
-        eobrun = (1 << r) - 1 + ((bits >>> bitCount) & ((1 << r) - 1));
-        break;
-      }
-      k += 16;
-      continue;
-    }
-    k += r;
-    if (k > 63) break;
-    bitCount -= s;
-    const v = (bits >>> bitCount) & ((1 << s) - 1);
-    co[offset + (naturalOrder[k] as number)] = (v < 1 << (s - 1) ? v - (1 << s) + 1 : v) * scale;
-    last = k;
-    k++;
   }
-  if (last > (lastAc[offset >> 6] as number)) lastAc[offset >> 6] = last;
-  state[readPos] = pos;
-  state[readEnd] = end;
-  state[readBits] = bits;
-  state[readCount] = bitCount;
-  return eobrun;
+  // Find the marker that ends the scan.
+  while (pos + 1 < length && !(data[pos] === 0xff && data[pos + 1] !== 0 && data[pos + 1] !== 0xff)) pos++;
+  return pos;
 }
 
 // --- IDCT: libjpeg's jpeg_idct_islow (jidctint.c), CONST_BITS 13, PASS1_BITS 2 -------------
