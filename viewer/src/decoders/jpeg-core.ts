@@ -416,15 +416,12 @@ function decodeLongCode(table: HuffmanTable, bits: number, bitCount: number): nu
   return (len << 8) | (table.symbols[(code + (table.valOffset[len] as number)) & 0xff] as number);
 }
 
-/** Bit reader state of a baseline scan between blocks: kept in locals inside a block. */
-const readPos = 0;
-const readEnd = 1;
-const readBits = 2;
-const readCount = 3;
-
 /**
  * A sequential (baseline or extended) scan: each block is entropy-decoded, dequantised and
- * transformed into its component's plane at once, so there are no coefficient arrays.
+ * transformed into its component's plane at once, so there are no coefficient arrays. The
+ * bit buffer lives in locals for the whole scan; the refill (which handles 0xFF00 stuffing
+ * and stops at a marker, feeding zeros from then on, like libjpeg) is written out where it
+ * is needed rather than called, so that nothing leaves registers on the hot path.
  * Returns the offset of the marker that ends the scan.
  */
 function decodeBaselineScan(
@@ -449,206 +446,174 @@ function decodeBaselineScan(
     for (let k = 0; k < 80; k++) z[k] = q[naturalOrder[k] as number] as number;
     return z;
   });
-  const state = Int32Array.of(start, data.length, 0, 0);
+  const length = data.length;
+  let pos = start;
+  let end = length; // where reading stops: the end, or the marker that ends the scan
+  let bits = 0; // bit buffer, most significant bits first
+  let bitCount = 0;
   const blk = new Int32Array(64);
   const ws = new Int32Array(64);
-  const block = (c: Component, q: Int32Array, bx: number, by: number) => {
-    const o = (by % c.planeBlockRows) * 8 * c.stride + bx * 8;
-    if (decodeBaselineBlock(data, state, c, q, blk) === 0) {
-      dcOnlyBlock(blk[0] as number, c.plane32, o, c.stride);
-      blk[0] = 0;
-    } else {
-      idctIslow(blk, ws, c.plane32, o, c.stride);
-      blk.fill(0);
-    }
-  };
-  const restart = () => {
-    // Drop buffered bits, skip to the next marker and past it when it is RSTn.
-    let pos = state[readPos] as number;
-    const length = data.length;
-    while (pos + 1 < length && !(data[pos] === 0xff && data[pos + 1] !== 0 && data[pos + 1] !== 0xff)) pos++;
-    const m = data[pos + 1] as number;
-    if (m >= RST0 && m <= RST7) pos += 2;
-    state[readPos] = pos;
-    state[readEnd] = length;
-    state[readBits] = 0;
-    state[readCount] = 0;
-    for (const c of scan) c.pred = 0;
-  };
-
+  // A single-component scan is not interleaved: one block per MCU, over the blocks that
+  // cover the component.
+  const single = scan.length === 1;
+  const first = scan[0] as Component;
+  const mcuRows = single ? first.blocksHigh : frame.mcusPerColumn;
+  const mcuColumns = single ? first.blocksWide : frame.mcusPerLine;
+  const bandHeight = single ? 8 : 8 * frame.maxV;
   let mcu = 0;
-  if (scan.length === 1) {
-    // Non-interleaved: the component's own blocks, one per MCU.
-    const c = scan[0] as Component;
-    const q = zigzagQuant[0] as Int32Array;
-    for (let by = 0; by < c.blocksHigh; by++) {
-      budget.tick();
-      for (let bx = 0; bx < c.blocksWide; bx++) {
-        if (restartInterval > 0 && mcu > 0 && mcu % restartInterval === 0) restart();
-        block(c, q, bx, by);
-        mcu++;
+  for (let my = 0; my < mcuRows; my++) {
+    budget.tick();
+    for (let mx = 0; mx < mcuColumns; mx++, mcu++) {
+      if (restartInterval > 0 && mcu > 0 && mcu % restartInterval === 0) {
+        // Drop buffered bits, skip to the next marker and past it when it is RSTn.
+        bits = 0;
+        bitCount = 0;
+        end = length;
+        while (pos + 1 < length && !(data[pos] === 0xff && data[pos + 1] !== 0 && data[pos + 1] !== 0xff))
+          pos++;
+        const m = data[pos + 1] as number;
+        if (m >= RST0 && m <= RST7) pos += 2;
+        for (const c of scan) c.pred = 0;
       }
-      if (onBand) onBand(by, 8);
-    }
-  } else {
-    for (let my = 0; my < frame.mcusPerColumn; my++) {
-      budget.tick();
-      for (let mx = 0; mx < frame.mcusPerLine; mx++) {
-        if (restartInterval > 0 && mcu > 0 && mcu % restartInterval === 0) restart();
-        for (let i = 0; i < scan.length; i++) {
-          const c = scan[i] as Component;
-          const q = zigzagQuant[i] as Int32Array;
-          for (let v = 0; v < c.v; v++) {
-            for (let h = 0; h < c.h; h++) block(c, q, mx * c.h + h, my * c.v + v);
+      for (let ci = 0; ci < scan.length; ci++) {
+        const c = scan[ci] as Component;
+        const q = zigzagQuant[ci] as Int32Array;
+        const dc = c.dcTable as HuffmanTable;
+        const ac = c.acTable as HuffmanTable;
+        const bh = single ? 1 : c.h;
+        const bv = single ? 1 : c.v;
+        for (let v = 0; v < bv; v++) {
+          const by = my * bv + v;
+          for (let h = 0; h < bh; h++) {
+            const o = (by % c.planeBlockRows) * 8 * c.stride + (mx * bh + h) * 8;
+            let pred = c.pred;
+            let hasAc = 0;
+            // DC: the difference from the prediction.
+            if (bitCount < 16) {
+              while (bitCount <= 24) {
+                let byte = 0;
+                if (pos < end) {
+                  byte = data[pos] as number;
+                  if (byte !== 0xff) pos++;
+                  else if (data[pos + 1] === 0) pos += 2;
+                  else {
+                    end = pos;
+                    byte = 0;
+                  }
+                }
+                bits = (bits << 8) | byte;
+                bitCount += 8;
+              }
+            }
+            let look = dc.lookup[(bits >>> (bitCount - lookBits)) & ((1 << lookBits) - 1)] as number;
+            if (look === 0) look = decodeLongCode(dc, bits, bitCount);
+            bitCount -= look >> 8;
+            const t = look & 0xff;
+            if (t !== 0) {
+              if (bitCount < t) {
+                while (bitCount <= 24) {
+                  let byte = 0;
+                  if (pos < end) {
+                    byte = data[pos] as number;
+                    if (byte !== 0xff) pos++;
+                    else if (data[pos + 1] === 0) pos += 2;
+                    else {
+                      end = pos;
+                      byte = 0;
+                    }
+                  }
+                  bits = (bits << 8) | byte;
+                  bitCount += 8;
+                }
+              }
+              bitCount -= t;
+              const v = (bits >>> bitCount) & ((1 << t) - 1);
+              pred += v < 1 << (t - 1) ? v - (1 << t) + 1 : v;
+            }
+            // The coefficient is 16-bit, as the progressive path stores it.
+            blk[0] = ((pred << 16) >> 16) * (q[0] as number);
+            c.pred = pred;
+            // AC: run/size codes, most through the one-lookup fast table.
+            const fastAc = ac.fastAc;
+            const lookup = ac.lookup;
+            for (let k = 1; k < 64; ) {
+              if (bitCount < 16) {
+                while (bitCount <= 24) {
+                  let byte = 0;
+                  if (pos < end) {
+                    byte = data[pos] as number;
+                    if (byte !== 0xff) pos++;
+                    else if (data[pos + 1] === 0) pos += 2;
+                    else {
+                      end = pos;
+                      byte = 0;
+                    }
+                  }
+                  bits = (bits << 8) | byte;
+                  bitCount += 8;
+                }
+              }
+              const index = (bits >>> (bitCount - lookBits)) & ((1 << lookBits) - 1);
+              const fast = fastAc[index] as number;
+              if (fast !== 0) {
+                bitCount -= fast & 0xff;
+                k += (fast >> 8) & 0xff;
+                if (k > 63) break;
+                blk[naturalOrder[k] as number] = (fast >> 16) * (q[k] as number);
+                hasAc = 1;
+                k++;
+                continue;
+              }
+              let code = lookup[index] as number;
+              if (code === 0) code = decodeLongCode(ac, bits, bitCount);
+              bitCount -= code >> 8;
+              const s = code & 15;
+              const r = (code >> 4) & 15;
+              if (s === 0) {
+                if (r < 15) break;
+                k += 16;
+                continue;
+              }
+              k += r;
+              if (k > 63) break;
+              if (bitCount < s) {
+                while (bitCount <= 24) {
+                  let byte = 0;
+                  if (pos < end) {
+                    byte = data[pos] as number;
+                    if (byte !== 0xff) pos++;
+                    else if (data[pos + 1] === 0) pos += 2;
+                    else {
+                      end = pos;
+                      byte = 0;
+                    }
+                  }
+                  bits = (bits << 8) | byte;
+                  bitCount += 8;
+                }
+              }
+              bitCount -= s;
+              const v = (bits >>> bitCount) & ((1 << s) - 1);
+              blk[naturalOrder[k] as number] = (v < 1 << (s - 1) ? v - (1 << s) + 1 : v) * (q[k] as number);
+              hasAc = 1;
+              k++;
+            }
+            if (hasAc === 0) {
+              dcOnlyBlock(blk[0] as number, c.plane32, o, c.stride);
+              blk[0] = 0;
+            } else {
+              idctIslow(blk, ws, c.plane32, o, c.stride);
+              blk.fill(0);
+            }
           }
         }
-        mcu++;
       }
-      if (onBand) onBand(my, 8 * frame.maxV);
     }
+    if (onBand) onBand(my, bandHeight);
   }
   // Find the marker that ends the scan.
-  let pos = state[readPos] as number;
-  while (pos + 1 < data.length && !(data[pos] === 0xff && data[pos + 1] !== 0 && data[pos + 1] !== 0xff))
-    pos++;
+  while (pos + 1 < length && !(data[pos] === 0xff && data[pos + 1] !== 0 && data[pos + 1] !== 0xff)) pos++;
   return pos;
-}
-
-/**
- * Decodes one sequential block into `blk` (natural order, dequantised; `blk` is all zeros on
- * entry). Returns 1 when an AC coefficient is non-zero. The bit buffer lives in locals; the
- * refill (which handles 0xFF00 stuffing and stops at a marker, feeding zeros from then on,
- * like libjpeg) is written out where it is needed rather than called, so that nothing
- * leaves registers on the hot path.
- */
-function decodeBaselineBlock(
-  data: Uint8Array,
-  state: Int32Array,
-  c: Component,
-  q: Int32Array,
-  blk: Int32Array,
-): number {
-  let pos = state[readPos] as number;
-  let end = state[readEnd] as number;
-  let bits = state[readBits] as number;
-  let bitCount = state[readCount] as number;
-  const dc = c.dcTable as HuffmanTable;
-  const ac = c.acTable as HuffmanTable;
-
-  if (bitCount < 16) {
-    while (bitCount <= 24) {
-      let byte = 0;
-      if (pos < end) {
-        byte = data[pos] as number;
-        if (byte !== 0xff) pos++;
-        else if (data[pos + 1] === 0) pos += 2;
-        else {
-          end = pos;
-          byte = 0;
-        }
-      }
-      bits = (bits << 8) | byte;
-      bitCount += 8;
-    }
-  }
-  let look = dc.lookup[(bits >>> (bitCount - lookBits)) & ((1 << lookBits) - 1)] as number;
-  if (look === 0) look = decodeLongCode(dc, bits, bitCount);
-  bitCount -= look >> 8;
-  const t = look & 0xff;
-  if (t !== 0) {
-    if (bitCount < t) {
-      while (bitCount <= 24) {
-        let byte = 0;
-        if (pos < end) {
-          byte = data[pos] as number;
-          if (byte !== 0xff) pos++;
-          else if (data[pos + 1] === 0) pos += 2;
-          else {
-            end = pos;
-            byte = 0;
-          }
-        }
-        bits = (bits << 8) | byte;
-        bitCount += 8;
-      }
-    }
-    bitCount -= t;
-    const v = (bits >>> bitCount) & ((1 << t) - 1);
-    c.pred += v < 1 << (t - 1) ? v - (1 << t) + 1 : v;
-  }
-  // The coefficient is 16-bit, as the progressive path stores it.
-  blk[0] = ((c.pred << 16) >> 16) * (q[0] as number);
-
-  const fastAc = ac.fastAc;
-  const lookup = ac.lookup;
-  let hasAc = 0;
-  for (let k = 1; k < 64; ) {
-    if (bitCount < 16) {
-      while (bitCount <= 24) {
-        let byte = 0;
-        if (pos < end) {
-          byte = data[pos] as number;
-          if (byte !== 0xff) pos++;
-          else if (data[pos + 1] === 0) pos += 2;
-          else {
-            end = pos;
-            byte = 0;
-          }
-        }
-        bits = (bits << 8) | byte;
-        bitCount += 8;
-      }
-    }
-    const index = (bits >>> (bitCount - lookBits)) & ((1 << lookBits) - 1);
-    const fast = fastAc[index] as number;
-    if (fast !== 0) {
-      bitCount -= fast & 0xff;
-      k += (fast >> 8) & 0xff;
-      if (k > 63) break;
-      blk[naturalOrder[k] as number] = (fast >> 16) * (q[k] as number);
-      hasAc = 1;
-      k++;
-      continue;
-    }
-    let code = lookup[index] as number;
-    if (code === 0) code = decodeLongCode(ac, bits, bitCount);
-    bitCount -= code >> 8;
-    const s = code & 15;
-    const r = (code >> 4) & 15;
-    if (s === 0) {
-      if (r < 15) break;
-      k += 16;
-      continue;
-    }
-    k += r;
-    if (k > 63) break;
-    if (bitCount < s) {
-      while (bitCount <= 24) {
-        let byte = 0;
-        if (pos < end) {
-          byte = data[pos] as number;
-          if (byte !== 0xff) pos++;
-          else if (data[pos + 1] === 0) pos += 2;
-          else {
-            end = pos;
-            byte = 0;
-          }
-        }
-        bits = (bits << 8) | byte;
-        bitCount += 8;
-      }
-    }
-    bitCount -= s;
-    const v = (bits >>> bitCount) & ((1 << s) - 1);
-    blk[naturalOrder[k] as number] = (v < 1 << (s - 1) ? v - (1 << s) + 1 : v) * (q[k] as number);
-    hasAc = 1;
-    k++;
-  }
-  state[readPos] = pos;
-  state[readEnd] = end;
-  state[readBits] = bits;
-  state[readCount] = bitCount;
-  return hasAc;
 }
 
 /** Progressive: dequantisation and IDCT of one block row of a component's coefficients. */
