@@ -273,17 +273,19 @@ const crToR = 91881;
 const cbToB = 116130;
 const crToG = 46802;
 const cbToG = 22554;
+const rBias = half - crToR * 128;
+const gBias = half + (cbToG + crToG) * 128;
+const bBias = half - cbToB * 128;
 
 /**
  * One RGBA pixel (little-endian 32-bit, A = 255) from Y, Cb, Cr. In-range results, by far
  * the common case, need one test; the rest go through libjpeg's range-limit table.
  */
 function ycbcrPixel(l: number, cb: number, cr: number): number {
-  const x = cr - 128;
-  const z = cb - 128;
-  let r = l + ((crToR * x + half) >> scaleBits);
-  let g = l + ((-cbToG * z - crToG * x + half) >> scaleBits);
-  let b = l + ((cbToB * z + half) >> scaleBits);
+  // c·(v - 128) + half with the constant parts folded together (exact integers).
+  let r = l + ((crToR * cr + rBias) >> scaleBits);
+  let g = l + ((-cbToG * cb - crToG * cr + gBias) >> scaleBits);
+  let b = l + ((cbToB * cb + bBias) >> scaleBits);
   if ((r | g | b) >>> 8 !== 0) {
     r = clamp(r);
     g = clamp(g);
