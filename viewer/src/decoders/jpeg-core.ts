@@ -633,8 +633,10 @@ function transformBlockRow(c: Component, q: Int32Array, by: number, ws: Int32Arr
 }
 
 /**
- * Decodes one scan starting at `start` (just after the SOS header); returns the offset of
- * the marker that ends the scan.
+ * One progressive scan starting at `start` (just after the SOS header); returns the offset
+ * of the marker that ends the scan. AC scans (one component) have their own loops; DC scans
+ * (first pass or refinement, possibly interleaved) are decoded here, the bit buffer in
+ * locals for the whole scan.
  */
 function decodeScan(
   data: Uint8Array,
@@ -648,65 +650,6 @@ function decodeScan(
   al: number,
   budget: DecodeBudget,
 ): number {
-  let pos = start;
-  let bits = 0; // bit buffer, most significant bits first
-  let bitCount = 0;
-  const length = data.length;
-  let end = length; // where reading stops: the end, or the marker that ends the scan
-
-  // Refills the buffer to at least 25 bits; past a marker or the end it feeds zeros.
-  const fill = () => {
-    while (bitCount <= 24) {
-      let byte = 0;
-      if (pos < end) {
-        byte = data[pos] as number;
-        if (byte === 0xff) {
-          const next = data[pos + 1];
-          if (next === 0) pos += 2;
-          else {
-            end = pos;
-            byte = 0;
-          }
-        } else pos++;
-      }
-      bits = (bits << 8) | byte;
-      bitCount += 8;
-    }
-  };
-  const getBits = (n: number): number => {
-    if (n === 0) return 0;
-    if (bitCount < n) fill();
-    bitCount -= n;
-    return (bits >>> bitCount) & ((1 << n) - 1);
-  };
-  const getBit = (): number => {
-    if (bitCount < 1) fill();
-    bitCount--;
-    return (bits >>> bitCount) & 1;
-  };
-  const decodeHuffman = (table: HuffmanTable | undefined): number => {
-    if (!table) refuse('corrupt', 'JPEG scan uses a Huffman table that was never defined');
-    if (bitCount < 16) fill();
-    const look = table.lookup[(bits >>> (bitCount - lookBits)) & ((1 << lookBits) - 1)] as number;
-    if (look !== 0) {
-      bitCount -= look >> 8;
-      return look & 0xff;
-    }
-    let len = lookBits + 1;
-    let code = (bits >>> (bitCount - len)) & ((1 << len) - 1);
-    while (code > (table.maxCode[len] as number)) {
-      len++;
-      if (len > 16) {
-        bitCount -= 16;
-        return 0; // invalid code: treated as 0 (end of block), like libjpeg's recovery
-      }
-      code = (bits >>> (bitCount - len)) & ((1 << len) - 1);
-    }
-    bitCount -= len;
-    return table.symbols[(code + (table.valOffset[len] as number)) & 0xff] as number;
-  };
-  const extend = (v: number, s: number) => (v < 1 << (s - 1) ? v - (1 << s) + 1 : v);
-
   if (ss !== 0) {
     // AC scans have one component (checked at SOS; a header cut short by the end of the
     // file reads as an empty band).
@@ -718,53 +661,113 @@ function decodeScan(
       ? decodeAcFirstScan(data, start, c, c.acTable, ss, se, al, restartInterval, budget)
       : decodeAcRefineScan(data, start, c, c.acTable, ss, se, al, restartInterval, budget);
   }
-  // DC scans (first pass or refinement), possibly interleaved.
-  const decodeBlock = (c: Component, offset: number) => {
-    const co = c.coefficients;
-    if (ah === 0) {
-      const t = decodeHuffman(c.dcTable);
-      const diff = t === 0 ? 0 : extend(getBits(t), t);
-      c.pred += diff;
-      co[offset] = c.pred * (1 << al);
-    } else if (getBit()) co[offset] = (co[offset] as number) | (1 << al);
-  };
-
-  const restart = () => {
-    // Drop buffered bits, skip to the next marker and past it when it is RSTn.
-    bits = 0;
-    bitCount = 0;
-    end = length;
-    while (pos + 1 < length && !(data[pos] === 0xff && data[pos + 1] !== 0 && data[pos + 1] !== 0xff)) pos++;
-    const m = data[pos + 1] as number;
-    if (m >= RST0 && m <= RST7) pos += 2;
-    for (const c of scan) c.pred = 0;
-  };
-
+  if (ah === 0)
+    for (const x of scan)
+      if (!x.dcTable) refuse('corrupt', 'JPEG scan uses a Huffman table that was never defined');
+  const length = data.length;
+  let pos = start;
+  let end = length; // where reading stops: the end, or the marker that ends the scan
+  let bits = 0; // bit buffer, most significant bits first
+  let bitCount = 0;
+  // A single-component scan is not interleaved: one block per MCU.
+  const single = scan.length === 1;
+  const first = scan[0] as Component;
+  const mcuRows = single ? first.blocksHigh : frame.mcusPerColumn;
+  const mcuColumns = single ? first.blocksWide : frame.mcusPerLine;
+  const scale = 1 << al;
   for (const c of scan) c.pred = 0;
   let mcu = 0;
-  if (scan.length === 1) {
-    // Non-interleaved: the component's own blocks, one per MCU.
-    const c = scan[0] as Component;
-    for (let by = 0; by < c.blocksHigh; by++) {
-      budget.tick();
-      for (let bx = 0; bx < c.blocksWide; bx++) {
-        if (restartInterval > 0 && mcu > 0 && mcu % restartInterval === 0) restart();
-        decodeBlock(c, (by * c.blocksPerLine + bx) * 64);
-        mcu++;
+  for (let my = 0; my < mcuRows; my++) {
+    budget.tick();
+    for (let mx = 0; mx < mcuColumns; mx++, mcu++) {
+      if (restartInterval > 0 && mcu > 0 && mcu % restartInterval === 0) {
+        // Drop buffered bits, skip to the next marker and past it when it is RSTn.
+        bits = 0;
+        bitCount = 0;
+        end = length;
+        while (pos + 1 < length && !(data[pos] === 0xff && data[pos + 1] !== 0 && data[pos + 1] !== 0xff))
+          pos++;
+        const m = data[pos + 1] as number;
+        if (m >= RST0 && m <= RST7) pos += 2;
+        for (const c of scan) c.pred = 0;
       }
-    }
-  } else {
-    for (let my = 0; my < frame.mcusPerColumn; my++) {
-      budget.tick();
-      for (let mx = 0; mx < frame.mcusPerLine; mx++) {
-        if (restartInterval > 0 && mcu > 0 && mcu % restartInterval === 0) restart();
-        for (const c of scan) {
-          for (let v = 0; v < c.v; v++) {
-            const row = my * c.v + v;
-            for (let h = 0; h < c.h; h++) decodeBlock(c, (row * c.blocksPerLine + mx * c.h + h) * 64);
+      for (let ci = 0; ci < scan.length; ci++) {
+        const c = scan[ci] as Component;
+        const co = c.coefficients;
+        const bh = single ? 1 : c.h;
+        const bv = single ? 1 : c.v;
+        for (let v = 0; v < bv; v++) {
+          const row = (my * bv + v) * c.blocksPerLine;
+          for (let h = 0; h < bh; h++) {
+            const offset = (row + mx * bh + h) * 64;
+            if (ah === 0) {
+              // First pass: the DC difference, scaled by 2^al.
+              const table = c.dcTable as HuffmanTable;
+              if (bitCount < 16) {
+                while (bitCount <= 24) {
+                  let byte = 0;
+                  if (pos < end) {
+                    byte = data[pos] as number;
+                    if (byte !== 0xff) pos++;
+                    else if (data[pos + 1] === 0) pos += 2;
+                    else {
+                      end = pos;
+                      byte = 0;
+                    }
+                  }
+                  bits = (bits << 8) | byte;
+                  bitCount += 8;
+                }
+              }
+              let look = table.lookup[(bits >>> (bitCount - lookBits)) & ((1 << lookBits) - 1)] as number;
+              if (look === 0) look = decodeLongCode(table, bits, bitCount);
+              bitCount -= look >> 8;
+              const t = look & 0xff;
+              if (t !== 0) {
+                if (bitCount < t) {
+                  while (bitCount <= 24) {
+                    let byte = 0;
+                    if (pos < end) {
+                      byte = data[pos] as number;
+                      if (byte !== 0xff) pos++;
+                      else if (data[pos + 1] === 0) pos += 2;
+                      else {
+                        end = pos;
+                        byte = 0;
+                      }
+                    }
+                    bits = (bits << 8) | byte;
+                    bitCount += 8;
+                  }
+                }
+                bitCount -= t;
+                const d = (bits >>> bitCount) & ((1 << t) - 1);
+                c.pred += d < 1 << (t - 1) ? d - (1 << t) + 1 : d;
+              }
+              co[offset] = c.pred * scale;
+            } else {
+              // Refinement: one bit.
+              if (bitCount < 1) {
+                while (bitCount <= 24) {
+                  let byte = 0;
+                  if (pos < end) {
+                    byte = data[pos] as number;
+                    if (byte !== 0xff) pos++;
+                    else if (data[pos + 1] === 0) pos += 2;
+                    else {
+                      end = pos;
+                      byte = 0;
+                    }
+                  }
+                  bits = (bits << 8) | byte;
+                  bitCount += 8;
+                }
+              }
+              bitCount--;
+              if ((bits >>> bitCount) & 1) co[offset] = (co[offset] as number) | scale;
+            }
           }
         }
-        mcu++;
       }
     }
   }
