@@ -483,9 +483,9 @@ function decodeBaselineScan(
         const bh = single ? 1 : c.h;
         const bv = single ? 1 : c.v;
         for (let v = 0; v < bv; v++) {
-          const by = my * bv + v;
+          const rowOffset = ((my * bv + v) % c.planeBlockRows) * 8 * c.stride;
           for (let h = 0; h < bh; h++) {
-            const o = (by % c.planeBlockRows) * 8 * c.stride + (mx * bh + h) * 8;
+            const o = rowOffset + (mx * bh + h) * 8;
             let pred = c.pred;
             let hasAc = 0;
             // DC: the difference from the prediction.
