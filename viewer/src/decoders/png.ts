@@ -2,17 +2,17 @@
  * PNG and APNG decoder, written here rather than taken from npm: pngjs inflates with
  * node:zlib (native) and allocates from IHDR without bounds, fast-png and UPNG.js have no
  * limits and return APNG frames uncomposited or without budget checks
- * (reference/image-viewing.md §3). Inflate is fflate (pure JS) into buffers whose size is
- * computed from IHDR/fcTL and reserved against the budget first, so a small file cannot
- * expand beyond what its header announced.
+ * (reference/image-viewing.md §3). Inflate is ours (inflate.ts, pure TypeScript) into
+ * buffers whose size is computed from IHDR/fcTL and reserved against the budget first, so
+ * a small file cannot expand beyond what its header announced.
  *
  * Gamma (gAMA), chromaticities, sRGB and iCCP are ignored on purpose: samples are shown
  * as stored, which is what libvips does too, and it keeps colour management out of the
  * trusted path.
  */
-import { unzlibSync } from 'fflate';
 import { type DecodeBudget, Refusal, refuse } from './budget.ts';
 import { crc32 } from './crc32.ts';
+import { InflateError, inflateZlib } from './inflate.ts';
 import type { DecodedImage, Frame } from './types.ts';
 
 // --- wire layout -----------------------------------------------------------------------
@@ -390,14 +390,14 @@ function decodeSubImage(
   }
   const raw = budget.bytes(rawSize, 'PNG decompressed data');
   const compressed = concat(parts, budget);
-  let inflated: Uint8Array;
+  let inflated = 0;
   try {
-    inflated = unzlibSync(compressed, { out: raw });
+    inflated = inflateZlib(compressed, raw, () => budget.tick());
   } catch (error) {
-    refuse('corrupt', `PNG image data does not inflate: ${(error as Error).message}`);
+    if (!(error instanceof InflateError)) throw error;
+    refuse('corrupt', `PNG image data does not inflate: ${error.message}`);
   }
-  if (inflated.length < rawSize)
-    refuse('truncated', `PNG image data is short: ${inflated.length} of ${rawSize} bytes`);
+  if (inflated < rawSize) refuse('truncated', `PNG image data is short: ${inflated} of ${rawSize} bytes`);
 
   const bpp = Math.max(1, ((channelsOf[header.colourType] as number) * header.depth) >> 3);
   let offset = 0;
