@@ -940,7 +940,7 @@ function decodeAcRefineScan(
 
 /**
  * A progressive AC first scan (coefficients ss..se, scaled by 2^al) of one component, every
- * block in one loop with the bit buffer in locals, like decodeBaselineBlock. Returns the
+ * block in one loop with the bit buffer in locals, like the sequential scans. Returns the
  * offset of the marker that ends the scan.
  */
 function decodeAcFirstScan(

@@ -210,8 +210,14 @@ export function decodeJpeg(bytes: Uint8Array, budget: DecodeBudget): DecodedImag
           ? 'ycck'
           : 'cmyk';
   const adobe = header.adobeTransform !== undefined;
-  const rgba = budget.bytes(frame.width * height * 4, 'JPEG RGBA output');
-  decodeJpegPlanes(bytes, height, budget, (planes) => rgbaRowWriter(planes, colour, adobe, budget, rgba));
+  // The output is allocated when the planes are (at the first scan; progressive: after the
+  // last), so that a file refused before then never gets one.
+  let output = undefined as Uint8Array | undefined; // (assigned in the sink: no narrowing)
+  decodeJpegPlanes(bytes, height, budget, (planes) => {
+    output = budget.bytes(frame.width * height * 4, 'JPEG RGBA output');
+    return rgbaRowWriter(planes, colour, adobe, budget, output);
+  });
+  const rgba = output ?? refuse('corrupt', 'JPEG has no image data');
   return {
     format: 'jpeg',
     width: frame.width,
