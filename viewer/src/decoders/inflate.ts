@@ -323,12 +323,12 @@ export function inflateRaw(input: Uint8Array, start: number, out: Uint8Array, on
       return fail('invalid block type 3');
     }
 
-    // The block's symbols. A literal/length needs up to 15 + 5 bits, a distance code up to
-    // 15 then up to 13 extra bits: the buffer is refilled (to 25-32 bits) before each.
+    // The block's symbols. Codes need up to 15 bits, extra bits up to 13: the buffer is
+    // refilled (to 24-31 bits) when it holds fewer than a code or its extra bits need.
     const litMask = (1 << litRootBits) - 1;
     const distMask = (1 << distRootBits) - 1;
     for (;;) {
-      if (bitcnt < 20) {
+      if (bitcnt < 15) {
         if (pos + 4 <= inEnd) {
           // Load 4 bytes, keep the whole ones that fit. Bits above `bitcnt` then hold part
           // of the next byte, at the very place the next refill ORs it in again.
@@ -372,6 +372,13 @@ export function inflateRaw(input: Uint8Array, start: number, out: Uint8Array, on
       let length = e >>> 16;
       let extra = (e >>> 4) & 15;
       if (extra !== 0) {
+        if (bitcnt < extra) {
+          do {
+            bitbuf |= (pos < inEnd ? (input[pos] as number) : 0) << bitcnt;
+            pos++;
+            bitcnt += 8;
+          } while (bitcnt <= 23);
+        }
         length += bitbuf & ((1 << extra) - 1);
         bitbuf >>>= extra;
         bitcnt -= extra;

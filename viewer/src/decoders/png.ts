@@ -92,6 +92,8 @@ interface FrameControl {
 interface Palette {
   /** RGBA per index, 256 entries; out-of-range indices read as opaque black. */
   rgba: Uint8Array;
+  /** The same entries as 32-bit words (for little-endian stores). */
+  rgba32: Uint32Array;
   /** tRNS key colour for grey/RGB images, at the image's bit depth (-1 when absent). */
   keyR: number;
   keyG: number;
@@ -107,6 +109,9 @@ export interface DecodedPng extends DecodedImage {
   /** The first frame at 16 bits per sample, when asked for and the file is 16-bit. */
   readonly rgba16?: Uint16Array;
 }
+
+/** Whether a Uint32Array store puts its low byte first (true on every platform we run on). */
+const littleEndian = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
 
 const u32 = (b: Uint8Array, o: number) =>
   (((b[o] as number) << 24) |
@@ -342,7 +347,7 @@ function buildPalette(header: Header, plte: Uint8Array | undefined, trns: Uint8A
       keyB = u16(trns, 4);
     }
   }
-  return { rgba, keyR, keyG, keyB };
+  return { rgba, rgba32: new Uint32Array(rgba.buffer), keyR, keyG, keyB };
 }
 
 function concat(parts: readonly Uint8Array[], budget: DecodeBudget): Uint8Array {
@@ -400,6 +405,11 @@ function decodeSubImage(
   if (inflated < rawSize) refuse('truncated', `PNG image data is short: ${inflated} of ${rawSize} bytes`);
 
   const bpp = Math.max(1, ((channelsOf[header.colourType] as number) * header.depth) >> 3);
+  // Whole pixels at once where the platform allows it (see writeRow).
+  const out32 =
+    littleEndian && out.byteOffset % 4 === 0
+      ? new Uint32Array(out.buffer, out.byteOffset, out.length >> 2)
+      : undefined;
   let offset = 0;
   for (let p = 0; p < passes.length; p++) {
     const [x0, y0, dx, dy] = passes[p] as readonly [number, number, number, number];
@@ -421,6 +431,7 @@ function decodeSubImage(
         out,
         ((oy + y0 + r * dy) * outWidth + ox + x0) * 4,
         dx * 4,
+        out32,
         out16,
       );
       offset += rowBytes + 1;
@@ -500,10 +511,33 @@ function writeRow(
   out: Uint8Array,
   o: number,
   step: number,
+  out32: Uint32Array | undefined,
   out16?: Uint16Array,
 ): void {
   const d = header.depth;
   const pal = colours.rgba;
+  if (out32 && d === 8) {
+    // The common 8-bit cases, one 32-bit store per pixel (RGBA bytes on a little-endian
+    // platform): a third of the time of four byte stores.
+    const step32 = step >> 2;
+    let q = o >> 2;
+    if (header.colourType === ColourType.rgb && colours.keyR < 0) {
+      for (let p = start, end = start + count * 3; p < end; p += 3, q += step32)
+        out32[q] =
+          (0xff000000 |
+            ((raw[p + 2] as number) << 16) |
+            ((raw[p + 1] as number) << 8) |
+            (raw[p] as number)) >>>
+          0;
+      return;
+    }
+    if (header.colourType === ColourType.palette) {
+      const pal32 = colours.rgba32;
+      for (let p = start, end = start + count; p < end; p++, q += step32)
+        out32[q] = pal32[raw[p] as number] as number;
+      return;
+    }
+  }
   switch (header.colourType) {
     case ColourType.grey: {
       if (d === 16) {
