@@ -206,6 +206,7 @@ export function inflateRaw(input: Uint8Array, start: number, out: Uint8Array, on
   let bitbuf = 0;
   let bitcnt = 0;
   let op = 0;
+  const bits = new Int32Array(3); // pos, bitbuf, bitcnt handed back by inflateSymbols
   // Invariant below: op < outEnd at the start of every block and symbol.
   if (outEnd === 0) return 0;
   let dynLit: Int32Array | undefined;
@@ -323,111 +324,139 @@ export function inflateRaw(input: Uint8Array, start: number, out: Uint8Array, on
       return fail('invalid block type 3');
     }
 
-    // The block's symbols. Codes need up to 15 bits, extra bits up to 13: the buffer is
-    // refilled (to 24-31 bits) when it holds fewer than a code or its extra bits need.
-    const litMask = (1 << litRootBits) - 1;
-    const distMask = (1 << distRootBits) - 1;
-    for (;;) {
-      if (bitcnt < 15) {
-        if (pos + 4 <= inEnd) {
-          // Load 4 bytes, keep the whole ones that fit. Bits above `bitcnt` then hold part
-          // of the next byte, at the very place the next refill ORs it in again.
-          bitbuf |=
-            ((input[pos] as number) |
-              ((input[pos + 1] as number) << 8) |
-              ((input[pos + 2] as number) << 16) |
-              ((input[pos + 3] as number) << 24)) <<
-            bitcnt;
-          pos += (31 - bitcnt) >> 3;
-          bitcnt |= 24;
-        } else {
-          // Past the end of input the buffer fills with zeros; the check (each refill,
-          // cheap) refuses a stream that really used them.
-          if (pos > inEnd + 4) fail('unexpected end of compressed data');
-          do {
-            bitbuf |= (pos < inEnd ? (input[pos] as number) : 0) << bitcnt;
-            pos++;
-            bitcnt += 8;
-          } while (bitcnt <= 23);
-        }
-      }
-      let e = lit[bitbuf & litMask] as number;
-      if ((e & kindMask) === kindLink) {
-        bitbuf >>>= litRootBits;
-        bitcnt -= litRootBits;
-        e = lit[(e >>> 16) + (bitbuf & ((1 << ((e >>> 4) & 15)) - 1))] as number;
-      }
-      const kind = e & kindMask;
-      bitbuf >>>= e & 15;
-      bitcnt -= e & 15;
-      if (kind === kindLiteral) {
-        out[op++] = e >>> 16;
-        if (op === outEnd) break;
-        continue;
-      }
-      if (kind !== kindBase) {
-        if (kind === kindEnd) break;
-        fail('invalid literal/length code');
-      }
-      let length = e >>> 16;
-      let extra = (e >>> 4) & 15;
-      if (extra !== 0) {
-        if (bitcnt < extra) {
-          do {
-            bitbuf |= (pos < inEnd ? (input[pos] as number) : 0) << bitcnt;
-            pos++;
-            bitcnt += 8;
-          } while (bitcnt <= 23);
-        }
-        length += bitbuf & ((1 << extra) - 1);
-        bitbuf >>>= extra;
-        bitcnt -= extra;
-      }
-      if (bitcnt < 15) {
+    op = inflateSymbols(input, out, op, lit, dist, bits, pos, bitbuf, bitcnt);
+    pos = bits[0] as number;
+    bitbuf = bits[1] as number;
+    bitcnt = bits[2] as number;
+    // The symbols may have used the zeros read past the end of input: refuse them.
+    if (pos - (bitcnt >> 3) > inEnd) fail('unexpected end of compressed data');
+    if (final || op === outEnd) return op;
+  }
+}
+
+/**
+ * Decodes one Huffman block's symbols into `out` from `op` until the end-of-block code or
+ * a full output; returns the new `op` and leaves the bit reader's state in `state`. A
+ * function of its own so that the hot loop has few live variables.
+ */
+function inflateSymbols(
+  input: Uint8Array,
+  out: Uint8Array,
+  op: number,
+  lit: Int32Array,
+  dist: Int32Array,
+  state: Int32Array,
+  pos: number,
+  bitbuf: number,
+  bitcnt: number,
+): number {
+  const inEnd = input.length;
+  const outEnd = out.length;
+  // The block's symbols. Codes need up to 15 bits, extra bits up to 13: the buffer is
+  // refilled (to 24-31 bits) when it holds fewer than a code or its extra bits need.
+  const litMask = (1 << litRootBits) - 1;
+  const distMask = (1 << distRootBits) - 1;
+  for (;;) {
+    if (bitcnt < 15) {
+      if (pos + 4 <= inEnd) {
+        // Load 4 bytes, keep the whole ones that fit. Bits above `bitcnt` then hold part
+        // of the next byte, at the very place the next refill ORs it in again.
+        bitbuf |=
+          ((input[pos] as number) |
+            ((input[pos + 1] as number) << 8) |
+            ((input[pos + 2] as number) << 16) |
+            ((input[pos + 3] as number) << 24)) <<
+          bitcnt;
+        pos += (31 - bitcnt) >> 3;
+        bitcnt |= 24;
+      } else {
+        // Past the end of input the buffer fills with zeros; the check (each refill,
+        // cheap) refuses a stream that really used them.
+        if (pos > inEnd + 4) fail('unexpected end of compressed data');
         do {
           bitbuf |= (pos < inEnd ? (input[pos] as number) : 0) << bitcnt;
           pos++;
           bitcnt += 8;
         } while (bitcnt <= 23);
       }
-      e = dist[bitbuf & distMask] as number;
-      if ((e & kindMask) === kindLink) {
-        bitbuf >>>= distRootBits;
-        bitcnt -= distRootBits;
-        e = dist[(e >>> 16) + (bitbuf & ((1 << ((e >>> 4) & 15)) - 1))] as number;
-      }
-      if ((e & kindMask) !== kindBase) fail('invalid distance code');
-      bitbuf >>>= e & 15;
-      bitcnt -= e & 15;
-      let distance = e >>> 16;
-      extra = (e >>> 4) & 15;
-      if (extra !== 0) {
-        if (bitcnt < extra) {
-          do {
-            bitbuf |= (pos < inEnd ? (input[pos] as number) : 0) << bitcnt;
-            pos++;
-            bitcnt += 8;
-          } while (bitcnt <= 23);
-        }
-        distance += bitbuf & ((1 << extra) - 1);
-        bitbuf >>>= extra;
-        bitcnt -= extra;
-      }
-      if (distance > op) fail('distance reaches before the start of the output');
-      const full = length >= outEnd - op;
-      if (full) length = outEnd - op;
-      let from = op - distance;
-      if (distance >= length && length > 16) {
-        out.copyWithin(op, from, from + length);
-        op += length;
-      } else {
-        const stop = op + length;
-        while (op < stop) out[op++] = out[from++] as number;
-      }
-      if (full) break;
     }
-    // The symbols may have used the zeros read past the end of input: refuse them.
-    if (pos - (bitcnt >> 3) > inEnd) fail('unexpected end of compressed data');
-    if (final || op === outEnd) return op;
+    let e = lit[bitbuf & litMask] as number;
+    if ((e & kindMask) === kindLink) {
+      bitbuf >>>= litRootBits;
+      bitcnt -= litRootBits;
+      e = lit[(e >>> 16) + (bitbuf & ((1 << ((e >>> 4) & 15)) - 1))] as number;
+    }
+    const kind = e & kindMask;
+    bitbuf >>>= e & 15;
+    bitcnt -= e & 15;
+    if (kind === kindLiteral) {
+      out[op++] = e >>> 16;
+      if (op === outEnd) break;
+      continue;
+    }
+    if (kind !== kindBase) {
+      if (kind === kindEnd) break;
+      fail('invalid literal/length code');
+    }
+    let length = e >>> 16;
+    let extra = (e >>> 4) & 15;
+    if (extra !== 0) {
+      if (bitcnt < extra) {
+        do {
+          bitbuf |= (pos < inEnd ? (input[pos] as number) : 0) << bitcnt;
+          pos++;
+          bitcnt += 8;
+        } while (bitcnt <= 23);
+      }
+      length += bitbuf & ((1 << extra) - 1);
+      bitbuf >>>= extra;
+      bitcnt -= extra;
+    }
+    if (bitcnt < 15) {
+      do {
+        bitbuf |= (pos < inEnd ? (input[pos] as number) : 0) << bitcnt;
+        pos++;
+        bitcnt += 8;
+      } while (bitcnt <= 23);
+    }
+    e = dist[bitbuf & distMask] as number;
+    if ((e & kindMask) === kindLink) {
+      bitbuf >>>= distRootBits;
+      bitcnt -= distRootBits;
+      e = dist[(e >>> 16) + (bitbuf & ((1 << ((e >>> 4) & 15)) - 1))] as number;
+    }
+    if ((e & kindMask) !== kindBase) fail('invalid distance code');
+    bitbuf >>>= e & 15;
+    bitcnt -= e & 15;
+    let distance = e >>> 16;
+    extra = (e >>> 4) & 15;
+    if (extra !== 0) {
+      if (bitcnt < extra) {
+        do {
+          bitbuf |= (pos < inEnd ? (input[pos] as number) : 0) << bitcnt;
+          pos++;
+          bitcnt += 8;
+        } while (bitcnt <= 23);
+      }
+      distance += bitbuf & ((1 << extra) - 1);
+      bitbuf >>>= extra;
+      bitcnt -= extra;
+    }
+    if (distance > op) fail('distance reaches before the start of the output');
+    const full = length >= outEnd - op;
+    if (full) length = outEnd - op;
+    let from = op - distance;
+    if (distance >= length && length > 16) {
+      out.copyWithin(op, from, from + length);
+      op += length;
+    } else {
+      const stop = op + length;
+      while (op < stop) out[op++] = out[from++] as number;
+    }
+    if (full) break;
   }
+  state[0] = pos;
+  state[1] = bitbuf;
+  state[2] = bitcnt;
+  return op;
 }
