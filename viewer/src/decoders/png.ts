@@ -518,7 +518,7 @@ function writeRow(
   const pal = colours.rgba;
   if (out32 && d === 8) {
     // The common 8-bit cases, one 32-bit store per pixel (RGBA bytes on a little-endian
-    // platform): a third of the time of four byte stores.
+    // platform) instead of four byte stores.
     const step32 = step >> 2;
     let q = o >> 2;
     if (header.colourType === ColourType.rgb && colours.keyR < 0) {
