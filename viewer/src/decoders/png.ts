@@ -11,7 +11,7 @@
  * trusted path.
  */
 import { type DecodeBudget, Refusal, refuse } from './budget.ts';
-import { crc32 } from './crc32-sliced.ts';
+import { crc32 } from './crc32.ts';
 import { InflateError, inflateZlib } from './inflate.ts';
 import type { DecodedImage, Frame } from './types.ts';
 
