@@ -101,7 +101,6 @@ struct Pump {
   int event_fd = -1;
   int wake_fd = -1;
   pthread_t thread{};
-  bool thread_started = false;
   uv_async_t* async = nullptr;
 
   std::mutex mu;  // guards everything below
@@ -237,7 +236,8 @@ void Pump::Loop() {
     }
     pollfd fds[2] = {{event_fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
     int r = poll(fds, 2, timeout);
-    if (r < 0 && errno != EINTR) {
+    const short broken = POLLERR | POLLHUP | POLLNVAL;
+    if ((r < 0 && errno != EINTR) || (r > 0 && ((fds[0].revents | fds[1].revents) & broken))) {
       // Cannot wait any more (should not happen): report the channel closed rather than spin.
       std::lock_guard<std::mutex> lock(mu);
       peer_closed = true;
@@ -316,7 +316,6 @@ class PumpedVchan : public Napi::ObjectWrap<PumpedVchan> {
       uv_close(reinterpret_cast<uv_handle_t*>(p->async), &PumpedVchan::FreeAfterClose);
       ThrowXenError(env, "pthread_create (vchan pump)", r);
     }
-    pump_->thread_started = true;
   }
   ~PumpedVchan() override { Detach(); }
 
