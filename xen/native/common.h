@@ -28,6 +28,8 @@ Napi::Error MakeXenError(Napi::Env env, const std::string& operation, int err,
 // Argument helpers that throw TypeError instead of crashing on bad input.
 uint32_t ArgU32(const Napi::CallbackInfo& info, size_t i, const char* what);
 std::string ArgString(const Napi::CallbackInfo& info, size_t i, const char* what);
+// The first argument as a Uint8Array (vchan read/write buffers).
+Napi::Uint8Array ArgBytes(const Napi::CallbackInfo& info);
 
 // Calls a JS function from a libuv callback: exceptions become uncaught exceptions.
 void CallFromLoop(Napi::Env env, Napi::FunctionReference& fn, Napi::AsyncContext* ctx,

@@ -64,6 +64,13 @@ std::string ArgString(const Napi::CallbackInfo& info, size_t i, const char* what
   return info[i].As<Napi::String>().Utf8Value();
 }
 
+Napi::Uint8Array ArgBytes(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsTypedArray() ||
+      info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    throw Napi::TypeError::New(info.Env(), "argument must be a Uint8Array");
+  return info[0].As<Napi::Uint8Array>();
+}
+
 void CallFromLoop(Napi::Env env, Napi::FunctionReference& fn, Napi::AsyncContext* ctx,
                   const std::initializer_list<napi_value>& args) {
   if (fn.IsEmpty()) return;

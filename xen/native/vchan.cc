@@ -50,17 +50,11 @@ class Vchan : public Napi::ObjectWrap<Vchan> {
     if (ctrl_ == nullptr) ThrowXenError(env, op, EBADF, "vchan already closed");
     return ctrl_;
   }
-  static Napi::Uint8Array Bytes(const Napi::CallbackInfo& info) {
-    if (info.Length() < 1 || !info[0].IsTypedArray() ||
-        info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
-      throw Napi::TypeError::New(info.Env(), "argument must be a Uint8Array");
-    return info[0].As<Napi::Uint8Array>();
-  }
 
   // Returns bytes read, 0 when nothing is ready, -1 when closed and empty.
   Napi::Value Read(const Napi::CallbackInfo& info) {
     auto* c = Live(info.Env(), "libxenvchan_read");
-    Napi::Uint8Array b = Bytes(info);
+    Napi::Uint8Array b = ArgBytes(info);
     if (b.ElementLength() == 0) return Napi::Number::New(info.Env(), 0);
     int r = libxenvchan_read(c, b.Data(), b.ElementLength());
     return Napi::Number::New(info.Env(), r);
@@ -68,7 +62,7 @@ class Vchan : public Napi::ObjectWrap<Vchan> {
   // Returns bytes written (0 when the ring is full), -1 when the peer has closed.
   Napi::Value Write(const Napi::CallbackInfo& info) {
     auto* c = Live(info.Env(), "libxenvchan_write");
-    Napi::Uint8Array b = Bytes(info);
+    Napi::Uint8Array b = ArgBytes(info);
     if (b.ElementLength() == 0) return Napi::Number::New(info.Env(), 0);
     int r = libxenvchan_write(c, b.Data(), b.ElementLength());
     return Napi::Number::New(info.Env(), r);

@@ -329,17 +329,11 @@ class PumpedVchan : public Napi::ObjectWrap<PumpedVchan> {
     if (pump_ == nullptr) ThrowXenError(env, op, EBADF, "vchan already closed");
     return pump_;
   }
-  static Napi::Uint8Array Bytes(const Napi::CallbackInfo& info) {
-    if (info.Length() < 1 || !info[0].IsTypedArray() ||
-        info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
-      throw Napi::TypeError::New(info.Env(), "argument must be a Uint8Array");
-    return info[0].As<Napi::Uint8Array>();
-  }
 
   // Returns bytes read, 0 when nothing is ready, -1 when closed and empty (as libxenvchan_read).
   Napi::Value Read(const Napi::CallbackInfo& info) {
     Pump* p = Live(info.Env(), "libxenvchan_read");
-    Napi::Uint8Array b = Bytes(info);
+    Napi::Uint8Array b = ArgBytes(info);
     size_t n;
     bool wake = false;
     bool closed;
@@ -356,7 +350,7 @@ class PumpedVchan : public Napi::ObjectWrap<PumpedVchan> {
   // Returns bytes taken (0 when the buffer is full), -1 when the peer has closed.
   Napi::Value Write(const Napi::CallbackInfo& info) {
     Pump* p = Live(info.Env(), "libxenvchan_write");
-    Napi::Uint8Array b = Bytes(info);
+    Napi::Uint8Array b = ArgBytes(info);
     size_t n;
     bool wake = false;
     {
