@@ -57,7 +57,8 @@ const DEFAULT_BUFFER = 64 * 1024;
  * Semantics, matching libvchan:
  * - Backpressure both ways: we drain the peer's ring only while our readable buffer
  *   wants data, so a slow reader leaves the ring full and the peer's writes wait; our
- *   `write()` callbacks complete only when the bytes are in the ring.
+ *   `write()` callbacks complete only when the bytes are in the ring (or, for a pumped
+ *   native end, in its bounded local buffer, which its thread writes out in order).
  * - vchan has no half-close. Ending our writable side (`end()`) waits until every byte
  *   is in the ring, then closes the channel, which the peer sees as EOF. Data the peer
  *   sends after that is lost, as with `libvchan_close`.
