@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, openSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { connectVchan, listenVchan, type VchanStream, vchanXenstorePath } from '@moat/vchan';
-import { openNativeDomain, type XenDomain } from '@moat/xen';
+import { openNativeDomain, within, type XenDomain } from '@moat/xen';
 import { guestLog } from './guest.ts';
 import { penaltyWorkloadJs } from './penalty-workload.ts';
 
@@ -149,16 +149,6 @@ export function guestContext(peer: number, self?: number): GuestContext {
     },
     domain: open,
   };
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }
 
 /** A console line with the process's age, to see where time goes under emulation. */
@@ -337,10 +327,10 @@ function receiver(input: Readable, bytes: number, trailing = 0) {
 }
 
 async function exchange(ctx: GuestContext, t: Extract<VchanTask, { kind: 'exchange' }>) {
-  const pipe = await withTimeout(
-    openPipe(ctx, t.impl, t.role, t.port, t.ringBytes, t.localBuffer),
+  const pipe = await within(
     180_000,
     'the peer connecting',
+    openPipe(ctx, t.impl, t.role, t.port, t.ringBytes, t.localBuffer),
   );
   const start = performance.now();
   const rx = receiver(pipe.input, t.bytes, t.closer ? 1 : 0);
@@ -371,11 +361,9 @@ async function exchange(ctx: GuestContext, t: Extract<VchanTask, { kind: 'exchan
       ),
     15_000,
   );
-  const { how, gone } = await withTimeout(
-    work(),
-    t.timeoutMs,
-    `exchanging ${t.bytes} bytes each way`,
-  ).finally(() => clearInterval(progress));
+  const { how, gone } = await within(t.timeoutMs, `exchanging ${t.bytes} bytes each way`, work()).finally(
+    () => clearInterval(progress),
+  );
   return {
     received: rx.received,
     sha256: rx.sha256(),
@@ -387,16 +375,16 @@ async function exchange(ctx: GuestContext, t: Extract<VchanTask, { kind: 'exchan
 }
 
 async function survive(ctx: GuestContext, t: Extract<VchanTask, { kind: 'survive' }>) {
-  const pipe = await withTimeout(openPipe(ctx, 'ours', t.role, t.port), 180_000, 'the peer connecting');
+  const pipe = await within(180_000, 'the peer connecting', openPipe(ctx, 'ours', t.role, t.port));
   const rx = receiver(pipe.input, t.bytes);
   const start = performance.now();
   void sendPattern(pipe.output, t.sendSeed, t.bytes);
-  const how = await withTimeout(
-    Promise.race([rx.ended, rx.until.then(() => 'all data arrived: the peer was not killed')]),
+  const how = await within(
     t.timeoutMs,
     'EOF or an error after the peer was killed',
+    Promise.race([rx.ended, rx.until.then(() => 'all data arrived: the peer was not killed')]),
   );
-  const gone = await withTimeout(pipe.gone, 30_000, 'the stream closing after the peer died');
+  const gone = await within(30_000, 'the stream closing after the peer died', pipe.gone);
   return {
     received: rx.received,
     inputEnd: how,
@@ -409,11 +397,11 @@ async function die(ctx: GuestContext, t: Extract<VchanTask, { kind: 'die' }>) {
   const pipe = openC(ctx, t.role, t.port);
   const rx = receiver(pipe.input, t.killAfter);
   void sendPattern(pipe.output, t.sendSeed, 1 << 30);
-  await withTimeout(rx.until, t.timeoutMs, `receiving ${t.killAfter} bytes before the kill`);
+  await within(t.timeoutMs, `receiving ${t.killAfter} bytes before the kill`, rx.until);
   pipe.kill?.();
   return {
     receivedBeforeKill: rx.received,
-    end: await withTimeout(pipe.gone, 30_000, 'the killed proxy exiting'),
+    end: await within(30_000, 'the killed proxy exiting', pipe.gone),
   };
 }
 
@@ -421,12 +409,12 @@ async function source(ctx: GuestContext, t: Extract<VchanTask, { kind: 'source' 
   if (t.impl === 'c') {
     // C reads /dev/zero itself: no JavaScript in the C figure.
     const pipe = openC(ctx, t.role, t.port, 'zero', 'ignore');
-    return { end: await withTimeout(pipe.gone, t.timeoutMs, 'the sink closing') };
+    return { end: await within(t.timeoutMs, 'the sink closing', pipe.gone) };
   }
-  const pipe = await withTimeout(
-    openOurs(ctx, t.role, t.port, t.ringBytes, t.localBuffer),
+  const pipe = await within(
     180_000,
     'the peer connecting',
+    openOurs(ctx, t.role, t.port, t.ringBytes, t.localBuffer),
   );
   pipe.input.resume();
   const zeros = Buffer.alloc(CHUNK);
@@ -444,7 +432,7 @@ async function source(ctx: GuestContext, t: Extract<VchanTask, { kind: 'source' 
     }
   };
   void pump();
-  const end = await withTimeout(pipe.gone, t.timeoutMs, 'the sink closing');
+  const end = await within(t.timeoutMs, 'the sink closing', pipe.gone);
   return { end, sent };
 }
 
@@ -452,18 +440,18 @@ async function sink(ctx: GuestContext, t: Extract<VchanTask, { kind: 'sink' }>) 
   const pipe =
     t.impl === 'c'
       ? openC(ctx, t.role, t.port)
-      : await withTimeout(
-          openOurs(ctx, t.role, t.port, t.ringBytes, t.localBuffer),
+      : await within(
           180_000,
           'the peer connecting',
+          openOurs(ctx, t.role, t.port, t.ringBytes, t.localBuffer),
         );
   const rx = receiver(pipe.input, t.bytes);
-  await withTimeout(rx.until, t.timeoutMs, `receiving ${t.bytes} bytes`);
+  await within(t.timeoutMs, `receiving ${t.bytes} bytes`, rx.until);
   const ms = rx.ms;
   pipe.input.pause();
   if (t.impl === 'c') pipe.kill?.();
   else (pipe.input as VchanStream).destroy();
-  await withTimeout(pipe.gone, 30_000, 'our end closing');
+  await within(30_000, 'our end closing', pipe.gone);
   return { bytes: t.bytes, received: rx.received, ms, mbPerS: t.bytes / 1e6 / (ms / 1000) };
 }
 

@@ -23,7 +23,7 @@ import {
   SCENARIO_INITIAL,
 } from '@moat/qubesdb';
 import { socketVchanTransport, type VchanTransport, xenVchanTransport } from '@moat/vchan';
-import { openNativeDomain } from '@moat/xen';
+import { openNativeDomain, within } from '@moat/xen';
 import { type GuestStep, guestArgs, guestLog, guestMain } from '../../src/guest.ts';
 import { patternBlock } from '../../src/vchan-roles.ts';
 import { QUBES_AGENTS, type QubesAgentsArgs } from './qubes-plan.ts';
@@ -69,16 +69,6 @@ function waitForKey(db: QubesDb | QubesDbDaemon, path: string, timeoutMs: number
   });
 }
 
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
 function summarise(samples: number[]): { samples: number; medianMs: number; p90Ms: number; maxMs: number } {
   const sorted = [...samples].sort((a, b) => a - b);
   const at = (q: number) =>
@@ -101,7 +91,7 @@ async function bareVchanBaseline(vchan: VchanTransport, peer: number, bulk: Uint
   const failed = new Promise<never>((_, reject) => stream.once('error', reject));
   failed.catch(() => {}); // raced in every wait below
   const wait = <T>(p: Promise<T>, what: string) =>
-    withTimeout(Promise.race([p, failed]), QUBES_AGENTS.waitMs, what);
+    within(QUBES_AGENTS.waitMs, what, Promise.race([p, failed]));
   await wait(stream.whenConnected(), 'the VM connecting to the bare vchan');
   let received = 0;
   let want = 0;
@@ -151,7 +141,7 @@ async function bareVchanEcho(vchan: VchanTransport): Promise<{ echoed: number }>
     stream.once('error', reject);
   });
   stream.pipe(stream);
-  await withTimeout(closed, QUBES_AGENTS.waitMs, 'dom0 closing the bare vchan');
+  await within(QUBES_AGENTS.waitMs, 'dom0 closing the bare vchan', closed);
   return { echoed };
 }
 
