@@ -3,7 +3,7 @@ import { SimHypervisor } from '@moat/xen';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { VchanError } from './errors.ts';
-import { collect, readExactly, writeInChunks, writeUntilStalled } from './test-support.ts';
+import { collect, collectWithPauses, readExactly, writeInChunks, writeUntilStalled } from './test-support.ts';
 import { connectVchan, listenVchan } from './xen.ts';
 
 /** The stream API over @moat/xen's sim: the real libxenvchan ring protocol over simulated grants and event channels. */
@@ -61,20 +61,9 @@ describe('VchanStream over the sim hypervisor (libxenvchan rings)', () => {
         fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 8 }),
         async (ring, data, pauses) => {
           const { server, client } = await channel({ readMin: ring, writeMin: 4096 });
-          const chunks: Buffer[] = [];
-          let i = 0;
-          server.on('data', (chunk: Buffer) => {
-            chunks.push(chunk);
-            const pause = pauses[i++ % pauses.length]!;
-            if (pause > 0) {
-              server.pause();
-              setTimeout(() => server.resume(), pause);
-            }
-          });
-          const ended = new Promise((resolve) => server.once('end', resolve));
+          const received = collectWithPauses(server, pauses);
           await writeInChunks(client, data, [3000, 1, 70_000]);
-          await ended;
-          expect(digest(Buffer.concat(chunks))).toBe(digest(data));
+          expect(digest(await received)).toBe(digest(data));
         },
       ),
       { numRuns: 12 },

@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { VchanError } from './errors.ts';
 import { connectVchanSocket, listenVchanSocket } from './socket.ts';
 import type { VchanStream } from './stream.ts';
-import { collect, readExactly, writeInChunks, writeUntilStalled } from './test-support.ts';
+import { collect, collectWithPauses, readExactly, writeInChunks, writeUntilStalled } from './test-support.ts';
 
 let directory: string;
 beforeEach(() => {
@@ -205,20 +205,9 @@ describe('vchan over unix sockets (qubes-core-vchan-socket compatible)', () => {
             writeMin,
           });
           await server.whenConnected();
-          const chunks: Buffer[] = [];
-          let i = 0;
-          server.on('data', (chunk: Buffer) => {
-            chunks.push(chunk);
-            const pause = pauses[i++ % pauses.length]!;
-            if (pause > 0) {
-              server.pause();
-              setTimeout(() => server.resume(), pause);
-            }
-          });
-          const ended = new Promise((resolve) => server.once('end', resolve));
+          const received = collectWithPauses(server, pauses);
           await writeInChunks(client, data, [5000, 1, 70_000]);
-          await ended;
-          expect(digest(Buffer.concat(chunks))).toBe(digest(data));
+          expect(digest(await received)).toBe(digest(data));
         },
       ),
       { numRuns: 12 },

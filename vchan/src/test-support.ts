@@ -11,6 +11,27 @@ export function collect(stream: Duplex): Promise<Buffer> {
   });
 }
 
+/**
+ * Reads a stream to its end like `collect`, pausing after each chunk for the next of `pausesMs`
+ * (cycled; 0 = no pause): a reader that keeps stopping. (Test helper.)
+ */
+export function collectWithPauses(stream: Duplex, pausesMs: readonly number[]): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let i = 0;
+    stream.on('data', (chunk: Buffer) => {
+      chunks.push(chunk);
+      const pause = pausesMs[i++ % pausesMs.length] ?? 0;
+      if (pause > 0) {
+        stream.pause();
+        setTimeout(() => stream.resume(), pause);
+      }
+    });
+    stream.once('end', () => resolve(Buffer.concat(chunks)));
+    stream.once('error', reject);
+  });
+}
+
 /** Writes `data` in chunks of the given sizes (cycled), honouring backpressure, then ends. (Test helper.) */
 export async function writeInChunks(
   stream: Duplex,
