@@ -10,6 +10,10 @@ export interface GuestRun {
   readonly ok: boolean;
   /** Exit code of node (dom0) or of `xl create -F` (domU). */
   readonly exitCode: number | null;
+  /** How it ended, in words (a domU: its shutdown reason and xl's exit); empty while running. */
+  readonly ending: string;
+  /** What Xen's own console said about this domU (a triple fault, its early output). */
+  readonly hypervisorLines: readonly string[];
   /** Every line it printed (console for a domU), protocol lines included. */
   readonly lines: readonly string[];
   readonly ms: number;
@@ -32,6 +36,7 @@ export class GuestHandle {
   private readonly waiters = new Set<() => void>();
   private readonly start = performance.now();
   private endMs = 0;
+  private hypervisor: readonly string[] = [];
   readonly badLines: string[] = [];
 
   constructor(
@@ -63,6 +68,11 @@ export class GuestHandle {
     this.exit = { code, detail };
     this.endMs = performance.now() - this.start;
     this.wake();
+  }
+
+  /** Xen's console lines about this guest, given by the lab when a domU ends. */
+  protected setHypervisorLines(lines: readonly string[]): void {
+    this.hypervisor = lines;
   }
 
   private wake(): void {
@@ -112,7 +122,7 @@ export class GuestHandle {
       if (this.exit) {
         throw new LabError(
           this.guest,
-          `ended (${this.exit.detail}) without reporting "${name}"; last lines:\n${this.tail()}`,
+          `ended (${this.exit.detail}) without reporting "${name}"; ${describeOutput(this.snapshot())}`,
         );
       }
       return undefined;
@@ -133,6 +143,8 @@ export class GuestHandle {
       done: this.doneSeen !== undefined,
       ok: this.doneSeen?.ok === true && this.results.every((r) => r.ok),
       exitCode: this.exit?.code ?? null,
+      ending: this.exit?.detail ?? '',
+      hypervisorLines: this.hypervisor,
       lines: this.droppedLines
         ? [`(${this.droppedLines} earlier lines dropped)`, ...this.lines]
         : [...this.lines],
@@ -141,12 +153,34 @@ export class GuestHandle {
   }
 }
 
+/** Lines the lab prefixes to what xl printed about a domU (the rest is the guest's console). */
+const XL_PREFIX = 'xl: ';
+
+/**
+ * A guest's own output for a failure message: the tail of its console (a domU: xenconsoled's
+ * log, so kernel messages, init's lines and node's stderr) apart from xl's lines, and what Xen
+ * printed about the domain.
+ */
+export function describeOutput(run: GuestRun, consoleLines = 30): string {
+  const own = run.lines.filter((line) => !line.startsWith(XL_PREFIX));
+  const xl = run.lines.filter((line) => line.startsWith(XL_PREFIX));
+  const parts = [
+    own.length > 0
+      ? `its output, last ${Math.min(consoleLines, own.length)} of ${own.length} lines:\n${own.slice(-consoleLines).join('\n')}`
+      : 'its output: nothing (not one line reached its console)',
+  ];
+  if (xl.length > 0) parts.push(`xl:\n${xl.slice(-10).join('\n')}`);
+  if (run.hypervisorLines.length > 0)
+    parts.push(`Xen about this domain:\n${run.hypervisorLines.slice(-40).join('\n')}`);
+  return parts.join('\n');
+}
+
 /** Throws unless the run printed `done` and every result is ok; the message says what failed. */
 export function expectGuestOk(run: GuestRun): GuestRun {
   if (!run.done) {
     throw new LabError(
       run.guest,
-      `never reported done (exit code ${run.exitCode}); last lines:\n${run.lines.slice(-25).join('\n')}`,
+      `never reported done (${run.ending || `exit code ${run.exitCode}`}); ${describeOutput(run)}`,
     );
   }
   const failed = run.results.filter((r) => !r.ok);

@@ -7,6 +7,7 @@ import type { GuestAddon } from './addon.ts';
 import { bundleEntry } from './bundle.ts';
 import { type AgentCommand, type AgentEvent, LineSplitter } from './control.ts';
 import { BLOCK_SCRIPT_PATH, buildDom0Image, type Dom0Image } from './dom0-image.ts';
+import { DomUHandle, xenLinesAbout } from './domu-end.ts';
 import { LabError, LabTimeout } from './errors.ts';
 import { GuestHandle } from './guest-run.ts';
 import { QemuProcess } from './qemu.ts';
@@ -94,7 +95,9 @@ export function domUCommandLine(args: Record<string, unknown> | undefined): stri
   const packed = args
     ? ` moat.argz=${deflateRawSync(JSON.stringify(args), { level: 9 }).toString('base64url')}`
     : '';
-  const line = `console=hvc0 quiet loglevel=3${packed}`;
+  // earlyprintk=xen: what the kernel says before its console driver is up (loglevel 3: errors,
+  // a panic) goes to Xen's console, so a guest that dies that early still leaves a reason.
+  const line = `console=hvc0 earlyprintk=xen quiet loglevel=3${packed}`;
   if (line.length > MAX_GUEST_CMDLINE) {
     throw new LabError(
       'domU',
@@ -115,9 +118,12 @@ function domUConfig(name: string, o: DomUOptions, dir: string): string {
     `extra = "${extra}"`,
     `memory = ${o.memoryMb ?? 128}`,
     'vcpus = 1',
-    'on_poweroff = "destroy"',
-    'on_reboot = "destroy"',
-    'on_crash = "destroy"',
+    // Kept after shutdown: dom0's agent drains the console log, then destroys the domain
+    // (xenconsoled stops reading the ring of a dying domain, so its last lines would be lost).
+    'on_poweroff = "preserve"',
+    'on_reboot = "preserve"',
+    'on_crash = "preserve"',
+    'on_watchdog = "preserve"',
     // target= must come last: libxl takes the rest of the string as the path.
     `disk = [ 'vdev=xvdd,access=r,script=${BLOCK_SCRIPT_PATH},target=${at}/disk.squashfs' ]`,
     '',
@@ -313,9 +319,13 @@ export async function bootLab(options: LabOptions = {}): Promise<Lab> {
       share(shareDir, image.initramfs, `${dir}/initramfs.cpio.gz`);
       share(shareDir, image.disk, `${dir}/disk.squashfs`);
       // A domU that outlives its wait is destroyed, so a hung guest never blocks the next one.
-      const handle = new GuestHandle(`domU ${name} (${o.type})`, () => {
-        if (!closed) send({ id: nextId++, op: 'exec', argv: ['xl', 'destroy', name], timeoutMs: 60_000 });
-      });
+      const handle = new DomUHandle(
+        `domU ${name} (${o.type})`,
+        () => {
+          if (!closed) send({ id: nextId++, op: 'exec', argv: ['xl', 'destroy', name], timeoutMs: 60_000 });
+        },
+        (domid) => xenLinesAbout(consoleLines, domid),
+      );
       guests.set(id, handle);
       send({ id, op: 'create', name, config: domUConfig(name, o, dir) });
       return handle;

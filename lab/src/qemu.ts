@@ -28,7 +28,12 @@ export function qemuArgs(o: QemuOptions): string[] {
     ...['-nodefaults', '-no-user-config', '-display', 'none', '-vga', 'none', '-monitor', 'none'],
     ...['-serial', 'stdio', '-no-reboot', '-nic', 'none'],
     ...['-kernel', o.dom0.xen],
-    ...['-append', `console=com1 dom0_mem=${o.dom0MemoryMb}M,max:${o.dom0MemoryMb}M bootscrub=false`],
+    // guest_loglvl=all: what Xen says about a guest (a triple fault, the guest's early output
+    // through earlyprintk=xen) reaches this console, where a failed domU's report finds it.
+    ...[
+      '-append',
+      `console=com1 dom0_mem=${o.dom0MemoryMb}M,max:${o.dom0MemoryMb}M bootscrub=false guest_loglvl=all`,
+    ],
     ...['-initrd', `${o.dom0.kernel} console=hvc0 quiet loglevel=3,${o.dom0.initramfs}`],
     ...['-drive', `file=${o.dom0.nodeDisk},format=raw,if=virtio,readonly=on`],
     ...[

@@ -11,12 +11,12 @@ import {
   existsSync,
   openSync,
   readFileSync,
-  readSync,
   writeFileSync,
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { type AgentCommand, type AgentEvent, LineSplitter } from '../control.ts';
+import { followNewConsoleLog } from './console-tail.ts';
 
 const SHARE = '/mnt/lab';
 const NODE = [
@@ -26,7 +26,6 @@ const NODE = [
   '/opt/node/bin/node',
 ];
 const CONSOLE_LOGS = '/var/log/xen';
-const TAIL_INTERVAL_MS = 200;
 
 const port = process.argv[2];
 if (!port) throw new Error('usage: agent.js <control port device>');
@@ -76,34 +75,19 @@ function start(id: number, argv: string[], env: NodeJS.ProcessEnv, timeoutMs: nu
 
 const baseEnv = { PATH: '/bin:/usr/bin:/usr/lib/xen-4.17/bin', HOME: '/tmp' };
 
-/** Follows a domU's console log (xenconsoled writes it) until `stop` says the domain is gone. */
-function tailConsole(id: number, name: string): { stop(): void } {
-  const path = join(CONSOLE_LOGS, `guest-${name}.log`);
-  const splitter = new LineSplitter((text) => send({ kind: 'line', id, stream: 'console', text }));
-  const buffer = Buffer.alloc(64 * 1024);
-  let offset = 0;
-  const poll = () => {
-    if (!existsSync(path)) return;
-    const logFd = openSync(path, 'r');
-    try {
-      for (;;) {
-        const n = readSync(logFd, buffer, 0, buffer.length, offset);
-        if (n <= 0) break;
-        offset += n;
-        splitter.push(buffer.toString('utf8', 0, n));
-      }
-    } finally {
-      closeSync(logFd);
-    }
-  };
-  const timer = setInterval(poll, TAIL_INTERVAL_MS);
-  return {
-    stop() {
-      clearInterval(timer);
-      poll();
-      splitter.flush();
-    },
-  };
+/**
+ * The last line our domU init (unikernel/src/init/init.c, power_off) prints before it powers the
+ * domain off: once the log has it, everything the guest printed is in the log.
+ */
+const INIT_LAST_LINE = /^moat-init: power off \(status -?\d+\)$/;
+
+/** `xl destroy`, quietly: the domain may already be gone (destroyed on a timeout). */
+async function destroyDomain(name: string): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const child = spawn('xl', ['destroy', name], { env: baseEnv, stdio: 'ignore' });
+    child.on('error', () => resolve());
+    child.on('close', () => resolve());
+  });
 }
 
 async function handle(command: AgentCommand): Promise<void> {
@@ -132,9 +116,15 @@ async function handle(command: AgentCommand): Promise<void> {
       }
       const config = `/run/${command.name}.cfg`;
       writeFileSync(config, command.config);
-      const tail = tailConsole(command.id, command.name);
-      // -F: xl stays until the domain is gone, so its exit is the domain's end.
+      const tail = followNewConsoleLog(join(CONSOLE_LOGS, `guest-${command.name}.log`), (text) =>
+        send({ kind: 'line', id: command.id, stream: 'console', text }),
+      );
+      // -F: xl stays until the domain has shut down. The config preserves a shut-down domain,
+      // so xenconsoled still reads what is left in its console ring (the guest's last lines, a
+      // panic) while we drain the log; only then is the domain destroyed.
       const result = await start(command.id, ['xl', 'create', '-F', config], baseEnv, 24 * 3600_000, 'xl');
+      await tail.drain(INIT_LAST_LINE);
+      await destroyDomain(command.name);
       tail.stop();
       if (result) send({ kind: 'exit', id: command.id, ...result });
       return;

@@ -1,0 +1,100 @@
+import { describe, expect, it } from 'vitest';
+import { DomUHandle, parseXlLine, shutdownReasonWords, xenLinesAbout } from './domu-end.ts';
+import { LabError } from './errors.ts';
+import { expectGuestOk } from './guest-run.ts';
+import { encodeMessage } from './protocol.ts';
+
+/** What `xl create -F` printed for the flaky PVH run (tools/xl/xl_vmcontrol.c), as the lab feeds it. */
+const XL_REBOOT = [
+  'xl: Parsing config from /run/lab-pvh.cfg',
+  'xl: Waiting for domain lab-pvh (domid 2) to die [pid 143]',
+  'xl: Domain 2 has shut down, reason code 1 0x0',
+  'xl: Action for shutdown reason code 1 is preserve',
+  'xl: Done. Exiting now',
+];
+
+const XEN_CONSOLE = [
+  '(XEN) d1v0 Triple fault - invoking HVM shutdown action 1',
+  '(XEN) d2v0 Triple fault - invoking HVM shutdown action 1',
+  '(XEN) *** Dumping Dom2 vcpu#0 state: ***',
+  '(d2) [    0.000000] early panic',
+  '(XEN) d12v0 something about domain 12',
+];
+
+describe('how a domU ended, in words', () => {
+  it('names every Xen shutdown reason (public/sched.h SHUTDOWN_*)', () => {
+    expect([0, 1, 2, 3, 4, 5].map(shutdownReasonWords)).toEqual([
+      'poweroff (reason code 0)',
+      'reboot (reason code 1)',
+      'suspend (reason code 2)',
+      'crash (reason code 3)',
+      'watchdog (reason code 4)',
+      'soft_reset (reason code 5)',
+    ]);
+    expect(shutdownReasonWords(9)).toBe('unknown reason (reason code 9)');
+  });
+
+  it("reads the domain id and the shutdown from xl's lines", () => {
+    expect(parseXlLine(XL_REBOOT[1] ?? '')).toEqual({ kind: 'domid', domid: 2 });
+    expect(parseXlLine(XL_REBOOT[2] ?? '')).toEqual({ kind: 'shutdown', domid: 2, code: 1 });
+    expect(parseXlLine('xl: Domain 7 has been destroyed.')).toEqual({ kind: 'destroyed', domid: 7 });
+    expect(parseXlLine('xl: Parsing config from /run/x.cfg')).toBeUndefined();
+  });
+
+  it("picks Xen's lines about one domain and no other", () => {
+    expect(xenLinesAbout(XEN_CONSOLE, 2)).toEqual(XEN_CONSOLE.slice(1, 4));
+  });
+
+  it('a domU that rebooted without a console line fails with the reason, xl and Xen in the message', async () => {
+    const guest = new DomUHandle(
+      'domU lab-pvh (pvh)',
+      () => {},
+      (domid) => xenLinesAbout(XEN_CONSOLE, domid),
+    );
+    for (const line of XL_REBOOT) guest.line(line);
+    guest.exited(0, 'exit code 0');
+    const run = await guest.finished();
+    expect(run.ending).toBe('the domain shut down: reboot (reason code 1); xl create: exit code 0');
+    expect(() => expectGuestOk(run)).toThrow(LabError);
+    let message = '';
+    try {
+      expectGuestOk(run);
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toMatch(/never reported done \(the domain shut down: reboot \(reason code 1\)/);
+    expect(message).toContain('its output: nothing (not one line reached its console)');
+    expect(message).toContain('xl: Domain 2 has shut down, reason code 1 0x0');
+    expect(message).toContain('Xen about this domain:\n(XEN) d2v0 Triple fault');
+    expect(message).not.toContain('d1v0');
+  });
+
+  it('a guest that crashed mid-run fails with the tail of its own console and the reason', async () => {
+    const guest = new DomUHandle(
+      'domU t (pv)',
+      () => {},
+      () => [],
+    );
+    guest.line('xl: Waiting for domain t (domid 5) to die [pid 9]');
+    guest.line('moat-init: node started (pid 81)');
+    guest.line(encodeMessage({ kind: 'result', name: 'a', ok: true, ms: 1 }));
+    guest.line('[   40.1] Kernel panic - not syncing: Fatal exception');
+    guest.line('xl: Domain 5 has shut down, reason code 3 0x0');
+    guest.exited(0, 'exit code 0');
+    await expect(guest.result('b')).rejects.toThrow(
+      /the domain shut down: crash \(reason code 3\)[\s\S]*without reporting "b"[\s\S]*its output, last 3 of 3 lines:\nmoat-init: node started[\s\S]*Kernel panic/,
+    );
+  });
+
+  it('a domU destroyed from dom0 (a timeout) says so', async () => {
+    const guest = new DomUHandle(
+      'domU t (pv)',
+      () => {},
+      () => [],
+    );
+    guest.line('xl: Waiting for domain t (domid 5) to die [pid 9]');
+    guest.line('xl: Domain 5 has been destroyed.');
+    guest.exited(0, 'exit code 0');
+    expect((await guest.finished()).ending).toMatch(/^the domain was destroyed from dom0/);
+  });
+});

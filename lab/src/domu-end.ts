@@ -1,0 +1,78 @@
+/**
+ * How a domU ended, in words, from what `xl create -F` prints and what Xen printed about the
+ * domain on its own console, so a guest that ends without `done` explains itself.
+ */
+import { GuestHandle } from './guest-run.ts';
+
+/** SHUTDOWN_* codes, xen/include/public/sched.h (the order is the codes 0..5). */
+export const SHUTDOWN_REASONS = ['poweroff', 'reboot', 'suspend', 'crash', 'watchdog', 'soft_reset'] as const;
+
+/** "reboot (reason code 1)"; unknown codes are named as such. */
+export function shutdownReasonWords(code: number): string {
+  const name = SHUTDOWN_REASONS[code];
+  return `${name ?? 'unknown reason'} (reason code ${code})`;
+}
+
+/** What one line of `xl create -F` (tools/xl/xl_vmcontrol.c) says about the domain, if anything. */
+export type XlEvent =
+  | { kind: 'domid'; domid: number }
+  | { kind: 'shutdown'; domid: number; code: number }
+  | { kind: 'destroyed'; domid: number };
+
+export function parseXlLine(line: string): XlEvent | undefined {
+  const waiting = /Waiting for domain .* \(domid (\d+)\) to die/.exec(line);
+  if (waiting) return { kind: 'domid', domid: Number(waiting[1]) };
+  const shutdown = /Domain (\d+) has shut down, reason code (\d+)/.exec(line);
+  if (shutdown) return { kind: 'shutdown', domid: Number(shutdown[1]), code: Number(shutdown[2]) };
+  const destroyed = /Domain (\d+) has been destroyed/.exec(line);
+  if (destroyed) return { kind: 'destroyed', domid: Number(destroyed[1]) };
+  return undefined;
+}
+
+/**
+ * Xen's console lines about one domain: "(XEN) d2v0 ...", "(XEN) d2 ...", "*** Dumping Dom2
+ * vcpu#0 state", and the guest's own early output "(d2) ..." (earlyprintk=xen). Domain ids are
+ * not reused within one boot, so the id names one domain.
+ */
+export function xenLinesAbout(lines: readonly string[], domid: number): string[] {
+  const about = new RegExp(`\\bd${domid}(?:v\\d+)?\\b|\\(d${domid}\\)|\\bDom${domid}\\b`);
+  return lines.filter((line) => about.test(line));
+}
+
+/** A domU's handle: also reads xl's lines for the domain id and its shutdown reason. */
+export class DomUHandle extends GuestHandle {
+  private domid: number | undefined;
+  private shutdownCode: number | undefined;
+  private destroyed = false;
+
+  constructor(
+    guest: string,
+    onTimeout: () => void,
+    /** Xen's console lines about a domain id (the lab's com1 log). */
+    private readonly xenLines: (domid: number) => string[],
+  ) {
+    super(guest, onTimeout);
+  }
+
+  override line(text: string): void {
+    if (text.startsWith('xl: ')) {
+      const event = parseXlLine(text);
+      if (event) this.domid = event.domid;
+      if (event?.kind === 'shutdown') this.shutdownCode = event.code;
+      if (event?.kind === 'destroyed') this.destroyed = true;
+    }
+    super.line(text);
+  }
+
+  /** `detail` says how xl ended; this adds how the domain ended. */
+  override exited(code: number | null, detail: string): void {
+    const ending =
+      this.shutdownCode !== undefined
+        ? `the domain shut down: ${shutdownReasonWords(this.shutdownCode)}`
+        : this.destroyed
+          ? 'the domain was destroyed from dom0 (no shutdown of its own)'
+          : 'xl reported no shutdown of the domain';
+    if (this.domid !== undefined) this.setHypervisorLines(this.xenLines(this.domid));
+    super.exited(code, `${ending}; xl create: ${detail}`);
+  }
+}
