@@ -22,6 +22,7 @@ export {
 } from './penalty.ts';
 export { encodeMessage, type GuestMessage, type GuestResult, LINE_PREFIX, parseLine } from './protocol.ts';
 export { qemuArgs } from './qemu.ts';
+export { type LabSession, labSession } from './shared-lab.ts';
 export { checkSmokeRun, runSmoke, SMOKE_GUEST, type SmokeStep, smokeExpectedSum } from './smoke.ts';
 export {
   buildVchanGuest,

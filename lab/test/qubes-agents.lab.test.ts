@@ -1,13 +1,13 @@
 import { SCENARIO_EXPECTED_EVENTS, SCENARIO_INITIAL } from '@moat/qubesdb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  bootLab,
   buildGuestAddon,
   expectGuestOk,
   type GuestHandle,
   type GuestResult,
   guestImage,
-  type Lab,
+  type LabSession,
+  labSession,
   patternSha256,
 } from '../src/index.ts';
 import { domainId } from '../src/vchan-lab.ts';
@@ -15,7 +15,7 @@ import { QUBES_AGENTS, type QubesAgentsArgs } from './guests/qubes-plan.ts';
 
 /**
  * Our QubesDB and qrexec agents in a PV domU (one node process, @moat/vchan over the native
- * addon) against our dom0 daemons in dom0, on real Xen 4.17. One lab boot and one domU for the
+ * addon) against our dom0 daemons in dom0, on real Xen 4.17. One domU for the
  * file; the two sides run their steps in order (guests/qubes-agents.guest.ts) and each test
  * awaits the steps it checks. Latencies are measured and printed, never asserted.
  */
@@ -23,7 +23,7 @@ const GUEST = new URL('./guests/qubes-agents.guest.ts', import.meta.url).pathnam
 const WAIT = { timeoutMs: 600_000 };
 const MiB = 1024 * 1024;
 
-let lab: Lab;
+let lab: LabSession;
 let vm: GuestHandle;
 let dom0: GuestHandle;
 const figures: Record<string, unknown> = {};
@@ -31,8 +31,7 @@ const figures: Record<string, unknown> = {};
 beforeAll(async () => {
   const addon = await buildGuestAddon();
   const built = await guestImage(GUEST, { addon });
-  // A busy shared machine (other labs running) can take minutes to boot dom0 under TCG.
-  lab = await bootLab({ addon, bootTimeoutMs: 600_000 });
+  lab = await labSession('qubes-agents', { addon });
   figures.labBootMs = lab.timings.bootMs;
   vm = lab.createDomU(built.image, {
     type: 'pv',
@@ -63,7 +62,7 @@ afterAll(async () => {
   figures.ratios = ratios();
   // One line with every figure of the run, for reports (the guests' result lines have them too).
   console.log(`qubes-agents lab figures: ${JSON.stringify(figures)}`);
-  await lab?.shutdown();
+  await lab?.end();
 });
 
 async function data<T>(guest: GuestHandle, step: string): Promise<T> {

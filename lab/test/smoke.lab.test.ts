@@ -1,16 +1,16 @@
 import { buildImage, type VmImage } from '@moat/unikernel';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  bootLab,
   bundleEntry,
   checkSmokeRun,
   type GuestHandle,
-  type Lab,
+  type LabSession,
+  labSession,
   SMOKE_GUEST,
 } from '../src/index.ts';
 
-/** Boot once for the file; the PV and PVH domUs start together and each test awaits its own. */
-let lab: Lab;
+/** The run's shared lab; the PV and PVH domUs start together and each test awaits its own. */
+let lab: LabSession;
 let bundle: string;
 let image: VmImage;
 let pv: GuestHandle;
@@ -19,13 +19,13 @@ let pvh: GuestHandle;
 beforeAll(async () => {
   bundle = await bundleEntry(SMOKE_GUEST);
   image = await buildImage({ bundle });
-  lab = await bootLab();
+  lab = await labSession('smoke');
   pv = lab.createDomU(image, { type: 'pv', name: 'lab-pv' });
   pvh = lab.createDomU(image, { type: 'pvh', name: 'lab-pvh' });
 });
 
 afterAll(async () => {
-  await lab?.shutdown();
+  await lab?.end();
 });
 
 describe('the lab boots Xen and runs our JS in guests (lab)', () => {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectGuestOk } from '../src/guest-run.ts';
-import { bootLab, type Lab } from '../src/lab.ts';
+import { type LabSession, labSession } from '../src/shared-lab.ts';
 import {
   buildVchanGuest,
   interopPlan,
@@ -13,7 +13,7 @@ import { patternSha256 } from '../src/vchan-roles.ts';
 
 /**
  * Our vchan (VchanStream over the native addon and libxenvchan, in a PV domU) against Debian's
- * C vchan-socket-proxy in dom0, in both roles, on real Xen 4.17. One lab and one domU for the
+ * C vchan-socket-proxy in dom0, in both roles, on real Xen 4.17. One domU for the
  * whole file; the domU and dom0 sides run their steps in order and each test awaits its pair.
  */
 const MiB = 1024 * 1024;
@@ -30,7 +30,7 @@ const BYTES = 64 * MiB;
 const C_SERVER_BYTES = Number(process.env.MOAT_LAB_VCHAN_C_SERVER_MIB ?? 64) * MiB;
 const WAIT = { timeoutMs: 1_800_000 };
 
-let lab: Lab;
+let lab: LabSession;
 let run: VchanRun;
 const fromDomU = patternSha256(SEED_FROM_DOMU, BYTES);
 const fromDom0 = patternSha256(SEED_FROM_DOM0, BYTES);
@@ -39,7 +39,7 @@ const fromDom0ViaCServer = patternSha256(SEED_FROM_DOM0, C_SERVER_BYTES);
 
 beforeAll(async () => {
   const guest = await buildVchanGuest();
-  lab = await bootLab();
+  lab = await labSession('vchan');
   run = await startVchanRun(
     lab,
     guest,
@@ -48,7 +48,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await lab?.shutdown();
+  await lab?.end();
 });
 
 interface Exchange {

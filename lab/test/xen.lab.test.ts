@@ -2,25 +2,25 @@ import { SimHypervisor, xenConformanceSuite } from '@moat/xen';
 import { conformanceSuite, XenstoredSim } from '@moat/xenstore';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  bootLab,
   buildGuestAddon,
   expectGuestOk,
   type GuestHandle,
   type GuestRun,
   guestImage,
-  type Lab,
+  type LabSession,
+  labSession,
 } from '../src/index.ts';
 
 /**
  * The Xen libraries on real Xen 4.17: @moat/xenstore's conformance suite against the C
  * xenstored (dom0's unix socket, a domU's /dev/xen/xenbus) and @moat/xen's primitives
- * (loopback suite in a domU; grants and event channels between a domU and dom0). One lab for
- * the file; the domUs start together in beforeAll and each test awaits its own.
+ * (loopback suite in a domU; grants and event channels between a domU and dom0). The run's lab;
+ * the domUs start together in beforeAll and each test awaits its own.
  */
 const XEN_GUEST = new URL('./guests/xen.guest.ts', import.meta.url).pathname;
 const WAIT = { timeoutMs: 600_000 };
 
-let lab: Lab;
+let lab: LabSession;
 let bundle: string;
 let xenstoreDomU: GuestHandle;
 let loopbackDomU: GuestHandle;
@@ -30,7 +30,7 @@ beforeAll(async () => {
   const addon = await buildGuestAddon();
   const built = await guestImage(XEN_GUEST, { addon });
   bundle = built.bundle;
-  lab = await bootLab({ addon, memoryMb: 2048 });
+  lab = await labSession('xen', { addon });
   xenstoreDomU = lab.createDomU(built.image, {
     type: 'pv',
     name: 'xenstore',
@@ -45,7 +45,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await lab?.shutdown();
+  await lab?.end();
 });
 
 /** The case ids of the xenstore suite, as the sim run (xenstore/src/conformance.test.ts) has them. */

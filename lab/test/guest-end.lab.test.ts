@@ -1,0 +1,68 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  expectGuestOk,
+  type GuestHandle,
+  type GuestRun,
+  guestImage,
+  type LabSession,
+  labSession,
+} from '../src/index.ts';
+
+/**
+ * Guests that end without `done` fail with their own console's tail and the domain's shutdown
+ * reason in words, on real Xen: node exiting early (poweroff), and a kernel panic in a PV and in a
+ * PVH domU (the panic's lines reach the report because the shut-down domain is kept until dom0's
+ * agent has drained its console log). The three domUs run at once on the run's shared lab.
+ */
+const GUEST = new URL('./guests/guest-end.guest.ts', import.meta.url).pathname;
+const WAIT = { timeoutMs: 480_000 };
+
+let lab: LabSession;
+let early: GuestHandle;
+let pvPanic: GuestHandle;
+let pvhPanic: GuestHandle;
+
+beforeAll(async () => {
+  const { image } = await guestImage(GUEST);
+  lab = await labSession('guest-end');
+  early = lab.createDomU(image, { type: 'pv', name: 'end-exit', args: { role: 'exit' } });
+  pvPanic = lab.createDomU(image, { type: 'pv', name: 'end-panic-pv', args: { role: 'panic' } });
+  pvhPanic = lab.createDomU(image, { type: 'pvh', name: 'end-panic-pvh', args: { role: 'panic' } });
+});
+
+afterAll(async () => {
+  await lab?.end();
+});
+
+function failure(run: GuestRun): string {
+  try {
+    expectGuestOk(run);
+  } catch (error) {
+    return (error as Error).message;
+  }
+  throw new Error(`${run.guest} passed expectGuestOk without done`);
+}
+
+describe('a guest that ends without done explains itself (lab)', () => {
+  it("node exiting early: poweroff, with the guest's and init's last lines", async () => {
+    const run = await early.finished(WAIT);
+    expect(run.done).toBe(false);
+    const message = failure(run);
+    expect(message).toMatch(/never reported done \(the domain shut down: poweroff \(reason code 0\)/);
+    expect(message).toMatch(/guest-end: exit now[\s\S]*moat-init: node exited with code 3/);
+  });
+
+  it('a kernel panic in a PV domU: crash, with the panic on its console', async () => {
+    const run = await pvPanic.finished(WAIT);
+    console.log(`PV panic: ${run.ending}`);
+    expect(run.ending).toMatch(/^the domain shut down: crash \(reason code 3\)/);
+    expect(failure(run)).toMatch(/guest-end: panic now[\s\S]*Kernel panic - not syncing/);
+  });
+
+  it('a kernel panic in a PVH domU: its reason in words, with the panic on its console', async () => {
+    const run = await pvhPanic.finished(WAIT);
+    console.log(`PVH panic: ${run.ending}\n${run.hypervisorLines.join('\n')}`);
+    expect(run.ending).toMatch(/^the domain shut down: \w+ \(reason code \d\)/);
+    expect(failure(run)).toMatch(/guest-end: panic now[\s\S]*Kernel panic - not syncing/);
+  });
+});
