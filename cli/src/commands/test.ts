@@ -63,7 +63,7 @@ export const testPhases: TestPhase[] = [
   {
     name: 'lab',
     description:
-      'real Xen 4.17 in QEMU (TCG): dom0, PV and PVH domUs run our code (lab/test, one boot per file)',
+      'real Xen 4.17 in QEMU (TCG): dom0, PV and PVH domUs run our code (lab/test and test/, one boot shared by every lab file)',
     debianPackages: ['qemu-system-x86', 'squashfs-tools', 'gcc', 'libc6-dev'],
     applies: hasFolder('lab/vitest.config.ts'),
     run: (root) =>
