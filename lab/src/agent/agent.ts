@@ -41,14 +41,25 @@ function pipeLines(
   child: ChildProcess,
   stream: 'stdout' | 'stderr',
   as: 'stdout' | 'stderr' | 'xl',
+  observe?: (text: string) => void,
 ) {
-  const splitter = new LineSplitter((text) => send({ kind: 'line', id, stream: as, text }));
+  const splitter = new LineSplitter((text) => {
+    observe?.(text);
+    send({ kind: 'line', id, stream: as, text });
+  });
   child[stream]?.setEncoding('utf8');
   child[stream]?.on('data', (chunk: string) => splitter.push(chunk));
   child[stream]?.on('end', () => splitter.flush());
 }
 
-function start(id: number, argv: string[], env: NodeJS.ProcessEnv, timeoutMs: number, as?: 'xl') {
+function start(
+  id: number,
+  argv: string[],
+  env: NodeJS.ProcessEnv,
+  timeoutMs: number,
+  as?: 'xl',
+  observe?: (text: string) => void,
+) {
   const [program, ...args] = argv;
   if (!program) {
     send({ kind: 'error', id, message: 'empty argv' });
@@ -56,8 +67,8 @@ function start(id: number, argv: string[], env: NodeJS.ProcessEnv, timeoutMs: nu
   }
   const child = spawn(program, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
-  pipeLines(id, child, 'stdout', as ?? 'stdout');
-  pipeLines(id, child, 'stderr', as ?? 'stderr');
+  pipeLines(id, child, 'stdout', as ?? 'stdout', observe);
+  pipeLines(id, child, 'stderr', as ?? 'stderr', observe);
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
@@ -81,12 +92,12 @@ const baseEnv = { PATH: '/bin:/usr/bin:/usr/lib/xen-4.17/bin', HOME: '/tmp' };
  */
 const INIT_LAST_LINE = /^moat-init: power off \(status -?\d+\)$/;
 
-/** `xl destroy`, quietly: the domain may already be gone (destroyed on a timeout). */
-async function destroyDomain(name: string): Promise<void> {
-  await new Promise<void>((resolve) => {
-    const child = spawn('xl', ['destroy', name], { env: baseEnv, stdio: 'ignore' });
-    child.on('error', () => resolve());
-    child.on('close', () => resolve());
+/** Runs an xl subcommand quietly and returns its exit code (null if it could not run). */
+function xlQuiet(args: string[]): Promise<number | null> {
+  return new Promise((resolve) => {
+    const child = spawn('xl', args, { env: baseEnv, stdio: 'ignore' });
+    child.on('error', () => resolve(null));
+    child.on('close', (code) => resolve(code));
   });
 }
 
@@ -114,6 +125,11 @@ async function handle(command: AgentCommand): Promise<void> {
         send({ kind: 'error', id: command.id, message: `bad domain name ${command.name}` });
         return;
       }
+      // The console log is by name: a live domain of that name would lose its log to us.
+      if ((await xlQuiet(['domid', command.name])) === 0) {
+        send({ kind: 'error', id: command.id, message: `a domain named ${command.name} is running already` });
+        return;
+      }
       const config = `/run/${command.name}.cfg`;
       writeFileSync(config, command.config);
       const tail = followNewConsoleLog(join(CONSOLE_LOGS, `guest-${command.name}.log`), (text) =>
@@ -122,9 +138,25 @@ async function handle(command: AgentCommand): Promise<void> {
       // -F: xl stays until the domain has shut down. The config preserves a shut-down domain,
       // so xenconsoled still reads what is left in its console ring (the guest's last lines, a
       // panic) while we drain the log; only then is the domain destroyed.
-      const result = await start(command.id, ['xl', 'create', '-F', config], baseEnv, 24 * 3600_000, 'xl');
-      await tail.drain(INIT_LAST_LINE);
-      await destroyDomain(command.name);
+      // The id xl created (never the name: when the create fails because the name is taken,
+      // the domain of that name is someone else's).
+      let domid: number | undefined;
+      const result = await start(
+        command.id,
+        ['xl', 'create', '-F', config],
+        baseEnv,
+        24 * 3600_000,
+        'xl',
+        (text) => {
+          const created = /\(domid (\d+)\) to die/.exec(text);
+          if (created) domid = Number(created[1]);
+        },
+      );
+      if (domid !== undefined) {
+        await tail.drain(INIT_LAST_LINE);
+        // Quietly: a timeout may have destroyed it already.
+        await xlQuiet(['destroy', String(domid)]);
+      }
       tail.stop();
       if (result) send({ kind: 'exit', id: command.id, ...result });
       return;
