@@ -33,16 +33,7 @@ export {
   type TriggerRequest,
 } from './dom0.ts';
 export { type ProtocolReason, QrexecProtocolError, QrexecRefusedError, QrexecStateError } from './errors.ts';
-export { recordingEndpoint, type TranscriptEvent } from './record.ts';
 export { registerTestServices, runAgentMain, runDom0Main } from './run.ts';
 export type { Log, ServiceCall, ServiceHandler } from './service.ts';
 export { type StartAgentOptions, startAgent } from './start.ts';
-export {
-  duplexPair,
-  MemoryVchanNetwork,
-  type RingSizes,
-  type VchanEndpoint,
-  type VchanListener,
-} from './transport.ts';
-export { vchanEndpoint } from './vchan-adapter.ts';
 export * as wire from './wire.ts';

@@ -1,5 +1,4 @@
 export { VchanError } from './errors.ts';
-export { type MemoryVchanPair, memoryVchanPair } from './memory.ts';
 export { DEFAULT_VCHAN_SOCKET_DIR, vchanSocketName, vchanXenstorePath } from './paths.ts';
 export {
   type ConnectVchanSocketOptions,

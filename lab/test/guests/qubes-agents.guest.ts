@@ -13,7 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { QrexecDaemon, registerTestServices, startAgent, vchanEndpoint } from '@moat/qrexec';
+import { QrexecDaemon, registerTestServices, startAgent } from '@moat/qrexec';
 import {
   connectQubesDb,
   type QubesDb,
@@ -159,7 +159,7 @@ function vmSteps(): Record<string, GuestStep> {
       db = await connectQubesDb({ transport: vchan, timeoutMs: QUBES_AGENTS.waitMs, log });
       const syncMs = performance.now() - start;
       ({ agent } = await startAgent({
-        vchan: vchanEndpoint(vchan),
+        transport: vchan,
         qubesdb: db,
         log: (level, message) => log(`qrexec-agent ${level}: ${message}`),
       }));
@@ -235,7 +235,7 @@ function dom0Steps(peer: number): Record<string, GuestStep> {
     'bare vchan baseline': () => bareVchanBaseline(vchan, peer, stdin),
     'qrexec connected': async () => {
       qrexec = await QrexecDaemon.connect({
-        vchan: vchanEndpoint(vchan),
+        transport: vchan,
         domain: peer,
         name: QUBES_AGENTS.vmName,
         startupTimeoutMs: QUBES_AGENTS.waitMs,
