@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createConnection, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { socketVchanTransport } from '@moat/vchan';
+import { socketVchanTransport } from '@moat/vchan/socket';
 import { QrexecAgent } from './agent.ts';
 import { QrexecDaemon } from './dom0.ts';
 

@@ -15,8 +15,9 @@
 import { createHash } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { socketVchanTransport, type VchanTransport, xenVchanTransport } from '@moat/vchan';
+import { type VchanTransport, xenVchanTransport } from '@moat/vchan';
 import { recordingVchanTransport } from '@moat/vchan/record';
+import { socketVchanTransport } from '@moat/vchan/socket';
 import { openNativeDomain } from '@moat/xen';
 import type { QrexecAgent } from './agent.ts';
 import { checkAgent } from './checks.ts';

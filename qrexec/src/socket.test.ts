@@ -6,7 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connectVchanSocket, socketVchanTransport } from '@moat/vchan';
+import { connectVchanSocket, socketVchanTransport } from '@moat/vchan/socket';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { QrexecAgent } from './agent.ts';
 import { QrexecDaemon } from './dom0.ts';

@@ -1,7 +1,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connectVchanSocket, listenVchanSocket, socketVchanTransport, type VchanStream } from '@moat/vchan';
+import type { VchanStream } from '@moat/vchan';
+import { connectVchanSocket, listenVchanSocket, socketVchanTransport } from '@moat/vchan/socket';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { QubesDbDaemon } from './dom0.ts';

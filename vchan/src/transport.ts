@@ -1,5 +1,4 @@
 import type { DomainId } from '@moat/xen';
-import { connectVchanSocket, listenVchanSocket, type VchanSocketPlace } from './socket.ts';
 import type { VchanLiveness, VchanStream } from './stream.ts';
 import { connectVchan, listenVchan, type VchanDomain } from './xen.ts';
 
@@ -48,14 +47,5 @@ export function xenVchanTransport(
         liveness: extras.liveness?.(options.peer),
         waitForServer: extras.waitForServer,
       }),
-  };
-}
-
-/** Unix sockets compatible with qubes-core-vchan-socket, for host tests and the C tools built with it. */
-export function socketVchanTransport(place: VchanSocketPlace): VchanTransport {
-  return {
-    localDomain: place.localDomain,
-    listen: (options) => listenVchanSocket({ ...place, ...options }),
-    connect: (options) => connectVchanSocket({ ...place, ...options }),
   };
 }

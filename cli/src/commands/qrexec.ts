@@ -1,5 +1,8 @@
-import { measureQrexec, QrexecDaemon, registerTestServices, startAgent } from '@moat/qrexec';
-import { DEFAULT_VCHAN_SOCKET_DIR, socketVchanTransport } from '@moat/vchan';
+import { startAgent } from '@moat/qrexec';
+import { measureQrexec } from '@moat/qrexec/bench';
+import { QrexecDaemon } from '@moat/qrexec/dom0';
+import { registerTestServices } from '@moat/qrexec/run';
+import { DEFAULT_VCHAN_SOCKET_DIR, socketVchanTransport } from '@moat/vchan/socket';
 import type { Command } from 'commander';
 import { CheckFailed, ExitCode, SetupProblem } from '../errors.ts';
 import { type CliContext, type CommandModule, handler } from '../program.ts';

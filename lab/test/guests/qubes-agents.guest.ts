@@ -13,17 +13,15 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { QrexecDaemon, registerTestServices, startAgent } from '@moat/qrexec';
-import {
-  connectQubesDb,
-  type QubesDb,
-  QubesDbDaemon,
-  runDom0Half,
-  runVmHalf,
-  SCENARIO_INITIAL,
-} from '@moat/qubesdb';
-import { socketVchanTransport, type VchanTransport, xenVchanTransport } from '@moat/vchan';
-import { openNativeDomain, within } from '@moat/xen';
+import { startAgent } from '@moat/qrexec';
+import { QrexecDaemon } from '@moat/qrexec/dom0';
+import { registerTestServices } from '@moat/qrexec/run';
+import { connectQubesDb, type QubesDb } from '@moat/qubesdb';
+import { QubesDbDaemon, runDom0Half, runVmHalf, SCENARIO_INITIAL } from '@moat/qubesdb/dom0';
+import { type VchanTransport, xenVchanTransport } from '@moat/vchan';
+import { socketVchanTransport } from '@moat/vchan/socket';
+import { openNativeDomain } from '@moat/xen';
+import { within } from '@moat/xen/conformance';
 import { type GuestStep, guestArgs, guestLog, guestMain } from '../../src/guest.ts';
 import { patternBlock } from '../../src/vchan-roles.ts';
 import { QUBES_AGENTS, type QubesAgentsArgs } from './qubes-plan.ts';
