@@ -2,8 +2,8 @@
  * The qrexec agent of a moat VM (protocol 3, against a dom0 that speaks 4): control vchan
  * server on port 512 for dom0, HELLO, MSG_EXEC_CMDLINE / MSG_JUST_EXEC / MSG_SERVICE_CONNECT /
  * MSG_SERVICE_REFUSED, a data vchan client per call, MSG_CONNECTION_TERMINATED after each,
- * and VM-initiated calls with MSG_TRIGGER_SERVICE3 (protocols.md §3.4–§3.8, Appendix B step 3;
- * Linux: `agent/qrexec-agent.c`).
+ * and VM-initiated calls with MSG_TRIGGER_SERVICE3 (QubesOS/qubes-core-qrexec @ b2822df6fc22
+ * `agent/qrexec-agent.c`, `agent/qrexec-agent-data.c`).
  *
  * Services are TypeScript functions registered with `handle()`. No shell, no process is ever
  * spawned: a command line that is not `QUBESRPC <service>[+arg] <source>` is refused.

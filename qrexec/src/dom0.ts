@@ -1,6 +1,6 @@
 /**
  * dom0's side of qrexec for the lab: what qrexec-daemon, qrexec-client and qrexec-policy-exec
- * do for one VM. Written from the reference (protocols.md §3.4–§3.8; QubesOS/qubes-core-qrexec
+ * do for one VM. Written from the C sources (QubesOS/qubes-core-qrexec @ b2822df6fc22
  * `daemon/qrexec-daemon.c`, `daemon/qrexec-daemon-common.c`, `daemon/qrexec-client.c`), not
  * from our agent, so that each checks the other.
  *
@@ -482,8 +482,8 @@ export class QrexecDaemon {
   }
 
   /**
-   * VM → VM (§3.8 step 4): the TARGET's daemon allocates P (odd/even by domain order) and
-   * sends its agent MSG_EXEC_CMDLINE{caller domid, P, "user:QUBESRPC svc+arg caller"}; the
+   * VM → VM (`daemon/qrexec-daemon.c` `allocate_vchan_port`, qrexec-policy-exec): the TARGET's
+   * daemon allocates P (odd/even by domain order) and sends its agent MSG_EXEC_CMDLINE{caller domid, P, "user:QUBESRPC svc+arg caller"}; the
    * caller's agent gets MSG_SERVICE_CONNECT{target domid, P, request id}, becomes data server
    * for (target, P), and the target's agent connects to it. dom0 carries no data.
    */

@@ -135,7 +135,7 @@ function ended(db: QubesDb): Promise<Error | undefined> {
 }
 
 describe('VM side: the exact exchange with dom0', () => {
-  it('opens with the 72-byte empty-path MULTIREAD of Appendix A', async () => {
+  it('opens with the 72-byte empty-path MULTIREAD', async () => {
     const { dom0: connected, vm } = await fakeDom0();
     const dom0 = await connected();
     const expected = new Uint8Array(72);

@@ -15,8 +15,8 @@ export interface VchanChannel {
 /**
  * How the stream notices a peer that died without closing. On Xen a killed peer
  * process is caught by the kernel's unmap notification (the endpoint turns 'closed'),
- * but a destroyed peer *domain* sends nothing; Qubes' wrapper polls `evtchn_status`
- * for that (protocols.md §1.10). We cannot see event-channel status through
+ * but a destroyed peer *domain* sends nothing; Qubes' wrapper asks `evtchn_status`
+ * for that (`libvchan__check_domain_alive` in vchan/io.c, QubesOS/qubes-core-vchan-xen @ a1337c282ffe). We cannot see event-channel status through
  * `VchanEndpoint`, so the caller supplies the check (e.g. "does /local/domain/<peer>
  * still exist in xenstore").
  */
