@@ -35,11 +35,12 @@ async function bundle(
     treeShaking: options.treeShaking,
     external: ['*.node', 'sharp', 'esbuild'],
   });
-  const ours = Object.entries(result.metafile.inputs).filter(([path]) => !path.includes('node_modules/.'));
+  // Node's built-ins are external, so every input is one of our source files (or the stdin entry).
+  const inputs = Object.values(result.metafile.inputs);
   return {
     bytes: result.outputFiles[0]?.contents.length ?? 0,
-    sourceFiles: ours.length,
-    sourceBytes: ours.reduce((sum, [, input]) => sum + input.bytes, 0),
+    sourceFiles: inputs.length,
+    sourceBytes: inputs.reduce((sum, input) => sum + input.bytes, 0),
   };
 }
 
