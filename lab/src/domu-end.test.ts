@@ -86,6 +86,22 @@ describe('how a domU ended, in words', () => {
     );
   });
 
+  it("names a panic's headline even when its trace pushed it out of the console's tail", async () => {
+    const guest = new DomUHandle(
+      'domU t (pvh)',
+      () => {},
+      () => [],
+    );
+    guest.line('xl: Waiting for domain t (domid 5) to die [pid 9]');
+    guest.line('[  168.08] Kernel panic - not syncing: sysrq triggered crash');
+    for (let i = 0; i < 45; i++) guest.line(`[  168.09]  ? frame_${i}+0x10/0x20`);
+    guest.line('xl: Domain 5 has shut down, reason code 3 0x3');
+    guest.exited(0, 'exit code 0');
+    expect(() => expectGuestOk(guest.snapshot())).toThrow(
+      /kernel errors before that:\n\[ {2}168\.08\] Kernel panic - not syncing: sysrq triggered crash\nits output, last 30 of 46 lines/,
+    );
+  });
+
   it('a domU destroyed from dom0 (a timeout) says so', async () => {
     const guest = new DomUHandle(
       'domU t (pv)',

@@ -153,6 +153,10 @@ export class GuestHandle {
   }
 }
 
+/** Kernel lines that say why a guest died (Linux's panic, oops and BUG headlines, the OOM killer). */
+const KERNEL_HEADLINE =
+  /Kernel panic|BUG:|Oops|general protection fault|Out of memory|Attempted to kill init/;
+
 /** Lines the lab prefixes to what xl printed about a domU (the rest is the guest's console). */
 const XL_PREFIX = 'xl: ';
 
@@ -164,11 +168,14 @@ const XL_PREFIX = 'xl: ';
 export function describeOutput(run: GuestRun, consoleLines = 30): string {
   const own = run.lines.filter((line) => !line.startsWith(XL_PREFIX));
   const xl = run.lines.filter((line) => line.startsWith(XL_PREFIX));
+  // A panic's headline comes before its 40-odd lines of registers and trace: name it apart.
+  const headlines = own.slice(0, -consoleLines).filter((line) => KERNEL_HEADLINE.test(line));
   const parts = [
     own.length > 0
       ? `its output, last ${Math.min(consoleLines, own.length)} of ${own.length} lines:\n${own.slice(-consoleLines).join('\n')}`
       : 'its output: nothing (not one line reached its console)',
   ];
+  if (headlines.length > 0) parts.unshift(`kernel errors before that:\n${headlines.slice(-5).join('\n')}`);
   if (xl.length > 0) parts.push(`xl:\n${xl.slice(-10).join('\n')}`);
   if (run.hypervisorLines.length > 0)
     parts.push(`Xen about this domain:\n${run.hypervisorLines.slice(-40).join('\n')}`);
