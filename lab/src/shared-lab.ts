@@ -28,37 +28,68 @@ interface Shared {
   sessions: number;
 }
 
-let shared: Shared | undefined;
-
 /** Every file boots the same way, so the one lab serves them all (the addon for dom0 bundles). */
-async function boot(options: LabOptions): Promise<Lab> {
+async function bootForFiles(options: LabOptions): Promise<Lab> {
   const addon = options.addon ?? (await buildGuestAddon(options.cacheDir));
   // A busy shared machine (other labs running) can take minutes to boot dom0 under TCG.
   return bootLab({ bootTimeoutMs: 600_000, ...options, addon });
 }
 
-const ENDED_WAIT_MS = 120_000;
-
 function running(handle: GuestHandle): boolean {
   return handle.snapshot().ending === '';
 }
+
+/** Hands out sessions of one lab, booting it on first use and again after a discard. */
+export class SharedLab {
+  private shared: Shared | undefined;
+
+  constructor(
+    private readonly boot: (options: LabOptions) => Promise<Lab> = bootForFiles,
+    private readonly log: (line: string) => void = console.log,
+    /** How long end() waits for a destroyed domU's end. */
+    readonly endWaitMs = 120_000,
+  ) {}
+
+  /** `file` names the session in the log; `options` only matter for a boot. */
+  async session(file: string, options: LabOptions = {}): Promise<LabSession> {
+    if (!this.shared) this.shared = { lab: this.boot(options), bootedAt: performance.now(), sessions: 0 };
+    return openSession(this, this.shared, file);
+  }
+
+  /** Forgets `shared` if it is still the current lab (the next session boots a new one). */
+  drop(shared: Shared): void {
+    if (this.shared === shared) this.shared = undefined;
+  }
+
+  isCurrent(shared: Shared): boolean {
+    return this.shared === shared;
+  }
+
+  say(line: string): void {
+    this.log(line);
+  }
+}
+
+const runLab = new SharedLab();
 
 /**
  * Takes the run's shared lab (booting it on first use). `file` names the session in the log.
  * `options` only matter for the boot; files must not need a lab different from the others'.
  */
-export async function labSession(file: string, options: LabOptions = {}): Promise<LabSession> {
-  if (!shared) shared = { lab: boot(options), bootedAt: performance.now(), sessions: 0 };
-  const current = shared;
+export function labSession(file: string, options: LabOptions = {}): Promise<LabSession> {
+  return runLab.session(file, options);
+}
+
+async function openSession(owner: SharedLab, current: Shared, file: string): Promise<LabSession> {
   let lab: Lab;
   try {
     lab = await current.lab;
   } catch (error) {
-    if (shared === current) shared = undefined;
+    owner.drop(current);
     throw error;
   }
   const reused = current.sessions++ > 0;
-  console.log(
+  owner.say(
     reused
       ? `lab: ${file} reuses the lab booted ${((performance.now() - current.bootedAt) / 1000).toFixed(0)} s ago (session ${current.sessions})`
       : `lab: ${file} booted Xen and dom0 in ${(lab.timings.bootMs / 1000).toFixed(1)} s (images ${(lab.timings.imageBuildMs / 1000).toFixed(1)} s); later lab files reuse it`,
@@ -70,19 +101,19 @@ export async function labSession(file: string, options: LabOptions = {}): Promis
   let unnamed = 0;
 
   const discard = async (why: string) => {
-    console.log(`lab: ${file} leaves the lab unusable (${why}); the next lab file boots a new one`);
-    if (shared === current) shared = undefined;
+    owner.say(`lab: ${file} leaves the lab unusable (${why}); the next lab file boots a new one`);
+    owner.drop(current);
     await lab.shutdown();
   };
 
   const end = async () => {
     if (ended) return;
     ended = true;
-    if (shared !== current) return;
+    if (!owner.isCurrent(current)) return;
     const left = domUs.filter((d) => running(d.handle));
     for (const { name } of left)
       await lab.exec(['xl', 'destroy', name], { timeoutMs: 60_000 }).catch(() => {});
-    for (const { handle } of left) await handle.finished({ timeoutMs: ENDED_WAIT_MS }).catch(() => {});
+    for (const { handle } of left) await handle.finished({ timeoutMs: owner.endWaitMs }).catch(() => {});
     const stuck = [...left.map((d) => d.handle), ...dom0Runs].filter(running);
     if (stuck.length > 0) return discard(`still running: ${stuck.map((h) => h.guest).join(', ')}`);
     const list = await lab.exec(['xl', 'list'], { timeoutMs: 60_000 }).catch((error: Error) => error);
