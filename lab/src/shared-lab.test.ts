@@ -37,6 +37,18 @@ function fakeLab(o: { stuck?: string[]; leftover?: string } = {}) {
 const image = {} as VmImage;
 const quiet = () => {};
 
+/** A SharedLab whose first boot gives `first` and later boots clean fakes; counts boots, keeps the log. */
+function sharedOver(first: Lab, endWaitMs?: number) {
+  const logged: string[] = [];
+  const counts = { boots: 0 };
+  const shared = new SharedLab(
+    async () => (++counts.boots === 1 ? first : fakeLab().lab),
+    (line) => logged.push(line),
+    endWaitMs,
+  );
+  return { shared, logged, counts };
+}
+
 describe('one lab shared by the lab files of a run', () => {
   it('boots once; later files reuse it', async () => {
     const { lab } = fakeLab();
@@ -69,40 +81,23 @@ describe('one lab shared by the lab files of a run', () => {
 
   it('a file whose domU will not go leaves the lab to no one: it is shut down and the next file boots anew', async () => {
     const stuck = fakeLab({ stuck: ['hung'] });
-    const logged: string[] = [];
-    let boots = 0;
-    const shared = new SharedLab(
-      async () => {
-        boots++;
-        return boots === 1 ? stuck.lab : fakeLab().lab;
-      },
-      (line) => logged.push(line),
-      20,
-    );
+    const { shared, logged, counts } = sharedOver(stuck.lab, 20);
     const session = await shared.session('a');
     session.createDomU(image, { type: 'pvh', name: 'hung' });
     await session.end();
     expect(stuck.state.shutdowns).toBe(1);
     expect(logged.join('\n')).toMatch(/a leaves the lab unusable \(still running: domU hung\)/);
     expect((await shared.session('b')).reused).toBe(false);
-    expect(boots).toBe(2);
+    expect(counts.boots).toBe(2);
   });
 
   it('a domain left in xl list (not ours to name) also makes the next file boot a new lab', async () => {
     const dirty = fakeLab({ leftover: 'stray' });
-    const logged: string[] = [];
-    let boots = 0;
-    const shared = new SharedLab(
-      async () => {
-        boots++;
-        return boots === 1 ? dirty.lab : fakeLab().lab;
-      },
-      (line) => logged.push(line),
-    );
+    const { shared, logged, counts } = sharedOver(dirty.lab);
     await (await shared.session('a')).end();
     expect(dirty.state.shutdowns).toBe(1);
     expect(logged.join('\n')).toMatch(/a leaves the lab unusable \(domains left: stray\)/);
     expect((await shared.session('b')).reused).toBe(false);
-    expect(boots).toBe(2);
+    expect(counts.boots).toBe(2);
   });
 });
