@@ -1,0 +1,85 @@
+/** Host test setup: our agent in a sim domU and the lab daemon in sim dom0, over unix-socket vchan. */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { socketVchanTransport } from '@moat/vchan';
+import { type SimDomain, SimHypervisor } from '@moat/xen';
+import { GuiAgent, type GuiAgentOptions } from './agent.ts';
+import { GuiDaemon, type GuiDaemonOptions } from './daemon/daemon.ts';
+
+export interface GuiPair {
+  agent: GuiAgent;
+  daemon: GuiDaemon;
+  hv: SimHypervisor;
+  vm: SimDomain;
+  directory: string;
+  close(): Promise<void>;
+}
+
+export async function guiPair(
+  options: {
+    agent?: Partial<GuiAgentOptions>;
+    daemon?: Partial<GuiDaemonOptions>;
+    gntallocLimit?: number;
+  } = {},
+): Promise<GuiPair> {
+  const directory = mkdtempSync(join(tmpdir(), 'gui-'));
+  const hv = new SimHypervisor({ gntallocLimit: options.gntallocLimit ?? 4096 });
+  const vm = hv.createDomain({ name: 'viewer' });
+  const agentStarted = GuiAgent.start({
+    transport: socketVchanTransport({ directory, localDomain: vm.domid }),
+    guiDomain: 0,
+    grants: vm.grantSharer,
+    ...options.agent,
+  });
+  const daemon = await GuiDaemon.connect({
+    transport: socketVchanTransport({ directory, localDomain: 0 }),
+    vmDomain: vm.domid,
+    grants: hv.dom0.grantMapper,
+    timeoutMs: 10_000,
+    ...options.daemon,
+  });
+  const agent = await agentStarted;
+  return {
+    agent,
+    daemon,
+    hv,
+    vm,
+    directory,
+    async close() {
+      agent.close();
+      daemon.disconnect();
+      await Promise.all([agent.ended, daemon.ended]);
+      rmSync(directory, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A w × h RGBA test pattern: every pixel different, alpha opaque. */
+export function testPattern(width: number, height: number, seed = 0): Uint8Array {
+  const out = new Uint8Array(width * height * 4);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const i = (y * width + x) * 4;
+      out[i] = (x * 7 + seed) & 0xff;
+      out[i + 1] = (y * 5 + seed * 3) & 0xff;
+      out[i + 2] = (x ^ y ^ seed) & 0xff;
+      out[i + 3] = 255;
+    }
+  }
+  return out;
+}
+
+export async function nextEvent<T>(iterator: AsyncIterator<T>, timeoutMs = 5000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no event within ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    const result = await Promise.race([iterator.next(), timeout]);
+    if (result.done) throw new Error('the event iterator ended');
+    return result.value;
+  } finally {
+    clearTimeout(timer);
+  }
+}
