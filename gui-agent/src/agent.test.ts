@@ -109,6 +109,21 @@ describe('GUI agent against the lab daemon (unix-socket vchan, sim grants)', () 
     expect(window.sharedPages).toBe(Math.ceil((300 * 200 * 4) / 4096));
   });
 
+  it('a resize from dom0 beyond what gntalloc can share keeps the old image and is still acknowledged', async () => {
+    pair = await guiPair({ gntallocLimit: 40 });
+    const window = pair.agent.openWindow({ title: 'big', width: 100, height: 100 });
+    await settle(pair);
+    const since = pair.daemon.received.length;
+    pair.daemon.configure(window.id, { x: 0, y: 0, width: 4000, height: 3000 });
+    await pair.daemon.waitFor('configure', (m) => m.width === 4000, { since });
+    expect(pair.agent.stats.shareFailures).toBe(1);
+    expect(window.width).toBe(100);
+    expect(pair.daemon.window(window.id).queuedConfigure).toBe(false);
+    window.draw(testPattern(100, 100));
+    await settle(pair);
+    expect(pair.daemon.error).toBeUndefined();
+  });
+
   it('an application resize re-shares the buffer and the daemon follows', async () => {
     pair = await guiPair();
     const window = pair.agent.openWindow({ title: 'grow', width: 50, height: 50 });

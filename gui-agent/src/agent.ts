@@ -51,6 +51,8 @@ export interface GuiAgentStats {
   skippedMessages: number;
   clipboardRequestsRefused: number;
   pastesIgnored: number;
+  /** Daemon-driven resizes we had no pages for (the window kept its old image). */
+  shareFailures: number;
 }
 
 /** `/qubes-gui-domain-xid` as the C agent's startup script reads it: a domain id, 0 when absent. */
@@ -70,6 +72,7 @@ export class GuiAgent {
     skippedMessages: 0,
     clipboardRequestsRefused: 0,
     pastesIgnored: 0,
+    shareFailures: 0,
   };
   readonly #stream: Duplex;
   readonly #parser: DaemonStreamParser;
@@ -105,6 +108,10 @@ export class GuiAgent {
       send: (message: GuiMessage) => this.#send(message),
       share: (pageCount: number): SharedPages =>
         options.grants.share(options.guiDomain, pageCount, { writable: false }),
+      shareFailed: (error: unknown) => {
+        this.stats.shareFailures++;
+        this.#log('warn', `gui: no pages for a resize from the daemon: ${String(error)}`);
+      },
       forget: (window: GuiWindow) => {
         if (this.#windows.get(window.id) === window) this.#windows.delete(window.id);
       },

@@ -70,6 +70,8 @@ export interface WindowLink {
   readonly version: number;
   send(message: GuiMessage): void;
   share(pageCount: number): SharedPages;
+  /** A daemon-driven resize found no pages; counted and logged by the agent. */
+  shareFailed(error: unknown): void;
   forget(window: GuiWindow): void;
 }
 
@@ -249,9 +251,18 @@ export class GuiWindow implements AsyncIterable<GuiInputEvent> {
   /** The daemon's MSG_CONFIGURE (the user moved or resized it): apply, acknowledge with the same values. */
   configuredByDaemon(rect: Rect): void {
     if (this.#state !== 'open') return;
-    const resized = rect.width !== this.#width || rect.height !== this.#height;
+    let resized = rect.width !== this.#width || rect.height !== this.#height;
     const moved = rect.x !== this.#x || rect.y !== this.#y;
-    if (resized) this.#reshare(rect.width, rect.height);
+    if (resized) {
+      try {
+        this.#reshare(rect.width, rect.height);
+      } catch (error) {
+        // No pages for the new size (gntalloc's limit): keep the old image, which the daemon
+        // clips to, and still acknowledge, or it would repeat the configure forever.
+        this.link.shareFailed(error);
+        resized = false;
+      }
+    }
     this.#x = rect.x;
     this.#y = rect.y;
     this.link.send({ kind: 'configure', window: this.id, ...rect, overrideRedirect: 0 });

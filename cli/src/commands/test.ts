@@ -56,8 +56,9 @@ export const testPhases: TestPhase[] = [
   {
     name: 'unit',
     description: 'vitest: unit, property and host integration tests',
-    // viewer's BMP tests use GraphicsMagick and Pillow as oracles.
-    debianPackages: ['graphicsmagick', 'python3-pil'],
+    // viewer's BMP tests use GraphicsMagick and Pillow as oracles; gui-agent's keymap test
+    // checks its tables against xkb-data and X11/keysymdef.h (x11proto-dev).
+    debianPackages: ['graphicsmagick', 'python3-pil', 'xkb-data', 'x11proto-dev'],
     run: (root) => step(root, bin(root, 'vitest'), ['run'], 'unit tests (vitest)'),
   },
   {
