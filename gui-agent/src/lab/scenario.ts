@@ -380,7 +380,7 @@ export function guiDom0Steps(env: Dom0Environment): ScenarioSteps {
       const framesMs = performance.now() - start;
       // The baseline, same run: grant-copy the same bytes (the window's pages) frames times.
       const dump = [...d.received].reverse().find((m) => m.kind === 'window-dump' && m.window === bench);
-      if (!dump || dump.kind !== 'window-dump') throw new Error('no dump for the bench window');
+      if (dump?.kind !== 'window-dump') throw new Error('no dump for the bench window');
       const target = new Uint8Array(dump.refs.length * 4096);
       const segments = [...dump.refs].map((ref, k) => ({
         direction: 'from-grant' as const,
