@@ -1,4 +1,5 @@
 export { buildGuestAddon, GUEST_ADDON_PATH, type GuestAddon } from './addon.ts';
+export { type GuiBenchFigures, runGuiBench } from './bench-gui.ts';
 export {
   runVchanBench,
   type VchanBenchDirection,

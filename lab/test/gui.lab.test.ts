@@ -1,5 +1,6 @@
 import { GUI_SCENARIO } from '@moat/gui-agent/lab';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { GuiLabArgs } from '../src/guests/gui.guest.ts';
 import {
   bootLab,
   buildGuestAddon,
@@ -10,7 +11,6 @@ import {
   type Lab,
 } from '../src/index.ts';
 import { domainId } from '../src/vchan-lab.ts';
-import type { GuiLabArgs } from './guests/gui.guest.ts';
 
 /**
  * Our GUI agent in a PV domU (an application drawing through it, buffers shared with gntalloc)
@@ -19,7 +19,7 @@ import type { GuiLabArgs } from './guests/gui.guest.ts';
  * steps it checks. Frame rates are printed beside the grant-copy rate of the same bytes,
  * never asserted.
  */
-const GUEST = new URL('./guests/gui.guest.ts', import.meta.url).pathname;
+const GUEST = new URL('../src/guests/gui.guest.ts', import.meta.url).pathname;
 const WAIT = { timeoutMs: 600_000 };
 const VM_NAME = 'gui-agent';
 

@@ -1,4 +1,4 @@
-import { LabError, runPenaltyBench, runVchanBench } from '@moat/lab';
+import { LabError, runGuiBench, runPenaltyBench, runVchanBench } from '@moat/lab';
 import type { Command } from 'commander';
 import { CheckFailed, ExitCode, SetupProblem } from '../errors.ts';
 import { type CliContext, type CommandModule, handler } from '../program.ts';
@@ -11,7 +11,8 @@ function labFailure(error: unknown): never {
 /**
  * Benches that need the lab (real Xen in QEMU): `bench penalty` (how much slower the same C
  * and JS run in a domU than here) and `bench vchan` (our vchan against the C
- * vchan-socket-proxy in the same lab run, with that run's penalty beside it).
+ * vchan-socket-proxy in the same lab run, with that run's penalty beside it) and `bench gui`
+ * (full-window updates through our GUI agent against dom0's grant copy of the same bytes).
  */
 export const labBenchCommand: CommandModule = {
   register(_program: Command, ctx: CliContext) {
@@ -40,6 +41,24 @@ export const labBenchCommand: CommandModule = {
             hashesAgree: f.hashesAgree,
           });
           return f.hashesAgree ? ExitCode.ok : ExitCode.checkFailed;
+        }),
+      );
+
+    ctx.bench
+      .command('gui')
+      .description(
+        'GUI agent in a lab domU: 800x600 full-window updates per second to the lab daemon in dom0, beside grant-copying the same bytes',
+      )
+      .action(
+        handler(async (reporter) => {
+          const progress = reporter.progress('bench gui', 3);
+          let step = 0;
+          const f = await runGuiBench({ onStep: (text) => progress.update(Math.min(++step, 3), text) }).catch(
+            labFailure,
+          );
+          progress.done('measured');
+          reporter.result('GUI full-window updates in the lab (emulated; read the ratio)', { ...f });
+          return ExitCode.ok;
         }),
       );
 
