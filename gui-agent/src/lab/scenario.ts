@@ -15,7 +15,7 @@
  */
 import { inflateSync } from 'node:zlib';
 import type { VchanTransport } from '@moat/vchan';
-import type { DomainId, GrantCopier, GrantMapper, GrantSharer } from '@moat/xen';
+import { type DomainId, type GrantCopier, type GrantMapper, type GrantSharer, within } from '@moat/xen';
 import { GuiAgent } from '../agent.ts';
 import { GuiDaemon } from '../daemon/daemon.ts';
 import type { GuiInputEvent, GuiWindow } from '../window.ts';
@@ -47,14 +47,6 @@ export function scenarioPattern(width: number, height: number, seed = 0): Uint8A
     }
   }
   return out;
-}
-
-function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 export interface VmEnvironment {
