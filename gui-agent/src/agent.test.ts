@@ -261,6 +261,21 @@ describe('GUI agent against the lab daemon (unix-socket vchan, sim grants)', () 
     expect(pair.daemon.error).toBeUndefined();
   });
 
+  it('against a 1.5 daemon (no dump acks) replaced buffers stay until the window goes, and cycles leave no grants', async () => {
+    pair = await guiPair({ daemon: { version: versionWord(1, 5) }, gntallocLimit: 64 });
+    expect(pair.agent.version).toBe(versionWord(1, 5));
+    for (let i = 0; i < 20; i++) {
+      if (pair.daemon.error) throw pair.daemon.error;
+      const window = pair.agent.openWindow({ title: `old ${i}`, width: 100, height: 100 });
+      window.resize(120, 100);
+      expect(window.sharedPages).toBe(12 + 10);
+      await window.close();
+    }
+    expect(pair.agent.sharedPages).toBe(0);
+    await settle(pair);
+    expect(pair.daemon.mappedPages).toBe(0);
+  });
+
   it('monitors from qubes.SetMonitorLayout replace the screen-sized default', async () => {
     pair = await guiPair();
     pair.agent.setMonitors([

@@ -82,6 +82,9 @@ interface Buffer {
   height: number;
 }
 
+/** Replaced buffers kept per window before 1.7 (see #reshare). */
+const MAX_RETIRED = 4;
+
 export function checkSize(operation: string, width: number, height: number): void {
   if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
     throw new GuiError(operation, 'EINVAL', `window size ${width}x${height} (needs whole numbers ≥ 1)`);
@@ -107,6 +110,8 @@ export class GuiWindow implements AsyncIterable<GuiInputEvent> {
   #daemonHolds: SharedPages | undefined;
   /** Dumps sent and not yet acknowledged, oldest first. */
   readonly #unacked: SharedPages[] = [];
+  /** Before 1.7: replaced buffers, kept until the window goes (the daemon never says when it let go). */
+  readonly #retired: SharedPages[] = [];
   #state: 'open' | 'closing' | 'closed' = 'open';
   #closed: { promise: Promise<void>; resolve: () => void };
 
@@ -161,7 +166,7 @@ export class GuiWindow implements AsyncIterable<GuiInputEvent> {
   }
   /** Pages this window has shared and not yet released (its buffers). */
   get sharedPages(): number {
-    const all = new Set([this.#buffer.pages, ...this.#unacked]);
+    const all = new Set([this.#buffer.pages, ...this.#unacked, ...this.#retired]);
     if (this.#daemonHolds) all.add(this.#daemonHolds);
     let n = 0;
     for (const pages of all) n += pages.refs.length;
@@ -287,9 +292,10 @@ export class GuiWindow implements AsyncIterable<GuiInputEvent> {
   destroyed(): void {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
-    const all = new Set([this.#buffer.pages, ...this.#unacked]);
+    const all = new Set([this.#buffer.pages, ...this.#unacked, ...this.#retired]);
     if (this.#daemonHolds) all.add(this.#daemonHolds);
     for (const pages of all) unshare(pages);
+    this.#retired.length = 0;
     this.#unacked.length = 0;
     this.#daemonHolds = undefined;
     this.events.end();
@@ -327,8 +333,13 @@ export class GuiWindow implements AsyncIterable<GuiInputEvent> {
     this.#buffer = next;
     this.#width = width;
     this.#height = height;
-    // Before 1.7 the daemon never says when it let go; the C X driver then released at once.
-    if (this.link.version < MIN_MSG_WINDOW_DUMP_ACK) this.#release(old.pages);
+    // Before 1.7 the daemon never says when it let go. The C X driver released at once, which
+    // races the daemon's mapping (what 1.7's ack fixed); we keep the last few until the window
+    // goes, and only a window resized more often than that drops its oldest.
+    if (this.link.version < MIN_MSG_WINDOW_DUMP_ACK) {
+      this.#retired.push(old.pages);
+      if (this.#retired.length > MAX_RETIRED) unshare(this.#retired.shift()!);
+    }
   }
 
   #sendDump(): void {
