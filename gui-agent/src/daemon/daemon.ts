@@ -77,6 +77,8 @@ export interface GuiDaemonOptions {
   /** Per-VM clipboard limit (Qubes default 64000). */
   clipboardBufferSize?: number;
   timeoutMs?: number;
+  /** How long `waitFor` waits when not told (default 10 s; the lab's emulated guests need more). */
+  waitTimeoutMs?: number;
   signal?: AbortSignal;
 }
 
@@ -179,11 +181,12 @@ export class GuiDaemon {
       m.kind === kind && predicate(m as Extract<GuiMessage, { kind: K }>);
     const earlier = this.received.slice(options.since ?? this.received.length).find(matches);
     if (earlier) return Promise.resolve(earlier);
+    const timeoutMs = options.timeoutMs ?? this.#options.waitTimeoutMs ?? 10_000;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         off();
-        reject(new Error(`gui daemon: no ${kind} within ${options.timeoutMs ?? 10000} ms`));
-      }, options.timeoutMs ?? 10000);
+        reject(new Error(`gui daemon: no ${kind} within ${timeoutMs} ms`));
+      }, timeoutMs);
       const off = this.on((event) => {
         if (event.kind === 'message' && matches(event.message)) {
           clearTimeout(timer);

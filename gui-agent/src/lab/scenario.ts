@@ -211,6 +211,7 @@ export function guiDom0Steps(env: Dom0Environment): ScenarioSteps {
         vmDomain: env.vmDomain,
         grants: env.grants,
         timeoutMs: S.waitMs,
+        waitTimeoutMs: S.waitMs,
       });
       return { agentVersion: daemon.agentVersion, version: daemon.version };
     },
