@@ -1,5 +1,12 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { inflateSync } from 'node:zlib';
+import { socketVchanTransport } from '@moat/vchan';
+import { SimHypervisor } from '@moat/xen';
 import { afterEach, describe, expect, it } from 'vitest';
+import { guiDomainFrom, startGuiAgent } from './agent.ts';
+import { GuiDaemon } from './daemon/daemon.ts';
 import { GuiError } from './errors.ts';
 import { type GuiPair, guiPair, nextEvent, testPattern } from './test-pair.ts';
 import { MAX_WINDOW_WIDTH, Msg, versionWord } from './wire.ts';
@@ -302,5 +309,60 @@ describe('GUI agent against the lab daemon (unix-socket vchan, sim grants)', () 
       'shmimage',
     ]);
     expect(Msg.CREATE).toBe(130);
+  });
+});
+
+describe('settings from QubesDB', () => {
+  it('reads /qubes-gui-domain-xid (dom0 when absent) and refuses what is not a domain id', () => {
+    expect(guiDomainFrom(undefined)).toBe(0);
+    expect(guiDomainFrom('')).toBe(0);
+    expect(guiDomainFrom('3')).toBe(3);
+    expect(() => guiDomainFrom('-1')).toThrow(GuiError);
+    expect(() => guiDomainFrom('0x3')).toThrow(GuiError);
+    expect(() => guiDomainFrom('70000')).toThrow(GuiError);
+  });
+
+  it('serves the GUI domain QubesDB names, and follows /keyboard-layout', async () => {
+    const directory = mkdtempSync(join(tmpdir(), 'gui-qdb-'));
+    const hv = new SimHypervisor();
+    const guivm = hv.createDomain({ name: 'sys-gui' });
+    const vm = hv.createDomain({ name: 'viewer' });
+    const keys = new Map([
+      ['/qubes-gui-domain-xid', String(guivm.domid)],
+      ['/keyboard-layout', 'fr++'],
+    ]);
+    let listener: ((changedPath: string) => void) | undefined;
+    const qubesdb = {
+      read: (path: string) => keys.get(path),
+      watch: (_path: string, l: (changedPath: string) => void) => {
+        listener = l;
+        return () => {
+          listener = undefined;
+        };
+      },
+    };
+    const started = startGuiAgent({
+      transport: socketVchanTransport({ directory, localDomain: vm.domid }),
+      grants: vm.grantSharer,
+      qubesdb,
+    });
+    const daemon = await GuiDaemon.connect({
+      transport: socketVchanTransport({ directory, localDomain: guivm.domid }),
+      vmDomain: vm.domid,
+      grants: guivm.grantMapper,
+    });
+    const agent = await started;
+    expect(agent.keyboardLayout).toBe('fr');
+    keys.set('/keyboard-layout', 'de+nodeadkeys+');
+    listener?.('/keyboard-layout');
+    expect(agent.keyboardLayout).toBe('de(nodeadkeys)');
+    const window = agent.openWindow({ title: 'on sys-gui', width: 20, height: 20 });
+    window.draw(testPattern(20, 20));
+    await daemon.waitFor('shmimage', (m) => m.window === window.id && m.width === 20, { since: 0 });
+    agent.close();
+    await agent.ended;
+    expect(listener).toBeUndefined();
+    daemon.disconnect();
+    rmSync(directory, { recursive: true, force: true });
   });
 });

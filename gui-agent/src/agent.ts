@@ -64,6 +64,33 @@ export function guiDomainFrom(value: string | undefined): DomainId {
   return Number(value);
 }
 
+/** What the agent reads from QubesDB (a `QubesDb` from @moat/qubesdb fits). */
+export interface GuiSettingsSource {
+  read(path: string): string | undefined;
+  watch?(path: string, listener: (changedPath: string) => void): () => void;
+}
+
+/**
+ * Starts the agent the way the C agent's startup reads its settings: the GUI domain from
+ * `/qubes-gui-domain-xid` (dom0 when absent) and the keyboard layout from `/keyboard-layout`,
+ * followed when it changes (as `qubes-keymap.sh` does with qubesdb-watch).
+ */
+export async function startGuiAgent(
+  options: Omit<GuiAgentOptions, 'guiDomain' | 'keyboardLayout'> & { qubesdb: GuiSettingsSource },
+): Promise<GuiAgent> {
+  const { qubesdb, ...rest } = options;
+  const agent = await GuiAgent.start({
+    ...rest,
+    guiDomain: guiDomainFrom(qubesdb.read('/qubes-gui-domain-xid')),
+    keyboardLayout: qubesdb.read('/keyboard-layout') || 'us',
+  });
+  const unwatch = qubesdb.watch?.('/keyboard-layout', () => {
+    agent.setKeyboardLayout(qubesdb.read('/keyboard-layout') || 'us');
+  });
+  if (unwatch) void agent.ended.then(unwatch);
+  return agent;
+}
+
 export class GuiAgent {
   readonly stats: GuiAgentStats = {
     messagesIn: 0,
@@ -172,6 +199,11 @@ export class GuiAgent {
 
   setKeyboardLayout(layout: string): void {
     this.#keymap = keymapFor(layout, this.#log);
+  }
+
+  /** The key table in use (`de(nodeadkeys)`). */
+  get keyboardLayout(): string {
+    return this.#keymap.layout;
   }
 
   openWindow(options: OpenWindowOptions): GuiWindow {

@@ -4,7 +4,15 @@
  * `resize`, `close` and an async iterator of input events. The lab daemon is on the
  * `@moat/gui-agent/daemon` subpath.
  */
-export { GuiAgent, type GuiAgentOptions, type GuiAgentStats, type GuiLog, guiDomainFrom } from './agent.ts';
+export {
+  GuiAgent,
+  type GuiAgentOptions,
+  type GuiAgentStats,
+  type GuiLog,
+  type GuiSettingsSource,
+  guiDomainFrom,
+  startGuiAgent,
+} from './agent.ts';
 export { GuiError, GuiProtocolError } from './errors.ts';
 export { type KeyMeaning, type Keymap, keymapFor, Modifier, parseLayoutSetting } from './keymap.ts';
 export { MAX_MONITORS, type Monitor, parseMonitorLayout } from './monitors.ts';
