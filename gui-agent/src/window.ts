@@ -414,22 +414,19 @@ function hintsFor(options: OpenWindowOptions) {
  * width × 4, which the daemon puts with xcb_shm_put_image at depth 24.
  */
 export function writeBgrx(target: Uint8Array, targetWidth: number, rgba: Uint8Array, rect: Rect): void {
-  const aligned = rgba.byteOffset % 4 === 0;
-  const source32 = aligned ? new Uint32Array(rgba.buffer, rgba.byteOffset, rgba.length >> 2) : undefined;
-  const target32 = new Uint32Array(target.buffer, target.byteOffset, target.length >> 2);
+  // Int32 views: pixel words stay small integers for the JIT (a Uint32Array read above 2^31 is a double).
+  const target32 = new Int32Array(target.buffer, target.byteOffset, target.length >> 2);
+  if (rgba.byteOffset % 4 !== 0) rgba = rgba.slice();
+  const source32 = new Int32Array(rgba.buffer, rgba.byteOffset, rgba.length >> 2);
+  const width = rect.width;
   for (let row = 0; row < rect.height; row++) {
-    const from = row * rect.width;
-    const to = (rect.y + row) * targetWidth + rect.x;
-    if (source32) {
-      for (let col = 0; col < rect.width; col++) {
-        const p = source32[from + col]!; // A B G R (little-endian)
-        target32[to + col] = ((p & 0xff) << 16) | (p & 0xff00) | ((p >>> 16) & 0xff);
-      }
-    } else {
-      for (let col = 0; col < rect.width; col++) {
-        const s = (from + col) * 4;
-        target32[to + col] = (rgba[s]! << 16) | (rgba[s + 1]! << 8) | rgba[s + 2]!;
-      }
+    let from = row * width;
+    let to = (rect.y + row) * targetWidth + rect.x;
+    const end = from + width;
+    while (from < end) {
+      const p = source32[from++]!; // R G B A in memory: A<<24 | B<<16 | G<<8 | R
+      // Swap the halves (B and R change places), keep B and R, add G: B G R 0 in memory.
+      target32[to++] = (((p << 16) | (p >>> 16)) & 0xff00ff) | (p & 0xff00);
     }
   }
 }
