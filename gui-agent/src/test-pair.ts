@@ -6,6 +6,7 @@ import { socketVchanTransport } from '@moat/vchan';
 import { type SimDomain, SimHypervisor } from '@moat/xen';
 import { GuiAgent, type GuiAgentOptions } from './agent.ts';
 import { GuiDaemon, type GuiDaemonOptions } from './daemon/daemon.ts';
+import { scenarioPattern } from './lab/scenario.ts';
 
 export interface GuiPair {
   agent: GuiAgent;
@@ -55,20 +56,8 @@ export async function guiPair(
   };
 }
 
-/** A w × h RGBA test pattern: every pixel different, alpha opaque. */
-export function testPattern(width: number, height: number, seed = 0): Uint8Array {
-  const out = new Uint8Array(width * height * 4);
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      const i = (y * width + x) * 4;
-      out[i] = (x * 7 + seed) & 0xff;
-      out[i + 1] = (y * 5 + seed * 3) & 0xff;
-      out[i + 2] = (x ^ y ^ seed) & 0xff;
-      out[i + 3] = 255;
-    }
-  }
-  return out;
-}
+/** A w × h RGBA test pattern (the lab scenario's). */
+export const testPattern = scenarioPattern;
 
 export async function nextEvent<T>(iterator: AsyncIterator<T>, timeoutMs = 5000): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
