@@ -14,6 +14,7 @@ export {
   startGuiAgent,
 } from './agent.ts';
 export { GuiError, GuiProtocolError } from './errors.ts';
+export { GNTALLOC_LIMIT_PATH, raiseGntallocLimit } from './gntalloc-limit.ts';
 export { type KeyMeaning, type Keymap, keymapFor, Modifier, parseLayoutSetting } from './keymap.ts';
 export { MAX_MONITORS, type Monitor, parseMonitorLayout } from './monitors.ts';
 export { SET_MONITOR_LAYOUT_SERVICE, setMonitorLayoutService } from './service.ts';
