@@ -72,6 +72,21 @@ describe('GUI agent against the lab daemon (unix-socket vchan, sim grants)', () 
     expect(pair.daemon.warnings).toEqual([]);
   });
 
+  it('pixels already in BGRX are copied as they are', async () => {
+    pair = await guiPair();
+    const window = pair.agent.openWindow({ title: 'bgrx', width: 20, height: 10 });
+    const rgba = testPattern(20, 10, 4);
+    const bgrx = rgba.slice();
+    for (let i = 0; i < bgrx.length; i += 4) [bgrx[i], bgrx[i + 2]] = [rgba[i + 2]!, rgba[i]!];
+    window.draw(bgrx, undefined, { format: 'bgrx' });
+    window.draw(bgrx.subarray(0, 5 * 4 * 2), { x: 3, y: 4, width: 5, height: 2 }, { format: 'bgrx' });
+    await settle(pair);
+    const expected = rgba.slice();
+    for (let row = 0; row < 2; row++)
+      expected.set(rgba.subarray(row * 5 * 4, row * 5 * 4 + 20), ((4 + row) * 20 + 3) * 4);
+    expect(pair.daemon.rgba(window.id)).toEqual(expected);
+  });
+
   it('a damage update changes exactly the damaged pixels', async () => {
     pair = await guiPair();
     const window = pair.agent.openWindow({ title: 'damage', width: 64, height: 48 });

@@ -184,8 +184,14 @@ export class GuiWindow implements AsyncIterable<GuiInputEvent> {
   /**
    * Draws `rgba` (rect.width × rect.height pixels, 4 bytes each, rows top to bottom, no
    * padding) at `rect` (default: the whole window) and tells the daemon that rectangle changed.
+   * `format: 'bgrx'` takes pixels already in the daemon's byte order (B, G, R, unused), copied
+   * row by row without conversion: the fast path for renderers that can produce it.
    */
-  draw(rgba: Uint8Array, rect: Rect = { x: 0, y: 0, width: this.#width, height: this.#height }): void {
+  draw(
+    rgba: Uint8Array,
+    rect: Rect = { x: 0, y: 0, width: this.#width, height: this.#height },
+    options: { format?: 'rgba' | 'bgrx' } = {},
+  ): void {
     this.#checkOpen('draw');
     const { x, y, width, height } = rect;
     const inside =
@@ -211,7 +217,9 @@ export class GuiWindow implements AsyncIterable<GuiInputEvent> {
       );
     }
     if (width === 0 || height === 0) return;
-    writeBgrx(new Uint8Array(this.#buffer.pages.buffer), this.#width, rgba, rect);
+    const target = new Uint8Array(this.#buffer.pages.buffer);
+    if (options.format === 'bgrx') copyRows(target, this.#width, rgba, rect);
+    else writeBgrx(target, this.#width, rgba, rect);
     this.#damage(rect);
   }
 
@@ -428,6 +436,20 @@ export function writeBgrx(target: Uint8Array, targetWidth: number, rgba: Uint8Ar
       // Swap the halves (B and R change places), keep B and R, add G: B G R 0 in memory.
       target32[to++] = (((p << 16) | (p >>> 16)) & 0xff00ff) | (p & 0xff00);
     }
+  }
+}
+
+function copyRows(target: Uint8Array, targetWidth: number, bgrx: Uint8Array, rect: Rect): void {
+  const rowBytes = rect.width * BYTES_PER_PIXEL;
+  if (rect.x === 0 && rect.width === targetWidth) {
+    target.set(bgrx, rect.y * rowBytes);
+    return;
+  }
+  for (let row = 0; row < rect.height; row++) {
+    target.set(
+      bgrx.subarray(row * rowBytes, (row + 1) * rowBytes),
+      ((rect.y + row) * targetWidth + rect.x) * 4,
+    );
   }
 }
 

@@ -640,6 +640,11 @@ export class GuiDaemon {
     const y = Math.min(m.y, window.imageHeight, window.height);
     const w = Math.min(m.width, window.imageWidth - x, window.width - x);
     const h = Math.min(m.height, window.imageHeight - y, window.height - y);
+    if (x === 0 && w === window.imageWidth && w === window.width) {
+      // Whole rows in both: one copy (the common full-window update).
+      mapping.pages.copyTo(window.image, y * w * 4, y * w * 4, h * w * 4);
+      return;
+    }
     for (let row = 0; row < h; row++) {
       const from = ((y + row) * window.imageWidth + x) * 4;
       mapping.pages.copyTo(window.image, ((y + row) * window.width + x) * 4, from, w * 4);
