@@ -19,8 +19,11 @@ export interface GuiBenchFigures {
   grantCopyMiBps: number;
   /** fps / grantCopyFps. */
   ratio: number;
-  /** The domU's time to convert and send the frames (its share of the work). */
-  domUDrawMs: number;
+  /** The same with pixels already in the daemon's BGRX order (`draw(..., { format: 'bgrx' })`, no conversion). */
+  bgrxFps: number;
+  bgrxRatio: number;
+  /** The domU's time to convert (or copy) and send the frames, RGBA and BGRX runs. */
+  domUDrawMs: { rgba: number; bgrx: number };
 }
 
 /**
@@ -58,7 +61,9 @@ export async function runGuiBench(
       GuiBenchFigures,
       'width' | 'height' | 'domUDrawMs'
     >;
-    const drawn = v.results.find((r) => r.name === 'bench frames')?.data as { drawMs: number };
+    const drawn = v.results.find((r) => r.name === 'bench frames')?.data as {
+      drawMs: { rgba: number; bgrx: number };
+    };
     return {
       width: GUI_SCENARIO.bench.width,
       height: GUI_SCENARIO.bench.height,
@@ -67,6 +72,8 @@ export async function runGuiBench(
       grantCopyFps: bench.grantCopyFps,
       grantCopyMiBps: bench.grantCopyMiBps,
       ratio: bench.ratio,
+      bgrxFps: bench.bgrxFps,
+      bgrxRatio: bench.bgrxRatio,
       domUDrawMs: drawn.drawMs,
     };
   } finally {

@@ -57,7 +57,10 @@ export const labBenchCommand: CommandModule = {
             labFailure,
           );
           progress.done('measured');
-          reporter.result('GUI full-window updates in the lab (emulated; read the ratio)', { ...f });
+          reporter.result('GUI full-window updates in the lab (emulated; read the ratio)', {
+            ...f,
+            domUDrawMs: `rgba ${f.domUDrawMs.rgba}, bgrx ${f.domUDrawMs.bgrx}`,
+          });
           return ExitCode.ok;
         }),
       );
