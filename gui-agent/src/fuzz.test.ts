@@ -5,8 +5,9 @@
  * GuiProtocolError; it never throws anything else, never grows its queues past their bounds,
  * and never shares more pages than its window needs.
  */
-import { memoryVchanPair, VchanStream, type VchanTransport } from '@moat/vchan';
-import { SimHypervisor } from '@moat/xen';
+import { VchanStream, type VchanTransport } from '@moat/vchan';
+import { memoryVchanPair } from '@moat/vchan/memory';
+import { SimHypervisor } from '@moat/xen/sim';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { GuiAgent } from './agent.ts';

@@ -2,8 +2,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { socketVchanTransport } from '@moat/vchan';
-import { type SimDomain, SimHypervisor } from '@moat/xen';
+import { socketVchanTransport } from '@moat/vchan/socket';
+import { type SimDomain, SimHypervisor } from '@moat/xen/sim';
 import { GuiAgent, type GuiAgentOptions } from './agent.ts';
 import { GuiDaemon, type GuiDaemonOptions } from './daemon/daemon.ts';
 import { scenarioPattern } from './lab/scenario.ts';

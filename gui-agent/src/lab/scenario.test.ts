@@ -1,8 +1,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { socketVchanTransport } from '@moat/vchan';
-import { SimHypervisor } from '@moat/xen';
+import { socketVchanTransport } from '@moat/vchan/socket';
+import { SimHypervisor } from '@moat/xen/sim';
 import { describe, expect, it } from 'vitest';
 import { GUI_SCENARIO, guiDom0Steps, guiVmSteps, runScenario } from './scenario.ts';
 

@@ -15,7 +15,8 @@
  */
 import { inflateSync } from 'node:zlib';
 import type { VchanTransport } from '@moat/vchan';
-import { type DomainId, type GrantCopier, type GrantMapper, type GrantSharer, within } from '@moat/xen';
+import type { DomainId, GrantCopier, GrantMapper, GrantSharer } from '@moat/xen';
+import { within } from '@moat/xen/conformance';
 import { GuiAgent } from '../agent.ts';
 import { GuiDaemon } from '../daemon/daemon.ts';
 import type { GuiInputEvent, GuiWindow } from '../window.ts';
