@@ -87,6 +87,22 @@ describe('GUI agent against the lab daemon (unix-socket vchan, sim grants)', () 
     expect(pair.daemon.rgba(window.id)).toEqual(expected);
   });
 
+  it('hide unmaps (the daemon lets go of the buffer) and show maps and redraws it', async () => {
+    pair = await guiPair();
+    const window = pair.agent.openWindow({ title: 'peekaboo', width: 30, height: 30 });
+    window.draw(testPattern(30, 30, 8));
+    window.hide();
+    await settle(pair);
+    expect(pair.daemon.window(window.id)).toMatchObject({ mapped: false, mapping: undefined });
+    window.show();
+    await settle(pair);
+    expect(pair.daemon.window(window.id).mapped).toBe(true);
+    expect(pair.daemon.rgba(window.id)).toEqual(testPattern(30, 30, 8));
+    expect(window.sharedPages).toBe(Math.ceil((30 * 30 * 4) / 4096));
+    await window.close();
+    expect(pair.agent.sharedPages).toBe(0);
+  });
+
   it('a damage update changes exactly the damaged pixels', async () => {
     pair = await guiPair();
     const window = pair.agent.openWindow({ title: 'damage', width: 64, height: 48 });

@@ -113,6 +113,9 @@ export class GuiWindow implements AsyncIterable<GuiInputEvent> {
   /** Before 1.7: replaced buffers, kept until the window goes (the daemon never says when it let go). */
   readonly #retired: SharedPages[] = [];
   #state: 'open' | 'closing' | 'closed' = 'open';
+  #shown = true;
+  readonly #transientFor: number;
+  readonly #overrideRedirect: number;
   #closed: { promise: Promise<void>; resolve: () => void };
 
   constructor(
@@ -130,6 +133,8 @@ export class GuiWindow implements AsyncIterable<GuiInputEvent> {
     this.#closed = { promise: new Promise<void>((r) => (resolve = r)), resolve: () => resolve() };
     this.#buffer = this.#allocate(options.width, options.height);
     const overrideRedirect = options.overrideRedirect ? 1 : 0;
+    this.#overrideRedirect = overrideRedirect;
+    this.#transientFor = options.transientFor?.id ?? 0;
     const rect = { x: this.#x, y: this.#y, width: this.#width, height: this.#height };
     link.send({ kind: 'create', window: id, ...rect, parent: 0, overrideRedirect });
     link.send({ kind: 'window-hints', window: id, ...hintsFor(options) });
@@ -142,7 +147,7 @@ export class GuiWindow implements AsyncIterable<GuiInputEvent> {
     });
     link.send({ kind: 'configure', window: id, ...rect, overrideRedirect });
     this.#sendDump();
-    link.send({ kind: 'map', window: id, transientFor: options.transientFor?.id ?? 0, overrideRedirect });
+    link.send({ kind: 'map', window: id, transientFor: this.#transientFor, overrideRedirect });
     this.#damage({ x: 0, y: 0, width: this.#width, height: this.#height });
   }
 
@@ -221,6 +226,33 @@ export class GuiWindow implements AsyncIterable<GuiInputEvent> {
     if (options.format === 'bgrx') copyRows(target, this.#width, rgba, rect);
     else writeBgrx(target, this.#width, rgba, rect);
     this.#damage(rect);
+  }
+
+  /** Unmaps the window (the daemon hides it and lets go of its buffer's mapping). */
+  hide(): void {
+    this.#checkOpen('hide');
+    if (!this.#shown) return;
+    this.#shown = false;
+    this.link.send({ kind: 'unmap', window: this.id });
+  }
+
+  /** Maps it again: the buffer is announced again (the daemon released it on unmap) and redrawn. */
+  show(): void {
+    this.#checkOpen('show');
+    if (this.#shown) return;
+    this.#shown = true;
+    this.#sendDump();
+    this.link.send({
+      kind: 'map',
+      window: this.id,
+      transientFor: this.#transientFor,
+      overrideRedirect: this.#overrideRedirect,
+    });
+    this.#damage({ x: 0, y: 0, width: this.#width, height: this.#height });
+  }
+
+  get shown(): boolean {
+    return this.#shown;
   }
 
   setTitle(title: string): void {
