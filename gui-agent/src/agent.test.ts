@@ -314,6 +314,43 @@ describe('GUI agent against the lab daemon (unix-socket vchan, sim grants)', () 
     expect(pair.daemon.mappedPages).toBe(0);
   });
 
+  it('when the daemon goes away, the agent waits for the next one and announces its windows again', async () => {
+    pair = await guiPair();
+    const window = pair.agent.openWindow({ title: 'survivor', width: 40, height: 30, className: 'Viewer' });
+    window.draw(testPattern(40, 30, 6));
+    window.resize(50, 30);
+    window.draw(testPattern(50, 30, 6));
+    await settle(pair);
+    pair.daemon.disconnect();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(pair.agent.connected).toBe(false);
+    window.draw(testPattern(50, 30, 9)); // while nobody listens: kept in the buffer, sent later
+    const hidden = pair.agent.openWindow({ title: 'opened meanwhile', width: 8, height: 8 });
+    hidden.hide();
+    const next = await GuiDaemon.connect({
+      transport: socketVchanTransport({ directory: pair.directory, localDomain: 0 }),
+      vmDomain: pair.vm.domid,
+      grants: pair.hv.dom0.grantMapper,
+    });
+    await next.waitFor('shmimage', (m) => m.window === window.id && m.width === 50, { since: 0 });
+    await next.waitFor('window-dump', (m) => m.window === hidden.id, { since: 0 });
+    expect(pair.agent.stats.reconnects).toBe(1);
+    expect(next.window(window.id)).toMatchObject({
+      title: 'survivor',
+      resClass: 'Viewer',
+      width: 50,
+      mapped: true,
+    });
+    expect(next.rgba(window.id)).toEqual(testPattern(50, 30, 9));
+    expect(next.window(hidden.id)).toMatchObject({ title: 'opened meanwhile', mapped: false });
+    // Only the current buffers stay shared: the old daemon's mappings went with it.
+    expect(pair.agent.sharedPages).toBe(window.sharedPages + hidden.sharedPages);
+    expect(window.sharedPages).toBe(Math.ceil((50 * 30 * 4) / 4096));
+    await window.close();
+    expect(next.error).toBeUndefined();
+    next.disconnect();
+  });
+
   it('monitors from qubes.SetMonitorLayout replace the screen-sized default', async () => {
     pair = await guiPair();
     pair.agent.setMonitors([

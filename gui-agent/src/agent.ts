@@ -38,6 +38,11 @@ export interface GuiAgentOptions {
   keyboardLayout?: string;
   /** Announced version; default 1.7, what Qubes 4.2 dom0s speak. */
   version?: number;
+  /**
+   * When the daemon goes away, listen again and announce every window to the next one, as the
+   * C agent does (default true). A protocol error always ends the agent.
+   */
+  reconnect?: boolean;
   log?: GuiLog;
   signal?: AbortSignal;
 }
@@ -53,6 +58,10 @@ export interface GuiAgentStats {
   pastesIgnored: number;
   /** Daemon-driven resizes we had no pages for (the window kept its old image). */
   shareFailures: number;
+  /** Daemons that connected after the first one went away. */
+  reconnects: number;
+  /** Messages not sent because no daemon was connected (the windows are announced again anyway). */
+  droppedWhileDisconnected: number;
 }
 
 /** `/qubes-gui-domain-xid` as the C agent's startup script reads it: a domain id, 0 when absent. */
@@ -100,9 +109,15 @@ export class GuiAgent {
     clipboardRequestsRefused: 0,
     pastesIgnored: 0,
     shareFailures: 0,
+    reconnects: 0,
+    droppedWhileDisconnected: 0,
   };
-  readonly #stream: Duplex;
-  readonly #parser: DaemonStreamParser;
+  #stream: Duplex | undefined;
+  #parser: DaemonStreamParser;
+  /** Which connection the stream handlers belong to (a late event of an old one is ignored). */
+  #generation = 0;
+  /** The connected daemon knows every window (messages for them may go out). */
+  #announced = false;
   readonly #options: GuiAgentOptions;
   readonly #windows = new Map<number, GuiWindow>();
   readonly #link: WindowLink;
@@ -119,8 +134,7 @@ export class GuiAgent {
   #error: Error | undefined;
   #handshake: { resolve: () => void; reject: (error: Error) => void } | undefined;
 
-  private constructor(stream: Duplex, options: GuiAgentOptions) {
-    this.#stream = stream;
+  private constructor(options: GuiAgentOptions) {
     this.#options = options;
     this.#log = options.log ?? (() => {});
     this.#parser = new DaemonStreamParser(options.version ?? AGENT_PROTOCOL_VERSION);
@@ -147,15 +161,16 @@ export class GuiAgent {
 
   /** Listens for the GUI daemon, and resolves after the handshake. */
   static async start(options: GuiAgentOptions): Promise<GuiAgent> {
-    const stream = await options.transport.listen({
-      peer: options.guiDomain,
-      port: GUI_VCHAN_PORT,
-      readMin: GUI_RING_SIZE,
-      writeMin: GUI_RING_SIZE,
-    });
-    const agent = new GuiAgent(stream, options);
-    await agent.#run();
+    const agent = new GuiAgent(options);
+    options.signal?.addEventListener('abort', () => agent.close(), { once: true });
+    await agent.#connect();
+    agent.#announced = true;
     return agent;
+  }
+
+  /** True while a daemon is connected, through the handshake and told about every window. */
+  get connected(): boolean {
+    return this.#announced && !this.#error;
   }
 
   /** The negotiated protocol version. */
@@ -232,22 +247,71 @@ export class GuiAgent {
 
   #send(message: GuiMessage): void {
     if (this.#error) return;
+    if (!this.connected) {
+      this.stats.droppedWhileDisconnected++;
+      return;
+    }
     this.stats.messagesOut++;
-    this.#stream.write(encodeMessage(message));
+    this.#stream!.write(encodeMessage(message));
   }
 
-  async #run(): Promise<void> {
+  /** Listens, waits for a daemon, does the handshake; rejects if the connection fails before it is through. */
+  async #connect(): Promise<void> {
+    const stream = await this.#options.transport.listen({
+      peer: this.#options.guiDomain,
+      port: GUI_VCHAN_PORT,
+      readMin: GUI_RING_SIZE,
+      writeMin: GUI_RING_SIZE,
+    });
+    if (this.#error) {
+      stream.destroy();
+      throw this.#error;
+    }
+    const generation = ++this.#generation;
+    this.#stream = stream;
+    this.#parser = new DaemonStreamParser(this.#options.version ?? AGENT_PROTOCOL_VERSION);
     const ready = new Promise<void>((resolve, reject) => {
       this.#handshake = { resolve, reject };
     });
-    this.#stream.on('data', (chunk: Buffer) => this.#receive(chunk));
-    this.#stream.on('error', (error: Error) => this.#end(error));
-    this.#stream.on('close', () =>
-      this.#end(new GuiError('read', 'ECONNRESET', 'the GUI daemon disconnected')),
-    );
-    this.#options.signal?.addEventListener('abort', () => this.close(), { once: true });
-    this.#stream.write(encodeVersion(this.#parser.ownVersion));
+    const current = () => generation === this.#generation;
+    stream.on('data', (chunk: Buffer) => {
+      if (current()) this.#receive(chunk);
+    });
+    stream.on('error', (error: Error) => {
+      if (current()) this.#lost(error);
+    });
+    stream.on('close', () => {
+      if (current()) this.#lost(new GuiError('read', 'ECONNRESET', 'the GUI daemon disconnected'));
+    });
+    stream.write(encodeVersion(this.#parser.ownVersion));
     await ready;
+  }
+
+  /** The daemon went away (not a protocol error): listen again and announce every window, or end. */
+  #lost(error: Error): void {
+    if (this.#error) return;
+    if (this.#options.reconnect === false || this.#handshake) {
+      // A connection that fails during its own handshake ends the agent (start() reports it).
+      this.#end(error);
+      return;
+    }
+    this.#log('warn', `gui: ${error.message}; waiting for the GUI daemon again`);
+    this.#generation++;
+    this.#announced = false;
+    this.#stream?.destroy();
+    this.#stream = undefined;
+    this.#focused = undefined;
+    this.#keysDown.clear();
+    this.#connect().then(
+      () => {
+        if (this.#error) return;
+        this.stats.reconnects++;
+        // Anything drawn since the handshake was dropped; the announcements redraw it all.
+        this.#announced = true;
+        for (const window of [...this.#windows.values()]) window.reannounce();
+      },
+      (failure: unknown) => this.#end(failure instanceof Error ? failure : new Error(String(failure))),
+    );
   }
 
   #receive(chunk: Uint8Array): void {
@@ -404,7 +468,10 @@ export class GuiAgent {
     this.#handshake?.reject(this.#error);
     this.#handshake = undefined;
     for (const window of [...this.#windows.values()]) window.disconnected();
-    this.#stream.destroy();
+    this.#generation++;
+    this.#announced = false;
+    this.#stream?.destroy();
+    this.#stream = undefined;
     this.#ended.resolve(error);
   }
 }

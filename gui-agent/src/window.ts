@@ -116,6 +116,9 @@ export class GuiWindow implements AsyncIterable<GuiInputEvent> {
   #shown = true;
   readonly #transientFor: number;
   readonly #overrideRedirect: number;
+  readonly #hints: ReturnType<typeof hintsFor>;
+  readonly #resClass: Uint8Array;
+  readonly #resName: Uint8Array;
   #closed: { promise: Promise<void>; resolve: () => void };
 
   constructor(
@@ -132,23 +135,54 @@ export class GuiWindow implements AsyncIterable<GuiInputEvent> {
     let resolve = () => {};
     this.#closed = { promise: new Promise<void>((r) => (resolve = r)), resolve: () => resolve() };
     this.#buffer = this.#allocate(options.width, options.height);
-    const overrideRedirect = options.overrideRedirect ? 1 : 0;
-    this.#overrideRedirect = overrideRedirect;
+    this.#overrideRedirect = options.overrideRedirect ? 1 : 0;
     this.#transientFor = options.transientFor?.id ?? 0;
+    this.#hints = hintsFor(options);
+    this.#resClass = encodeClassField(options.className ?? 'moat');
+    this.#resName = encodeClassField(options.instanceName ?? options.className ?? 'moat');
+    this.#announce();
+  }
+
+  /** Everything the daemon needs to show the window, in the C agent's order on creation. */
+  #announce(): void {
+    const { id, link } = this;
+    const overrideRedirect = this.#overrideRedirect;
     const rect = { x: this.#x, y: this.#y, width: this.#width, height: this.#height };
     link.send({ kind: 'create', window: id, ...rect, parent: 0, overrideRedirect });
-    link.send({ kind: 'window-hints', window: id, ...hintsFor(options) });
-    link.send({ kind: 'wmname', window: id, data: encodeTitle(options.title) });
-    link.send({
-      kind: 'wmclass',
-      window: id,
-      resClass: encodeClassField(options.className ?? 'moat'),
-      resName: encodeClassField(options.instanceName ?? options.className ?? 'moat'),
-    });
+    link.send({ kind: 'window-hints', window: id, ...this.#hints });
+    link.send({ kind: 'wmname', window: id, data: encodeTitle(this.#title) });
+    link.send({ kind: 'wmclass', window: id, resClass: this.#resClass, resName: this.#resName });
     link.send({ kind: 'configure', window: id, ...rect, overrideRedirect });
     this.#sendDump();
+    if (!this.#shown) return;
     link.send({ kind: 'map', window: id, transientFor: this.#transientFor, overrideRedirect });
-    this.#damage({ x: 0, y: 0, width: this.#width, height: this.#height });
+    this.#damage(rect);
+  }
+
+  /**
+   * A new daemon connected after the old one went away (its mappings went with it): every
+   * buffer but the current one is free, and the window is announced again as on creation.
+   * A window whose destroy was never echoed is gone.
+   */
+  reannounce(): void {
+    if (this.#state === 'closing') {
+      this.destroyed();
+      return;
+    }
+    if (this.#state !== 'open') return;
+    this.#forgetDaemon();
+    this.#announce();
+  }
+
+  /** The daemon is gone: only the current buffer stays shared. */
+  #forgetDaemon(): void {
+    const old = new Set([...this.#unacked, ...this.#retired]);
+    if (this.#daemonHolds) old.add(this.#daemonHolds);
+    old.delete(this.#buffer.pages);
+    for (const pages of old) unshare(pages);
+    this.#unacked.length = 0;
+    this.#retired.length = 0;
+    this.#daemonHolds = undefined;
   }
 
   get width(): number {
