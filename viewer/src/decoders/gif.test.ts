@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import { decodeImage } from './decode.ts';
-import { corpusFiles, readCorpus, sharpRgba } from './oracle.ts';
+import { composedFrames, corpusFiles, readCorpus, sharpRgba } from './oracle.ts';
 
 // Whole-corpus oracle runs: allow for a busy CI machine (they take seconds when idle).
 vi.setConfig({ testTimeout: 120_000 });
@@ -79,11 +79,13 @@ describe('GIF against the pygif test suite expected frames', () => {
         if (image.loopCount !== plays)
           failures.push(`${name}: loop count ${image.loopCount}, expected ${plays}`);
       }
+      const composed = composedFrames(image);
       for (const [i, id] of expected.entries()) {
         const frame = conf[id] ?? {};
         const want = readCorpus(pygif, frame.pixels ?? '');
         const got = image.frames[i];
-        if (!got || !samePixels(got.rgba, want)) failures.push(`${name}: frame ${i} pixels differ`);
+        if (!got || !samePixels(composed[i] as Uint8Array, want))
+          failures.push(`${name}: frame ${i} pixels differ`);
         const delay = Number(frame.delay ?? 0) * 10;
         if (got && got.delayMs !== delay)
           failures.push(`${name}: frame ${i} delay ${got.delayMs}, expected ${delay}`);
@@ -144,9 +146,10 @@ describe('GIF against gif-test-suite expected frames', () => {
         failures.push(`${name}: ${result.image.frames.length} frames, expected ${refs.length}`);
         continue;
       }
+      const composed = composedFrames(result.image);
       for (const [i, ref] of refs.entries()) {
         const want = await sharpRgba(readCorpus(`${suite}/frames`, ref));
-        const got = result.image.frames[i]?.rgba ?? new Uint8Array();
+        const got = composed[i] ?? new Uint8Array();
         if (!samePixels(got, want.data as Uint8Array))
           failures.push(`${name}: frame ${i} differs from ${ref}`);
       }

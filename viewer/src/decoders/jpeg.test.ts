@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import { decodeImage } from './decode.ts';
 import { readJpegHeader } from './jpeg.ts';
-import { compareSamples, corpusFiles, readCorpus, sharpRgba } from './oracle.ts';
+import { compareSamples, corpusFiles, firstFrame, readCorpus, sharpRgba } from './oracle.ts';
 
 // Whole-corpus oracle runs: allow for a busy CI machine (they take seconds when idle).
 vi.setConfig({ testTimeout: 120_000 });
@@ -20,7 +20,7 @@ async function compareWithSharp(folder: string, name: string): Promise<string | 
   const ours = decodeImage(bytes);
   if (!ours.ok) return `${name}: refused: ${ours.reason}`;
   const { frame } = readJpegHeader(bytes);
-  const rgba = ours.image.frames[0]?.rgba ?? new Uint8Array();
+  const rgba = firstFrame(ours.image);
   const ref = await sharpRgba(bytes);
   if (ref.width !== ours.image.width || ref.height !== ours.image.height) return `${name}: size differs`;
   const diff = compareSamples(rgba, ref.data);
@@ -59,7 +59,7 @@ describe('JPEG against sharp on jpegsuite (baseline, extended, progressive Huffm
       const plain = decodeImage(readCorpus(dir, '32x32x8_grayscale.jpg'));
       if (!dnl.ok || !plain.ok) throw new Error(`${folder}: DNL or sibling refused`);
       expect(dnl.image.height).toBe(32);
-      expect(compareSamples(dnl.image.frames[0]?.rgba ?? [], plain.image.frames[0]?.rgba ?? []).max).toBe(0);
+      expect(compareSamples(firstFrame(dnl.image), firstFrame(plain.image)).max).toBe(0);
     }
   });
 
@@ -100,7 +100,7 @@ describe('JPEG on the jpeg-js fixtures', () => {
       const name = ref.replace(/\.rgba$/, '.jpg');
       const result = decodeImage(readCorpus(dir, name));
       if (!result.ok) throw new Error(`${name}: ${result.reason}`);
-      const diff = compareSamples(result.image.frames[0]?.rgba ?? [], readCorpus(dir, ref), 4);
+      const diff = compareSamples(firstFrame(result.image), readCorpus(dir, ref), 4);
       expect(diff.over, name).toBe(0);
       expect(diff.mean, name).toBeLessThan(0.5);
     }
@@ -111,7 +111,7 @@ describe('JPEG on the jpeg-js fixtures', () => {
     const bad = decodeImage(readCorpus(dir, 'table-with-bad-e1.jpg'));
     const good = decodeImage(readCorpus(dir, 'table-with-good-e1.jpg'));
     if (!bad.ok || !good.ok) throw new Error('refused');
-    expect(compareSamples(bad.image.frames[0]?.rgba ?? [], good.image.frames[0]?.rgba ?? []).max).toBe(0);
+    expect(compareSamples(firstFrame(bad.image), firstFrame(good.image)).max).toBe(0);
   });
 
   it('refuses the 6000×6000 image by pixel count or by memory budget, before decoding', () => {

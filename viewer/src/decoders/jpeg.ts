@@ -6,6 +6,7 @@
  * frames, 2-component images. Decoding itself is jpeg-core.ts and jpeg-color.ts.
  */
 import { type DecodeBudget, refuse } from './budget.ts';
+import { stillFrames } from './compose.ts';
 import { type JpegColour, rgbaRowWriter } from './jpeg-color.ts';
 import { decodeJpegPlanes } from './jpeg-core.ts';
 import type { DecodedImage } from './types.ts';
@@ -224,7 +225,7 @@ export function decodeJpeg(bytes: Uint8Array, budget: DecodeBudget): DecodedImag
     height,
     orientation: header.orientation,
     bitDepth: 8,
-    frames: [{ rgba, delayMs: 0 }],
+    frames: stillFrames(frame.width, height, rgba),
     loopCount: 1,
   };
 }

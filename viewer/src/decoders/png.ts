@@ -11,6 +11,7 @@
  * trusted path.
  */
 import { type DecodeBudget, Refusal, refuse } from './budget.ts';
+import { stillFrames } from './compose.ts';
 import { crc32 } from './crc32.ts';
 import { InflateError, inflateZlib } from './inflate.ts';
 import type { DecodedImage, Frame } from './types.ts';
@@ -251,7 +252,7 @@ export function decodePng(bytes: Uint8Array, budget: DecodeBudget, options: PngO
 
   if (wantAnimation && animation) {
     try {
-      const out = composeAnimation(header, colours, idat, frames, defaultIsFrame, budget);
+      const out = animationLayers(header, colours, idat, frames, defaultIsFrame, budget);
       return {
         format: 'png',
         width: header.width,
@@ -290,7 +291,7 @@ export function decodePng(bytes: Uint8Array, budget: DecodeBudget, options: PngO
     height: header.height,
     orientation: 1,
     bitDepth: header.depth,
-    frames: [{ rgba, delayMs: 0 }],
+    frames: stillFrames(header.width, header.height, rgba),
     loopCount: 1,
     ...(rgba16 ? { rgba16 } : {}),
   };
@@ -675,8 +676,11 @@ function writeRow(
   }
 }
 
-/** Renders every APNG frame onto the canvas, applying blend and dispose ops. */
-function composeAnimation(
+/**
+ * Decodes every APNG frame into a layer of its own size; `FrameCompositor` applies blend and
+ * dispose when the animation is played.
+ */
+function animationLayers(
   header: Header,
   colours: Palette,
   idat: readonly Uint8Array[],
@@ -684,80 +688,44 @@ function composeAnimation(
   defaultIsFrame: boolean,
   budget: DecodeBudget,
 ): Frame[] {
-  const { width: W, height: H } = header;
-  const canvas = budget.bytes(W * H * 4, 'APNG canvas');
   const out: Frame[] = [];
-  let maxFrameBytes = 0;
-  for (const f of controls) maxFrameBytes = Math.max(maxFrameBytes, f.width * f.height * 4);
-  const patch = budget.bytes(maxFrameBytes, 'APNG frame buffer');
-  const saved = budget.bytes(maxFrameBytes, 'APNG saved region');
   for (const [i, f] of controls.entries()) {
     budget.tick();
-    const fw = f.width;
-    const fh = f.height;
-    patch.fill(0, 0, fw * fh * 4);
+    const pixels = budget.bytes(f.width * f.height * 4, 'APNG frame');
     decodeSubImage(
       header,
       colours,
       i === 0 && defaultIsFrame ? idat : f.data,
-      fw,
-      fh,
-      patch,
-      fw,
+      f.width,
+      f.height,
+      pixels,
+      f.width,
       0,
       0,
       budget,
     );
     // Dispose "previous" on the first frame means "background" (APNG spec, fcTL).
     const dispose = i === 0 && f.dispose === Dispose.previous ? Dispose.background : f.dispose;
-    if (dispose === Dispose.previous) {
-      for (let y = 0; y < fh; y++) {
-        const row = ((f.y + y) * W + f.x) * 4;
-        saved.set(canvas.subarray(row, row + fw * 4), y * fw * 4);
-      }
-    }
-    for (let y = 0; y < fh; y++) {
-      const row = ((f.y + y) * W + f.x) * 4;
-      if (f.blend === Blend.source) {
-        canvas.set(patch.subarray(y * fw * 4, (y + 1) * fw * 4), row);
-        continue;
-      }
-      for (let x = 0; x < fw; x++) {
-        const s = (y * fw + x) * 4;
-        const d = row + x * 4;
-        const sa = patch[s + 3] as number;
-        if (sa === 255) {
-          canvas[d] = patch[s] as number;
-          canvas[d + 1] = patch[s + 1] as number;
-          canvas[d + 2] = patch[s + 2] as number;
-          canvas[d + 3] = 255;
-        } else if (sa !== 0) {
-          // Porter-Duff "over" with straight (non-premultiplied) alpha, as in the APNG spec.
-          const da = canvas[d + 3] as number;
-          const oa = sa + (da * (255 - sa)) / 255;
-          for (let c = 0; c < 3; c++) {
-            const v =
-              ((patch[s + c] as number) * sa + ((canvas[d + c] as number) * da * (255 - sa)) / 255) / oa;
-            canvas[d + c] = Math.round(v);
-          }
-          canvas[d + 3] = Math.round(oa);
-        }
-      }
-    }
-    const frame = budget.bytes(W * H * 4, 'APNG frame');
-    frame.set(canvas);
-    out.push({ rgba: frame, delayMs: f.delayMs });
-    if (dispose === Dispose.background) {
-      for (let y = 0; y < fh; y++) {
-        const row = ((f.y + y) * W + f.x) * 4;
-        canvas.fill(0, row, row + fw * 4);
-      }
-    } else if (dispose === Dispose.previous) {
-      for (let y = 0; y < fh; y++) {
-        const row = ((f.y + y) * W + f.x) * 4;
-        canvas.set(saved.subarray(y * fw * 4, (y + 1) * fw * 4), row);
-      }
-    }
+    out.push({
+      delayMs: f.delayMs,
+      layers: [
+        {
+          x: f.x,
+          y: f.y,
+          width: f.width,
+          height: f.height,
+          pixels,
+          blend: f.blend === Blend.source ? 'source' : 'over',
+          dispose:
+            dispose === Dispose.background
+              ? 'background'
+              : dispose === Dispose.previous
+                ? 'previous'
+                : 'none',
+        },
+      ],
+    });
   }
+  budget.allocate(header.width * header.height * 4, 'APNG canvas for playing the animation');
   return out;
 }
