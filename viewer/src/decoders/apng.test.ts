@@ -2,7 +2,7 @@ import { zlibSync } from 'fflate';
 import { describe, expect, it } from 'vitest';
 import { crc32 } from './crc32.ts';
 import { decodeImage } from './decode.ts';
-import { composedFrames } from './oracle.ts';
+import { composedFrames, firstFrame } from './oracle.ts';
 import { pngSignature } from './png.ts';
 
 // Builds PNG files byte by byte, so each APNG feature is tested on a file whose expected
@@ -216,5 +216,63 @@ describe('PNG limits are checked from IHDR before allocation', () => {
   it('refuses image data shorter than IHDR announces as truncated', () => {
     const result = decodeImage(file(ihdr(2, 2), chunk('IDAT', pixels(2, [[red, red]]))));
     expect(result).toMatchObject({ ok: false, kind: 'truncated' });
+  });
+});
+
+describe('PNG chunk CRCs, as libpng treats them by default', () => {
+  /** `chunk` with its CRC broken. */
+  const damaged = (type: string, data: Uint8Array) => {
+    const c = chunk(type, data);
+    c[c.length - 1] = (c[c.length - 1] as number) ^ 0xff;
+    return c;
+  };
+  const text = new TextEncoder().encode('Comment\0hello');
+  const time = be([2026, 2], [12, 1], [6, 1], [9, 1], [30, 1], [0, 1]);
+  const image = () => chunk('IDAT', pixels(2, [[red, blue]]));
+
+  it('ignores ancillary chunks (tEXt, tIME) with a wrong CRC, with a warning', () => {
+    const clean = decodeImage(file(ihdr(2, 1), image()));
+    const result = decodeImage(file(ihdr(2, 1), damaged('tEXt', text), image(), damaged('tIME', time)));
+    if (!result.ok || !clean.ok) throw new Error('refused');
+    expect(firstFrame(result.image)).toEqual(firstFrame(clean.image));
+    expect(result.image.warnings).toEqual([
+      'PNG chunk tEXt has a wrong CRC and was ignored',
+      'PNG chunk tIME has a wrong CRC and was ignored',
+    ]);
+    expect(clean.image.warnings).toBeUndefined();
+  });
+
+  it('refuses critical chunks (IHDR, PLTE, IDAT) with a wrong CRC', () => {
+    const ihdrBytes = ihdr(2, 1);
+    ihdrBytes[ihdrBytes.length - 1] = (ihdrBytes[ihdrBytes.length - 1] as number) ^ 1;
+    for (const bytes of [
+      file(ihdrBytes, image()),
+      file(ihdr(2, 1), damaged('IDAT', pixels(2, [[red, blue]]))),
+      file(
+        ihdr(1, 1, 8, 3),
+        damaged('PLTE', Uint8Array.of(1, 2, 3)),
+        chunk('IDAT', zlibSync(Uint8Array.of(0, 0))),
+      ),
+    ])
+      expect(decodeImage(bytes)).toMatchObject({
+        ok: false,
+        kind: 'corrupt',
+        reason: expect.stringMatching(/wrong CRC/),
+      });
+  });
+
+  it('shows the still image when an APNG frame control has a wrong CRC (the chunk is dropped)', () => {
+    seq = 0;
+    const bytes = file(
+      ihdr(1, 1),
+      chunk('acTL', be([2, 4], [0, 4])),
+      fctl(1, 1, 0, 0, 0, 0),
+      chunk('IDAT', pixels(1, [[red]])),
+      damaged('fcTL', be([seq++, 4], [1, 4], [1, 4], [0, 4], [0, 4], [1, 2], [10, 2], [0, 1], [0, 1])),
+      fdat(pixels(1, [[blue]])),
+    );
+    const result = decodeImage(bytes);
+    if (!result.ok) throw new Error(result.reason);
+    expect(composedFrames(result.image).map((f) => [...f])).toEqual([red]);
   });
 });

@@ -1,6 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import { decodeImage } from './decode.ts';
-import { composedFrames, corpusFiles, readCorpus, sharpRgba } from './oracle.ts';
+import { composedFrames, corpusFiles, firstFrame, readCorpus, sharpRgba } from './oracle.ts';
+import { writeGif } from './testing/gif-writer.ts';
 
 // Whole-corpus oracle runs: allow for a busy CI machine (they take seconds when idle).
 vi.setConfig({ testTimeout: 120_000 });
@@ -183,5 +184,41 @@ describe('GIF limits and damaged data', () => {
       else expect(['truncated', 'corrupt']).toContain(result.kind);
     }
     expect(decoded).toBeGreaterThan(0);
+  });
+});
+
+describe('GIF strictness, decided per case', () => {
+  const palette = [255, 0, 0, 0, 255, 0, 0, 0, 255, 9, 9, 9];
+  const indices = Uint8Array.from({ length: 12 }, (_, i) => i % 4);
+
+  it('accepts a 0×0 logical screen as giflib does, growing it to the first image (as sharp and Chromium)', async () => {
+    for (const [left, top] of [
+      [0, 0],
+      [2, 1],
+    ] as const) {
+      const bytes = writeGif({
+        width: 0,
+        height: 0,
+        palette,
+        images: [{ left, top, width: 4, height: 3, indices }],
+      });
+      const result = decodeImage(bytes);
+      if (!result.ok) throw new Error(result.reason);
+      const want = await sharpRgba(bytes);
+      expect([result.image.width, result.image.height]).toEqual([want.width, want.height]);
+      // The image's own pixels are sharp's; around it sharp shows opaque black where we
+      // leave the screen transparent (as browsers do), so only the image is compared.
+      const ours = firstFrame(result.image);
+      for (let y = top; y < top + 3; y++) {
+        const row = (y * want.width + left) * 4;
+        expect([...ours.subarray(row, row + 16)]).toEqual([...want.data.subarray(row, row + 16)]);
+      }
+    }
+  });
+
+  it('refuses a 13-byte file (header and screen descriptor, no image) instead of showing a blank image', () => {
+    const bytes = writeGif({ width: 3, height: 2, palette, images: [] }).subarray(0, 13 + 12);
+    expect(decodeImage(bytes.subarray(0, 13))).toMatchObject({ ok: false, kind: 'truncated' });
+    expect(decodeImage(bytes)).toMatchObject({ ok: false, kind: 'truncated' });
   });
 });

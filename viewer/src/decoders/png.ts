@@ -164,6 +164,7 @@ export function decodePng(bytes: Uint8Array, budget: DecodeBudget, options: PngO
   const frames: FrameControl[] = [];
   let defaultIsFrame = false;
   let nextSequence = 0;
+  const warnings: string[] = [];
 
   let pos = 8;
   while (pos < bytes.length) {
@@ -176,10 +177,18 @@ export function decodePng(bytes: Uint8Array, budget: DecodeBudget, options: PngO
     const dataEnd = dataStart + length;
     if (dataEnd + chunkCrcSize > bytes.length)
       refuse('truncated', `PNG chunk ${chunkName(kind)} claims ${length} bytes but the file ends first`);
-    if (crc32(bytes, pos + 4, dataEnd) !== u32(bytes, dataEnd))
-      refuse('corrupt', `PNG chunk ${chunkName(kind)} has a wrong CRC (damaged file)`);
     const data = bytes.subarray(dataStart, dataEnd);
     pos = dataEnd + chunkCrcSize;
+    if (crc32(bytes, dataStart - 4, dataEnd) !== u32(bytes, dataEnd)) {
+      // As libpng by default (pngrutil.c png_crc_finish): a critical chunk with a wrong CRC
+      // is an error, an ancillary one (tEXt, tIME, ... and APNG's chunks) is discarded with
+      // a warning. IHDR is critical, so the header is never taken from a damaged chunk.
+      if (!isAncillary(kind) || !header)
+        refuse('corrupt', `PNG chunk ${chunkName(kind)} has a wrong CRC (damaged file)`);
+      warnings.push(`PNG chunk ${chunkName(kind)} has a wrong CRC and was ignored`);
+      if (kind === fcTL || kind === fdAT) animationBroken = true;
+      continue;
+    }
 
     if (header === undefined) {
       if (kind !== IHDR) refuse('corrupt', 'PNG does not start with an IHDR chunk');
@@ -230,7 +239,7 @@ export function decodePng(bytes: Uint8Array, budget: DecodeBudget, options: PngO
       if (!frame || idat.length === 0 || length < 4 || u32(data, 0) !== nextSequence++)
         animationBroken = true;
       else frame.data.push(data.subarray(4));
-    } else if ((kind & 0x20000000) === 0) {
+    } else if (!isAncillary(kind)) {
       // Bit 5 of the first type byte clear: a critical chunk we do not know.
       refuse('unsupported', `PNG has an unknown critical chunk ${chunkName(kind)}`);
     }
@@ -261,6 +270,7 @@ export function decodePng(bytes: Uint8Array, budget: DecodeBudget, options: PngO
         bitDepth: header.depth,
         frames: out,
         loopCount: animation.plays,
+        ...(warnings.length > 0 ? { warnings } : {}),
       };
     } catch (error) {
       // A broken animation falls back to the still image, as browsers do; limits and
@@ -294,8 +304,12 @@ export function decodePng(bytes: Uint8Array, budget: DecodeBudget, options: PngO
     frames: stillFrames(header.width, header.height, rgba),
     loopCount: 1,
     ...(rgba16 ? { rgba16 } : {}),
+    ...(warnings.length > 0 ? { warnings } : {}),
   };
 }
+
+/** Bit 5 of the first type byte: set for ancillary chunks, clear for critical ones. */
+const isAncillary = (kind: number) => (kind & 0x20000000) !== 0;
 
 function chunkName(kind: number): string {
   let s = '';

@@ -68,6 +68,11 @@ export interface DecodedImage {
   readonly frames: readonly Frame[];
   /** Animation loop count: 0 means forever; 1 for still images. */
   readonly loopCount: number;
+  /**
+   * Damage that was tolerated, for people (e.g. an ancillary PNG chunk with a wrong CRC,
+   * discarded as libpng does). Absent when there was none.
+   */
+  readonly warnings?: readonly string[];
 }
 
 /** Why a file was refused. `kind` groups reasons; `reason` is for people. */
