@@ -11,6 +11,7 @@
  * zeros, like libjpeg's), and the deadline is checked once per MCU row.
  */
 import { type DecodeBudget, refuse } from './budget.ts';
+import { type StandardTable, standardAcTables, standardDcTables } from './jpeg-annex-k.ts';
 
 // --- wire layout -----------------------------------------------------------------------
 const SOF0 = 0xc0;
@@ -342,8 +343,8 @@ export function decodeJpegPlanes(
           const tables = bytes[p + 2 + i * 2] as number;
           const c = components.find((x) => x.id === id);
           if (!c) refuse('corrupt', `JPEG scan names unknown component ${id}`);
-          c.dcTable = dcTables[tables >> 4];
-          c.acTable = acTables[tables & 15];
+          c.dcTable = dcTables[tables >> 4] ?? standardTable(standardDcTables, tables >> 4);
+          c.acTable = acTables[tables & 15] ?? standardTable(standardAcTables, tables & 15);
           scan.push(c);
         }
         const q = p + 1 + count * 2;
@@ -401,6 +402,12 @@ export function decodeJpegPlanes(
   if (!writeRows) allocatePlanes(false);
   for (const c of components) if (!c.decoded) c.plane.fill(128);
   emitBand(Number.MAX_SAFE_INTEGER, 1);
+}
+
+/** A slot the file never defined: the Annex K table for slots 0 and 1, none for 2 and 3. */
+function standardTable(tables: readonly StandardTable[], slot: number): HuffmanTable | undefined {
+  const table = tables[slot];
+  return table ? buildHuffman(table.counts, table.symbols) : undefined;
 }
 
 /** (length << 8) | symbol of a code longer than the lookahead; (16 << 8) | 0 when invalid. */

@@ -1,3 +1,4 @@
+import sharp from 'sharp';
 import { describe, expect, it, vi } from 'vitest';
 import { decodeImage } from './decode.ts';
 import { readJpegHeader } from './jpeg.ts';
@@ -161,5 +162,50 @@ describe('EXIF orientation', () => {
       expect(result.image.orientation).toBe(n === 0 ? 1 : n);
       expect([result.image.width, result.image.height]).toEqual(n >= 5 ? [1200, 1800] : [1800, 1200]);
     }
+  });
+});
+
+describe('JPEG without Huffman tables (motion-JPEG frames)', () => {
+  /** The file without its DHT segments. */
+  function withoutDht(bytes: Uint8Array): Uint8Array {
+    const parts: Uint8Array[] = [bytes.subarray(0, 2)];
+    let pos = 2;
+    while (pos + 4 <= bytes.length && bytes[pos + 1] !== 0xda) {
+      const end = pos + 2 + (((bytes[pos + 2] as number) << 8) | (bytes[pos + 3] as number));
+      if (bytes[pos + 1] !== 0xc4) parts.push(bytes.subarray(pos, end));
+      pos = end;
+    }
+    parts.push(bytes.subarray(pos));
+    return Buffer.concat(parts);
+  }
+
+  it('decodes with the standard tables of Annex K, like libjpeg (sharp)', async () => {
+    const photo = readCorpus('jpeg/exif-orientation', 'Landscape_1.jpg');
+    // libjpeg writes the Annex K tables when it does not optimise them.
+    const standard = new Uint8Array(
+      await sharp(photo).resize(301, 203).jpeg({ optimiseCoding: false }).toBuffer(),
+    );
+    const bare = withoutDht(standard);
+    expect(bare.length).toBeLessThan(standard.length - 400);
+    const ours = decodeImage(bare);
+    if (!ours.ok) throw new Error(ours.reason);
+    const want = await sharpRgba(bare);
+    expect(compareSamples(firstFrame(ours.image), want.data).over).toBe(0);
+    const full = decodeImage(standard);
+    if (!full.ok) throw new Error(full.reason);
+    expect(firstFrame(ours.image)).toEqual(firstFrame(full.image));
+  });
+
+  it('still refuses a scan naming table slot 2 or 3 that was never defined', () => {
+    const bytes = withoutDht(
+      readCorpus('jpeg/jpegsuite/baseline', corpusFiles('jpeg/jpegsuite/baseline', '.jpg')[0] as string),
+    );
+    const sos = bytes.indexOf(0xda, 2) - 1;
+    bytes[sos + 6] = 0x22; // first component: DC and AC tables 2
+    expect(decodeImage(bytes)).toMatchObject({
+      ok: false,
+      kind: 'corrupt',
+      reason: expect.stringMatching(/never defined/),
+    });
   });
 });
