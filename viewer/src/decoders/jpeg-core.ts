@@ -303,7 +303,7 @@ export function decodeJpegPlanes(
           const blocksPerColumn = mcusPerColumn * v;
           const size = blocksPerLine * blocksPerColumn * 64;
           const progressive = marker === SOF2;
-          if (progressive) budget.allocate(size * 2, 'JPEG coefficients');
+          if (progressive) budget.allocate(size * 2 + size / 64, 'JPEG coefficients');
           return {
             plane: new Uint8Array(0),
             plane32: new Uint32Array(0),

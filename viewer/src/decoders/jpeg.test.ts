@@ -1,8 +1,10 @@
 import sharp from 'sharp';
 import { describe, expect, it, vi } from 'vitest';
+import { DecodeBudget } from './budget.ts';
 import { decodeImage } from './decode.ts';
-import { readJpegHeader } from './jpeg.ts';
+import { decodeJpeg, jpegMemoryNeed, readJpegHeader } from './jpeg.ts';
 import { compareSamples, corpusFiles, firstFrame, readCorpus, sharpRgba } from './oracle.ts';
+import { resolveLimits } from './types.ts';
 
 // Whole-corpus oracle runs: allow for a busy CI machine (they take seconds when idle).
 vi.setConfig({ testTimeout: 120_000 });
@@ -207,5 +209,47 @@ describe('JPEG without Huffman tables (motion-JPEG frames)', () => {
       kind: 'corrupt',
       reason: expect.stringMatching(/never defined/),
     });
+  });
+});
+
+describe('JPEG memory estimate', () => {
+  it('accepts a 4:4:4 JPEG of 8192×5120 (the pixel cap) under the default budget', async () => {
+    const photo = readCorpus('jpeg/exif-orientation', 'Landscape_1.jpg');
+    const big = new Uint8Array(
+      await sharp(photo)
+        .resize(8192, 5120, { fit: 'fill' })
+        .jpeg({ chromaSubsampling: '4:4:4', quality: 70 })
+        .toBuffer(),
+    );
+    const result = decodeImage(big);
+    if (!result.ok) throw new Error(result.reason);
+    expect([result.image.width, result.image.height]).toEqual([8192, 5120]);
+  });
+
+  it('estimates what the decoder allocates: never less, and within 1%', async () => {
+    const photo = readCorpus('jpeg/exif-orientation', 'Landscape_1.jpg');
+    const variants = [
+      await sharp(photo).jpeg({ chromaSubsampling: '4:4:4' }).toBuffer(),
+      await sharp(photo).jpeg({ chromaSubsampling: '4:2:0' }).toBuffer(),
+      await sharp(photo).jpeg({ chromaSubsampling: '4:4:4', progressive: true }).toBuffer(),
+      await sharp(photo).resize(333, 251).jpeg({ chromaSubsampling: '4:2:0', progressive: true }).toBuffer(),
+      ...['baseline', 'progressive_huffman'].flatMap((folder) =>
+        corpusFiles(`jpeg/jpegsuite/${folder}`, '.jpg')
+          .slice(0, 12)
+          .map((name) => readCorpus(`jpeg/jpegsuite/${folder}`, name)),
+      ),
+    ];
+    let checked = 0;
+    for (const bytes of variants) {
+      const header = readJpegHeader(new Uint8Array(bytes));
+      if (header.frame.precision !== 8) continue;
+      const budget = new DecodeBudget(resolveLimits());
+      decodeJpeg(new Uint8Array(bytes), budget);
+      const need = jpegMemoryNeed(header, header.frame.height);
+      expect(budget.bytesAllocated).toBeLessThanOrEqual(need);
+      expect(budget.bytesAllocated).toBeGreaterThan(need * 0.99);
+      checked++;
+    }
+    expect(checked).toBeGreaterThan(15);
   });
 });

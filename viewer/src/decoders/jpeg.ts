@@ -64,6 +64,8 @@ export interface JpegHeader {
   adobeTransform?: number;
   /** Height from a DNL marker when SOF says 0. */
   dnlHeight?: number;
+  /** Components in the first scan (all of them: a sequential image is decoded in bands). */
+  firstScanComponents: number;
 }
 
 /** Walks the markers up to the first scan (and on to DNL when needed). Never allocates pixels. */
@@ -135,13 +137,42 @@ export function readJpegHeader(bytes: Uint8Array): JpegHeader {
         adobeTransform = bytes[body + adobeTransformOffset];
     } else if (marker === SOS) {
       if (!frame) refuse('corrupt', 'JPEG scan comes before the frame header');
-      const found = { frame, orientation, ...(adobeTransform === undefined ? {} : { adobeTransform }) };
+      const found = {
+        frame,
+        orientation,
+        firstScanComponents: length > 2 ? (bytes[body] as number) : 0,
+        ...(adobeTransform === undefined ? {} : { adobeTransform }),
+      };
       return frame.height === 0 ? { ...found, dnlHeight: findDnl(bytes, end) } : found;
     }
     pos = end;
   }
   if (!frame) refuse('corrupt', 'JPEG has no frame header (SOF)');
   refuse('truncated', 'JPEG has no image data (SOS)');
+}
+
+/**
+ * What decoding allocates (jpeg-core.ts), known from the header before anything is decoded:
+ * the RGBA output; progressive frames keep 16-bit coefficients and a last-coefficient byte
+ * per block of every component (whole MCUs) and convert through planes of two MCU rows;
+ * sequential frames whose first scan holds every component convert through such planes
+ * too, others keep whole 8-bit planes; plus a row buffer per subsampled component.
+ */
+export function jpegMemoryNeed(header: JpegHeader, height: number): number {
+  const { frame } = header;
+  const mcusPerLine = Math.ceil(frame.width / (8 * frame.maxH));
+  const mcusPerColumn = Math.ceil(height / (8 * frame.maxV));
+  const progressive = frame.kind === 'progressive';
+  const banded = progressive || header.firstScanComponents === frame.components;
+  let need = frame.width * height * 4;
+  for (const [h, v] of frame.sampling) {
+    const blocksPerLine = mcusPerLine * h;
+    const blocksPerColumn = mcusPerColumn * v;
+    if (progressive) need += blocksPerLine * blocksPerColumn * (64 * 2 + 1);
+    need += blocksPerLine * 64 * (banded ? Math.min(2 * v, blocksPerColumn) : blocksPerColumn);
+    if (h !== frame.maxH || v !== frame.maxV) need += frame.width;
+  }
+  return need;
 }
 
 /** DNL follows the first scan's entropy-coded data, where 0xFF is always escaped. */
@@ -187,17 +218,7 @@ export function decodeJpeg(bytes: Uint8Array, budget: DecodeBudget): DecodedImag
       `JPEG has invalid dimensions ${frame.width}×${height}${frame.height === 0 ? ' (no DNL marker)' : ''}`,
     );
   budget.checkSize(frame.width, height, 'JPEG image');
-  // The whole need, from the header, before anything is decoded: 16-bit coefficients and
-  // an 8-bit plane per component (whole MCUs), a row buffer per subsampled component, and
-  // the RGBA output.
-  const mcusPerLine = Math.ceil(frame.width / (8 * frame.maxH));
-  const mcusPerColumn = Math.ceil(height / (8 * frame.maxV));
-  let need = frame.width * height * 4;
-  for (const [h, v] of frame.sampling) {
-    need += mcusPerLine * h * mcusPerColumn * v * 64 * 3;
-    if (h !== frame.maxH || v !== frame.maxV) need += frame.width;
-  }
-  budget.ensure(need, 'JPEG decode');
+  budget.ensure(jpegMemoryNeed(header, height), 'JPEG decode');
   const colour: JpegColour =
     frame.components === 1
       ? 'grey'
