@@ -69,6 +69,15 @@ export interface DecodedImage {
   /** Animation loop count: 0 means forever; 1 for still images. */
   readonly loopCount: number;
   /**
+   * Present when the image was decoded at a reduced size (`DecodeOptions`): `width` and
+   * `height` above are then the decoded size, ceil(stored / denominator).
+   */
+  readonly scaled?: {
+    readonly denominator: ScaleDenominator;
+    readonly storedWidth: number;
+    readonly storedHeight: number;
+  };
+  /**
    * Damage that was tolerated, for people (e.g. an ancillary PNG chunk with a wrong CRC,
    * discarded as libpng does). Absent when there was none.
    */
@@ -122,4 +131,36 @@ export const defaultDecodeLimits: DecodeLimits = Object.freeze({
 
 export function resolveLimits(limits?: Partial<DecodeLimits>): DecodeLimits {
   return { ...defaultDecodeLimits, ...(limits ?? {}) };
+}
+
+/** Decoding at 1/2, 1/4 or 1/8 of the stored size, as libjpeg's `scale_denom`. */
+export type ScaleDenominator = 1 | 2 | 4 | 8;
+
+/**
+ * How to decode, besides the limits. Still images only: animations are always decoded at
+ * their stored size.
+ */
+export interface DecodeOptions {
+  /**
+   * Decode at 1/`scale` of the stored size: JPEG by smaller IDCTs (as libjpeg-turbo), PNG,
+   * GIF and BMP by averaging each `scale`×`scale` box of pixels. The output is
+   * ceil(width / scale) × ceil(height / scale).
+   */
+  readonly scale?: ScaleDenominator;
+  /** Or: the least reduction (1, 2, 4 or 8) that fits the image in this box, 8 at most. */
+  readonly fit?: { readonly width: number; readonly height: number };
+}
+
+/** The denominator `options` ask for, for an image of width × height. */
+export function chooseScale(width: number, height: number, options: DecodeOptions): ScaleDenominator {
+  if (options.scale !== undefined) {
+    if (![1, 2, 4, 8].includes(options.scale))
+      throw new RangeError(`scale must be 1, 2, 4 or 8, not ${options.scale}`);
+    return options.scale;
+  }
+  const fit = options.fit;
+  if (!fit) return 1;
+  for (const d of [1, 2, 4] as const)
+    if (Math.ceil(width / d) <= fit.width && Math.ceil(height / d) <= fit.height) return d;
+  return 8;
 }
