@@ -1,13 +1,13 @@
 import { describe, expect, it, vi } from 'vitest';
-
-vi.setConfig({ testTimeout: 60_000 });
-
-import { crc32 } from './crc32.ts';
 import { decodeImage } from './decode.ts';
 import { decodeInWorker } from './in-worker.ts';
 import { composedFrames, firstFrame, readCorpus } from './oracle.ts';
 import { pngSignature } from './png.ts';
 import { writeGif } from './testing/gif-writer.ts';
+import { pngChunk } from './testing/png-chunk.ts';
+
+// Large generated files (millions of images, sub-blocks or chunks) go through both entries.
+vi.setConfig({ testTimeout: 60_000 });
 
 describe('decoding in a worker under a deadline', () => {
   it('returns the same image as an in-thread decode', async () => {
@@ -96,15 +96,7 @@ describe('the same answer in the calling thread and in a worker', () => {
   });
 
   it('decodes a PNG of 3 million empty IDAT chunks in both', async () => {
-    const chunk = (type: string, data: number[]) => {
-      const out = new Uint8Array(12 + data.length);
-      const view = new DataView(out.buffer);
-      view.setUint32(0, data.length);
-      for (let i = 0; i < 4; i++) out[4 + i] = type.charCodeAt(i);
-      out.set(data, 8);
-      view.setUint32(8 + data.length, crc32(out, 4, 8 + data.length));
-      return out;
-    };
+    const chunk = pngChunk;
     const head = [...pngSignature, ...chunk('IHDR', [0, 0, 0, 1, 0, 0, 0, 1, 8, 0, 0, 0, 0])];
     // A 1×1 grey pixel, zlib-compressed, then IEND.
     const tail = [...chunk('IDAT', [0x78, 1, 0x63, 0x60, 0, 0, 0, 2, 0, 1]), ...chunk('IEND', [])];
