@@ -39,6 +39,18 @@ describe('decoding in a worker under a deadline', () => {
     expect(result).toMatchObject({ ok: false, kind: 'deadline' });
   });
 
+  it('passes the decode options on: a reduced size comes back from the worker', async () => {
+    const bytes = readCorpus('jpeg/exif-orientation', 'Landscape_1.jpg'); // 1800×1200
+    const result = await decodeInWorker(bytes, {}, { fit: { width: 1000, height: 1000 } });
+    expect(result).toMatchObject({
+      ok: true,
+      image: { width: 900, height: 600, scaled: { denominator: 2, storedWidth: 1800, storedHeight: 1200 } },
+    });
+    const inThread = decodeImage(bytes, {}, { scale: 2 });
+    if (!result.ok || !inThread.ok) throw new Error('refused');
+    expect(firstFrame(result.image)).toEqual(firstFrame(inThread.image));
+  });
+
   it('passes refusals through with their reason', async () => {
     const result = await decodeInWorker(new TextEncoder().encode('hello'));
     expect(result).toMatchObject({ ok: false, kind: 'unknown-format' });
