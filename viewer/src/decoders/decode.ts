@@ -5,6 +5,7 @@ import { decodeJpeg } from './jpeg.ts';
 import { decodePng } from './png.ts';
 import { describeUnknown, sniffFormat } from './sniff.ts';
 import { type DecodedImage, type DecodeLimits, type DecodeResult, resolveLimits } from './types.ts';
+import { decodeWebp } from './webp.ts';
 
 /**
  * Decodes an untrusted image in the calling thread under `limits` (defaults:
@@ -32,6 +33,8 @@ function decodeWith(bytes: Uint8Array, budget: DecodeBudget): DecodedImage {
       return decodeJpeg(bytes, budget);
     case 'bmp':
       return decodeBmp(bytes, budget);
+    case 'webp':
+      return decodeWebp(bytes, budget);
     default:
       throw new Refusal('unknown-format', describeUnknown(bytes));
   }

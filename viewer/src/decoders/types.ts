@@ -3,7 +3,7 @@
  * and the refusal it gives instead when the file is broken, unsupported or too big.
  */
 
-export type ImageFormat = 'png' | 'gif' | 'jpeg' | 'bmp';
+export type ImageFormat = 'png' | 'gif' | 'jpeg' | 'bmp' | 'webp';
 
 /** One displayable frame: the whole canvas, already composited, 8-bit RGBA, row-major. */
 export interface Frame {
