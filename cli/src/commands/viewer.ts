@@ -81,7 +81,7 @@ export const viewerCommand: CommandModule = {
             throw new SetupProblem('--reps must be a positive integer');
           const rows = await benchDecoders(await benchCases(viewerFixtures), reps);
           for (const row of rows) {
-            reporter.result(`decode ${row.format}`, {
+            reporter.result(`decode ${row.row}`, {
               files: row.files,
               megapixels: Number(row.megapixels.toFixed(2)),
               oursMs: Number(row.oursMs.toFixed(2)),

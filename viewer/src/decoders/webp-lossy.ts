@@ -16,16 +16,17 @@ import { acTable, bModesProba, coeffsProba0, coeffsUpdateProba, dcTable } from '
 
 /** libwebp's boolean decoder (src/utils/bit_reader_utils.h) loading one byte at a time. */
 class BoolDecoder {
-  private value = 0;
+  // Public for CoeffDecoder, which runs the same steps on local copies (its hot loop).
+  value = 0;
   /** range - 1, in [127, 254] between calls */
-  private range = 254;
-  private bits = -8;
+  range = 254;
+  bits = -8;
   eof = false;
 
   constructor(
-    private readonly data: Uint8Array,
-    private pos: number,
-    private readonly end: number,
+    readonly data: Uint8Array,
+    public pos: number,
+    readonly end: number,
   ) {
     this.load();
   }
@@ -334,26 +335,7 @@ export function decodeLossy(data: Uint8Array, start: number, end: number, budget
           let left = intraL[y] as number;
           for (let x = 0; x < 4; x++) {
             const p = ((intraT[mbx * 4 + x] as number) * 10 + left) * 9;
-            const b = (i: number) => br.bit(bModesProba[p + i] as number);
-            left = !b(0)
-              ? 0
-              : !b(1)
-                ? 1
-                : !b(2)
-                  ? 2
-                  : !b(3)
-                    ? !b(4)
-                      ? 3
-                      : !b(5)
-                        ? 4
-                        : 5
-                    : !b(6)
-                      ? 6
-                      : !b(7)
-                        ? 7
-                        : !b(8)
-                          ? 8
-                          : 9;
+            left = readSubblockMode(br, p);
             intraT[mbx * 4 + x] = left;
             modes[y * 4 + x] = left;
           }
@@ -363,7 +345,7 @@ export function decodeLossy(data: Uint8Array, start: number, end: number, budget
       const uvmode = !br.bit(142) ? predDc : !br.bit(114) ? predVe : br.bit(183) ? predTm : predHe;
 
       // --- residuals (§13), from the row's token partition ---
-      coeffs.fill(0);
+      // Coefficients are all zero here: addResidual clears what it reads.
       blockNz.fill(0);
       let anyNonZero = false;
       const tn = mbx * 9;
@@ -456,17 +438,17 @@ export function decodeLossy(data: Uint8Array, start: number, end: number, budget
         }
       }
       if (mby > 0) {
-        work.set(topY.subarray(mbx * 16, mbx * 16 + 16), yOff - bps);
-        work.set(topU.subarray(mbx * 8, mbx * 8 + 8), uOff - bps);
-        work.set(topV.subarray(mbx * 8, mbx * 8 + 8), vOff - bps);
+        copy(topY, mbx * 16, work, yOff - bps, 16);
+        copy(topU, mbx * 8, work, uOff - bps, 8);
+        copy(topV, mbx * 8, work, vOff - bps, 8);
       }
       if (i4x4) {
         const topRight = yOff - bps + 16;
         if (mby > 0) {
           if (mbx >= mbw - 1) work.fill(topY[mbx * 16 + 15] as number, topRight, topRight + 4);
-          else work.set(topY.subarray(mbx * 16 + 16, mbx * 16 + 20), topRight);
+          else copy(topY, mbx * 16 + 16, work, topRight, 4);
         }
-        for (let k = 1; k <= 3; k++) work.copyWithin(topRight + k * 4 * bps, topRight, topRight + 4);
+        for (let k = 1; k <= 3; k++) copy(work, topRight, work, topRight + k * 4 * bps, 4);
         for (let n = 0; n < 16; n++) {
           const dst = yOff + (scan[n] as number);
           predict4(work, dst, modes[n] as number);
@@ -486,15 +468,15 @@ export function decodeLossy(data: Uint8Array, start: number, end: number, budget
         addResidual(coeffs, (20 + n) * 16, blockNz[20 + n] as number, work, vOff + o);
       }
       if (mby < mbh - 1) {
-        topY.set(work.subarray(yOff + 15 * bps, yOff + 15 * bps + 16), mbx * 16);
-        topU.set(work.subarray(uOff + 7 * bps, uOff + 7 * bps + 8), mbx * 8);
-        topV.set(work.subarray(vOff + 7 * bps, vOff + 7 * bps + 8), mbx * 8);
+        copy(work, yOff + 15 * bps, topY, mbx * 16, 16);
+        copy(work, uOff + 7 * bps, topU, mbx * 8, 8);
+        copy(work, vOff + 7 * bps, topV, mbx * 8, 8);
       }
       for (let j = 0; j < 16; j++)
-        yPlane.set(work.subarray(yOff + j * bps, yOff + j * bps + 16), (mby * 16 + j) * yStride + mbx * 16);
+        copy(work, yOff + j * bps, yPlane, (mby * 16 + j) * yStride + mbx * 16, 16);
       for (let j = 0; j < 8; j++) {
-        uPlane.set(work.subarray(uOff + j * bps, uOff + j * bps + 8), (mby * 8 + j) * uvStride + mbx * 8);
-        vPlane.set(work.subarray(vOff + j * bps, vOff + j * bps + 8), (mby * 8 + j) * uvStride + mbx * 8);
+        copy(work, uOff + j * bps, uPlane, (mby * 8 + j) * uvStride + mbx * 8, 8);
+        copy(work, vOff + j * bps, vPlane, (mby * 8 + j) * uvStride + mbx * 8, 8);
       }
     }
     if (br.eof) refuse('truncated', 'WebP lossy mode data ends early');
@@ -551,6 +533,26 @@ export function decodeLossy(data: Uint8Array, start: number, end: number, budget
   return { width, height, rgba };
 }
 
+/** Sub-block mode tree (RFC 6386 §11.2) with the probabilities at `bModesProba[p..]`. */
+function readSubblockMode(br: BoolDecoder, p: number): number {
+  const prob = bModesProba;
+  if (!br.bit(prob[p] as number)) return 0;
+  if (!br.bit(prob[p + 1] as number)) return 1;
+  if (!br.bit(prob[p + 2] as number)) return 2;
+  if (!br.bit(prob[p + 3] as number)) {
+    if (!br.bit(prob[p + 4] as number)) return 3;
+    return br.bit(prob[p + 5] as number) ? 5 : 4;
+  }
+  if (!br.bit(prob[p + 6] as number)) return 6;
+  if (!br.bit(prob[p + 7] as number)) return 7;
+  return br.bit(prob[p + 8] as number) ? 9 : 8;
+}
+
+/** Small copies: cheaper than subarray + set for a few bytes. */
+function copy(from: Uint8Array, at: number, to: Uint8Array, dst: number, n: number): void {
+  for (let i = 0; i < n; i++) to[dst + i] = from[at + i] as number;
+}
+
 const checkMode = (mbx: number, mby: number, mode: number): number =>
   mode !== predDc
     ? mode
@@ -566,37 +568,167 @@ const checkMode = (mbx: number, mby: number, mode: number): number =>
 class CoeffDecoder {
   constructor(private readonly probs: Uint8Array) {}
 
-  /** Reads one block's tokens from position `n`; returns 1 + the last non-zero position (0 if none). */
+  /**
+   * Reads one block's tokens from position `n`; returns 1 + the last non-zero position
+   * (0 if none). The boolean decoder's state is kept in locals here (BoolDecoder.bit's
+   * steps written out): this loop is the hottest of a lossy decode.
+   */
   read(
     br: BoolDecoder,
     type: number,
     ctx: number,
     dcq: number,
     acq: number,
-    n: number,
+    start: number,
     out: Int16Array,
     off: number,
   ): number {
     const probs = this.probs;
+    const data = br.data;
+    const end = br.end;
+    let pos = br.pos;
+    let value = br.value;
+    let range = br.range;
+    let bits = br.bits;
+    let eof = br.eof;
+    let n = start;
     let p = ((type * 8 + (bands[n] as number)) * 3 + ctx) * 11;
+    let last = 16;
+    let bit = 0;
     for (; n < 16; n++) {
-      if (!br.bit(probs[p] as number)) return n;
-      while (!br.bit(probs[p + 1] as number)) {
-        if (++n === 16) return 16;
+      {
+        if (bits < 0) {
+          if (pos < end) {
+            bits += 8;
+            value = (data[pos++] as number) | (value << 8);
+          } else if (!eof) {
+            value <<= 8;
+            bits += 8;
+            eof = true;
+          } else bits = 0;
+        }
+        const split = (range * (probs[p] as number)) >>> 8;
+        if (value >>> bits > split) {
+          range -= split;
+          value -= (split + 1) << bits;
+          bit = 1;
+        } else {
+          range = split + 1;
+          bit = 0;
+        }
+        const shift = 7 ^ (31 - Math.clz32(range));
+        bits -= shift;
+        range = (range << shift) - 1;
+      }
+      if (!bit) {
+        last = n;
+        break;
+      }
+      for (;;) {
+        {
+          if (bits < 0) {
+            if (pos < end) {
+              bits += 8;
+              value = (data[pos++] as number) | (value << 8);
+            } else if (!eof) {
+              value <<= 8;
+              bits += 8;
+              eof = true;
+            } else bits = 0;
+          }
+          const split = (range * (probs[p + 1] as number)) >>> 8;
+          if (value >>> bits > split) {
+            range -= split;
+            value -= (split + 1) << bits;
+            bit = 1;
+          } else {
+            range = split + 1;
+            bit = 0;
+          }
+          const shift = 7 ^ (31 - Math.clz32(range));
+          bits -= shift;
+          range = (range << shift) - 1;
+        }
+        if (bit) break;
+        if (++n === 16) break;
         p = (type * 8 + (bands[n] as number)) * 33;
       }
+      if (n === 16) break;
       const next = (type * 8 + (bands[n + 1] as number)) * 33;
       let v: number;
-      if (!br.bit(probs[p + 2] as number)) {
+      {
+        if (bits < 0) {
+          if (pos < end) {
+            bits += 8;
+            value = (data[pos++] as number) | (value << 8);
+          } else if (!eof) {
+            value <<= 8;
+            bits += 8;
+            eof = true;
+          } else bits = 0;
+        }
+        const split = (range * (probs[p + 2] as number)) >>> 8;
+        if (value >>> bits > split) {
+          range -= split;
+          value -= (split + 1) << bits;
+          bit = 1;
+        } else {
+          range = split + 1;
+          bit = 0;
+        }
+        const shift = 7 ^ (31 - Math.clz32(range));
+        bits -= shift;
+        range = (range << shift) - 1;
+      }
+      if (!bit) {
         v = 1;
         p = next + 11;
       } else {
+        br.pos = pos;
+        br.value = value;
+        br.range = range;
+        br.bits = bits;
+        br.eof = eof;
         v = largeValue(br, probs, p);
+        pos = br.pos;
+        value = br.value;
+        range = br.range;
+        bits = br.bits;
+        eof = br.eof;
         p = next + 22;
       }
-      out[off + (zigzag[n] as number)] = (br.bit(0x80) ? -v : v) * (n > 0 ? acq : dcq);
+      {
+        if (bits < 0) {
+          if (pos < end) {
+            bits += 8;
+            value = (data[pos++] as number) | (value << 8);
+          } else if (!eof) {
+            value <<= 8;
+            bits += 8;
+            eof = true;
+          } else bits = 0;
+        }
+        const split = (range * 0x80) >>> 8;
+        if (value >>> bits > split) {
+          range -= split;
+          value -= (split + 1) << bits;
+          bit = 1;
+        } else {
+          range = split + 1;
+          bit = 0;
+        }
+        const shift = 7 ^ (31 - Math.clz32(range));
+        bits -= shift;
+        range = (range << shift) - 1;
+      }
+      out[off + (zigzag[n] as number)] = (bit ? -v : v) * (n > 0 ? acq : dcq);
     }
-    return 16;
+    br.pos = pos;
+    br.value = value;
+    br.range = range;
+    br.bits = bits;
+    br.eof = eof;
+    return last;
   }
 }
 
@@ -655,6 +787,7 @@ function addResidual(c: Int16Array, o: number, kind: number, buf: Uint8Array, ds
   if (kind === 0) return;
   if (kind === 1) {
     const dcv = ((c[o] as number) + 4) >> 3;
+    c[o] = 0;
     for (let y = 0; y < 4; y++)
       for (let x = 0; x < 4; x++) {
         const p = dst + y * bps + x;
@@ -668,6 +801,10 @@ function addResidual(c: Int16Array, o: number, kind: number, buf: Uint8Array, ds
     const i4 = c[o + 4 + i] as number;
     const i8 = c[o + 8 + i] as number;
     const i12 = c[o + 12 + i] as number;
+    c[o + i] = 0;
+    c[o + 4 + i] = 0;
+    c[o + 8 + i] = 0;
+    c[o + 12 + i] = 0;
     const a = i0 + i8;
     const b = i0 - i8;
     const cc = mul2(i4) - mul1(i12);
@@ -758,9 +895,6 @@ function predict4(b: Uint8Array, dst: number, mode: number): void {
   const J = b[dst + bps - 1] as number;
   const K = b[dst + 2 * bps - 1] as number;
   const L = b[dst + 3 * bps - 1] as number;
-  const set = (x: number, y: number, v: number) => {
-    b[dst + y * bps + x] = v;
-  };
   switch (mode) {
     case 0: {
       let s = 4;
@@ -777,10 +911,11 @@ function predict4(b: Uint8Array, dst: number, mode: number): void {
       const v2 = avg3(B, C, D);
       const v3 = avg3(C, D, E);
       for (let y = 0; y < 4; y++) {
-        set(0, y, v0);
-        set(1, y, v1);
-        set(2, y, v2);
-        set(3, y, v3);
+        const o = dst + y * bps;
+        b[o] = v0;
+        b[o + 1] = v1;
+        b[o + 2] = v2;
+        b[o + 3] = v3;
       }
       return;
     }
@@ -790,112 +925,112 @@ function predict4(b: Uint8Array, dst: number, mode: number): void {
       return;
     }
     case 4: // down-right
-      set(0, 3, avg3(J, K, L));
-      set(1, 3, avg3(I, J, K));
-      set(0, 2, avg3(I, J, K));
-      set(2, 3, avg3(X, I, J));
-      set(1, 2, avg3(X, I, J));
-      set(0, 1, avg3(X, I, J));
-      set(3, 3, avg3(A, X, I));
-      set(2, 2, avg3(A, X, I));
-      set(1, 1, avg3(A, X, I));
-      set(0, 0, avg3(A, X, I));
-      set(3, 2, avg3(B, A, X));
-      set(2, 1, avg3(B, A, X));
-      set(1, 0, avg3(B, A, X));
-      set(3, 1, avg3(C, B, A));
-      set(2, 0, avg3(C, B, A));
-      set(3, 0, avg3(D, C, B));
+      b[dst + 96] = avg3(J, K, L);
+      b[dst + 97] = avg3(I, J, K);
+      b[dst + 64] = avg3(I, J, K);
+      b[dst + 98] = avg3(X, I, J);
+      b[dst + 65] = avg3(X, I, J);
+      b[dst + 32] = avg3(X, I, J);
+      b[dst + 99] = avg3(A, X, I);
+      b[dst + 66] = avg3(A, X, I);
+      b[dst + 33] = avg3(A, X, I);
+      b[dst + 0] = avg3(A, X, I);
+      b[dst + 67] = avg3(B, A, X);
+      b[dst + 34] = avg3(B, A, X);
+      b[dst + 1] = avg3(B, A, X);
+      b[dst + 35] = avg3(C, B, A);
+      b[dst + 2] = avg3(C, B, A);
+      b[dst + 3] = avg3(D, C, B);
       return;
     case 5: // vertical-right
-      set(0, 0, avg2(X, A));
-      set(1, 2, avg2(X, A));
-      set(1, 0, avg2(A, B));
-      set(2, 2, avg2(A, B));
-      set(2, 0, avg2(B, C));
-      set(3, 2, avg2(B, C));
-      set(3, 0, avg2(C, D));
-      set(0, 3, avg3(K, J, I));
-      set(0, 2, avg3(J, I, X));
-      set(0, 1, avg3(I, X, A));
-      set(1, 3, avg3(I, X, A));
-      set(1, 1, avg3(X, A, B));
-      set(2, 3, avg3(X, A, B));
-      set(2, 1, avg3(A, B, C));
-      set(3, 3, avg3(A, B, C));
-      set(3, 1, avg3(B, C, D));
+      b[dst + 0] = avg2(X, A);
+      b[dst + 65] = avg2(X, A);
+      b[dst + 1] = avg2(A, B);
+      b[dst + 66] = avg2(A, B);
+      b[dst + 2] = avg2(B, C);
+      b[dst + 67] = avg2(B, C);
+      b[dst + 3] = avg2(C, D);
+      b[dst + 96] = avg3(K, J, I);
+      b[dst + 64] = avg3(J, I, X);
+      b[dst + 32] = avg3(I, X, A);
+      b[dst + 97] = avg3(I, X, A);
+      b[dst + 33] = avg3(X, A, B);
+      b[dst + 98] = avg3(X, A, B);
+      b[dst + 34] = avg3(A, B, C);
+      b[dst + 99] = avg3(A, B, C);
+      b[dst + 35] = avg3(B, C, D);
       return;
     case 6: // down-left
-      set(0, 0, avg3(A, B, C));
-      set(1, 0, avg3(B, C, D));
-      set(0, 1, avg3(B, C, D));
-      set(2, 0, avg3(C, D, E));
-      set(1, 1, avg3(C, D, E));
-      set(0, 2, avg3(C, D, E));
-      set(3, 0, avg3(D, E, F));
-      set(2, 1, avg3(D, E, F));
-      set(1, 2, avg3(D, E, F));
-      set(0, 3, avg3(D, E, F));
-      set(3, 1, avg3(E, F, G));
-      set(2, 2, avg3(E, F, G));
-      set(1, 3, avg3(E, F, G));
-      set(3, 2, avg3(F, G, H));
-      set(2, 3, avg3(F, G, H));
-      set(3, 3, avg3(G, H, H));
+      b[dst + 0] = avg3(A, B, C);
+      b[dst + 1] = avg3(B, C, D);
+      b[dst + 32] = avg3(B, C, D);
+      b[dst + 2] = avg3(C, D, E);
+      b[dst + 33] = avg3(C, D, E);
+      b[dst + 64] = avg3(C, D, E);
+      b[dst + 3] = avg3(D, E, F);
+      b[dst + 34] = avg3(D, E, F);
+      b[dst + 65] = avg3(D, E, F);
+      b[dst + 96] = avg3(D, E, F);
+      b[dst + 35] = avg3(E, F, G);
+      b[dst + 66] = avg3(E, F, G);
+      b[dst + 97] = avg3(E, F, G);
+      b[dst + 67] = avg3(F, G, H);
+      b[dst + 98] = avg3(F, G, H);
+      b[dst + 99] = avg3(G, H, H);
       return;
     case 7: // vertical-left
-      set(0, 0, avg2(A, B));
-      set(1, 0, avg2(B, C));
-      set(0, 2, avg2(B, C));
-      set(2, 0, avg2(C, D));
-      set(1, 2, avg2(C, D));
-      set(3, 0, avg2(D, E));
-      set(2, 2, avg2(D, E));
-      set(0, 1, avg3(A, B, C));
-      set(1, 1, avg3(B, C, D));
-      set(0, 3, avg3(B, C, D));
-      set(2, 1, avg3(C, D, E));
-      set(1, 3, avg3(C, D, E));
-      set(3, 1, avg3(D, E, F));
-      set(2, 3, avg3(D, E, F));
-      set(3, 2, avg3(E, F, G));
-      set(3, 3, avg3(F, G, H));
+      b[dst + 0] = avg2(A, B);
+      b[dst + 1] = avg2(B, C);
+      b[dst + 64] = avg2(B, C);
+      b[dst + 2] = avg2(C, D);
+      b[dst + 65] = avg2(C, D);
+      b[dst + 3] = avg2(D, E);
+      b[dst + 66] = avg2(D, E);
+      b[dst + 32] = avg3(A, B, C);
+      b[dst + 33] = avg3(B, C, D);
+      b[dst + 96] = avg3(B, C, D);
+      b[dst + 34] = avg3(C, D, E);
+      b[dst + 97] = avg3(C, D, E);
+      b[dst + 35] = avg3(D, E, F);
+      b[dst + 98] = avg3(D, E, F);
+      b[dst + 67] = avg3(E, F, G);
+      b[dst + 99] = avg3(F, G, H);
       return;
     case 8: // horizontal-down
-      set(0, 0, avg2(I, X));
-      set(2, 1, avg2(I, X));
-      set(0, 1, avg2(J, I));
-      set(2, 2, avg2(J, I));
-      set(0, 2, avg2(K, J));
-      set(2, 3, avg2(K, J));
-      set(0, 3, avg2(L, K));
-      set(3, 0, avg3(A, B, C));
-      set(2, 0, avg3(X, A, B));
-      set(1, 0, avg3(I, X, A));
-      set(3, 1, avg3(I, X, A));
-      set(1, 1, avg3(J, I, X));
-      set(3, 2, avg3(J, I, X));
-      set(1, 2, avg3(K, J, I));
-      set(3, 3, avg3(K, J, I));
-      set(1, 3, avg3(L, K, J));
+      b[dst + 0] = avg2(I, X);
+      b[dst + 34] = avg2(I, X);
+      b[dst + 32] = avg2(J, I);
+      b[dst + 66] = avg2(J, I);
+      b[dst + 64] = avg2(K, J);
+      b[dst + 98] = avg2(K, J);
+      b[dst + 96] = avg2(L, K);
+      b[dst + 3] = avg3(A, B, C);
+      b[dst + 2] = avg3(X, A, B);
+      b[dst + 1] = avg3(I, X, A);
+      b[dst + 35] = avg3(I, X, A);
+      b[dst + 33] = avg3(J, I, X);
+      b[dst + 67] = avg3(J, I, X);
+      b[dst + 65] = avg3(K, J, I);
+      b[dst + 99] = avg3(K, J, I);
+      b[dst + 97] = avg3(L, K, J);
       return;
     default: // 9, horizontal-up
-      set(0, 0, avg2(I, J));
-      set(2, 0, avg2(J, K));
-      set(0, 1, avg2(J, K));
-      set(2, 1, avg2(K, L));
-      set(0, 2, avg2(K, L));
-      set(1, 0, avg3(I, J, K));
-      set(3, 0, avg3(J, K, L));
-      set(1, 1, avg3(J, K, L));
-      set(3, 1, avg3(K, L, L));
-      set(1, 2, avg3(K, L, L));
-      set(3, 2, L);
-      set(2, 2, L);
-      set(0, 3, L);
-      set(1, 3, L);
-      set(2, 3, L);
-      set(3, 3, L);
+      b[dst + 0] = avg2(I, J);
+      b[dst + 2] = avg2(J, K);
+      b[dst + 32] = avg2(J, K);
+      b[dst + 34] = avg2(K, L);
+      b[dst + 64] = avg2(K, L);
+      b[dst + 1] = avg3(I, J, K);
+      b[dst + 3] = avg3(J, K, L);
+      b[dst + 33] = avg3(J, K, L);
+      b[dst + 35] = avg3(K, L, L);
+      b[dst + 65] = avg3(K, L, L);
+      b[dst + 67] = L;
+      b[dst + 66] = L;
+      b[dst + 96] = L;
+      b[dst + 97] = L;
+      b[dst + 98] = L;
+      b[dst + 99] = L;
       return;
   }
 }
@@ -977,22 +1112,18 @@ function filterEdge(
 ): void {
   const t = 2 * thresh + 1;
   for (let i = 0; i < size; i++, p += along) {
-    const p3 = b[p - 4 * s] as number;
-    const p2 = b[p - 3 * s] as number;
     const p1 = b[p - 2 * s] as number;
     const p0 = b[p - s] as number;
     const q0 = b[p] as number;
     const q1 = b[p + s] as number;
-    const q2 = b[p + 2 * s] as number;
-    const q3 = b[p + 3 * s] as number;
     if (4 * Math.abs(p0 - q0) + Math.abs(p1 - q1) > t) continue;
+    if (Math.abs(p1 - p0) > ithresh || Math.abs(q1 - q0) > ithresh) continue;
+    const p2 = b[p - 3 * s] as number;
+    const q2 = b[p + 2 * s] as number;
+    if (Math.abs(p2 - p1) > ithresh || Math.abs(q2 - q1) > ithresh) continue;
     if (
-      Math.abs(p3 - p2) > ithresh ||
-      Math.abs(p2 - p1) > ithresh ||
-      Math.abs(p1 - p0) > ithresh ||
-      Math.abs(q3 - q2) > ithresh ||
-      Math.abs(q2 - q1) > ithresh ||
-      Math.abs(q1 - q0) > ithresh
+      Math.abs((b[p - 4 * s] as number) - p2) > ithresh ||
+      Math.abs((b[p + 3 * s] as number) - q2) > ithresh
     )
       continue;
     const hev = Math.abs(p1 - p0) > hevThresh || Math.abs(q1 - q0) > hevThresh;
@@ -1020,26 +1151,48 @@ const clipRgb = (v: number) => ((v & ~16383) === 0 ? v >> 6 : v < 0 ? 0 : 255);
 
 /**
  * Chroma for one output row from its nearer chroma row `near` (weight 3) and the other
- * one `far` (weight 1), interpolated horizontally the same way (libwebp UpsampleRgbaLinePair).
+ * one `far` (weight 1), interpolated horizontally the same way (libwebp
+ * UpsampleRgbaLinePair), for U and V at once.
  */
-function upsampleChroma(plane: Uint8Array, near: number, far: number, width: number, out: Uint8Array): void {
+function upsampleChroma(
+  uPlane: Uint8Array,
+  vPlane: Uint8Array,
+  near: number,
+  far: number,
+  width: number,
+  outU: Uint8Array,
+  outV: Uint8Array,
+): void {
   const lastPair = (width - 1) >> 1;
-  let nl = plane[near] as number;
-  let fl = plane[far] as number;
-  out[0] = (3 * nl + fl + 2) >> 2;
+  let nu = uPlane[near] as number;
+  let fu = uPlane[far] as number;
+  let nv = vPlane[near] as number;
+  let fv = vPlane[far] as number;
+  outU[0] = (3 * nu + fu + 2) >> 2;
+  outV[0] = (3 * nv + fv + 2) >> 2;
   for (let x = 1; x <= lastPair; x++) {
-    const n = plane[near + x] as number;
-    const f = plane[far + x] as number;
-    const avg = nl + n + fl + f + 8;
-    const diagA = (avg + 2 * (n + fl)) >> 3;
-    const diagB = (avg + 2 * (nl + f)) >> 3;
-    out[2 * x - 1] = (diagA + nl) >> 1;
-    out[2 * x] = (diagB + n) >> 1;
-    nl = n;
-    fl = f;
+    const u = uPlane[near + x] as number;
+    const uf = uPlane[far + x] as number;
+    const v = vPlane[near + x] as number;
+    const vf = vPlane[far + x] as number;
+    const avgU = nu + u + fu + uf + 8;
+    const avgV = nv + v + fv + vf + 8;
+    outU[2 * x - 1] = (((avgU + 2 * (u + fu)) >> 3) + nu) >> 1;
+    outU[2 * x] = (((avgU + 2 * (nu + uf)) >> 3) + u) >> 1;
+    outV[2 * x - 1] = (((avgV + 2 * (v + fv)) >> 3) + nv) >> 1;
+    outV[2 * x] = (((avgV + 2 * (nv + vf)) >> 3) + v) >> 1;
+    nu = u;
+    fu = uf;
+    nv = v;
+    fv = vf;
   }
-  if (!(width & 1)) out[width - 1] = (3 * nl + fl + 2) >> 2;
+  if (!(width & 1)) {
+    outU[width - 1] = (3 * nu + fu + 2) >> 2;
+    outV[width - 1] = (3 * nv + fv + 2) >> 2;
+  }
 }
+
+const littleEndian = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
 
 function upsampleToRgba(
   yPlane: Uint8Array,
@@ -1055,6 +1208,10 @@ function upsampleToRgba(
   const uvHeight = (height + 1) >> 1;
   const rowU = new Uint8Array(width);
   const rowV = new Uint8Array(width);
+  const words =
+    littleEndian && rgba.byteOffset % 4 === 0
+      ? new Uint32Array(rgba.buffer, rgba.byteOffset, width * height)
+      : undefined;
   for (let r = 0; r < height; r++) {
     if ((r & 63) === 0) budget.tick();
     let near: number;
@@ -1069,9 +1226,23 @@ function upsampleToRgba(
       near = r >> 1;
       far = near - 1;
     }
-    upsampleChroma(uPlane, near * uvStride, far * uvStride, width, rowU);
-    upsampleChroma(vPlane, near * uvStride, far * uvStride, width, rowV);
+    upsampleChroma(uPlane, vPlane, near * uvStride, far * uvStride, width, rowU, rowV);
     const yRow = r * yStride;
+    if (words) {
+      // One 32-bit store per pixel (RGBA in memory order on a little-endian machine).
+      const o = r * width;
+      for (let x = 0; x < width; x++) {
+        const y = yTerm[yPlane[yRow + x] as number] as number;
+        const u = rowU[x] as number;
+        const v = rowV[x] as number;
+        words[o + x] =
+          clipRgb(y + (vToR[v] as number)) |
+          (clipRgb(y - (uToG[u] as number) - (vToG[v] as number)) << 8) |
+          (clipRgb(y + (uToB[u] as number)) << 16) |
+          0xff000000;
+      }
+      continue;
+    }
     let o = r * width * 4;
     for (let x = 0; x < width; x++, o += 4) {
       const y = yTerm[yPlane[yRow + x] as number] as number;
