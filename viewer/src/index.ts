@@ -1,3 +1,4 @@
+export { FrameCompositor } from './decoders/compose.ts';
 export { decodeImage } from './decoders/decode.ts';
 export { decodeInWorker, type WorkerOptions } from './decoders/in-worker.ts';
 export { sniffFormat } from './decoders/sniff.ts';
@@ -8,5 +9,8 @@ export {
   defaultDecodeLimits,
   type Frame,
   type ImageFormat,
+  type Layer,
+  type LayerBlend,
+  type LayerDispose,
   type RefusalKind,
 } from './decoders/types.ts';

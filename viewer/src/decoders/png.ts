@@ -11,6 +11,7 @@
  * trusted path.
  */
 import { type DecodeBudget, Refusal, refuse } from './budget.ts';
+import { stillFrames } from './compose.ts';
 import { crc32 } from './crc32.ts';
 import { InflateError, inflateZlib } from './inflate.ts';
 import type { DecodedImage, Frame } from './types.ts';
@@ -163,6 +164,7 @@ export function decodePng(bytes: Uint8Array, budget: DecodeBudget, options: PngO
   const frames: FrameControl[] = [];
   let defaultIsFrame = false;
   let nextSequence = 0;
+  const warnings: string[] = [];
 
   let pos = 8;
   while (pos < bytes.length) {
@@ -175,10 +177,18 @@ export function decodePng(bytes: Uint8Array, budget: DecodeBudget, options: PngO
     const dataEnd = dataStart + length;
     if (dataEnd + chunkCrcSize > bytes.length)
       refuse('truncated', `PNG chunk ${chunkName(kind)} claims ${length} bytes but the file ends first`);
-    if (crc32(bytes, pos + 4, dataEnd) !== u32(bytes, dataEnd))
-      refuse('corrupt', `PNG chunk ${chunkName(kind)} has a wrong CRC (damaged file)`);
     const data = bytes.subarray(dataStart, dataEnd);
     pos = dataEnd + chunkCrcSize;
+    if (crc32(bytes, dataStart - 4, dataEnd) !== u32(bytes, dataEnd)) {
+      // As libpng by default (pngrutil.c png_crc_finish): a critical chunk with a wrong CRC
+      // is an error, an ancillary one (tEXt, tIME, ... and APNG's chunks) is discarded with
+      // a warning. IHDR is critical, so the header is never taken from a damaged chunk.
+      if (!isAncillary(kind) || !header)
+        refuse('corrupt', `PNG chunk ${chunkName(kind)} has a wrong CRC (damaged file)`);
+      warnings.push(`PNG chunk ${chunkName(kind)} has a wrong CRC and was ignored`);
+      if (kind === fcTL || kind === fdAT) animationBroken = true;
+      continue;
+    }
 
     if (header === undefined) {
       if (kind !== IHDR) refuse('corrupt', 'PNG does not start with an IHDR chunk');
@@ -229,7 +239,7 @@ export function decodePng(bytes: Uint8Array, budget: DecodeBudget, options: PngO
       if (!frame || idat.length === 0 || length < 4 || u32(data, 0) !== nextSequence++)
         animationBroken = true;
       else frame.data.push(data.subarray(4));
-    } else if ((kind & 0x20000000) === 0) {
+    } else if (!isAncillary(kind)) {
       // Bit 5 of the first type byte clear: a critical chunk we do not know.
       refuse('unsupported', `PNG has an unknown critical chunk ${chunkName(kind)}`);
     }
@@ -251,7 +261,7 @@ export function decodePng(bytes: Uint8Array, budget: DecodeBudget, options: PngO
 
   if (wantAnimation && animation) {
     try {
-      const out = composeAnimation(header, colours, idat, frames, defaultIsFrame, budget);
+      const out = animationLayers(header, colours, idat, frames, defaultIsFrame, budget);
       return {
         format: 'png',
         width: header.width,
@@ -260,6 +270,7 @@ export function decodePng(bytes: Uint8Array, budget: DecodeBudget, options: PngO
         bitDepth: header.depth,
         frames: out,
         loopCount: animation.plays,
+        ...(warnings.length > 0 ? { warnings } : {}),
       };
     } catch (error) {
       // A broken animation falls back to the still image, as browsers do; limits and
@@ -290,11 +301,15 @@ export function decodePng(bytes: Uint8Array, budget: DecodeBudget, options: PngO
     height: header.height,
     orientation: 1,
     bitDepth: header.depth,
-    frames: [{ rgba, delayMs: 0 }],
+    frames: stillFrames(header.width, header.height, rgba),
     loopCount: 1,
     ...(rgba16 ? { rgba16 } : {}),
+    ...(warnings.length > 0 ? { warnings } : {}),
   };
 }
+
+/** Bit 5 of the first type byte: set for ancillary chunks, clear for critical ones. */
+const isAncillary = (kind: number) => (kind & 0x20000000) !== 0;
 
 function chunkName(kind: number): string {
   let s = '';
@@ -675,8 +690,11 @@ function writeRow(
   }
 }
 
-/** Renders every APNG frame onto the canvas, applying blend and dispose ops. */
-function composeAnimation(
+/**
+ * Decodes every APNG frame into a layer of its own size; `FrameCompositor` applies blend and
+ * dispose when the animation is played.
+ */
+function animationLayers(
   header: Header,
   colours: Palette,
   idat: readonly Uint8Array[],
@@ -684,80 +702,44 @@ function composeAnimation(
   defaultIsFrame: boolean,
   budget: DecodeBudget,
 ): Frame[] {
-  const { width: W, height: H } = header;
-  const canvas = budget.bytes(W * H * 4, 'APNG canvas');
   const out: Frame[] = [];
-  let maxFrameBytes = 0;
-  for (const f of controls) maxFrameBytes = Math.max(maxFrameBytes, f.width * f.height * 4);
-  const patch = budget.bytes(maxFrameBytes, 'APNG frame buffer');
-  const saved = budget.bytes(maxFrameBytes, 'APNG saved region');
   for (const [i, f] of controls.entries()) {
     budget.tick();
-    const fw = f.width;
-    const fh = f.height;
-    patch.fill(0, 0, fw * fh * 4);
+    const pixels = budget.bytes(f.width * f.height * 4, 'APNG frame');
     decodeSubImage(
       header,
       colours,
       i === 0 && defaultIsFrame ? idat : f.data,
-      fw,
-      fh,
-      patch,
-      fw,
+      f.width,
+      f.height,
+      pixels,
+      f.width,
       0,
       0,
       budget,
     );
     // Dispose "previous" on the first frame means "background" (APNG spec, fcTL).
     const dispose = i === 0 && f.dispose === Dispose.previous ? Dispose.background : f.dispose;
-    if (dispose === Dispose.previous) {
-      for (let y = 0; y < fh; y++) {
-        const row = ((f.y + y) * W + f.x) * 4;
-        saved.set(canvas.subarray(row, row + fw * 4), y * fw * 4);
-      }
-    }
-    for (let y = 0; y < fh; y++) {
-      const row = ((f.y + y) * W + f.x) * 4;
-      if (f.blend === Blend.source) {
-        canvas.set(patch.subarray(y * fw * 4, (y + 1) * fw * 4), row);
-        continue;
-      }
-      for (let x = 0; x < fw; x++) {
-        const s = (y * fw + x) * 4;
-        const d = row + x * 4;
-        const sa = patch[s + 3] as number;
-        if (sa === 255) {
-          canvas[d] = patch[s] as number;
-          canvas[d + 1] = patch[s + 1] as number;
-          canvas[d + 2] = patch[s + 2] as number;
-          canvas[d + 3] = 255;
-        } else if (sa !== 0) {
-          // Porter-Duff "over" with straight (non-premultiplied) alpha, as in the APNG spec.
-          const da = canvas[d + 3] as number;
-          const oa = sa + (da * (255 - sa)) / 255;
-          for (let c = 0; c < 3; c++) {
-            const v =
-              ((patch[s + c] as number) * sa + ((canvas[d + c] as number) * da * (255 - sa)) / 255) / oa;
-            canvas[d + c] = Math.round(v);
-          }
-          canvas[d + 3] = Math.round(oa);
-        }
-      }
-    }
-    const frame = budget.bytes(W * H * 4, 'APNG frame');
-    frame.set(canvas);
-    out.push({ rgba: frame, delayMs: f.delayMs });
-    if (dispose === Dispose.background) {
-      for (let y = 0; y < fh; y++) {
-        const row = ((f.y + y) * W + f.x) * 4;
-        canvas.fill(0, row, row + fw * 4);
-      }
-    } else if (dispose === Dispose.previous) {
-      for (let y = 0; y < fh; y++) {
-        const row = ((f.y + y) * W + f.x) * 4;
-        canvas.set(saved.subarray(y * fw * 4, (y + 1) * fw * 4), row);
-      }
-    }
+    out.push({
+      delayMs: f.delayMs,
+      layers: [
+        {
+          x: f.x,
+          y: f.y,
+          width: f.width,
+          height: f.height,
+          pixels,
+          blend: f.blend === Blend.source ? 'source' : 'over',
+          dispose:
+            dispose === Dispose.background
+              ? 'background'
+              : dispose === Dispose.previous
+                ? 'previous'
+                : 'none',
+        },
+      ],
+    });
   }
+  budget.allocate(header.width * header.height * 4, 'APNG canvas for playing the animation');
   return out;
 }

@@ -16,6 +16,7 @@
  * libwebp's integer arithmetic.
  */
 import { type DecodeBudget, refuse } from './budget.ts';
+import { stillFrames } from './compose.ts';
 import { readOrientation } from './jpeg.ts';
 import type { DecodedImage, Frame } from './types.ts';
 import { decodeLossless, decodeLosslessAlpha, vp8lHeader } from './webp-lossless.ts';
@@ -190,7 +191,7 @@ export function decodeWebp(bytes: Uint8Array, budget: DecodeBudget): DecodedImag
   const first = chunks[0] as Chunk;
   if (first.tag === 'VP8 ' || first.tag === 'VP8L') {
     const still = decodeBitstream(bytes, first, undefined, budget);
-    return image(still.width, still.height, [{ rgba: still.rgba, delayMs: 0 }], 1, 1);
+    return image(still.width, still.height, stillFrames(still.width, still.height, still.rgba), 1, 1);
   }
   if (first.tag !== 'VP8X')
     refuse('corrupt', `WebP starts with an unknown ${JSON.stringify(first.tag)} chunk`);
@@ -219,7 +220,7 @@ export function decodeWebp(bytes: Uint8Array, budget: DecodeBudget): DecodedImag
     );
   const still = decodeBitstream(bytes, bitstream, alpha, budget);
   void (flags & vp8xAlpha); // the flag is a hint; the pixels say whether there is alpha
-  return image(canvasWidth, canvasHeight, [{ rgba: still.rgba, delayMs: 0 }], 1, orientation);
+  return image(canvasWidth, canvasHeight, stillFrames(canvasWidth, canvasHeight, still.rgba), 1, orientation);
 }
 
 function image(
@@ -312,25 +313,49 @@ function decodeAnimation(
   }
   if (frames.length === 0) refuse('corrupt', 'animated WebP has no frames');
 
-  const canvasBytes = width * height * 4;
-  budget.ensure(canvasBytes * (frames.length + 1), 'WebP animation frames');
-  // The canvas after the previous frame and its disposal (libwebp's prev_frame_disposed).
-  const disposed = budget.bytes(canvasBytes, 'WebP canvas');
+  // Frames are composed here, on one canvas, with libwebp's arithmetic; each is kept as a
+  // layer of its own size holding its composed rectangle (blend "source"), plus its
+  // disposal, which any compositor replays exactly (see FrameCompositor).
+  let layerBytes = 0;
+  for (const f of frames) layerBytes += f.width * f.height * 4;
+  budget.ensure(width * height * 4 + layerBytes, 'WebP animation layers and canvas');
+  // The canvas after the previous frame and its disposal (libwebp's prev_frame_disposed),
+  // and the one being drawn.
+  const disposed = budget.bytes(width * height * 4, 'WebP canvas');
+  const canvas = budget.bytes(width * height * 4, 'WebP canvas');
   const out: Frame[] = [];
   let previous: AnimFrame | undefined;
   let previousWasKey = false;
   for (const f of frames) {
     budget.tick();
     const key = isKeyFrame(f, previous, previousWasKey, width, height, bytes);
-    const canvas = budget.bytes(canvasBytes, 'WebP frame');
-    if (!key) canvas.set(disposed);
+    if (key) canvas.fill(0);
+    else canvas.set(disposed);
     const still = decodeBitstream(bytes, f.image, f.alpha, budget);
     for (let y = 0; y < f.height; y++) {
       const s = y * f.width * 4;
       canvas.set(still.rgba.subarray(s, s + f.width * 4), ((f.y + y) * width + f.x) * 4);
     }
     if (previous && f.blend && !key) blendFrame(canvas, disposed, width, f, previous);
-    out.push({ rgba: canvas, delayMs: f.durationMs });
+    const pixels = budget.bytes(f.width * f.height * 4, 'WebP frame layer');
+    for (let y = 0; y < f.height; y++) {
+      const row = ((f.y + y) * width + f.x) * 4;
+      pixels.set(canvas.subarray(row, row + f.width * 4), y * f.width * 4);
+    }
+    out.push({
+      delayMs: f.durationMs,
+      layers: [
+        {
+          x: f.x,
+          y: f.y,
+          width: f.width,
+          height: f.height,
+          pixels,
+          blend: 'source',
+          dispose: f.disposeToBackground ? 'background' : 'none',
+        },
+      ],
+    });
     disposed.set(canvas);
     if (f.disposeToBackground)
       for (let y = f.y; y < f.y + f.height; y++)

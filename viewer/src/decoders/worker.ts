@@ -4,6 +4,7 @@
  * reaches a deadline check cannot hold the viewer.
  */
 import { parentPort } from 'node:worker_threads';
+import { imageBuffers } from './compose.ts';
 import { decodeImage } from './decode.ts';
 import type { DecodeLimits } from './types.ts';
 
@@ -14,9 +15,8 @@ export interface DecodeRequest {
 
 parentPort?.on('message', (request: DecodeRequest) => {
   const result = decodeImage(request.bytes, request.limits);
-  // Each buffer once: a transfer list naming the same buffer twice is an error.
-  const transfer = result.ok
-    ? [...new Set(result.image.frames.map((f) => f.rgba.buffer as ArrayBuffer))]
-    : [];
+  // Each buffer once (layers may share a palette): a transfer list naming the same buffer
+  // twice is an error.
+  const transfer = result.ok ? imageBuffers(result.image) : [];
   parentPort?.postMessage(result, transfer);
 });

@@ -4,6 +4,7 @@
  * so that the parent can kill it when one input hangs.
  */
 import { Refusal } from '../budget.ts';
+import { FrameCompositor, imageBuffers } from '../compose.ts';
 import { decodeImage } from '../decode.ts';
 import type { DecodeLimits, RefusalKind } from '../types.ts';
 import { mutate, Prng } from './mutate.ts';
@@ -50,12 +51,20 @@ export function runIteration(
     const result = decodeImage(input, fuzzLimits);
     if (result.ok) {
       counts.decoded++;
-      let bytes = 0;
-      for (const f of result.image.frames) bytes += f.rgba.byteLength;
+      // What a viewer holds to show it: the layers' buffers, and one canvas unless the image
+      // is a single RGBA layer (which is its own canvas).
+      const { image } = result;
+      const first = image.frames[0]?.layers;
+      const single = image.frames.length === 1 && first?.length === 1 && !first[0]?.palette;
+      let bytes = single ? 0 : image.width * image.height * 4;
+      for (const buffer of imageBuffers(image)) bytes += buffer.byteLength;
       if (bytes > fuzzLimits.maxTotalBytes) {
         counts.overruns++;
-        finding = { kind: 'overrun', iteration, detail: `${bytes} bytes of frames` };
+        finding = { kind: 'overrun', iteration, detail: `${bytes} bytes of layers and canvas` };
       }
+      // Playing it must not fail either (the compositor clips and checks what decoders give).
+      const compositor = new FrameCompositor(image);
+      for (let f = 0; f < image.frames.length; f++) compositor.frame(f);
     } else {
       counts.refused[result.kind] = (counts.refused[result.kind] ?? 0) + 1;
       // decodeImage reports errors that are not our refusals as "could not be decoded":
