@@ -299,8 +299,8 @@ export function decodeLossy(data: Uint8Array, start: number, end: number, budget
   for (let mby = 0; mby < mbh; mby++) {
     budget.tick();
     const tokens = parts[mby & (numParts - 1)] as BoolDecoder;
-    intraL.fill(0);
-    leftNz.fill(0);
+    setBytes(intraL, 0, 4, 0);
+    setBytes(leftNz, 0, 9, 0);
     // Left borders (libwebp ReconstructRow).
     for (let j = 0; j < 16; j++) work[yOff + j * bps - 1] = 129;
     for (let j = 0; j < 8; j++) {
@@ -328,8 +328,8 @@ export function decodeLossy(data: Uint8Array, start: number, end: number, budget
       let ymode = 0;
       if (!i4x4) {
         ymode = br.bit(156) ? (br.bit(128) ? predTm : predHe) : br.bit(163) ? predVe : predDc;
-        intraT.fill(ymode, mbx * 4, mbx * 4 + 4);
-        intraL.fill(ymode);
+        setBytes(intraT, mbx * 4, 4, ymode);
+        setBytes(intraL, 0, 4, ymode);
       } else {
         for (let y = 0; y < 4; y++) {
           let left = intraL[y] as number;
@@ -346,7 +346,7 @@ export function decodeLossy(data: Uint8Array, start: number, end: number, budget
 
       // --- residuals (§13), from the row's token partition ---
       // Coefficients are all zero here: addResidual clears what it reads.
-      blockNz.fill(0);
+      setBytes(blockNz, 0, 24, 0);
       let anyNonZero = false;
       const tn = mbx * 9;
       if (!skip) {
@@ -418,8 +418,8 @@ export function decodeLossy(data: Uint8Array, start: number, end: number, budget
         }
         if (tokens.eof) refuse('truncated', 'WebP lossy data ends early');
       } else {
-        topNz.fill(0, tn, tn + 8);
-        leftNz.fill(0, 0, 8);
+        setBytes(topNz, tn, 8, 0);
+        setBytes(leftNz, 0, 8, 0);
         if (!i4x4) {
           topNz[tn + 8] = 0;
           leftNz[8] = 0;
@@ -430,11 +430,10 @@ export function decodeLossy(data: Uint8Array, start: number, end: number, budget
 
       // --- reconstruction (libwebp ReconstructRow) ---
       if (mbx > 0) {
-        for (let j = -1; j < 16; j++)
-          work.copyWithin(yOff + j * bps - 4, yOff + j * bps + 12, yOff + j * bps + 16);
+        for (let j = -1; j < 16; j++) copy(work, yOff + j * bps + 12, work, yOff + j * bps - 4, 4);
         for (let j = -1; j < 8; j++) {
-          work.copyWithin(uOff + j * bps - 4, uOff + j * bps + 4, uOff + j * bps + 8);
-          work.copyWithin(vOff + j * bps - 4, vOff + j * bps + 4, vOff + j * bps + 8);
+          copy(work, uOff + j * bps + 4, work, uOff + j * bps - 4, 4);
+          copy(work, vOff + j * bps + 4, work, vOff + j * bps - 4, 4);
         }
       }
       if (mby > 0) {
@@ -445,7 +444,7 @@ export function decodeLossy(data: Uint8Array, start: number, end: number, budget
       if (i4x4) {
         const topRight = yOff - bps + 16;
         if (mby > 0) {
-          if (mbx >= mbw - 1) work.fill(topY[mbx * 16 + 15] as number, topRight, topRight + 4);
+          if (mbx >= mbw - 1) setBytes(work, topRight, 4, topY[mbx * 16 + 15] as number);
           else copy(topY, mbx * 16 + 16, work, topRight, 4);
         }
         for (let k = 1; k <= 3; k++) copy(work, topRight, work, topRight + k * 4 * bps, 4);
@@ -546,6 +545,11 @@ function readSubblockMode(br: BoolDecoder, p: number): number {
   if (!br.bit(prob[p + 6] as number)) return 6;
   if (!br.bit(prob[p + 7] as number)) return 7;
   return br.bit(prob[p + 8] as number) ? 9 : 8;
+}
+
+/** Small fills: cheaper than TypedArray.fill for a few bytes. */
+function setBytes(to: Uint8Array, at: number, n: number, v: number): void {
+  for (let i = 0; i < n; i++) to[at + i] = v;
 }
 
 /** Small copies: cheaper than subarray + set for a few bytes. */
@@ -839,7 +843,7 @@ function trueMotion(b: Uint8Array, dst: number, size: number): void {
 }
 
 function fill(b: Uint8Array, dst: number, size: number, v: number): void {
-  for (let y = 0; y < size; y++) b.fill(v, dst + y * bps, dst + y * bps + size);
+  for (let y = 0; y < size; y++) setBytes(b, dst + y * bps, size, v);
 }
 
 function predictBlock(b: Uint8Array, dst: number, size: number, mode: number): void {
@@ -848,11 +852,10 @@ function predictBlock(b: Uint8Array, dst: number, size: number, mode: number): v
     case predTm:
       return trueMotion(b, dst, size);
     case predVe:
-      for (let y = 0; y < size; y++) b.copyWithin(dst + y * bps, dst - bps, dst - bps + size);
+      for (let y = 0; y < size; y++) copy(b, dst - bps, b, dst + y * bps, size);
       return;
     case predHe:
-      for (let y = 0; y < size; y++)
-        b.fill(b[dst + y * bps - 1] as number, dst + y * bps, dst + y * bps + size);
+      for (let y = 0; y < size; y++) setBytes(b, dst + y * bps, size, b[dst + y * bps - 1] as number);
       return;
     case predDc: {
       let s = size;
@@ -920,8 +923,10 @@ function predict4(b: Uint8Array, dst: number, mode: number): void {
       return;
     }
     case 3: {
-      const rows = [avg3(X, I, J), avg3(I, J, K), avg3(J, K, L), avg3(K, L, L)];
-      for (let y = 0; y < 4; y++) b.fill(rows[y] as number, dst + y * bps, dst + y * bps + 4);
+      setBytes(b, dst, 4, avg3(X, I, J));
+      setBytes(b, dst + bps, 4, avg3(I, J, K));
+      setBytes(b, dst + 2 * bps, 4, avg3(J, K, L));
+      setBytes(b, dst + 3 * bps, 4, avg3(K, L, L));
       return;
     }
     case 4: // down-right
@@ -1150,49 +1155,81 @@ for (let i = 0; i < 256; i++) {
 const clipRgb = (v: number) => ((v & ~16383) === 0 ? v >> 6 : v < 0 ? 0 : 255);
 
 /**
- * Chroma for one output row from its nearer chroma row `near` (weight 3) and the other
- * one `far` (weight 1), interpolated horizontally the same way (libwebp
- * UpsampleRgbaLinePair), for U and V at once.
+ * Chroma of the two output rows between chroma rows `top` and `cur` (libwebp
+ * UpsampleRgbaLinePair): the upper row weighs `top` 3:1, the lower `cur`, and each
+ * interpolates horizontally the same way; both rows share the diagonal sums.
  */
-function upsampleChroma(
-  uPlane: Uint8Array,
-  vPlane: Uint8Array,
-  near: number,
-  far: number,
+function upsamplePair(
+  plane: Uint8Array,
+  top: number,
+  cur: number,
   width: number,
-  outU: Uint8Array,
-  outV: Uint8Array,
+  upper: Uint8Array,
+  lower: Uint8Array,
 ): void {
   const lastPair = (width - 1) >> 1;
-  let nu = uPlane[near] as number;
-  let fu = uPlane[far] as number;
-  let nv = vPlane[near] as number;
-  let fv = vPlane[far] as number;
-  outU[0] = (3 * nu + fu + 2) >> 2;
-  outV[0] = (3 * nv + fv + 2) >> 2;
+  let tl = plane[top] as number;
+  let l = plane[cur] as number;
+  upper[0] = (3 * tl + l + 2) >> 2;
+  lower[0] = (3 * l + tl + 2) >> 2;
   for (let x = 1; x <= lastPair; x++) {
-    const u = uPlane[near + x] as number;
-    const uf = uPlane[far + x] as number;
-    const v = vPlane[near + x] as number;
-    const vf = vPlane[far + x] as number;
-    const avgU = nu + u + fu + uf + 8;
-    const avgV = nv + v + fv + vf + 8;
-    outU[2 * x - 1] = (((avgU + 2 * (u + fu)) >> 3) + nu) >> 1;
-    outU[2 * x] = (((avgU + 2 * (nu + uf)) >> 3) + u) >> 1;
-    outV[2 * x - 1] = (((avgV + 2 * (v + fv)) >> 3) + nv) >> 1;
-    outV[2 * x] = (((avgV + 2 * (nv + vf)) >> 3) + v) >> 1;
-    nu = u;
-    fu = uf;
-    nv = v;
-    fv = vf;
+    const t = plane[top + x] as number;
+    const uv = plane[cur + x] as number;
+    const avg = tl + t + l + uv + 8;
+    const diag12 = (avg + 2 * (t + l)) >> 3;
+    const diag03 = (avg + 2 * (tl + uv)) >> 3;
+    upper[2 * x - 1] = (diag12 + tl) >> 1;
+    upper[2 * x] = (diag03 + t) >> 1;
+    lower[2 * x - 1] = (diag03 + l) >> 1;
+    lower[2 * x] = (diag12 + uv) >> 1;
+    tl = t;
+    l = uv;
   }
   if (!(width & 1)) {
-    outU[width - 1] = (3 * nu + fu + 2) >> 2;
-    outV[width - 1] = (3 * nv + fv + 2) >> 2;
+    upper[width - 1] = (3 * tl + l + 2) >> 2;
+    lower[width - 1] = (3 * l + tl + 2) >> 2;
   }
 }
 
 const littleEndian = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
+
+/** One row of RGBA from luma and per-pixel chroma (libwebp VP8YuvToRgba). */
+function convertRow(
+  yPlane: Uint8Array,
+  yRow: number,
+  rowU: Uint8Array,
+  rowV: Uint8Array,
+  width: number,
+  rgba: Uint8Array,
+  words: Uint32Array | undefined,
+  r: number,
+): void {
+  if (words) {
+    // One 32-bit store per pixel (RGBA in memory order on a little-endian machine).
+    const o = r * width;
+    for (let x = 0; x < width; x++) {
+      const y = yTerm[yPlane[yRow + x] as number] as number;
+      const u = rowU[x] as number;
+      const v = rowV[x] as number;
+      words[o + x] =
+        clipRgb(y + (vToR[v] as number)) |
+        (clipRgb(y - (uToG[u] as number) - (vToG[v] as number)) << 8) |
+        (clipRgb(y + (uToB[u] as number)) << 16) |
+        0xff000000;
+    }
+    return;
+  }
+  let o = r * width * 4;
+  for (let x = 0; x < width; x++, o += 4) {
+    const y = yTerm[yPlane[yRow + x] as number] as number;
+    const u = rowU[x] as number;
+    const v = rowV[x] as number;
+    rgba[o] = clipRgb(y + (vToR[v] as number));
+    rgba[o + 1] = clipRgb(y - (uToG[u] as number) - (vToG[v] as number));
+    rgba[o + 2] = clipRgb(y + (uToB[u] as number));
+    rgba[o + 3] = 255;
+  }
+}
 
 function upsampleToRgba(
   yPlane: Uint8Array,
@@ -1206,52 +1243,27 @@ function upsampleToRgba(
   budget: DecodeBudget,
 ): void {
   const uvHeight = (height + 1) >> 1;
-  const rowU = new Uint8Array(width);
-  const rowV = new Uint8Array(width);
+  const upperU = new Uint8Array(width);
+  const upperV = new Uint8Array(width);
+  const lowerU = new Uint8Array(width);
+  const lowerV = new Uint8Array(width);
   const words =
     littleEndian && rgba.byteOffset % 4 === 0
       ? new Uint32Array(rgba.buffer, rgba.byteOffset, width * height)
       : undefined;
-  for (let r = 0; r < height; r++) {
-    if ((r & 63) === 0) budget.tick();
-    let near: number;
-    let far: number;
-    if (r === 0) {
-      near = 0;
-      far = 0;
-    } else if (r & 1) {
-      near = (r - 1) >> 1;
-      far = Math.min((r + 1) >> 1, uvHeight - 1);
-    } else {
-      near = r >> 1;
-      far = near - 1;
-    }
-    upsampleChroma(uPlane, vPlane, near * uvStride, far * uvStride, width, rowU, rowV);
-    const yRow = r * yStride;
-    if (words) {
-      // One 32-bit store per pixel (RGBA in memory order on a little-endian machine).
-      const o = r * width;
-      for (let x = 0; x < width; x++) {
-        const y = yTerm[yPlane[yRow + x] as number] as number;
-        const u = rowU[x] as number;
-        const v = rowV[x] as number;
-        words[o + x] =
-          clipRgb(y + (vToR[v] as number)) |
-          (clipRgb(y - (uToG[u] as number) - (vToG[v] as number)) << 8) |
-          (clipRgb(y + (uToB[u] as number)) << 16) |
-          0xff000000;
-      }
-      continue;
-    }
-    let o = r * width * 4;
-    for (let x = 0; x < width; x++, o += 4) {
-      const y = yTerm[yPlane[yRow + x] as number] as number;
-      const u = rowU[x] as number;
-      const v = rowV[x] as number;
-      rgba[o] = clipRgb(y + (vToR[v] as number));
-      rgba[o + 1] = clipRgb(y - (uToG[u] as number) - (vToG[v] as number));
-      rgba[o + 2] = clipRgb(y + (uToB[u] as number));
-      rgba[o + 3] = 255;
-    }
+  // Row 0 has only chroma row 0 (both weights on it); then rows 2k-1 and 2k lie between
+  // chroma rows k-1 and k; an even height's last row has only the last chroma row.
+  upsamplePair(uPlane, 0, 0, width, upperU, lowerU);
+  upsamplePair(vPlane, 0, 0, width, upperV, lowerV);
+  convertRow(yPlane, 0, upperU, upperV, width, rgba, words, 0);
+  for (let r = 1; r < height; r += 2) {
+    if ((r & 63) === 1) budget.tick();
+    const k = (r + 1) >> 1;
+    const top = (k - 1) * uvStride;
+    const cur = Math.min(k, uvHeight - 1) * uvStride;
+    upsamplePair(uPlane, top, cur, width, upperU, lowerU);
+    upsamplePair(vPlane, top, cur, width, upperV, lowerV);
+    convertRow(yPlane, r * yStride, upperU, upperV, width, rgba, words, r);
+    if (r + 1 < height) convertRow(yPlane, (r + 1) * yStride, lowerU, lowerV, width, rgba, words, r + 1);
   }
 }
