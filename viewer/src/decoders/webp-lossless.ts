@@ -33,16 +33,17 @@ enum Transform {
 
 /** LSB-first bit reader over one VP8L stream. Reading past the end yields zeros and sets `eos`. */
 class BitReader {
-  private pos: number;
-  private buf = 0;
-  private count = 0;
+  // Public for decodePixels, which runs the same steps on local copies (its hot loop).
+  pos: number;
+  buf = 0;
+  count = 0;
   /** Bits consumed past the end of the data. */
   eos = false;
 
   constructor(
-    private readonly data: Uint8Array,
+    readonly data: Uint8Array,
     start: number,
-    private readonly end: number,
+    readonly end: number,
   ) {
     this.pos = start;
   }
@@ -104,7 +105,12 @@ const reverseBits = (code: number, len: number): number => {
  * to a sub-table holds its offset << 16 | (16 + sub-table bits). The code must be complete
  * or a single symbol (as libwebp requires); that is checked before anything is allocated.
  */
-function buildCode(lengths: Uint8Array, n: number, budget: DecodeBudget | undefined): Int32Array {
+function buildCode(
+  lengths: Uint8Array,
+  n: number,
+  budget: DecodeBudget | undefined,
+  validateOnly = false,
+): Int32Array | undefined {
   const count = new Int32Array(maxCodeLength + 1);
   let symbols = 0;
   let only = 0;
@@ -118,6 +124,7 @@ function buildCode(lengths: Uint8Array, n: number, budget: DecodeBudget | undefi
   }
   if (symbols === 0) refuse('corrupt', 'WebP lossless prefix code has no symbols');
   if (symbols === 1) {
+    if (validateOnly) return undefined;
     budget?.allocate(4 << rootBits, 'WebP lossless prefix table');
     return new Int32Array(1 << rootBits).fill(only << 16);
   }
@@ -127,6 +134,7 @@ function buildCode(lengths: Uint8Array, n: number, budget: DecodeBudget | undefi
     if (left < 0) refuse('corrupt', 'WebP lossless prefix code is over-subscribed');
   }
   if (left !== 0) refuse('corrupt', 'WebP lossless prefix code is incomplete');
+  if (validateOnly) return undefined;
   // Canonical codes (shorter first, then by symbol), bit-reversed for LSB-first reading.
   const next = new Int32Array(maxCodeLength + 1);
   count[0] = 0;
@@ -236,7 +244,7 @@ class LosslessDecoder {
       const codeLengthLengths = new Uint8Array(codeLengthCodeOrder.length);
       const num = br.read(4) + 4;
       for (let i = 0; i < num; i++) codeLengthLengths[codeLengthCodeOrder[i] as number] = br.read(3);
-      const lengthTable = buildCode(codeLengthLengths, codeLengthLengths.length, undefined);
+      const lengthTable = buildCode(codeLengthLengths, codeLengthLengths.length, undefined) as Int32Array;
       let maxSymbol = alphabet;
       if (br.read(1)) {
         const bits = 2 + 2 * br.read(3);
@@ -263,8 +271,8 @@ class LosslessDecoder {
     }
     if (br.checkEnd()) this.truncated();
     if (!keep) {
-      // Validated like a kept code (an invalid unused code is still a broken file).
-      buildCode(lengths, alphabet, undefined);
+      // Checked like a kept code (an invalid unused code is still a broken file), no table.
+      buildCode(lengths, alphabet, undefined, true);
       return undefined;
     }
     return buildCode(lengths, alphabet, this.budget);
@@ -402,7 +410,10 @@ class LosslessDecoder {
     return image;
   }
 
-  /** LZ77-coded ARGB with a colour cache (RFC 9649 §5.2). */
+  /**
+   * LZ77-coded ARGB with a colour cache (RFC 9649 §5.2). The bit reader's state is kept in
+   * locals here (BitReader.symbol's steps written out): this loop is most of a decode.
+   */
   private decodePixels(
     data: Uint32Array,
     width: number,
@@ -413,6 +424,11 @@ class LosslessDecoder {
     cacheBits: number,
   ): void {
     const br = this.br;
+    const bytes = br.data;
+    const end = br.end;
+    let pos = br.pos;
+    let buf = br.buf;
+    let count = br.count;
     const total = width * height;
     const cache = cacheBits > 0 ? new Uint32Array(1 << cacheBits) : undefined;
     const cacheShift = 32 - cacheBits;
@@ -421,31 +437,110 @@ class LosslessDecoder {
     let group = groups[0] as Group;
     let x = 0;
     let y = 0;
-    let pos = 0;
+    let p = 0;
     let cached = 0; // pixels before this one are in the cache
+    let e = 0;
+    let n = 0;
     const groupAt = (gx: number, gy: number): Group =>
       groups[
         (metaImage as Uint32Array)[(gy >>> metaBits) * metaWidth + (gx >>> metaBits)] as number
       ] as Group;
     if (metaImage) group = groupAt(0, 0);
-    while (pos < total) {
+    while (p < total) {
       if (metaImage && (x & metaMask) === 0) group = groupAt(x, y);
-      const green = br.symbol(group.green);
+      if (count < 16) {
+        while (count <= 24) {
+          buf |= (pos < end ? (bytes[pos] as number) : 0) << count;
+          pos++;
+          count += 8;
+        }
+      }
+      e = group.green[buf & 0xff] as number;
+      n = e & 0xffff;
+      if (n > 16) {
+        buf >>>= rootBits;
+        count -= rootBits;
+        e = group.green[(e >>> 16) + (buf & ((1 << (n - 16)) - 1))] as number;
+        n = e & 0xffff;
+      }
+      buf >>>= n;
+      count -= n;
+      const green = e >>> 16;
       if (green < numLiteralCodes) {
-        const red = br.symbol(group.red);
-        const blue = br.symbol(group.blue);
-        const alpha = br.symbol(group.alpha);
-        data[pos++] = ((alpha << 24) | (red << 16) | (green << 8) | blue) >>> 0;
+        if (count < 16) {
+          while (count <= 24) {
+            buf |= (pos < end ? (bytes[pos] as number) : 0) << count;
+            pos++;
+            count += 8;
+          }
+        }
+        e = group.red[buf & 0xff] as number;
+        n = e & 0xffff;
+        if (n > 16) {
+          buf >>>= rootBits;
+          count -= rootBits;
+          e = group.red[(e >>> 16) + (buf & ((1 << (n - 16)) - 1))] as number;
+          n = e & 0xffff;
+        }
+        buf >>>= n;
+        count -= n;
+        const red = e >>> 16;
+        if (count < 16) {
+          while (count <= 24) {
+            buf |= (pos < end ? (bytes[pos] as number) : 0) << count;
+            pos++;
+            count += 8;
+          }
+        }
+        e = group.blue[buf & 0xff] as number;
+        n = e & 0xffff;
+        if (n > 16) {
+          buf >>>= rootBits;
+          count -= rootBits;
+          e = group.blue[(e >>> 16) + (buf & ((1 << (n - 16)) - 1))] as number;
+          n = e & 0xffff;
+        }
+        buf >>>= n;
+        count -= n;
+        const blue = e >>> 16;
+        if (count < 16) {
+          while (count <= 24) {
+            buf |= (pos < end ? (bytes[pos] as number) : 0) << count;
+            pos++;
+            count += 8;
+          }
+        }
+        e = group.alpha[buf & 0xff] as number;
+        n = e & 0xffff;
+        if (n > 16) {
+          buf >>>= rootBits;
+          count -= rootBits;
+          e = group.alpha[(e >>> 16) + (buf & ((1 << (n - 16)) - 1))] as number;
+          n = e & 0xffff;
+        }
+        buf >>>= n;
+        count -= n;
+        const alpha = e >>> 16;
+        data[p++] = ((alpha << 24) | (red << 16) | (green << 8) | blue) >>> 0;
         if (++x === width) {
           x = 0;
           y++;
           if ((y & 15) === 0) this.budget.tick();
+          br.pos = pos;
+          br.buf = buf;
+          br.count = count;
           if (br.checkEnd()) this.truncated();
         }
       } else if (green < numLiteralCodes + numLengthCodes) {
+        br.pos = pos;
+        br.buf = buf;
+        br.count = count;
         const length = this.copyValue(green - numLiteralCodes);
         const distSymbol = br.symbol(group.distance);
         const distCode = this.copyValue(distSymbol);
+        pos = br.pos;
+        buf = br.buf;
+        count = br.count;
         let dist: number;
         if (distCode > 120) dist = distCode - 120;
         else {
@@ -453,43 +548,55 @@ class LosslessDecoder {
           dist = (c >> 4) * width + (8 - (c & 15));
           if (dist < 1) dist = 1;
         }
-        if (dist > pos || length > total - pos) {
+        if (dist > p || length > total - p) {
+          br.pos = pos;
+          br.buf = buf;
+          br.count = count;
           if (br.checkEnd()) this.truncated();
           refuse('corrupt', 'WebP lossless back-reference outside the image');
         }
-        if (dist >= length) data.copyWithin(pos, pos - dist, pos - dist + length);
-        else for (let i = 0; i < length; i++) data[pos + i] = data[pos + i - dist] as number;
-        pos += length;
+        if (dist >= length) data.copyWithin(p, p - dist, p - dist + length);
+        else for (let i = 0; i < length; i++) data[p + i] = data[p + i - dist] as number;
+        p += length;
         x += length;
         if (x >= width) {
           y += Math.floor(x / width);
           x %= width;
           this.budget.tick();
+          br.pos = pos;
+          br.buf = buf;
+          br.count = count;
           if (br.checkEnd()) this.truncated();
         }
-        if (metaImage && pos < total) group = groupAt(x, y);
+        if (metaImage && p < total) group = groupAt(x, y);
       } else {
         if (!cache) refuse('corrupt', 'WebP lossless colour cache symbol without a cache');
         const key = green - (numLiteralCodes + numLengthCodes);
-        while (cached < pos) {
-          const p = data[cached++] as number;
-          cache[Math.imul(p, 0x1e35a7bd) >>> cacheShift] = p;
+        while (cached < p) {
+          const v = data[cached++] as number;
+          cache[Math.imul(v, 0x1e35a7bd) >>> cacheShift] = v;
         }
-        data[pos++] = cache[key] as number;
+        data[p++] = cache[key] as number;
         if (++x === width) {
           x = 0;
           y++;
           if ((y & 15) === 0) this.budget.tick();
+          br.pos = pos;
+          br.buf = buf;
+          br.count = count;
           if (br.checkEnd()) this.truncated();
         }
       }
       if (cache) {
-        while (cached < pos) {
-          const p = data[cached++] as number;
-          cache[Math.imul(p, 0x1e35a7bd) >>> cacheShift] = p;
+        while (cached < p) {
+          const v = data[cached++] as number;
+          cache[Math.imul(v, 0x1e35a7bd) >>> cacheShift] = v;
         }
       }
     }
+    br.pos = pos;
+    br.buf = buf;
+    br.count = count;
     if (br.checkEnd()) this.truncated();
   }
 
