@@ -616,7 +616,7 @@ const addPixels = (a: number, b: number): number =>
 
 const average2 = (a: number, b: number): number => (((a ^ b) & 0xfefefefe) >>> 1) + (a & b);
 
-const clamp255 = (v: number): number => (v < 0 ? 0 : v > 255 ? 255 : v);
+const clamp255 = (v: number): number => (v < 0 ? 0 : Math.min(v, 255));
 
 function select(top: number, left: number, topLeft: number): number {
   let d = 0;

@@ -212,7 +212,7 @@ export function decodeLossy(data: Uint8Array, start: number, end: number, budget
   const dqY2Ac = br.optionalSigned(4);
   const dqUvDc = br.optionalSigned(4);
   const dqUvAc = br.optionalSigned(4);
-  const clip = (v: number, max: number) => (v < 0 ? 0 : v > max ? max : v);
+  const clip = (v: number, max: number) => (v < 0 ? 0 : Math.min(v, max));
   // Per segment: y1 dc, y1 ac, y2 dc, y2 ac, uv dc, uv ac.
   const dq = new Int32Array(24);
   for (let s = 0; s < 4; s++) {
@@ -257,7 +257,7 @@ export function decodeLossy(data: Uint8Array, start: number, end: number, budget
         lvl += refLfDelta[0] as number;
         if (i4x4) lvl += modeLfDelta[0] as number;
       }
-      lvl = lvl < 0 ? 0 : lvl > 63 ? 63 : lvl;
+      lvl = lvl < 0 ? 0 : Math.min(lvl, 63);
       const f: FilterParams = { limit: 0, ilevel: 0, hevThresh: 0, inner: i4x4 };
       if (lvl > 0) {
         let ilevel = lvl;
@@ -749,7 +749,7 @@ function largeValue(br: BoolDecoder, probs: Uint8Array, p: number): number {
   const bit0 = br.bit(probs[p + 9 + bit1] as number);
   const cat = 2 * bit1 + bit0;
   let v = 0;
-  for (const prob of catProbs[cat] as number[]) v += v + br.bit(prob);
+  for (const prob of catProbs[cat] as number[]) v = 2 * v + br.bit(prob);
   return v + 3 + (8 << cat);
 }
 
@@ -781,7 +781,7 @@ function inverseWht(input: Int16Array, out: Int16Array): void {
   }
 }
 
-const clip8 = (v: number): number => (v < 0 ? 0 : v > 255 ? 255 : v);
+const clip8 = (v: number): number => (v < 0 ? 0 : Math.min(v, 255));
 const mul1 = (a: number): number => ((a * 20091) >> 16) + a;
 const mul2 = (a: number): number => (a * 35468) >> 16;
 const idctTmp = new Int32Array(16);
@@ -850,7 +850,8 @@ function predictBlock(b: Uint8Array, dst: number, size: number, mode: number): v
   const shift = size === 16 ? 4 : 3;
   switch (mode) {
     case predTm:
-      return trueMotion(b, dst, size);
+      trueMotion(b, dst, size);
+      return;
     case predVe:
       for (let y = 0; y < size; y++) copy(b, dst - bps, b, dst + y * bps, size);
       return;
@@ -860,20 +861,24 @@ function predictBlock(b: Uint8Array, dst: number, size: number, mode: number): v
     case predDc: {
       let s = size;
       for (let i = 0; i < size; i++) s += (b[dst - bps + i] as number) + (b[dst + i * bps - 1] as number);
-      return fill(b, dst, size, s >> (shift + 1));
+      fill(b, dst, size, s >> (shift + 1));
+      return;
     }
     case predDcNoTop: {
       let s = size >> 1;
       for (let i = 0; i < size; i++) s += b[dst + i * bps - 1] as number;
-      return fill(b, dst, size, s >> shift);
+      fill(b, dst, size, s >> shift);
+      return;
     }
     case predDcNoLeft: {
       let s = size >> 1;
       for (let i = 0; i < size; i++) s += b[dst - bps + i] as number;
-      return fill(b, dst, size, s >> shift);
+      fill(b, dst, size, s >> shift);
+      return;
     }
     default:
-      return fill(b, dst, size, 0x80);
+      fill(b, dst, size, 0x80);
+      return;
   }
 }
 
@@ -1042,8 +1047,8 @@ function predict4(b: Uint8Array, dst: number, mode: number): void {
 
 // --- loop filters (RFC 6386 §15, libwebp src/dsp/dec.c) --------------------------------------
 
-const sclip1 = (v: number) => (v < -128 ? -128 : v > 127 ? 127 : v);
-const sclip2 = (v: number) => (v < -16 ? -16 : v > 15 ? 15 : v);
+const sclip1 = (v: number) => (v < -128 ? -128 : Math.min(v, 127));
+const sclip2 = (v: number) => (v < -16 ? -16 : Math.min(v, 15));
 
 /** Filters 2 pixels across the edge at `p` (step `s` crosses the edge). */
 function doFilter2(b: Uint8Array, p: number, s: number): void {

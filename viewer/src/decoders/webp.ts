@@ -168,7 +168,7 @@ export function unfilterAlpha(plane: Uint8Array, width: number, height: number, 
       for (let x = 0; x < width; x++) {
         const top = plane[row - width + x] as number;
         let pred = left + top - topLeft;
-        pred = pred < 0 ? 0 : pred > 255 ? 255 : pred;
+        pred = pred < 0 ? 0 : Math.min(pred, 255);
         left = (pred + (plane[row + x] as number)) & 0xff;
         plane[row + x] = left;
         topLeft = top;
