@@ -207,17 +207,13 @@ export function decodeWebp(bytes: Uint8Array, budget: DecodeBudget): DecodedImag
   if (flags & vp8xAnimation)
     return decodeAnimation(bytes, chunks, canvasWidth, canvasHeight, orientation, budget);
 
-  const at = chunks.findIndex((c) => c.tag === 'VP8 ' || c.tag === 'VP8L');
-  if (at < 0) refuse('corrupt', 'WebP has no image data (no VP8 or VP8L chunk)');
-  const bitstream = chunks[at] as Chunk;
-  // ALPH applies to a VP8 image and must come before it; VP8L carries its own alpha.
-  const alpha = bitstream.tag === 'VP8 ' ? chunks.slice(1, at).find((c) => c.tag === 'ALPH') : undefined;
-  const size = bitstreamSize(bytes, bitstream);
-  if (size.width !== canvasWidth || size.height !== canvasHeight)
-    refuse(
-      'corrupt',
-      `WebP image is ${size.width}×${size.height} but its canvas is ${canvasWidth}×${canvasHeight}`,
-    );
+  const { image: bitstream, alpha } = findBitstream(
+    bytes,
+    chunks.slice(1),
+    canvasWidth,
+    canvasHeight,
+    'WebP image',
+  );
   const still = decodeBitstream(bytes, bitstream, alpha, budget);
   void (flags & vp8xAlpha); // the flag is a hint; the pixels say whether there is alpha
   return image(canvasWidth, canvasHeight, stillFrames(canvasWidth, canvasHeight, still.rgba), 1, orientation);
@@ -240,6 +236,27 @@ function exifOrientation(payload: Uint8Array): number {
   withPrefix.set(exifPrefix);
   withPrefix.set(payload, 6);
   return readOrientation(withPrefix) ?? 1;
+}
+
+/**
+ * The VP8 or VP8L chunk among `chunks` (and for VP8 the ALPH chunk before it; VP8L carries
+ * its own alpha), checked to be `width` × `height` as the enclosing header says.
+ */
+function findBitstream(
+  bytes: Uint8Array,
+  chunks: Chunk[],
+  width: number,
+  height: number,
+  what: string,
+): { image: Chunk; alpha: Chunk | undefined } {
+  const at = chunks.findIndex((c) => c.tag === 'VP8 ' || c.tag === 'VP8L');
+  if (at < 0) refuse('corrupt', `${what} has no image data (no VP8 or VP8L chunk)`);
+  const image = chunks[at] as Chunk;
+  const alpha = image.tag === 'VP8 ' ? chunks.slice(0, at).find((c) => c.tag === 'ALPH') : undefined;
+  const size = bitstreamSize(bytes, image);
+  if (size.width !== width || size.height !== height)
+    refuse('corrupt', `${what} is ${size.width}×${size.height} but its header says ${width}×${height}`);
+  return { image, alpha };
 }
 
 function bitstreamSize(bytes: Uint8Array, chunk: Chunk): { width: number; height: number } {
@@ -289,16 +306,7 @@ function decodeAnimation(
     if (x + w > width || y + h > height)
       refuse('corrupt', `WebP frame ${frames.length + 1} (${w}×${h} at ${x},${y}) lies outside the canvas`);
     const inner = readChunks(bytes, c.start + anmfHeaderSize, c.end, 'WebP ANMF');
-    const at = inner.findIndex((i) => i.tag === 'VP8 ' || i.tag === 'VP8L');
-    if (at < 0) refuse('corrupt', `WebP frame ${frames.length + 1} has no image data`);
-    const imageChunk = inner[at] as Chunk;
-    const alpha = imageChunk.tag === 'VP8 ' ? inner.slice(0, at).find((i) => i.tag === 'ALPH') : undefined;
-    const size = bitstreamSize(bytes, imageChunk);
-    if (size.width !== w || size.height !== h)
-      refuse(
-        'corrupt',
-        `WebP frame ${frames.length + 1} is ${size.width}×${size.height}, its header says ${w}×${h}`,
-      );
+    const { image: imageChunk, alpha } = findBitstream(bytes, inner, w, h, `WebP frame ${frames.length + 1}`);
     frames.push({
       x,
       y,
