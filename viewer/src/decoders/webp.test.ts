@@ -82,6 +82,17 @@ describe('WebP against sharp (libwebp) on the generated fixtures', () => {
     expect(variable.image.frames.map((f) => f.delayMs)).toEqual(meta.delay);
   });
 
+  it('gives gif2webp files the loop count and delays of their GIF (WebP counts plays, as our loopCount)', () => {
+    for (const name of files.filter((f) => f.startsWith('gif2webp-animated_'))) {
+      const gifName = `${name.slice('gif2webp-'.length, -'.webp'.length)}.gif`;
+      const gif = decodeImage(readCorpus('gif/gif-test-suite', gifName));
+      const webp = decodeImage(readCorpus(folder, name));
+      if (!gif.ok || !webp.ok) throw new Error(`${name} or its GIF refused`);
+      expect(webp.image.loopCount, name).toBe(gif.image.loopCount);
+      expect(webp.image.frames.map((f) => f.delayMs), name).toEqual(gif.image.frames.map((f) => f.delayMs));
+    }
+  });
+
   it('reads the EXIF orientation and skips the metadata chunks', () => {
     const plain = decodeImage(readCorpus(folder, 'lossy-q95.webp'));
     const withExif = decodeImage(readCorpus(folder, 'lossy-exif.webp'));
