@@ -5,6 +5,7 @@ export { sniffFormat } from './decoders/sniff.ts';
 export {
   type DecodedImage,
   type DecodeLimits,
+  type DecodeOptions,
   type DecodeResult,
   defaultDecodeLimits,
   type Frame,
@@ -13,4 +14,5 @@ export {
   type LayerBlend,
   type LayerDispose,
   type RefusalKind,
+  type ScaleDenominator,
 } from './decoders/types.ts';

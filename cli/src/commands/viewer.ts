@@ -1,4 +1,4 @@
-import { benchCases, benchDecoders, fuzzFormat, viewerFixtures } from '@moat/viewer/host';
+import { benchCases, benchDecoders, benchScaled, fuzzFormat, viewerFixtures } from '@moat/viewer/host';
 import type { Command } from 'commander';
 import { CheckFailed, ExitCode, SetupProblem } from '../errors.ts';
 import { type CliContext, type CommandModule, handler } from '../program.ts';
@@ -71,7 +71,7 @@ export const viewerCommand: CommandModule = {
     ctx.bench
       .command('decoders')
       .description(
-        'decode time of our decoders vs sharp (libvips, 1 thread) per format, same inputs, same run',
+        'decode time of our decoders vs sharp (libvips, 1 thread) per format, same inputs, same run; then 24 MP stills at full size and 1/4 (time, peak memory)',
       )
       .option('--reps <n>', 'decodes per file and decoder (the fastest counts)', '10')
       .action(
@@ -89,6 +89,21 @@ export const viewerCommand: CommandModule = {
                 row.sharpMs === null ? 'n/a (sharp has no BMP loader)' : Number(row.sharpMs.toFixed(2)),
               oursMpPerS: Number(row.oursMpPerS.toFixed(1)),
               speedVsSharp: row.speedVsSharp === null ? 'n/a' : Number(row.speedVsSharp.toFixed(3)),
+            });
+          }
+          const scaled = await benchScaled(viewerFixtures, Math.min(reps, 3));
+          for (const row of scaled) {
+            const full = scaled.find((r) => r.name === row.name && r.scale === 1);
+            reporter.result(`decode ${row.name} at 1/${row.scale}`, {
+              size: row.size,
+              ms: Number(row.ms.toFixed(1)),
+              peakMb: Number(row.peakMb.toFixed(1)),
+              ...(full && row.scale > 1
+                ? {
+                    timeVsFull: Number((row.ms / full.ms).toFixed(3)),
+                    peakVsFull: Number((row.peakMb / full.peakMb).toFixed(3)),
+                  }
+                : {}),
             });
           }
           return ExitCode.ok;

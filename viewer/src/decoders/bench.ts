@@ -5,12 +5,15 @@
  * repetitions: the build machines are shared, and CPU time with a minimum is far less
  * disturbed by other load than wall-clock time.
  */
-import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { FrameCompositor } from './compose.ts';
 import { decodeImage } from './decode.ts';
-import type { ImageFormat } from './types.ts';
+import type { ImageFormat, ScaleDenominator } from './types.ts';
 
 export interface BenchCase {
   name: string;
@@ -157,4 +160,60 @@ export async function benchDecoders(cases: readonly BenchCase[], reps = 5): Prom
     if (row.sharpMs !== null) row.speedVsSharp = row.sharpMs / row.oursMs;
   }
   return [...rows.values()];
+}
+
+export interface ScaledBenchRow {
+  name: string;
+  scale: ScaleDenominator;
+  /** Output size. */
+  size: string;
+  /** Best decode CPU time over the repetitions, milliseconds. */
+  ms: number;
+  /** Peak RSS of a process that decoded it, minus that of one that only read the file, MB. */
+  peakMb: number;
+}
+
+/**
+ * 24-megapixel stills (6000×4000, made from a corpus photo) decoded at full size and at
+ * 1/4 (what a 1920×1080 window needs), each decode in a process of its own so that its
+ * peak memory is measured.
+ */
+export async function benchScaled(fixtures: string, reps = 3): Promise<ScaledBenchRow[]> {
+  const photo = readFileSync(join(fixtures, 'jpeg/exif-orientation/Landscape_1.jpg'));
+  const large = sharp(photo).resize(6000, 4000);
+  const cases: [string, Uint8Array][] = [
+    ['JPEG 6000×4000 baseline 4:2:0', await large.clone().jpeg({ quality: 90 }).toBuffer()],
+    ['JPEG 6000×4000 progressive', await large.clone().jpeg({ quality: 90, progressive: true }).toBuffer()],
+    ['PNG 6000×4000 RGB', await large.clone().png({ compressionLevel: 6 }).toBuffer()],
+  ];
+  const child = fileURLToPath(new URL('./bench-memory.ts', import.meta.url));
+  const folder = mkdtempSync(join(tmpdir(), 'moat-bench-'));
+  const run = (bytes: Uint8Array, args: string[]) => {
+    const path = join(folder, 'input');
+    writeFileSync(path, bytes);
+    const out = execFileSync(process.execPath, [...process.execArgv, child, path, ...args], {
+      maxBuffer: 1 << 20,
+    });
+    return JSON.parse(out.toString()) as { maxRssKb: number; cpuMs: number; size: string };
+  };
+  const rows: ScaledBenchRow[] = [];
+  run(new Uint8Array(0), ['none']); // warm-up: tsx compiles and caches the modules once
+  for (const [name, bytes] of cases) {
+    let baseline = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < reps; i++) baseline = Math.min(baseline, run(bytes, ['none']).maxRssKb);
+    for (const scale of [1, 4] as const) {
+      let ms = Number.POSITIVE_INFINITY;
+      let peakKb = Number.POSITIVE_INFINITY;
+      let size = '';
+      for (let i = 0; i < reps; i++) {
+        const r = run(bytes, ['decode', String(scale)]);
+        ms = Math.min(ms, r.cpuMs);
+        peakKb = Math.min(peakKb, r.maxRssKb - baseline);
+        size = r.size;
+      }
+      rows.push({ name, scale, size, ms, peakMb: peakKb / 1024 });
+    }
+  }
+  rmSync(folder, { recursive: true, force: true });
+  return rows;
 }

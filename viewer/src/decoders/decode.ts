@@ -1,10 +1,12 @@
 import { decodeBmp } from './bmp.ts';
 import { DecodeBudget, Refusal } from './budget.ts';
+import { downscaleStill } from './downscale.ts';
 import { decodeGif } from './gif.ts';
 import { decodeJpeg } from './jpeg.ts';
 import { decodePng } from './png.ts';
 import { describeUnknown, sniffFormat } from './sniff.ts';
 import {
+  chooseScale,
   type DecodedImage,
   type DecodeLimits,
   type DecodeOptions,
@@ -36,18 +38,26 @@ function decodeWith(bytes: Uint8Array, budget: DecodeBudget, options: DecodeOpti
   const format = sniffFormat(bytes);
   switch (format) {
     case 'png':
-      return decodePng(bytes, budget);
+      return decodePng(bytes, budget, options);
     case 'gif':
-      return decodeGif(bytes, budget);
+      return reduced(decodeGif(bytes, budget), options, budget);
     case 'jpeg':
       return decodeJpeg(bytes, budget, options);
     case 'bmp':
-      return decodeBmp(bytes, budget);
+      return reduced(decodeBmp(bytes, budget), options, budget);
     case 'webp':
-      return decodeWebp(bytes, budget);
+      return reduced(decodeWebp(bytes, budget), options, budget);
     default:
       throw new Refusal('unknown-format', describeUnknown(bytes));
   }
+}
+
+/**
+ * GIF, BMP and WebP stills at a reduced size: decoded whole (a GIF at one byte per pixel), then
+ * reduced row by row. PNG and JPEG reduce while decoding.
+ */
+function reduced(image: DecodedImage, options: DecodeOptions, budget: DecodeBudget): DecodedImage {
+  return downscaleStill(image, chooseScale(image.width, image.height, options), budget);
 }
 
 /** Turns anything a decoder threw into a refusal a person can read. */

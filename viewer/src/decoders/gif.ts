@@ -1,9 +1,10 @@
 /**
  * GIF decoder, written here: omggif and gifuct-js have no limits and leave the caller to
- * bound memory. Every image descriptor is checked against the limits before its index
- * buffer is allocated; each image becomes a layer of palette indices clipped to the
- * logical screen, which `FrameCompositor` draws with its disposal (so memory is the
- * images' own size, one byte per pixel, not frames × screen × 4).
+ * composite and bound memory (deanm/omggif `omggif.js` 1.0.10, matt-way/gifuct-js README
+ * 2.1.2). Every image descriptor is checked against the limits before its index buffer is
+ * allocated; each image becomes a layer of palette indices clipped to the logical screen,
+ * which `FrameCompositor` draws with its disposal (so memory is the images' own size, one
+ * byte per pixel, not frames × screen × 4).
  *
  * Frame model (as robert-ancell/pygif's test suite expects): an image ends a displayed
  * frame when its Graphic Control Extension gives a delay > 0; images without a delay are

@@ -2,7 +2,7 @@
  * PNG and APNG decoder, written here rather than taken from npm: pngjs inflates with
  * node:zlib (native) and allocates from IHDR without bounds, fast-png and UPNG.js have no
  * limits and return APNG frames uncomposited or without budget checks
- * (reference/image-viewing.md §3). Inflate is ours (inflate.ts, pure TypeScript) into
+ * (pngjs 7.0.0 `lib/parser.js`, fast-png 8.0.0 `src/types.ts`, UPNG.js 2.1.0 `UPNG.js`). Inflate is ours (inflate.ts, pure TypeScript) into
  * buffers whose size is computed from IHDR/fcTL and reserved against the budget first, so
  * a small file cannot expand beyond what its header announced.
  *
@@ -13,8 +13,15 @@
 import { type DecodeBudget, Refusal, refuse } from './budget.ts';
 import { stillFrames } from './compose.ts';
 import { crc32 } from './crc32.ts';
-import { InflateError, inflateZlib } from './inflate.ts';
-import type { DecodedImage, Frame } from './types.ts';
+import { BoxDownscaler, downscaleStill } from './downscale.ts';
+import { InflateError, inflateZlib, inflateZlibStreaming } from './inflate.ts';
+import {
+  chooseScale,
+  type DecodedImage,
+  type DecodeOptions,
+  type Frame,
+  type ScaleDenominator,
+} from './types.ts';
 
 // --- wire layout -----------------------------------------------------------------------
 export const pngSignature = Uint8Array.of(0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a);
@@ -101,7 +108,7 @@ interface Palette {
   keyB: number;
 }
 
-export interface PngOptions {
+export interface PngOptions extends DecodeOptions {
   /** Also return 16-bit samples (for tests comparing 16-bit files at 16-bit). */
   sixteenBit?: boolean;
 }
@@ -278,6 +285,21 @@ export function decodePng(bytes: Uint8Array, budget: DecodeBudget, options: PngO
       if (!(error instanceof Refusal) || error.kind === 'limit' || error.kind === 'deadline') throw error;
     }
   }
+  const scale = chooseScale(header.width, header.height, options);
+  if (scale > 1 && !header.interlaced) {
+    const reduced = decodeRowsScaled(header, colours, idat, scale, budget);
+    return {
+      format: 'png',
+      width: reduced.outWidth,
+      height: reduced.outHeight,
+      orientation: 1,
+      bitDepth: header.depth,
+      frames: stillFrames(reduced.outWidth, reduced.outHeight, reduced.output),
+      loopCount: 1,
+      scaled: { denominator: scale, storedWidth: header.width, storedHeight: header.height },
+      ...(warnings.length > 0 ? { warnings } : {}),
+    };
+  }
   const rgba = budget.bytes(canvasBytes, 'PNG RGBA output');
   const rgba16 =
     options.sixteenBit && header.depth === 16 ? new Uint16Array(header.width * header.height * 4) : undefined;
@@ -295,7 +317,7 @@ export function decodePng(bytes: Uint8Array, budget: DecodeBudget, options: PngO
     budget,
     rgba16,
   );
-  return {
+  const still: DecodedPng = {
     format: 'png',
     width: header.width,
     height: header.height,
@@ -306,6 +328,62 @@ export function decodePng(bytes: Uint8Array, budget: DecodeBudget, options: PngO
     ...(rgba16 ? { rgba16 } : {}),
     ...(warnings.length > 0 ? { warnings } : {}),
   };
+  // Interlaced: the passes scatter rows over the image, so they are decoded whole first.
+  return scale > 1 ? downscaleStill(still, scale, budget) : still;
+}
+
+/** Inflate window: DEFLATE's 32 KiB of history plus room for what is handed over. */
+const inflateWindowSize = 128 * 1024;
+
+/**
+ * A non-interlaced image reduced by `scale` as its rows are inflated: memory is the inflate
+ * window, two rows and the reduced output, not the image.
+ */
+function decodeRowsScaled(
+  header: Header,
+  colours: Palette,
+  idat: readonly Uint8Array[],
+  scale: ScaleDenominator,
+  budget: DecodeBudget,
+): BoxDownscaler {
+  const { width, height } = header;
+  const rowBytes = rowBytesOf(header, width);
+  const stride = rowBytes + 1;
+  const bpp = Math.max(1, ((channelsOf[header.colourType] as number) * header.depth) >> 3);
+  const rows = budget.bytes(2 * stride, 'PNG rows');
+  const rgbaRow = budget.bytes(width * 4, 'PNG RGBA row');
+  const rgbaRow32 = littleEndian ? new Uint32Array(rgbaRow.buffer) : undefined;
+  const window = budget.bytes(inflateWindowSize, 'PNG inflate window');
+  const downscaler = new BoxDownscaler(width, height, scale, budget);
+  let row = 0;
+  let filled = 0;
+  const takeRows = (inflated: Uint8Array, from: number, to: number): boolean => {
+    let p = from;
+    while (p < to && row < height) {
+      const slot = (row & 1) * stride;
+      const n = Math.min(stride - filled, to - p);
+      rows.set(inflated.subarray(p, p + n), slot + filled);
+      filled += n;
+      p += n;
+      if (filled < stride) break;
+      budget.tick();
+      const prior = row === 0 ? -1 : ((row - 1) & 1) * stride + 1;
+      unfilter(rows, rows[slot] as number, slot + 1, prior, rowBytes, bpp);
+      writeRow(header, colours, rows, slot + 1, width, rgbaRow, 0, 4, rgbaRow32);
+      downscaler.addRow(rgbaRow);
+      row++;
+      filled = 0;
+    }
+    return row >= height;
+  };
+  try {
+    inflateZlibStreaming(concat(idat, budget), window, takeRows, () => budget.tick());
+  } catch (error) {
+    if (!(error instanceof InflateError)) throw error;
+    refuse('corrupt', `PNG image data does not inflate: ${error.message}`);
+  }
+  if (row < height) refuse('truncated', `PNG image data is short: ${row} of ${height} rows`);
+  return downscaler;
 }
 
 /** Bit 5 of the first type byte: set for ancillary chunks, clear for critical ones. */

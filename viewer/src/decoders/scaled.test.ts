@@ -1,9 +1,11 @@
 import { execFileSync } from 'node:child_process';
 import sharp from 'sharp';
 import { describe, expect, it, vi } from 'vitest';
+import { DecodeBudget } from './budget.ts';
 import { decodeImage } from './decode.ts';
 import { corpusFiles, firstFrame, readCorpus } from './oracle.ts';
-import type { ScaleDenominator } from './types.ts';
+import { decodePng } from './png.ts';
+import { resolveLimits, type ScaleDenominator } from './types.ts';
 
 vi.setConfig({ testTimeout: 120_000 });
 
@@ -45,8 +47,8 @@ async function generated(): Promise<[string, Uint8Array][]> {
 describe('JPEG DCT scaling, as libjpeg-turbo (djpeg -scale 1/n)', () => {
   it('decodes at 1/1, 1/2, 1/4 and 1/8 to exactly the samples djpeg gives', async () => {
     const files = await generated();
+    // djpeg refuses DNL files (height 0 in SOF); 12-bit files are not ours to decode.
     for (const folder of ['jpeg/jpegsuite/baseline', 'jpeg/jpegsuite/progressive_huffman'])
-      // djpeg refuses DNL files (height 0 in SOF); 12-bit files are not ours to decode.
       for (const name of corpusFiles(folder, '.jpg'))
         if (!/_dnl|x12_/.test(name)) files.push([name, readCorpus(folder, name)]);
     expect(files.length).toBeGreaterThan(50);
@@ -95,5 +97,93 @@ describe('JPEG DCT scaling, as libjpeg-turbo (djpeg -scale 1/n)', () => {
       [450, 300],
       [225, 150],
     ]);
+  });
+});
+
+/** The mean of each scale×scale box (colours weighted by alpha), written out plainly. */
+function boxReference(rgba: Uint8Array, width: number, height: number, scale: number): Uint8Array {
+  const ow = Math.ceil(width / scale);
+  const oh = Math.ceil(height / scale);
+  const out = new Uint8Array(ow * oh * 4);
+  for (let oy = 0; oy < oh; oy++)
+    for (let ox = 0; ox < ow; ox++) {
+      const sums = [0, 0, 0, 0];
+      let count = 0;
+      for (let y = oy * scale; y < Math.min(height, (oy + 1) * scale); y++)
+        for (let x = ox * scale; x < Math.min(width, (ox + 1) * scale); x++) {
+          const i = (y * width + x) * 4;
+          const a = rgba[i + 3] as number;
+          for (let c = 0; c < 3; c++) sums[c] = (sums[c] as number) + (rgba[i + c] as number) * a;
+          sums[3] = (sums[3] as number) + a;
+          count++;
+        }
+      const o = (oy * ow + ox) * 4;
+      const alpha = sums[3] as number;
+      if (alpha === 0) continue;
+      for (let c = 0; c < 3; c++) out[o + c] = Math.round((sums[c] as number) / alpha);
+      out[o + 3] = Math.round(alpha / count);
+    }
+  return out;
+}
+
+describe('PNG, GIF and BMP at a reduced size: rows into a box filter', () => {
+  it('gives the box mean of the full decode, for every PNG colour type, depth and interlace', async () => {
+    const photo = readCorpus('jpeg/exif-orientation', 'Landscape_1.jpg');
+    const files: [string, Uint8Array][] = [
+      ['RGB 301×203', new Uint8Array(await sharp(photo).resize(301, 203).png().toBuffer())],
+      ['RGBA 157×99', new Uint8Array(await sharp(photo).resize(157, 99).ensureAlpha(0.6).png().toBuffer())],
+      ['palette 99×77', new Uint8Array(await sharp(photo).resize(99, 77).png({ palette: true }).toBuffer())],
+      [
+        'Adam7 131×67',
+        new Uint8Array(await sharp(photo).resize(131, 67).png({ progressive: true }).toBuffer()),
+      ],
+      [
+        '16-bit 65×33',
+        new Uint8Array(await sharp(photo).resize(65, 33).toColourspace('rgb16').png().toBuffer()),
+      ],
+      ['GIF 141×93', new Uint8Array(await sharp(photo).resize(141, 93).gif().toBuffer())],
+    ];
+    for (const name of corpusFiles('png/pngsuite', '.png').filter((n) => /^(basn|basi|tbr|tp)/.test(n)))
+      files.push([name, readCorpus('png/pngsuite', name)]);
+    for (const name of ['V5_24_Bit.bmp', 'Core_8_Bit.bmp'])
+      files.push([name, readCorpus('bmp/image-rs', name)]);
+    const failures: string[] = [];
+    for (const [name, bytes] of files) {
+      const full = decodeImage(bytes);
+      if (!full.ok) throw new Error(`${name}: ${full.reason}`);
+      const { width, height } = full.image;
+      for (const scale of [2, 4, 8] as const) {
+        const result = decodeImage(bytes, {}, { scale });
+        if (!result.ok) {
+          failures.push(`${name} 1/${scale}: ${result.reason}`);
+          continue;
+        }
+        const want = boxReference(firstFrame(full.image), width, height, scale);
+        if (!Buffer.from(firstFrame(result.image)).equals(Buffer.from(want)))
+          failures.push(`${name} 1/${scale}: differs from the box mean`);
+        expect([result.image.width, result.image.height]).toEqual([
+          Math.ceil(width / scale),
+          Math.ceil(height / scale),
+        ]);
+      }
+    }
+    expect(files.length).toBeGreaterThan(40);
+    expect(failures).toEqual([]);
+  });
+
+  it('decodes a PNG row by row: memory is the reduced image and a few rows, not the image', async () => {
+    const photo = readCorpus('jpeg/exif-orientation', 'Landscape_1.jpg');
+    const bytes = new Uint8Array(
+      await sharp(photo).resize(3000, 2000).png({ compressionLevel: 1 }).toBuffer(),
+    );
+    const full = new DecodeBudget(resolveLimits());
+    decodePng(bytes, full);
+    const reduced = new DecodeBudget(resolveLimits());
+    const image = decodePng(bytes, reduced, { scale: 8 });
+    expect([image.width, image.height]).toEqual([375, 250]);
+    // Full: 18 MB of inflated rows and 24 MB of RGBA. Reduced: the compressed data joined
+    // into one buffer (the file's size), 128 KiB of window, rows and 375×250 RGBA.
+    expect(full.bytesAllocated).toBeGreaterThan(40_000_000);
+    expect(reduced.bytesAllocated - bytes.length).toBeLessThan(1_000_000);
   });
 });

@@ -89,8 +89,17 @@ describe('WebP against sharp (libwebp) on the generated fixtures', () => {
       const webp = decodeImage(readCorpus(folder, name));
       if (!gif.ok || !webp.ok) throw new Error(`${name} or its GIF refused`);
       expect(webp.image.loopCount, name).toBe(gif.image.loopCount);
-      expect(webp.image.frames.map((f) => f.delayMs), name).toEqual(gif.image.frames.map((f) => f.delayMs));
+      expect(
+        webp.image.frames.map((f) => f.delayMs),
+        name,
+      ).toEqual(gif.image.frames.map((f) => f.delayMs));
     }
+  });
+
+  it('decodes stills at a reduced size like the other formats', () => {
+    const half = decodeImage(readCorpus(folder, 'lossy-q75.webp'), undefined, { scale: 2 });
+    if (!half.ok) throw new Error(half.reason);
+    expect([half.image.width, half.image.height, half.image.scaled?.denominator]).toEqual([151, 101, 2]);
   });
 
   it('reads the EXIF orientation and skips the metadata chunks', () => {

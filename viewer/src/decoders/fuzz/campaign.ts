@@ -6,7 +6,7 @@
 import { Refusal } from '../budget.ts';
 import { FrameCompositor, imageBuffers } from '../compose.ts';
 import { decodeImage } from '../decode.ts';
-import type { DecodeLimits, RefusalKind } from '../types.ts';
+import type { DecodeLimits, RefusalKind, ScaleDenominator } from '../types.ts';
 import { mutate, Prng } from './mutate.ts';
 
 /** Limits for fuzzing: small enough that many iterations run, large enough for the seeds. */
@@ -18,6 +18,8 @@ export const fuzzLimits: DecodeLimits = {
   maxTotalBytes: 64 << 20,
   deadlineMs: 2000,
 };
+
+const scales: readonly ScaleDenominator[] = [1, 2, 4, 8];
 
 export interface CampaignCounts {
   executions: number;
@@ -48,7 +50,8 @@ export function runIteration(
   const start = performance.now();
   let finding: Finding | undefined;
   try {
-    const result = decodeImage(input, fuzzLimits);
+    // A quarter of the inputs each at full size, 1/2, 1/4 and 1/8 (the reduced paths).
+    const result = decodeImage(input, fuzzLimits, { scale: scales[iteration & 3] as ScaleDenominator });
     if (result.ok) {
       counts.decoded++;
       // What a viewer holds to show it: the layers' buffers, and one canvas unless the image
