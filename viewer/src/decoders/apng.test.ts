@@ -1,21 +1,13 @@
 import { zlibSync } from 'fflate';
 import { describe, expect, it } from 'vitest';
-import { crc32 } from './crc32.ts';
 import { decodeImage } from './decode.ts';
 import { composedFrames, firstFrame } from './oracle.ts';
 import { pngSignature } from './png.ts';
+import { pngChunk } from './testing/png-chunk.ts';
 
 // Builds PNG files byte by byte, so each APNG feature is tested on a file whose expected
 // pixels are known exactly (sharp does not decode APNG frames).
-function chunk(type: string, data: Uint8Array): Uint8Array {
-  const out = new Uint8Array(12 + data.length);
-  const view = new DataView(out.buffer);
-  view.setUint32(0, data.length);
-  for (let i = 0; i < 4; i++) out[4 + i] = type.charCodeAt(i);
-  out.set(data, 8);
-  view.setUint32(8 + data.length, crc32(out, 4, 8 + data.length));
-  return out;
-}
+const chunk = pngChunk;
 const be = (...fields: [number, 1 | 2 | 4][]) => {
   const out = new Uint8Array(fields.reduce((n, [, s]) => n + s, 0));
   const view = new DataView(out.buffer);

@@ -46,8 +46,11 @@ interface ImageBlock {
   height: number;
   interlaced: boolean;
   minCodeSize: number;
-  /** Sub-block payloads, read in place by the LZW decoder. */
-  data: Uint8Array[];
+  /**
+   * The image's data sub-blocks, size bytes included, read in place by the LZW decoder
+   * (no object per sub-block: a file can hold millions of one-byte sub-blocks).
+   */
+  data: Uint8Array;
 }
 
 const u16 = (b: Uint8Array, o: number) => (b[o] as number) | ((b[o + 1] as number) << 8);
@@ -90,9 +93,9 @@ export function decodeGif(bytes: Uint8Array, budget: DecodeBudget): DecodedImage
     if (introducer === trailer) break;
     if (introducer === extensionIntroducer) {
       const label = bytes[pos++];
-      const blocks = readSubBlocks(bytes, pos);
-      pos = blocks.end;
-      const first = blocks.parts[0];
+      const first = subBlockAt(bytes, pos);
+      const second = first ? subBlockAt(bytes, pos + 1 + first.length) : undefined;
+      pos = subBlocksEnd(bytes, pos);
       if (label === graphicControlLabel && first && first.length >= 4) {
         const packed = first[0] as number;
         control = {
@@ -102,7 +105,7 @@ export function decodeGif(bytes: Uint8Array, budget: DecodeBudget): DecodedImage
         };
       } else if (label === applicationLabel && first && first.length === 11) {
         const id = String.fromCharCode(...first);
-        const sub = blocks.parts[1];
+        const sub = second;
         if ((id === 'NETSCAPE2.0' || id === 'ANIMEXTS1.0') && sub && sub.length >= 3 && sub[0] === 1) {
           sawLoopExtension = true;
           const n = u16(sub, 1);
@@ -132,8 +135,8 @@ export function decodeGif(bytes: Uint8Array, budget: DecodeBudget): DecodedImage
     }
     if (pos >= bytes.length) break;
     const minCodeSize = bytes[pos++] as number;
-    const blocks = readSubBlocks(bytes, pos);
-    pos = blocks.end;
+    const dataStart = pos;
+    pos = subBlocksEnd(bytes, pos);
     budget.checkFrames(layers.length + 1);
     if (w > 0 && h > 0) budget.checkSize(w, h, 'GIF frame');
     if (layers.length === 0 && emptyScreen) {
@@ -149,7 +152,7 @@ export function decodeGif(bytes: Uint8Array, budget: DecodeBudget): DecodedImage
       height: h,
       interlaced: (packed & 0x40) !== 0,
       minCodeSize,
-      data: blocks.parts,
+      data: bytes.subarray(dataStart, pos),
     };
     const count = w * h;
     if (indices.length < count) {
@@ -299,17 +302,20 @@ function layerOf(
   };
 }
 
-/** Reads data sub-blocks from `pos`; a block running past the end is cut to what exists. */
-function readSubBlocks(bytes: Uint8Array, pos: number): { parts: Uint8Array[]; end: number } {
-  const parts: Uint8Array[] = [];
+/** Where the data sub-blocks starting at `pos` end (after their terminator, or the file's end). */
+function subBlocksEnd(bytes: Uint8Array, pos: number): number {
   while (pos < bytes.length) {
     const size = bytes[pos++] as number;
-    if (size === 0) return { parts, end: pos };
-    const end = Math.min(pos + size, bytes.length);
-    parts.push(bytes.subarray(pos, end));
-    pos = end;
+    if (size === 0) return pos;
+    pos += size;
   }
-  return { parts, end: pos };
+  return bytes.length;
+}
+
+/** The payload of the sub-block at `pos` (cut at the file's end); none for a terminator. */
+function subBlockAt(bytes: Uint8Array, pos: number): Uint8Array | undefined {
+  const size = bytes[pos] ?? 0;
+  return size === 0 ? undefined : bytes.subarray(pos + 1, Math.min(pos + 1 + size, bytes.length));
 }
 
 /** Row of the image that the n-th stored row lands on (interlaced files store 4 passes). */
@@ -354,20 +360,22 @@ class LzwTables {
     const total = out.length;
     let bits = 0;
     let bitCount = 0;
-    let part = 0;
-    let offset = 0;
-    const parts = image.data;
+    const data = image.data;
+    let at = 0; // next byte of `data`
+    let left = 0; // bytes left in the current sub-block
     let steps = 0;
     for (;;) {
       while (bitCount < size) {
-        const chunk = parts[part];
-        if (!chunk) return produced;
-        if (offset >= chunk.length) {
-          part++;
-          offset = 0;
+        if (left === 0) {
+          // The next sub-block's size byte; 0 (the terminator) or the end of the data ends it.
+          const blockSize = data[at++] ?? 0;
+          if (blockSize === 0) return produced;
+          left = Math.min(blockSize, data.length - at);
+          if (left === 0) return produced;
           continue;
         }
-        bits |= (chunk[offset++] as number) << bitCount;
+        bits |= (data[at++] as number) << bitCount;
+        left--;
         bitCount += 8;
       }
       const code = bits & ((1 << size) - 1);

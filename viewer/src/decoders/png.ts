@@ -93,7 +93,7 @@ interface FrameControl {
   delayMs: number;
   dispose: number;
   blend: number;
-  data: Uint8Array[];
+  data: ChunkData;
 }
 
 /** What the colour conversion needs besides the header. */
@@ -162,7 +162,7 @@ export function decodePng(bytes: Uint8Array, budget: DecodeBudget, options: PngO
   let header: Header | undefined;
   let palette: Uint8Array | undefined;
   let transparency: Uint8Array | undefined;
-  const idat: Uint8Array[] = [];
+  const idat = new ChunkData(bytes);
   let idatDone = false;
   let sawIend = false;
   // APNG state: frames in file order; `defaultIsFrame` when an fcTL precedes IDAT.
@@ -209,7 +209,7 @@ export function decodePng(bytes: Uint8Array, budget: DecodeBudget, options: PngO
     }
     if (kind === IDAT) {
       if (idatDone) refuse('corrupt', 'PNG IDAT chunks are not consecutive');
-      idat.push(data);
+      idat.push(dataStart, dataEnd);
       if (frames.length === 1 && idat.length === 1 && animation) defaultIsFrame = true;
       continue;
     }
@@ -238,14 +238,14 @@ export function decodePng(bytes: Uint8Array, budget: DecodeBudget, options: PngO
         delayMs: Math.round((u16(data, 20) * 1000) / (den === 0 ? 100 : den)),
         dispose: data[24] as number,
         blend: data[25] as number,
-        data: [],
+        data: new ChunkData(bytes),
       });
       budget.checkFrames(frames.length);
     } else if (kind === fdAT) {
       const frame = frames[frames.length - 1];
       if (!frame || idat.length === 0 || length < 4 || u32(data, 0) !== nextSequence++)
         animationBroken = true;
-      else frame.data.push(data.subarray(4));
+      else frame.data.push(dataStart + 4, dataEnd);
     } else if (!isAncillary(kind)) {
       // Bit 5 of the first type byte clear: a critical chunk we do not know.
       refuse('unsupported', `PNG has an unknown critical chunk ${chunkName(kind)}`);
@@ -342,7 +342,7 @@ const inflateWindowSize = 128 * 1024;
 function decodeRowsScaled(
   header: Header,
   colours: Palette,
-  idat: readonly Uint8Array[],
+  idat: ChunkData,
   scale: ScaleDenominator,
   budget: DecodeBudget,
 ): BoxDownscaler {
@@ -377,7 +377,7 @@ function decodeRowsScaled(
     return row >= height;
   };
   try {
-    inflateZlibStreaming(concat(idat, budget), window, takeRows, () => budget.tick());
+    inflateZlibStreaming(idat.join(budget), window, takeRows, () => budget.tick());
   } catch (error) {
     if (!(error instanceof InflateError)) throw error;
     refuse('corrupt', `PNG image data does not inflate: ${error.message}`);
@@ -443,17 +443,41 @@ function buildPalette(header: Header, plte: Uint8Array | undefined, trns: Uint8A
   return { rgba, rgba32: new Uint32Array(rgba.buffer), keyR, keyG, keyB };
 }
 
-function concat(parts: readonly Uint8Array[], budget: DecodeBudget): Uint8Array {
-  if (parts.length === 1) return parts[0] as Uint8Array;
-  let total = 0;
-  for (const p of parts) total += p.length;
-  const out = budget.bytes(total, 'PNG compressed data');
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
+/**
+ * The payloads of a run of chunks (the IDATs, or one frame's fdATs) as offsets into the file:
+ * 8 bytes per chunk rather than an object each, so that a file of millions of tiny chunks
+ * cannot exhaust a worker's heap before the budget sees anything.
+ */
+class ChunkData {
+  private ranges = new Uint32Array(16);
+  length = 0;
+  constructor(private readonly bytes: Uint8Array) {}
+
+  push(start: number, end: number): void {
+    if (this.length * 2 + 2 > this.ranges.length) {
+      const bigger = new Uint32Array(this.ranges.length * 2);
+      bigger.set(this.ranges);
+      this.ranges = bigger;
+    }
+    this.ranges[this.length * 2] = start;
+    this.ranges[this.length * 2 + 1] = end;
+    this.length++;
   }
-  return out;
+
+  /** One buffer: the only payload in place, or the payloads joined (reserved in the budget). */
+  join(budget: DecodeBudget): Uint8Array {
+    const r = this.ranges;
+    if (this.length === 1) return this.bytes.subarray(r[0] as number, r[1] as number);
+    let total = 0;
+    for (let i = 0; i < this.length; i++) total += (r[i * 2 + 1] as number) - (r[i * 2] as number);
+    const out = budget.bytes(total, 'PNG compressed data');
+    let o = 0;
+    for (let i = 0; i < this.length; i++) {
+      out.set(this.bytes.subarray(r[i * 2] as number, r[i * 2 + 1] as number), o);
+      o += (r[i * 2 + 1] as number) - (r[i * 2] as number);
+    }
+    return out;
+  }
 }
 
 function rowBytesOf(header: Header, width: number): number {
@@ -467,7 +491,7 @@ function rowBytesOf(header: Header, width: number): number {
 function decodeSubImage(
   header: Header,
   colours: Palette,
-  parts: readonly Uint8Array[],
+  parts: ChunkData,
   w: number,
   h: number,
   out: Uint8Array,
@@ -487,7 +511,7 @@ function decodeSubImage(
     if (pw > 0 && ph > 0) rawSize += ph * (rowBytesOf(header, pw) + 1);
   }
   const raw = budget.bytes(rawSize, 'PNG decompressed data');
-  const compressed = concat(parts, budget);
+  const compressed = parts.join(budget);
   let inflated = 0;
   try {
     inflated = inflateZlib(compressed, raw, () => budget.tick());
@@ -775,7 +799,7 @@ function writeRow(
 function animationLayers(
   header: Header,
   colours: Palette,
-  idat: readonly Uint8Array[],
+  idat: ChunkData,
   controls: readonly FrameControl[],
   defaultIsFrame: boolean,
   budget: DecodeBudget,

@@ -1,11 +1,13 @@
 import { describe, expect, it, vi } from 'vitest';
-
-vi.setConfig({ testTimeout: 60_000 });
-
 import { decodeImage } from './decode.ts';
 import { decodeInWorker } from './in-worker.ts';
 import { composedFrames, firstFrame, readCorpus } from './oracle.ts';
+import { pngSignature } from './png.ts';
 import { writeGif } from './testing/gif-writer.ts';
+import { pngChunk } from './testing/png-chunk.ts';
+
+// Large generated files (millions of images, sub-blocks or chunks) go through both entries.
+vi.setConfig({ testTimeout: 60_000 });
 
 describe('decoding in a worker under a deadline', () => {
   it('returns the same image as an in-thread decode', async () => {
@@ -75,6 +77,40 @@ describe('the same answer in the calling thread and in a worker', () => {
       });
       expect(inWorker).toEqual(inThread);
     });
+
+  it('decodes a GIF whose image data is 3 million one-byte sub-blocks in both', async () => {
+    // Sub-blocks are read in place: one object each exhausted the worker's heap.
+    const head = writeGif({ width: 1, height: 1, palette: [0, 0, 0, 255, 255, 255], images: [] });
+    const count = 3_000_000;
+    const bytes = new Uint8Array(head.length - 1 + 11 + 2 * count + 2);
+    bytes.set(head.subarray(0, head.length - 1));
+    let at = head.length - 1;
+    bytes.set([0x2c, 0, 0, 0, 0, 1, 0, 1, 0, 0, 2], at);
+    at += 11;
+    for (let i = 0; i < count; i++, at += 2) bytes.set([1, i === 0 ? 0x44 : 0], at);
+    bytes.set([0, 0x3b], at);
+    const inThread = decodeImage(bytes);
+    const inWorker = await decodeInWorker(bytes);
+    expect(inThread).toMatchObject({ ok: true, image: { width: 1, height: 1 } });
+    expect(inWorker).toMatchObject({ ok: true, image: { width: 1, height: 1 } });
+  });
+
+  it('decodes a PNG of 3 million empty IDAT chunks in both', async () => {
+    const chunk = pngChunk;
+    const head = [...pngSignature, ...chunk('IHDR', [0, 0, 0, 1, 0, 0, 0, 1, 8, 0, 0, 0, 0])];
+    // A 1×1 grey pixel, zlib-compressed, then IEND.
+    const tail = [...chunk('IDAT', [0x78, 1, 0x63, 0x60, 0, 0, 0, 2, 0, 1]), ...chunk('IEND', [])];
+    const empty = chunk('IDAT', []);
+    const count = 3_000_000;
+    const bytes = new Uint8Array(head.length + count * empty.length + tail.length);
+    bytes.set(head);
+    for (let i = 0; i < count; i++) bytes.set(empty, head.length + i * empty.length);
+    bytes.set(tail, head.length + count * empty.length);
+    const inThread = decodeImage(bytes);
+    const inWorker = await decodeInWorker(bytes);
+    expect(inThread).toMatchObject({ ok: true, image: { width: 1, height: 1 } });
+    expect(inWorker).toMatchObject({ ok: true, image: { width: 1, height: 1 } });
+  });
 
   it('decodes the same file to the same frames in both', async () => {
     const bytes = tinyImages(50, true);
