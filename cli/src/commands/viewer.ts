@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { CheckFailed, ExitCode, SetupProblem } from '../errors.ts';
 import { type CliContext, type CommandModule, handler } from '../program.ts';
 
-const formats = ['png', 'gif', 'jpeg', 'bmp'] as const;
+const formats = ['png', 'gif', 'jpeg', 'bmp', 'webp'] as const;
 type Format = (typeof formats)[number];
 
 function parseFormats(value: string): Format[] {
@@ -26,7 +26,7 @@ export const viewerCommand: CommandModule = {
       .description(
         'mutated corpus files through the image decoders: counts crashes, hangs and budget overruns (exit 1 on any)',
       )
-      .option('--format <formats>', 'png, gif, jpeg, bmp (comma-separated) or all', 'all')
+      .option('--format <formats>', 'png, gif, jpeg, bmp, webp (comma-separated) or all', 'all')
       .option('--seconds <n>', 'time per format', '20')
       .option('--iterations <n>', 'stop each format after this many inputs instead')
       .option('--seed <n>', 'campaign seed (an input is reproduced from seed and iteration)', '1')
@@ -81,7 +81,7 @@ export const viewerCommand: CommandModule = {
             throw new SetupProblem('--reps must be a positive integer');
           const rows = await benchDecoders(await benchCases(viewerFixtures), reps);
           for (const row of rows) {
-            reporter.result(`decode ${row.format}`, {
+            reporter.result(`decode ${row.row}`, {
               files: row.files,
               megapixels: Number(row.megapixels.toFixed(2)),
               oursMs: Number(row.oursMs.toFixed(2)),

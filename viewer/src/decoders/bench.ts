@@ -18,10 +18,14 @@ import type { ImageFormat, ScaleDenominator } from './types.ts';
 export interface BenchCase {
   name: string;
   format: ImageFormat;
+  /** The row it is summed into (the format unless given: WebP lossy and lossless apart). */
+  row?: string;
   bytes: Uint8Array;
 }
 
 export interface BenchRow {
+  /** Format, or format and variant ("webp lossy"). */
+  row: string;
   format: ImageFormat;
   files: number;
   megapixels: number;
@@ -42,6 +46,13 @@ export async function benchCases(fixtures: string): Promise<BenchCase[]> {
   const photoPngInterlaced = await sharp(photo).png({ progressive: true }).toBuffer();
   const photoGif = await sharp(photo).resize(900).gif().toBuffer();
   const photoProgressive = await sharp(photo).jpeg({ progressive: true, quality: 85 }).toBuffer();
+  const photoWebp = await sharp(photo).webp({ quality: 80 }).toBuffer();
+  const photoWebpAlpha = await sharp(photo).ensureAlpha(0.7).webp({ quality: 80 }).toBuffer();
+  const photoWebpLossless = await sharp(photo).webp({ lossless: true }).toBuffer();
+  const photoWebpPalette = await sharp(photo)
+    .resize(900)
+    .webp({ lossless: true, nearLossless: true, quality: 40 })
+    .toBuffer();
   return [
     { name: 'Landscape_1.png (1800×1200 RGB, derived)', format: 'png', bytes: photoPng },
     { name: 'Landscape_1 RGBA (derived, level 9)', format: 'png', bytes: photoPngAlpha },
@@ -60,6 +71,25 @@ export async function benchCases(fixtures: string): Promise<BenchCase[]> {
       name: 'gif-test-suite animated_loop.gif',
       format: 'gif',
       bytes: file('gif/gif-test-suite/animated_loop.gif'),
+    },
+    { name: 'Landscape_1 WebP q80 (derived)', format: 'webp', row: 'webp lossy', bytes: photoWebp },
+    {
+      name: 'Landscape_1 WebP q80 + alpha (derived)',
+      format: 'webp',
+      row: 'webp lossy',
+      bytes: photoWebpAlpha,
+    },
+    {
+      name: 'Landscape_1 WebP lossless (derived)',
+      format: 'webp',
+      row: 'webp lossless',
+      bytes: photoWebpLossless,
+    },
+    {
+      name: 'Landscape_1 900×600 WebP near-lossless (derived)',
+      format: 'webp',
+      row: 'webp lossless',
+      bytes: photoWebpPalette,
     },
     { name: 'image-rs V5_24_Bit.bmp', format: 'bmp', bytes: file('bmp/image-rs/V5_24_Bit.bmp') },
     { name: 'image-rs Core_8_Bit.bmp', format: 'bmp', bytes: file('bmp/image-rs/Core_8_Bit.bmp') },
@@ -101,9 +131,11 @@ function timeOurs(bytes: Uint8Array, reps: number): { ms: number; pixels: number
 export async function benchDecoders(cases: readonly BenchCase[], reps = 5): Promise<BenchRow[]> {
   sharp.concurrency(1);
   sharp.cache(false);
-  const rows = new Map<ImageFormat, BenchRow>();
+  const rows = new Map<string, BenchRow>();
   for (const c of cases) {
-    const row = rows.get(c.format) ?? {
+    const key = c.row ?? c.format;
+    const row = rows.get(key) ?? {
+      row: key,
       format: c.format,
       files: 0,
       megapixels: 0,
@@ -121,7 +153,7 @@ export async function benchDecoders(cases: readonly BenchCase[], reps = 5): Prom
       await timeSharp(c.bytes, 1);
       row.sharpMs += await timeSharp(c.bytes, reps);
     }
-    rows.set(c.format, row);
+    rows.set(key, row);
   }
   for (const row of rows.values()) {
     row.oursMpPerS = row.megapixels / (row.oursMs / 1000);

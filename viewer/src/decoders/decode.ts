@@ -13,6 +13,7 @@ import {
   type DecodeResult,
   resolveLimits,
 } from './types.ts';
+import { decodeWebp } from './webp.ts';
 
 /**
  * Decodes an untrusted image in the calling thread under `limits` (defaults:
@@ -44,13 +45,15 @@ function decodeWith(bytes: Uint8Array, budget: DecodeBudget, options: DecodeOpti
       return decodeJpeg(bytes, budget, options);
     case 'bmp':
       return reduced(decodeBmp(bytes, budget), options, budget);
+    case 'webp':
+      return reduced(decodeWebp(bytes, budget), options, budget);
     default:
       throw new Refusal('unknown-format', describeUnknown(bytes));
   }
 }
 
 /**
- * GIF and BMP stills at a reduced size: decoded whole (a GIF at one byte per pixel), then
+ * GIF, BMP and WebP stills at a reduced size: decoded whole (a GIF at one byte per pixel), then
  * reduced row by row. PNG and JPEG reduce while decoding.
  */
 function reduced(image: DecodedImage, options: DecodeOptions, budget: DecodeBudget): DecodedImage {

@@ -3,7 +3,7 @@
  * and the refusal it gives instead when the file is broken, unsupported or too big.
  */
 
-export type ImageFormat = 'png' | 'gif' | 'jpeg' | 'bmp';
+export type ImageFormat = 'png' | 'gif' | 'jpeg' | 'bmp' | 'webp';
 
 /**
  * How a layer meets the canvas: `source` replaces the pixels under it, `over` composites
