@@ -3,6 +3,7 @@ import { demoCommand } from './demo.ts';
 import { firewallCommand } from './firewall.ts';
 import { labCommand } from './lab.ts';
 import { labBenchCommand } from './lab-bench.ts';
+import { packageCommand } from './package.ts';
 import { qrexecCommand } from './qrexec.ts';
 import { qubesdbCommand } from './qubesdb.ts';
 import { testCommand } from './test.ts';
@@ -22,4 +23,5 @@ export const commandModules: readonly CommandModule[] = [
   xenstoreCommand,
   labCommand,
   labBenchCommand,
+  packageCommand,
 ];
