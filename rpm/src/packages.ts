@@ -55,7 +55,7 @@ function rpmbuildDefines(topdir: string, sourcedir: string, rpmdir: string): str
     _buildhost: 'reproducible',
     use_source_date_epoch_as_buildtime: '1',
     clamp_mtime_to_source_date_epoch: '1',
-    _binary_payload: 'w6.gzdio',
+    _binary_payload: 'w3.zstdio',
     _binary_filedigest_algorithm: '8',
     __os_install_post: '%{nil}',
     debug_package: '%{nil}',

@@ -7,6 +7,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 export interface PackagedVm {
   /** Template (qvm-template strips `qubes-template-`) and kernel-directory name. */
   readonly name: 'moat-firewall' | 'moat-viewer';
+  /** One line of at most 79 characters (rpmlint), without '|' (qvm-template's separator). */
   readonly description: string;
   /**
    * template.conf: KEY=VALUE lines only (qvm-template-postprocess splits every line on '=', so a
@@ -21,15 +22,13 @@ export interface PackagedVm {
 export const packagedVms: readonly PackagedVm[] = [
   {
     name: 'moat-firewall',
-    description:
-      'sys-moat: a small memory-safe firewall qube that replaces sys-firewall. Boots its own kernel through PVH GRUB; no package manager.',
+    description: 'sys-moat: a small memory-safe firewall qube in place of sys-firewall',
     templateConf: 'virt-mode=pvh\nkernel=\n',
     placeholder: { issue: '14' },
   },
   {
     name: 'moat-viewer',
-    description:
-      'moat-viewer: a disposable image viewer qube with memory-safe decoders. Boots its own kernel through PVH GRUB; no package manager.',
+    description: 'moat-viewer: a disposable image viewer qube with memory-safe decoders',
     templateConf: 'virt-mode=pvh\nkernel=\n',
     placeholder: { issue: '17' },
   },
