@@ -32,7 +32,13 @@ let packages: BuiltPackage[] = [];
 let again: BuiltPackage[] = [];
 
 function sh(program: string, args: readonly string[], input?: Buffer): string {
-  return execFileSync(program, args, { encoding: 'utf8', input, maxBuffer: 64 * 2 ** 20 });
+  return execFileSync(program, args, {
+    encoding: 'utf8',
+    input,
+    maxBuffer: 64 * 2 ** 20,
+    // debugfs and e2fsck print their version on stderr; a failure still throws with it.
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
 }
 
 function packageFile(name: string): string {

@@ -193,14 +193,18 @@ export class FakeDom0 {
 
   /** Runs moat-setup with these arguments (stdin answers its questions). */
   moatSetup(args: readonly string[], stdin = ''): RunResult {
-    return this.runProgram('bash', [moatSetupPath, ...args], stdin);
+    return this.runProgram('bash', ['--norc', '--noprofile', moatSetupPath, ...args], stdin);
   }
 
   /** Runs a shell script (README commands) against this dom0; `moat-setup` is on its PATH too. */
   shell(script: string): RunResult {
     const shim = join(this.bin, 'moat-setup');
     if (!existsSync(shim)) symlinkSync(moatSetupPath, shim);
-    return this.runProgram('bash', ['-euo', 'pipefail', '-c', script.replaceAll(/^sudo /gm, '')], '');
+    return this.runProgram(
+      'bash',
+      ['--norc', '--noprofile', '-euo', 'pipefail', '-c', script.replaceAll(/^sudo /gm, '')],
+      '',
+    );
   }
 
   private runProgram(program: string, args: readonly string[], stdin: string): RunResult {
