@@ -18,12 +18,19 @@ import {
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type BuiltPackage, buildDist, buildPackages, packagedVms, type VmDelivery } from '@moat/rpm';
+import {
+  type BuiltPackage,
+  buildDist,
+  buildPackages,
+  defaultSourceDateEpoch,
+  packagedVms,
+  type VmDelivery,
+} from '@moat/rpm';
 import { sha256File } from '@moat/unikernel';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const repository = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const epoch = 1_767_225_600;
+const epoch = defaultSourceDateEpoch;
 const work = mkdtempSync(join(tmpdir(), 'moat-packages-'));
 const distA = join(work, 'a');
 const distB = join(work, 'b');

@@ -1,17 +1,8 @@
 import { resolve } from 'node:path';
-import { buildDist, buildPackages } from '@moat/rpm';
+import { buildDist, buildPackages, sourceDateEpoch } from '@moat/rpm';
 import type { Command } from 'commander';
-import { ExitCode, SetupProblem } from '../errors.ts';
+import { ExitCode } from '../errors.ts';
 import { type CliContext, type CommandModule, handler } from '../program.ts';
-
-/** Default SOURCE_DATE_EPOCH when none is set: 2026-01-01T00:00:00Z (any fixed value works). */
-const defaultEpoch = 1_767_225_600;
-
-function epochFrom(value: string | undefined): number {
-  if (value === undefined || value === '') return defaultEpoch;
-  if (!/^\d{1,12}$/.test(value)) throw new SetupProblem(`SOURCE_DATE_EPOCH must be seconds, got ${value}`);
-  return Number(value);
-}
 
 /**
  * `moat package`: builds each VM's template root image and kernel directory into dist/, then every
@@ -47,7 +38,7 @@ export const packageCommand: CommandModule = {
             release: string;
             packagesOnly?: boolean;
           }>();
-          const epoch = epochFrom(process.env.SOURCE_DATE_EPOCH);
+          const epoch = sourceDateEpoch(process.env.SOURCE_DATE_EPOCH);
           const distDir = resolve(ctx.root, opts.dist);
           const log = (line: string) => reporter.log(line);
           if (!opts.packagesOnly) {
