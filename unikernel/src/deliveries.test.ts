@@ -20,6 +20,8 @@ describe('template root image settings', () => {
   it('takes SOURCE_DATE_EPOCH as whole seconds and refuses anything else', () => {
     expect(assertEpoch(undefined, 7)).toBe(7);
     expect(assertEpoch('1767225600', 7)).toBe(1_767_225_600);
-    expect(() => assertEpoch('yesterday', 7)).toThrow(/SOURCE_DATE_EPOCH: not a number of seconds: yesterday/);
+    expect(() => assertEpoch('yesterday', 7)).toThrow(
+      /SOURCE_DATE_EPOCH: not a number of seconds: yesterday/,
+    );
   });
 });
