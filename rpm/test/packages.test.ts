@@ -296,8 +296,11 @@ describe('a template package unpacked the way qvm-template does', () => {
         [
           'set timeout=0',
           `menuentry '${vm.name}' {`,
+          "  echo 'moat: loading /boot/vmlinuz'",
           '  linux /boot/vmlinuz console=hvc0 moat.disk=/dev/xvda moat.fs=ext4',
+          "  echo 'moat: loading /boot/initramfs'",
           '  initrd /boot/initramfs',
+          "  echo 'moat: starting the kernel'",
           '}',
           '',
         ].join('\n'),

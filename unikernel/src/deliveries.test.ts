@@ -12,8 +12,11 @@ describe('template root image settings', () => {
   it('boots the kernel with the app disk on xvda from grub.cfg', () => {
     expect(templateGrubConfig('moat-viewer')).toBe(
       "set timeout=0\nmenuentry 'moat-viewer' {\n" +
+        "  echo 'moat: loading /boot/vmlinuz'\n" +
         '  linux /boot/vmlinuz console=hvc0 moat.disk=/dev/xvda moat.fs=ext4\n' +
-        '  initrd /boot/initramfs\n}\n',
+        "  echo 'moat: loading /boot/initramfs'\n" +
+        '  initrd /boot/initramfs\n' +
+        "  echo 'moat: starting the kernel'\n}\n",
     );
   });
 

@@ -26,8 +26,12 @@ export function templateGrubConfig(name: string): string {
   return [
     'set timeout=0',
     `menuentry '${name}' {`,
+    // One console line per step: GRUB's progress display never ends a line.
+    `  echo 'moat: loading /boot/vmlinuz'`,
     `  linux /boot/vmlinuz ${kernelCommandLine} moat.disk=/dev/xvda moat.fs=ext4`,
+    `  echo 'moat: loading /boot/initramfs'`,
     '  initrd /boot/initramfs',
+    `  echo 'moat: starting the kernel'`,
     '}',
     '',
   ].join('\n');
