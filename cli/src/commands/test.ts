@@ -62,6 +62,36 @@ export const testPhases: TestPhase[] = [
     run: (root) => step(root, bin(root, 'vitest'), ['run'], 'unit tests (vitest)'),
   },
   {
+    name: 'package',
+    description:
+      'Qubes packages: shellcheck moat-setup; build every package twice (same bytes), check file lists, modes, scriptlets, metadata, template payloads and root images; rpmlint',
+    debianPackages: [
+      'rpm',
+      'rpmlint',
+      'shellcheck',
+      'squashfs-tools',
+      'e2fsprogs',
+      'tar',
+      'gcc',
+      'libc6-dev',
+    ],
+    applies: hasFolder('rpm/vitest.config.ts'),
+    run: async (root) => {
+      await step(
+        root,
+        'shellcheck',
+        ['dom0-scripts/moat-setup', 'dom0-scripts/src/fake-dom0/fake-qubes'],
+        'shellcheck (dom0-scripts)',
+      );
+      await step(
+        root,
+        bin(root, 'vitest'),
+        ['run', '--config', 'rpm/vitest.config.ts'],
+        'package tests (rpm/test)',
+      );
+    },
+  },
+  {
     name: 'lab',
     description:
       'real Xen 4.17 in QEMU (TCG): dom0, PV and PVH domUs run our code (lab/test, one boot per file)',
