@@ -20,7 +20,7 @@ import { type CliContext, type CommandModule, handler } from '../program.ts';
 import { ensureDebianPackages } from '../system.ts';
 import { labDebianPackages } from './lab.ts';
 
-const ip = (text: string): Uint8Array => wire.parseIpv4Address(text)!;
+const ip = (text: string): Uint8Array => wire.parseIpv4Text(text)!;
 
 /**
  * Part 1: sys-moat's packet engine on the host (sans-IO, the same code the VM will run):

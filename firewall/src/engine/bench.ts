@@ -7,7 +7,7 @@
 import { PerformanceObserver } from 'node:perf_hooks';
 import { benchFlowQueries, benchRuleSet, realisticRuleSet } from '../rules/bench-fixtures.ts';
 import type { RuleSet } from '../rules/types.ts';
-import { parseIpv4Address } from '../wire/ipv4.ts';
+import { parseIpv4Text } from '../wire/address.ts';
 import { type FrameMeta, type FrameSink, plainMeta, UPLINK } from './config.ts';
 import { FirewallEngine, V_FORWARDED } from './engine.ts';
 import { acceptAll, frame4 } from './frames.ts';
@@ -38,7 +38,7 @@ export interface EngineBenchResult {
   targets: { establishedPps: number; newFlowsPerSecond: number };
 }
 
-const ip = (s: string) => parseIpv4Address(s)!;
+const ip = (s: string) => parseIpv4Text(s)!;
 const UP4 = ip('10.137.0.5');
 const C1 = ip('10.137.0.20');
 const C_MAC = new Uint8Array([0, 0x16, 0x3e, 0x5e, 0x6c, 1]);

@@ -1,8 +1,7 @@
 /** One client link (one vif) and its counters. */
 import type { RuleSet } from '../rules/types.ts';
+import { parseIpv4Text, parseIpv6Text } from '../wire/address.ts';
 import { read32 } from '../wire/checksum.ts';
-import { parseIpv4Address } from '../wire/ipv4.ts';
-import { parseIpv6Address } from '../wire/ipv6.ts';
 import type { FrameMeta } from './config.ts';
 import { DROP_REASON_COUNT } from './reasons.ts';
 
@@ -131,8 +130,8 @@ export function parseVifAddresses(text: string): {
   let ip6: Uint8Array | undefined;
   for (const token of text.slice(0, 1024).split(/\s+/)) {
     if (!token) continue;
-    if (!ip4 && token.includes('.') && !token.includes(':')) ip4 = parseIpv4Address(token);
-    else if (!ip6 && token.includes(':')) ip6 = parseIpv6Address(token);
+    if (!ip4 && token.includes('.') && !token.includes(':')) ip4 = parseIpv4Text(token);
+    else if (!ip6 && token.includes(':')) ip6 = parseIpv6Text(token);
   }
   return { ip4, ip6 };
 }

@@ -13,6 +13,7 @@
  */
 import type { DnsPacketIn, DnsTransportEndpoint } from '../dns/types.ts';
 import type { FlowQuery, RuleDecision, RuleSet } from '../rules/types.ts';
+import { formatIpv4, formatIpv6 } from '../wire/address.ts';
 import { ARP_OP_REPLY, ARP_OP_REQUEST, ArpView } from '../wire/arp.ts';
 import {
   applyDelta,
@@ -67,14 +68,13 @@ import {
 } from '../wire/icmpv6.ts';
 import {
   fillIpv4Checksum,
-  formatIpv4,
   IPPROTO_ICMP,
   IPPROTO_ICMPV6,
   IPPROTO_TCP,
   IPPROTO_UDP,
   Ipv4View,
 } from '../wire/ipv4.ts';
-import { formatIpv6, IP6_HEADER_LEN, Ipv6View } from '../wire/ipv6.ts';
+import { IP6_HEADER_LEN, Ipv6View } from '../wire/ipv6.ts';
 import { TCP_ACKF, TCP_FIN, TCP_RST, TCP_SYN } from '../wire/tcp.ts';
 import {
   C_ACCEPTED,

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { formatIp } from './address.ts';
+import { formatIp } from '../wire/address.ts';
 import { parseRuleEntries, parseRuleLine, type QubesRule, reloadSource, ruleEntriesFor } from './grammar.ts';
 
 /** A rule as a plain object, addresses in text, for table comparisons. */

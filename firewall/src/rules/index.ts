@@ -6,16 +6,14 @@
  * 1,000-rule benchmark fixtures (bench-fixtures.ts).
  */
 export {
-  bytesEqual,
   formatIp,
   formatIpv4,
   formatIpv6,
-  maskPrefix,
-  parseIp,
-  parseIpv4,
-  parseIpv6,
-  prefixContains,
-} from './address.ts';
+  parseIpText,
+  parseIpv4Text,
+  parseIpv6Text,
+} from '../wire/address.ts';
+export { bytesEqual, maskPrefix, prefixContains } from './address.ts';
 export {
   type BenchRuleFixture,
   type BenchRuleTree,
