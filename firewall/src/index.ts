@@ -3,7 +3,6 @@
  * with the rule compiler and the DNS resolver.
  */
 export * from './dns/index.ts';
-export { FragmentTable, parseVifAddresses } from './engine/client.ts';
 export {
   type ClientConfig,
   type DnsConfig,
@@ -28,7 +27,9 @@ export {
   V_LOCAL,
   type Verdict,
 } from './engine/engine.ts';
+export { FragmentTable } from './engine/fragment-table.ts';
 export * as frames from './engine/frames.ts';
+export { parseVifAddresses } from './engine/links.ts';
 export { DROP_REASONS, type DropReasonName } from './engine/reasons.ts';
 export * from './rules/index.ts';
 export * as wire from './wire/index.ts';

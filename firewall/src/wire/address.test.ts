@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { parseVifAddresses } from '../engine/client.ts';
+import { parseVifAddresses } from '../engine/links.ts';
 import { parseRuleLine } from '../rules/grammar.ts';
 import { formatIp, formatIpv4, formatIpv6, parseIpText, parseIpv4Text, parseIpv6Text } from './address.ts';
 
