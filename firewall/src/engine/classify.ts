@@ -35,10 +35,18 @@ import {
 
 /**
  * Starts the packet on a frame from `link`: its Ethernet header must be whole and, the link
- * being point-to-point, addressed to our MAC there or to a group. The EtherType, or -1 when
+ * being point-to-point, addressed to our MAC there (`ownMac`, passed apart so that this hot
+ * site reads no field of either class of link) or to a group. The EtherType, or -1 when
  * the frame was dropped.
  */
-function etherTypeOf(iface: Iface, link: Link, buf: Uint8Array, off: number, len: number): number {
+function etherTypeOf(
+  iface: Iface,
+  link: Link,
+  ownMac: Uint8Array,
+  buf: Uint8Array,
+  off: number,
+  len: number,
+): number {
   const p = iface.packet;
   p.start(buf, off);
   const eth = p.ethernet;
@@ -46,7 +54,7 @@ function etherTypeOf(iface: Iface, link: Link, buf: Uint8Array, off: number, len
     iface.drop(p, link, R_MALFORMED);
     return -1;
   }
-  if (!eth.dstIsGroup && !macEquals(buf, off, link.ownMac)) {
+  if (!eth.dstIsGroup && !macEquals(buf, off, ownMac)) {
     iface.drop(p, link, R_NOT_FOR_US);
     return -1;
   }
@@ -62,7 +70,7 @@ export function fromClient(
   len: number,
   meta: FrameMeta,
 ): Verdict {
-  const type = etherTypeOf(iface, c, buf, off, len);
+  const type = etherTypeOf(iface, c, c.ownMac, buf, off, len);
   if (type < 0) return V_DROPPED;
   const p = iface.packet;
   const l3 = off + ETH_HEADER_LEN;
@@ -133,7 +141,7 @@ export function fromUplink(
   meta: FrameMeta,
 ): Verdict {
   const up = iface.uplink;
-  const type = etherTypeOf(iface, up, buf, off, len);
+  const type = etherTypeOf(iface, up, up.ownMac, buf, off, len);
   if (type < 0) return V_DROPPED;
   const p = iface.packet;
   const l3 = off + ETH_HEADER_LEN;

@@ -20,7 +20,15 @@ import type { RuleSet } from '../rules/types.ts';
 import { read32 } from '../wire/checksum.ts';
 import { formatMac } from '../wire/ethernet.ts';
 import { fromClient, fromUplink } from './classify.ts';
-import type { ClientConfig, DnsConfig, EngineConfig, FrameMeta, FrameSink, UplinkConfig } from './config.ts';
+import {
+  type ClientConfig,
+  type DnsConfig,
+  type EngineConfig,
+  type FrameMeta,
+  type FrameSink,
+  UPLINK,
+  type UplinkConfig,
+} from './config.ts';
 import type { Conntrack } from './conntrack.ts';
 import { evaluateFlow } from './forward.ts';
 import { bytesEqual, Iface, V_DROPPED, type Verdict } from './iface.ts';
@@ -232,15 +240,20 @@ export class FirewallEngine {
 
   private receiveOne(link: number, buf: Uint8Array, off: number, len: number, meta: FrameMeta): Verdict {
     const s = this.iface;
-    const l = s.links[link];
-    if (!l) {
+    if (link === UPLINK) {
+      const up = s.uplink;
+      up.counters[C_RX_PACKETS]! += 1;
+      up.counters[C_RX_BYTES]! += len;
+      return fromUplink(s, buf, off, len, meta);
+    }
+    const c = s.clients[link];
+    if (!c) {
       s.uplink.counters[C_DROP_BASE + R_UNKNOWN_LINK]! += 1;
       return V_DROPPED;
     }
-    l.counters[C_RX_PACKETS]! += 1;
-    l.counters[C_RX_BYTES]! += len;
-    if (l === s.uplink) return fromUplink(s, buf, off, len, meta);
-    return fromClient(s, l as ClientLink, buf, off, len, meta);
+    c.counters[C_RX_PACKETS]! += 1;
+    c.counters[C_RX_BYTES]! += len;
+    return fromClient(s, c, buf, off, len, meta);
   }
 
   // ---------------------------------------------------------------- counters

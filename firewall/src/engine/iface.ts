@@ -13,7 +13,6 @@ import {
   type DnsConfig,
   type DropLogEntry,
   type EngineConfig,
-  type FrameMeta,
   type FrameSink,
   plainMeta,
   QUBES_GATEWAY_MAC,
@@ -22,7 +21,6 @@ import { Conntrack, K_SRC, KEY_WORDS } from './conntrack.ts';
 import { FrameWriter } from './emit.ts';
 import { FRAGMENT_KEY_WORDS } from './fragment-table.ts';
 import {
-  C_ACCEPTED,
   C_DROP_BASE,
   C_DROPPED,
   C_TX_BYTES,
@@ -210,15 +208,6 @@ export class Iface {
     link.counters[C_TX_PACKETS]! += 1;
     link.counters[C_TX_BYTES]! += len;
     this.sink.send(link.link, this.writer.out, 0, len, this.outMeta);
-  }
-
-  /** Sends a forwarded frame (buf[off, off+len)) on `to`, counted as accepted on `from`. */
-  forwardFrame(from: Link, to: Link, p: Packet, len: number, meta: FrameMeta): Verdict {
-    from.counters[C_ACCEPTED]! += 1;
-    to.counters[C_TX_PACKETS]! += 1;
-    to.counters[C_TX_BYTES]! += len;
-    this.sink.send(to.link, p.buf, p.eth, len, meta);
-    return V_FORWARDED;
   }
 }
 

@@ -77,6 +77,16 @@ export function writeEthernetHeader(
   write16(buf, off + ETH_TYPE, etherType);
 }
 
+/** Writes a 6-byte MAC at buf[off] (unrolled: twice per forwarded frame). */
+export function writeMac(buf: Uint8Array, off: number, mac: Uint8Array): void {
+  buf[off] = mac[0]!;
+  buf[off + 1] = mac[1]!;
+  buf[off + 2] = mac[2]!;
+  buf[off + 3] = mac[3]!;
+  buf[off + 4] = mac[4]!;
+  buf[off + 5] = mac[5]!;
+}
+
 export function macEquals(a: Uint8Array, aOff: number, b: Uint8Array): boolean {
   for (let i = 0; i < 6; i++) if (a[aOff + i] !== b[i]) return false;
   return true;
