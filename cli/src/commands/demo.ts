@@ -4,13 +4,13 @@ import {
   compileRuleEntries,
   FirewallEngine,
   type FrameMeta,
-  frames,
   plainMeta,
   V_DROPPED,
   V_FORWARDED,
   V_LOCAL,
   wire,
 } from '@moat/firewall';
+import { frames } from '@moat/firewall/testing';
 import { LabError, runSmoke } from '@moat/lab';
 import { decodeInWorker } from '@moat/viewer';
 import type { Command } from 'commander';

@@ -1,4 +1,6 @@
 /**
+ * `@moat/firewall/bench` (not the main entry): the engine benchmark and the rule fixtures.
+ *
  * `./moat bench engine`: packets per second through FirewallEngine on one core, each case
  * beside the same run's floor (copying the frame bytes into the work buffer and handing
  * them to a sink, with no engine) and the ratio to it. Also reports how many garbage
@@ -6,6 +8,19 @@
  */
 import { PerformanceObserver } from 'node:perf_hooks';
 import { benchFlowQueries, benchRuleSet, realisticRuleSet } from '../rules/bench-fixtures.ts';
+
+export {
+  type BenchRuleFixture,
+  type BenchRuleTree,
+  benchFlowQueries,
+  benchRuleSet,
+  benchRuleTree,
+  measureRuleEvaluation,
+  type RuleBenchFigures,
+  realisticRuleSet,
+  seededRandom,
+} from '../rules/bench-fixtures.ts';
+
 import type { RuleSet } from '../rules/types.ts';
 import { parseIpv4Text } from '../wire/address.ts';
 import { type FrameMeta, type FrameSink, plainMeta, UPLINK } from './config.ts';

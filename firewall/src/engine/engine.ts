@@ -5,7 +5,8 @@
  * numeric key in a reused Uint32Array, rewrites the frame in place and allocates nothing.
  *
  * Behaviour follows the Linux sys-firewall as Qubes configures it (qubes-core-agent-linux
- * network/qubes-ipv4.nft, qubes-ipv6.nft, qubesagent/firewall.py; docs/firewall-behaviour.md):
+ * network/qubes-ipv4.nft, qubes-ipv6.nft, qubesagent/firewall.py; the files and commits are
+ * in docs/firewall-behaviour.md):
  * masquerade to the uplink address, nf_conntrack timeouts, client-to-client and unsolicited
  * inbound dropped, `reject with icmp admin-prohibited` for rule drops, pings to the firewall
  * answered and everything else to it rejected host-prohibited, anti-spoofing in both

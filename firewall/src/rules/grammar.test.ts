@@ -12,7 +12,7 @@ function show(rule: QubesRule): Record<string, unknown> {
   return out;
 }
 
-describe('rule lines as dom0 writes them (reference §3.3 examples)', () => {
+describe('rule lines as dom0 writes them (qubes-core-admin qubes/firewall.py)', () => {
   const examples: [string, Record<string, unknown>][] = [
     ['action=drop proto=icmp', { action: 'drop', proto: 'icmp' }],
     [

@@ -1,7 +1,7 @@
 /**
  * The QubesDB rule grammar, as dom0 writes it (qubes-core-admin qubes/firewall.py,
- * reference firewall-behaviour.md §3.3) and as the Linux sys-firewall reads it
- * (qubes-core-agent-linux qubesagent/firewall.py, §4.1-4.2).
+ * commit 1da75a67) and as the Linux sys-firewall reads it (qubes-core-agent-linux
+ * qubesagent/firewall.py, commit a37fac9); docs/firewall-behaviour.md lists the sources.
  *
  * A rule is one QubesDB value of space-separated `key=value` options. Anything
  * the Linux agent would reject (unknown option, bad value, missing `policy`,

@@ -2,8 +2,8 @@
  * Qubes firewall rules: the QubesDB grammar (grammar.ts), their meaning as the
  * Linux sys-firewall applies them (semantics.ts, the linear reference), the
  * compiled index the engine evaluates per new flow (compile.ts), one client's
- * rules over time with dsthost names resolved (client-rules.ts), and the
- * 1,000-rule benchmark fixtures (bench-fixtures.ts).
+ * rules over time with dsthost names resolved (client-rules.ts). The 1,000-rule
+ * benchmark fixtures (bench-fixtures.ts) are exported from `@moat/firewall/bench`.
  */
 export {
   formatIp,
@@ -14,17 +14,6 @@ export {
   parseIpv6Text,
 } from '../wire/address.ts';
 export { bytesEqual, maskPrefix, prefixContains } from './address.ts';
-export {
-  type BenchRuleFixture,
-  type BenchRuleTree,
-  benchFlowQueries,
-  benchRuleSet,
-  benchRuleTree,
-  measureRuleEvaluation,
-  type RuleBenchFigures,
-  realisticRuleSet,
-  seededRandom,
-} from './bench-fixtures.ts';
 export {
   ClientRules,
   type ClientRulesOptions,
