@@ -69,6 +69,19 @@ export function flowTimeout(proto: number, state: number, flags: number): number
   return TIMEOUTS_MS.generic;
 }
 
+/**
+ * Whether a TCP packet with `flags` and no flow may open one, as Linux
+ * nf_conntrack_proto_tcp.c judges it (tcp_valid_flags, then tcp_conntracks[dir][index][sNO],
+ * PSH/ECE/CWR ignored): SYN (with URG) starts a connection and, with nf_conntrack_tcp_loose
+ * at its default 1, a plain ACK (with URG) picks one up mid-stream. FIN, FIN+ACK, RST,
+ * SYN+ACK, no flags and invalid combinations such as SYN+FIN are invalid: dropped.
+ */
+export function tcpOpensFlow(flags: number): boolean {
+  // URG, PSH, ECE and CWR do not change the verdict
+  const f = flags & (TCP_FIN | TCP_SYN | TCP_RST | TCP_ACKF);
+  return f === TCP_SYN || f === TCP_ACKF;
+}
+
 /** The state a new TCP flow starts in, from its first packet's flags. */
 export function tcpFirstState(flags: number): number {
   return (flags & TCP_SYN) !== 0 ? TCP_SYN_SENT : TCP_ESTABLISHED;

@@ -8,10 +8,9 @@ import { ETH_HEADER_LEN } from '../wire/ethernet.ts';
 import { ICMP_ECHO_REQUEST } from '../wire/icmpv4.ts';
 import { ICMP6_ECHO_REQUEST } from '../wire/icmpv6.ts';
 import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../wire/ipv4.ts';
-import { TCP_ACKF, TCP_RST, TCP_SYN } from '../wire/tcp.ts';
 import type { FrameMeta } from './config.ts';
 import { TIMEOUTS_MS } from './config.ts';
-import { flowTimeout, K_PORTS, K_SRC, KEY_WORDS, tcpFirstState } from './conntrack.ts';
+import { flowTimeout, K_PORTS, K_SRC, KEY_WORDS, tcpFirstState, tcpOpensFlow } from './conntrack.ts';
 import { fitsUplinkMtu, toClient, toUplink } from './egress.ts';
 import { fragmentKey, rememberFragments } from './fragments.ts';
 import { rejectByRule, timeExceeded } from './icmp-error.ts';
@@ -94,12 +93,9 @@ export function forwardFromUplink(iface: Iface, p: Packet, meta: FrameMeta): Ver
 /** A first packet: rules, then a conntrack entry with a NAT mapping. Returns -1 when dropped. */
 function newFlow(iface: Iface, p: Packet, c: ClientLink): number {
   const proto = p.proto;
-  if (proto === IPPROTO_TCP) {
-    const f = p.tcpFlags;
-    if ((f & TCP_RST) !== 0 || (f & (TCP_SYN | TCP_ACKF)) === (TCP_SYN | TCP_ACKF)) {
-      iface.drop(p, c, R_TCP_INVALID);
-      return -1;
-    }
+  if (proto === IPPROTO_TCP && !tcpOpensFlow(p.tcpFlags)) {
+    iface.drop(p, c, R_TCP_INVALID);
+    return -1;
   }
   // DNAT of the virtual DNS servers (Linux dnat-dns chain, prerouting, before the rules)
   const redirect = dnsRedirect(iface, p);
