@@ -1,10 +1,4 @@
 export { buildGuestAddon, GUEST_ADDON_PATH, type GuestAddon } from './addon.ts';
-export {
-  runVchanBench,
-  type VchanBenchDirection,
-  type VchanBenchFigures,
-  vchanBenchPlan,
-} from './bench-vchan.ts';
 export { bundleEntry } from './bundle.ts';
 export type { AgentCommand, AgentEvent } from './control.ts';
 export { buildDom0Image, type Dom0Image } from './dom0-image.ts';
@@ -12,14 +6,6 @@ export { LabError, LabTimeout } from './errors.ts';
 export { guestImage } from './guest-image.ts';
 export { expectGuestOk, GuestHandle, type GuestRun } from './guest-run.ts';
 export { bootLab, type DomUOptions, type Lab, type LabOptions, type LabTimings } from './lab.ts';
-export {
-  measureHostPenalty,
-  PENALTY_ITERATIONS,
-  type PenaltyFigures,
-  type PenaltyRun,
-  penaltyFigures,
-  runPenaltyBench,
-} from './penalty.ts';
 export { encodeMessage, type GuestMessage, type GuestResult, LINE_PREFIX, parseLine } from './protocol.ts';
 export { qemuArgs } from './qemu.ts';
 export { checkSmokeRun, runSmoke, SMOKE_GUEST, type SmokeStep, smokeExpectedSum } from './smoke.ts';
