@@ -3,9 +3,11 @@
  * anti-spoofing in both directions, QSB-056 on the uplink) and sent on to the stage that
  * handles it: ARP and neighbour discovery, traffic to the firewall, forwarding.
  */
-import { read32 } from '../wire/checksum.ts';
+import { read16, read32 } from '../wire/checksum.ts';
 import {
+  ETH_DST,
   ETH_HEADER_LEN,
+  ETH_TYPE,
   ETHERTYPE_ARP,
   ETHERTYPE_IPV4,
   ETHERTYPE_IPV6,
@@ -37,7 +39,8 @@ import {
  * Starts the packet on a frame from `link`: its Ethernet header must be whole and, the link
  * being point-to-point, addressed to our MAC there (`ownMac`, passed apart so that this hot
  * site reads no field of either class of link) or to a group. The EtherType, or -1 when
- * the frame was dropped.
+ * the frame was dropped. Read directly rather than through a view object: an A/B of the
+ * established path measured the view at several per cent of the whole.
  */
 function etherTypeOf(
   iface: Iface,
@@ -49,16 +52,15 @@ function etherTypeOf(
 ): number {
   const p = iface.packet;
   p.start(buf, off);
-  const eth = p.ethernet;
-  if (eth.check(buf, off, len)) {
+  if (len < ETH_HEADER_LEN || off + len > buf.length) {
     iface.drop(p, link, R_MALFORMED);
     return -1;
   }
-  if (!eth.dstIsGroup && !macEquals(buf, off, ownMac)) {
+  if ((buf[off + ETH_DST]! & 1) === 0 && !macEquals(buf, off + ETH_DST, ownMac)) {
     iface.drop(p, link, R_NOT_FOR_US);
     return -1;
   }
-  return eth.etherType;
+  return read16(buf, off + ETH_TYPE);
 }
 
 /** A frame from client c. */

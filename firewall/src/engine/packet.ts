@@ -16,7 +16,6 @@ import {
   read32,
   sumWords,
 } from '../wire/checksum.ts';
-import { EthernetView } from '../wire/ethernet.ts';
 import { ICMP_ECHO_ID, IcmpView, icmpIsError, icmpIsQuery, icmpIsQueryReply } from '../wire/icmpv4.ts';
 import { ICMP6_ECHO_REPLY, ICMP6_ECHO_REQUEST, Icmp6View, icmp6IsError } from '../wire/icmpv6.ts';
 import {
@@ -77,7 +76,6 @@ export class Packet {
   fragmentOut = false;
   /** The packet's own tuple in words 0..KEY_WORDS; a new flow builds its reply tuple after it. */
   readonly key = new Uint32Array(KEY_WORDS * 2);
-  readonly ethernet = new EthernetView();
   readonly ip4 = new Ipv4View();
   readonly ip6 = new Ipv6View();
   readonly tcp = new TcpView();

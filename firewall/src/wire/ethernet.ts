@@ -15,31 +15,6 @@ export const BROADCAST_MAC: Uint8Array = new Uint8Array([0xff, 0xff, 0xff, 0xff,
 
 export type EthernetError = 'eth-truncated';
 
-/** A reusable view over one Ethernet frame (re-pointed per frame; never allocated per packet). */
-export class EthernetView {
-  buf: Uint8Array = new Uint8Array(0);
-  off = 0;
-  len = 0;
-
-  check(buf: Uint8Array, off: number, len: number): EthernetError | undefined {
-    if (len < ETH_HEADER_LEN || off + len > buf.length) return 'eth-truncated';
-    this.buf = buf;
-    this.off = off;
-    this.len = len;
-    return undefined;
-  }
-  get etherType(): number {
-    return read16(this.buf, this.off + ETH_TYPE);
-  }
-  get payloadOffset(): number {
-    return this.off + ETH_HEADER_LEN;
-  }
-  /** Whether the destination is a group (multicast or broadcast) address. */
-  get dstIsGroup(): boolean {
-    return (this.buf[this.off]! & 1) === 1;
-  }
-}
-
 export interface EthernetRepr {
   dst: Uint8Array;
   src: Uint8Array;
