@@ -5,8 +5,6 @@
  */
 import { read32, write32 } from '../wire/checksum.ts';
 import { ETH_HEADER_LEN } from '../wire/ethernet.ts';
-import { ICMP_ECHO_REQUEST } from '../wire/icmpv4.ts';
-import { ICMP6_ECHO_REQUEST } from '../wire/icmpv6.ts';
 import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../wire/ipv4.ts';
 import type { FrameMeta } from './config.ts';
 import { TIMEOUTS_MS } from './config.ts';
@@ -17,7 +15,7 @@ import { rejectByRule, timeExceeded } from './icmp-error.ts';
 import { type Iface, V_DROPPED, V_LOCAL, type Verdict } from './iface.ts';
 import type { ClientLink, Link } from './links.ts';
 import { dnsRedirect, pickNatPort, rewrite, startReplyTuple } from './nat.ts';
-import { FRAG_FIRST, FRAG_LATER, type Packet } from './packet.ts';
+import { FRAG_FIRST, FRAG_LATER, ICMP_QUERY, type Packet } from './packet.ts';
 import {
   R_BAD_CHECKSUM,
   R_CLIENT_TO_CLIENT,
@@ -25,6 +23,7 @@ import {
   R_DNS_NO_UPSTREAM,
   R_FAIL_CLOSED,
   R_FRAG_UNTRACKED,
+  R_ICMP_UNMATCHED,
   R_NAT_EXHAUSTED,
   R_RULE,
   R_TCP_INVALID,
@@ -95,6 +94,12 @@ function newFlow(iface: Iface, p: Packet, c: ClientLink): number {
   const proto = p.proto;
   if (proto === IPPROTO_TCP && !tcpOpensFlow(p.tcpFlags)) {
     iface.drop(p, c, R_TCP_INVALID);
+    return -1;
+  }
+  // only a query opens an ICMP flow: a reply, an unknown type or an error about no flow is
+  // invalid to conntrack (nf_conntrack_proto_icmp.c icmp_new), and Linux drops it
+  if (proto === p.icmpProto && p.icmpKind !== ICMP_QUERY) {
+    iface.drop(p, c, R_ICMP_UNMATCHED);
     return -1;
   }
   // DNAT of the virtual DNS servers (Linux dnat-dns chain, prerouting, before the rules)
@@ -175,8 +180,7 @@ function laterFragment(iface: Iface, p: Packet, link: Link, meta: FrameMeta, dir
 
 /**
  * Re-evaluates flow e against client c's current rules: its counter slot, or -1 when the
- * rules now block it. Conntrack keeps no ICMP type: echo is the only tracked ICMP query
- * clients start.
+ * rules now block it. An ICMP flow is a query, its type kept in the key.
  */
 export function evaluateFlow(iface: Iface, c: ClientLink, e: number): number {
   const rs = c.ruleSet;
@@ -190,9 +194,10 @@ export function evaluateFlow(iface: Iface, c: ClientLink, e: number): number {
   // the destination after DNAT is the reply tuple's source
   ct.address(e, 1, K_SRC, q.dst);
   const isIcmp = proto === IPPROTO_ICMP || proto === IPPROTO_ICMPV6;
-  q.dstPort =
-    proto === IPPROTO_TCP || proto === IPPROTO_UDP ? ct.keys[ct.keyOffset(e, 0) + K_PORTS]! & 0xffff : -1;
-  q.icmpType = isIcmp ? (fam === 4 ? ICMP_ECHO_REQUEST : ICMP6_ECHO_REQUEST) : -1;
+  // the original tuple's destination port, or an ICMP query's type
+  const dport = ct.keys[ct.keyOffset(e, 0) + K_PORTS]! & 0xffff;
+  q.dstPort = proto === IPPROTO_TCP || proto === IPPROTO_UDP ? dport : -1;
+  q.icmpType = isIcmp ? dport : -1;
   q.icmpCode = isIcmp ? 0 : -1;
   const d = rs.evaluate(q, iface.decision);
   return d.action === 'accept' ? c.ruleSlot(d.rule) : -1;

@@ -54,7 +54,8 @@ export function pickNatPort(iface: Iface, p: Packet): boolean {
     return ct.lookup(1, k, r) < 0;
   }
   const isIcmp = p.icmpType >= 0;
-  const remotePort = isIcmp ? 0 : p.dport;
+  // the remote end's port, or an ICMP query's type: kept, only our side's port is chosen
+  const remotePort = p.dport;
   const own = proto === IPPROTO_TCP ? iface.ownTcp : proto === IPPROTO_UDP ? iface.ownUdp : undefined;
   let port = p.sport;
   let lo = 1024;

@@ -16,8 +16,8 @@ import {
   read32,
   sumWords,
 } from '../wire/checksum.ts';
-import { ICMP_ECHO_ID, IcmpView, icmpIsError, icmpIsQuery, icmpIsQueryReply } from '../wire/icmpv4.ts';
-import { ICMP6_ECHO_REPLY, ICMP6_ECHO_REQUEST, Icmp6View, icmp6IsError } from '../wire/icmpv6.ts';
+import { ICMP_ECHO_ID, IcmpView, icmpIsError, icmpQueryOf } from '../wire/icmpv4.ts';
+import { Icmp6View, icmp6IsError, icmp6QueryOf } from '../wire/icmpv6.ts';
 import {
   IP4_CHECKSUM,
   IP4_DST,
@@ -62,7 +62,10 @@ export class Packet {
   /** Offsets of the source and destination addresses. */
   src = 0;
   dst = 0;
-  /** Ports (TCP/UDP), or the ICMP query id as the source (query) or destination (reply) port. */
+  /**
+   * Ports (TCP/UDP); for an ICMP query its id and type, for a reply its query's type and id
+   * (as conntrack keys them).
+   */
   sport = 0;
   dport = 0;
   hasPorts = false;
@@ -161,10 +164,15 @@ export class Packet {
         const t = v4 ? this.icmp4.type : this.icmp6.type;
         this.icmpType = t;
         this.icmpCode = v4 ? this.icmp4.code : this.icmp6.code;
-        if (v4 ? icmpIsQuery(t) : t === ICMP6_ECHO_REQUEST) {
+        // conntrack keys a query by its identifier and the query type (a reply by the type
+        // of its query): the type sits where a destination port would
+        const q = v4 ? icmpQueryOf(t) : icmp6QueryOf(t);
+        if (q === t) {
           this.sport = read16(buf, o + ICMP_ECHO_ID);
+          this.dport = q;
           this.icmpKind = ICMP_QUERY;
-        } else if (v4 ? icmpIsQueryReply(t) : t === ICMP6_ECHO_REPLY) {
+        } else if (q >= 0) {
+          this.sport = q;
           this.dport = read16(buf, o + ICMP_ECHO_ID);
           this.icmpKind = ICMP_QUERY_REPLY;
         }

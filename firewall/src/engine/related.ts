@@ -6,14 +6,8 @@
  * and the ICMP checksum recomputed.
  */
 import { applyDelta, finish, pseudoSum6, read16, sumWords, wordDelta, write16 } from '../wire/checksum.ts';
-import {
-  ICMP_CHECKSUM,
-  ICMP_ECHO_ID,
-  ICMP_HEADER_LEN,
-  icmpIsQuery,
-  icmpIsQueryReply,
-} from '../wire/icmpv4.ts';
-import { ICMP6_ECHO_REPLY, ICMP6_ECHO_REQUEST } from '../wire/icmpv6.ts';
+import { ICMP_CHECKSUM, ICMP_ECHO_ID, ICMP_HEADER_LEN, icmpQueryOf } from '../wire/icmpv4.ts';
+import { icmp6QueryOf } from '../wire/icmpv6.ts';
 import {
   IP4_CHECKSUM,
   IP4_DST,
@@ -114,11 +108,15 @@ export function forwardRelatedIcmp(
     sp = read16(buf, il4 + TCP_SRC_PORT);
     dp = read16(buf, il4 + TCP_DST_PORT);
   } else if (iproto === p.icmpProto) {
+    // keyed as Packet keys them: id and query type
     const t = buf[il4]!;
-    if (v4 ? icmpIsQuery(t) : t === ICMP6_ECHO_REQUEST) {
+    const q = v4 ? icmpQueryOf(t) : icmp6QueryOf(t);
+    if (q === t) {
       sp = read16(buf, il4 + ICMP_ECHO_ID);
+      dp = q;
       kind = ICMP_QUERY;
-    } else if (v4 ? icmpIsQueryReply(t) : t === ICMP6_ECHO_REPLY) {
+    } else if (q >= 0) {
+      sp = q;
       dp = read16(buf, il4 + ICMP_ECHO_ID);
       kind = ICMP_QUERY_REPLY;
     } else return iface.drop(p, link, R_ICMP_UNMATCHED);
