@@ -56,8 +56,9 @@ export const testPhases: TestPhase[] = [
   {
     name: 'unit',
     description: 'vitest: unit, property and host integration tests',
-    // viewer's BMP tests use GraphicsMagick and Pillow as oracles.
-    debianPackages: ['graphicsmagick', 'python3-pil'],
+    // viewer's BMP tests use GraphicsMagick and Pillow as oracles, its scaled JPEG tests
+    // libjpeg-turbo's djpeg.
+    debianPackages: ['graphicsmagick', 'python3-pil', 'libjpeg-turbo-progs'],
     run: (root) => step(root, bin(root, 'vitest'), ['run'], 'unit tests (vitest)'),
   },
   {
