@@ -2,13 +2,13 @@ import { GUI_SCENARIO } from '@moat/gui-agent/lab';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GuiLabArgs } from '../src/guests/gui.guest.ts';
 import {
-  bootLab,
   buildGuestAddon,
   expectGuestOk,
   type GuestHandle,
   type GuestResult,
   guestImage,
-  type Lab,
+  type LabSession,
+  labSession,
 } from '../src/index.ts';
 import { domainId } from '../src/vchan-lab.ts';
 
@@ -23,14 +23,14 @@ const GUEST = new URL('../src/guests/gui.guest.ts', import.meta.url).pathname;
 const WAIT = { timeoutMs: 600_000 };
 const VM_NAME = 'gui-agent';
 
-let lab: Lab;
+let lab: LabSession;
 let vm: GuestHandle;
 let dom0: GuestHandle;
 
 beforeAll(async () => {
   const addon = await buildGuestAddon();
   const built = await guestImage(GUEST, { addon });
-  lab = await bootLab({ addon, bootTimeoutMs: 600_000 });
+  lab = await labSession('gui', { addon });
   vm = lab.createDomU(built.image, {
     type: 'pv',
     name: VM_NAME,
@@ -45,7 +45,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await lab?.shutdown();
+  await lab?.end();
 });
 
 async function data<T>(guest: GuestHandle, step: string): Promise<T> {

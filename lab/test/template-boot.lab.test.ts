@@ -20,11 +20,11 @@ import {
 } from '@moat/unikernel';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  bootLab,
   bundleEntry,
   checkSmokeRun,
   type GuestHandle,
-  type Lab,
+  type LabSession,
+  labSession,
   SMOKE_GUEST,
 } from '../src/index.ts';
 
@@ -33,7 +33,7 @@ const epoch = 1_767_225_600;
 // 7.5 minutes on a loaded machine): far over this file's CI share, so the GRUB route runs only in
 // long runs (MOAT_LAB_LONG=1); the kernel-directory route runs every time.
 const LONG = process.env.MOAT_LAB_LONG === '1';
-let lab: Lab;
+let lab: LabSession;
 let template: GuestHandle;
 let kernelDirectory: GuestHandle;
 
@@ -62,7 +62,7 @@ beforeAll(async () => {
   if (!grubPackage) throw new Error('grub-xen-host was not fetched');
   const grub = join(grubPackage.root, 'usr', 'lib', 'grub-xen', 'grub-i386-xen_pvh.bin');
 
-  lab = await bootLab();
+  lab = await labSession('template-boot');
   if (LONG)
     template = lab.createDomU(image, {
       type: 'pvh',
@@ -74,7 +74,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await lab?.shutdown();
+  await lab?.end();
 });
 
 describe('Qubes deliveries boot on Xen (lab)', () => {
