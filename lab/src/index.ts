@@ -11,7 +11,15 @@ export { buildDom0Image, type Dom0Image } from './dom0-image.ts';
 export { LabError, LabTimeout } from './errors.ts';
 export { guestImage } from './guest-image.ts';
 export { expectGuestOk, GuestHandle, type GuestRun } from './guest-run.ts';
-export { bootLab, type DomUOptions, type Lab, type LabOptions, type LabTimings } from './lab.ts';
+export {
+  bootLab,
+  type DomUOptions,
+  type Lab,
+  type LabOptions,
+  type LabTimings,
+  type VifSpec,
+  vifSpecParts,
+} from './lab.ts';
 export {
   measureHostPenalty,
   PENALTY_ITERATIONS,

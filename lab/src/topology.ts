@@ -1,0 +1,117 @@
+/**
+ * Networked topologies of Linux domUs in a running lab: a netvm (driver domain) and client
+ * qubes whose vifs it serves, vif hot-plug with `xl network-attach`/`network-detach`, and the
+ * commands the guests take (through xenstore, see guests/linux.guest.ts).
+ */
+import type { VmImage } from '@moat/unikernel';
+import { LabError } from './errors.ts';
+import type { GuestHandle } from './guest-run.ts';
+import type { Lab, VifSpec } from './lab.ts';
+import { vifSpecParts } from './lab.ts';
+import type { LinuxCommand, LinuxGuestArgs } from './topology-wire.ts';
+import { VIF_SCRIPT } from './topology-wire.ts';
+import { domainId } from './vchan-lab.ts';
+
+/** Qubes' addressing (qubes-core-admin: VMs in 10.137.0.0/16, the DNS servers a VM is told). */
+export const QUBES_DNS = ['10.139.1.1', '10.139.1.2'] as const;
+
+/** A MAC the way Qubes makes them for a VM's vif: 00:16:3e:5e:6c:<n> (qubes/vm/qubesvm.py). */
+export function qubesMac(n: number): string {
+  if (!Number.isInteger(n) || n < 0 || n > 255)
+    throw new LabError('topology', `MAC index ${n} out of 0..255`);
+  return `00:16:3e:5e:6c:${n.toString(16).padStart(2, '0')}`;
+}
+
+export interface LinuxVm {
+  readonly name: string;
+  readonly domid: number;
+  readonly handle: GuestHandle;
+  /** What the guest reported when it came up. */
+  readonly up: unknown;
+  /** Runs a command in the guest and returns its data (throws with the guest's error). */
+  command<T = Record<string, unknown>>(command: LinuxCommand, options?: { timeoutMs?: number }): Promise<T>;
+}
+
+export interface LinuxVmOptions {
+  readonly name: string;
+  readonly args: LinuxGuestArgs;
+  readonly type?: 'pv' | 'pvh';
+  readonly memoryMb?: number;
+  readonly vifs?: readonly VifSpec[];
+  /** Until the guest reports `up` (boot under emulation on a loaded machine is slow). */
+  readonly upTimeoutMs?: number;
+}
+
+/** Creates a Linux domU (netvm or client) and waits until it takes commands. */
+export async function startLinuxVm(lab: Lab, image: VmImage, o: LinuxVmOptions): Promise<LinuxVm> {
+  const handle = lab.createDomU(image, {
+    type: o.type ?? 'pv',
+    name: o.name,
+    memoryMb: o.memoryMb ?? (o.args.role === 'netvm' ? 192 : 160),
+    args: o.args as unknown as Record<string, unknown>,
+    ...(o.vifs ? { vifs: o.vifs } : {}),
+    ...(o.args.role === 'netvm' ? { driverDomain: true } : {}),
+  });
+  const up = await handle.result('up', { timeoutMs: o.upTimeoutMs ?? 420_000 });
+  if (!up.ok) throw new LabError(o.name, `did not come up: ${up.error}\n${handle.tail(30)}`);
+  const domid = await domainId(lab, o.name);
+  let seq = 0;
+  return {
+    name: o.name,
+    domid,
+    handle,
+    up: up.data,
+    async command<T>(command: LinuxCommand, options: { timeoutMs?: number } = {}): Promise<T> {
+      const n = ++seq;
+      const written = await lab.exec([
+        'xenstore-write',
+        `/local/domain/${domid}/data/moat-cmd/${n}`,
+        JSON.stringify(command),
+      ]);
+      if (written.code !== 0)
+        throw new LabError(o.name, `writing command ${n} failed: ${written.lines.join(' | ')}`);
+      const result = await handle.result(`cmd ${n}`, { timeoutMs: options.timeoutMs ?? 120_000 });
+      if (!result.ok) throw new LabError(o.name, `${command.op} failed: ${result.error}`);
+      return result.data as T;
+    },
+  };
+}
+
+/** A client vif served by a Linux netvm (our hotplug script there). */
+export function netvmVif(netvm: string, ip: string, mac: string): VifSpec {
+  return { backend: netvm, ip, mac, script: VIF_SCRIPT };
+}
+
+async function xl(lab: Lab, argv: string[], timeoutMs = 120_000): Promise<string[]> {
+  const r = await lab.exec(['xl', ...argv], { timeoutMs });
+  if (r.code !== 0)
+    throw new LabError('xl', `xl ${argv.join(' ')} failed (${r.code}): ${r.lines.join(' | ')}`);
+  return r.lines;
+}
+
+/** Hot-plugs a vif into a running domain (`xl network-attach`). */
+export async function attachVif(lab: Lab, domain: string, vif: VifSpec): Promise<void> {
+  await xl(lab, ['network-attach', domain, ...vifSpecParts(vif)]);
+}
+
+/** Unplugs a domain's vif by device id or MAC (`xl network-detach`). */
+export async function detachVif(lab: Lab, domain: string, device: string | number): Promise<void> {
+  await xl(lab, ['network-detach', domain, String(device)]);
+}
+
+/** The vif device ids of a domain, as `xl network-list` reports them. */
+export async function listVifs(lab: Lab, domain: string): Promise<number[]> {
+  const lines = await xl(lab, ['network-list', domain]);
+  return lines
+    .slice(1)
+    .map((l) => Number(l.trim().split(/\s+/)[0]))
+    .filter((n) => Number.isInteger(n));
+}
+
+/** Counts of dom0's xenstore: every node, and those under a path (e.g. a netvm's backend/vif). */
+export async function xenstoreCount(lab: Lab, path = '/'): Promise<number> {
+  const r = await lab.exec(['xenstore-ls', '-f', path], { timeoutMs: 120_000 });
+  // A path that does not exist is 0 nodes, not an error.
+  if (r.code !== 0) return 0;
+  return r.lines.filter((l) => l.startsWith('/')).length;
+}
