@@ -20,6 +20,7 @@ export {
   type VifSpec,
   vifSpecParts,
 } from './lab.ts';
+export { buildLinuxImage, LINUX_GUEST, type LinuxGuestImage, linuxUserlandPins } from './linux-image.ts';
 export {
   measureHostPenalty,
   PENALTY_ITERATIONS,
@@ -30,7 +31,31 @@ export {
 } from './penalty.ts';
 export { encodeMessage, type GuestMessage, type GuestResult, LINE_PREFIX, parseLine } from './protocol.ts';
 export { qemuArgs } from './qemu.ts';
+export { type QubesVmSpec, qubesDbEntries, qubesFirewallEntries } from './qubesdb-keys.ts';
+export {
+  type Expectation,
+  outcomeMeets,
+  parseScenario,
+  SCENARIO_VERSION,
+  type Scenario,
+  type ScenarioStep,
+  type StepReport,
+} from './scenario.ts';
+export { judgeProbe, runScenario, type ScenarioRun, type ScenarioRunOptions } from './scenario-run.ts';
 export { checkSmokeRun, runSmoke, SMOKE_GUEST, type SmokeStep, smokeExpectedSum } from './smoke.ts';
+export {
+  attachVif,
+  detachRetries,
+  detachVif,
+  type LinuxVm,
+  type LinuxVmOptions,
+  listVifs,
+  netvmVif,
+  qubesMac,
+  startLinuxVm,
+  xenstoreCount,
+} from './topology.ts';
+export { type LinuxCommand, type LinuxGuestArgs, NETVM_PORTS, type ProbeOutcome } from './topology-wire.ts';
 export {
   buildVchanGuest,
   interopPlan,

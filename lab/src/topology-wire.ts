@@ -29,6 +29,9 @@ export interface LinuxGuestArgs extends Partial<ClientNetwork> {
   readonly dns?: Record<string, string>;
   /** netvm: more addresses it owns (on lo), as upstream hosts. */
   readonly extraAddresses?: readonly string[];
+  /** netvm: ports of its TCP and UDP echo (default 7). */
+  readonly tcpPorts?: readonly number[];
+  readonly udpPorts?: readonly number[];
 }
 
 export type LinuxCommand =

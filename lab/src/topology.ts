@@ -94,9 +94,40 @@ export async function attachVif(lab: Lab, domain: string, vif: VifSpec): Promise
   await xl(lab, ['network-attach', domain, ...vifSpecParts(vif)]);
 }
 
-/** Unplugs a domain's vif by device id or MAC (`xl network-detach`). */
+/** How often `detachVif` had to finish a removal libxl gave up on (see there). */
+export const detachRetries = { count: 0, log: [] as string[] };
+
+/**
+ * Unplugs a domain's vif (`xl network-detach`). With a driver-domain backend, libxl waits a
+ * fixed 10 s (LIBXL_DESTROY_TIMEOUT, xen tools/libs/light/libxl_internal.h) for the backend
+ * domain's `xl devd` to remove the backend's xenstore directory; under emulation on a loaded
+ * machine devd can take longer, and libxl then reports the removal failed while devd
+ * finishes it moments later. Only for that message: wait (bounded) until the backend
+ * directory is gone and detach again, which completes libxl's own clean-up (frontend and
+ * /libxl entries). Each such retry is logged and counted in `detachRetries`.
+ */
 export async function detachVif(lab: Lab, domain: string, device: string | number): Promise<void> {
-  await xl(lab, ['network-detach', domain, String(device)]);
+  const argv = ['network-detach', domain, String(device)];
+  const first = await lab.exec(['xl', ...argv], { timeoutMs: 120_000 });
+  if (first.code === 0) return;
+  const text = first.lines.join(' | ');
+  const backend = /waiting for (\/local\/domain\/\d+\/backend\/vif\/\d+\/\d+) to be removed/.exec(text)?.[1];
+  if (!backend) throw new LabError('xl', `xl ${argv.join(' ')} failed (${first.code}): ${text}`);
+  const deadline = Date.now() + 60_000;
+  while ((await lab.exec(['xenstore-exists', backend])).code === 0) {
+    if (Date.now() > deadline)
+      throw new LabError('xl', `${backend} still there 60 s after libxl gave up on it: ${text}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  detachRetries.count++;
+  detachRetries.log.push(`${new Date().toISOString()} ${domain} vif ${device}: ${text}`);
+  console.warn(`lab: xl network-detach ${domain} ${device} retried after libxl's 10 s timeout: ${text}`);
+  const second = await lab.exec(['xl', ...argv], { timeoutMs: 120_000 });
+  if (second.code !== 0)
+    throw new LabError(
+      'xl',
+      `xl ${argv.join(' ')} failed again (${second.code}): ${second.lines.join(' | ')}`,
+    );
 }
 
 /** The vif device ids of a domain, as `xl network-list` reports them. */

@@ -88,21 +88,25 @@ async function installBusybox(): Promise<void> {
 const plainV4 = (address = '') => address.replace(/^::ffff:(?=\d+\.)/, '');
 
 /** Echo servers that report the peer address first: `from <ip>:<port>`, then the bytes back. */
-function startEchoServices(): void {
-  createServer((socket) => {
-    socket.write(`from ${plainV4(socket.remoteAddress)}:${socket.remotePort}\n`);
-    socket.pipe(socket);
-    socket.on('error', () => socket.destroy());
-  }).listen(NETVM_PORTS.tcpEcho);
-  const udp = createSocket('udp4');
-  udp.on('message', (msg, rinfo) => {
-    udp.send(
-      Buffer.concat([Buffer.from(`from ${rinfo.address}:${rinfo.port} `), msg]),
-      rinfo.port,
-      rinfo.address,
-    );
-  });
-  udp.bind(NETVM_PORTS.udpEcho);
+function startEchoServices(tcpPorts: readonly number[], udpPorts: readonly number[]): void {
+  for (const port of tcpPorts)
+    createServer((socket) => {
+      socket.write(`from ${plainV4(socket.remoteAddress)}:${socket.remotePort}\n`);
+      socket.pipe(socket);
+      socket.on('error', () => socket.destroy());
+    }).listen(port);
+  for (const port of udpPorts) {
+    const udp = createSocket('udp4');
+    udp.on('message', (msg, rinfo) => {
+      udp.send(
+        Buffer.concat([Buffer.from(`from ${rinfo.address}:${rinfo.port} `), msg]),
+        rinfo.port,
+        rinfo.address,
+      );
+    });
+    udp.bind(port);
+  }
+  if (tcpPorts.includes(NETVM_PORTS.sink)) return;
   // The sink: counts and hashes what a client streams, answers `<bytes> <sha256>` at its end.
   createServer((socket) => {
     const hash = createHash('sha256');
@@ -180,7 +184,7 @@ async function startNetvm(args: LinuxGuestArgs): Promise<unknown> {
   writeFileSync('/proc/sys/net/ipv4/ip_forward', '1');
   writeFileSync('/etc/xen/xl.conf', '');
   writeFileSync(`/etc/xen/scripts/${VIF_SCRIPT}`, vifScript(ownIp), { mode: 0o755 });
-  startEchoServices();
+  startEchoServices(args.tcpPorts ?? [NETVM_PORTS.tcpEcho], args.udpPorts ?? [NETVM_PORTS.udpEcho]);
   startDnsmasq(args.dns ?? {});
   const iperf = spawn('iperf3', ['-s', '-p', String(NETVM_PORTS.iperf3)], {
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -434,7 +438,10 @@ async function serveCommands(args: LinuxGuestArgs): Promise<void> {
           const start = performance.now();
           const name = `cmd ${seq}`;
           try {
-            const command = JSON.parse(await xs.readString(`${dir}/${seq}`)) as LinuxCommand;
+            const text = await xs.readString(`${dir}/${seq}`);
+            // Removed before the result goes out, so the host never counts a spent command.
+            await xs.rm(`${dir}/${seq}`).catch(() => undefined);
+            const command = JSON.parse(text) as LinuxCommand;
             const data = await execute(command, args);
             emit(
               encodeMessage({
@@ -457,7 +464,6 @@ async function serveCommands(args: LinuxGuestArgs): Promise<void> {
               }),
             );
           }
-          await xs.rm(`${dir}/${seq}`).catch(() => undefined);
         }
       } while (again);
     } finally {
