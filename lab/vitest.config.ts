@@ -8,7 +8,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     // lab/src's own host tests run here too: the root config leaves lab/ out.
-    include: ['lab/src/**/*.test.ts', 'lab/test/**/*.lab.test.ts'],
+    include: ['lab/src/**/*.test.ts', 'lab/test/**/*.lab.test.ts', 'test/**/*.lab.test.ts'],
     fileParallelism: false,
     pool: 'forks',
     testTimeout: 600_000,

@@ -5,7 +5,7 @@
  */
 import { bootLab, type Lab } from './lab.ts';
 import { buildLinuxImage, type LinuxGuestImage } from './linux-image.ts';
-import { qubesFirewallEntries } from './qubesdb-keys.ts';
+import { qubesDbEntries, qubesFirewallEntries } from './qubesdb-keys.ts';
 import type { Expectation, Scenario, ScenarioClient, ScenarioStep, StepReport } from './scenario.ts';
 import { outcomeMeets } from './scenario.ts';
 import {
@@ -14,7 +14,9 @@ import {
   type LinuxVm,
   listVifs,
   netvmVif,
+  type QubesDbService,
   qubesMac,
+  serveQubesDb,
   startLinuxVm,
 } from './topology.ts';
 import type { LinuxCommand, ProbeOutcome } from './topology-wire.ts';
@@ -115,7 +117,7 @@ export async function runScenario(
     options.lab ??
     (await bootLab({
       addon: image.addon,
-      bootTimeoutMs: 600_000,
+      bootTimeoutMs: 1_200_000,
       ...(options.onConsoleLine ? { onConsoleLine: options.onConsoleLine } : {}),
     }));
   const prefix = options.namePrefix ?? '';
@@ -150,11 +152,85 @@ export async function runScenario(
       ),
     );
     for (const c of started) clients.set(c.spec.name, { ...c, attached: true });
-    // The rule entries the netvm's QubesDB would hold (/qubes-firewall/<ip>/...); with
+    // Rules live where qubesd puts them: the upstream's QubesDB (/qubes-firewall/<ip>/...). With
     // `firewall: none` nothing between the clients and the upstream enforces them.
     const rules = new Map(scenario.clients.map((c) => [c.name, c.rules]));
+    const upstreamEntries = () =>
+      qubesDbEntries({
+        name: upName,
+        ip: scenario.upstream.ip,
+        providesNetwork: true,
+        clients: scenario.clients.map((c) => ({ ip: c.ip, rules: rules.get(c.name) ?? c.rules })),
+      });
+    const serveUpstreamDb = () =>
+      serveQubesDb(lab, [{ domid: upstream.domid, name: upName, entries: upstreamEntries() }]);
+    let upstreamDb: QubesDbService = await serveUpstreamDb();
+    const clientsDb = await serveQubesDb(
+      lab,
+      started.map((c) => ({
+        domid: c.vm.domid,
+        name: c.vm.name,
+        entries: qubesDbEntries({
+          name: c.vm.name,
+          ip: c.spec.ip,
+          mac: qubesMac(10 + c.index),
+          netvmIp: scenario.upstream.ip,
+        }),
+      })),
+    );
     const upMs = Math.round(performance.now() - start);
     const stepsStart = performance.now();
+    // Each VM reads its QubesDB as its agents would: a client its address and gateway, the
+    // upstream its clients and their rules.
+    const check = async (
+      step: string,
+      what: string,
+      run: () => Promise<{ ok: boolean; detail: unknown }>,
+    ) => {
+      const t = performance.now();
+      let outcome: { ok: boolean; detail: unknown };
+      try {
+        outcome = await run();
+      } catch (error) {
+        outcome = { ok: false, detail: { error: (error as Error).message } };
+      }
+      const report: StepReport = {
+        step,
+        what,
+        result: outcome.ok ? 'synchronised' : 'wrong keys',
+        ok: outcome.ok,
+        ms: Math.round(performance.now() - t),
+        detail: outcome.detail,
+      };
+      reports.push(report);
+      options.onStep?.(report);
+    };
+    const readDb = (vm: LinuxVm, prefix: string) =>
+      vm.command<{ entries: Record<string, string> }>({ op: 'qubesdb', prefix }).then((r) => r.entries);
+    await check('0.0', 'upstream: QubesDB from dom0', async () => {
+      const entries = await readDb(upstream, '/');
+      const connected = scenario.clients.map((c) => c.ip).join(' ');
+      const rulesIn = scenario.clients.every((c) => entries[`/qubes-firewall/${c.ip}/policy`] === 'drop');
+      return {
+        ok:
+          entries['/connected-ips'] === connected &&
+          entries['/qubes-netvm-gateway'] === scenario.upstream.ip &&
+          rulesIn,
+        detail: { connectedIps: entries['/connected-ips'], keys: Object.keys(entries).length },
+      };
+    });
+    for (const c of started)
+      await check(`0.${c.index + 1}`, `${c.spec.name}: QubesDB from dom0`, async () => {
+        const entries = await readDb(c.vm, '/qubes-');
+        return {
+          ok: entries['/qubes-ip'] === c.spec.ip && entries['/qubes-gateway'] === scenario.upstream.ip,
+          detail: {
+            ip: entries['/qubes-ip'],
+            gateway: entries['/qubes-gateway'],
+            dns: entries['/qubes-primary-dns'],
+          },
+        };
+      });
 
     const client = (name: string) => {
       const c = clients.get(name);
@@ -228,7 +304,9 @@ export async function runScenario(
             await upstream.handle.finished({ timeoutMs: 120_000 });
             const wereAttached = [...clients.values()].filter((c) => c.attached).map((c) => c.spec.name);
             for (const name of wereAttached) await detach(name);
+            await upstreamDb.stop().catch(() => undefined);
             upstream = await startUpstream();
+            upstreamDb = await serveUpstreamDb();
             for (const name of wereAttached) await attach(name);
             report({ result: 'restarted', ok: true });
             return;
@@ -249,6 +327,8 @@ export async function runScenario(
     for (const [i, step] of scenario.steps.entries()) await runStep(step, String(i + 1));
     for (const c of clients.values()) await c.vm.command({ op: 'poweroff' }).catch(() => undefined);
     await upstream.command({ op: 'poweroff' }).catch(() => undefined);
+    await upstreamDb.stop().catch(() => undefined);
+    await clientsDb.stop().catch(() => undefined);
     return {
       scenario: scenario.name,
       ok: reports.length > 0 && reports.every((r) => r.ok),

@@ -45,7 +45,32 @@ export type LinuxCommand =
   | { op: 'vifs' }
   | { op: 'set-dns'; names: Record<string, string> }
   | { op: 'exec'; argv: string[]; timeoutMs?: number }
+  | { op: 'qubesdb'; prefix?: string; timeoutMs?: number }
   | { op: 'poweroff' };
+
+/** What dom0's QubesDB bundle (guests/qubesdb-dom0.guest.ts) serves: one database per VM. */
+export interface QubesDbServeArgs {
+  /** dom0 xenstore directory the host writes updates to (one per serving process). */
+  readonly dir: string;
+  readonly vms: readonly {
+    readonly domid: number;
+    readonly name: string;
+    readonly entries: [string, string][];
+  }[];
+}
+
+/** A run-time change to one VM's QubesDB (`commit`: what qubesd does to publish firewall rules). */
+export interface QubesDbUpdate {
+  readonly domid: number;
+  readonly rm?: readonly string[];
+  readonly write?: readonly [string, string][];
+  readonly commit?: { readonly base: string; readonly entries: [string, string][] };
+}
+
+/** Ends dom0's QubesDB process (its VMs are gone). */
+export interface QubesDbStop {
+  readonly stop: true;
+}
 
 const BLOCK = 64 * 1024;
 const blocks = new Map<number, Buffer>();

@@ -4,13 +4,64 @@
  * commands the guests take (through xenstore, see guests/linux.guest.ts).
  */
 import type { VmImage } from '@moat/unikernel';
+import { bundleEntry } from './bundle.ts';
 import { LabError } from './errors.ts';
 import type { GuestHandle } from './guest-run.ts';
 import type { Lab, VifSpec } from './lab.ts';
 import { vifSpecParts } from './lab.ts';
-import type { LinuxCommand, LinuxGuestArgs } from './topology-wire.ts';
+import type {
+  LinuxCommand,
+  LinuxGuestArgs,
+  QubesDbServeArgs,
+  QubesDbStop,
+  QubesDbUpdate,
+} from './topology-wire.ts';
 import { VIF_SCRIPT } from './topology-wire.ts';
 import { domainId } from './vchan-lab.ts';
+
+const QUBESDB_DOM0 = new URL('./guests/qubesdb-dom0.guest.ts', import.meta.url).pathname;
+
+export interface QubesDbService {
+  readonly handle: GuestHandle;
+  /** Applies a change to one VM's database (forwarded to the VM at once) and waits until it is done. */
+  update(update: QubesDbUpdate): Promise<void>;
+  /** Ends the dom0 process (bounded; its VMs are gone or going). */
+  stop(): Promise<void>;
+}
+
+let qubesDbInstances = 0;
+
+/**
+ * Serves a QubesDB per VM from dom0 (our @moat/qubesdb daemon, one per VM as qubesd runs
+ * `qubesdb-daemon <domid> <name>`), with the entries given (qubesdb-keys.ts).
+ */
+export async function serveQubesDb(lab: Lab, vms: QubesDbServeArgs['vms']): Promise<QubesDbService> {
+  const bundle = await bundleEntry(QUBESDB_DOM0);
+  const dir = `/moat-lab/qubesdb/${++qubesDbInstances}`;
+  const handle = lab.runInDom0(bundle, {
+    args: { dir, vms } satisfies QubesDbServeArgs as unknown as Record<string, unknown>,
+    timeoutMs: 24 * 3600_000,
+  });
+  const serving = await handle.result('serving', { timeoutMs: 300_000 });
+  if (!serving.ok) throw new LabError('qubesdb', `dom0's QubesDB did not start: ${serving.error}`);
+  let seq = 0;
+  const send = async (message: QubesDbUpdate | QubesDbStop) => {
+    const n = ++seq;
+    const written = await lab.exec(['xenstore-write', `${dir}/${n}`, JSON.stringify(message)]);
+    if (written.code !== 0)
+      throw new LabError('qubesdb', `writing update ${n} failed: ${written.lines.join(' | ')}`);
+    const result = await handle.result(`update ${n}`, { timeoutMs: 120_000 });
+    if (!result.ok) throw new LabError('qubesdb', `update ${n} failed: ${result.error}`);
+  };
+  return {
+    handle,
+    update: send,
+    async stop() {
+      await send({ stop: true });
+      await handle.finished({ timeoutMs: 60_000 });
+    },
+  };
+}
 
 /** Qubes' addressing (qubes-core-admin: VMs in 10.137.0.0/16, the DNS servers a VM is told). */
 export const QUBES_DNS = ['10.139.1.1', '10.139.1.2'] as const;

@@ -44,7 +44,7 @@ const tcpEcho = () =>
 
 beforeAll(async () => {
   const built = await buildLinuxImage();
-  lab = await bootLab({ addon: built.addon, bootTimeoutMs: 600_000 });
+  lab = await bootLab({ addon: built.addon, bootTimeoutMs: 1_200_000 });
   figures.bootMs = lab.timings.bootMs;
   netvm = await startLinuxVm(lab, built.image, {
     name: NETVM.name,

@@ -18,7 +18,9 @@ import { createSocket } from 'node:dgram';
 import { Resolver } from 'node:dns/promises';
 import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
-import { openXenbusDevice } from '@moat/xen';
+import { connectQubesDb, type QubesDb } from '@moat/qubesdb';
+import { xenVchanTransport } from '@moat/vchan';
+import { openNativeDomain, openXenbusDevice } from '@moat/xen';
 import { xenstoreOverXenbus } from '@moat/xenstore';
 import { guestArgs } from '../guest.ts';
 import { encodeMessage } from '../protocol.ts';
@@ -378,6 +380,17 @@ async function iperfProbe(c: Extract<LinuxCommand, { op: 'iperf3' }>): Promise<u
 
 // ---- commands ----
 
+let qubesDb: Promise<QubesDb> | undefined;
+
+/** This VM's QubesDB replica, synchronised from dom0's daemon on first use (as qubesdb-daemon 0). */
+async function readQubesDb(prefix: string, timeoutMs: number): Promise<Record<string, string>> {
+  qubesDb ??= connectQubesDb({ transport: xenVchanTransport(openNativeDomain()), timeoutMs, log });
+  qubesDb.catch(() => {
+    qubesDb = undefined;
+  });
+  return Object.fromEntries((await qubesDb).multiread(prefix));
+}
+
 async function execute(c: LinuxCommand, args: LinuxGuestArgs): Promise<unknown> {
   switch (c.op) {
     case 'tcp':
@@ -401,6 +414,8 @@ async function execute(c: LinuxCommand, args: LinuxGuestArgs): Promise<unknown> 
       return { names: Object.keys(c.names).length };
     case 'exec':
       return run(c.argv, c.timeoutMs ?? 30_000);
+    case 'qubesdb':
+      return { entries: await readQubesDb(c.prefix ?? '', c.timeoutMs ?? 60_000) };
     case 'poweroff':
       setTimeout(() => process.exit(0), 100);
       return { bye: true };
