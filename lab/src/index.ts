@@ -1,10 +1,4 @@
 export { buildGuestAddon, GUEST_ADDON_PATH, type GuestAddon } from './addon.ts';
-export {
-  runVchanBench,
-  type VchanBenchDirection,
-  type VchanBenchFigures,
-  vchanBenchPlan,
-} from './bench-vchan.ts';
 export { bundleEntry } from './bundle.ts';
 export type { AgentCommand, AgentEvent } from './control.ts';
 export { buildDom0Image, type Dom0Image } from './dom0-image.ts';
@@ -21,14 +15,6 @@ export {
   vifSpecParts,
 } from './lab.ts';
 export { buildLinuxImage, LINUX_GUEST, type LinuxGuestImage, linuxUserlandPins } from './linux-image.ts';
-export {
-  measureHostPenalty,
-  PENALTY_ITERATIONS,
-  type PenaltyFigures,
-  type PenaltyRun,
-  penaltyFigures,
-  runPenaltyBench,
-} from './penalty.ts';
 export { encodeMessage, type GuestMessage, type GuestResult, LINE_PREFIX, parseLine } from './protocol.ts';
 export { qemuArgs } from './qemu.ts';
 export { type QubesVmSpec, qubesDbEntries, qubesFirewallEntries } from './qubesdb-keys.ts';

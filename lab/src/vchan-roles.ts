@@ -9,7 +9,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, openSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { connectVchan, listenVchan, type VchanStream, vchanXenstorePath } from '@moat/vchan';
-import { openNativeDomain, within, type XenDomain } from '@moat/xen';
+import { openNativeDomain, type XenDomain } from '@moat/xen';
+import { within } from '@moat/xen/conformance';
 import { guestLog } from './guest.ts';
 import { penaltyWorkloadJs } from './penalty-workload.ts';
 

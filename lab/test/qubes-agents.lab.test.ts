@@ -1,4 +1,4 @@
-import { SCENARIO_EXPECTED_EVENTS, SCENARIO_INITIAL } from '@moat/qubesdb';
+import { SCENARIO_EXPECTED_EVENTS, SCENARIO_INITIAL } from '@moat/qubesdb/dom0';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   bootLab,

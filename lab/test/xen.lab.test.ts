@@ -1,5 +1,7 @@
-import { SimHypervisor, xenConformanceSuite } from '@moat/xen';
-import { conformanceSuite, XenstoredSim } from '@moat/xenstore';
+import { xenConformanceSuite } from '@moat/xen/conformance';
+import { SimHypervisor } from '@moat/xen/sim';
+import { conformanceSuite } from '@moat/xenstore/conformance';
+import { XenstoredSim } from '@moat/xenstore/sim';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   bootLab,

@@ -2,13 +2,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { MemoryVchanNetwork } from '@moat/vchan/memory';
 import { afterEach, describe, expect, it } from 'vitest';
 import { QrexecAgent } from './agent.ts';
 import { registerBuiltinServices } from './builtins.ts';
 import { AdjustableClock } from './clock.ts';
 import { type PolicyDecision, QrexecDaemon, type TriggerPolicy, type TriggerRequest } from './dom0.ts';
 import { QrexecRefusedError } from './errors.ts';
-import { MemoryVchanNetwork } from './transport.ts';
 
 const VM = 3;
 
@@ -33,7 +33,7 @@ async function setup(
   const net = new MemoryVchanNetwork();
   const logs: string[] = [];
   const log = (level: string, message: string) => logs.push(`${level}: ${message}`);
-  const agent = new QrexecAgent({ vchan: net.endpoint(VM), log, connectTimeoutMs: 2000 });
+  const agent = new QrexecAgent({ transport: net.transport(VM), log, connectTimeoutMs: 2000 });
   const clock = new AdjustableClock(options.fakeNow);
   const qubesdb = new Map<string, string>();
   registerBuiltinServices(agent, {
@@ -48,7 +48,7 @@ async function setup(
     return options.policy ? options.policy(request) : { action: 'deny' };
   };
   const daemon = await QrexecDaemon.connect({
-    vchan: net.endpoint(0),
+    transport: net.transport(0),
     domain: VM,
     name: 'test-vm',
     log,
@@ -198,7 +198,7 @@ describe('dom0 → VM calls', () => {
       open = resolve;
     });
     const agent = new QrexecAgent({
-      vchan: net.endpoint(VM),
+      transport: net.transport(VM),
       sessionReady: () => session,
       log: () => undefined,
     });
@@ -213,7 +213,7 @@ describe('dom0 → VM calls', () => {
     );
     await agent.start();
     const daemon = await QrexecDaemon.connect({
-      vchan: net.endpoint(0),
+      transport: net.transport(0),
       domain: VM,
       name: 'v',
       log: () => undefined,
@@ -358,8 +358,8 @@ describe('VM → VM calls routed by dom0 policy', () => {
   it('connects the caller agent (data server) to the target agent (data client) with the target daemon’s port', async () => {
     const net = new MemoryVchanNetwork();
     const quiet = () => undefined;
-    const work = new QrexecAgent({ vchan: net.endpoint(4), log: quiet });
-    const viewer = new QrexecAgent({ vchan: net.endpoint(6), log: quiet });
+    const work = new QrexecAgent({ transport: net.transport(4), log: quiet });
+    const viewer = new QrexecAgent({ transport: net.transport(6), log: quiet });
     let seen: { source: string; argument: string; connectDomain: number; ports: number[] } | undefined;
     viewer.handle('qubes.OpenInVM', async (call) => {
       seen = {
@@ -376,13 +376,13 @@ describe('VM → VM calls routed by dom0 policy', () => {
     await work.start();
     await viewer.start();
     const viewerDaemon = await QrexecDaemon.connect({
-      vchan: net.endpoint(0),
+      transport: net.transport(0),
       domain: 6,
       name: 'viewer',
       log: quiet,
     });
     const workDaemon = await QrexecDaemon.connect({
-      vchan: net.endpoint(0),
+      transport: net.transport(0),
       domain: 4,
       name: 'work',
       log: quiet,

@@ -2,17 +2,18 @@
  * The qrexec agent of a moat VM (protocol 3, against a dom0 that speaks 4): control vchan
  * server on port 512 for dom0, HELLO, MSG_EXEC_CMDLINE / MSG_JUST_EXEC / MSG_SERVICE_CONNECT /
  * MSG_SERVICE_REFUSED, a data vchan client per call, MSG_CONNECTION_TERMINATED after each,
- * and VM-initiated calls with MSG_TRIGGER_SERVICE3 (protocols.md §3.4–§3.8, Appendix B step 3;
- * Linux: `agent/qrexec-agent.c`).
+ * and VM-initiated calls with MSG_TRIGGER_SERVICE3 (QubesOS/qubes-core-qrexec @ b2822df6fc22
+ * `agent/qrexec-agent.c`, `agent/qrexec-agent-data.c`).
  *
  * Services are TypeScript functions registered with `handle()`. No shell, no process is ever
  * spawned: a command line that is not `QUBESRPC <service>[+arg] <source>` is refused.
  */
 import { type Duplex, PassThrough, Writable } from 'node:stream';
+import type { VchanStream, VchanTransport } from '@moat/vchan';
 import { type CallInput, type CallResult, runCall } from './caller.ts';
 import { parseRpcCommandLine, type RpcCommand } from './command.ts';
 import { QrexecProtocolError, QrexecRefusedError, QrexecStateError } from './errors.ts';
-import { closeStream, FrameReader, FrameWriter } from './frames.ts';
+import { accepted, closeStream, FrameReader, FrameWriter, withdrawIfWaiting } from './frames.ts';
 import {
   justExecOnDataChannel,
   type Log,
@@ -22,7 +23,6 @@ import {
   serveCall,
   serviceCall,
 } from './service.ts';
-import type { VchanEndpoint, VchanListener } from './transport.ts';
 import {
   AGENT_PROTOCOL_VERSION,
   CONTROL_RING_SIZE,
@@ -51,7 +51,8 @@ export interface ServiceOptions {
 }
 
 export interface AgentOptions {
-  vchan: VchanEndpoint;
+  /** How to reach dom0 and other VMs: `xenVchanTransport(domain)` in a VM (`@moat/vchan`). */
+  transport: VchanTransport;
   /** The domain running qrexec-daemon (0; a GUI/admin domain in split setups). */
   daemonDomain?: number;
   /** Resolves when the GUI session is up (qubes.WaitForSession); default: at once (no GUI). */
@@ -98,13 +99,14 @@ export class QrexecAgent {
     outgoingCalls: 0,
   };
   private readonly services = new Map<string, { handler: ServiceHandler; options: ServiceOptions }>();
-  private readonly vchan: VchanEndpoint;
+  private readonly transport: VchanTransport;
   private readonly daemonDomain: number;
   private readonly log: Log;
   private readonly connectTimeoutMs: number;
   private readonly sessionReady: () => Promise<void>;
   private readonly restart: boolean;
-  private listener: VchanListener | undefined;
+  /** The control server while it waits for dom0. */
+  private listener: VchanStream | undefined;
   private control: { stream: Duplex; writer: FrameWriter } | undefined;
   private readonly pending = new Map<string, PendingTrigger>();
   private readonly sessions = new Set<Promise<void>>();
@@ -114,7 +116,7 @@ export class QrexecAgent {
   private controlQueue: Promise<void> = Promise.resolve();
 
   constructor(options: AgentOptions) {
-    this.vchan = options.vchan;
+    this.transport = options.transport;
     this.daemonDomain = options.daemonDomain ?? 0;
     this.log = options.log ?? defaultLog;
     this.connectTimeoutMs = options.connectTimeoutMs ?? 120_000;
@@ -156,7 +158,7 @@ export class QrexecAgent {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    this.listener?.close();
+    withdrawIfWaiting(this.listener);
     if (this.control) closeStream(this.control.stream);
     this.control = undefined;
     for (const p of this.pending.values()) p.reject(new QrexecStateError('agent', 'stopped'));
@@ -191,15 +193,17 @@ export class QrexecAgent {
     }
     const { connectDomain, connectPort } = await connect;
     // We are the data-vchan server for (target domain, port); the service side connects to us.
-    let listener: VchanListener | undefined;
+    let listener: VchanStream | undefined;
     try {
-      listener = await this.vchan.listen(connectDomain, connectPort, {
-        read: DATA_RING_SIZE,
-        write: DATA_RING_SIZE,
+      listener = await this.transport.listen({
+        peer: connectDomain,
+        port: connectPort,
+        readMin: DATA_RING_SIZE,
+        writeMin: DATA_RING_SIZE,
       });
       const waiting = listener;
-      const stream = await withTimeout(waiting.accepted, this.connectTimeoutMs, () => {
-        waiting.close();
+      const stream = await withTimeout(accepted(waiting), this.connectTimeoutMs, () => {
+        withdrawIfWaiting(waiting);
         return new QrexecProtocolError(
           'outgoing call',
           'timeout',
@@ -216,7 +220,7 @@ export class QrexecAgent {
       if (options.maxOutputBytes !== undefined) callOptions.maxOutputBytes = options.maxOutputBytes;
       return await runCall(callOptions);
     } finally {
-      listener?.close();
+      withdrawIfWaiting(listener);
       this.terminated(connectDomain, connectPort);
     }
   }
@@ -224,12 +228,14 @@ export class QrexecAgent {
   // ---- control channel --------------------------------------------------------------------------
 
   private async listenControl(): Promise<void> {
-    const listener = await this.vchan.listen(this.daemonDomain, VCHAN_BASE_PORT, {
-      read: CONTROL_RING_SIZE,
-      write: CONTROL_RING_SIZE,
+    const listener = await this.transport.listen({
+      peer: this.daemonDomain,
+      port: VCHAN_BASE_PORT,
+      readMin: CONTROL_RING_SIZE,
+      writeMin: CONTROL_RING_SIZE,
     });
     this.listener = listener;
-    listener.accepted.then(
+    accepted(listener).then(
       (stream) => this.track(this.runControl(stream)),
       (e: unknown) => {
         if (!this.stopped)
@@ -366,7 +372,11 @@ export class QrexecAgent {
     if (parsed.ok && entry?.options.waitForSession && !parsed.value.nogui) await this.sessionReady();
     let stream: Duplex;
     try {
-      stream = await this.vchan.connect(connectDomain, connectPort, this.connectTimeoutMs);
+      stream = await this.transport.connect({
+        peer: connectDomain,
+        port: connectPort,
+        timeoutMs: this.connectTimeoutMs,
+      });
     } catch (e) {
       this.stats.connectionErrors++;
       this.log(

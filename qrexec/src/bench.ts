@@ -7,10 +7,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createConnection, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { socketVchanTransport } from '@moat/vchan';
+import { socketVchanTransport } from '@moat/vchan/socket';
 import { QrexecAgent } from './agent.ts';
 import { QrexecDaemon } from './dom0.ts';
-import { vchanEndpoint } from './vchan-adapter.ts';
 
 export interface QrexecBenchReport {
   calls: number;
@@ -32,7 +31,7 @@ export async function measureQrexec(options: {
   const dir = mkdtempSync(join(tmpdir(), 'qrexec-bench-'));
   const quiet = () => undefined;
   const agent = new QrexecAgent({
-    vchan: vchanEndpoint(socketVchanTransport({ directory: dir, localDomain: 5 })),
+    transport: socketVchanTransport({ directory: dir, localDomain: 5 }),
     log: quiet,
   });
   agent.handle('bench.Nothing', () => 0);
@@ -44,7 +43,7 @@ export async function measureQrexec(options: {
   });
   await agent.start();
   const daemon = await QrexecDaemon.connect({
-    vchan: vchanEndpoint(socketVchanTransport({ directory: dir, localDomain: 0 })),
+    transport: socketVchanTransport({ directory: dir, localDomain: 0 }),
     domain: 5,
     name: 'bench',
     log: quiet,

@@ -1,7 +1,7 @@
 /**
  * The caller side of one data connection, used by the VM agent for its own outgoing calls
- * (protocols.md §3.7 "Caller side", §3.8 step 5; Linux: `qrexec-client-vm` via
- * `handle_data_client`): HELLO, stdin out with a zero-length EOF, stdout/stderr in until the
+ * (QubesOS/qubes-core-qrexec @ b2822df6fc22 `agent/qrexec-client-vm.c`, which runs
+ * `handle_data_client` of `agent/qrexec-agent-data.c`): HELLO, stdin out with a zero-length EOF, stdout/stderr in until the
  * exit code arrives.
  */
 import type { Duplex, Readable } from 'node:stream';

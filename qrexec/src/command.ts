@@ -1,7 +1,7 @@
 /**
  * The command line dom0 sends in MSG_EXEC_CMDLINE / MSG_JUST_EXEC:
  * `<user>:[nogui:]QUBESRPC <service>[+<arg>] <source>[ <target-type> <target>]`
- * (protocols.md §3.5; QubesOS/qubes-core-qrexec `libqrexec/exec.c` `parse_qubes_rpc_command`).
+ * (QubesOS/qubes-core-qrexec @ b2822df6fc22 `libqrexec/exec.c` `parse_qubes_rpc_command`).
  *
  * Only the RPC form is ever accepted here: the legacy form is a shell command line, and moat
  * VMs have no shell to run it with.

@@ -1,6 +1,6 @@
 /**
  * dom0's side of qrexec for the lab: what qrexec-daemon, qrexec-client and qrexec-policy-exec
- * do for one VM. Written from the reference (protocols.md §3.4–§3.8; QubesOS/qubes-core-qrexec
+ * do for one VM. Written from the C sources (QubesOS/qubes-core-qrexec @ b2822df6fc22
  * `daemon/qrexec-daemon.c`, `daemon/qrexec-daemon-common.c`, `daemon/qrexec-client.c`), not
  * from our agent, so that each checks the other.
  *
@@ -17,10 +17,10 @@
  */
 import { createReadStream } from 'node:fs';
 import type { Duplex, Readable } from 'node:stream';
+import type { VchanTransport } from '@moat/vchan';
 import { formatRpcCommandLine } from './command.ts';
 import { QrexecProtocolError, QrexecStateError } from './errors.ts';
-import { closeStream, FrameReader, FrameWriter } from './frames.ts';
-import type { VchanEndpoint } from './transport.ts';
+import { accepted, closeStream, FrameReader, FrameWriter, withdrawIfWaiting } from './frames.ts';
 import {
   checkHeader,
   DATA_RING_SIZE,
@@ -105,8 +105,8 @@ export interface Dom0CallResult {
 }
 
 export interface Dom0DaemonOptions {
-  /** dom0's vchan endpoint. */
-  vchan: VchanEndpoint;
+  /** dom0's vchans: `xenVchanTransport(domain)` in the lab's dom0 (`@moat/vchan`). */
+  transport: VchanTransport;
   /** The VM's domain id and name. */
   domain: number;
   name: string;
@@ -186,9 +186,13 @@ export class QrexecDaemon {
   }
 
   private async attach(): Promise<void> {
-    const { vchan, domain } = this.options;
+    const { transport, domain } = this.options;
     const op = `qrexec-daemon control ${this.options.name}`;
-    const stream = await vchan.connect(domain, VCHAN_BASE_PORT, this.options.startupTimeoutMs ?? 60_000);
+    const stream = await transport.connect({
+      peer: domain,
+      port: VCHAN_BASE_PORT,
+      timeoutMs: this.options.startupTimeoutMs ?? 60_000,
+    });
     const reader = new FrameReader(stream, op, domain);
     const writer = new FrameWriter(stream, op, domain);
     try {
@@ -313,9 +317,11 @@ export class QrexecDaemon {
         sourceDomain: options.source ?? 'dom0',
       });
     const op = `qrexec-client ${this.options.name} ${port}`;
-    const listener = await this.options.vchan.listen(vm, port, {
-      read: DATA_RING_SIZE,
-      write: DATA_RING_SIZE,
+    const listener = await this.options.transport.listen({
+      peer: vm,
+      port,
+      readMin: DATA_RING_SIZE,
+      writeMin: DATA_RING_SIZE,
     });
     let timer: NodeJS.Timeout | undefined;
     let stream: Duplex | undefined;
@@ -333,12 +339,12 @@ export class QrexecDaemon {
         );
       });
       timeout.catch(() => undefined);
-      stream = await Promise.race([listener.accepted, timeout]);
+      stream = await Promise.race([accepted(listener), timeout]);
       const result = await Promise.race([this.exchange(stream, op, options), timeout]);
       return { ...result, port, terminated };
     } finally {
       if (timer) clearTimeout(timer);
-      listener.close();
+      withdrawIfWaiting(listener);
       if (stream) closeStream(stream);
     }
   }
@@ -467,7 +473,7 @@ export class QrexecDaemon {
     await this.send({ kind: 'service-connect', connectDomain: 0, connectPort: port, requestId });
     const vm = this.options.domain;
     const op = `dom0 service ${request.service} for ${request.source} ${port}`;
-    const stream = await this.options.vchan.connect(vm, port, 120_000);
+    const stream = await this.options.transport.connect({ peer: vm, port, timeoutMs: 120_000 });
     try {
       await this.serveDom0(stream, op, request, decision.service);
     } finally {
@@ -476,8 +482,8 @@ export class QrexecDaemon {
   }
 
   /**
-   * VM → VM (§3.8 step 4): the TARGET's daemon allocates P (odd/even by domain order) and
-   * sends its agent MSG_EXEC_CMDLINE{caller domid, P, "user:QUBESRPC svc+arg caller"}; the
+   * VM → VM (`daemon/qrexec-daemon.c` `allocate_vchan_port`, qrexec-policy-exec): the TARGET's
+   * daemon allocates P (odd/even by domain order) and sends its agent MSG_EXEC_CMDLINE{caller domid, P, "user:QUBESRPC svc+arg caller"}; the
    * caller's agent gets MSG_SERVICE_CONNECT{target domid, P, request id}, becomes data server
    * for (target, P), and the target's agent connects to it. dom0 carries no data.
    */

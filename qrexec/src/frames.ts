@@ -1,9 +1,10 @@
 /**
  * Splitting a vchan byte stream into qrexec messages. `FrameDecoder` is the sans-IO core (bytes
  * in, frames or a reason out); `FrameReader` / `FrameWriter` are the thin async edges over a
- * Node stream, with backpressure both ways.
+ * Node stream, with backpressure both ways; and how both sides open and close their vchans.
  */
 import type { Duplex, Readable, Writable } from 'node:stream';
+import type { VchanStream } from '@moat/vchan';
 import { QrexecProtocolError } from './errors.ts';
 import { type Decoded, decodeHeader, encodeHeader, HEADER_SIZE, type Header } from './wire.ts';
 
@@ -198,4 +199,14 @@ export function closeStream(stream: Duplex): void {
   if (stream.destroyed) return;
   stream.once('finish', () => stream.destroy());
   stream.end();
+}
+
+/** A vchan server's stream once its client connected; rejects if it closes first. */
+export function accepted(server: VchanStream): Promise<VchanStream> {
+  return server.whenConnected().then(() => server);
+}
+
+/** Withdraws a vchan server nobody connected to; a connected stream is its user's to close. */
+export function withdrawIfWaiting(server: VchanStream | undefined): void {
+  if (server?.state === 'waiting') server.destroy();
 }

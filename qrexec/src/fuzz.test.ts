@@ -3,11 +3,13 @@
  * either carries on or ends with a logged reason, nothing throws out of the agent or the
  * daemon, and the agent can be reached again afterwards.
  */
+
+import { MemoryVchanNetwork } from '@moat/vchan/memory';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { QrexecAgent } from './agent.ts';
 import { QrexecDaemon } from './dom0.ts';
-import { MemoryVchanNetwork } from './transport.ts';
+import { accepted } from './frames.ts';
 import { encodeHeader, encodeMessage, MsgType } from './wire.ts';
 
 const VM = 4;
@@ -34,14 +36,14 @@ describe('arbitrary bytes from the peer', () => {
       fc.asyncProperty(soup, async (chunks) => {
         const net = new MemoryVchanNetwork();
         const agent = new QrexecAgent({
-          vchan: net.endpoint(VM),
+          transport: net.transport(VM),
           log: () => undefined,
           connectTimeoutMs: 50,
         });
         agent.handle('test.Ok', () => 0);
         await agent.start();
         try {
-          const dom0 = await net.endpoint(0).connect(VM, 512, 1000);
+          const dom0 = await net.transport(0).connect({ peer: VM, port: 512, timeoutMs: 1000 });
           dom0.on('error', () => undefined);
           dom0.resume();
           dom0.write(encodeMessage({ kind: 'hello', version: 4 }));
@@ -50,7 +52,7 @@ describe('arbitrary bytes from the peer', () => {
           dom0.destroy();
           await expect.poll(() => net.advertised(), { timeout: 2000 }).toContain(`${VM}.0.512`);
           const daemon = await QrexecDaemon.connect({
-            vchan: net.endpoint(0),
+            transport: net.transport(0),
             domain: VM,
             name: 'v',
             log: () => undefined,
@@ -69,28 +71,30 @@ describe('arbitrary bytes from the peer', () => {
     await fc.assert(
       fc.asyncProperty(soup, async (chunks) => {
         const net = new MemoryVchanNetwork();
-        const agent = new QrexecAgent({ vchan: net.endpoint(VM), log: () => undefined });
+        const agent = new QrexecAgent({ transport: net.transport(VM), log: () => undefined });
         agent.handle('test.Cat', async (call) => {
           for await (const c of call.stdin) call.stdout.write(c);
           return 0;
         });
         await agent.start();
         const daemon = await QrexecDaemon.connect({
-          vchan: net.endpoint(0),
+          transport: net.transport(0),
           domain: VM,
           name: 'v',
           log: () => undefined,
         });
         try {
           // Play the caller by hand on port 700, through the daemon's control channel.
-          const listener = await net.endpoint(0).listen(VM, 700, { read: 65536, write: 65536 });
+          const listener = await net
+            .transport(0)
+            .listen({ peer: VM, port: 700, readMin: 65536, writeMin: 65536 });
           await (daemon as unknown as { send(m: unknown): Promise<void> }).send({
             kind: 'exec-cmdline',
             connectDomain: 0,
             connectPort: 700,
             cmdline: 'user:QUBESRPC test.Cat+ dom0',
           });
-          const data = await listener.accepted;
+          const data = await accepted(listener);
           data.on('error', () => undefined);
           data.resume();
           data.write(encodeMessage({ kind: 'hello', version: 3 }));
@@ -112,15 +116,17 @@ describe('arbitrary bytes from the peer', () => {
     await fc.assert(
       fc.asyncProperty(soup, async (chunks) => {
         const net = new MemoryVchanNetwork();
-        const listener = await net.endpoint(VM).listen(0, 512, { read: 4096, write: 4096 });
+        const listener = await net
+          .transport(VM)
+          .listen({ peer: 0, port: 512, readMin: 4096, writeMin: 4096 });
         const connecting = QrexecDaemon.connect({
-          vchan: net.endpoint(0),
+          transport: net.transport(0),
           domain: VM,
           name: 'v',
           log: () => undefined,
           policy: () => ({ action: 'deny' }),
         });
-        const agent = await listener.accepted;
+        const agent = await accepted(listener);
         agent.on('error', () => undefined);
         agent.resume();
         agent.write(encodeMessage({ kind: 'hello', version: 3 }));

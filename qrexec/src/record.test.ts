@@ -1,15 +1,15 @@
+import { MemoryVchanNetwork } from '@moat/vchan/memory';
+import { recordingVchanTransport, type TranscriptEvent } from '@moat/vchan/record';
 import { describe, expect, it } from 'vitest';
 import { QrexecAgent } from './agent.ts';
 import { QrexecDaemon } from './dom0.ts';
-import { recordingEndpoint, type TranscriptEvent } from './record.ts';
-import { MemoryVchanNetwork } from './transport.ts';
 
-describe('recordingEndpoint', () => {
+describe('recordingVchanTransport under qrexec', () => {
   it('records every byte both ways per channel, and the peer’s EOF, without changing the session', async () => {
     const net = new MemoryVchanNetwork();
     const events: TranscriptEvent[] = [];
     const agent = new QrexecAgent({
-      vchan: recordingEndpoint(net.endpoint(3), (e) => events.push(e)),
+      transport: recordingVchanTransport(net.transport(3), (e) => events.push(e)),
       log: () => undefined,
     });
     agent.handle('test.Upper', async (call) => {
@@ -18,7 +18,7 @@ describe('recordingEndpoint', () => {
     });
     await agent.start();
     const daemon = await QrexecDaemon.connect({
-      vchan: net.endpoint(0),
+      transport: net.transport(0),
       domain: 3,
       name: 'v',
       log: () => undefined,

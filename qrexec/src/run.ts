@@ -10,20 +10,19 @@
  * Without --socket-dir the transport is real Xen (libxenvchan through @moat/xen's native
  * addon); with it, Qubes' vchan-socket layout in DIR (our domain id from --domain, as
  * qubes-core-vchan-socket reads VCHAN_DOMAIN). --record FILE appends every byte sent and
- * received as JSON lines (record.ts).
+ * received as JSON lines (`recordingVchanTransport` of `@moat/vchan/record`).
  */
 import { createHash } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { socketVchanTransport, type VchanTransport, xenVchanTransport } from '@moat/vchan';
+import { type VchanTransport, xenVchanTransport } from '@moat/vchan';
+import { recordingVchanTransport } from '@moat/vchan/record';
+import { socketVchanTransport } from '@moat/vchan/socket';
 import { openNativeDomain } from '@moat/xen';
 import type { QrexecAgent } from './agent.ts';
 import { checkAgent } from './checks.ts';
 import { QrexecDaemon } from './dom0.ts';
-import { recordingEndpoint } from './record.ts';
 import { startAgent } from './start.ts';
-import type { VchanEndpoint } from './transport.ts';
-import { vchanEndpoint } from './vchan-adapter.ts';
 
 type Out = (text: string | Uint8Array) => void;
 
@@ -45,16 +44,17 @@ function processIo(): Io {
   };
 }
 
-function transport(socketDir: string | undefined, domain: number): VchanTransport {
-  if (socketDir) return socketVchanTransport({ directory: socketDir, localDomain: domain });
-  return xenVchanTransport(openNativeDomain());
-}
-
-/** The endpoint, recording every byte as JSON lines to `record` when given (see record.ts). */
-function endpoint(socketDir: string | undefined, domain: number, record: string | undefined): VchanEndpoint {
-  const base = vchanEndpoint(transport(socketDir, domain));
+/** The transport, recording every byte as JSON lines to `record` when given. */
+function transport(
+  socketDir: string | undefined,
+  domain: number,
+  record: string | undefined,
+): VchanTransport {
+  const base = socketDir
+    ? socketVchanTransport({ directory: socketDir, localDomain: domain })
+    : xenVchanTransport(openNativeDomain());
   if (!record) return base;
-  return recordingEndpoint(base, (event) => appendFileSync(record, `${JSON.stringify(event)}\n`));
+  return recordingVchanTransport(base, (event) => appendFileSync(record, `${JSON.stringify(event)}\n`));
 }
 
 /**
@@ -94,7 +94,7 @@ export async function runAgentMain(argv: string[], io: Io = processIo()): Promis
   });
   const socketDir = values['socket-dir'];
   const { agent } = await startAgent({
-    vchan: endpoint(socketDir, Number(values.domain ?? 0), values.record),
+    transport: transport(socketDir, Number(values.domain ?? 0), values.record),
     log: (level, message) => io.stderr(`qrexec-agent ${level}: ${message}\n`),
   });
   if (values['test-services']) registerTestServices(agent);
@@ -133,7 +133,7 @@ export async function runDom0Main(argv: string[], io: Io = processIo()): Promise
   };
   const allowed = new Set(values.allow ?? []);
   const daemon = await QrexecDaemon.connect({
-    vchan: endpoint(values['socket-dir'], 0, values.record),
+    transport: transport(values['socket-dir'], 0, values.record),
     domain,
     name: command === 'serve' && third ? third : (values.name ?? `domain-${domain}`),
     log,

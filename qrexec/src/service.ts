@@ -1,6 +1,7 @@
 /**
- * The service side of one data connection in the VM agent (protocols.md §3.6, §3.7; Linux:
- * `agent/qrexec-agent-data.c` `handle_new_process_common`, `libqrexec/remote.c`): HELLO, then
+ * The service side of one data connection in the VM agent (QubesOS/qubes-core-qrexec @ b2822df6fc22:
+ * `agent/qrexec-agent-data.c` `handle_new_process_common`, `libqrexec/remote.c`,
+ * `libqrexec/process_io.c`): HELLO, then
  * stdin in, stdout/stderr out with zero-length EOFs, then the exit code, then close.
  */
 import type { Duplex, Readable } from 'node:stream';

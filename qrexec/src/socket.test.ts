@@ -6,13 +6,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connectVchanSocket, socketVchanTransport } from '@moat/vchan';
+import { connectVchanSocket, socketVchanTransport } from '@moat/vchan/socket';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { QrexecAgent } from './agent.ts';
 import { QrexecDaemon } from './dom0.ts';
 import { QrexecRefusedError } from './errors.ts';
 import { startAgent } from './start.ts';
-import { vchanEndpoint } from './vchan-adapter.ts';
 import { encodeHeader, encodeMessage, MsgType } from './wire.ts';
 
 const VM = 12;
@@ -32,7 +31,7 @@ afterEach(async () => {
 async function vmAndDom0(): Promise<{ agent: QrexecAgent; daemon: QrexecDaemon; logs: string[] }> {
   const logs: string[] = [];
   const { agent } = await startAgent({
-    vchan: vchanEndpoint(socketVchanTransport({ directory, localDomain: VM })),
+    transport: socketVchanTransport({ directory, localDomain: VM }),
     log: (level, m) => logs.push(`${level}: ${m}`),
     connectTimeoutMs: 5000,
   });
@@ -49,7 +48,7 @@ async function vmAndDom0(): Promise<{ agent: QrexecAgent; daemon: QrexecDaemon; 
     return 42;
   });
   const daemon = await QrexecDaemon.connect({
-    vchan: vchanEndpoint(socketVchanTransport({ directory, localDomain: 0 })),
+    transport: socketVchanTransport({ directory, localDomain: 0 }),
     domain: VM,
     name: 'sock-vm',
     log: (level, m) => logs.push(`${level}: ${m}`),
@@ -70,7 +69,7 @@ async function vmAndDom0(): Promise<{ agent: QrexecAgent; daemon: QrexecDaemon; 
 describe('qrexec over unix-socket vchan', () => {
   it('advertises the agent control server at the vchan-socket path vchan.<vm>.0.512.sock', async () => {
     const { agent } = await startAgent({
-      vchan: vchanEndpoint(socketVchanTransport({ directory, localDomain: VM })),
+      transport: socketVchanTransport({ directory, localDomain: VM }),
       log: quiet,
     });
     stops.push(() => agent.stop());
@@ -144,7 +143,7 @@ describe('qrexec over unix-socket vchan', () => {
   it('survives a dom0 that sends an unknown message, and serves the next dom0', async () => {
     const logs: string[] = [];
     const { agent } = await startAgent({
-      vchan: vchanEndpoint(socketVchanTransport({ directory, localDomain: VM })),
+      transport: socketVchanTransport({ directory, localDomain: VM }),
       log: (_l, m) => logs.push(m),
     });
     stops.push(() => agent.stop());
@@ -155,7 +154,7 @@ describe('qrexec over unix-socket vchan', () => {
     await new Promise((resolve) => raw.on('close', resolve).resume());
     await expect.poll(() => logs.join('\n')).toContain('unknown-type');
     const daemon = await QrexecDaemon.connect({
-      vchan: vchanEndpoint(socketVchanTransport({ directory, localDomain: 0 })),
+      transport: socketVchanTransport({ directory, localDomain: 0 }),
       domain: VM,
       name: 'sock-vm',
       log: quiet,

@@ -2,17 +2,17 @@
  * One call to bring up a VM's qrexec agent with the built-in services, for a VM's main or a
  * plain node script in the lab:
  *
- *   const { agent, clock } = await startAgent({ vchan });
+ *   const { agent, clock } = await startAgent({ transport: xenVchanTransport(openNativeDomain()) });
  *   agent.handle('qubes.OpenInVM', async (call) => { ... return 0; });
  */
+import type { VchanTransport } from '@moat/vchan';
 import { QrexecAgent } from './agent.ts';
 import { type BuiltinOptions, registerBuiltinServices } from './builtins.ts';
 import { AdjustableClock } from './clock.ts';
 import type { Log } from './service.ts';
-import type { VchanEndpoint } from './transport.ts';
 
 export interface StartAgentOptions extends Partial<BuiltinOptions> {
-  vchan: VchanEndpoint;
+  transport: VchanTransport;
   daemonDomain?: number;
   sessionReady?: () => Promise<void>;
   connectTimeoutMs?: number;
@@ -25,7 +25,7 @@ export async function startAgent(
   options: StartAgentOptions,
 ): Promise<{ agent: QrexecAgent; clock: AdjustableClock }> {
   const clock = options.clock ?? new AdjustableClock();
-  const agentOptions: ConstructorParameters<typeof QrexecAgent>[0] = { vchan: options.vchan };
+  const agentOptions: ConstructorParameters<typeof QrexecAgent>[0] = { transport: options.transport };
   if (options.daemonDomain !== undefined) agentOptions.daemonDomain = options.daemonDomain;
   if (options.sessionReady) agentOptions.sessionReady = options.sessionReady;
   if (options.connectTimeoutMs !== undefined) agentOptions.connectTimeoutMs = options.connectTimeoutMs;

@@ -6,16 +6,17 @@
  * timing); control messages byte for byte.
  */
 import { readFileSync } from 'node:fs';
+import { MemoryVchanNetwork } from '@moat/vchan/memory';
+import type { TranscriptEvent } from '@moat/vchan/record';
 import { afterEach, describe, expect, it } from 'vitest';
 import { QrexecAgent } from './agent.ts';
 import { registerBuiltinServices } from './builtins.ts';
 import { AdjustableClock } from './clock.ts';
 import { QrexecDaemon } from './dom0.ts';
 import { QrexecRefusedError } from './errors.ts';
-import type { TranscriptEvent } from './record.ts';
+import { accepted } from './frames.ts';
 import { registerTestServices } from './run.ts';
 import { RawPeer } from './test-peer.ts';
-import { MemoryVchanNetwork } from './transport.ts';
 import { MsgType } from './wire.ts';
 
 interface Transcript {
@@ -105,13 +106,13 @@ describe("transcript: Qubes' C qrexec-daemon + qrexec-client against our agent",
 
   it('replays the C side and our agent answers with the same messages', async () => {
     const net = new MemoryVchanNetwork();
-    const agent = new QrexecAgent({ vchan: net.endpoint(7), log: () => undefined });
+    const agent = new QrexecAgent({ transport: net.transport(7), log: () => undefined });
     registerBuiltinServices(agent, { clock: new AdjustableClock() });
     registerTestServices(agent);
     await agent.start();
     stops.push(() => agent.stop());
-    const dom0 = net.endpoint(0);
-    const control = new RawPeer(await dom0.connect(7, 512, 1000));
+    const dom0 = net.transport(0);
+    const control = new RawPeer(await dom0.connect({ peer: 7, port: 512, timeoutMs: 1000 }));
     const recorded = byChannel.get(controlName!)!;
     const sent: Buffer[] = [];
     const cFrames = frames(recorded.in);
@@ -127,10 +128,10 @@ describe("transcript: Qubes' C qrexec-daemon + qrexec-client against our agent",
         await agent.connected();
       } else if (f.type === MsgType.EXEC_CMDLINE || f.type === MsgType.JUST_EXEC) {
         const port = f.payload.readUInt32LE(4);
-        const listener = await dom0.listen(7, port, { read: 65536, write: 65536 });
+        const listener = await dom0.listen({ peer: 7, port: port, readMin: 65536, writeMin: 65536 });
         control.stream.write(bytes);
         const channel = byChannel.get(dataNames[data++]!)!;
-        const peer = new RawPeer(await listener.accepted);
+        const peer = new RawPeer(await accepted(listener));
         peer.stream.write(channel.in);
         const ours = await peer.all();
         expect(normalise(ours)).toEqual(normalise(channel.out));
@@ -160,10 +161,10 @@ describe("transcript: Qubes' C qrexec-agent + qrexec-client-vm against our dom0"
 
   it('replays the C side and our dom0 answers with the same messages', async () => {
     const net = new MemoryVchanNetwork();
-    const vm = net.endpoint(9);
-    const listener = await vm.listen(0, 512, { read: 4096, write: 4096 });
+    const vm = net.transport(9);
+    const listener = await vm.listen({ peer: 0, port: 512, readMin: 4096, writeMin: 4096 });
     const connecting = QrexecDaemon.connect({
-      vchan: net.endpoint(0),
+      transport: net.transport(0),
       domain: 9,
       name: 'cvm',
       log: () => undefined,
@@ -175,7 +176,7 @@ describe("transcript: Qubes' C qrexec-agent + qrexec-client-vm against our dom0"
             }
           : { action: 'deny' },
     });
-    const control = new RawPeer(await listener.accepted);
+    const control = new RawPeer(await accepted(listener));
     const recorded = byChannel.get(names[0]!)!;
     const cFrames = frames(recorded.in);
     const sent: Buffer[] = [];
@@ -203,7 +204,7 @@ describe("transcript: Qubes' C qrexec-agent + qrexec-client-vm against our dom0"
       sent.push(exec);
       const port = exec.readUInt32LE(12);
       const channel = byChannel.get(names[i + 1]!)!;
-      const peer = new RawPeer(await vm.connect(0, port, 1000));
+      const peer = new RawPeer(await vm.connect({ peer: 0, port: port, timeoutMs: 1000 }));
       // As the C service did: HELLO, then its output only after our stdin EOF arrived.
       const [hello, ...rest] = frames(channel.in);
       peer.stream.write(encode(hello!));
@@ -230,8 +231,8 @@ describe("transcript: Qubes' C qrexec-agent + qrexec-client-vm against our dom0"
     sent.push(connect);
     const port = connect.readUInt32LE(12);
     const serviceChannel = byChannel.get(names[5]!)!;
-    const vmServer = await vm.listen(0, port, { read: 65536, write: 65536 });
-    const peer = new RawPeer(await vmServer.accepted);
+    const vmServer = await vm.listen({ peer: 0, port: port, readMin: 65536, writeMin: 65536 });
+    const peer = new RawPeer(await accepted(vmServer));
     peer.stream.write(serviceChannel.in);
     const ours = await peer.all();
     expect(normalise(ours)).toEqual(normalise(serviceChannel.out));

@@ -20,7 +20,8 @@ import {
 const hex = (s: string) => Uint8Array.from(s.split(/\s+/).filter(Boolean), (b) => Number.parseInt(b, 16));
 const toHex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
-describe('qrexec bytes from the reference (protocols.md Appendix A)', () => {
+// Bytes laid out by hand from libqrexec/qrexec.h (QubesOS/qubes-core-qrexec @ b2822df6fc22).
+describe('qrexec bytes as qrexec.h lays them out', () => {
   const table: Array<[string, string, Message]> = [
     ['MSG_HELLO version 3', '00 03 00 00  04 00 00 00  03 00 00 00', { kind: 'hello', version: 3 }],
     [

@@ -2,14 +2,14 @@
  * qrexec wire format: constants, the 8-byte header, message types as a named union (with an
  * explicit unknown case), payload layouts and their encode/decode with bounds checks.
  *
- * Source: QubesOS/qubes-core-qrexec @ b2822df `libqrexec/qrexec.h` (layouts, constants),
- * `daemon/qrexec-daemon.c` (validation of agent messages), `agent/qrexec-agent.c` (validation
- * of daemon messages); shared/reference/protocols.md §3.1–§3.8 and Appendix A.
+ * Source: QubesOS/qubes-core-qrexec @ b2822df6fc22 `libqrexec/qrexec.h` (layouts, constants),
+ * `daemon/qrexec-daemon.c` (validation of agent messages: `sanitize_message_from_agent`),
+ * `agent/qrexec-agent.c` (validation of daemon messages).
  * All integers little-endian (the C peers write native x86 structs). Nothing else in this
  * package computes an offset.
  */
 
-// ---- Versions and limits (qrexec.h; protocols.md §3.1) ---------------------------------------
+// ---- Versions and limits (qrexec.h) --------------------------------------------------------------
 
 export const QREXEC_PROTOCOL_V2 = 2;
 export const QREXEC_PROTOCOL_V3 = 3;
@@ -31,7 +31,10 @@ export const MAX_SERVICE_FILE_NAME_LEN = 255;
 export const VCHAN_BASE_PORT = 512; // control channel
 export const VCHAN_BASE_DATA_PORT = 513;
 export const MAX_CLIENTS = 256; // data ports 513 … 768
-/** Ring sizes the C peers ask for: control 4096/4096, data 65536/65536 (protocols.md §1.11). */
+/**
+ * Ring sizes the C peers ask for: control 4096/4096 (`agent/qrexec-agent.c` libvchan_server_init),
+ * data 65536/65536 (`VCHAN_BUFFER_SIZE` in `agent/qrexec-agent-data.c`, `daemon/qrexec-client.c`).
+ */
 export const CONTROL_RING_SIZE = 4096;
 export const DATA_RING_SIZE = 65536;
 
@@ -45,7 +48,7 @@ export const EXIT_PROBLEM = 125;
 /** A MSG_DATA_EXIT_CODE shorter than 4 bytes means status 255 (`handle_remote_data_v2`). */
 export const EXIT_CODE_TRUNCATED = 255;
 
-// ---- Header and message types (protocols.md §3.2) ----------------------------------------------
+// ---- Header and message types (qrexec.h `struct msg_header` and the MSG_* enum) ------------------
 
 export const HEADER_SIZE = 8;
 const HDR_TYPE = 0;
@@ -68,7 +71,7 @@ export const MsgType = {
 } as const;
 export type MsgTypeValue = (typeof MsgType)[keyof typeof MsgType];
 
-// ---- Payload layouts (protocols.md §3.3) --------------------------------------------------------
+// ---- Payload layouts (qrexec.h `struct exec_params`, `service_params`, `trigger_service_params3`) -
 
 export const PEER_INFO_SIZE = 4;
 export const EXEC_PARAMS_SIZE = 8; // connect_domain u32 @0, connect_port u32 @4, cmdline[] @8
@@ -94,7 +97,8 @@ export const EXIT_CODE_SIZE = 4;
 
 /**
  * A request id (`struct service_params`): 32 raw bytes. Kept raw because dom0 validates every
- * byte (§3.8) and echoes the original bytes back in MSG_SERVICE_REFUSED.
+ * byte (`daemon/qrexec-daemon.c` `validate_request_id`) and echoes the original bytes back in
+ * MSG_SERVICE_REFUSED.
  */
 export type RequestId = Uint8Array;
 
@@ -177,7 +181,7 @@ export function typeOfKind(kind: Exclude<MessageKind, 'unknown'>): number {
   return TYPE_BY_KIND.get(kind)!;
 }
 
-/** Max payload of one data message for a negotiated data-channel version (§3.6). */
+/** Max payload of one data message for a negotiated data-channel version (`MAX_DATA_CHUNK_V2/V3`). */
 export function maxDataChunk(version: number): number {
   return version >= QREXEC_PROTOCOL_V3 ? MAX_DATA_CHUNK_V3 : MAX_DATA_CHUNK_V2;
 }
@@ -357,7 +361,8 @@ export function sanitizeName(text: string, extra: string): string {
 }
 
 /**
- * dom0's handling of a trigger's service name bytes (§3.8): NUL-terminated exactly at the end,
+ * dom0's handling of a trigger's service name bytes (`daemon/qrexec-daemon.c`
+ * `handle_message_from_agent`, `validate_service_name`, `sanitize_name`): NUL-terminated exactly at the end,
  * no embedded NUL, non-empty, not starting with `+`, then sanitised (extra allowed: `+`).
  */
 function triggerServiceName(bytes: Uint8Array): Decoded<string> {

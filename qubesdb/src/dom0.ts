@@ -20,7 +20,10 @@ export interface QubesDbDaemonOptions {
   vmDomain: number;
   vmName?: string;
   transport: VchanTransport;
-  /** Initial contents, e.g. the keys qubesd writes before starting the VM (§2.9). */
+  /**
+   * Initial contents, e.g. the keys qubesd writes before starting the VM (QubesOS/qubes-core-admin
+   * @ 1ad5f9b84dc1 qubes/vm/qubesvm.py `create_qdb_entries`).
+   */
   initial?: Iterable<readonly [string, string | Uint8Array]>;
   maxEntries?: number;
   log?: (line: string) => void;

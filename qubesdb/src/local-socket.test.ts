@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createConnection, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { socketVchanTransport } from '@moat/vchan';
+import { socketVchanTransport } from '@moat/vchan/socket';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { QubesDbDaemon } from './dom0.ts';
 import { QubesDbError } from './errors.ts';

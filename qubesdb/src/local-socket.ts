@@ -34,7 +34,8 @@ export interface LocalSocketServer {
 }
 
 /**
- * The daemon's local client protocol (protocols.md §2.8), as qubesd and the
+ * The daemon's local client protocol (QubesOS/qubes-core-qubesdb @ aeb3c8d84866 daemon/db-cmds.c
+ * `handle_client_data`, client/qdb-client.c), as qubesd and the
  * `qubesdb-read`/`-write`/`-watch` tools use it in dom0: the same 72-byte header,
  * one request at a time, `RESP_WATCH` interleaved at any moment. Writes and removals
  * made here are forwarded to the VM like those of the in-process API.

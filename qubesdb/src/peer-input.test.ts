@@ -1,7 +1,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connectVchanSocket, listenVchanSocket, socketVchanTransport, type VchanStream } from '@moat/vchan';
+import type { VchanStream } from '@moat/vchan';
+import { connectVchanSocket, listenVchanSocket, socketVchanTransport } from '@moat/vchan/socket';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { QubesDbDaemon } from './dom0.ts';
@@ -134,7 +135,7 @@ function ended(db: QubesDb): Promise<Error | undefined> {
 }
 
 describe('VM side: the exact exchange with dom0', () => {
-  it('opens with the 72-byte empty-path MULTIREAD of Appendix A', async () => {
+  it('opens with the 72-byte empty-path MULTIREAD', async () => {
     const { dom0: connected, vm } = await fakeDom0();
     const dom0 = await connected();
     const expected = new Uint8Array(72);

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { socketVchanTransport } from '@moat/vchan';
+import { socketVchanTransport } from '@moat/vchan/socket';
 import { describe, expect, it } from 'vitest';
 import { QubesDbDaemon } from './dom0.ts';
 import { runDom0Half, runVmHalf, SCENARIO_EXPECTED_EVENTS, SCENARIO_INITIAL } from './scenario.ts';

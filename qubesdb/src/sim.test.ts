@@ -1,5 +1,5 @@
 import { xenVchanTransport } from '@moat/vchan';
-import { SimHypervisor } from '@moat/xen';
+import { SimHypervisor } from '@moat/xen/sim';
 import { describe, expect, it } from 'vitest';
 import { QubesDbDaemon } from './dom0.ts';
 import { runDom0Half, runVmHalf, SCENARIO_INITIAL } from './scenario.ts';

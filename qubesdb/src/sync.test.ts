@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { socketVchanTransport } from '@moat/vchan';
+import { socketVchanTransport } from '@moat/vchan/socket';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { measureWatchLatency } from './bench.ts';
 import { QubesDbDaemon } from './dom0.ts';

@@ -48,7 +48,8 @@ const textDecoder = new TextDecoder('utf-8', { fatal: false });
 
 /**
  * QubesDB inside our VMs, without a daemon process: the vchan client to dom0's
- * `qubesdb-daemon` on port 111 (protocols.md §2.4–2.7), with the whole database
+ * `qubesdb-daemon` on port 111 (QubesOS/qubes-core-qubesdb @ aeb3c8d84866 daemon/db-daemon.c,
+ * daemon/db-cmds.c `handle_vchan_data`), with the whole database
  * mirrored in memory. dom0 pushes writes and removals; we apply them, answer
  * `RESP_OK` as the C VM daemon does, and fire watches. Our own writes and removals go
  * to the replica at once and are forwarded to dom0.
@@ -303,7 +304,8 @@ export class QubesDb {
     const synced = new Promise<void>((resolve, reject) => {
       this.#syncWaiter = { resolve, reject };
     });
-    // Initial synchronisation (§2.5): an empty-path MULTIREAD, then nothing else until the dump ends.
+    // Initial synchronisation (db-cmds.c `request_full_db_sync`): an empty-path MULTIREAD, then
+    // nothing else until the dump ends.
     this.#multireadRequested = true;
     connection.send(encodeHeader(QdbMsg.CMD_MULTIREAD, '', 0));
     void connection.ended.then((end) => this.#onConnectionEnd(connection, end.error));

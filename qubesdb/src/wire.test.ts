@@ -32,7 +32,8 @@ function hex(text: string): Uint8Array {
   );
 }
 
-describe('QubesDB header bytes (protocols.md Appendix A)', () => {
+// Bytes laid out by hand from `struct qdb_hdr` (include/qubesdb.h, QubesOS/qubes-core-qubesdb @ aeb3c8d84866).
+describe('QubesDB header bytes', () => {
   it('the initial QDB_CMD_MULTIREAD is 02, 64 zero path bytes, 3 pad bytes, data_len 0', () => {
     const expected = new Uint8Array(72);
     expected[0] = 0x02;

@@ -1,5 +1,5 @@
 /**
- * QubesDB wire format (protocols.md §2; QubesOS/qubes-core-qubesdb include/qubesdb.h,
+ * QubesDB wire format (QubesOS/qubes-core-qubesdb @ aeb3c8d84866 include/qubesdb.h,
  * daemon/db-cmds.c). One 72-byte header, then `data_len` raw value bytes. Little-endian.
  *
  * ```

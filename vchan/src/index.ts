@@ -1,21 +1,13 @@
 export { VchanError } from './errors.ts';
-export { type MemoryVchanPair, memoryVchanPair } from './memory.ts';
-export { DEFAULT_VCHAN_SOCKET_DIR, vchanSocketName, vchanXenstorePath } from './paths.ts';
-export {
-  type ConnectVchanSocketOptions,
-  connectVchanSocket,
-  type ListenVchanSocketOptions,
-  listenVchanSocket,
-  type VchanSocketPlace,
-} from './socket.ts';
-export { SocketVchanEndpoint, socketRingSize } from './socket-endpoint.ts';
+export { vchanXenstorePath } from './paths.ts';
 export {
   type VchanChannel,
   type VchanLiveness,
   VchanStream,
   type VchanStreamOptions,
+  type VchanTransfer,
 } from './stream.ts';
-export { socketVchanTransport, type VchanTransport, xenVchanTransport } from './transport.ts';
+export { type VchanTransport, xenVchanTransport } from './transport.ts';
 export {
   type ConnectVchanOptions,
   connectVchan,

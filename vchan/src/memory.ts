@@ -1,4 +1,7 @@
-import type { VchanEndpoint } from '@moat/xen';
+import type { DomainId, VchanEndpoint } from '@moat/xen';
+import { VchanError } from './errors.ts';
+import { VchanStream, type VchanStreamOptions } from './stream.ts';
+import type { VchanTransport } from './transport.ts';
 
 /** One direction of an in-process channel: a bounded byte ring. */
 class ByteRing {
@@ -141,4 +144,90 @@ export function memoryVchanPair(sizes: { serverRead?: number; serverWrite?: numb
       server.signal();
     },
   };
+}
+
+/**
+ * An in-process "Xen" for protocol tests: `transport(domid)` is that domain's `VchanTransport`,
+ * with `memoryVchanPair` rings behind each `VchanStream`. Servers are keyed
+ * `<server>.<client>.<port>` like vchan-socket's `vchan.<server>.<client>.<port>.sock`; as with
+ * libxenvchan, a server takes one client and is withdrawn once it connected or closed.
+ */
+export class MemoryVchanNetwork {
+  readonly #servers = new Map<string, MemoryVchanPair>();
+  readonly #waiters = new Map<string, Set<() => void>>();
+
+  transport(localDomain: DomainId): VchanTransport {
+    return {
+      localDomain,
+      listen: async (options) => this.#listen(localDomain, options),
+      connect: (options) => this.#connect(localDomain, options),
+    };
+  }
+
+  /** Servers waiting for their client, as `<server>.<client>.<port>` (for tests checking cleanup). */
+  advertised(): string[] {
+    this.#forgetClosed();
+    return [...this.#servers.keys()];
+  }
+
+  #forgetClosed(): void {
+    for (const [key, pair] of this.#servers) if (pair.server.state() === 'closed') this.#servers.delete(key);
+  }
+
+  #listen(
+    localDomain: DomainId,
+    options: Parameters<VchanTransport['listen']>[0] & VchanStreamOptions,
+  ): VchanStream {
+    const { peer, port } = options;
+    const key = `${localDomain}.${peer}.${port}`;
+    const channel = { localDomain, remoteDomain: peer, port };
+    this.#forgetClosed();
+    if (this.#servers.has(key)) throw new VchanError('listen', 'EADDRINUSE', channel, `${key} is in use`);
+    const pair = memoryVchanPair({ serverRead: options.readMin, serverWrite: options.writeMin });
+    this.#servers.set(key, pair);
+    for (const wake of this.#waiters.get(key) ?? []) wake();
+    return new VchanStream(pair.server, { ...channel, role: 'server', transport: 'memory' }, options);
+  }
+
+  async #connect(
+    localDomain: DomainId,
+    options: Parameters<VchanTransport['connect']>[0] & VchanStreamOptions,
+  ): Promise<VchanStream> {
+    const { peer, port, timeoutMs, signal } = options;
+    const key = `${peer}.${localDomain}.${port}`;
+    const channel = { localDomain, remoteDomain: peer, port };
+    const deadline = timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + timeoutMs;
+    for (;;) {
+      if (signal?.aborted) throw new VchanError('connect', 'ECANCELED', channel, `${key}: aborted`);
+      this.#forgetClosed();
+      const pair = this.#servers.get(key);
+      if (pair) {
+        this.#servers.delete(key);
+        const client = pair.connect();
+        return new VchanStream(client, { ...channel, role: 'client', transport: 'memory' }, options);
+      }
+      const left = deadline - Date.now();
+      if (left <= 0)
+        throw new VchanError('connect', 'ETIMEDOUT', channel, `no server ${key} after ${timeoutMs} ms`);
+      await this.#waitForServer(key, left, signal);
+    }
+  }
+
+  #waitForServer(key: string, ms: number, signal: AbortSignal | undefined): Promise<void> {
+    return new Promise((resolve) => {
+      const waiters = this.#waiters.get(key) ?? new Set<() => void>();
+      this.#waiters.set(key, waiters);
+      const timer = Number.isFinite(ms) ? setTimeout(done, ms) : undefined;
+      signal?.addEventListener('abort', done, { once: true });
+      waiters.add(done);
+      const all = this.#waiters;
+      function done() {
+        if (timer) clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        waiters.delete(done);
+        if (waiters.size === 0 && all.get(key) === waiters) all.delete(key);
+        resolve();
+      }
+    });
+  }
 }

@@ -1,7 +1,7 @@
 import type { DomainId } from '@moat/xen';
 
 /**
- * Qubes' xenstore home of a vchan (protocols.md §1.10): the server publishes
+ * Qubes' xenstore home of a vchan (vchan/init.c, QubesOS/qubes-core-vchan-xen @ a1337c282ffe): the server publishes
  * `ring-ref` and `event-channel` under `/local/domain/<server>/data/vchan/<client>/<port>`.
  * Both ends compute the same absolute path, so the server need not rely on relative paths.
  */
@@ -12,7 +12,7 @@ export function vchanXenstorePath(server: DomainId, client: DomainId, port: numb
   return `/local/domain/${server}/data/vchan/${client}/${port}`;
 }
 
-/** qubes-core-vchan-socket's naming (protocols.md §1.12): `vchan.<server>.<client>.<port>.sock`. */
+/** qubes-core-vchan-socket's naming (vchan/init.c, QubesOS/qubes-core-vchan-socket @ e1da6dacf190): `vchan.<server>.<client>.<port>.sock`. */
 export function vchanSocketName(server: DomainId, client: DomainId, port: number): string {
   checkDomain(server, 'server');
   checkDomain(client, 'client');

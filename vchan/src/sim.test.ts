@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { SimHypervisor } from '@moat/xen';
+import { SimHypervisor } from '@moat/xen/sim';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { VchanError } from './errors.ts';

@@ -10,7 +10,7 @@ export function socketRingSize(requested: number): number {
 
 /**
  * A `VchanEndpoint` over a unix stream socket, byte-compatible with
- * qubes-core-vchan-socket (protocols.md §1.12): no framing, the socket carries exactly
+ * qubes-core-vchan-socket (vchan/socket.c, vchan/io.c, QubesOS/qubes-core-vchan-socket @ e1da6dacf190): no framing, the socket carries exactly
  * the bytes that would have gone through the rings. Like the C library, each side keeps
  * a bounded read buffer and write buffer; when the read buffer is full we pause the
  * socket, so the peer's writes back up (backpressure across processes).

@@ -6,6 +6,7 @@ import { VchanError } from './errors.ts';
 import { vchanSocketName } from './paths.ts';
 import { SocketVchanEndpoint, socketRingSize } from './socket-endpoint.ts';
 import { VchanStream, type VchanStreamOptions } from './stream.ts';
+import type { VchanTransport } from './transport.ts';
 
 /** Where vchan-socket endpoints meet, and who we are (the C library's VCHAN_SOCKET_DIR and VCHAN_DOMAIN). */
 export interface VchanSocketPlace {
@@ -155,4 +156,13 @@ function socketPath(directory: string, server: DomainId, client: DomainId, port:
 
 function errnoCode(error: Error): string {
   return (error as NodeJS.ErrnoException).code ?? 'EIO';
+}
+
+/** Unix sockets compatible with qubes-core-vchan-socket, for host tests and the C tools built with it. */
+export function socketVchanTransport(place: VchanSocketPlace): VchanTransport {
+  return {
+    localDomain: place.localDomain,
+    listen: (options) => listenVchanSocket({ ...place, ...options }),
+    connect: (options) => connectVchanSocket({ ...place, ...options }),
+  };
 }

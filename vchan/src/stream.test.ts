@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { DomainId, VchanEndpoint, VchanProvider } from '@moat/xen';
 import { XenError } from '@moat/xen';
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { VchanError } from './errors.ts';
 import { type MemoryVchanPair, memoryVchanPair } from './memory.ts';
 import { VchanStream } from './stream.ts';
@@ -225,5 +225,19 @@ describe('listenVchan / connectVchan (Qubes port convention)', () => {
     expect(error).toBeInstanceOf(VchanError);
     expect((error as VchanError).code).toBe('ETIMEDOUT');
     expect((error as VchanError).cause).toBeInstanceOf(XenError);
+  });
+
+  it('reports a timeout as ETIMEDOUT even when the timer fires before Date.now() reaches the deadline', async () => {
+    const vm = { domid: 3, vchan: new FakeProvider(3, new Map()) };
+    const frozen = Date.now();
+    const clock = vi.spyOn(Date, 'now').mockReturnValue(frozen); // timers run, the wall clock lags
+    try {
+      const error = await connectVchan({ domain: vm, peer: 0, port: 512, timeoutMs: 30 }).catch(
+        (e: unknown) => e,
+      );
+      expect((error as VchanError).code).toBe('ETIMEDOUT');
+    } finally {
+      clock.mockRestore();
+    }
   });
 });

@@ -15,8 +15,8 @@ export interface VchanChannel {
 /**
  * How the stream notices a peer that died without closing. On Xen a killed peer
  * process is caught by the kernel's unmap notification (the endpoint turns 'closed'),
- * but a destroyed peer *domain* sends nothing; Qubes' wrapper polls `evtchn_status`
- * for that (protocols.md §1.10). We cannot see event-channel status through
+ * but a destroyed peer *domain* sends nothing; Qubes' wrapper asks `evtchn_status`
+ * for that (`libvchan__check_domain_alive` in vchan/io.c, QubesOS/qubes-core-vchan-xen @ a1337c282ffe). We cannot see event-channel status through
  * `VchanEndpoint`, so the caller supplies the check (e.g. "does /local/domain/<peer>
  * still exist in xenstore").
  */
@@ -40,6 +40,13 @@ export interface VchanStreamOptions {
 /** An endpoint may also say why it closed (a socket's ECONNRESET); Xen endpoints cannot. */
 interface EndpointWithFailure extends VchanEndpoint {
   failure?(): Error | undefined;
+}
+
+/** What a tap sees: bytes as they went into or came out of the ring, or the peer's end. */
+export interface VchanTransfer {
+  direction: 'in' | 'out' | 'eof';
+  /** Valid during the call only (the stream may reuse the memory): copy what you keep. */
+  bytes: Uint8Array;
 }
 
 interface PendingWrite {
@@ -80,6 +87,7 @@ export class VchanStream extends Duplex {
   #livenessTimer: NodeJS.Timeout | undefined;
   #pumping = false;
   #pumpAgain = false;
+  #taps: ((transfer: VchanTransfer) => void)[] = [];
 
   constructor(endpoint: VchanEndpoint, channel: VchanChannel, options: VchanStreamOptions = {}) {
     super({
@@ -111,6 +119,21 @@ export class VchanStream extends Duplex {
       return Promise.reject(this.#error('connect', 'ECONNABORTED', 'closed before a peer connected'));
     }
     return new Promise((resolve, reject) => this.#connectWaiters.push({ resolve, reject }));
+  }
+
+  /**
+   * Calls `listener` with every byte written into or read from the ring, in order, and the
+   * peer's EOF: for transcripts and debugging (`recordingVchanTransport`). Returns an unsubscribe.
+   */
+  tap(listener: (transfer: VchanTransfer) => void): () => void {
+    this.#taps.push(listener);
+    return () => {
+      this.#taps = this.#taps.filter((l) => l !== listener);
+    };
+  }
+
+  #emit(direction: VchanTransfer['direction'], bytes: Uint8Array): void {
+    for (const listener of this.#taps) listener({ direction, bytes });
   }
 
   override _read(): void {
@@ -201,6 +224,8 @@ export class VchanStream extends Duplex {
         );
         break;
       }
+      if (n > 0 && this.#taps.length > 0)
+        this.#emit('out', pending.data.subarray(pending.offset, pending.offset + n));
       pending.offset += n;
       if (pending.offset >= pending.data.length) {
         this.#pending = undefined;
@@ -220,7 +245,9 @@ export class VchanStream extends Duplex {
         const chunk = Buffer.allocUnsafe(Math.min(ready, this.#maxReadChunk));
         const n = endpoint.read(chunk);
         if (n <= 0) break;
-        this.#wantRead = this.push(n === chunk.length ? chunk : chunk.subarray(0, n));
+        const data = n === chunk.length ? chunk : chunk.subarray(0, n);
+        if (this.#taps.length > 0) this.#emit('in', data);
+        this.#wantRead = this.push(data);
         continue;
       }
       if (state === 'closed') this.#endOfPeer();
@@ -245,7 +272,9 @@ export class VchanStream extends Duplex {
           this.#endOfPeer();
           break;
         }
-        this.push(n === chunk.length ? chunk : chunk.subarray(0, n));
+        const data = n === chunk.length ? chunk : chunk.subarray(0, n);
+        if (this.#taps.length > 0) this.#emit('in', data);
+        this.push(data);
       }
     } catch {
       // The ring cannot be read any more: nothing else will come, and the write error says why.
@@ -262,11 +291,15 @@ export class VchanStream extends Duplex {
       );
       return;
     }
+    if (this.#taps.length > 0) this.#emit('eof', new Uint8Array(0));
     this.push(null);
   }
 
   #closeEndpoint(): void {
     if (this.#endpointClosed) return;
+    // A peer that closed before we read its EOF still ended first: a tap hears it.
+    if (this.#taps.length > 0 && !this.#readEnded && this.#safeState() === 'closed')
+      this.#emit('eof', new Uint8Array(0));
     this.#endpointClosed = true;
     if (this.#livenessTimer) clearInterval(this.#livenessTimer);
     this.#unsubscribe();

@@ -1,12 +1,17 @@
 import type { DomainId } from '@moat/xen';
-import { connectVchanSocket, listenVchanSocket, type VchanSocketPlace } from './socket.ts';
 import type { VchanLiveness, VchanStream } from './stream.ts';
 import { connectVchan, listenVchan, type VchanDomain } from './xen.ts';
 
 /**
- * How a protocol (QubesDB, qrexec, GUI) reaches its peer: libxenvchan on Xen, or the
- * vchan-socket transport on a laptop. Protocol code takes one of these and never
- * knows which.
+ * How a protocol (QubesDB, qrexec, GUI) reaches its peer: libxenvchan on Xen, the
+ * vchan-socket transport on a laptop, or `MemoryVchanNetwork` (`@moat/vchan/memory`) in unit
+ * tests. Protocol code takes one of these and never knows which. The contract:
+ * - `listen` resolves once a client may connect (the xenstore entry or socket exists), so the
+ *   caller can tell the peer to connect right after; the stream is `'waiting'` until then
+ *   (`await stream.whenConnected()`). Destroying a waiting stream withdraws the server.
+ * - `connect` waits for the server to appear, up to `timeoutMs` (`VchanError` `ETIMEDOUT`).
+ * - Domain arguments are the remote domain, as in Qubes' `libvchan.h`.
+ * - There is no half-close: `end()` flushes and closes both directions, as `libvchan_close`.
  */
 export interface VchanTransport {
   readonly localDomain: DomainId;
@@ -42,14 +47,5 @@ export function xenVchanTransport(
         liveness: extras.liveness?.(options.peer),
         waitForServer: extras.waitForServer,
       }),
-  };
-}
-
-/** Unix sockets compatible with qubes-core-vchan-socket, for host tests and the C tools built with it. */
-export function socketVchanTransport(place: VchanSocketPlace): VchanTransport {
-  return {
-    localDomain: place.localDomain,
-    listen: (options) => listenVchanSocket({ ...place, ...options }),
-    connect: (options) => connectVchanSocket({ ...place, ...options }),
   };
 }

@@ -79,19 +79,24 @@ export async function connectVchan(options: ConnectVchanOptions): Promise<VchanS
   const { domain, peer, port } = options;
   const path = vchanXenstorePath(peer, domain.domid, port);
   const channel = { localDomain: domain.domid, remoteDomain: peer, port };
-  const deadline =
-    options.timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + options.timeoutMs;
   const abort = new AbortController();
   const onAbort = () => abort.abort(options.signal?.reason);
   options.signal?.addEventListener('abort', onAbort, { once: true });
+  // Our own flag, not Date.now() against a deadline: a timer may fire a millisecond before
+  // Date.now() reaches it, which made a timeout look like a cancellation.
+  let timedOut = false;
   const timer =
-    options.timeoutMs === undefined ? undefined : setTimeout(() => abort.abort('timeout'), options.timeoutMs);
+    options.timeoutMs === undefined
+      ? undefined
+      : setTimeout(() => {
+          timedOut = true;
+          abort.abort('timeout');
+        }, options.timeoutMs);
   let delay = 1;
   let lastError: unknown;
   try {
     for (;;) {
       if (abort.signal.aborted) {
-        const timedOut = Date.now() >= deadline;
         throw new VchanError(
           'connect',
           timedOut ? 'ETIMEDOUT' : 'ECANCELED',

@@ -1,5 +1,6 @@
-import { SimHypervisor } from '@moat/xen';
-import { XenstoreClient, XenstoredSim } from '@moat/xenstore';
+import { SimHypervisor } from '@moat/xen/sim';
+import { XenstoreClient } from '@moat/xenstore';
+import { XenstoredSim } from '@moat/xenstore/sim';
 import { describe, expect, it } from 'vitest';
 import type { VchanError } from './errors.ts';
 import { vchanXenstorePath } from './paths.ts';

@@ -3,8 +3,8 @@ import { type XenstoreClient, XenstoreError } from '@moat/xenstore';
 import type { VchanLiveness } from './stream.ts';
 
 /**
- * `waitForServer` for `connectVchan`, the way Qubes' async client waits (protocols.md
- * §1.10): watch the `event-channel` leaf (the client may not be allowed to read the
+ * `waitForServer` for `connectVchan`, the way Qubes' async client waits
+ * (`libvchan_client_init_async` in vchan/init.c, QubesOS/qubes-core-vchan-xen @ a1337c282ffe): watch the `event-channel` leaf (the client may not be allowed to read the
  * directory) until it has a value, instead of polling libxenvchan_client_init.
  */
 export function waitForServerInXenstore(

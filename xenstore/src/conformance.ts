@@ -8,7 +8,7 @@
  * a plain node runner can execute them.
  */
 import assert from 'node:assert/strict';
-import { within } from '@moat/xen';
+import { within } from '@moat/xen/conformance';
 import { XenstoreClient } from './client.ts';
 import { XenstoreError } from './errors.ts';
 import type { PermissionEntry } from './perms.ts';
@@ -16,7 +16,7 @@ import type { XenstoreTransportFactory } from './transport.ts';
 import type { WatchEvent, XenstoreWatch } from './watch.ts';
 import { joinStrings, utf8, XsType } from './wire.ts';
 
-export { type CaseResult, runCases } from '@moat/xen';
+export { type CaseResult, runCases } from '@moat/xen/conformance';
 
 export interface ConformanceTarget {
   /** Opens a new connection as the identity under test; called several times per case. */

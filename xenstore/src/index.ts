@@ -1,4 +1,3 @@
-export { measureXenstoreRoundTrip, type RoundTripReport } from './bench.ts';
 export {
   type ClientOptions,
   type ClientStats,
@@ -9,20 +8,12 @@ export {
   XenstoreTransaction,
 } from './client.ts';
 export {
-  type CaseResult,
-  type ConformanceCase,
-  type ConformanceTarget,
-  conformanceSuite,
-  runCases,
-} from './conformance.ts';
-export {
   XenstoreConnectionError,
   XenstoreError,
   XenstoreProtocolError,
   XenstoreTimeoutError,
   XenstoreUsageError,
 } from './errors.ts';
-export { hostileServerSuite, ScriptedServer } from './hostile-server.ts';
 export { connectXenstoreSocket, xenstoreOverXenbus } from './open.ts';
 export {
   type Access,
@@ -35,10 +26,6 @@ export {
   parsePermissions,
   perms,
 } from './perms.ts';
-export { XENSTORED_4_17_QUOTAS, type XenstoredQuotas } from './sim/quotas.ts';
-export { SimTransport } from './sim/transport.ts';
-export { SimXenbusError, SimXenbusFile } from './sim/xenbus-device.ts';
-export { SimConnection, XenstoredSim, type XenstoredSimOptions } from './sim/xenstored.ts';
 export type { XenstoreTransport, XenstoreTransportFactory } from './transport.ts';
 export { DEFAULT_XENSTORED_SOCKET, defaultSocketPath, SocketTransport } from './transports/socket.ts';
 export { XenbusTransport } from './transports/xenbus.ts';

@@ -19,7 +19,8 @@ import {
 const hex = (s: string) => Uint8Array.from(s.split(/\s+/).filter(Boolean), (b) => Number.parseInt(b, 16));
 
 describe('xenstore wire format', () => {
-  // reference/protocols.md appendix A: XS_READ of relative `domid`, req_id 1.
+  // XS_READ (2) of relative `domid`, req_id 1: `struct xsd_sockmsg` {type, req_id, tx_id, len}
+  // then the NUL-terminated path (xen/include/public/io/xs_wire.h, xen-project/xen @ c447b7308b13).
   const readDomid = hex('02 00 00 00  01 00 00 00  00 00 00 00  06 00 00 00  64 6f 6d 69 64 00');
 
   it('decodes the XS_READ of "domid" from the reference bytes and re-encodes it identically', () => {

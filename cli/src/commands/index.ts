@@ -1,4 +1,5 @@
 import type { CommandModule } from '../program.ts';
+import { bundleSizeCommand } from './bundle-size.ts';
 import { demoCommand } from './demo.ts';
 import { firewallCommand } from './firewall.ts';
 import { labCommand } from './lab.ts';
@@ -22,4 +23,5 @@ export const commandModules: readonly CommandModule[] = [
   xenstoreCommand,
   labCommand,
   labBenchCommand,
+  bundleSizeCommand,
 ];

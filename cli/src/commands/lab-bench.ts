@@ -1,4 +1,5 @@
-import { LabError, runPenaltyBench, runVchanBench } from '@moat/lab';
+import { LabError } from '@moat/lab';
+import { runPenaltyBench, runVchanBench } from '@moat/lab/bench';
 import type { Command } from 'commander';
 import { CheckFailed, ExitCode, SetupProblem } from '../errors.ts';
 import { type CliContext, type CommandModule, handler } from '../program.ts';

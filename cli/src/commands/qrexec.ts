@@ -1,5 +1,8 @@
-import { measureQrexec, QrexecDaemon, registerTestServices, startAgent, vchanEndpoint } from '@moat/qrexec';
-import { DEFAULT_VCHAN_SOCKET_DIR, socketVchanTransport } from '@moat/vchan';
+import { startAgent } from '@moat/qrexec';
+import { measureQrexec } from '@moat/qrexec/bench';
+import { QrexecDaemon } from '@moat/qrexec/dom0';
+import { registerTestServices } from '@moat/qrexec/run';
+import { DEFAULT_VCHAN_SOCKET_DIR, socketVchanTransport } from '@moat/vchan/socket';
 import type { Command } from 'commander';
 import { CheckFailed, ExitCode, SetupProblem } from '../errors.ts';
 import { type CliContext, type CommandModule, handler } from '../program.ts';
@@ -62,12 +65,10 @@ export const qrexecCommand: CommandModule = {
         handler(async (reporter, cmd) => {
           const opts = cmd.opts<{ domain: string; socketDir: string; testServices?: boolean }>();
           const { agent } = await startAgent({
-            vchan: vchanEndpoint(
-              socketVchanTransport({
-                directory: opts.socketDir,
-                localDomain: domainOption(opts.domain, '--domain'),
-              }),
-            ),
+            transport: socketVchanTransport({
+              directory: opts.socketDir,
+              localDomain: domainOption(opts.domain, '--domain'),
+            }),
             log: (level, message) => reporter.log(`${level}: ${message}`),
           });
           if (opts.testServices) registerTestServices(agent);
@@ -93,7 +94,7 @@ export const qrexecCommand: CommandModule = {
         handler(async (reporter, cmd, descriptor: string) => {
           const opts = cmd.opts<{ vm: string; socketDir: string; stdin?: string; user: string }>();
           const daemon = await QrexecDaemon.connect({
-            vchan: vchanEndpoint(socketVchanTransport({ directory: opts.socketDir, localDomain: 0 })),
+            transport: socketVchanTransport({ directory: opts.socketDir, localDomain: 0 }),
             domain: domainOption(opts.vm, '--vm'),
             name: `domain-${opts.vm}`,
             startupTimeoutMs: 10_000,

@@ -1,5 +1,7 @@
-import { connectQubesDb, measureWatchLatency, QubesDbDaemon, serveLocalSocket } from '@moat/qubesdb';
-import { DEFAULT_VCHAN_SOCKET_DIR, socketVchanTransport } from '@moat/vchan';
+import { connectQubesDb } from '@moat/qubesdb';
+import { measureWatchLatency } from '@moat/qubesdb/bench';
+import { QubesDbDaemon, serveLocalSocket } from '@moat/qubesdb/dom0';
+import { DEFAULT_VCHAN_SOCKET_DIR, socketVchanTransport } from '@moat/vchan/socket';
 import type { Command } from 'commander';
 import { ExitCode, SetupProblem } from '../errors.ts';
 import { type CliContext, type CommandModule, handler } from '../program.ts';

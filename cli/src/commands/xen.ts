@@ -1,4 +1,5 @@
-import { measureIndexAccess, XenError } from '@moat/xen';
+import { XenError } from '@moat/xen';
+import { measureIndexAccess } from '@moat/xen/bench';
 import type { Command } from 'commander';
 import { ExitCode, SetupProblem } from '../errors.ts';
 import { type CliContext, type CommandModule, handler } from '../program.ts';

@@ -1,17 +1,15 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { defaultSocketPath, SocketTransport, XenbusTransport } from '@moat/xenstore';
+import { measureXenstoreRoundTrip } from '@moat/xenstore/bench';
 import {
   type ConformanceTarget,
   conformanceSuite,
-  defaultSocketPath,
   hostileServerSuite,
-  measureXenstoreRoundTrip,
   runCases,
-  SocketTransport,
-  XenbusTransport,
-  XenstoredSim,
-} from '@moat/xenstore';
+} from '@moat/xenstore/conformance';
+import { XenstoredSim } from '@moat/xenstore/sim';
 import type { Command } from 'commander';
 import { CheckFailed, ExitCode, SetupProblem } from '../errors.ts';
 import { type CliContext, type CommandModule, handler } from '../program.ts';

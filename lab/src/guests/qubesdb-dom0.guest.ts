@@ -5,7 +5,7 @@
  * rules) come through dom0's xenstore: the host writes `<args.dir>/<seq>` (JSON) and
  * the result line `update <seq>` says it was applied.
  */
-import { QubesDbDaemon } from '@moat/qubesdb';
+import { QubesDbDaemon } from '@moat/qubesdb/dom0';
 import { xenVchanTransport } from '@moat/vchan';
 import { openNativeDomain } from '@moat/xen';
 import { connectXenstoreSocket } from '@moat/xenstore';

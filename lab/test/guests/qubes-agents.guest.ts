@@ -13,17 +13,15 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { QrexecDaemon, registerTestServices, startAgent, vchanEndpoint } from '@moat/qrexec';
-import {
-  connectQubesDb,
-  type QubesDb,
-  QubesDbDaemon,
-  runDom0Half,
-  runVmHalf,
-  SCENARIO_INITIAL,
-} from '@moat/qubesdb';
-import { socketVchanTransport, type VchanTransport, xenVchanTransport } from '@moat/vchan';
-import { openNativeDomain, within } from '@moat/xen';
+import { startAgent } from '@moat/qrexec';
+import { QrexecDaemon } from '@moat/qrexec/dom0';
+import { registerTestServices } from '@moat/qrexec/run';
+import { connectQubesDb, type QubesDb } from '@moat/qubesdb';
+import { QubesDbDaemon, runDom0Half, runVmHalf, SCENARIO_INITIAL } from '@moat/qubesdb/dom0';
+import { type VchanTransport, xenVchanTransport } from '@moat/vchan';
+import { socketVchanTransport } from '@moat/vchan/socket';
+import { openNativeDomain } from '@moat/xen';
+import { within } from '@moat/xen/conformance';
 import { type GuestStep, guestArgs, guestLog, guestMain } from '../../src/guest.ts';
 import { patternBlock } from '../../src/vchan-roles.ts';
 import { QUBES_AGENTS, type QubesAgentsArgs } from './qubes-plan.ts';
@@ -159,7 +157,7 @@ function vmSteps(): Record<string, GuestStep> {
       db = await connectQubesDb({ transport: vchan, timeoutMs: QUBES_AGENTS.waitMs, log });
       const syncMs = performance.now() - start;
       ({ agent } = await startAgent({
-        vchan: vchanEndpoint(vchan),
+        transport: vchan,
         qubesdb: db,
         log: (level, message) => log(`qrexec-agent ${level}: ${message}`),
       }));
@@ -235,7 +233,7 @@ function dom0Steps(peer: number): Record<string, GuestStep> {
     'bare vchan baseline': () => bareVchanBaseline(vchan, peer, stdin),
     'qrexec connected': async () => {
       qrexec = await QrexecDaemon.connect({
-        vchan: vchanEndpoint(vchan),
+        transport: vchan,
         domain: peer,
         name: QUBES_AGENTS.vmName,
         startupTimeoutMs: QUBES_AGENTS.waitMs,

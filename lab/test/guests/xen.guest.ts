@@ -10,7 +10,8 @@
  */
 import assert from 'node:assert/strict';
 import { openNativeDomain, openXenbusDevice, ownDomainId, type XenDomain } from '@moat/xen';
-import { conformanceSuite, SocketTransport, XenbusTransport } from '@moat/xenstore';
+import { SocketTransport, XenbusTransport } from '@moat/xenstore';
+import { conformanceSuite } from '@moat/xenstore/conformance';
 import { type GuestStep, guestArgs, guestMain } from '../../src/guest.ts';
 import { DOM0_SEED, DOMU_SEED, fillPattern, type ShareOffer, WAIT_MS } from './xen-pattern.ts';
 
@@ -48,7 +49,7 @@ function xenstoreSteps(role: string): Record<string, GuestStep> {
 }
 
 async function loopbackSteps(): Promise<Record<string, GuestStep>> {
-  const { xenConformanceSuite } = await import('@moat/xen');
+  const { xenConformanceSuite } = await import('@moat/xen/conformance');
   const domain = openNativeDomain();
   const steps: Record<string, GuestStep> = {};
   const suite = xenConformanceSuite({

@@ -1,6 +1,6 @@
 /**
  * BMP decoder, written here: bmp-js is unmaintained and returns ABGR without limits,
- * fast-bmp reads V5 headers only (reference/image-viewing.md §3.1). Covers OS/2 1.x/2.x
+ * fast-bmp reads V5 headers only (its README, npm fast-bmp 4.0.1). Covers OS/2 1.x/2.x
  * and Windows INFO/V2/V3/V4/V5 headers; 1, 2, 4, 8 bpp palettes; 16/24/32 bpp with default
  * or BITFIELDS/ALPHABITFIELDS masks; RLE4, RLE8 and OS/2 RLE24; bottom-up and top-down
  * rows; PNG and JPEG embedded as the pixel data (decoded by our PNG/JPEG decoders).

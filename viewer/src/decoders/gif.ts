@@ -1,8 +1,8 @@
 /**
  * GIF decoder with compositing, written here: omggif and gifuct-js only return frame
- * rectangles (the caller must composite and bound memory) and have no limits
- * (reference/image-viewing.md §3.3). Every image descriptor is checked against the limits
- * before its index buffer is allocated; frames are composited onto the logical screen,
+ * rectangles (the caller must composite and bound memory) and have no limits (deanm/omggif
+ * `omggif.js` 1.0.10, matt-way/gifuct-js README 2.1.2). Every image descriptor is checked
+ * against the limits before its index buffer is allocated; frames are composited onto the logical screen,
  * pixels outside it are clipped.
  *
  * Frame model (as robert-ancell/pygif's test suite expects): an image ends a displayed

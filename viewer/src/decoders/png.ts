@@ -2,7 +2,7 @@
  * PNG and APNG decoder, written here rather than taken from npm: pngjs inflates with
  * node:zlib (native) and allocates from IHDR without bounds, fast-png and UPNG.js have no
  * limits and return APNG frames uncomposited or without budget checks
- * (reference/image-viewing.md §3). Inflate is ours (inflate.ts, pure TypeScript) into
+ * (pngjs 7.0.0 `lib/parser.js`, fast-png 8.0.0 `src/types.ts`, UPNG.js 2.1.0 `UPNG.js`). Inflate is ours (inflate.ts, pure TypeScript) into
  * buffers whose size is computed from IHDR/fcTL and reserved against the budget first, so
  * a small file cannot expand beyond what its header announced.
  *

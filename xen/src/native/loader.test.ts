@@ -27,6 +27,6 @@ describe('native addon loader', () => {
     vi.stubEnv('MOAT_XEN_ADDON', '/nonexistent/moat_xen.node');
     vi.resetModules();
     const xen = await import('../index.ts');
-    expect(typeof xen.SimHypervisor).toBe('function');
+    expect(typeof xen.openNativeDomain).toBe('function');
   });
 });

@@ -70,9 +70,10 @@ interface Parts {
 }
 
 /**
- * One end of a libxenvchan channel, written from tools/libs/vchan/io.c: free-running
- * 32-bit byte indexes, notification only when the peer asked for it (§1.5), liveness
- * bytes (§1.6). Never blocks: read/write move what they can and return the count.
+ * One end of a libxenvchan channel, written from tools/libs/vchan/io.c (xen-project/xen @ c447b7308b13):
+ * free-running 32-bit byte indexes, notification only when the peer asked for it
+ * (`VCHAN_NOTIFY_WRITE`/`VCHAN_NOTIFY_READ` in the notify bytes of libxenvchan.h), liveness
+ * bytes (`cli_live`, `srv_live`). Never blocks: read/write move what they can and return the count.
  */
 class RingEndpoint implements VchanEndpoint {
   readonly role: 'server' | 'client';
@@ -96,7 +97,7 @@ class RingEndpoint implements VchanEndpoint {
     return this.#p;
   }
 
-  // --- notification bytes (§1.5) ---
+  // --- notification bytes (io.c request_notify / send_notify) ---
   #requestNotify(p: Parts, bit: number): void {
     const at = p.role === 'server' ? W.CLI_NOTIFY : W.SRV_NOTIFY;
     Atomics.or(this.#ifaceBytes.u8, at, bit);
@@ -108,7 +109,7 @@ class RingEndpoint implements VchanEndpoint {
     if (prev & bit) p.domain.eventChannels.notify(p.port);
   }
 
-  // --- indexes (§1.4): ready/space clamp to 0 on a corrupt (> size) value ---
+  // --- indexes (io.c raw_get_data_ready / raw_get_buffer_space): ready/space clamp to 0 on a corrupt (> size) value ---
   #rawDataReady(p: Parts): number {
     const r = p.read;
     const ready = (p.iface.loadAcquire32(r.prodAt) - p.iface.loadAcquire32(r.consAt)) >>> 0;
@@ -228,7 +229,7 @@ class RingEndpoint implements VchanEndpoint {
 }
 
 /**
- * libxenvchan's ring protocol (reference/protocols.md §1.2-1.9) over any XenDomain's
+ * libxenvchan's ring protocol (tools/libs/vchan/{init,io}.c, xen-project/xen @ c447b7308b13) over any XenDomain's
  * primitives: gntalloc for the server's pages, gntdev for the client's mappings, event
  * channels for notifications, and a registry standing in for the two xenstore keys.
  * Sim uses it as its VchanProvider, so sim vchan is the real protocol on sim memory.

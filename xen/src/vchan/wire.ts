@@ -1,6 +1,7 @@
 /**
- * libxenvchan's shared interface page (xen/include/public/io/libxenvchan.h) and its
- * ring-size rules (tools/libs/vchan/init.c); reference/protocols.md §1.2-1.3.
+ * libxenvchan's shared interface page (`struct vchan_interface`,
+ * xen/include/public/io/libxenvchan.h) and its ring-size rules (tools/libs/vchan/init.c), both
+ * xen-project/xen @ c447b7308b13.
  * Every offset the vchan code uses is named here.
  */
 
