@@ -31,8 +31,8 @@ export { judgeProbe, runScenario, type ScenarioRun, type ScenarioRunOptions } fr
 export { checkSmokeRun, runSmoke, SMOKE_GUEST, type SmokeStep, smokeExpectedSum } from './smoke.ts';
 export {
   attachVif,
-  detachRetries,
   detachVif,
+  hotplugRetries,
   type LinuxVm,
   type LinuxVmOptions,
   listVifs,

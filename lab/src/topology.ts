@@ -140,13 +140,43 @@ async function xl(lab: Lab, argv: string[], timeoutMs = 120_000): Promise<string
   return r.lines;
 }
 
-/** Hot-plugs a vif into a running domain (`xl network-attach`). */
+/**
+ * Hot-plugs a vif into a running domain (`xl network-attach`). libxl waits a fixed 10 s
+ * (LIBXL_INIT_TIMEOUT) for a driver-domain backend to reach InitWait; under emulation on a
+ * loaded machine the netvm's netback can answer later, and libxl reports "unable to add
+ * device" for a vif that then connects anyway. Only for that message: wait (bounded) until
+ * the vif with this MAC is listed connected, and count it in `hotplugRetries` (logged); a vif
+ * that does not connect fails with libxl's message.
+ */
 export async function attachVif(lab: Lab, domain: string, vif: VifSpec): Promise<void> {
-  await xl(lab, ['network-attach', domain, ...vifSpecParts(vif)]);
+  const argv = ['network-attach', domain, ...vifSpecParts(vif)];
+  const r = await lab.exec(['xl', ...argv], { timeoutMs: 120_000 });
+  if (r.code === 0) return;
+  const text = r.lines.join(' | ');
+  if (!vif.mac || !/unable to add device/.test(text))
+    throw new LabError('xl', `xl ${argv.join(' ')} failed (${r.code}): ${text}`);
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const listed = await lab.exec(['xl', 'network-list', domain]);
+    // Idx BE Mac handle state ...: state 4 is Connected.
+    const row = listed.lines.map((l) => l.trim().split(/\s+/)).find((cols) => cols[2] === vif.mac);
+    if (row?.[4] === '4') break;
+    if (Date.now() > deadline)
+      throw new LabError(
+        'xl',
+        `xl ${argv.join(' ')} failed (${r.code}) and the vif did not connect in 60 s: ${text}`,
+      );
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+  hotplugRetries.count++;
+  hotplugRetries.log.push(`${new Date().toISOString()} attach ${domain} ${vif.mac}: ${text}`);
+  console.warn(
+    `lab: xl network-attach ${domain} ${vif.mac} reported failure after libxl's 10 s timeout, the vif connected: ${text}`,
+  );
 }
 
-/** How often `detachVif` had to finish a removal libxl gave up on (see there). */
-export const detachRetries = { count: 0, log: [] as string[] };
+/** How often attachVif/detachVif had to finish what libxl gave up on after its 10 s (see there). */
+export const hotplugRetries = { count: 0, log: [] as string[] };
 
 /**
  * Unplugs a domain's vif (`xl network-detach`). With a driver-domain backend, libxl waits a
@@ -155,7 +185,7 @@ export const detachRetries = { count: 0, log: [] as string[] };
  * machine devd can take longer, and libxl then reports the removal failed while devd
  * finishes it moments later. Only for that message: wait (bounded) until the backend
  * directory is gone and detach again, which completes libxl's own clean-up (frontend and
- * /libxl entries). Each such retry is logged and counted in `detachRetries`.
+ * /libxl entries). Each such retry is logged and counted in `hotplugRetries`.
  */
 export async function detachVif(lab: Lab, domain: string, device: string | number): Promise<void> {
   const argv = ['network-detach', domain, String(device)];
@@ -170,8 +200,8 @@ export async function detachVif(lab: Lab, domain: string, device: string | numbe
       throw new LabError('xl', `${backend} still there 60 s after libxl gave up on it: ${text}`);
     await new Promise((r) => setTimeout(r, 500));
   }
-  detachRetries.count++;
-  detachRetries.log.push(`${new Date().toISOString()} ${domain} vif ${device}: ${text}`);
+  hotplugRetries.count++;
+  hotplugRetries.log.push(`${new Date().toISOString()} detach ${domain} vif ${device}: ${text}`);
   console.warn(`lab: xl network-detach ${domain} ${device} retried after libxl's 10 s timeout: ${text}`);
   const second = await lab.exec(['xl', ...argv], { timeoutMs: 120_000 });
   if (second.code !== 0)

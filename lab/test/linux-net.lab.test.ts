@@ -3,8 +3,8 @@ import { bootLab, type Lab } from '../src/index.ts';
 import { buildLinuxImage } from '../src/linux-image.ts';
 import {
   attachVif,
-  detachRetries,
   detachVif,
+  hotplugRetries,
   type LinuxVm,
   listVifs,
   netvmVif,
@@ -60,7 +60,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  figures.detachRetries = detachRetries.count;
+  figures.hotplugRetries = hotplugRetries.count;
   console.log(`linux-net lab figures: ${JSON.stringify(figures)}`);
   await lab?.shutdown();
 });

@@ -90,24 +90,31 @@ async function installBusybox(): Promise<void> {
 const plainV4 = (address = '') => address.replace(/^::ffff:(?=\d+\.)/, '');
 
 /** Echo servers that report the peer address first: `from <ip>:<port>`, then the bytes back. */
-function startEchoServices(tcpPorts: readonly number[], udpPorts: readonly number[]): void {
+function startEchoServices(
+  addresses: readonly string[],
+  tcpPorts: readonly number[],
+  udpPorts: readonly number[],
+): void {
   for (const port of tcpPorts)
     createServer((socket) => {
       socket.write(`from ${plainV4(socket.remoteAddress)}:${socket.remotePort}\n`);
       socket.pipe(socket);
       socket.on('error', () => socket.destroy());
     }).listen(port);
-  for (const port of udpPorts) {
-    const udp = createSocket('udp4');
-    udp.on('message', (msg, rinfo) => {
-      udp.send(
-        Buffer.concat([Buffer.from(`from ${rinfo.address}:${rinfo.port} `), msg]),
-        rinfo.port,
-        rinfo.address,
-      );
-    });
-    udp.bind(port);
-  }
+  // One UDP socket per own address: a reply must leave from the address the client sent to
+  // (its connected socket ignores others), and a wildcard socket would answer from the vif's.
+  for (const port of udpPorts)
+    for (const address of addresses) {
+      const udp = createSocket('udp4');
+      udp.on('message', (msg, rinfo) => {
+        udp.send(
+          Buffer.concat([Buffer.from(`from ${rinfo.address}:${rinfo.port} `), msg]),
+          rinfo.port,
+          rinfo.address,
+        );
+      });
+      udp.bind(port, address);
+    }
   if (tcpPorts.includes(NETVM_PORTS.sink)) return;
   // The sink: counts and hashes what a client streams, answers `<bytes> <sha256>` at its end.
   createServer((socket) => {
@@ -186,7 +193,11 @@ async function startNetvm(args: LinuxGuestArgs): Promise<unknown> {
   writeFileSync('/proc/sys/net/ipv4/ip_forward', '1');
   writeFileSync('/etc/xen/xl.conf', '');
   writeFileSync(`/etc/xen/scripts/${VIF_SCRIPT}`, vifScript(ownIp), { mode: 0o755 });
-  startEchoServices(args.tcpPorts ?? [NETVM_PORTS.tcpEcho], args.udpPorts ?? [NETVM_PORTS.udpEcho]);
+  startEchoServices(
+    [ownIp, ...(args.extraAddresses ?? [])],
+    args.tcpPorts ?? [NETVM_PORTS.tcpEcho],
+    args.udpPorts ?? [NETVM_PORTS.udpEcho],
+  );
   startDnsmasq(args.dns ?? {});
   const iperf = spawn('iperf3', ['-s', '-p', String(NETVM_PORTS.iperf3)], {
     stdio: ['ignore', 'pipe', 'pipe'],
