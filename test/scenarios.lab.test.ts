@@ -28,21 +28,25 @@ let image: LinuxGuestImage;
 beforeAll(async () => {
   image = await buildLinuxImage();
   lab = await bootLab({ addon: image.addon, bootTimeoutMs: 1_200_000 });
-});
+}, 1_500_000);
 
 afterAll(async () => {
   await lab?.shutdown();
 });
 
 describe('lab scenarios (test/scenarios, lab)', () => {
-  it.each(files.map((file, i) => [file, i] as const))('%s', async (file, i) => {
-    const scenario = parseScenario(readFileSync(join(dir, file), 'utf8'), file);
-    const run = await runScenario(scenario, { lab, image, namePrefix: `s${i}-` });
-    const row = (r: StepReport) =>
-      `${r.ok ? 'ok  ' : 'FAIL'} ${r.step} ${r.what}: ${r.result}${r.expect ? ` (expect ${r.expect})` : ''} ${r.ms} ms` +
-      (r.ok ? '' : ` ${JSON.stringify(r.detail)}`);
-    console.log(`scenario ${file} (${JSON.stringify(run.timings)}):\n${run.reports.map(row).join('\n')}`);
-    expect(run.reports.filter((r) => !r.ok).map(row)).toEqual([]);
-    expect(run.ok).toBe(true);
-  });
+  it.each(files.map((file, i) => [file, i] as const))(
+    '%s',
+    async (file, i) => {
+      const scenario = parseScenario(readFileSync(join(dir, file), 'utf8'), file);
+      const run = await runScenario(scenario, { lab, image, namePrefix: `s${i}-` });
+      const row = (r: StepReport) =>
+        `${r.ok ? 'ok  ' : 'FAIL'} ${r.step} ${r.what}: ${r.result}${r.expect ? ` (expect ${r.expect})` : ''} ${r.ms} ms` +
+        (r.ok ? '' : ` ${JSON.stringify(r.detail)}`);
+      console.log(`scenario ${file} (${JSON.stringify(run.timings)}):\n${run.reports.map(row).join('\n')}`);
+      expect(run.reports.filter((r) => !r.ok).map(row)).toEqual([]);
+      expect(run.ok).toBe(true);
+    },
+    2_400_000,
+  );
 });

@@ -57,7 +57,7 @@ beforeAll(async () => {
     vifs: [netvmVif(NETVM.name, CLIENT.ip, CLIENT.mac)],
   });
   figures.clientUpMs = since();
-});
+}, 2_400_000);
 
 afterAll(async () => {
   figures.hotplugRetries = hotplugRetries.count;
@@ -117,7 +117,7 @@ describe('a Linux client qube behind a Linux netvm (driver domain) on real Xen (
     expect(stream.receivedBytes).toBe(STREAM_BYTES);
     expect(stream.receivedSha256).toBe(expected);
     figures.stream = { ms: stream.ms, mbPerS: stream.mbPerS };
-  });
+  }, 1_200_000);
 
   it(`detaches and attaches the vif ${CYCLES} times without leaking vifs or xenstore entries`, async () => {
     const backendDir = `/local/domain/${netvm.domid}/backend/vif`;
@@ -151,5 +151,5 @@ describe('a Linux client qube behind a Linux netvm (driver domain) on real Xen (
     const tcp = await tcpEcho();
     expect(tcp.outcome).toBe('accepted');
     expect(tcp.reply).toMatch(new RegExp(`^from ${CLIENT.ip.replaceAll('.', '\\.')}:`));
-  });
+  }, 2_400_000);
 });
