@@ -279,13 +279,21 @@ export async function runScenario(
           case 'set_rules': {
             const spec = client(step.client).spec;
             rules.set(step.client, step.rules);
+            // As qubesd's reload_firewall_for_vm: remove the client's subtree, write the
+            // rules, then the base key; then check the upstream's replica holds them.
+            const base = `/qubes-firewall/${spec.ip}`;
+            const entries = qubesFirewallEntries(spec.ip, step.rules)
+              .filter(([key]) => key !== base)
+              .map(([key, value]): [string, string] => [key.slice(base.length + 1), value]);
+            await upstreamDb.update({ domid: upstream.domid, commit: { base, entries } });
+            const seen = await readDb(upstream, `${base}/`);
+            const want = Object.fromEntries(entries.map(([k, v]) => [`${base}/${k}`, v]));
+            const same = (a: Record<string, string>) => JSON.stringify(Object.entries(a).sort());
+            const ok = same(seen) === same(want);
             report({
-              result: 'set',
-              ok: true,
-              detail: {
-                entries: Object.fromEntries(qubesFirewallEntries(spec.ip, step.rules)),
-                enforced: scenario.firewall !== 'none',
-              },
+              result: ok ? 'set' : 'not in upstream QubesDB',
+              ok,
+              detail: { entries: seen, enforced: scenario.firewall !== 'none' },
             });
             return;
           }
