@@ -1,9 +1,10 @@
 /**
  * @moat/firewall: sys-moat's packet engine (sans-IO), its wire formats, and the contracts
- * with the rule compiler and the DNS resolver.
+ * with the rule compiler and the DNS resolver. Test tools are on subpaths, not here:
+ * `@moat/firewall/testing` (frame builders, fixed rule sets, a scripted DNS server) and
+ * `@moat/firewall/bench` (the engine benchmark and the 1,000-rule fixtures).
  */
 export * from './dns/index.ts';
-export { FragmentTable, parseVifAddresses } from './engine/client.ts';
 export {
   type ClientConfig,
   type DnsConfig,
@@ -28,7 +29,8 @@ export {
   V_LOCAL,
   type Verdict,
 } from './engine/engine.ts';
-export * as frames from './engine/frames.ts';
+export { FragmentTable } from './engine/fragment-table.ts';
+export { parseVifAddresses } from './engine/links.ts';
 export { DROP_REASONS, type DropReasonName } from './engine/reasons.ts';
 export * from './rules/index.ts';
 export * as wire from './wire/index.ts';

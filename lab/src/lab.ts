@@ -39,6 +39,11 @@ export interface DomUOptions {
   readonly vifs?: readonly VifSpec[];
   /** `driver_domain = 1`: the domain may be the backend of other domains' devices (a netvm). */
   readonly driverDomain?: boolean;
+  /**
+   * Boot like a Qubes template (kernel=''): Xen starts this PVH GRUB image, which reads
+   * /boot/grub/grub.cfg from `rootImage` (xvda, read-only here); the image's own files are unused.
+   */
+  readonly pvhGrub?: { readonly grub: string; readonly rootImage: string };
 }
 
 /** One vif in a domU's config: `vif = [ 'backend=<name>,mac=...,ip=...,script=...' ]`. */
@@ -139,10 +144,10 @@ function domUConfig(name: string, o: DomUOptions, dir: string): string {
   const at = `/mnt/lab/${dir}`;
   return [
     `name = "${name}"`,
-    `type = "${o.type}"`,
-    `kernel = "${at}/vmlinuz"`,
-    `ramdisk = "${at}/initramfs.cpio.gz"`,
-    `extra = "${extra}"`,
+    `type = "${o.pvhGrub ? 'pvh' : o.type}"`,
+    `kernel = "${at}/${o.pvhGrub ? 'pvh-grub.bin' : 'vmlinuz'}"`,
+    // Booting like a Qubes template (kernel=''), GRUB loads the kernel and gives its command line.
+    ...(o.pvhGrub ? [] : [`ramdisk = "${at}/initramfs.cpio.gz"`, `extra = "${extra}"`]),
     `memory = ${o.memoryMb ?? 128}`,
     'vcpus = 1',
     'on_poweroff = "destroy"',
@@ -153,7 +158,9 @@ function domUConfig(name: string, o: DomUOptions, dir: string): string {
       ? [`vif = [ ${o.vifs.map((v) => `'${vifSpecParts(v).join(',')}'`).join(', ')} ]`]
       : []),
     // target= must come last: libxl takes the rest of the string as the path.
-    `disk = [ 'vdev=xvdd,access=r,script=${BLOCK_SCRIPT_PATH},target=${at}/disk.squashfs' ]`,
+    o.pvhGrub
+      ? `disk = [ 'vdev=xvda,access=r,script=${BLOCK_SCRIPT_PATH},target=${at}/root.img' ]`
+      : `disk = [ 'vdev=xvdd,access=r,script=${BLOCK_SCRIPT_PATH},target=${at}/disk.squashfs' ]`,
     '',
   ].join('\n');
 }
@@ -343,9 +350,14 @@ export async function bootLab(options: LabOptions = {}): Promise<Lab> {
       const id = nextId++;
       const name = o.name ?? `${o.type}-${++domUCount}`;
       const dir = `images/${image.key}`;
-      share(shareDir, image.kernel, `${dir}/vmlinuz`);
-      share(shareDir, image.initramfs, `${dir}/initramfs.cpio.gz`);
-      share(shareDir, image.disk, `${dir}/disk.squashfs`);
+      if (o.pvhGrub) {
+        share(shareDir, o.pvhGrub.grub, `${dir}/pvh-grub.bin`);
+        share(shareDir, o.pvhGrub.rootImage, `${dir}/root.img`);
+      } else {
+        share(shareDir, image.kernel, `${dir}/vmlinuz`);
+        share(shareDir, image.initramfs, `${dir}/initramfs.cpio.gz`);
+        share(shareDir, image.disk, `${dir}/disk.squashfs`);
+      }
       // A domU that outlives its wait is destroyed, so a hung guest never blocks the next one.
       const handle = new GuestHandle(`domU ${name} (${o.type})`, () => {
         if (!closed) send({ id: nextId++, op: 'exec', argv: ['xl', 'destroy', name], timeoutMs: 60_000 });

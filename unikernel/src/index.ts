@@ -1,6 +1,16 @@
 export { cachedBuild, defaultCacheDir, inputsKey, sha256, sha256File } from './cache.ts';
 export { type CpioEntry, writeCpio } from './cpio.ts';
 export { fetchDebianPackages, type UnpackedPackage } from './debian.ts';
+export {
+  assertEpoch,
+  buildTemplateRootImage,
+  derivedUuid,
+  kernelCommandLine,
+  kernelDirectoryFiles,
+  type TemplateRootImage,
+  templateGrubConfig,
+  writeKernelDirectory,
+} from './deliveries.ts';
 export { ImageBuildError } from './errors.ts';
 export { runProgram } from './exec.ts';
 export {

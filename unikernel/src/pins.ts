@@ -27,6 +27,11 @@ export const debianPins = {
   libc: { name: 'libc6', version: '2.36-9+deb12u14' },
   libstdcxx: { name: 'libstdc++6', version: '12.2.0-14+deb12u1' },
   libgcc: { name: 'libgcc-s1', version: '12.2.0-14+deb12u1' },
+  /**
+   * GRUB for Xen PVH guests (/usr/lib/grub-xen/grub-i386-xen_pvh.bin), the same kind as Qubes'
+   * pvgrub2-pvh: the lab boots template root images with it.
+   */
+  pvhGrub: { name: 'grub-xen-host', version: '2.06-13+deb12u2' },
 } as const;
 
 export interface DebianPin {

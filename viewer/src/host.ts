@@ -2,7 +2,14 @@
  * Host-side tools for the decoders (benchmark against sharp, fuzzing). Not for the VM:
  * this entry imports sharp (native) and node:fs.
  */
-export { type BenchCase, type BenchRow, benchCases, benchDecoders } from './decoders/bench.ts';
+export {
+  type BenchCase,
+  type BenchRow,
+  benchCases,
+  benchDecoders,
+  benchScaled,
+  type ScaledBenchRow,
+} from './decoders/bench.ts';
 export { type FuzzOptions, type FuzzReport, fuzzFormat } from './decoders/fuzz/run.ts';
 
 import { dirname, join } from 'node:path';

@@ -4,13 +4,13 @@ import {
   compileRuleEntries,
   FirewallEngine,
   type FrameMeta,
-  frames,
   plainMeta,
   V_DROPPED,
   V_FORWARDED,
   V_LOCAL,
   wire,
 } from '@moat/firewall';
+import { frames } from '@moat/firewall/testing';
 import { LabError, runSmoke } from '@moat/lab';
 import { decodeInWorker } from '@moat/viewer';
 import type { Command } from 'commander';
@@ -20,7 +20,7 @@ import { type CliContext, type CommandModule, handler } from '../program.ts';
 import { ensureDebianPackages } from '../system.ts';
 import { labDebianPackages } from './lab.ts';
 
-const ip = (text: string): Uint8Array => wire.parseIpv4Address(text)!;
+const ip = (text: string): Uint8Array => wire.parseIpv4Text(text)!;
 
 /**
  * Part 1: sys-moat's packet engine on the host (sans-IO, the same code the VM will run):

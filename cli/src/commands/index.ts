@@ -4,6 +4,7 @@ import { demoCommand } from './demo.ts';
 import { firewallCommand } from './firewall.ts';
 import { labCommand } from './lab.ts';
 import { labBenchCommand } from './lab-bench.ts';
+import { packageCommand } from './package.ts';
 import { qrexecCommand } from './qrexec.ts';
 import { qubesdbCommand } from './qubesdb.ts';
 import { testCommand } from './test.ts';
@@ -24,4 +25,5 @@ export const commandModules: readonly CommandModule[] = [
   labCommand,
   labBenchCommand,
   bundleSizeCommand,
+  packageCommand,
 ];

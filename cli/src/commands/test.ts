@@ -56,9 +56,40 @@ export const testPhases: TestPhase[] = [
   {
     name: 'unit',
     description: 'vitest: unit, property and host integration tests',
-    // viewer's BMP tests use GraphicsMagick and Pillow as oracles.
-    debianPackages: ['graphicsmagick', 'python3-pil'],
+    // viewer's BMP tests use GraphicsMagick and Pillow as oracles, its scaled JPEG tests
+    // libjpeg-turbo's djpeg.
+    debianPackages: ['graphicsmagick', 'python3-pil', 'libjpeg-turbo-progs'],
     run: (root) => step(root, bin(root, 'vitest'), ['run'], 'unit tests (vitest)'),
+  },
+  {
+    name: 'package',
+    description:
+      'Qubes packages: shellcheck moat-setup; build every package twice (same bytes), check file lists, modes, scriptlets, metadata, template payloads and root images; rpmlint',
+    debianPackages: [
+      'rpm',
+      'rpmlint',
+      'shellcheck',
+      'squashfs-tools',
+      'e2fsprogs',
+      'tar',
+      'gcc',
+      'libc6-dev',
+    ],
+    applies: hasFolder('rpm/vitest.config.ts'),
+    run: async (root) => {
+      await step(
+        root,
+        'shellcheck',
+        ['dom0-scripts/moat-setup', 'dom0-scripts/src/fake-dom0/fake-qubes'],
+        'shellcheck (dom0-scripts)',
+      );
+      await step(
+        root,
+        bin(root, 'vitest'),
+        ['run', '--config', 'rpm/vitest.config.ts'],
+        'package tests (rpm/test)',
+      );
+    },
   },
   {
     name: 'lab',

@@ -1,9 +1,9 @@
-import { benchCases, benchDecoders, fuzzFormat, viewerFixtures } from '@moat/viewer/host';
+import { benchCases, benchDecoders, benchScaled, fuzzFormat, viewerFixtures } from '@moat/viewer/host';
 import type { Command } from 'commander';
 import { CheckFailed, ExitCode, SetupProblem } from '../errors.ts';
 import { type CliContext, type CommandModule, handler } from '../program.ts';
 
-const formats = ['png', 'gif', 'jpeg', 'bmp'] as const;
+const formats = ['png', 'gif', 'jpeg', 'bmp', 'webp'] as const;
 type Format = (typeof formats)[number];
 
 function parseFormats(value: string): Format[] {
@@ -26,7 +26,7 @@ export const viewerCommand: CommandModule = {
       .description(
         'mutated corpus files through the image decoders: counts crashes, hangs and budget overruns (exit 1 on any)',
       )
-      .option('--format <formats>', 'png, gif, jpeg, bmp (comma-separated) or all', 'all')
+      .option('--format <formats>', 'png, gif, jpeg, bmp, webp (comma-separated) or all', 'all')
       .option('--seconds <n>', 'time per format', '20')
       .option('--iterations <n>', 'stop each format after this many inputs instead')
       .option('--seed <n>', 'campaign seed (an input is reproduced from seed and iteration)', '1')
@@ -71,7 +71,7 @@ export const viewerCommand: CommandModule = {
     ctx.bench
       .command('decoders')
       .description(
-        'decode time of our decoders vs sharp (libvips, 1 thread) per format, same inputs, same run',
+        'decode time of our decoders vs sharp (libvips, 1 thread) per format, same inputs, same run; then 24 MP stills at full size and 1/4 (time, peak memory)',
       )
       .option('--reps <n>', 'decodes per file and decoder (the fastest counts)', '10')
       .action(
@@ -81,7 +81,7 @@ export const viewerCommand: CommandModule = {
             throw new SetupProblem('--reps must be a positive integer');
           const rows = await benchDecoders(await benchCases(viewerFixtures), reps);
           for (const row of rows) {
-            reporter.result(`decode ${row.format}`, {
+            reporter.result(`decode ${row.row}`, {
               files: row.files,
               megapixels: Number(row.megapixels.toFixed(2)),
               oursMs: Number(row.oursMs.toFixed(2)),
@@ -89,6 +89,21 @@ export const viewerCommand: CommandModule = {
                 row.sharpMs === null ? 'n/a (sharp has no BMP loader)' : Number(row.sharpMs.toFixed(2)),
               oursMpPerS: Number(row.oursMpPerS.toFixed(1)),
               speedVsSharp: row.speedVsSharp === null ? 'n/a' : Number(row.speedVsSharp.toFixed(3)),
+            });
+          }
+          const scaled = await benchScaled(viewerFixtures, Math.min(reps, 3));
+          for (const row of scaled) {
+            const full = scaled.find((r) => r.name === row.name && r.scale === 1);
+            reporter.result(`decode ${row.name} at 1/${row.scale}`, {
+              size: row.size,
+              ms: Number(row.ms.toFixed(1)),
+              peakMb: Number(row.peakMb.toFixed(1)),
+              ...(full && row.scale > 1
+                ? {
+                    timeVsFull: Number((row.ms / full.ms).toFixed(3)),
+                    peakVsFull: Number((row.peakMb / full.peakMb).toFixed(3)),
+                  }
+                : {}),
             });
           }
           return ExitCode.ok;

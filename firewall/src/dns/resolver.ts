@@ -18,8 +18,9 @@
  * - A name that fails (NXDOMAIN, every server failing) is reported as failed, so
  *   ClientRules fails closed, and is asked again after `retryMs`.
  */
-import { parseIp } from '../rules/address.ts';
+
 import type { HostAnswer, HostResolver } from '../rules/client-rules.ts';
+import { parseIpText } from '../wire/address.ts';
 import { DnsTcpConnection } from './tcp.ts';
 import type { DnsPacketIn, DnsPacketOut, DnsTransportEndpoint } from './types.ts';
 import {
@@ -616,7 +617,7 @@ export class StubResolver implements DnsTransportEndpoint, HostResolver {
 export function dnsServersFromQubesDb(values: readonly (string | undefined)[]): DnsServer[] {
   const servers: DnsServer[] = [];
   for (const v of values) {
-    const address = v === undefined ? undefined : parseIp(v.trim());
+    const address = v === undefined ? undefined : parseIpText(v.trim());
     if (address) servers.push({ address, port: DNS_PORT });
   }
   return servers;

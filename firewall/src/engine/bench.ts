@@ -1,4 +1,6 @@
 /**
+ * `@moat/firewall/bench` (not the main entry): the engine benchmark and the rule fixtures.
+ *
  * `./moat bench engine`: packets per second through FirewallEngine on one core, each case
  * beside the same run's floor (copying the frame bytes into the work buffer and handing
  * them to a sink, with no engine) and the ratio to it. Also reports how many garbage
@@ -6,8 +8,21 @@
  */
 import { PerformanceObserver } from 'node:perf_hooks';
 import { benchFlowQueries, benchRuleSet, realisticRuleSet } from '../rules/bench-fixtures.ts';
+
+export {
+  type BenchRuleFixture,
+  type BenchRuleTree,
+  benchFlowQueries,
+  benchRuleSet,
+  benchRuleTree,
+  measureRuleEvaluation,
+  type RuleBenchFigures,
+  realisticRuleSet,
+  seededRandom,
+} from '../rules/bench-fixtures.ts';
+
 import type { RuleSet } from '../rules/types.ts';
-import { parseIpv4Address } from '../wire/ipv4.ts';
+import { parseIpv4Text } from '../wire/address.ts';
 import { type FrameMeta, type FrameSink, plainMeta, UPLINK } from './config.ts';
 import { FirewallEngine, V_FORWARDED } from './engine.ts';
 import { acceptAll, frame4 } from './frames.ts';
@@ -38,7 +53,7 @@ export interface EngineBenchResult {
   targets: { establishedPps: number; newFlowsPerSecond: number };
 }
 
-const ip = (s: string) => parseIpv4Address(s)!;
+const ip = (s: string) => parseIpv4Text(s)!;
 const UP4 = ip('10.137.0.5');
 const C1 = ip('10.137.0.20');
 const C_MAC = new Uint8Array([0, 0x16, 0x3e, 0x5e, 0x6c, 1]);

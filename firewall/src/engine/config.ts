@@ -3,7 +3,7 @@
  * (a frame sink, a clock reading per tick, a log). Everything is plain data.
  */
 
-/** Offload metadata a Xen netif frame carries (reference/protocols.md §6.2). */
+/** Offload metadata a Xen netif frame carries (Xen xen/include/public/io/netif.h, RELEASE-4.17.0). */
 export interface FrameMeta {
   /** NETTXF_csum_blank / NETRXF_csum_blank: the TCP/UDP checksum holds only the pseudo-header sum. */
   csumBlank: boolean;

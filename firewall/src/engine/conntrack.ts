@@ -6,6 +6,9 @@
  * A key is KEY_WORDS uint32 words: [family<<8 | proto, srcPort<<16 | dstPort, src(4), dst(4)]
  * (IPv4 addresses use the first address word, the other three are zero).
  */
+import { read32 } from '../wire/checksum.ts';
+import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../wire/ipv4.ts';
+import { TCP_ACKF, TCP_FIN, TCP_RST, TCP_SYN } from '../wire/tcp.ts';
 import { TIMEOUTS_MS } from './config.ts';
 
 export const KEY_WORDS = 10;
@@ -55,6 +58,33 @@ export function tcpTimeout(state: number): number {
     default:
       return TIMEOUTS_MS.tcpClose;
   }
+}
+
+/** A flow's timeout in its state (Linux nf_conntrack defaults, TIMEOUTS_MS). */
+export function flowTimeout(proto: number, state: number, flags: number): number {
+  if (proto === IPPROTO_TCP) return tcpTimeout(state);
+  if (proto === IPPROTO_UDP)
+    return (flags & F_SEEN_REPLY) !== 0 ? TIMEOUTS_MS.udpReplied : TIMEOUTS_MS.udpUnreplied;
+  if (proto === IPPROTO_ICMP || proto === IPPROTO_ICMPV6) return TIMEOUTS_MS.icmp;
+  return TIMEOUTS_MS.generic;
+}
+
+/**
+ * Whether a TCP packet with `flags` and no flow may open one, as Linux
+ * nf_conntrack_proto_tcp.c judges it (tcp_valid_flags, then tcp_conntracks[dir][index][sNO],
+ * PSH/ECE/CWR ignored): SYN (with URG) starts a connection and, with nf_conntrack_tcp_loose
+ * at its default 1, a plain ACK (with URG) picks one up mid-stream. FIN, FIN+ACK, RST,
+ * SYN+ACK, no flags and invalid combinations such as SYN+FIN are invalid: dropped.
+ */
+export function tcpOpensFlow(flags: number): boolean {
+  // URG, PSH, ECE and CWR do not change the verdict
+  const f = flags & (TCP_FIN | TCP_SYN | TCP_RST | TCP_ACKF);
+  return f === TCP_SYN || f === TCP_ACKF;
+}
+
+/** The state a new TCP flow starts in, from its first packet's flags. */
+export function tcpFirstState(flags: number): number {
+  return (flags & TCP_SYN) !== 0 ? TCP_SYN_SENT : TCP_ESTABLISHED;
 }
 
 export function hashKey(k: Uint32Array, off: number): number {
@@ -291,8 +321,8 @@ export class Conntrack {
   private portUse(e: number, d: number): void {
     const ko = e * KEY_WORDS * 2 + KEY_WORDS;
     const proto = this.keys[ko + K_PROTO]! & 0xff;
-    if (proto !== 6 && proto !== 17) return;
-    const i = (proto === 6 ? 65536 : 0) + (this.keys[ko + K_PORTS]! & 0xffff);
+    if (proto !== IPPROTO_TCP && proto !== IPPROTO_UDP) return;
+    const i = (proto === IPPROTO_TCP ? 65536 : 0) + (this.keys[ko + K_PORTS]! & 0xffff);
     // saturating: 65,535 flows on one port (to as many remotes) is already the ceiling
     const v = this.localPortUse[i]! + d;
     if (v >= 0 && v <= 0xffff) this.localPortUse[i] = v;
@@ -334,6 +364,100 @@ export class Conntrack {
     this.next[e] = this.head;
     this.prev[this.head] = e;
     this.head = e;
+  }
+
+  /** Removes every flow for which `doomed(e)` holds; returns how many went. */
+  removeWhere(doomed: (e: number) => boolean): number {
+    let n = 0;
+    for (let e = 0; e < this.capacity; e++) {
+      if (this.used[e] === 1 && doomed(e)) {
+        this.remove(e);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /** Where tuple `dir` (0 original, 1 reply) of entry e starts in `keys`. */
+  keyOffset(e: number, dir: 0 | 1): number {
+    return e * KEY_WORDS * 2 + dir * KEY_WORDS;
+  }
+
+  family(e: number): 4 | 6 {
+    return (this.keys[e * KEY_WORDS * 2 + K_PROTO]! >>> 8) as 4 | 6;
+  }
+
+  proto(e: number): number {
+    return this.keys[e * KEY_WORDS * 2 + K_PROTO]! & 0xff;
+  }
+
+  /** The address `field` (K_SRC or K_DST) of tuple `dir` as bytes (16 written; IPv4 in the first 4). */
+  address(e: number, dir: 0 | 1, field: number, out: Uint8Array): void {
+    const o = this.keyOffset(e, dir) + field;
+    for (let i = 0; i < 4; i++) {
+      const w = this.keys[o + i]!;
+      out[i * 4] = w >>> 24;
+      out[i * 4 + 1] = w >>> 16;
+      out[i * 4 + 2] = w >>> 8;
+      out[i * 4 + 3] = w;
+    }
+  }
+
+  /** Whether the address `field` of tuple `dir` equals buf[off..off+4·words). */
+  addressEquals(e: number, dir: 0 | 1, field: number, buf: Uint8Array, off: number): boolean {
+    const o = this.keyOffset(e, dir) + field;
+    const words = this.family(e) === 4 ? 1 : 4;
+    for (let i = 0; i < words; i++) if (this.keys[o + i] !== read32(buf, off + i * 4)) return false;
+    return true;
+  }
+
+  /** Entry e's timeout in its current state. */
+  timeoutOf(e: number): number {
+    return flowTimeout(this.proto(e), this.state[e]!, this.flags[e]!);
+  }
+
+  /**
+   * A simplified nf_conntrack_proto_tcp state machine (no window tracking): SYN, SYN+ACK,
+   * ACK open; FINs from both sides and the last ACK close; RST closes. Moves entry e on a
+   * packet with `flags` travelling in `dir`; false for a packet Linux would call invalid.
+   */
+  trackTcp(e: number, dir: 0 | 1, f: number, now: number): boolean {
+    let st = this.state[e]!;
+    let fl = this.flags[e]!;
+    if (dir === 1) fl |= F_SEEN_REPLY;
+    if (f & TCP_RST) st = TCP_CLOSE;
+    else if (f & TCP_SYN) {
+      if (dir === 0 && (f & TCP_ACKF) === 0) {
+        if (st === TCP_TIME_WAIT || st === TCP_CLOSE) {
+          st = TCP_SYN_SENT;
+          fl &= ~(F_FIN_ORIG | F_FIN_REPLY);
+        }
+      } else if (dir === 1 && (f & TCP_ACKF) !== 0) {
+        if (st === TCP_SYN_SENT) st = TCP_SYN_RECV;
+      } else if (st !== TCP_SYN_SENT && st !== TCP_SYN_RECV) {
+        return false;
+      }
+    } else if (f & TCP_FIN) {
+      fl |= dir === 0 ? F_FIN_ORIG : F_FIN_REPLY;
+      if ((fl & (F_FIN_ORIG | F_FIN_REPLY)) === (F_FIN_ORIG | F_FIN_REPLY)) st = TCP_LAST_ACK;
+      else if (st <= TCP_ESTABLISHED) st = TCP_FIN_WAIT;
+    } else if (f & TCP_ACKF) {
+      if (st === TCP_SYN_RECV && dir === 0) st = TCP_ESTABLISHED;
+      else if (st === TCP_FIN_WAIT && (fl & (dir === 0 ? F_FIN_REPLY : F_FIN_ORIG)) !== 0)
+        st = TCP_CLOSE_WAIT;
+      else if (st === TCP_LAST_ACK) st = TCP_TIME_WAIT;
+    }
+    if (st === TCP_ESTABLISHED && (fl & F_SEEN_REPLY) !== 0) fl |= F_ASSURED;
+    this.state[e] = st;
+    this.flags[e] = fl;
+    this.touch(e, now, tcpTimeout(st));
+    return true;
+  }
+
+  /** A reply on a non-TCP flow: answered and assured, timeout renewed. */
+  markReplied(e: number, now: number): void {
+    this.flags[e] = this.flags[e]! | F_SEEN_REPLY | F_ASSURED;
+    this.touch(e, now, this.timeoutOf(e));
   }
 
   /** Removes expired entries, looking at up to `budget` slots per call (called from tick). */

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { emitArp } from '../wire/arp.ts';
 import { checksum, fold, pseudoSum4, read16, read32, sumWords } from '../wire/checksum.ts';
-import { parseVifAddresses } from './client.ts';
 import { UPLINK } from './config.ts';
 import { fillL4Checksum6 } from './emit.ts';
 import { V_DROPPED, V_FORWARDED, V_LOCAL } from './engine.ts';
 import { acceptAll, completePartial, dropAll, frame4, frame6, type PacketSpec, ruleSetOf } from './frames.ts';
+import { parseVifAddresses } from './links.ts';
 import {
   C1,
   C1_6,

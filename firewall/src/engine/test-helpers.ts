@@ -1,11 +1,11 @@
 /** Shared fixtures of the engine tests (not part of the public API). */
+
+import { parseIpText } from '../wire/address.ts';
 import { checksum, fold, pseudoSum4, pseudoSum6, read16, sumWords } from '../wire/checksum.ts';
-import { parseIpv4Address } from '../wire/ipv4.ts';
-import { parseIpv6Address } from '../wire/ipv6.ts';
 import type { EngineConfig, FrameMeta, FrameSink } from './config.ts';
 import { FirewallEngine } from './engine.ts';
 
-export const ip = (s: string): Uint8Array => parseIpv4Address(s) ?? parseIpv6Address(s)!;
+export const ip = (s: string): Uint8Array => parseIpText(s)!;
 
 export const UP4 = ip('10.137.0.5');
 export const NETVM4 = ip('10.137.0.1');

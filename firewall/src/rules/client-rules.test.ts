@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseIp } from './address.ts';
+import { parseIpText as parseIp } from '../wire/address.ts';
 import { ClientRules, dnsInfoEntries, type HostAnswer, type HostResolver } from './client-rules.ts';
 import type { FlowQuery, RuleDecision } from './types.ts';
 

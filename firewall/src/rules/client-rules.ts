@@ -13,7 +13,7 @@
  * dropped meanwhile.
  */
 
-import { formatIp } from './address.ts';
+import { formatIp } from '../wire/address.ts';
 import { type CompiledRuleSet, compileRuleSet, dropAllRuleSet } from './compile.ts';
 import { type ParsedRules, parseRuleEntries, sourceFamily } from './grammar.ts';
 import { type RuleEnvironment, ruleIsLive } from './semantics.ts';

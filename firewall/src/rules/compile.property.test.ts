@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { formatIpv4, formatIpv6 } from './address.ts';
+import { formatIpv4, formatIpv6 } from '../wire/address.ts';
 import { compileRuleSet } from './compile.ts';
 import { parseRuleEntries } from './grammar.ts';
 import { evaluateLinear, type RuleEnvironment } from './semantics.ts';

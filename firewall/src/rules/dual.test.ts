@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseIp } from './address.ts';
+import { parseIpText as parseIp } from '../wire/address.ts';
 import { compileRuleEntries } from './client-rules.ts';
 import { combineRuleSets } from './dual.ts';
 import type { FlowQuery } from './types.ts';

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { formatIp } from './address.ts';
+import { formatIp } from '../wire/address.ts';
 import { parseRuleEntries, parseRuleLine, type QubesRule, reloadSource, ruleEntriesFor } from './grammar.ts';
 
 /** A rule as a plain object, addresses in text, for table comparisons. */
@@ -12,7 +12,7 @@ function show(rule: QubesRule): Record<string, unknown> {
   return out;
 }
 
-describe('rule lines as dom0 writes them (reference §3.3 examples)', () => {
+describe('rule lines as dom0 writes them (qubes-core-admin qubes/firewall.py)', () => {
   const examples: [string, Record<string, unknown>][] = [
     ['action=drop proto=icmp', { action: 'drop', proto: 'icmp' }],
     [

@@ -1,7 +1,7 @@
 /**
  * The QubesDB rule grammar, as dom0 writes it (qubes-core-admin qubes/firewall.py,
- * reference firewall-behaviour.md §3.3) and as the Linux sys-firewall reads it
- * (qubes-core-agent-linux qubesagent/firewall.py, §4.1-4.2).
+ * commit 1da75a67) and as the Linux sys-firewall reads it (qubes-core-agent-linux
+ * qubesagent/firewall.py, commit a37fac9); docs/firewall-behaviour.md lists the sources.
  *
  * A rule is one QubesDB value of space-separated `key=value` options. Anything
  * the Linux agent would reject (unknown option, bad value, missing `policy`,
@@ -9,7 +9,8 @@
  * set into drop-all (fail closed). Where Linux would crash or let nft fail
  * (duplicated `=`, `icmptype` with `proto=tcp`...) we also fail closed.
  */
-import { maskPrefix, parseIp, parseIpv4, parseIpv6 } from './address.ts';
+import { parseIpText, parseIpv4Text, parseIpv6Text } from '../wire/address.ts';
+import { maskPrefix } from './address.ts';
 import type { RuleAction } from './types.ts';
 
 export type RuleDestination =
@@ -75,7 +76,7 @@ function parseDecimal(text: string, maxDigits: number): number | undefined {
 function parsePrefix(value: string, family: 4 | 6): RuleDestination | undefined {
   const slash = value.indexOf('/');
   const addrText = slash < 0 ? value : value.slice(0, slash);
-  const address = family === 4 ? parseIpv4(addrText) : parseIpv6(addrText);
+  const address = family === 4 ? parseIpv4Text(addrText) : parseIpv6Text(addrText);
   if (!address) return undefined;
   const max = family === 4 ? 32 : 128;
   let length = max;
@@ -89,7 +90,7 @@ function parsePrefix(value: string, family: 4 | 6): RuleDestination | undefined 
 
 function parseHost(value: string): RuleDestination | undefined {
   const name = value.toLowerCase();
-  const literal = parseIp(name);
+  const literal = parseIpText(name);
   // getaddrinfo (Linux) resolves an address literal to itself.
   if (literal)
     return {
@@ -216,7 +217,7 @@ export function parseRuleLine(text: string, number: number, family?: 4 | 6): Par
 
 /** The address family of a `/qubes-firewall/<ip>` source, or undefined if `<ip>` is no address. */
 export function sourceFamily(source: string): 4 | 6 | undefined {
-  const addr = parseIp(source);
+  const addr = parseIpText(source);
   return addr ? (addr.length === 4 ? 4 : 6) : undefined;
 }
 

@@ -2,31 +2,18 @@
  * Qubes firewall rules: the QubesDB grammar (grammar.ts), their meaning as the
  * Linux sys-firewall applies them (semantics.ts, the linear reference), the
  * compiled index the engine evaluates per new flow (compile.ts), one client's
- * rules over time with dsthost names resolved (client-rules.ts), and the
- * 1,000-rule benchmark fixtures (bench-fixtures.ts).
+ * rules over time with dsthost names resolved (client-rules.ts). The 1,000-rule
+ * benchmark fixtures (bench-fixtures.ts) are exported from `@moat/firewall/bench`.
  */
 export {
-  bytesEqual,
   formatIp,
   formatIpv4,
   formatIpv6,
-  maskPrefix,
-  parseIp,
-  parseIpv4,
-  parseIpv6,
-  prefixContains,
-} from './address.ts';
-export {
-  type BenchRuleFixture,
-  type BenchRuleTree,
-  benchFlowQueries,
-  benchRuleSet,
-  benchRuleTree,
-  measureRuleEvaluation,
-  type RuleBenchFigures,
-  realisticRuleSet,
-  seededRandom,
-} from './bench-fixtures.ts';
+  parseIpText,
+  parseIpv4Text,
+  parseIpv6Text,
+} from '../wire/address.ts';
+export { bytesEqual, maskPrefix, prefixContains } from './address.ts';
 export {
   ClientRules,
   type ClientRulesOptions,

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { parseIp } from './address.ts';
+import { parseIpText as parseIp } from '../wire/address.ts';
 import { compileRuleEntries } from './client-rules.ts';
 import { dropAllRuleSet } from './compile.ts';
 import type { RuleEnvironment } from './semantics.ts';

@@ -3,7 +3,7 @@
  * evaluator. It is the specification the compiled index (compile.ts) is tested
  * against, and it is fine for slow paths (logs, explaining a decision).
  *
- * Linux sys-firewall semantics (qubesagent/firewall.py prepare_rules, §4.2):
+ * Linux sys-firewall semantics (qubes-core-agent-linux qubesagent/firewall.py prepare_rules, commit a37fac9):
  * - `proto=icmp` means ICMPv6 (58) for IPv6 traffic;
  * - `dstports` without `proto` matches TCP and UDP;
  * - `icmptype` without `proto` implies ICMP (nft's `icmp type` does);

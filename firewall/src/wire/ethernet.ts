@@ -15,31 +15,6 @@ export const BROADCAST_MAC: Uint8Array = new Uint8Array([0xff, 0xff, 0xff, 0xff,
 
 export type EthernetError = 'eth-truncated';
 
-/** A reusable view over one Ethernet frame (re-pointed per frame; never allocated per packet). */
-export class EthernetView {
-  buf: Uint8Array = new Uint8Array(0);
-  off = 0;
-  len = 0;
-
-  check(buf: Uint8Array, off: number, len: number): EthernetError | undefined {
-    if (len < ETH_HEADER_LEN || off + len > buf.length) return 'eth-truncated';
-    this.buf = buf;
-    this.off = off;
-    this.len = len;
-    return undefined;
-  }
-  get etherType(): number {
-    return read16(this.buf, this.off + ETH_TYPE);
-  }
-  get payloadOffset(): number {
-    return this.off + ETH_HEADER_LEN;
-  }
-  /** Whether the destination is a group (multicast or broadcast) address. */
-  get dstIsGroup(): boolean {
-    return (this.buf[this.off]! & 1) === 1;
-  }
-}
-
 export interface EthernetRepr {
   dst: Uint8Array;
   src: Uint8Array;
@@ -75,6 +50,16 @@ export function writeEthernetHeader(
   copyBytes(buf, off + ETH_DST, dst, 0, 6);
   copyBytes(buf, off + ETH_SRC, src, 0, 6);
   write16(buf, off + ETH_TYPE, etherType);
+}
+
+/** Writes a 6-byte MAC at buf[off] (unrolled: twice per forwarded frame). */
+export function writeMac(buf: Uint8Array, off: number, mac: Uint8Array): void {
+  buf[off] = mac[0]!;
+  buf[off + 1] = mac[1]!;
+  buf[off + 2] = mac[2]!;
+  buf[off + 3] = mac[3]!;
+  buf[off + 4] = mac[4]!;
+  buf[off + 5] = mac[5]!;
 }
 
 export function macEquals(a: Uint8Array, aOff: number, b: Uint8Array): boolean {

@@ -19,6 +19,10 @@ export const ICMP_TIME_EXCEEDED = 11;
 export const ICMP_PARAM_PROBLEM = 12;
 export const ICMP_TIMESTAMP = 13;
 export const ICMP_TIMESTAMP_REPLY = 14;
+export const ICMP_INFO_REQUEST = 15;
+export const ICMP_INFO_REPLY = 16;
+export const ICMP_ADDRESS = 17;
+export const ICMP_ADDRESS_REPLY = 18;
 
 /** Destination unreachable codes. */
 export const ICMP_UNREACH_PORT = 3;
@@ -38,12 +42,38 @@ export function icmpIsError(type: number): boolean {
   );
 }
 
+/**
+ * The query a message of `type` belongs to (a query: itself; a reply: its query), or -1:
+ * the query/reply pairs Linux conntrack tracks by identifier and NAT translates
+ * (net/netfilter/nf_conntrack_proto_icmp.c `invmap`: echo, timestamp, information, address
+ * mask). Any other type can open no flow.
+ */
+export function icmpQueryOf(type: number): number {
+  switch (type) {
+    case ICMP_ECHO_REQUEST:
+    case ICMP_ECHO_REPLY:
+      return ICMP_ECHO_REQUEST;
+    case ICMP_TIMESTAMP:
+    case ICMP_TIMESTAMP_REPLY:
+      return ICMP_TIMESTAMP;
+    case ICMP_INFO_REQUEST:
+    case ICMP_INFO_REPLY:
+      return ICMP_INFO_REQUEST;
+    case ICMP_ADDRESS:
+    case ICMP_ADDRESS_REPLY:
+      return ICMP_ADDRESS;
+    default:
+      return -1;
+  }
+}
+
 /** Query types whose identifier Linux conntrack tracks and NAT translates. */
 export function icmpIsQuery(type: number): boolean {
-  return type === ICMP_ECHO_REQUEST || type === ICMP_TIMESTAMP;
+  return icmpQueryOf(type) === type;
 }
 export function icmpIsQueryReply(type: number): boolean {
-  return type === ICMP_ECHO_REPLY || type === ICMP_TIMESTAMP_REPLY;
+  const q = icmpQueryOf(type);
+  return q >= 0 && q !== type;
 }
 
 export class IcmpView {

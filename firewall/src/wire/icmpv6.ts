@@ -14,6 +14,9 @@ export const ICMP6_TIME_EXCEEDED = 3;
 export const ICMP6_PARAM_PROBLEM = 4;
 export const ICMP6_ECHO_REQUEST = 128;
 export const ICMP6_ECHO_REPLY = 129;
+/** Node information query and reply (RFC 4620). */
+export const ICMP6_NI_QUERY = 139;
+export const ICMP6_NI_REPLY = 140;
 export const ND_ROUTER_SOLICIT = 133;
 export const ND_ROUTER_ADVERT = 134;
 export const ND_NEIGHBOR_SOLICIT = 135;
@@ -36,6 +39,16 @@ export type Icmp6Error = 'icmp6-truncated' | 'nd-bad-options' | 'nd-bad-hop-limi
 
 export function icmp6IsError(type: number): boolean {
   return type < 128;
+}
+
+/**
+ * The query a message of `type` belongs to (a query: itself; a reply: its query), or -1
+ * (net/netfilter/nf_conntrack_proto_icmpv6.c `invmap`: echo and node information).
+ */
+export function icmp6QueryOf(type: number): number {
+  if (type === ICMP6_ECHO_REQUEST || type === ICMP6_ECHO_REPLY) return ICMP6_ECHO_REQUEST;
+  if (type === ICMP6_NI_QUERY || type === ICMP6_NI_REPLY) return ICMP6_NI_QUERY;
+  return -1;
 }
 
 export class Icmp6View {

@@ -1,3 +1,4 @@
+export * from './address.ts';
 export * from './arp.ts';
 export * from './checksum.ts';
 export * from './ethernet.ts';

@@ -177,21 +177,3 @@ export function emitIpv4(repr: Ipv4Repr, buf: Uint8Array, off = 0): number {
   write16(buf, off + IP4_CHECKSUM, checksum(buf, off, hl));
   return hl;
 }
-
-export function parseIpv4Address(text: string): Uint8Array | undefined {
-  const parts = text.trim().split('.');
-  if (parts.length !== 4) return undefined;
-  const out = new Uint8Array(4);
-  for (let i = 0; i < 4; i++) {
-    const p = parts[i]!;
-    if (!/^\d{1,3}$/.test(p)) return undefined;
-    const n = Number(p);
-    if (n > 255) return undefined;
-    out[i] = n;
-  }
-  return out;
-}
-
-export function formatIpv4(buf: Uint8Array, off = 0): string {
-  return `${buf[off]}.${buf[off + 1]}.${buf[off + 2]}.${buf[off + 3]}`;
-}

@@ -17,6 +17,7 @@ export const TCP_SYN = 0x02;
 export const TCP_RST = 0x04;
 export const TCP_PSH = 0x08;
 export const TCP_ACKF = 0x10;
+export const TCP_URG = 0x20;
 
 export type TcpError = 'tcp-truncated' | 'tcp-bad-header-length';
 

@@ -14,11 +14,14 @@ export class UdpView {
   off = 0;
   length = 0;
 
-  /** `len` is the IP payload length; the UDP length field must fit inside it. */
-  check(buf: Uint8Array, off: number, len: number): UdpError | undefined {
+  /**
+   * `len` is the IP payload length; the UDP length field must fit inside it, except in a
+   * first fragment (`firstFragment`), whose length covers the whole datagram.
+   */
+  check(buf: Uint8Array, off: number, len: number, firstFragment = false): UdpError | undefined {
     if (len < UDP_HEADER_LEN || off + len > buf.length) return 'udp-truncated';
     const l = read16(buf, off + UDP_LENGTH);
-    if (l < UDP_HEADER_LEN || l > len) return 'udp-bad-length';
+    if (l < UDP_HEADER_LEN || (l > len && !firstFragment)) return 'udp-bad-length';
     this.buf = buf;
     this.off = off;
     this.length = l;

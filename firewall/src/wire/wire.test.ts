@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { formatIpv4, formatIpv6, parseIpv4Text, parseIpv6Text } from './address.ts';
 import { ArpView, emitArp, parseArp } from './arp.ts';
 import {
   applyDelta,
@@ -16,8 +17,8 @@ import {
 import { emitEthernet, formatMac, parseEthernet, parseMac } from './ethernet.ts';
 import { emitIcmp, IcmpView, parseIcmp } from './icmpv4.ts';
 import { checkNeighborMessage, emitNeighbor, parseNeighbor } from './icmpv6.ts';
-import { emitIpv4, formatIpv4, Ipv4View, parseIpv4, parseIpv4Address } from './ipv4.ts';
-import { emitIpv6, formatIpv6, Ipv6View, parseIpv6, parseIpv6Address } from './ipv6.ts';
+import { emitIpv4, Ipv4View, parseIpv4 } from './ipv4.ts';
+import { emitIpv6, Ipv6View, parseIpv6 } from './ipv6.ts';
 import { emitTcp, parseTcp, TcpView } from './tcp.ts';
 import { emitUdp, parseUdp, UdpView } from './udp.ts';
 
@@ -109,9 +110,9 @@ describe('IPv4', () => {
   });
 
   it('parses and formats addresses', () => {
-    expect(parseIpv4Address('10.137.0.5')).toEqual(Uint8Array.of(10, 137, 0, 5));
+    expect(parseIpv4Text('10.137.0.5')).toEqual(Uint8Array.of(10, 137, 0, 5));
     for (const bad of ['10.137.0', '256.1.1.1', '1.2.3.4.5', 'a.b.c.d', ''])
-      expect(parseIpv4Address(bad)).toBeUndefined();
+      expect(parseIpv4Text(bad)).toBeUndefined();
   });
 });
 
@@ -202,8 +203,8 @@ describe('IPv6', () => {
     const b = new Uint8Array(40 + 16 + 8 + 8);
     emitIpv6(
       {
-        src: parseIpv6Address('fd09:24ef:4179::a89:14')!,
-        dst: parseIpv6Address('2606:2800:220:1::1')!,
+        src: parseIpv6Text('fd09:24ef:4179::a89:14')!,
+        dst: parseIpv6Text('2606:2800:220:1::1')!,
         nextHeader: 0, // hop-by-hop
         hopLimit: 64,
         trafficClass: 0,
@@ -268,10 +269,10 @@ describe('IPv6', () => {
 
   it('parses and formats addresses like RFC 5952', () => {
     for (const s of ['::', '::1', 'fe80::fcff:ffff:feff:ffff', '2001:db8::1:0:0:1', 'fd09:24ef:4179::a89:5'])
-      expect(formatIpv6(parseIpv6Address(s)!)).toBe(s);
-    expect(formatIpv6(parseIpv6Address('::ffff:10.137.0.5')!)).toBe('::ffff:a89:5');
+      expect(formatIpv6(parseIpv6Text(s)!)).toBe(s);
+    expect(formatIpv6(parseIpv6Text('::ffff:10.137.0.5')!)).toBe('::ffff:a89:5');
     for (const bad of [':::', '1::2::3', '12345::', '1:2:3:4:5:6:7:8:9', 'g::1'])
-      expect(parseIpv6Address(bad)).toBeUndefined();
+      expect(parseIpv6Text(bad)).toBeUndefined();
   });
 
   it('validates and round-trips neighbour solicitations', () => {
@@ -279,7 +280,7 @@ describe('IPv6', () => {
     const len = emitNeighbor(
       {
         kind: 'solicit',
-        target: parseIpv6Address('fd09::5')!,
+        target: parseIpv6Text('fd09::5')!,
         flags: 0,
         lladdr: parseMac('00:16:3e:5e:6c:01'),
       },

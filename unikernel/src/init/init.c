@@ -3,7 +3,9 @@
  *
  * Mounts devtmpfs, proc and sysfs; loads the kernel modules listed in /etc/moat/modules
  * (one "path parameters..." per line, dependencies first, as the image builder wrote them);
- * waits for the read-only disk /dev/xvdd and mounts it (squashfs) on /mnt; runs node on
+ * waits for the read-only disk and mounts it on /mnt: /dev/xvdd (squashfs) by default, or the
+ * disk and filesystem the kernel command line names with moat.disk= and moat.fs= (a template root
+ * image booted by PVH GRUB says /dev/xvda and ext4, whose driver mounts its ext2); runs node on
  * /mnt/app/main.js through the disk's own ld-linux and libraries; powers the VM off when node
  * exits. Every step says what failed on the console, because the console is all a VM has.
  *
@@ -24,7 +26,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DISK "/dev/xvdd"
+#define DEFAULT_DISK "/dev/xvdd"
+#define DEFAULT_FS "squashfs"
+#define CMDLINE_MAX_BYTES 4096
 #define DISK_WAIT_MS 60000
 #define MODULES_LIST "/etc/moat/modules"
 #define LINE_MAX_BYTES 1024
@@ -103,13 +107,37 @@ static long now_ms(void) {
   return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
+/*
+ * Copies the value of `key` (e.g. "moat.disk=") from the kernel command line into `out`, or
+ * `fallback` when absent. Values are single words; a too long one is refused.
+ */
+static void cmdline_value(const char *key, const char *fallback, char *out, size_t size) {
+  static char cmdline[CMDLINE_MAX_BYTES];
+  snprintf(out, size, "%s", fallback);
+  int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  ssize_t n = read(fd, cmdline, sizeof cmdline - 1);
+  close(fd);
+  if (n <= 0) return;
+  cmdline[n] = '\0';
+  size_t key_len = strlen(key);
+  for (char *word = strtok(cmdline, " \n"); word; word = strtok(NULL, " \n")) {
+    if (strncmp(word, key, key_len) != 0) continue;
+    if (strlen(word + key_len) >= size) {
+      say("%s%s is too long; using %s", key, word + key_len, fallback);
+      return;
+    }
+    snprintf(out, size, "%s", word + key_len);
+  }
+}
+
 /* blkfront probes the disk asynchronously after the module loads: wait for its node. */
-static int wait_for_disk(void) {
+static int wait_for_disk(const char *disk) {
   long deadline = now_ms() + DISK_WAIT_MS;
   struct stat st;
-  while (stat(DISK, &st) != 0) {
+  while (stat(disk, &st) != 0) {
     if (now_ms() > deadline) {
-      say("%s did not appear within %d ms (is the disk attached as xvdd?)", DISK, DISK_WAIT_MS);
+      say("%s did not appear within %d ms (is the disk attached?)", disk, DISK_WAIT_MS);
       return -1;
     }
     usleep(20000);
@@ -128,8 +156,12 @@ int main(void) {
   mount_or_say("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC);
   mount_or_say("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV);
   if (load_modules() != 0) power_off(2);
-  if (wait_for_disk() != 0) power_off(3);
-  if (mount_or_say(DISK, "/mnt", "squashfs", MS_RDONLY | MS_NODEV | MS_NOSUID) != 0) power_off(4);
+  char disk[64];
+  char fs[32];
+  cmdline_value("moat.disk=", DEFAULT_DISK, disk, sizeof disk);
+  cmdline_value("moat.fs=", DEFAULT_FS, fs, sizeof fs);
+  if (wait_for_disk(disk) != 0) power_off(3);
+  if (mount_or_say(disk, "/mnt", fs, MS_RDONLY | MS_NODEV | MS_NOSUID) != 0) power_off(4);
 
   long start = now_ms();
   pid_t node = fork();

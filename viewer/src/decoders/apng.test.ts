@@ -1,20 +1,13 @@
 import { zlibSync } from 'fflate';
 import { describe, expect, it } from 'vitest';
-import { crc32 } from './crc32.ts';
 import { decodeImage } from './decode.ts';
+import { composedFrames, firstFrame } from './oracle.ts';
 import { pngSignature } from './png.ts';
+import { pngChunk } from './testing/png-chunk.ts';
 
 // Builds PNG files byte by byte, so each APNG feature is tested on a file whose expected
 // pixels are known exactly (sharp does not decode APNG frames).
-function chunk(type: string, data: Uint8Array): Uint8Array {
-  const out = new Uint8Array(12 + data.length);
-  const view = new DataView(out.buffer);
-  view.setUint32(0, data.length);
-  for (let i = 0; i < 4; i++) out[4 + i] = type.charCodeAt(i);
-  out.set(data, 8);
-  view.setUint32(8 + data.length, crc32(out, 4, 8 + data.length));
-  return out;
-}
+const chunk = pngChunk;
 const be = (...fields: [number, 1 | 2 | 4][]) => {
   const out = new Uint8Array(fields.reduce((n, [, s]) => n + s, 0));
   const view = new DataView(out.buffer);
@@ -95,7 +88,7 @@ function threeFrames(dispose1: number, blend1: number): Uint8Array {
 function framesOf(bytes: Uint8Array): number[][] {
   const result = decodeImage(bytes);
   if (!result.ok) throw new Error(result.reason);
-  return result.image.frames.map((f) => [...f.rgba]);
+  return composedFrames(result.image).map((f) => [...f]);
 }
 
 describe('APNG', () => {
@@ -145,7 +138,7 @@ describe('APNG', () => {
     );
     const result = decodeImage(bytes);
     if (!result.ok) throw new Error(result.reason);
-    expect(result.image.frames.map((f) => [...f.rgba])).toEqual([blue]);
+    expect(composedFrames(result.image).map((f) => [...f])).toEqual([blue]);
     expect(result.image.loopCount).toBe(3);
   });
   it('falls back to the still image when a frame lies outside the canvas', () => {
@@ -160,8 +153,14 @@ describe('APNG', () => {
     );
     expect(framesOf(bytes)).toEqual([red]);
   });
-  it('refuses an animation whose frames exceed the byte budget', () => {
+  /** 40 frames: the default image (64×64) then 39 frames of `size`×`size` at (0, 0). */
+  const manyFrames = (size: number) => {
     seq = 0;
+    const square = (colour: number[]) =>
+      pixels(
+        size,
+        Array.from({ length: size }, () => Array.from({ length: size }, () => colour)),
+      );
     const parts = [ihdr(64, 64), chunk('acTL', be([40, 4], [0, 4])), fctl(64, 64, 0, 0, 0, 0)];
     parts.push(
       chunk(
@@ -173,13 +172,26 @@ describe('APNG', () => {
       ),
     );
     for (let i = 1; i < 40; i++) {
-      parts.push(fctl(1, 1, 0, 0, 0, 0));
-      parts.push(fdat(pixels(1, [[blue]])));
+      parts.push(fctl(size, size, 0, 0, 0, 0));
+      parts.push(fdat(square(blue)));
     }
-    const result = decodeImage(file(...parts), { maxTotalBytes: 64 * 64 * 4 * 20 });
+    return file(...parts);
+  };
+  it('refuses an animation whose frames exceed the byte budget', () => {
+    // 40 full-canvas frames: 40 × 16 KiB of layers, twice the budget. (Frames are kept at
+    // their own size: 1×1 frames would fit, see below.)
+    const result = decodeImage(manyFrames(64), { maxTotalBytes: 64 * 64 * 4 * 20 });
     expect(result).toMatchObject({ ok: false, kind: 'limit' });
-    const frames = decodeImage(file(...parts), { maxFrames: 10 });
+    const frames = decodeImage(manyFrames(64), { maxFrames: 10 });
     expect(frames).toMatchObject({ ok: false, kind: 'limit' });
+  });
+  it('keeps frames at their own size, so small frames of a large canvas fit the budget', () => {
+    // Before layers, each frame was a whole 64×64 canvas: 40 × 16 KiB, over this budget.
+    const result = decodeImage(manyFrames(1), { maxTotalBytes: 64 * 64 * 4 * 20 });
+    if (!result.ok) throw new Error(result.reason);
+    const frames = composedFrames(result.image);
+    expect(frames.length).toBe(40);
+    expect([...(frames[39] as Uint8Array).subarray(0, 8)]).toEqual([...blue, ...red]);
   });
 });
 
@@ -196,5 +208,60 @@ describe('PNG limits are checked from IHDR before allocation', () => {
   it('refuses image data shorter than IHDR announces as truncated', () => {
     const result = decodeImage(file(ihdr(2, 2), chunk('IDAT', pixels(2, [[red, red]]))));
     expect(result).toMatchObject({ ok: false, kind: 'truncated' });
+  });
+});
+
+describe('PNG chunk CRCs, as libpng treats them by default', () => {
+  /** `chunk` with its CRC broken. */
+  const damaged = (type: string, data: Uint8Array) => {
+    const c = chunk(type, data);
+    c[c.length - 1] = (c[c.length - 1] as number) ^ 0xff;
+    return c;
+  };
+  const text = new TextEncoder().encode('Comment\0hello');
+  const time = be([2026, 2], [12, 1], [6, 1], [9, 1], [30, 1], [0, 1]);
+  const image = () => chunk('IDAT', pixels(2, [[red, blue]]));
+
+  it('ignores ancillary chunks (tEXt, tIME) with a wrong CRC, with a warning', () => {
+    const clean = decodeImage(file(ihdr(2, 1), image()));
+    const result = decodeImage(file(ihdr(2, 1), damaged('tEXt', text), image(), damaged('tIME', time)));
+    if (!result.ok || !clean.ok) throw new Error('refused');
+    expect(firstFrame(result.image)).toEqual(firstFrame(clean.image));
+    expect(result.image.warnings).toEqual([
+      'PNG chunk tEXt has a wrong CRC and was ignored',
+      'PNG chunk tIME has a wrong CRC and was ignored',
+    ]);
+    expect(clean.image.warnings).toBeUndefined();
+  });
+
+  it('refuses critical chunks (IHDR, PLTE, IDAT) with a wrong CRC', () => {
+    const ihdrBytes = ihdr(2, 1);
+    ihdrBytes[ihdrBytes.length - 1] = (ihdrBytes[ihdrBytes.length - 1] as number) ^ 1;
+    for (const bytes of [
+      file(ihdrBytes, image()),
+      file(ihdr(2, 1), damaged('IDAT', pixels(2, [[red, blue]]))),
+      file(
+        ihdr(1, 1, 8, 3),
+        damaged('PLTE', Uint8Array.of(1, 2, 3)),
+        chunk('IDAT', zlibSync(Uint8Array.of(0, 0))),
+      ),
+    ])
+      expect(decodeImage(bytes)).toMatchObject({
+        ok: false,
+        kind: 'corrupt',
+        reason: expect.stringMatching(/wrong CRC/),
+      });
+  });
+
+  it('shows the still image when an APNG frame control has a wrong CRC (the chunk is dropped)', () => {
+    const bytes = threeFrames(0, 1);
+    // The second fcTL: after the signature, IHDR (25), acTL (20), fcTL (38), IDAT.
+    const idatLength = new DataView(bytes.buffer).getUint32(8 + 25 + 20 + 38);
+    const crcAt = 8 + 25 + 20 + 38 + 12 + idatLength + 38 - 1;
+    bytes[crcAt] = (bytes[crcAt] as number) ^ 0xff;
+    const result = decodeImage(bytes);
+    if (!result.ok) throw new Error(result.reason);
+    expect(composedFrames(result.image).map((f) => [...f])).toEqual([[...red, ...blue]]);
+    expect(result.image.warnings).toEqual(['PNG chunk fcTL has a wrong CRC and was ignored']);
   });
 });

@@ -5,19 +5,27 @@
  * repetitions: the build machines are shared, and CPU time with a minimum is far less
  * disturbed by other load than wall-clock time.
  */
-import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
+import { FrameCompositor } from './compose.ts';
 import { decodeImage } from './decode.ts';
-import type { ImageFormat } from './types.ts';
+import type { ImageFormat, ScaleDenominator } from './types.ts';
 
 export interface BenchCase {
   name: string;
   format: ImageFormat;
+  /** The row it is summed into (the format unless given: WebP lossy and lossless apart). */
+  row?: string;
   bytes: Uint8Array;
 }
 
 export interface BenchRow {
+  /** Format, or format and variant ("webp lossy"). */
+  row: string;
   format: ImageFormat;
   files: number;
   megapixels: number;
@@ -38,6 +46,13 @@ export async function benchCases(fixtures: string): Promise<BenchCase[]> {
   const photoPngInterlaced = await sharp(photo).png({ progressive: true }).toBuffer();
   const photoGif = await sharp(photo).resize(900).gif().toBuffer();
   const photoProgressive = await sharp(photo).jpeg({ progressive: true, quality: 85 }).toBuffer();
+  const photoWebp = await sharp(photo).webp({ quality: 80 }).toBuffer();
+  const photoWebpAlpha = await sharp(photo).ensureAlpha(0.7).webp({ quality: 80 }).toBuffer();
+  const photoWebpLossless = await sharp(photo).webp({ lossless: true }).toBuffer();
+  const photoWebpPalette = await sharp(photo)
+    .resize(900)
+    .webp({ lossless: true, nearLossless: true, quality: 40 })
+    .toBuffer();
   return [
     { name: 'Landscape_1.png (1800×1200 RGB, derived)', format: 'png', bytes: photoPng },
     { name: 'Landscape_1 RGBA (derived, level 9)', format: 'png', bytes: photoPngAlpha },
@@ -56,6 +71,25 @@ export async function benchCases(fixtures: string): Promise<BenchCase[]> {
       name: 'gif-test-suite animated_loop.gif',
       format: 'gif',
       bytes: file('gif/gif-test-suite/animated_loop.gif'),
+    },
+    { name: 'Landscape_1 WebP q80 (derived)', format: 'webp', row: 'webp lossy', bytes: photoWebp },
+    {
+      name: 'Landscape_1 WebP q80 + alpha (derived)',
+      format: 'webp',
+      row: 'webp lossy',
+      bytes: photoWebpAlpha,
+    },
+    {
+      name: 'Landscape_1 WebP lossless (derived)',
+      format: 'webp',
+      row: 'webp lossless',
+      bytes: photoWebpLossless,
+    },
+    {
+      name: 'Landscape_1 900×600 WebP near-lossless (derived)',
+      format: 'webp',
+      row: 'webp lossless',
+      bytes: photoWebpPalette,
     },
     { name: 'image-rs V5_24_Bit.bmp', format: 'bmp', bytes: file('bmp/image-rs/V5_24_Bit.bmp') },
     { name: 'image-rs Core_8_Bit.bmp', format: 'bmp', bytes: file('bmp/image-rs/Core_8_Bit.bmp') },
@@ -83,8 +117,11 @@ function timeOurs(bytes: Uint8Array, reps: number): { ms: number; pixels: number
   for (let i = 0; i < reps; i++) {
     const start = cpuMs();
     const result = decodeImage(bytes, { maxPixels: 1e9, maxTotalBytes: 4 * 2 ** 30, deadlineMs: 600_000 });
-    best = Math.min(best, cpuMs() - start);
     if (!result.ok) throw new Error(`bench input refused: ${result.reason}`);
+    // Every frame composed, as sharp gives them (animations are stored as layers).
+    const compositor = new FrameCompositor(result.image);
+    for (let f = 0; f < result.image.frames.length; f++) compositor.frame(f);
+    best = Math.min(best, cpuMs() - start);
     pixels = result.image.width * result.image.height * result.image.frames.length;
   }
   return { ms: best, pixels };
@@ -94,9 +131,11 @@ function timeOurs(bytes: Uint8Array, reps: number): { ms: number; pixels: number
 export async function benchDecoders(cases: readonly BenchCase[], reps = 5): Promise<BenchRow[]> {
   sharp.concurrency(1);
   sharp.cache(false);
-  const rows = new Map<ImageFormat, BenchRow>();
+  const rows = new Map<string, BenchRow>();
   for (const c of cases) {
-    const row = rows.get(c.format) ?? {
+    const key = c.row ?? c.format;
+    const row = rows.get(key) ?? {
+      row: key,
       format: c.format,
       files: 0,
       megapixels: 0,
@@ -114,11 +153,67 @@ export async function benchDecoders(cases: readonly BenchCase[], reps = 5): Prom
       await timeSharp(c.bytes, 1);
       row.sharpMs += await timeSharp(c.bytes, reps);
     }
-    rows.set(c.format, row);
+    rows.set(key, row);
   }
   for (const row of rows.values()) {
     row.oursMpPerS = row.megapixels / (row.oursMs / 1000);
     if (row.sharpMs !== null) row.speedVsSharp = row.sharpMs / row.oursMs;
   }
   return [...rows.values()];
+}
+
+export interface ScaledBenchRow {
+  name: string;
+  scale: ScaleDenominator;
+  /** Output size. */
+  size: string;
+  /** Best decode CPU time over the repetitions, milliseconds. */
+  ms: number;
+  /** Peak RSS of a process that decoded it, minus that of one that only read the file, MB. */
+  peakMb: number;
+}
+
+/**
+ * 24-megapixel stills (6000×4000, made from a corpus photo) decoded at full size and at
+ * 1/4 (what a 1920×1080 window needs), each decode in a process of its own so that its
+ * peak memory is measured.
+ */
+export async function benchScaled(fixtures: string, reps = 3): Promise<ScaledBenchRow[]> {
+  const photo = readFileSync(join(fixtures, 'jpeg/exif-orientation/Landscape_1.jpg'));
+  const large = sharp(photo).resize(6000, 4000);
+  const cases: [string, Uint8Array][] = [
+    ['JPEG 6000×4000 baseline 4:2:0', await large.clone().jpeg({ quality: 90 }).toBuffer()],
+    ['JPEG 6000×4000 progressive', await large.clone().jpeg({ quality: 90, progressive: true }).toBuffer()],
+    ['PNG 6000×4000 RGB', await large.clone().png({ compressionLevel: 6 }).toBuffer()],
+  ];
+  const child = fileURLToPath(new URL('./bench-memory.ts', import.meta.url));
+  const folder = mkdtempSync(join(tmpdir(), 'moat-bench-'));
+  const run = (bytes: Uint8Array, args: string[]) => {
+    const path = join(folder, 'input');
+    writeFileSync(path, bytes);
+    const out = execFileSync(process.execPath, [...process.execArgv, child, path, ...args], {
+      maxBuffer: 1 << 20,
+    });
+    return JSON.parse(out.toString()) as { maxRssKb: number; cpuMs: number; size: string };
+  };
+  const rows: ScaledBenchRow[] = [];
+  run(new Uint8Array(0), ['none']); // warm-up: tsx compiles and caches the modules once
+  for (const [name, bytes] of cases) {
+    let baseline = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < reps; i++) baseline = Math.min(baseline, run(bytes, ['none']).maxRssKb);
+    for (const scale of [1, 4] as const) {
+      let ms = Number.POSITIVE_INFINITY;
+      let peakKb = Number.POSITIVE_INFINITY;
+      let size = '';
+      for (let i = 0; i < reps; i++) {
+        const r = run(bytes, ['decode', String(scale)]);
+        ms = Math.min(ms, r.cpuMs);
+        peakKb = Math.min(peakKb, r.maxRssKb - baseline);
+        size = r.size;
+      }
+      rows.push({ name, scale, size, ms, peakMb: peakKb / 1024 });
+    }
+  }
+  rmSync(folder, { recursive: true, force: true });
+  return rows;
 }

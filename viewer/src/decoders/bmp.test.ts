@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { decodeImage } from './decode.ts';
-import { corpusFiles, fixtures, readCorpus } from './oracle.ts';
+import { corpusFiles, firstFrame, fixtures, readCorpus } from './oracle.ts';
 
 // Whole-corpus oracle runs: allow for a busy CI machine (they take seconds when idle).
 vi.setConfig({ testTimeout: 120_000 });
@@ -100,7 +100,7 @@ function differences(
 function ours(name: string): Uint8Array {
   const result = decodeImage(readCorpus(dir, name));
   if (!result.ok) throw new Error(`${name}: ${result.reason}`);
-  return result.image.frames[0]?.rgba ?? new Uint8Array();
+  return firstFrame(result.image);
 }
 
 describe('BMP against Pillow and GraphicsMagick on the image-rs BMP set', () => {
@@ -198,7 +198,7 @@ describe('BMP with an embedded PNG or JPEG', () => {
       const wrapped = decodeImage(wrap(inner, direct.image.width, direct.image.height, compression));
       if (!wrapped.ok) throw new Error(wrapped.reason);
       expect(wrapped.image.format).toBe('bmp');
-      expect(wrapped.image.frames[0]?.rgba).toEqual(direct.image.frames[0]?.rgba);
+      expect(firstFrame(wrapped.image)).toEqual(firstFrame(direct.image));
     }
   });
 });

@@ -10,6 +10,7 @@
  * byte of BI_RGB 32-bit pixels is padding (alpha only comes from an alpha mask).
  */
 import { type DecodeBudget, refuse } from './budget.ts';
+import { stillFrames } from './compose.ts';
 import { decodeJpeg } from './jpeg.ts';
 import { decodePng } from './png.ts';
 import type { DecodedImage } from './types.ts';
@@ -169,7 +170,7 @@ export function decodeBmp(bytes: Uint8Array, budget: DecodeBudget): DecodedImage
     height,
     orientation: 1,
     bitDepth: bpp,
-    frames: [{ rgba: out, delayMs: 0 }],
+    frames: stillFrames(width, height, out),
     loopCount: 1,
   };
 }

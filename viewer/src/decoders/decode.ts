@@ -1,40 +1,63 @@
 import { decodeBmp } from './bmp.ts';
 import { DecodeBudget, Refusal } from './budget.ts';
+import { downscaleStill } from './downscale.ts';
 import { decodeGif } from './gif.ts';
 import { decodeJpeg } from './jpeg.ts';
 import { decodePng } from './png.ts';
 import { describeUnknown, sniffFormat } from './sniff.ts';
-import { type DecodedImage, type DecodeLimits, type DecodeResult, resolveLimits } from './types.ts';
+import {
+  chooseScale,
+  type DecodedImage,
+  type DecodeLimits,
+  type DecodeOptions,
+  type DecodeResult,
+  resolveLimits,
+} from './types.ts';
+import { decodeWebp } from './webp.ts';
 
 /**
  * Decodes an untrusted image in the calling thread under `limits` (defaults:
  * `defaultDecodeLimits`). Never throws: a broken, unsupported or too large file gives
- * `{ok: false, kind, reason}`. The deadline is checked between rows and frames; use
+ * `{ok: false, kind, reason}`. `options` ask for a reduced size (stills only). The deadline is checked between rows and frames; use
  * `decodeInWorker` to also survive a decoder that would not come back.
  */
-export function decodeImage(bytes: Uint8Array, limits?: Partial<DecodeLimits>): DecodeResult {
+export function decodeImage(
+  bytes: Uint8Array,
+  limits?: Partial<DecodeLimits>,
+  options: DecodeOptions = {},
+): DecodeResult {
   const budget = new DecodeBudget(resolveLimits(limits));
   try {
-    return { ok: true, image: decodeWith(bytes, budget) };
+    return { ok: true, image: decodeWith(bytes, budget, options) };
   } catch (error) {
     return refusalOf(error);
   }
 }
 
-function decodeWith(bytes: Uint8Array, budget: DecodeBudget): DecodedImage {
+function decodeWith(bytes: Uint8Array, budget: DecodeBudget, options: DecodeOptions): DecodedImage {
   const format = sniffFormat(bytes);
   switch (format) {
     case 'png':
-      return decodePng(bytes, budget);
+      return decodePng(bytes, budget, options);
     case 'gif':
-      return decodeGif(bytes, budget);
+      return reduced(decodeGif(bytes, budget), options, budget);
     case 'jpeg':
-      return decodeJpeg(bytes, budget);
+      return decodeJpeg(bytes, budget, options);
     case 'bmp':
-      return decodeBmp(bytes, budget);
+      return reduced(decodeBmp(bytes, budget), options, budget);
+    case 'webp':
+      return reduced(decodeWebp(bytes, budget), options, budget);
     default:
       throw new Refusal('unknown-format', describeUnknown(bytes));
   }
+}
+
+/**
+ * GIF, BMP and WebP stills at a reduced size: decoded whole (a GIF at one byte per pixel), then
+ * reduced row by row. PNG and JPEG reduce while decoding.
+ */
+function reduced(image: DecodedImage, options: DecodeOptions, budget: DecodeBudget): DecodedImage {
+  return downscaleStill(image, chooseScale(image.width, image.height, options), budget);
 }
 
 /** Turns anything a decoder threw into a refusal a person can read. */

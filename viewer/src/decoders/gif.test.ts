@@ -1,6 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import { decodeImage } from './decode.ts';
-import { corpusFiles, readCorpus, sharpRgba } from './oracle.ts';
+import { composedFrames, corpusFiles, firstFrame, readCorpus, sharpRgba } from './oracle.ts';
+import { writeGif } from './testing/gif-writer.ts';
 
 // Whole-corpus oracle runs: allow for a busy CI machine (they take seconds when idle).
 vi.setConfig({ testTimeout: 120_000 });
@@ -79,11 +80,13 @@ describe('GIF against the pygif test suite expected frames', () => {
         if (image.loopCount !== plays)
           failures.push(`${name}: loop count ${image.loopCount}, expected ${plays}`);
       }
+      const composed = composedFrames(image);
       for (const [i, id] of expected.entries()) {
         const frame = conf[id] ?? {};
         const want = readCorpus(pygif, frame.pixels ?? '');
         const got = image.frames[i];
-        if (!got || !samePixels(got.rgba, want)) failures.push(`${name}: frame ${i} pixels differ`);
+        if (!got || !samePixels(composed[i] as Uint8Array, want))
+          failures.push(`${name}: frame ${i} pixels differ`);
         const delay = Number(frame.delay ?? 0) * 10;
         if (got && got.delayMs !== delay)
           failures.push(`${name}: frame ${i} delay ${got.delayMs}, expected ${delay}`);
@@ -144,9 +147,10 @@ describe('GIF against gif-test-suite expected frames', () => {
         failures.push(`${name}: ${result.image.frames.length} frames, expected ${refs.length}`);
         continue;
       }
+      const composed = composedFrames(result.image);
       for (const [i, ref] of refs.entries()) {
         const want = await sharpRgba(readCorpus(`${suite}/frames`, ref));
-        const got = result.image.frames[i]?.rgba ?? new Uint8Array();
+        const got = composed[i] ?? new Uint8Array();
         if (!samePixels(got, want.data as Uint8Array))
           failures.push(`${name}: frame ${i} differs from ${ref}`);
       }
@@ -180,5 +184,41 @@ describe('GIF limits and damaged data', () => {
       else expect(['truncated', 'corrupt']).toContain(result.kind);
     }
     expect(decoded).toBeGreaterThan(0);
+  });
+});
+
+describe('GIF strictness, decided per case', () => {
+  const palette = [255, 0, 0, 0, 255, 0, 0, 0, 255, 9, 9, 9];
+  const indices = Uint8Array.from({ length: 12 }, (_, i) => i % 4);
+
+  it('accepts a 0×0 logical screen as giflib does, growing it to the first image (as sharp and Chromium)', async () => {
+    for (const [left, top] of [
+      [0, 0],
+      [2, 1],
+    ] as const) {
+      const bytes = writeGif({
+        width: 0,
+        height: 0,
+        palette,
+        images: [{ left, top, width: 4, height: 3, indices }],
+      });
+      const result = decodeImage(bytes);
+      if (!result.ok) throw new Error(result.reason);
+      const want = await sharpRgba(bytes);
+      expect([result.image.width, result.image.height]).toEqual([want.width, want.height]);
+      // The image's own pixels are sharp's; around it sharp shows opaque black where we
+      // leave the screen transparent (as browsers do), so only the image is compared.
+      const ours = firstFrame(result.image);
+      for (let y = top; y < top + 3; y++) {
+        const row = (y * want.width + left) * 4;
+        expect([...ours.subarray(row, row + 16)]).toEqual([...want.data.subarray(row, row + 16)]);
+      }
+    }
+  });
+
+  it('refuses a 13-byte file (header and screen descriptor, no image) instead of showing a blank image', () => {
+    const bytes = writeGif({ width: 3, height: 2, palette, images: [] }).subarray(0, 13 + 12);
+    expect(decodeImage(bytes.subarray(0, 13))).toMatchObject({ ok: false, kind: 'truncated' });
+    expect(decodeImage(bytes)).toMatchObject({ ok: false, kind: 'truncated' });
   });
 });

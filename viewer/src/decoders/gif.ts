@@ -1,9 +1,10 @@
 /**
- * GIF decoder with compositing, written here: omggif and gifuct-js only return frame
- * rectangles (the caller must composite and bound memory) and have no limits (deanm/omggif
- * `omggif.js` 1.0.10, matt-way/gifuct-js README 2.1.2). Every image descriptor is checked
- * against the limits before its index buffer is allocated; frames are composited onto the logical screen,
- * pixels outside it are clipped.
+ * GIF decoder, written here: omggif and gifuct-js have no limits and leave the caller to
+ * composite and bound memory (deanm/omggif `omggif.js` 1.0.10, matt-way/gifuct-js README
+ * 2.1.2). Every image descriptor is checked against the limits before its index buffer is
+ * allocated; each image becomes a layer of palette indices clipped to the logical screen,
+ * which `FrameCompositor` draws with its disposal (so memory is the images' own size, one
+ * byte per pixel, not frames × screen × 4).
  *
  * Frame model (as robert-ancell/pygif's test suite expects): an image ends a displayed
  * frame when its Graphic Control Extension gives a delay > 0; images without a delay are
@@ -13,7 +14,7 @@
  * was decoded is shown, the rest of the image leaves the canvas as it was.
  */
 import { type DecodeBudget, refuse } from './budget.ts';
-import type { DecodedImage, Frame } from './types.ts';
+import type { DecodedImage, Frame, Layer } from './types.ts';
 
 // --- wire layout -----------------------------------------------------------------------
 const headerSize = 13; // "GIF89a" + logical screen descriptor
@@ -44,21 +45,26 @@ interface ImageBlock {
   width: number;
   height: number;
   interlaced: boolean;
-  colours: Uint8Array | undefined;
   minCodeSize: number;
-  /** Sub-block payloads, concatenated lazily. */
-  data: Uint8Array[];
-  control: Control;
+  /**
+   * The image's data sub-blocks, size bytes included, read in place by the LZW decoder
+   * (no object per sub-block: a file can hold millions of one-byte sub-blocks).
+   */
+  data: Uint8Array;
 }
 
 const u16 = (b: Uint8Array, o: number) => (b[o] as number) | ((b[o + 1] as number) << 8);
 
 export function decodeGif(bytes: Uint8Array, budget: DecodeBudget): DecodedImage {
   if (bytes.length < headerSize) refuse('truncated', 'GIF ends inside its header');
-  const width = u16(bytes, 6);
-  const height = u16(bytes, 8);
-  if (width === 0 || height === 0) refuse('corrupt', `GIF logical screen is ${width}×${height}`);
-  budget.checkSize(width, height, 'GIF screen');
+  let width = u16(bytes, 6);
+  let height = u16(bytes, 8);
+  // A 0×0 (or 0×n) logical screen is accepted: giflib does not check the screen size
+  // (DGifGetScreenDesc, dgif_lib.c), and browsers grow the screen to the first image
+  // (Chromium GIFImageReader::parse, "ones where the image size is erroneously set to
+  // zero"), which is what we do below.
+  const emptyScreen = width === 0 || height === 0;
+  if (!emptyScreen) budget.checkSize(width, height, 'GIF screen');
   const flags = bytes[10] as number;
   let pos = headerSize;
   let globalColours: Uint8Array | undefined;
@@ -68,10 +74,18 @@ export function decodeGif(bytes: Uint8Array, budget: DecodeBudget): DecodedImage
     pos += size;
   }
 
-  // Pass 1: parse blocks (no pixel work), so frame grouping and counts are known first.
-  const images: ImageBlock[] = [];
+  // One pass: each image is decoded into its own layer (palette indices, clipped to the
+  // screen) as soon as its descriptor is read, and counted against the frame limit then,
+  // so a file of a million tiny images is refused after the first `maxFrames`, with the
+  // same answer in a worker as in the calling thread.
+  const layers: Layer[] = [];
+  const delays: number[] = [];
+  const palettes = new PaletteCache(budget);
+  const lzw = new LzwTables();
+  let indices = new Uint8Array(0);
   let loopPlays = 1;
   let sawLoopExtension = false;
+  const sawBlock = pos < bytes.length;
   let control: Control = { disposal: 0, delayCs: 0, transparent: -1 };
   while (pos < bytes.length) {
     budget.tick();
@@ -79,9 +93,9 @@ export function decodeGif(bytes: Uint8Array, budget: DecodeBudget): DecodedImage
     if (introducer === trailer) break;
     if (introducer === extensionIntroducer) {
       const label = bytes[pos++];
-      const blocks = readSubBlocks(bytes, pos);
-      pos = blocks.end;
-      const first = blocks.parts[0];
+      const first = subBlockAt(bytes, pos);
+      const second = first ? subBlockAt(bytes, pos + 1 + first.length) : undefined;
+      pos = subBlocksEnd(bytes, pos);
       if (label === graphicControlLabel && first && first.length >= 4) {
         const packed = first[0] as number;
         control = {
@@ -91,7 +105,7 @@ export function decodeGif(bytes: Uint8Array, budget: DecodeBudget): DecodedImage
         };
       } else if (label === applicationLabel && first && first.length === 11) {
         const id = String.fromCharCode(...first);
-        const sub = blocks.parts[1];
+        const sub = second;
         if ((id === 'NETSCAPE2.0' || id === 'ANIMEXTS1.0') && sub && sub.length >= 3 && sub[0] === 1) {
           sawLoopExtension = true;
           const n = u16(sub, 1);
@@ -102,7 +116,7 @@ export function decodeGif(bytes: Uint8Array, budget: DecodeBudget): DecodedImage
       continue;
     }
     if (introducer !== imageSeparator) {
-      if (images.length === 0)
+      if (layers.length === 0)
         refuse('corrupt', `GIF has an unknown block type 0x${introducer.toString(16)}`);
       break; // garbage after the images: keep what we have, as browsers do
     }
@@ -121,60 +135,62 @@ export function decodeGif(bytes: Uint8Array, budget: DecodeBudget): DecodedImage
     }
     if (pos >= bytes.length) break;
     const minCodeSize = bytes[pos++] as number;
-    const blocks = readSubBlocks(bytes, pos);
-    pos = blocks.end;
+    const dataStart = pos;
+    pos = subBlocksEnd(bytes, pos);
+    budget.checkFrames(layers.length + 1);
     if (w > 0 && h > 0) budget.checkSize(w, h, 'GIF frame');
-    images.push({
+    if (layers.length === 0 && emptyScreen) {
+      width = Math.max(width, left + w);
+      height = Math.max(height, top + h);
+      if (width === 0 || height === 0) refuse('corrupt', `GIF screen and first image are ${width}×${height}`);
+      budget.checkSize(width, height, 'GIF screen');
+    }
+    const image: ImageBlock = {
       left,
       top,
       width: w,
       height: h,
       interlaced: (packed & 0x40) !== 0,
-      colours,
       minCodeSize,
-      data: blocks.parts,
-      control,
-    });
+      data: bytes.subarray(dataStart, pos),
+    };
+    const count = w * h;
+    if (indices.length < count) {
+      budget.allocate(count - indices.length, 'GIF image indices');
+      indices = new Uint8Array(count);
+    }
+    const decoded = count > 0 ? lzw.decode(image, indices.subarray(0, count), budget) : 0;
+    const palette = palettes.get(colours ?? globalColours, control.transparent);
+    layers.push(layerOf(image, control, indices, decoded, palette, width, height, budget));
+    delays.push(control.delayCs * 10);
     control = { disposal: 0, delayCs: 0, transparent: -1 };
   }
+  if (layers.length === 0) {
+    // A file that ends with its header (and colour table) has no image at all: an error,
+    // not a blank picture. One whose blocks hold no drawable image (a trailer alone, an
+    // image cut inside its descriptor) shows the transparent screen, as pygif's suite
+    // expects (no-data, image-zero-size).
+    if (!sawBlock) refuse('truncated', 'GIF ends after its header, before any image');
+    if (width === 0 || height === 0) refuse('corrupt', `GIF screen is ${width}×${height} and holds no image`);
+    layers.push(emptyLayer());
+    delays.push(0);
+  }
 
-  const noDelays = !images.some((i) => i.control.delayCs > 0);
-  const endsFrame = (i: number) =>
-    i === images.length - 1 ||
-    (images[i] as ImageBlock).control.delayCs > 0 ||
-    (noDelays && sawLoopExtension);
-  let frameCount = 0;
-  for (let i = 0; i < images.length; i++) if (endsFrame(i)) frameCount++;
-  budget.checkFrames(Math.max(1, frameCount));
-
-  // Pass 2: decode and composite.
-  const canvasBytes = width * height * 4;
-  const canvas = budget.bytes(canvasBytes, 'GIF canvas');
-  let saved: Uint8Array | undefined;
-  let maxIndexBytes = 0;
-  for (const image of images) maxIndexBytes = Math.max(maxIndexBytes, image.width * image.height);
-  const indices = budget.bytes(maxIndexBytes, 'GIF frame indices');
-  const lzw = new LzwTables();
+  // Frame model: an image with a delay ends a displayed frame; with no delay anywhere but a
+  // looping extension, every image does.
+  const noDelays = !delays.some((d) => d > 0);
   const frames: Frame[] = [];
-  let pending: ImageBlock | undefined;
-  for (const [i, image] of images.entries()) {
-    budget.tick();
-    if (pending) dispose(canvas, width, height, pending, saved);
-    if (image.control.disposal === Disposal.previous) {
-      saved ??= budget.bytes(canvasBytes, 'GIF saved canvas');
-      saved.set(canvas);
-    }
-    const count = image.width * image.height;
-    const decoded = count > 0 ? lzw.decode(image, indices.subarray(0, count), budget) : 0;
-    draw(canvas, width, height, image, indices, decoded, image.colours ?? globalColours);
-    pending = image;
-    if (endsFrame(i)) {
-      const rgba = budget.bytes(canvasBytes, 'GIF frame');
-      rgba.set(canvas);
-      frames.push({ rgba, delayMs: image.control.delayCs * 10 });
+  let current: Layer[] = [];
+  for (const [i, layer] of layers.entries()) {
+    current.push(layer);
+    const delayMs = delays[i] as number;
+    if (i === layers.length - 1 || delayMs > 0 || (noDelays && sawLoopExtension)) {
+      frames.push({ layers: current, delayMs });
+      current = [];
     }
   }
-  if (frames.length === 0) frames.push({ rgba: canvas, delayMs: 0 });
+  // The canvas the compositor draws the layers on.
+  budget.allocate(width * height * 4, 'GIF canvas');
   return {
     format: 'gif',
     width,
@@ -186,47 +202,120 @@ export function decodeGif(bytes: Uint8Array, budget: DecodeBudget): DecodedImage
   };
 }
 
-/** Reads data sub-blocks from `pos`; a block running past the end is cut to what exists. */
-function readSubBlocks(bytes: Uint8Array, pos: number): { parts: Uint8Array[]; end: number } {
-  const parts: Uint8Array[] = [];
-  while (pos < bytes.length) {
-    const size = bytes[pos++] as number;
-    if (size === 0) return { parts, end: pos };
-    const end = Math.min(pos + size, bytes.length);
-    parts.push(bytes.subarray(pos, end));
-    pos = end;
+/** A fresh one each time: a worker transfers layer buffers, which detaches them. */
+const emptyLayer = (): Layer => ({
+  x: 0,
+  y: 0,
+  width: 0,
+  height: 0,
+  pixels: new Uint8Array(0),
+  blend: 'over',
+  dispose: 'none',
+});
+
+/**
+ * RGBA palettes (256 entries: the colour table, then opaque black for indices past it, as
+ * browsers show them; the transparent index with alpha 0), one per distinct table and
+ * transparent index.
+ */
+class PaletteCache {
+  private readonly cache = new Map<Uint8Array | undefined, Map<number, Uint8Array>>();
+  constructor(private readonly budget: DecodeBudget) {}
+
+  get(colours: Uint8Array | undefined, transparent: number): Uint8Array {
+    let byIndex = this.cache.get(colours);
+    if (!byIndex) {
+      byIndex = new Map();
+      this.cache.set(colours, byIndex);
+    }
+    const found = byIndex.get(transparent);
+    if (found) return found;
+    const palette = this.budget.bytes(256 * 4, 'GIF palette');
+    const entries = colours ? Math.min(256, Math.floor(colours.length / 3)) : 0;
+    for (let i = 0; i < 256; i++) {
+      if (i < entries && colours) {
+        palette[i * 4] = colours[i * 3] as number;
+        palette[i * 4 + 1] = colours[i * 3 + 1] as number;
+        palette[i * 4 + 2] = colours[i * 3 + 2] as number;
+      }
+      palette[i * 4 + 3] = i === transparent ? 0 : 255;
+    }
+    byIndex.set(transparent, palette);
+    return palette;
   }
-  return { parts, end: pos };
 }
 
-function clipRect(image: ImageBlock, width: number, height: number) {
+/**
+ * The layer of one image: its rows de-interlaced and clipped to the screen. Damaged LZW data
+ * that ended the image early gives an RGBA layer whose undecoded pixels are transparent
+ * (the canvas shows through, as before the image), since every index may be a colour.
+ */
+function layerOf(
+  image: ImageBlock,
+  control: Control,
+  indices: Uint8Array,
+  decoded: number,
+  palette: Uint8Array,
+  screenWidth: number,
+  screenHeight: number,
+  budget: DecodeBudget,
+): Layer {
+  const x = Math.min(image.left, screenWidth);
+  const y = Math.min(image.top, screenHeight);
+  const w = Math.max(0, Math.min(image.left + image.width, screenWidth) - x);
+  const h = Math.max(0, Math.min(image.top + image.height, screenHeight) - y);
+  const complete = decoded >= image.width * image.height;
+  const pixels = budget.bytes(w * h * (complete ? 1 : 4), 'GIF layer');
+  const rows = image.width > 0 ? Math.ceil(decoded / image.width) : 0;
+  for (let r = 0; r < rows; r++) {
+    const row = (image.interlaced ? interlacedRow(r, image.height) : r) + image.top - y;
+    if (row >= h) continue;
+    const from = r * image.width;
+    const n = Math.min(w, decoded - from);
+    if (complete) {
+      pixels.set(indices.subarray(from, from + n), row * w);
+      continue;
+    }
+    for (let i = 0; i < n; i++)
+      pixels.set(
+        palette.subarray((indices[from + i] as number) * 4, (indices[from + i] as number) * 4 + 4),
+        (row * w + i) * 4,
+      );
+  }
+  const dispose =
+    control.disposal === Disposal.background
+      ? 'background'
+      : control.disposal === Disposal.previous
+        ? 'previous'
+        : 'none';
+  // Background is shown as transparent, as browsers do (the background colour index is
+  // ignored).
   return {
-    x0: Math.min(image.left, width),
-    y0: Math.min(image.top, height),
-    x1: Math.min(image.left + image.width, width),
-    y1: Math.min(image.top + image.height, height),
+    x,
+    y,
+    width: w,
+    height: h,
+    pixels,
+    ...(complete ? { palette } : {}),
+    blend: 'over',
+    dispose,
   };
 }
 
-function dispose(
-  canvas: Uint8Array,
-  width: number,
-  height: number,
-  image: ImageBlock,
-  saved?: Uint8Array,
-): void {
-  const { x0, y0, x1, y1 } = clipRect(image, width, height);
-  if (x1 <= x0 || y1 <= y0) return;
-  if (image.control.disposal === Disposal.background) {
-    // Background is shown as transparent, as browsers do (the background colour index is
-    // ignored).
-    for (let y = y0; y < y1; y++) canvas.fill(0, (y * width + x0) * 4, (y * width + x1) * 4);
-  } else if (image.control.disposal === Disposal.previous && saved) {
-    for (let y = y0; y < y1; y++) {
-      const a = (y * width + x0) * 4;
-      canvas.set(saved.subarray(a, (y * width + x1) * 4), a);
-    }
+/** Where the data sub-blocks starting at `pos` end (after their terminator, or the file's end). */
+function subBlocksEnd(bytes: Uint8Array, pos: number): number {
+  while (pos < bytes.length) {
+    const size = bytes[pos++] as number;
+    if (size === 0) return pos;
+    pos += size;
   }
+  return bytes.length;
+}
+
+/** The payload of the sub-block at `pos` (cut at the file's end); none for a terminator. */
+function subBlockAt(bytes: Uint8Array, pos: number): Uint8Array | undefined {
+  const size = bytes[pos] ?? 0;
+  return size === 0 ? undefined : bytes.subarray(pos + 1, Math.min(pos + 1 + size, bytes.length));
 }
 
 /** Row of the image that the n-th stored row lands on (interlaced files store 4 passes). */
@@ -241,45 +330,6 @@ function interlacedRow(n: number, h: number): number {
   if (n < p3) return 2 + n * 4;
   n -= p3;
   return 1 + n * 2;
-}
-
-function draw(
-  canvas: Uint8Array,
-  width: number,
-  height: number,
-  image: ImageBlock,
-  indices: Uint8Array,
-  decoded: number,
-  colours: Uint8Array | undefined,
-): void {
-  const w = image.width;
-  const entries = colours ? Math.floor(colours.length / 3) : 0;
-  const transparent = image.control.transparent;
-  const rows = Math.ceil(decoded / w);
-  for (let r = 0; r < rows; r++) {
-    const y = image.top + (image.interlaced ? interlacedRow(r, image.height) : r);
-    if (y >= height) continue;
-    const rowStart = r * w;
-    const n = Math.min(w, decoded - rowStart);
-    for (let x = 0; x < n; x++) {
-      const cx = image.left + x;
-      if (cx >= width) break;
-      const index = indices[rowStart + x] as number;
-      if (index === transparent) continue;
-      const o = (y * width + cx) * 4;
-      if (colours && index < entries) {
-        canvas[o] = colours[index * 3] as number;
-        canvas[o + 1] = colours[index * 3 + 1] as number;
-        canvas[o + 2] = colours[index * 3 + 2] as number;
-      } else {
-        // An index past the colour table (or no table at all) shows as opaque black.
-        canvas[o] = 0;
-        canvas[o + 1] = 0;
-        canvas[o + 2] = 0;
-      }
-      canvas[o + 3] = 255;
-    }
-  }
 }
 
 /** LZW string table, reused across frames (fixed size: 4096 codes). */
@@ -310,20 +360,22 @@ class LzwTables {
     const total = out.length;
     let bits = 0;
     let bitCount = 0;
-    let part = 0;
-    let offset = 0;
-    const parts = image.data;
+    const data = image.data;
+    let at = 0; // next byte of `data`
+    let left = 0; // bytes left in the current sub-block
     let steps = 0;
     for (;;) {
       while (bitCount < size) {
-        const chunk = parts[part];
-        if (!chunk) return produced;
-        if (offset >= chunk.length) {
-          part++;
-          offset = 0;
+        if (left === 0) {
+          // The next sub-block's size byte; 0 (the terminator) or the end of the data ends it.
+          const blockSize = data[at++] ?? 0;
+          if (blockSize === 0) return produced;
+          left = Math.min(blockSize, data.length - at);
+          if (left === 0) return produced;
           continue;
         }
-        bits |= (chunk[offset++] as number) << bitCount;
+        bits |= (data[at++] as number) << bitCount;
+        left--;
         bitCount += 8;
       }
       const code = bits & ((1 << size) - 1);

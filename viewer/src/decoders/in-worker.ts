@@ -1,8 +1,8 @@
 import { Worker } from 'node:worker_threads';
-import { type DecodeLimits, type DecodeResult, resolveLimits } from './types.ts';
+import { type DecodeLimits, type DecodeOptions, type DecodeResult, resolveLimits } from './types.ts';
 import type { DecodeRequest } from './worker.ts';
 
-export interface WorkerOptions {
+export interface WorkerOptions extends DecodeOptions {
   /** The worker script; defaults to this package's decode worker. Tests pass others. */
   workerUrl?: URL;
 }
@@ -65,7 +65,8 @@ export function decodeInWorker(
     worker.on('exit', (code) =>
       finish({ ok: false, kind: 'corrupt', reason: `the decoder stopped unexpectedly (exit code ${code})` }),
     );
-    const request: DecodeRequest = { bytes: bytes.slice(), limits: resolved };
+    const { workerUrl: _, ...decodeOptions } = options;
+    const request: DecodeRequest = { bytes: bytes.slice(), limits: resolved, options: decodeOptions };
     worker.postMessage(request, [request.bytes.buffer as ArrayBuffer]);
   });
 }

@@ -1,7 +1,7 @@
 import { constants, deflateSync } from 'node:zlib';
 import { zlibSync } from 'fflate';
 import { describe, expect, it } from 'vitest';
-import { InflateError, inflateZlib } from './inflate.ts';
+import { InflateError, inflateZlib, inflateZlibStreaming } from './inflate.ts';
 
 // zlib (node:zlib, test side only) and fflate produce the streams: every block type, code
 // lengths up to 15 bits (skewed data), long and overlapping matches.
@@ -175,3 +175,57 @@ function fixedBlock(codes: [number, number][]): Uint8Array {
   for (const [code, length] of codes) for (let b = length - 1; b >= 0; b--) fields.push([(code >> b) & 1, 1]);
   return bitsToStream(fields);
 }
+
+describe('inflate through a sliding window', () => {
+  /** Everything the streaming inflate hands over, joined. */
+  const streamed = (stream: Uint8Array, windowSize: number, stopAfter = Number.POSITIVE_INFINITY) => {
+    const pieces: Uint8Array[] = [];
+    let total = 0;
+    const produced = inflateZlibStreaming(stream, new Uint8Array(windowSize), (window, from, to) => {
+      pieces.push(window.slice(from, to));
+      total += to - from;
+      return total >= stopAfter;
+    });
+    return { bytes: Buffer.concat(pieces), produced };
+  };
+
+  it('hands over exactly the bytes zlib compressed, whatever the window size and block types', () => {
+    const inputs = [noise(300_000), runs(500_000), skewed(200_000), text(400_000), new Uint8Array(1_000_000)];
+    for (const data of inputs)
+      for (const level of [0, 1, 6, 9])
+        for (const windowSize of [65536, 65536 + 1000, 200_000]) {
+          const { bytes, produced } = streamed(deflateSync(data, { level }), windowSize);
+          expect(produced).toBe(data.length);
+          expect(same(bytes, data), `level ${level}, window ${windowSize}`).toBe(true);
+        }
+  });
+
+  it('stops when the sink has what it wants', () => {
+    const data = runs(1_000_000);
+    const { bytes } = streamed(deflateSync(data), 65536, 100_000);
+    expect(bytes.length).toBeGreaterThanOrEqual(100_000);
+    expect(bytes.length).toBeLessThan(200_000);
+    expect(same(bytes, data.subarray(0, bytes.length))).toBe(true);
+  });
+
+  it('refuses the same truncated streams as the whole-buffer inflate, and decodes the same part of the others', () => {
+    const data = text(100_000);
+    const stream = deflateSync(data);
+    for (let cut = 3; cut < stream.length; cut += 97) {
+      const part = stream.subarray(0, cut);
+      let whole: number | string;
+      try {
+        whole = inflateZlib(part, new Uint8Array(data.length));
+      } catch (error) {
+        whole = error instanceof InflateError ? 'refused' : String(error);
+      }
+      let windowed: number | string;
+      try {
+        windowed = streamed(part, 65536).produced;
+      } catch (error) {
+        windowed = error instanceof InflateError ? 'refused' : String(error);
+      }
+      expect(windowed, `cut at ${cut}`).toBe(whole);
+    }
+  });
+});

@@ -200,15 +200,72 @@ export function inflateZlib(input: Uint8Array, out: Uint8Array, onBlock?: () => 
   return inflateRaw(input, 2, out, onBlock);
 }
 
+/**
+ * Receives inflated bytes `window[from, to)` as they are produced; returns true when it
+ * has all it wants (inflating stops there).
+ */
+export type InflateSink = (window: Uint8Array, from: number, to: number) => boolean;
+
+/** DEFLATE distances reach at most this far back. */
+const historySize = 32768;
+/** The longest match. */
+const maxMatch = 258;
+
+/**
+ * Inflates the zlib stream `input` through `window` (at least 64 KiB), handing the output
+ * to `sink` piece by piece: memory is the window, whatever the stream's size. Returns the
+ * number of bytes produced. Errors as `inflateZlib`.
+ */
+export function inflateZlibStreaming(
+  input: Uint8Array,
+  window: Uint8Array,
+  sink: InflateSink,
+  onBlock?: () => void,
+): number {
+  if (window.length < 2 * historySize) throw new RangeError('inflate window must hold at least 64 KiB');
+  if (input.length < 2) fail('zlib stream is shorter than its header');
+  const cmf = input[0] as number;
+  const flg = input[1] as number;
+  if ((cmf & 15) !== 8 || cmf >> 4 > 7 || ((cmf << 8) | flg) % 31 !== 0) fail('invalid zlib header');
+  if (flg & 32) fail('zlib stream needs a preset dictionary');
+  return inflateRaw(input, 2, window, onBlock, sink);
+}
+
 /** Inflates raw DEFLATE data starting at `input[start]`; see `inflateZlib`. */
-export function inflateRaw(input: Uint8Array, start: number, out: Uint8Array, onBlock?: () => void): number {
+export function inflateRaw(
+  input: Uint8Array,
+  start: number,
+  out: Uint8Array,
+  onBlock?: () => void,
+  /** Streaming: `out` is a sliding window whose bytes go to `sink` (see inflateZlibStreaming). */
+  sink?: InflateSink,
+): number {
   const inEnd = input.length;
   const outEnd = out.length;
+  // Streaming: symbols stop early enough that a whole match fits, then the window slides.
+  const softEnd = sink ? outEnd - maxMatch : outEnd;
+  let flushed = 0; // streaming: window bytes already handed to the sink
+  let produced = 0; // streaming: bytes handed over before the window's start
+  let done = false;
+  /** Hands window[flushed, op) over and keeps the last 32 KiB as history. */
+  const slide = (): void => {
+    if (!sink || done) return;
+    done = sink(out, flushed, op);
+    produced += op - historySize;
+    out.copyWithin(0, op - historySize, op);
+    op = historySize;
+    flushed = historySize;
+  };
+  const finish = (): number => {
+    if (!sink) return op;
+    if (!done && op > flushed) done = sink(out, flushed, op);
+    return produced + op;
+  };
   let pos = start; // next input byte to load into the bit buffer (may run past inEnd: zeros)
   let bitbuf = 0;
   let bitcnt = 0;
   let op = 0;
-  const bits = new Int32Array(3); // pos, bitbuf, bitcnt handed back by inflateSymbols
+  const bits = new Int32Array(4); // pos, bitbuf, bitcnt, paused handed back by inflateSymbols
   // Invariant below: op < outEnd at the start of every block and symbol.
   if (outEnd === 0) return 0;
   let dynLit: Int32Array | undefined;
@@ -239,6 +296,18 @@ export function inflateRaw(input: Uint8Array, start: number, out: Uint8Array, on
       if (len !== (~nlen & 0xffff)) fail('stored block length does not match its complement');
       pos += 4;
       if (pos + len > inEnd) fail('unexpected end of compressed data in a stored block');
+      if (sink) {
+        for (let copied = 0; copied < len && !done; ) {
+          const n = Math.min(len - copied, outEnd - op);
+          out.set(input.subarray(pos + copied, pos + copied + n), op);
+          op += n;
+          copied += n;
+          if (op === outEnd) slide();
+        }
+        pos += len;
+        if (final || done) return finish();
+        continue;
+      }
       const n = Math.min(len, outEnd - op);
       out.set(input.subarray(pos, pos + n), op);
       op += n;
@@ -326,12 +395,22 @@ export function inflateRaw(input: Uint8Array, start: number, out: Uint8Array, on
       return fail('invalid block type 3');
     }
 
-    op = inflateSymbols(input, out, op, lit, dist, bits, pos, bitbuf, bitcnt);
-    pos = bits[0] as number;
-    bitbuf = bits[1] as number;
-    bitcnt = bits[2] as number;
-    // The symbols may have used the zeros read past the end of input: refuse them.
-    if (pos - (bitcnt >> 3) > inEnd) fail('unexpected end of compressed data');
+    for (;;) {
+      op = inflateSymbols(input, out, op, softEnd, lit, dist, bits, pos, bitbuf, bitcnt);
+      pos = bits[0] as number;
+      bitbuf = bits[1] as number;
+      bitcnt = bits[2] as number;
+      // The symbols may have used the zeros read past the end of input: refuse them.
+      if (pos - (bitcnt >> 3) > inEnd) fail('unexpected end of compressed data');
+      if (bits[3] === 0) break; // end of block (or a full buffer, not streaming)
+      slide(); // streaming, window nearly full: hand it over and go on with this block
+      if (done) return finish();
+      onBlock?.();
+    }
+    if (sink) {
+      if (final || done) return finish();
+      continue;
+    }
     if (final || op === outEnd) return op;
   }
 }
@@ -345,6 +424,8 @@ function inflateSymbols(
   input: Uint8Array,
   out: Uint8Array,
   op: number,
+  /** Stop (paused: state[3] = 1) before a symbol once `op` reaches this (streaming). */
+  softEnd: number,
   lit: Int32Array,
   dist: Int32Array,
   state: Int32Array,
@@ -358,7 +439,12 @@ function inflateSymbols(
   // refilled (to 24-31 bits) when it holds fewer than a code or its extra bits need.
   const litMask = (1 << litRootBits) - 1;
   const distMask = (1 << distRootBits) - 1;
+  let paused = 0;
   for (;;) {
+    if (op >= softEnd) {
+      paused = 1;
+      break;
+    }
     if (bitcnt < 15) {
       if (pos + 4 <= inEnd) {
         // Load 4 bytes, keep the whole ones that fit. Bits above `bitcnt` then hold part
@@ -460,5 +546,6 @@ function inflateSymbols(
   state[0] = pos;
   state[1] = bitbuf;
   state[2] = bitcnt;
+  state[3] = paused;
   return op;
 }

@@ -41,6 +41,7 @@ function upsampleRow(
   c: JpegPlanes['components'][number],
   maxH: number,
   maxV: number,
+  fancy: boolean,
   width: number,
   y: number,
   out: Uint8Array,
@@ -50,9 +51,9 @@ function upsampleRow(
   const cw = c.width;
   const ch = c.height;
   const src = c.plane;
-  if (rh === 2 && rv === 1) {
+  if (fancy && rh === 2 && rv === 1) {
     h2v1Row(src, rowAt(c, y), cw, out, 0, width);
-  } else if (rh === 1 && rv === 2) {
+  } else if (fancy && rh === 1 && rv === 2) {
     const sy = y >> 1;
     const other = y & 1 ? Math.min(sy + 1, ch - 1) : Math.max(sy - 1, 0);
     const bias = y & 1 ? 2 : 1;
@@ -60,12 +61,13 @@ function upsampleRow(
     const b = rowAt(c, other);
     for (let x = 0; x < width; x++)
       out[x] = ((src[a + x] as number) * 3 + (src[b + x] as number) + bias) >> 2;
-  } else if (rh === 2 && rv === 2) {
+  } else if (fancy && rh === 2 && rv === 2) {
     const sy = y >> 1;
     const other = y & 1 ? Math.min(sy + 1, ch - 1) : Math.max(sy - 1, 0);
     h2v2Row(src, rowAt(c, sy), rowAt(c, other), cw, out, 0, width);
   } else {
-    // Other ratios: replication, as libjpeg's int_upsample.
+    // Other ratios, and every ratio without fancy upsampling: replication, as libjpeg's
+    // int_upsample (h2v1_upsample and h2v2_upsample give the same samples).
     const row = rowAt(c, Math.min(Math.floor((y * c.v) / maxV), ch - 1));
     for (let x = 0; x < width; x++)
       out[x] = src[row + Math.min(Math.floor((x * c.h) / maxH), cw - 1)] as number;
@@ -163,7 +165,8 @@ export function rgbaRowWriter(
   return (yFrom, yTo) => {
     for (let y = yFrom; y < yTo; y++) {
       budget.tick();
-      for (const src of sources) if (!src.full) upsampleRow(src.c, maxH, maxV, width, y, src.row);
+      for (const src of sources)
+        if (!src.full) upsampleRow(src.c, maxH, maxV, planes.fancy, width, y, src.row);
       let o = y * width * 4;
       let i0 = s0.full ? rowAt(s0.c, y) : 0;
       let i1 = s1.full ? rowAt(s1.c, y) : 0;
@@ -314,6 +317,7 @@ function fusedYcbcrRows(
   const rh = maxH / cbc.h;
   const rv = maxV / cbc.v;
   const kind = rh === 1 && rv === 1 ? 0 : rh === 2 && rv === 1 ? 1 : rh === 2 && rv === 2 ? 2 : -1;
+  if (kind > 0 && !planes.fancy) return undefined;
   if (kind < 0) return undefined;
   const out32 = new Uint32Array(out.buffer, out.byteOffset, width * height);
   const yp = yc.plane;

@@ -11,6 +11,7 @@
  * zeros, like libjpeg's), and the deadline is checked once per MCU row.
  */
 import { type DecodeBudget, refuse } from './budget.ts';
+import { type StandardTable, standardAcTables, standardDcTables } from './jpeg-annex-k.ts';
 
 // --- wire layout -----------------------------------------------------------------------
 const SOF0 = 0xc0;
@@ -116,6 +117,12 @@ interface Component {
   plane32: Uint32Array;
   planeBlockRows: number;
   stride: number;
+  /**
+   * Samples per block side after DCT scaling: 8, or 4, 2, 1 when decoding at a reduced
+   * size. Chroma of a subsampled image gets a larger block than luma where that makes its
+   * upsampling 1:1, as libjpeg-turbo chooses (jdmaster.c jpeg_calc_output_dimensions).
+   */
+  blockSize: number;
   /** Baseline: some scan decoded this component (else its plane is mid-grey, like zero coefficients). */
   decoded: boolean;
   dcTable: HuffmanTable | undefined;
@@ -131,8 +138,14 @@ export interface JpegFrameInfo {
 
 /** Decoded planes and what the colour conversion needs. */
 export interface JpegPlanes {
+  /** Output size: the image's, or ceil(size × blockSize / 8) when scaled. */
   width: number;
   height: number;
+  /**
+   * libjpeg's triangle-filter ("fancy") upsampling, or replication: libjpeg-turbo turns it
+   * off when the smallest block is one sample (jdsample.c jinit_upsampler).
+   */
+  fancy: boolean;
   components: {
     plane: Uint8Array;
     stride: number;
@@ -141,6 +154,7 @@ export interface JpegPlanes {
     /** Samples of the component (its true size, before upsampling). */
     width: number;
     height: number;
+    /** Sampling factors relative to `maxH`/`maxV` after DCT scaling (h × blockSize / smallest). */
     h: number;
     v: number;
   }[];
@@ -166,6 +180,8 @@ export function decodeJpegPlanes(
   height: number,
   budget: DecodeBudget,
   sink: JpegRowSink,
+  /** 1, 2, 4 or 8: decode at 1/scale of the size with smaller IDCTs (libjpeg's scale_denom). */
+  scale = 1,
 ): void {
   const quant: (Int32Array | undefined)[] = [];
   const dcTables: (HuffmanTable | undefined)[] = [];
@@ -180,6 +196,10 @@ export function decodeJpegPlanes(
         maxV: number;
         mcusPerLine: number;
         mcusPerColumn: number;
+        /** The smallest block size (8 / scale) and the output size. */
+        blockSize: number;
+        outWidth: number;
+        outHeight: number;
       }
     | undefined;
   let restartInterval = 0;
@@ -189,25 +209,27 @@ export function decodeJpegPlanes(
   /** Allocates the planes (whole, or rings of two MCU rows) and hands them to the sink. */
   const allocatePlanes = (ring: boolean) => {
     if (!frame) return;
-    const { width, height: frameHeight, maxH, maxV } = frame;
+    const { width, height: frameHeight, maxH, maxV, blockSize } = frame;
     for (const c of components) {
       c.planeBlockRows = ring ? Math.min(2 * c.v, c.blocksPerColumn) : c.blocksPerColumn;
-      const size = c.blocksPerLine * c.planeBlockRows * 64;
+      const size = c.blocksPerLine * c.planeBlockRows * c.blockSize * c.blockSize;
       budget.allocate(size, 'JPEG component plane');
       c.plane = new Uint8Array(size);
       c.plane32 = new Uint32Array(c.plane.buffer, 0, size >> 2);
     }
     writeRows = sink({
-      width,
-      height: frameHeight,
+      width: frame.outWidth,
+      height: frame.outHeight,
+      fancy: blockSize > 1,
       components: components.map((c) => ({
         plane: c.plane,
         stride: c.stride,
-        rows: c.planeBlockRows * 8,
-        width: Math.ceil((width * c.h) / maxH),
-        height: Math.ceil((frameHeight * c.v) / maxV),
-        h: c.h,
-        v: c.v,
+        rows: c.planeBlockRows * c.blockSize,
+        // jdmaster.c: downsampled size after IDCT scaling, rounded up.
+        width: Math.ceil((width * c.h * c.blockSize) / (maxH * 8)),
+        height: Math.ceil((frameHeight * c.v * c.blockSize) / (maxV * 8)),
+        h: (c.h * c.blockSize) / blockSize,
+        v: (c.v * c.blockSize) / blockSize,
       })),
       maxH,
       maxV,
@@ -219,8 +241,8 @@ export function decodeJpegPlanes(
    */
   const emitBand = (band: number, bandHeight: number) => {
     if (!frame || !writeRows) return;
-    const end = Math.min(frame.height, (band + 1) * bandHeight);
-    const y1 = end === frame.height ? end : end - 1;
+    const end = Math.min(frame.outHeight, (band + 1) * bandHeight);
+    const y1 = end === frame.outHeight ? end : end - 1;
     if (y1 > rowsWritten) writeRows(rowsWritten, y1);
     rowsWritten = y1;
   };
@@ -296,13 +318,28 @@ export function decodeJpegPlanes(
         }
         const mcusPerLine = Math.ceil(width / (8 * maxH));
         const mcusPerColumn = Math.ceil(height / (8 * maxV));
-        frame = { width, height, progressive: marker === SOF2, maxH, maxV, mcusPerLine, mcusPerColumn };
+        const blockSize = 8 / scale;
+        frame = {
+          width,
+          height,
+          progressive: marker === SOF2,
+          maxH,
+          maxV,
+          mcusPerLine,
+          mcusPerColumn,
+          blockSize,
+          outWidth: Math.ceil((width * blockSize) / 8),
+          outHeight: Math.ceil((height * blockSize) / 8),
+        };
         components = specs.map(([id, h, v, tq]) => {
+          // libjpeg-turbo's choice (jdmaster.c): double the block while the component's
+          // samples still need upsampling by a factor of 2 or more.
+          const own = componentBlockSize(maxH, maxV, h, v, blockSize);
           const blocksPerLine = mcusPerLine * h;
           const blocksPerColumn = mcusPerColumn * v;
           const size = blocksPerLine * blocksPerColumn * 64;
           const progressive = marker === SOF2;
-          if (progressive) budget.allocate(size * 2, 'JPEG coefficients');
+          if (progressive) budget.allocate(size * 2 + size / 64, 'JPEG coefficients');
           return {
             plane: new Uint8Array(0),
             plane32: new Uint32Array(0),
@@ -317,7 +354,8 @@ export function decodeJpegPlanes(
             blocksPerColumn,
             coefficients: new Int16Array(progressive ? size : 0),
             lastAc: new Uint8Array(progressive ? size / 64 : 0),
-            stride: blocksPerLine * 8,
+            stride: blocksPerLine * own,
+            blockSize: own,
             decoded: false,
             dcTable: undefined,
             acTable: undefined,
@@ -342,8 +380,8 @@ export function decodeJpegPlanes(
           const tables = bytes[p + 2 + i * 2] as number;
           const c = components.find((x) => x.id === id);
           if (!c) refuse('corrupt', `JPEG scan names unknown component ${id}`);
-          c.dcTable = dcTables[tables >> 4];
-          c.acTable = acTables[tables & 15];
+          c.dcTable = dcTables[tables >> 4] ?? standardTable(standardDcTables, tables >> 4);
+          c.acTable = acTables[tables & 15] ?? standardTable(standardAcTables, tables & 15);
           scan.push(c);
         }
         const q = p + 1 + count * 2;
@@ -391,7 +429,7 @@ export function decodeJpegPlanes(
       budget.tick();
       for (const c of components)
         for (let v = 0; v < c.v; v++) transformBlockRow(c, quant[c.tq] as Int32Array, my * c.v + v, ws);
-      emitBand(my, 8 * frame.maxV);
+      emitBand(my, frame.blockSize * frame.maxV);
     }
     return;
   }
@@ -401,6 +439,31 @@ export function decodeJpegPlanes(
   if (!writeRows) allocatePlanes(false);
   for (const c of components) if (!c.decoded) c.plane.fill(128);
   emitBand(Number.MAX_SAFE_INTEGER, 1);
+}
+
+/**
+ * A component's block size when the smallest is `smallest` (8 / scale): libjpeg-turbo's
+ * choice (jdmaster.c jpeg_calc_output_dimensions) doubles it while the component's samples
+ * would still need upsampling by 2 or more, so that subsampled chroma is scaled by the IDCT
+ * rather than upsampled.
+ */
+export function componentBlockSize(
+  maxH: number,
+  maxV: number,
+  h: number,
+  v: number,
+  smallest: number,
+): number {
+  let size = smallest;
+  while (size < 8 && (maxH * smallest) % (h * size * 2) === 0 && (maxV * smallest) % (v * size * 2) === 0)
+    size *= 2;
+  return size;
+}
+
+/** A slot the file never defined: the Annex K table for slots 0 and 1, none for 2 and 3. */
+function standardTable(tables: readonly StandardTable[], slot: number): HuffmanTable | undefined {
+  const table = tables[slot];
+  return table ? buildHuffman(table.counts, table.symbols) : undefined;
 }
 
 /** (length << 8) | symbol of a code longer than the lookahead; (16 << 8) | 0 when invalid. */
@@ -427,7 +490,7 @@ function decodeLongCode(table: HuffmanTable, bits: number, bitCount: number): nu
 function decodeBaselineScan(
   data: Uint8Array,
   start: number,
-  frame: { mcusPerLine: number; mcusPerColumn: number; maxV: number },
+  frame: { mcusPerLine: number; mcusPerColumn: number; maxV: number; blockSize: number },
   scan: Component[],
   restartInterval: number,
   quant: (Int32Array | undefined)[],
@@ -459,7 +522,7 @@ function decodeBaselineScan(
   const first = scan[0] as Component;
   const mcuRows = single ? first.blocksHigh : frame.mcusPerColumn;
   const mcuColumns = single ? first.blocksWide : frame.mcusPerLine;
-  const bandHeight = single ? 8 : 8 * frame.maxV;
+  const bandHeight = single ? first.blockSize : frame.blockSize * frame.maxV;
   let mcu = 0;
   for (let my = 0; my < mcuRows; my++) {
     budget.tick();
@@ -483,9 +546,10 @@ function decodeBaselineScan(
         const bh = single ? 1 : c.h;
         const bv = single ? 1 : c.v;
         for (let v = 0; v < bv; v++) {
-          const rowOffset = ((my * bv + v) % c.planeBlockRows) * 8 * c.stride;
+          const bs = c.blockSize;
+          const rowOffset = ((my * bv + v) % c.planeBlockRows) * bs * c.stride;
           for (let h = 0; h < bh; h++) {
-            const o = rowOffset + (mx * bh + h) * 8;
+            const o = rowOffset + (mx * bh + h) * bs;
             let pred = c.pred;
             let hasAc = 0;
             // DC: the difference from the prediction.
@@ -598,7 +662,9 @@ function decodeBaselineScan(
               hasAc = 1;
               k++;
             }
-            if (hasAc === 0) {
+            if (bs !== 8) {
+              idctReduced(blk, bs, ws, c.plane, o, c.stride);
+            } else if (hasAc === 0) {
               dcOnlyBlock(blk[0] as number, c.plane32, o, c.stride);
               blk[0] = 0;
             } else {
@@ -619,11 +685,19 @@ function decodeBaselineScan(
 function transformBlockRow(c: Component, q: Int32Array, by: number, ws: Int32Array): void {
   const { plane32, stride } = c;
   const co = c.coefficients;
-  const o0 = (by % c.planeBlockRows) * 8 * stride;
+  const bs = c.blockSize;
+  const o0 = (by % c.planeBlockRows) * bs * stride;
   for (let bx = 0; bx < c.blocksPerLine; bx++) {
     const block = by * c.blocksPerLine + bx;
-    const o = o0 + bx * 8;
+    const o = o0 + bx * bs;
     const at = block * 64;
+    if (bs !== 8) {
+      // Reduced sizes: dequantised into a block first (the smaller IDCTs are cheap).
+      const blk = reducedInput;
+      for (let k = 0; k < 64; k++) blk[k] = (co[at + k] as number) * (q[k] as number);
+      idctReduced(blk, bs, ws, c.plane, o, stride);
+      continue;
+    }
     if (c.lastAc[block] === 0) {
       dcOnlyBlock((co[at] as number) * (q[0] as number), plane32, o, stride);
       continue;
@@ -1347,3 +1421,143 @@ const rangeLimit = new Uint8Array(1024);
 for (let i = 0; i < 1024; i++) rangeLimit[i] = Math.max(0, Math.min(255, i - 384));
 const clamp = (v: number) => rangeLimit[(v + 384) & 1023] as number;
 const littleEndian = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
+
+// --- reduced-size IDCTs: libjpeg's jpeg_idct_4x4, _2x2, _1x1 (jidctred.c) -------------------
+// 8×8 coefficients to 4×4, 2×2 or 1×1 samples, as libjpeg-turbo decodes at scale 1/2, 1/4,
+// 1/8: the same fixed-point constants (CONST_BITS 13, PASS1_BITS 2), the same rounding, and
+// the same coefficients left out (row and column 4 for 4×4; 2, 4, 6 for 2×2).
+const FIX_0_211164243 = 1730;
+const FIX_0_509795579 = 4176;
+const FIX_0_601344887 = 4926;
+const FIX_0_720959822 = 5906;
+const FIX_0_850430095 = 6967;
+const FIX_1_061594337 = 8697;
+const FIX_1_272758580 = 10426;
+const FIX_1_451774981 = 11893;
+const FIX_2_172734803 = 17799;
+const FIX_3_624509785 = 29692;
+
+const reducedInput = new Int32Array(64);
+
+/**
+ * `blk`: dequantised coefficients, natural order; left all zeros. Writes `size`×`size`
+ * samples at `out[o]`, rows `stride` apart.
+ */
+function idctReduced(
+  blk: Int32Array,
+  size: number,
+  ws: Int32Array,
+  out: Uint8Array,
+  o: number,
+  stride: number,
+): void {
+  if (size === 1) {
+    // One-eighth of the DC coefficient, rounded (DESCALE by 3).
+    out[o] = clamp((((blk[0] as number) + 4) >> 3) + 128);
+    blk.fill(0);
+    return;
+  }
+  if (size === 4) {
+    for (let c = 0; c < 8; c++) {
+      if (c === 4) continue;
+      const i0 = blk[c] as number;
+      const i1 = blk[c + 8] as number;
+      const i2 = blk[c + 16] as number;
+      const i3 = blk[c + 24] as number;
+      const i5 = blk[c + 40] as number;
+      const i6 = blk[c + 48] as number;
+      const i7 = blk[c + 56] as number;
+      if ((i1 | i2 | i3 | i5 | i6 | i7) === 0) {
+        const dc = i0 * 4;
+        ws[c] = dc;
+        ws[c + 8] = dc;
+        ws[c + 16] = dc;
+        ws[c + 24] = dc;
+        continue;
+      }
+      const t0 = i0 * (1 << 14);
+      const t2 = i2 * FIX_1_847759065 - i6 * FIX_0_765366865;
+      const t10 = t0 + t2;
+      const t12 = t0 - t2;
+      const odd0 = -i7 * FIX_0_211164243 + i5 * FIX_1_451774981 - i3 * FIX_2_172734803 + i1 * FIX_1_061594337;
+      const odd2 = -i7 * FIX_0_509795579 - i5 * FIX_0_601344887 + i3 * FIX_0_899976223 + i1 * FIX_2_562915447;
+      // DESCALE by CONST_BITS - PASS1_BITS + 1 = 12
+      ws[c] = (t10 + odd2 + 2048) >> 12;
+      ws[c + 24] = (t10 - odd2 + 2048) >> 12;
+      ws[c + 8] = (t12 + odd0 + 2048) >> 12;
+      ws[c + 16] = (t12 - odd0 + 2048) >> 12;
+    }
+    for (let r = 0; r < 4; r++) {
+      const w = r * 8;
+      const d = o + r * stride;
+      const w0 = ws[w] as number;
+      const w1 = ws[w + 1] as number;
+      const w2 = ws[w + 2] as number;
+      const w3 = ws[w + 3] as number;
+      const w5 = ws[w + 5] as number;
+      const w6 = ws[w + 6] as number;
+      const w7 = ws[w + 7] as number;
+      if ((w1 | w2 | w3 | w5 | w6 | w7) === 0) {
+        const v = clamp(((w0 + 16) >> 5) + 128);
+        out[d] = v;
+        out[d + 1] = v;
+        out[d + 2] = v;
+        out[d + 3] = v;
+        continue;
+      }
+      const t0 = w0 * (1 << 14);
+      const t2 = w2 * FIX_1_847759065 - w6 * FIX_0_765366865;
+      const t10 = t0 + t2;
+      const t12 = t0 - t2;
+      const odd0 = -w7 * FIX_0_211164243 + w5 * FIX_1_451774981 - w3 * FIX_2_172734803 + w1 * FIX_1_061594337;
+      const odd2 = -w7 * FIX_0_509795579 - w5 * FIX_0_601344887 + w3 * FIX_0_899976223 + w1 * FIX_2_562915447;
+      // DESCALE by CONST_BITS + PASS1_BITS + 3 + 1 = 19, then the +128 offset.
+      out[d] = clamp(((t10 + odd2 + (1 << 18)) >> 19) + 128);
+      out[d + 3] = clamp(((t10 - odd2 + (1 << 18)) >> 19) + 128);
+      out[d + 1] = clamp(((t12 + odd0 + (1 << 18)) >> 19) + 128);
+      out[d + 2] = clamp(((t12 - odd0 + (1 << 18)) >> 19) + 128);
+    }
+    blk.fill(0);
+    return;
+  }
+  // 2×2: columns 0, 1, 3, 5, 7.
+  for (let c = 0; c < 8; c++) {
+    if (c === 2 || c === 4 || c === 6) continue;
+    const i0 = blk[c] as number;
+    const i1 = blk[c + 8] as number;
+    const i3 = blk[c + 24] as number;
+    const i5 = blk[c + 40] as number;
+    const i7 = blk[c + 56] as number;
+    if ((i1 | i3 | i5 | i7) === 0) {
+      ws[c] = i0 * 4;
+      ws[c + 8] = i0 * 4;
+      continue;
+    }
+    const t10 = i0 * (1 << 15);
+    const t0 = -i7 * FIX_0_720959822 + i5 * FIX_0_850430095 - i3 * FIX_1_272758580 + i1 * FIX_3_624509785;
+    // DESCALE by CONST_BITS - PASS1_BITS + 2 = 13
+    ws[c] = (t10 + t0 + 4096) >> 13;
+    ws[c + 8] = (t10 - t0 + 4096) >> 13;
+  }
+  for (let r = 0; r < 2; r++) {
+    const w = r * 8;
+    const d = o + r * stride;
+    const w0 = ws[w] as number;
+    const w1 = ws[w + 1] as number;
+    const w3 = ws[w + 3] as number;
+    const w5 = ws[w + 5] as number;
+    const w7 = ws[w + 7] as number;
+    if ((w1 | w3 | w5 | w7) === 0) {
+      const v = clamp(((w0 + 16) >> 5) + 128);
+      out[d] = v;
+      out[d + 1] = v;
+      continue;
+    }
+    const t10 = w0 * (1 << 15);
+    const t0 = -w7 * FIX_0_720959822 + w5 * FIX_0_850430095 - w3 * FIX_1_272758580 + w1 * FIX_3_624509785;
+    // DESCALE by CONST_BITS + PASS1_BITS + 3 + 2 = 20
+    out[d] = clamp(((t10 + t0 + (1 << 19)) >> 20) + 128);
+    out[d + 1] = clamp(((t10 - t0 + (1 << 19)) >> 20) + 128);
+  }
+  blk.fill(0);
+}

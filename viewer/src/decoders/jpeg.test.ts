@@ -1,7 +1,10 @@
+import sharp from 'sharp';
 import { describe, expect, it, vi } from 'vitest';
+import { DecodeBudget } from './budget.ts';
 import { decodeImage } from './decode.ts';
-import { readJpegHeader } from './jpeg.ts';
-import { compareSamples, corpusFiles, readCorpus, sharpRgba } from './oracle.ts';
+import { decodeJpeg, jpegMemoryNeed, readJpegHeader } from './jpeg.ts';
+import { compareSamples, corpusFiles, firstFrame, readCorpus, sharpRgba } from './oracle.ts';
+import { resolveLimits } from './types.ts';
 
 // Whole-corpus oracle runs: allow for a busy CI machine (they take seconds when idle).
 vi.setConfig({ testTimeout: 120_000 });
@@ -20,7 +23,7 @@ async function compareWithSharp(folder: string, name: string): Promise<string | 
   const ours = decodeImage(bytes);
   if (!ours.ok) return `${name}: refused: ${ours.reason}`;
   const { frame } = readJpegHeader(bytes);
-  const rgba = ours.image.frames[0]?.rgba ?? new Uint8Array();
+  const rgba = firstFrame(ours.image);
   const ref = await sharpRgba(bytes);
   if (ref.width !== ours.image.width || ref.height !== ours.image.height) return `${name}: size differs`;
   const diff = compareSamples(rgba, ref.data);
@@ -59,7 +62,7 @@ describe('JPEG against sharp on jpegsuite (baseline, extended, progressive Huffm
       const plain = decodeImage(readCorpus(dir, '32x32x8_grayscale.jpg'));
       if (!dnl.ok || !plain.ok) throw new Error(`${folder}: DNL or sibling refused`);
       expect(dnl.image.height).toBe(32);
-      expect(compareSamples(dnl.image.frames[0]?.rgba ?? [], plain.image.frames[0]?.rgba ?? []).max).toBe(0);
+      expect(compareSamples(firstFrame(dnl.image), firstFrame(plain.image)).max).toBe(0);
     }
   });
 
@@ -100,7 +103,7 @@ describe('JPEG on the jpeg-js fixtures', () => {
       const name = ref.replace(/\.rgba$/, '.jpg');
       const result = decodeImage(readCorpus(dir, name));
       if (!result.ok) throw new Error(`${name}: ${result.reason}`);
-      const diff = compareSamples(result.image.frames[0]?.rgba ?? [], readCorpus(dir, ref), 4);
+      const diff = compareSamples(firstFrame(result.image), readCorpus(dir, ref), 4);
       expect(diff.over, name).toBe(0);
       expect(diff.mean, name).toBeLessThan(0.5);
     }
@@ -111,13 +114,15 @@ describe('JPEG on the jpeg-js fixtures', () => {
     const bad = decodeImage(readCorpus(dir, 'table-with-bad-e1.jpg'));
     const good = decodeImage(readCorpus(dir, 'table-with-good-e1.jpg'));
     if (!bad.ok || !good.ok) throw new Error('refused');
-    expect(compareSamples(bad.image.frames[0]?.rgba ?? [], good.image.frames[0]?.rgba ?? []).max).toBe(0);
+    expect(compareSamples(firstFrame(bad.image), firstFrame(good.image)).max).toBe(0);
   });
 
   it('refuses the 6000×6000 image by pixel count or by memory budget, before decoding', () => {
     const bytes = readCorpus(dir, 'black-6000x6000.jpg');
     expect(decodeImage(bytes, { maxPixels: 30_000_000 })).toMatchObject({ ok: false, kind: 'limit' });
-    const budget = decodeImage(bytes, { maxTotalBytes: 256 << 20 });
+    // The estimate is what the decoder allocates (here the 144 MB output and two MCU rows
+    // of planes; it once counted whole planes and coefficients too and refused 256 MiB).
+    const budget = decodeImage(bytes, { maxTotalBytes: 128 << 20 });
     expect(budget).toMatchObject({ ok: false, kind: 'limit' });
     if (!budget.ok) expect(budget.reason).toMatch(/JPEG decode/);
   });
@@ -161,5 +166,92 @@ describe('EXIF orientation', () => {
       expect(result.image.orientation).toBe(n === 0 ? 1 : n);
       expect([result.image.width, result.image.height]).toEqual(n >= 5 ? [1200, 1800] : [1800, 1200]);
     }
+  });
+});
+
+describe('JPEG without Huffman tables (motion-JPEG frames)', () => {
+  /** The file without its DHT segments. */
+  function withoutDht(bytes: Uint8Array): Uint8Array {
+    const parts: Uint8Array[] = [bytes.subarray(0, 2)];
+    let pos = 2;
+    while (pos + 4 <= bytes.length && bytes[pos + 1] !== 0xda) {
+      const end = pos + 2 + (((bytes[pos + 2] as number) << 8) | (bytes[pos + 3] as number));
+      if (bytes[pos + 1] !== 0xc4) parts.push(bytes.subarray(pos, end));
+      pos = end;
+    }
+    parts.push(bytes.subarray(pos));
+    return Buffer.concat(parts);
+  }
+
+  it('decodes with the standard tables of Annex K, like libjpeg (sharp)', async () => {
+    const photo = readCorpus('jpeg/exif-orientation', 'Landscape_1.jpg');
+    // libjpeg writes the Annex K tables when it does not optimise them.
+    const standard = new Uint8Array(
+      await sharp(photo).resize(301, 203).jpeg({ optimiseCoding: false }).toBuffer(),
+    );
+    const bare = withoutDht(standard);
+    expect(bare.length).toBeLessThan(standard.length - 400);
+    const ours = decodeImage(bare);
+    if (!ours.ok) throw new Error(ours.reason);
+    const want = await sharpRgba(bare);
+    expect(compareSamples(firstFrame(ours.image), want.data).over).toBe(0);
+    const full = decodeImage(standard);
+    if (!full.ok) throw new Error(full.reason);
+    expect(firstFrame(ours.image)).toEqual(firstFrame(full.image));
+  });
+
+  it('still refuses a scan naming table slot 2 or 3 that was never defined', () => {
+    const bytes = withoutDht(
+      readCorpus('jpeg/jpegsuite/baseline', corpusFiles('jpeg/jpegsuite/baseline', '.jpg')[0] as string),
+    );
+    const sos = bytes.indexOf(0xda, 2) - 1;
+    bytes[sos + 6] = 0x22; // first component: DC and AC tables 2
+    expect(decodeImage(bytes)).toMatchObject({
+      ok: false,
+      kind: 'corrupt',
+      reason: expect.stringMatching(/never defined/),
+    });
+  });
+});
+
+describe('JPEG memory estimate', () => {
+  it('accepts a 4:4:4 JPEG of 8192×5120 (the pixel cap) under the default budget', async () => {
+    const photo = readCorpus('jpeg/exif-orientation', 'Landscape_1.jpg');
+    const big = new Uint8Array(
+      await sharp(photo)
+        .resize(8192, 5120, { fit: 'fill' })
+        .jpeg({ chromaSubsampling: '4:4:4', quality: 70 })
+        .toBuffer(),
+    );
+    const result = decodeImage(big);
+    if (!result.ok) throw new Error(result.reason);
+    expect([result.image.width, result.image.height]).toEqual([8192, 5120]);
+  });
+
+  it('estimates what the decoder allocates: never less, and within 1%', async () => {
+    const photo = readCorpus('jpeg/exif-orientation', 'Landscape_1.jpg');
+    const variants = [
+      await sharp(photo).jpeg({ chromaSubsampling: '4:4:4' }).toBuffer(),
+      await sharp(photo).jpeg({ chromaSubsampling: '4:2:0' }).toBuffer(),
+      await sharp(photo).jpeg({ chromaSubsampling: '4:4:4', progressive: true }).toBuffer(),
+      await sharp(photo).resize(333, 251).jpeg({ chromaSubsampling: '4:2:0', progressive: true }).toBuffer(),
+      ...['baseline', 'progressive_huffman'].flatMap((folder) =>
+        corpusFiles(`jpeg/jpegsuite/${folder}`, '.jpg')
+          .slice(0, 12)
+          .map((name) => readCorpus(`jpeg/jpegsuite/${folder}`, name)),
+      ),
+    ];
+    let checked = 0;
+    for (const bytes of variants) {
+      const header = readJpegHeader(new Uint8Array(bytes));
+      if (header.frame.precision !== 8) continue;
+      const budget = new DecodeBudget(resolveLimits());
+      decodeJpeg(new Uint8Array(bytes), budget);
+      const need = jpegMemoryNeed(header, header.frame.height);
+      expect(budget.bytesAllocated).toBeLessThanOrEqual(need);
+      expect(budget.bytesAllocated).toBeGreaterThan(need * 0.99);
+      checked++;
+    }
+    expect(checked).toBeGreaterThan(15);
   });
 });

@@ -6,9 +6,10 @@
  * frames, 2-component images. Decoding itself is jpeg-core.ts and jpeg-color.ts.
  */
 import { type DecodeBudget, refuse } from './budget.ts';
+import { stillFrames } from './compose.ts';
 import { type JpegColour, rgbaRowWriter } from './jpeg-color.ts';
-import { decodeJpegPlanes } from './jpeg-core.ts';
-import type { DecodedImage } from './types.ts';
+import { componentBlockSize, decodeJpegPlanes } from './jpeg-core.ts';
+import { chooseScale, type DecodedImage, type DecodeOptions } from './types.ts';
 
 // --- wire layout -----------------------------------------------------------------------
 const SOI = 0xd8;
@@ -63,6 +64,8 @@ export interface JpegHeader {
   adobeTransform?: number;
   /** Height from a DNL marker when SOF says 0. */
   dnlHeight?: number;
+  /** Components in the first scan (all of them: a sequential image is decoded in bands). */
+  firstScanComponents: number;
 }
 
 /** Walks the markers up to the first scan (and on to DNL when needed). Never allocates pixels. */
@@ -134,13 +137,45 @@ export function readJpegHeader(bytes: Uint8Array): JpegHeader {
         adobeTransform = bytes[body + adobeTransformOffset];
     } else if (marker === SOS) {
       if (!frame) refuse('corrupt', 'JPEG scan comes before the frame header');
-      const found = { frame, orientation, ...(adobeTransform === undefined ? {} : { adobeTransform }) };
+      const found = {
+        frame,
+        orientation,
+        firstScanComponents: length > 2 ? (bytes[body] as number) : 0,
+        ...(adobeTransform === undefined ? {} : { adobeTransform }),
+      };
       return frame.height === 0 ? { ...found, dnlHeight: findDnl(bytes, end) } : found;
     }
     pos = end;
   }
   if (!frame) refuse('corrupt', 'JPEG has no frame header (SOF)');
   refuse('truncated', 'JPEG has no image data (SOS)');
+}
+
+/**
+ * What decoding allocates (jpeg-core.ts), known from the header before anything is decoded:
+ * the RGBA output; progressive frames keep 16-bit coefficients and a last-coefficient byte
+ * per block of every component (whole MCUs) and convert through planes of two MCU rows;
+ * sequential frames whose first scan holds every component convert through such planes
+ * too, others keep whole 8-bit planes; plus a row buffer per subsampled component.
+ */
+export function jpegMemoryNeed(header: JpegHeader, height: number, scale = 1): number {
+  const { frame } = header;
+  const smallest = 8 / scale;
+  const mcusPerLine = Math.ceil(frame.width / (8 * frame.maxH));
+  const mcusPerColumn = Math.ceil(height / (8 * frame.maxV));
+  const progressive = frame.kind === 'progressive';
+  const banded = progressive || header.firstScanComponents === frame.components;
+  const outWidth = Math.ceil(frame.width / scale);
+  let need = outWidth * Math.ceil(height / scale) * 4;
+  for (const [h, v] of frame.sampling) {
+    const blocksPerLine = mcusPerLine * h;
+    const blocksPerColumn = mcusPerColumn * v;
+    const block = componentBlockSize(frame.maxH, frame.maxV, h, v, smallest);
+    if (progressive) need += blocksPerLine * blocksPerColumn * (64 * 2 + 1);
+    need += blocksPerLine * block * block * (banded ? Math.min(2 * v, blocksPerColumn) : blocksPerColumn);
+    if (h * block !== frame.maxH * smallest || v * block !== frame.maxV * smallest) need += outWidth;
+  }
+  return need;
 }
 
 /** DNL follows the first scan's entropy-coded data, where 0xFF is always escaped. */
@@ -172,7 +207,11 @@ export function readOrientation(app1: Uint8Array): number | undefined {
   return undefined;
 }
 
-export function decodeJpeg(bytes: Uint8Array, budget: DecodeBudget): DecodedImage {
+export function decodeJpeg(
+  bytes: Uint8Array,
+  budget: DecodeBudget,
+  options: DecodeOptions = {},
+): DecodedImage {
   const header = readJpegHeader(bytes);
   const { frame } = header;
   if (frame.precision !== 8)
@@ -186,17 +225,8 @@ export function decodeJpeg(bytes: Uint8Array, budget: DecodeBudget): DecodedImag
       `JPEG has invalid dimensions ${frame.width}×${height}${frame.height === 0 ? ' (no DNL marker)' : ''}`,
     );
   budget.checkSize(frame.width, height, 'JPEG image');
-  // The whole need, from the header, before anything is decoded: 16-bit coefficients and
-  // an 8-bit plane per component (whole MCUs), a row buffer per subsampled component, and
-  // the RGBA output.
-  const mcusPerLine = Math.ceil(frame.width / (8 * frame.maxH));
-  const mcusPerColumn = Math.ceil(height / (8 * frame.maxV));
-  let need = frame.width * height * 4;
-  for (const [h, v] of frame.sampling) {
-    need += mcusPerLine * h * mcusPerColumn * v * 64 * 3;
-    if (h !== frame.maxH || v !== frame.maxV) need += frame.width;
-  }
-  budget.ensure(need, 'JPEG decode');
+  const scale = chooseScale(frame.width, height, options);
+  budget.ensure(jpegMemoryNeed(header, height, scale), 'JPEG decode');
   const colour: JpegColour =
     frame.components === 1
       ? 'grey'
@@ -213,18 +243,27 @@ export function decodeJpeg(bytes: Uint8Array, budget: DecodeBudget): DecodedImag
   // The output is allocated when the planes are (at the first scan; progressive: after the
   // last), so that a file refused before then never gets one.
   let output = undefined as Uint8Array | undefined; // (assigned in the sink: no narrowing)
-  decodeJpegPlanes(bytes, height, budget, (planes) => {
-    output = budget.bytes(frame.width * height * 4, 'JPEG RGBA output');
-    return rgbaRowWriter(planes, colour, adobe, budget, output);
-  });
+  const outWidth = Math.ceil(frame.width / scale);
+  const outHeight = Math.ceil(height / scale);
+  decodeJpegPlanes(
+    bytes,
+    height,
+    budget,
+    (planes) => {
+      output = budget.bytes(outWidth * outHeight * 4, 'JPEG RGBA output');
+      return rgbaRowWriter(planes, colour, adobe, budget, output);
+    },
+    scale,
+  );
   const rgba = output ?? refuse('corrupt', 'JPEG has no image data');
   return {
     format: 'jpeg',
-    width: frame.width,
-    height,
+    width: outWidth,
+    height: outHeight,
     orientation: header.orientation,
     bitDepth: 8,
-    frames: [{ rgba, delayMs: 0 }],
+    frames: stillFrames(outWidth, outHeight, rgba),
     loopCount: 1,
+    ...(scale > 1 ? { scaled: { denominator: scale, storedWidth: frame.width, storedHeight: height } } : {}),
   };
 }

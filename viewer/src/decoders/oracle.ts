@@ -6,6 +6,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
+import { FrameCompositor } from './compose.ts';
+import type { DecodedImage } from './types.ts';
 
 export const fixtures: string = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'fixtures');
 
@@ -57,4 +59,15 @@ export function compareSamples(
     if (d > tolerance) over++;
   }
   return { over: over + Math.abs(a.length - b.length), max, mean: n ? sum / n : 0 };
+}
+
+/** Every frame of `image` composed (a copy each): for tests, where frames × canvas is small. */
+export function composedFrames(image: DecodedImage): Uint8Array[] {
+  const compositor = new FrameCompositor(image);
+  return image.frames.map((_, i) => compositor.frame(i).slice());
+}
+
+/** The first frame composed: a still image's pixels. */
+export function firstFrame(image: DecodedImage): Uint8Array {
+  return new FrameCompositor(image).frame(0);
 }

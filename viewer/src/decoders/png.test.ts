@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import { DecodeBudget } from './budget.ts';
 import { decodeImage } from './decode.ts';
-import { compareSamples, corpusFiles, readCorpus, sharpRgba } from './oracle.ts';
+import { compareSamples, corpusFiles, firstFrame, readCorpus, sharpRgba } from './oracle.ts';
 import { decodePng } from './png.ts';
 import { resolveLimits } from './types.ts';
 
@@ -30,7 +30,7 @@ describe('PNG against sharp (libvips) on PngSuite', () => {
         continue;
       }
       const ref = await sharpRgba(bytes);
-      const frame = ours.image.frames[0]?.rgba ?? new Uint8Array();
+      const frame = firstFrame(ours.image);
       const diff = compareSamples(frame, ref.data);
       if (ours.image.width !== ref.width || ours.image.height !== ref.height || diff.over > 0)
         mismatched.push(`${name}: ${diff.over} samples differ, max ${diff.max}`);

@@ -11,9 +11,17 @@
  * trusted path.
  */
 import { type DecodeBudget, Refusal, refuse } from './budget.ts';
+import { stillFrames } from './compose.ts';
 import { crc32 } from './crc32.ts';
-import { InflateError, inflateZlib } from './inflate.ts';
-import type { DecodedImage, Frame } from './types.ts';
+import { BoxDownscaler, downscaleStill } from './downscale.ts';
+import { InflateError, inflateZlib, inflateZlibStreaming } from './inflate.ts';
+import {
+  chooseScale,
+  type DecodedImage,
+  type DecodeOptions,
+  type Frame,
+  type ScaleDenominator,
+} from './types.ts';
 
 // --- wire layout -----------------------------------------------------------------------
 export const pngSignature = Uint8Array.of(0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a);
@@ -85,7 +93,7 @@ interface FrameControl {
   delayMs: number;
   dispose: number;
   blend: number;
-  data: Uint8Array[];
+  data: ChunkData;
 }
 
 /** What the colour conversion needs besides the header. */
@@ -100,7 +108,7 @@ interface Palette {
   keyB: number;
 }
 
-export interface PngOptions {
+export interface PngOptions extends DecodeOptions {
   /** Also return 16-bit samples (for tests comparing 16-bit files at 16-bit). */
   sixteenBit?: boolean;
 }
@@ -154,7 +162,7 @@ export function decodePng(bytes: Uint8Array, budget: DecodeBudget, options: PngO
   let header: Header | undefined;
   let palette: Uint8Array | undefined;
   let transparency: Uint8Array | undefined;
-  const idat: Uint8Array[] = [];
+  const idat = new ChunkData(bytes);
   let idatDone = false;
   let sawIend = false;
   // APNG state: frames in file order; `defaultIsFrame` when an fcTL precedes IDAT.
@@ -163,6 +171,7 @@ export function decodePng(bytes: Uint8Array, budget: DecodeBudget, options: PngO
   const frames: FrameControl[] = [];
   let defaultIsFrame = false;
   let nextSequence = 0;
+  const warnings: string[] = [];
 
   let pos = 8;
   while (pos < bytes.length) {
@@ -175,10 +184,18 @@ export function decodePng(bytes: Uint8Array, budget: DecodeBudget, options: PngO
     const dataEnd = dataStart + length;
     if (dataEnd + chunkCrcSize > bytes.length)
       refuse('truncated', `PNG chunk ${chunkName(kind)} claims ${length} bytes but the file ends first`);
-    if (crc32(bytes, pos + 4, dataEnd) !== u32(bytes, dataEnd))
-      refuse('corrupt', `PNG chunk ${chunkName(kind)} has a wrong CRC (damaged file)`);
     const data = bytes.subarray(dataStart, dataEnd);
     pos = dataEnd + chunkCrcSize;
+    if (crc32(bytes, dataStart - 4, dataEnd) !== u32(bytes, dataEnd)) {
+      // As libpng by default (pngrutil.c png_crc_finish): a critical chunk with a wrong CRC
+      // is an error, an ancillary one (tEXt, tIME, ... and APNG's chunks) is discarded with
+      // a warning. IHDR is critical, so the header is never taken from a damaged chunk.
+      if (!isAncillary(kind) || !header)
+        refuse('corrupt', `PNG chunk ${chunkName(kind)} has a wrong CRC (damaged file)`);
+      warnings.push(`PNG chunk ${chunkName(kind)} has a wrong CRC and was ignored`);
+      if (kind === fcTL || kind === fdAT) animationBroken = true;
+      continue;
+    }
 
     if (header === undefined) {
       if (kind !== IHDR) refuse('corrupt', 'PNG does not start with an IHDR chunk');
@@ -192,7 +209,7 @@ export function decodePng(bytes: Uint8Array, budget: DecodeBudget, options: PngO
     }
     if (kind === IDAT) {
       if (idatDone) refuse('corrupt', 'PNG IDAT chunks are not consecutive');
-      idat.push(data);
+      idat.push(dataStart, dataEnd);
       if (frames.length === 1 && idat.length === 1 && animation) defaultIsFrame = true;
       continue;
     }
@@ -221,15 +238,15 @@ export function decodePng(bytes: Uint8Array, budget: DecodeBudget, options: PngO
         delayMs: Math.round((u16(data, 20) * 1000) / (den === 0 ? 100 : den)),
         dispose: data[24] as number,
         blend: data[25] as number,
-        data: [],
+        data: new ChunkData(bytes),
       });
       budget.checkFrames(frames.length);
     } else if (kind === fdAT) {
       const frame = frames[frames.length - 1];
       if (!frame || idat.length === 0 || length < 4 || u32(data, 0) !== nextSequence++)
         animationBroken = true;
-      else frame.data.push(data.subarray(4));
-    } else if ((kind & 0x20000000) === 0) {
+      else frame.data.push(dataStart + 4, dataEnd);
+    } else if (!isAncillary(kind)) {
       // Bit 5 of the first type byte clear: a critical chunk we do not know.
       refuse('unsupported', `PNG has an unknown critical chunk ${chunkName(kind)}`);
     }
@@ -251,7 +268,7 @@ export function decodePng(bytes: Uint8Array, budget: DecodeBudget, options: PngO
 
   if (wantAnimation && animation) {
     try {
-      const out = composeAnimation(header, colours, idat, frames, defaultIsFrame, budget);
+      const out = animationLayers(header, colours, idat, frames, defaultIsFrame, budget);
       return {
         format: 'png',
         width: header.width,
@@ -260,12 +277,28 @@ export function decodePng(bytes: Uint8Array, budget: DecodeBudget, options: PngO
         bitDepth: header.depth,
         frames: out,
         loopCount: animation.plays,
+        ...(warnings.length > 0 ? { warnings } : {}),
       };
     } catch (error) {
       // A broken animation falls back to the still image, as browsers do; limits and
       // deadlines still stop the decode.
       if (!(error instanceof Refusal) || error.kind === 'limit' || error.kind === 'deadline') throw error;
     }
+  }
+  const scale = chooseScale(header.width, header.height, options);
+  if (scale > 1 && !header.interlaced) {
+    const reduced = decodeRowsScaled(header, colours, idat, scale, budget);
+    return {
+      format: 'png',
+      width: reduced.outWidth,
+      height: reduced.outHeight,
+      orientation: 1,
+      bitDepth: header.depth,
+      frames: stillFrames(reduced.outWidth, reduced.outHeight, reduced.output),
+      loopCount: 1,
+      scaled: { denominator: scale, storedWidth: header.width, storedHeight: header.height },
+      ...(warnings.length > 0 ? { warnings } : {}),
+    };
   }
   const rgba = budget.bytes(canvasBytes, 'PNG RGBA output');
   const rgba16 =
@@ -284,17 +317,77 @@ export function decodePng(bytes: Uint8Array, budget: DecodeBudget, options: PngO
     budget,
     rgba16,
   );
-  return {
+  const still: DecodedPng = {
     format: 'png',
     width: header.width,
     height: header.height,
     orientation: 1,
     bitDepth: header.depth,
-    frames: [{ rgba, delayMs: 0 }],
+    frames: stillFrames(header.width, header.height, rgba),
     loopCount: 1,
     ...(rgba16 ? { rgba16 } : {}),
+    ...(warnings.length > 0 ? { warnings } : {}),
   };
+  // Interlaced: the passes scatter rows over the image, so they are decoded whole first.
+  return scale > 1 ? downscaleStill(still, scale, budget) : still;
 }
+
+/** Inflate window: DEFLATE's 32 KiB of history plus room for what is handed over. */
+const inflateWindowSize = 128 * 1024;
+
+/**
+ * A non-interlaced image reduced by `scale` as its rows are inflated: memory is the inflate
+ * window, two rows and the reduced output, not the image.
+ */
+function decodeRowsScaled(
+  header: Header,
+  colours: Palette,
+  idat: ChunkData,
+  scale: ScaleDenominator,
+  budget: DecodeBudget,
+): BoxDownscaler {
+  const { width, height } = header;
+  const rowBytes = rowBytesOf(header, width);
+  const stride = rowBytes + 1;
+  const bpp = Math.max(1, ((channelsOf[header.colourType] as number) * header.depth) >> 3);
+  const rows = budget.bytes(2 * stride, 'PNG rows');
+  const rgbaRow = budget.bytes(width * 4, 'PNG RGBA row');
+  const rgbaRow32 = littleEndian ? new Uint32Array(rgbaRow.buffer) : undefined;
+  const window = budget.bytes(inflateWindowSize, 'PNG inflate window');
+  const downscaler = new BoxDownscaler(width, height, scale, budget);
+  let row = 0;
+  let filled = 0;
+  const takeRows = (inflated: Uint8Array, from: number, to: number): boolean => {
+    let p = from;
+    while (p < to && row < height) {
+      const slot = (row & 1) * stride;
+      const n = Math.min(stride - filled, to - p);
+      rows.set(inflated.subarray(p, p + n), slot + filled);
+      filled += n;
+      p += n;
+      if (filled < stride) break;
+      budget.tick();
+      const prior = row === 0 ? -1 : ((row - 1) & 1) * stride + 1;
+      unfilter(rows, rows[slot] as number, slot + 1, prior, rowBytes, bpp);
+      writeRow(header, colours, rows, slot + 1, width, rgbaRow, 0, 4, rgbaRow32);
+      downscaler.addRow(rgbaRow);
+      row++;
+      filled = 0;
+    }
+    return row >= height;
+  };
+  try {
+    inflateZlibStreaming(idat.join(budget), window, takeRows, () => budget.tick());
+  } catch (error) {
+    if (!(error instanceof InflateError)) throw error;
+    refuse('corrupt', `PNG image data does not inflate: ${error.message}`);
+  }
+  if (row < height) refuse('truncated', `PNG image data is short: ${row} of ${height} rows`);
+  return downscaler;
+}
+
+/** Bit 5 of the first type byte: set for ancillary chunks, clear for critical ones. */
+const isAncillary = (kind: number) => (kind & 0x20000000) !== 0;
 
 function chunkName(kind: number): string {
   let s = '';
@@ -350,17 +443,41 @@ function buildPalette(header: Header, plte: Uint8Array | undefined, trns: Uint8A
   return { rgba, rgba32: new Uint32Array(rgba.buffer), keyR, keyG, keyB };
 }
 
-function concat(parts: readonly Uint8Array[], budget: DecodeBudget): Uint8Array {
-  if (parts.length === 1) return parts[0] as Uint8Array;
-  let total = 0;
-  for (const p of parts) total += p.length;
-  const out = budget.bytes(total, 'PNG compressed data');
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
+/**
+ * The payloads of a run of chunks (the IDATs, or one frame's fdATs) as offsets into the file:
+ * 8 bytes per chunk rather than an object each, so that a file of millions of tiny chunks
+ * cannot exhaust a worker's heap before the budget sees anything.
+ */
+class ChunkData {
+  private ranges = new Uint32Array(16);
+  length = 0;
+  constructor(private readonly bytes: Uint8Array) {}
+
+  push(start: number, end: number): void {
+    if (this.length * 2 + 2 > this.ranges.length) {
+      const bigger = new Uint32Array(this.ranges.length * 2);
+      bigger.set(this.ranges);
+      this.ranges = bigger;
+    }
+    this.ranges[this.length * 2] = start;
+    this.ranges[this.length * 2 + 1] = end;
+    this.length++;
   }
-  return out;
+
+  /** One buffer: the only payload in place, or the payloads joined (reserved in the budget). */
+  join(budget: DecodeBudget): Uint8Array {
+    const r = this.ranges;
+    if (this.length === 1) return this.bytes.subarray(r[0] as number, r[1] as number);
+    let total = 0;
+    for (let i = 0; i < this.length; i++) total += (r[i * 2 + 1] as number) - (r[i * 2] as number);
+    const out = budget.bytes(total, 'PNG compressed data');
+    let o = 0;
+    for (let i = 0; i < this.length; i++) {
+      out.set(this.bytes.subarray(r[i * 2] as number, r[i * 2 + 1] as number), o);
+      o += (r[i * 2 + 1] as number) - (r[i * 2] as number);
+    }
+    return out;
+  }
 }
 
 function rowBytesOf(header: Header, width: number): number {
@@ -374,7 +491,7 @@ function rowBytesOf(header: Header, width: number): number {
 function decodeSubImage(
   header: Header,
   colours: Palette,
-  parts: readonly Uint8Array[],
+  parts: ChunkData,
   w: number,
   h: number,
   out: Uint8Array,
@@ -394,7 +511,7 @@ function decodeSubImage(
     if (pw > 0 && ph > 0) rawSize += ph * (rowBytesOf(header, pw) + 1);
   }
   const raw = budget.bytes(rawSize, 'PNG decompressed data');
-  const compressed = concat(parts, budget);
+  const compressed = parts.join(budget);
   let inflated = 0;
   try {
     inflated = inflateZlib(compressed, raw, () => budget.tick());
@@ -675,89 +792,56 @@ function writeRow(
   }
 }
 
-/** Renders every APNG frame onto the canvas, applying blend and dispose ops. */
-function composeAnimation(
+/**
+ * Decodes every APNG frame into a layer of its own size; `FrameCompositor` applies blend and
+ * dispose when the animation is played.
+ */
+function animationLayers(
   header: Header,
   colours: Palette,
-  idat: readonly Uint8Array[],
+  idat: ChunkData,
   controls: readonly FrameControl[],
   defaultIsFrame: boolean,
   budget: DecodeBudget,
 ): Frame[] {
-  const { width: W, height: H } = header;
-  const canvas = budget.bytes(W * H * 4, 'APNG canvas');
   const out: Frame[] = [];
-  let maxFrameBytes = 0;
-  for (const f of controls) maxFrameBytes = Math.max(maxFrameBytes, f.width * f.height * 4);
-  const patch = budget.bytes(maxFrameBytes, 'APNG frame buffer');
-  const saved = budget.bytes(maxFrameBytes, 'APNG saved region');
   for (const [i, f] of controls.entries()) {
     budget.tick();
-    const fw = f.width;
-    const fh = f.height;
-    patch.fill(0, 0, fw * fh * 4);
+    const pixels = budget.bytes(f.width * f.height * 4, 'APNG frame');
     decodeSubImage(
       header,
       colours,
       i === 0 && defaultIsFrame ? idat : f.data,
-      fw,
-      fh,
-      patch,
-      fw,
+      f.width,
+      f.height,
+      pixels,
+      f.width,
       0,
       0,
       budget,
     );
     // Dispose "previous" on the first frame means "background" (APNG spec, fcTL).
     const dispose = i === 0 && f.dispose === Dispose.previous ? Dispose.background : f.dispose;
-    if (dispose === Dispose.previous) {
-      for (let y = 0; y < fh; y++) {
-        const row = ((f.y + y) * W + f.x) * 4;
-        saved.set(canvas.subarray(row, row + fw * 4), y * fw * 4);
-      }
-    }
-    for (let y = 0; y < fh; y++) {
-      const row = ((f.y + y) * W + f.x) * 4;
-      if (f.blend === Blend.source) {
-        canvas.set(patch.subarray(y * fw * 4, (y + 1) * fw * 4), row);
-        continue;
-      }
-      for (let x = 0; x < fw; x++) {
-        const s = (y * fw + x) * 4;
-        const d = row + x * 4;
-        const sa = patch[s + 3] as number;
-        if (sa === 255) {
-          canvas[d] = patch[s] as number;
-          canvas[d + 1] = patch[s + 1] as number;
-          canvas[d + 2] = patch[s + 2] as number;
-          canvas[d + 3] = 255;
-        } else if (sa !== 0) {
-          // Porter-Duff "over" with straight (non-premultiplied) alpha, as in the APNG spec.
-          const da = canvas[d + 3] as number;
-          const oa = sa + (da * (255 - sa)) / 255;
-          for (let c = 0; c < 3; c++) {
-            const v =
-              ((patch[s + c] as number) * sa + ((canvas[d + c] as number) * da * (255 - sa)) / 255) / oa;
-            canvas[d + c] = Math.round(v);
-          }
-          canvas[d + 3] = Math.round(oa);
-        }
-      }
-    }
-    const frame = budget.bytes(W * H * 4, 'APNG frame');
-    frame.set(canvas);
-    out.push({ rgba: frame, delayMs: f.delayMs });
-    if (dispose === Dispose.background) {
-      for (let y = 0; y < fh; y++) {
-        const row = ((f.y + y) * W + f.x) * 4;
-        canvas.fill(0, row, row + fw * 4);
-      }
-    } else if (dispose === Dispose.previous) {
-      for (let y = 0; y < fh; y++) {
-        const row = ((f.y + y) * W + f.x) * 4;
-        canvas.set(saved.subarray(y * fw * 4, (y + 1) * fw * 4), row);
-      }
-    }
+    out.push({
+      delayMs: f.delayMs,
+      layers: [
+        {
+          x: f.x,
+          y: f.y,
+          width: f.width,
+          height: f.height,
+          pixels,
+          blend: f.blend === Blend.source ? 'source' : 'over',
+          dispose:
+            dispose === Dispose.background
+              ? 'background'
+              : dispose === Dispose.previous
+                ? 'previous'
+                : 'none',
+        },
+      ],
+    });
   }
+  budget.allocate(header.width * header.height * 4, 'APNG canvas for playing the animation');
   return out;
 }

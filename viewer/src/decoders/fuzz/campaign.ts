@@ -4,8 +4,9 @@
  * so that the parent can kill it when one input hangs.
  */
 import { Refusal } from '../budget.ts';
+import { FrameCompositor, imageBuffers } from '../compose.ts';
 import { decodeImage } from '../decode.ts';
-import type { DecodeLimits, RefusalKind } from '../types.ts';
+import type { DecodeLimits, RefusalKind, ScaleDenominator } from '../types.ts';
 import { mutate, Prng } from './mutate.ts';
 
 /** Limits for fuzzing: small enough that many iterations run, large enough for the seeds. */
@@ -17,6 +18,8 @@ export const fuzzLimits: DecodeLimits = {
   maxTotalBytes: 64 << 20,
   deadlineMs: 2000,
 };
+
+const scales: readonly ScaleDenominator[] = [1, 2, 4, 8];
 
 export interface CampaignCounts {
   executions: number;
@@ -47,15 +50,24 @@ export function runIteration(
   const start = performance.now();
   let finding: Finding | undefined;
   try {
-    const result = decodeImage(input, fuzzLimits);
+    // A quarter of the inputs each at full size, 1/2, 1/4 and 1/8 (the reduced paths).
+    const result = decodeImage(input, fuzzLimits, { scale: scales[iteration & 3] as ScaleDenominator });
     if (result.ok) {
       counts.decoded++;
-      let bytes = 0;
-      for (const f of result.image.frames) bytes += f.rgba.byteLength;
+      // What a viewer holds to show it: the layers' buffers, and one canvas unless the image
+      // is a single RGBA layer (which is its own canvas).
+      const { image } = result;
+      const first = image.frames[0]?.layers;
+      const single = image.frames.length === 1 && first?.length === 1 && !first[0]?.palette;
+      let bytes = single ? 0 : image.width * image.height * 4;
+      for (const buffer of imageBuffers(image)) bytes += buffer.byteLength;
       if (bytes > fuzzLimits.maxTotalBytes) {
         counts.overruns++;
-        finding = { kind: 'overrun', iteration, detail: `${bytes} bytes of frames` };
+        finding = { kind: 'overrun', iteration, detail: `${bytes} bytes of layers and canvas` };
       }
+      // Playing it must not fail either (the compositor clips and checks what decoders give).
+      const compositor = new FrameCompositor(image);
+      for (let f = 0; f < image.frames.length; f++) compositor.frame(f);
     } else {
       counts.refused[result.kind] = (counts.refused[result.kind] ?? 0) + 1;
       // decodeImage reports errors that are not our refusals as "could not be decoded":

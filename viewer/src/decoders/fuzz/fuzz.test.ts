@@ -14,6 +14,7 @@ describe('decoders on mutated corpus files', () => {
     ['gif', 3000],
     ['jpeg', 300],
     ['bmp', 600],
+    ['webp', 1500],
   ] as const) {
     it(`${format}: ${iterations} mutated inputs decode or are refused, none crashes or overruns`, () => {
       const seeds = loadSeeds(fixtures, format);

@@ -4,6 +4,7 @@
  */
 import { crc32 } from '../crc32.ts';
 import { isPng } from '../png.ts';
+import { isWebp } from '../webp.ts';
 
 /** xorshift32: small, fast, deterministic; not for anything cryptographic. */
 export class Prng {
@@ -37,6 +38,9 @@ export function mutate(seeds: readonly Uint8Array[], rng: Prng): Uint8Array {
   // PNG chunks carry CRCs: repair them half of the time so mutations reach the decoder
   // proper instead of stopping at the CRC check.
   if (isPng(data) && rng.below(2) === 0) fixPngCrcs(data);
+  // Likewise WebP's RIFF size (and a simple file's only chunk size), which nearly every
+  // length-changing mutation breaks.
+  if (isWebp(data) && rng.below(2) === 0) fixWebpSizes(data);
   return data;
 }
 
@@ -116,4 +120,11 @@ function fixPngCrcs(data: Uint8Array): void {
     view.setUint32(end, crc32(data, pos + 4, end));
     pos = end + 4;
   }
+}
+
+function fixWebpSizes(data: Uint8Array): void {
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  view.setUint32(4, data.length - 8, true);
+  const tag = String.fromCharCode(...data.subarray(12, 16));
+  if ((tag === 'VP8 ' || tag === 'VP8L') && data.length >= 20) view.setUint32(16, data.length - 20, true);
 }

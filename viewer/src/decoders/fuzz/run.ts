@@ -42,6 +42,7 @@ const seedFolders: Record<ImageFormat, { folders: string[]; ext: string[] }> = {
     ext: ['.jpg'],
   },
   bmp: { folders: ['bmp/image-rs'], ext: ['.bmp'] },
+  webp: { folders: ['webp'], ext: ['.webp'] },
 };
 /** Seeds larger than this slow every iteration down without adding coverage. */
 const maxSeedBytes = 64 * 1024;

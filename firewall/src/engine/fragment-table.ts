@@ -1,19 +1,12 @@
-/** One client link (one vif) and its counters. */
-import type { RuleSet } from '../rules/types.ts';
-import { read32 } from '../wire/checksum.ts';
-import { parseIpv4Address } from '../wire/ipv4.ts';
-import { parseIpv6Address } from '../wire/ipv6.ts';
+/**
+ * The fixed-size fragment state of a link: trains whose first fragment was seen (first-
+ * fragment tracking) and later fragments that came before their first, held until it does.
+ * Memory per link is fixed; nothing here allocates after construction.
+ */
 import type { FrameMeta } from './config.ts';
-import { DROP_REASON_COUNT } from './reasons.ts';
 
-export const C_RX_PACKETS = 0;
-export const C_RX_BYTES = 1;
-export const C_TX_PACKETS = 2;
-export const C_TX_BYTES = 3;
-export const C_ACCEPTED = 4;
-export const C_DROPPED = 5;
-export const C_DROP_BASE = 6;
-export const COUNTER_SLOTS = C_DROP_BASE + DROP_REASON_COUNT;
+/** Words of a fragment train key: [family<<8 | proto, ident, src(4), dst(4)]. */
+export const FRAGMENT_KEY_WORDS = 10;
 
 /** Fragment trains remembered per link: (proto, ident, src, dst) -> flow. */
 export class FragmentTable {
@@ -23,7 +16,7 @@ export class FragmentTable {
   readonly generation: Uint32Array;
   readonly expires: Float64Array;
   constructor(readonly capacity: number) {
-    this.key = new Uint32Array(capacity * 10);
+    this.key = new Uint32Array(capacity * FRAGMENT_KEY_WORDS);
     this.entry = new Int32Array(capacity).fill(-1);
     this.generation = new Uint32Array(capacity);
     this.expires = new Float64Array(capacity);
@@ -31,10 +24,10 @@ export class FragmentTable {
   find(k: Uint32Array, now: number): number {
     for (let i = 0; i < this.capacity; i++) {
       if (this.entry[i]! < 0 || this.expires[i]! <= now) continue;
-      const o = i * 10;
+      const o = i * FRAGMENT_KEY_WORDS;
       let j = 0;
-      for (; j < 10; j++) if (this.key[o + j] !== k[j]) break;
-      if (j === 10) return i;
+      for (; j < FRAGMENT_KEY_WORDS; j++) if (this.key[o + j] !== k[j]) break;
+      if (j === FRAGMENT_KEY_WORDS) return i;
     }
     return -1;
   }
@@ -52,7 +45,7 @@ export class FragmentTable {
         slot = i;
       }
     }
-    this.key.set(k.subarray(0, 10), slot * 10);
+    this.key.set(k.subarray(0, FRAGMENT_KEY_WORDS), slot * FRAGMENT_KEY_WORDS);
     this.entry[slot] = entry;
     this.generation[slot] = generation;
     this.expires[slot] = now + ttl;
@@ -67,75 +60,6 @@ export class FragmentTable {
 /** Out-of-order fragments held per link, and the largest frame held (a 1500-byte MTU frame fits). */
 export const HELD_FRAGMENTS = 8;
 export const HELD_FRAGMENT_BYTES = 2048;
-
-export class ClientLink {
-  readonly counters = new Float64Array(COUNTER_SLOTS);
-  /** The address the client uses on its link (visible IP), as a uint32. */
-  readonly ip4: number;
-  readonly realIp4: Uint8Array;
-  readonly ip4Bytes: Uint8Array;
-  /** The gateway address the client uses (visible gateway or the firewall's). */
-  readonly gateway4: number;
-  readonly gateway4Bytes: Uint8Array;
-  readonly ip6: Uint8Array | undefined;
-  ruleSet: RuleSet | undefined = undefined;
-  /** packets, bytes per rule in evaluation order, then the policy. */
-  ruleCounters = new Float64Array(2);
-  ruleIndex = new Map<number, number>();
-  readonly fragments: FragmentTable;
-  readonly held: FragmentHold;
-
-  constructor(
-    readonly link: number,
-    readonly name: string,
-    readonly mac: Uint8Array,
-    realIp4: Uint8Array,
-    visibleIp4: Uint8Array,
-    gateway4: Uint8Array,
-    ip6: Uint8Array | undefined,
-    fragmentCapacity: number,
-  ) {
-    this.realIp4 = realIp4.slice(0, 4);
-    this.ip4Bytes = visibleIp4.slice(0, 4);
-    this.ip4 = read32(visibleIp4, 0);
-    this.gateway4Bytes = gateway4.slice(0, 4);
-    this.gateway4 = read32(gateway4, 0);
-    this.ip6 = ip6?.slice(0, 16);
-    this.fragments = new FragmentTable(fragmentCapacity);
-    this.held = new FragmentHold(HELD_FRAGMENTS, HELD_FRAGMENT_BYTES);
-  }
-
-  setRuleSet(ruleSet: RuleSet | undefined): void {
-    this.ruleSet = ruleSet;
-    const numbers = ruleSet?.ruleNumbers ?? [];
-    this.ruleIndex = new Map(numbers.map((n, i) => [n, i]));
-    this.ruleCounters = new Float64Array((numbers.length + 1) * 2);
-  }
-
-  /** The counter slot for a decision's rule number (-1 = policy). */
-  ruleSlot(rule: number): number {
-    return rule < 0 ? this.ruleIndex.size : (this.ruleIndex.get(rule) ?? this.ruleIndex.size);
-  }
-}
-
-/**
- * The addresses in a vif's XenStore backend `ip` key: space-separated, the first IPv4 and
- * the first IPv6 are the client's (as vif-route-qubes reads them). Unparseable tokens are
- * skipped; a key without an IPv4 address gives none.
- */
-export function parseVifAddresses(text: string): {
-  ip4: Uint8Array | undefined;
-  ip6: Uint8Array | undefined;
-} {
-  let ip4: Uint8Array | undefined;
-  let ip6: Uint8Array | undefined;
-  for (const token of text.slice(0, 1024).split(/\s+/)) {
-    if (!token) continue;
-    if (!ip4 && token.includes('.') && !token.includes(':')) ip4 = parseIpv4Address(token);
-    else if (!ip6 && token.includes(':')) ip6 = parseIpv6Address(token);
-  }
-  return { ip4, ip6 };
-}
 
 /**
  * Fragments that arrived before their first fragment, held (copied) until it comes: a fixed
@@ -157,7 +81,7 @@ export class FragmentHold {
   ) {
     this.lens = new Int32Array(slots);
     this.expires = new Float64Array(slots);
-    this.keys = new Uint32Array(slots * 10);
+    this.keys = new Uint32Array(slots * FRAGMENT_KEY_WORDS);
     for (let i = 0; i < slots; i++) {
       this.bufs.push(new Uint8Array(slotBytes));
       this.metas.push({ csumBlank: false, dataValidated: false, gsoType: 0, gsoSize: 0 });
@@ -194,7 +118,7 @@ export class FragmentHold {
     for (let i = 0; i < len; i++) b[i] = buf[off + i]!;
     this.lens[slot] = len;
     this.expires[slot] = now + ttl;
-    for (let i = 0; i < 10; i++) this.keys[slot * 10 + i] = key[i]!;
+    for (let i = 0; i < FRAGMENT_KEY_WORDS; i++) this.keys[slot * FRAGMENT_KEY_WORDS + i] = key[i]!;
     const m = this.metas[slot]!;
     m.csumBlank = meta.csumBlank;
     m.dataValidated = meta.dataValidated;
@@ -217,8 +141,8 @@ export class FragmentHold {
         continue;
       }
       let j = 0;
-      for (; j < 10; j++) if (this.keys[i * 10 + j] !== key[j]) break;
-      if (j < 10) continue;
+      for (; j < FRAGMENT_KEY_WORDS; j++) if (this.keys[i * FRAGMENT_KEY_WORDS + j] !== key[j]) break;
+      if (j < FRAGMENT_KEY_WORDS) continue;
       const len = this.lens[i]!;
       this.lens[i] = 0;
       deliver(this.bufs[i]!, len, this.metas[i]!);
