@@ -1,4 +1,5 @@
-/** `@moat/lab/bench`: the lab's benches (`./moat bench vchan`, `./moat bench penalty`). */
+/** `@moat/lab/bench`: the lab's benches (`./moat bench vchan`, `./moat bench penalty`, `./moat bench gui`). */
+export { type GuiBenchFigures, runGuiBench } from './bench-gui.ts';
 export {
   runVchanBench,
   type VchanBenchDirection,

@@ -65,6 +65,9 @@ const EVERYTHING = [
   '@moat/qrexec/dom0',
   '@moat/qrexec/run',
   '@moat/qrexec/bench',
+  '@moat/gui-agent',
+  '@moat/gui-agent/daemon',
+  '@moat/gui-agent/lab',
 ]
   .map((entry, i) => `export * as e${i} from '${entry}';`)
   .join('\n');

@@ -1,5 +1,5 @@
 import { LabError } from '@moat/lab';
-import { runPenaltyBench, runVchanBench } from '@moat/lab/bench';
+import { runGuiBench, runPenaltyBench, runVchanBench } from '@moat/lab/bench';
 import type { Command } from 'commander';
 import { CheckFailed, ExitCode, SetupProblem } from '../errors.ts';
 import { type CliContext, type CommandModule, handler } from '../program.ts';
@@ -12,7 +12,8 @@ function labFailure(error: unknown): never {
 /**
  * Benches that need the lab (real Xen in QEMU): `bench penalty` (how much slower the same C
  * and JS run in a domU than here) and `bench vchan` (our vchan against the C
- * vchan-socket-proxy in the same lab run, with that run's penalty beside it).
+ * vchan-socket-proxy in the same lab run, with that run's penalty beside it) and `bench gui`
+ * (full-window updates through our GUI agent against dom0's grant copy of the same bytes).
  */
 export const labBenchCommand: CommandModule = {
   register(_program: Command, ctx: CliContext) {
@@ -41,6 +42,27 @@ export const labBenchCommand: CommandModule = {
             hashesAgree: f.hashesAgree,
           });
           return f.hashesAgree ? ExitCode.ok : ExitCode.checkFailed;
+        }),
+      );
+
+    ctx.bench
+      .command('gui')
+      .description(
+        'GUI agent in a lab domU: 800x600 full-window updates per second to the lab daemon in dom0, beside grant-copying the same bytes',
+      )
+      .action(
+        handler(async (reporter) => {
+          const progress = reporter.progress('bench gui', 3);
+          let step = 0;
+          const f = await runGuiBench({ onStep: (text) => progress.update(Math.min(++step, 3), text) }).catch(
+            labFailure,
+          );
+          progress.done('measured');
+          reporter.result('GUI full-window updates in the lab (emulated; read the ratio)', {
+            ...f,
+            domUDrawMs: `rgba ${f.domUDrawMs.rgba}, bgrx ${f.domUDrawMs.bgrx}`,
+          });
+          return ExitCode.ok;
         }),
       );
 

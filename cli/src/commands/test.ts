@@ -57,8 +57,9 @@ export const testPhases: TestPhase[] = [
     name: 'unit',
     description: 'vitest: unit, property and host integration tests',
     // viewer's BMP tests use GraphicsMagick and Pillow as oracles, its scaled JPEG tests
-    // libjpeg-turbo's djpeg.
-    debianPackages: ['graphicsmagick', 'python3-pil', 'libjpeg-turbo-progs'],
+    // libjpeg-turbo's djpeg; gui-agent's keymap test checks its tables against xkb-data and
+    // X11/keysymdef.h (x11proto-dev).
+    debianPackages: ['graphicsmagick', 'python3-pil', 'libjpeg-turbo-progs', 'xkb-data', 'x11proto-dev'],
     run: (root) => step(root, bin(root, 'vitest'), ['run'], 'unit tests (vitest)'),
   },
   {
