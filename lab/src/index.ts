@@ -5,11 +5,44 @@ export { buildDom0Image, type Dom0Image } from './dom0-image.ts';
 export { LabError, LabTimeout } from './errors.ts';
 export { guestImage } from './guest-image.ts';
 export { expectGuestOk, GuestHandle, type GuestRun } from './guest-run.ts';
-export { bootLab, type DomUOptions, type Lab, type LabOptions, type LabTimings } from './lab.ts';
+export {
+  bootLab,
+  type DomUOptions,
+  type Lab,
+  type LabOptions,
+  type LabTimings,
+  type VifSpec,
+  vifSpecParts,
+} from './lab.ts';
+export { buildLinuxImage, LINUX_GUEST, type LinuxGuestImage, linuxUserlandPins } from './linux-image.ts';
 export { encodeMessage, type GuestMessage, type GuestResult, LINE_PREFIX, parseLine } from './protocol.ts';
 export { qemuArgs } from './qemu.ts';
+export { type QubesVmSpec, qubesDbEntries, qubesFirewallEntries } from './qubesdb-keys.ts';
+export {
+  type Expectation,
+  outcomeMeets,
+  parseScenario,
+  SCENARIO_VERSION,
+  type Scenario,
+  type ScenarioStep,
+  type StepReport,
+} from './scenario.ts';
+export { judgeProbe, runScenario, type ScenarioRun, type ScenarioRunOptions } from './scenario-run.ts';
 export { type LabSession, labSession } from './shared-lab.ts';
 export { checkSmokeRun, runSmoke, SMOKE_GUEST, type SmokeStep, smokeExpectedSum } from './smoke.ts';
+export {
+  attachVif,
+  detachVif,
+  hotplugRetries,
+  type LinuxVm,
+  type LinuxVmOptions,
+  listVifs,
+  netvmVif,
+  qubesMac,
+  startLinuxVm,
+  xenstoreCount,
+} from './topology.ts';
+export { type LinuxCommand, type LinuxGuestArgs, NETVM_PORTS, type ProbeOutcome } from './topology-wire.ts';
 export {
   buildVchanGuest,
   interopPlan,

@@ -36,11 +36,41 @@ export interface DomUOptions {
   readonly memoryMb?: number;
   /** JSON arguments the guest reads with guestArgs() (through the kernel command line). */
   readonly args?: Record<string, unknown>;
+  /** Network interfaces, each served by a backend domain (dom0 or a driver domain, as Qubes does). */
+  readonly vifs?: readonly VifSpec[];
+  /** `driver_domain = 1`: the domain may be the backend of other domains' devices (a netvm). */
+  readonly driverDomain?: boolean;
   /**
    * Boot like a Qubes template (kernel=''): Xen starts this PVH GRUB image, which reads
    * /boot/grub/grub.cfg from `rootImage` (xvda, read-only here); the image's own files are unused.
    */
   readonly pvhGrub?: { readonly grub: string; readonly rootImage: string };
+}
+
+/** One vif in a domU's config: `vif = [ 'backend=<name>,mac=...,ip=...,script=...' ]`. */
+export interface VifSpec {
+  /** The backend domain's name; dom0 when absent. */
+  readonly backend?: string;
+  readonly ip?: string;
+  readonly mac?: string;
+  /** The hotplug script the backend runs (relative to /etc/xen/scripts there). */
+  readonly script?: string;
+}
+
+/** The xl syntax of a vif (also what `xl network-attach` takes, as separate arguments). */
+export function vifSpecParts(vif: VifSpec): string[] {
+  const parts: string[] = [];
+  for (const [key, value] of [
+    ['backend', vif.backend],
+    ['mac', vif.mac],
+    ['ip', vif.ip],
+    ['script', vif.script],
+  ] as const) {
+    if (value === undefined) continue;
+    if (!/^[A-Za-z0-9.:/_ -]+$/.test(value)) throw new LabError('domU', `bad vif ${key}: ${value}`);
+    parts.push(`${key}=${value}`);
+  }
+  return parts;
 }
 
 /** Timings of the lab's own steps, ms. */
@@ -129,6 +159,10 @@ function domUConfig(name: string, o: DomUOptions, dir: string): string {
     'on_reboot = "preserve"',
     'on_crash = "preserve"',
     'on_watchdog = "preserve"',
+    ...(o.driverDomain ? ['driver_domain = 1'] : []),
+    ...(o.vifs?.length
+      ? [`vif = [ ${o.vifs.map((v) => `'${vifSpecParts(v).join(',')}'`).join(', ')} ]`]
+      : []),
     // target= must come last: libxl takes the rest of the string as the path.
     o.pvhGrub
       ? `disk = [ 'vdev=xvda,access=r,script=${BLOCK_SCRIPT_PATH},target=${at}/root.img' ]`

@@ -1,6 +1,7 @@
-import { LabError, runSmoke } from '@moat/lab';
+import { readFileSync } from 'node:fs';
+import { LabError, parseScenario, runScenario, runSmoke, type StepReport } from '@moat/lab';
 import type { Command } from 'commander';
-import { CheckFailed, ExitCode } from '../errors.ts';
+import { CheckFailed, ExitCode, SetupProblem } from '../errors.ts';
 import { type CliContext, type CommandModule, handler } from '../program.ts';
 import { missingDebianPackages } from '../system.ts';
 
@@ -9,6 +10,15 @@ export const labDebianPackages = ['qemu-system-x86', 'squashfs-tools', 'gcc', 'l
 
 function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(1)} s`;
+}
+
+/** One row of the human-readable table of `moat lab run`. */
+function stepRow(r: StepReport): string {
+  const expect = r.expect ? `expect ${r.expect}` : '';
+  const why =
+    (r.detail as { why?: string; error?: string } | undefined)?.why ??
+    (r.detail as { error?: string } | undefined)?.error;
+  return `${r.ok ? 'ok  ' : 'FAIL'} ${r.step.padEnd(7)} ${r.what.padEnd(40)} ${r.result.padEnd(9)} ${expect.padEnd(14)} ${seconds(r.ms).padStart(7)}${why ? `  ${why}` : ''}`;
 }
 
 /** `moat lab smoke`: boot Xen in QEMU, run node in dom0, a PV and a PVH domU, and say how long each took. */
@@ -52,6 +62,61 @@ export const labCommand: CommandModule = {
             figures: Object.fromEntries(steps.map((s) => [s.name, s.ms])),
           });
           return ExitCode.ok;
+        }),
+      );
+
+    ctx.lab
+      .command('run')
+      .description('run a lab scenario file (format version 1, README "Lab scenarios") on real Xen in QEMU')
+      .argument('<file>', 'scenario JSON, e.g. test/scenarios/direct-upstream.json')
+      .option('--console', 'print Xen and dom0 console lines as they come')
+      .action(
+        handler(async (reporter, cmd) => {
+          const file = String(cmd.args[0]);
+          let text: string;
+          try {
+            text = readFileSync(file, 'utf8');
+          } catch (error) {
+            throw new SetupProblem(`cannot read ${file}: ${(error as Error).message}`);
+          }
+          let scenario: ReturnType<typeof parseScenario>;
+          try {
+            scenario = parseScenario(text, file);
+          } catch (error) {
+            throw new SetupProblem((error as Error).message);
+          }
+          const showConsole = Boolean(cmd.opts<{ console?: boolean }>().console);
+          reporter.log(
+            `scenario ${scenario.name}: booting the lab, the upstream and ${scenario.clients.length} client(s)`,
+          );
+          const run = await runScenario(scenario, {
+            onStep: (r) => {
+              if (reporter.json)
+                reporter.result('step', {
+                  step: r.step,
+                  what: r.what,
+                  result: r.result,
+                  expect: r.expect ?? null,
+                  ok: r.ok,
+                  ms: r.ms,
+                  detail: r.detail ?? null,
+                });
+              else reporter.log(stepRow(r));
+            },
+            ...(showConsole ? { onConsoleLine: (line: string) => reporter.log(`console | ${line}`) } : {}),
+          }).catch((error: unknown) => {
+            if (error instanceof LabError)
+              throw new CheckFailed(error.message, { step: error.step, ...error.detail });
+            throw error;
+          });
+          const failed = run.reports.filter((r) => !r.ok).length;
+          reporter.result(`scenario ${run.scenario}`, {
+            ok: run.ok,
+            steps: run.reports.length,
+            failed,
+            ...run.timings,
+          });
+          return run.ok ? ExitCode.ok : ExitCode.checkFailed;
         }),
       );
   },

@@ -1,0 +1,540 @@
+/**
+ * The Linux guest of the lab (image: linux-image.ts): one bundle, two roles.
+ *
+ * - netvm: a driver domain for its clients' vifs (the kernel's xen-netback; `xl devd` runs our
+ *   vif hotplug script, as Qubes' sys-net runs `xl devd` for vif-route-qubes), with the
+ *   services probes talk to: TCP and UDP echo that first report the source address they saw,
+ *   a TCP sink that answers a stream's SHA-256, an iperf3 server, dnsmasq answering the names
+ *   the test gave at 10.139.1.1 and .2 (where a Qubes netvm's DNS is), and the kernel's ping.
+ * - client: a client qube: xen-netfront, its address, gateway and DNS servers set up from its
+ *   arguments as Qubes' network setup sets them from QubesDB; runs the probes.
+ *
+ * Both stay up and take commands from dom0 through xenstore (`data/moat-cmd/<seq>`, JSON;
+ * topology.ts writes them): each command's outcome is a result line named `cmd <seq>`.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createSocket } from 'node:dgram';
+import { Resolver } from 'node:dns/promises';
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { connect, createServer, type Socket } from 'node:net';
+import { connectQubesDb, type QubesDb } from '@moat/qubesdb';
+import { xenVchanTransport } from '@moat/vchan';
+import { openNativeDomain, openXenbusDevice } from '@moat/xen';
+import { xenstoreOverXenbus } from '@moat/xenstore';
+import { guestArgs } from '../guest.ts';
+import { encodeMessage } from '../protocol.ts';
+import {
+  type LinuxCommand,
+  type LinuxGuestArgs,
+  NETVM_PORTS,
+  type ProbeOutcome,
+  patternChunk,
+  VIF_SCRIPT,
+} from '../topology-wire.ts';
+
+const emit = (line: string) => process.stdout.write(`${line}\n`);
+const log = (text: string) => emit(encodeMessage({ kind: 'log', text }));
+
+function run(argv: string[], timeoutMs = 30_000): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const [program, ...rest] = argv;
+    const child = spawn(program ?? 'false', rest, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', (e) => {
+      out += e.message;
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, out: out.trim() });
+    });
+  });
+}
+
+async function must(argv: string[]): Promise<string> {
+  const r = await run(argv);
+  if (r.code !== 0) throw new Error(`${argv.join(' ')}: exit ${r.code}: ${r.out}`);
+  return r.out;
+}
+
+/** Links the disk's userland into the root (an initramfs, writable) so programs run as usual. */
+function linkUserland(): void {
+  for (const dir of ['/bin', '/var/lib/xen', '/run/xen', '/var/log/xen', '/etc/xen/scripts'])
+    mkdirSync(dir, { recursive: true });
+  if (!existsSync('/lib64')) symlinkSync('/mnt/lib64', '/lib64');
+  if (!existsSync('/var/run')) symlinkSync('/run', '/var/run');
+  for (const name of readdirSync('/mnt/bin'))
+    if (!existsSync(`/bin/${name}`)) symlinkSync(`/mnt/bin/${name}`, `/bin/${name}`);
+  for (const name of ['read', 'write', 'rm', 'ls', 'list', 'exists', 'watch', 'chmod'])
+    if (!existsSync(`/bin/xenstore-${name}`)) symlinkSync('/mnt/bin/xenstore', `/bin/xenstore-${name}`);
+  process.env.PATH = '/bin';
+  process.env.LD_LIBRARY_PATH = '/mnt/lib';
+}
+
+async function installBusybox(): Promise<void> {
+  await must(['/mnt/bin/busybox', '--install', '-s', '/bin']);
+  writeFileSync('/etc/passwd', 'root:x:0:0:root:/tmp:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n');
+  writeFileSync('/etc/group', 'root:x:0:\nnogroup:x:65534:\n');
+}
+
+// ---- netvm ----
+
+/** A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d. */
+const plainV4 = (address = '') => address.replace(/^::ffff:(?=\d+\.)/, '');
+
+/** Echo servers that report the peer address first: `from <ip>:<port>`, then the bytes back. */
+function startEchoServices(
+  addresses: readonly string[],
+  tcpPorts: readonly number[],
+  udpPorts: readonly number[],
+): void {
+  for (const port of tcpPorts)
+    createServer((socket) => {
+      socket.write(`from ${plainV4(socket.remoteAddress)}:${socket.remotePort}\n`);
+      socket.pipe(socket);
+      socket.on('error', () => socket.destroy());
+    }).listen(port);
+  // One UDP socket per own address: a reply must leave from the address the client sent to
+  // (its connected socket ignores others), and a wildcard socket would answer from the vif's.
+  for (const port of udpPorts)
+    for (const address of addresses) {
+      const udp = createSocket('udp4');
+      udp.on('message', (msg, rinfo) => {
+        udp.send(
+          Buffer.concat([Buffer.from(`from ${rinfo.address}:${rinfo.port} `), msg]),
+          rinfo.port,
+          rinfo.address,
+        );
+      });
+      udp.bind(port, address);
+    }
+  if (tcpPorts.includes(NETVM_PORTS.sink)) return;
+  // The sink: counts and hashes what a client streams, answers `<bytes> <sha256>` at its end.
+  createServer((socket) => {
+    const hash = createHash('sha256');
+    let bytes = 0;
+    socket.on('data', (chunk: Buffer) => {
+      hash.update(chunk);
+      bytes += chunk.length;
+    });
+    socket.on('end', () => socket.end(`${bytes} ${hash.digest('hex')}\n`));
+    socket.on('error', () => socket.destroy());
+  }).listen(NETVM_PORTS.sink);
+}
+
+function follow(name: string, child: ChildProcess): void {
+  const forward = (d: Buffer) => {
+    for (const line of d.toString().split('\n')) if (line.trim()) emit(`${name}: ${line}`);
+  };
+  child.stdout?.on('data', forward);
+  child.stderr?.on('data', forward);
+  child.on('close', (code) => log(`${name} exited (${code})`));
+}
+
+let dnsmasq: ChildProcess | undefined;
+
+function startDnsmasq(names: Record<string, string>): void {
+  dnsmasq?.kill('SIGKILL');
+  const records = Object.entries(names).map(([name, ip]) => `--host-record=${name},${ip}`);
+  dnsmasq = spawn(
+    'dnsmasq',
+    [
+      ...['-k', '-C', '/dev/null', '--no-resolv', '--no-hosts', '--user=root', '--pid-file='],
+      ...['--listen-address=10.139.1.1', '--listen-address=10.139.1.2', '--bind-interfaces'],
+      ...['--log-facility=-', ...records],
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  follow('dnsmasq', dnsmasq);
+}
+
+/**
+ * The vif hotplug script `xl devd` runs in this netvm (libxl passes `add`/`remove` and sets
+ * XENBUS_PATH): what Qubes' vif-route-qubes does for a client (the netvm's address on the vif,
+ * a host route to the client's address, proxy ARP), then `hotplug-status` for netback.
+ */
+function vifScript(ownIp: string): string {
+  return `#!/bin/sh
+# XENBUS_PATH ends in backend/vif/<frontend domid>/<devid>; netback names the device vif<domid>.<devid>.
+dev=\${XENBUS_PATH##*/}
+rest=\${XENBUS_PATH%/*}
+vif=vif\${rest##*/}.$dev
+case "$1" in
+add|online)
+  ips=$(xenstore-read "$XENBUS_PATH/ip")
+  ip link set "$vif" up
+  ip addr add ${ownIp}/32 dev "$vif"
+  for a in $ips; do ip route add "$a/32" dev "$vif"; done
+  echo 1 > /proc/sys/net/ipv4/conf/$vif/proxy_arp
+  xenstore-write "$XENBUS_PATH/hotplug-status" connected
+  echo "vif-moat: $1 $vif $ips"
+  ;;
+remove|offline)
+  echo "vif-moat: $1 $vif"
+  ;;
+esac
+exit 0
+`;
+}
+
+async function startNetvm(args: LinuxGuestArgs): Promise<unknown> {
+  if (!args.ip) throw new Error('a netvm needs its ip');
+  const ownIp = args.ip;
+  await must(['ip', 'link', 'set', 'lo', 'up']);
+  for (const a of [args.ip, '10.139.1.1', '10.139.1.2', ...(args.extraAddresses ?? [])])
+    await must(['ip', 'addr', 'add', `${a}/32`, 'dev', 'lo']);
+  writeFileSync('/proc/sys/net/ipv4/ip_forward', '1');
+  writeFileSync('/etc/xen/xl.conf', '');
+  writeFileSync(`/etc/xen/scripts/${VIF_SCRIPT}`, vifScript(ownIp), { mode: 0o755 });
+  startEchoServices(
+    [ownIp, ...(args.extraAddresses ?? [])],
+    args.tcpPorts ?? [NETVM_PORTS.tcpEcho],
+    args.udpPorts ?? [NETVM_PORTS.udpEcho],
+  );
+  startDnsmasq(args.dns ?? {});
+  const iperf = spawn('iperf3', ['-s', '-p', String(NETVM_PORTS.iperf3)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  iperf.stdout?.resume();
+  iperf.on('close', (code) => log(`iperf3 server exited (${code})`));
+  const devd = spawn('xl', ['devd', '-F'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  follow('xl-devd', devd);
+  return { ip: args.ip };
+}
+
+function vifs(): string[] {
+  return readdirSync('/sys/class/net')
+    .filter((n) => n.startsWith('vif'))
+    .sort();
+}
+
+// ---- client ----
+
+async function configureClient(args: LinuxGuestArgs, timeoutMs = 60_000): Promise<unknown> {
+  const deadline = Date.now() + timeoutMs;
+  const dev = args.device ?? 'eth0';
+  while (!existsSync(`/sys/class/net/${dev}`)) {
+    if (Date.now() > deadline) throw new Error(`${dev} did not appear within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  // What Qubes' setup-ip does with /qubes-ip, /qubes-gateway and the DNS keys.
+  await run(['ip', 'addr', 'flush', 'dev', dev]);
+  await must(['ip', 'link', 'set', 'lo', 'up']);
+  await must(['ip', 'addr', 'add', `${args.ip}/32`, 'dev', dev]);
+  await must(['ip', 'link', 'set', dev, 'up']);
+  if (args.gateway) {
+    await must(['ip', 'route', 'replace', `${args.gateway}/32`, 'dev', dev]);
+    await must(['ip', 'route', 'replace', 'default', 'via', args.gateway, 'dev', dev]);
+  }
+  writeFileSync(
+    '/etc/resolv.conf',
+    [args.primaryDns ?? '10.139.1.1', args.secondaryDns ?? '10.139.1.2']
+      .map((s) => `nameserver ${s}\n`)
+      .join(''),
+  );
+  return { device: dev, ip: args.ip, gateway: args.gateway };
+}
+
+/**
+ * How long a probe waits for an answer before calling it silence. Generous: under emulation on
+ * a loaded machine the netvm's node answered a UDP echo after 2.3 s once and after more than 3 s
+ * (the old limit) in the next run. A scenario's `timeout_ms` overrides it.
+ */
+const PROBE_TIMEOUT_MS = 10_000;
+
+/** Tells the ways a connection attempt ends apart from the socket error. */
+function outcomeOf(error: NodeJS.ErrnoException | undefined): ProbeOutcome {
+  if (!error) return 'accepted';
+  if (error.code === 'ECONNREFUSED') return 'refused';
+  if (error.code === 'ETIMEDOUT') return 'silence';
+  return 'icmp';
+}
+
+function tcpProbe(c: Extract<LinuxCommand, { op: 'tcp' }>): Promise<unknown> {
+  const timeoutMs = c.timeoutMs ?? PROBE_TIMEOUT_MS;
+  const start = performance.now();
+  return new Promise((resolve) => {
+    const socket = connect({ host: c.to, port: c.port });
+    let greeting = '';
+    let settled = false;
+    const finish = (outcome: ProbeOutcome, error?: string) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve({
+        outcome,
+        ms: Math.round(performance.now() - start),
+        ...(greeting ? { reply: greeting.trim() } : {}),
+        ...(error ? { error } : {}),
+      });
+    };
+    const timer = setTimeout(() => finish(greeting ? 'accepted' : 'silence'), timeoutMs);
+    socket.on('connect', () => {
+      if (!c.readReply) finish('accepted');
+      else socket.write('hello\n');
+    });
+    socket.on('data', (d: Buffer) => {
+      greeting += d.toString();
+      if (greeting.includes('hello')) finish('accepted');
+    });
+    socket.on('error', (e: NodeJS.ErrnoException) => finish(outcomeOf(e), e.code ?? e.message));
+  });
+}
+
+function udpProbe(c: Extract<LinuxCommand, { op: 'udp' }>): Promise<unknown> {
+  const timeoutMs = c.timeoutMs ?? PROBE_TIMEOUT_MS;
+  const start = performance.now();
+  return new Promise((resolve) => {
+    const socket = createSocket('udp4');
+    const finish = (outcome: ProbeOutcome, extra: Record<string, unknown> = {}) => {
+      clearTimeout(timer);
+      socket.close();
+      resolve({ outcome, ms: Math.round(performance.now() - start), ...extra });
+    };
+    const timer = setTimeout(() => finish('silence'), timeoutMs);
+    socket.on('message', (msg) => finish('accepted', { reply: msg.toString().trim() }));
+    // A connected UDP socket hears ICMP errors (port unreachable -> ECONNREFUSED).
+    socket.on('error', (e: NodeJS.ErrnoException) => finish(outcomeOf(e), { error: e.code }));
+    socket.connect(c.port, c.to, () => socket.send(c.payload ?? 'ping'));
+  });
+}
+
+async function pingProbe(c: Extract<LinuxCommand, { op: 'ping' }>): Promise<unknown> {
+  const count = c.count ?? 1;
+  const r = await run([
+    'ping',
+    '-c',
+    String(count),
+    '-W',
+    String(Math.ceil((c.timeoutMs ?? PROBE_TIMEOUT_MS) / 1000)),
+    c.to,
+  ]);
+  const received = Number(/(\d+) packets received/.exec(r.out)?.[1] ?? 0);
+  const rtt = /= [\d.]+\/([\d.]+)\//.exec(r.out)?.[1];
+  const icmpError = /Unreachable|Prohibited|Filtered/i.test(r.out);
+  return {
+    outcome: received > 0 ? 'accepted' : icmpError ? 'icmp' : 'silence',
+    sent: count,
+    received,
+    ...(rtt ? { avgMs: Number(rtt) } : {}),
+  };
+}
+
+async function dnsProbe(c: Extract<LinuxCommand, { op: 'dns' }>): Promise<unknown> {
+  const resolver = new Resolver({ timeout: c.timeoutMs ?? PROBE_TIMEOUT_MS, tries: 1 });
+  resolver.setServers([c.server ?? '10.139.1.1']);
+  const start = performance.now();
+  try {
+    const addresses = await resolver.resolve4(c.name);
+    return { outcome: 'accepted', addresses, ms: Math.round(performance.now() - start) };
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    // An answer that says "no such name" is still an answer from the server.
+    const answered = code === 'ENOTFOUND' || code === 'ENODATA' || code === 'EREFUSED';
+    return { outcome: answered ? 'accepted' : code === 'ECONNREFUSED' ? 'refused' : 'silence', code };
+  }
+}
+
+/** Streams `bytes` of the seeded pattern to the sink and compares both SHA-256 sums. */
+function streamProbe(c: Extract<LinuxCommand, { op: 'stream' }>): Promise<unknown> {
+  const start = performance.now();
+  return new Promise((resolve, reject) => {
+    const socket: Socket = connect({ host: c.to, port: c.port ?? NETVM_PORTS.sink });
+    const hash = createHash('sha256');
+    let answer = '';
+    let sent = 0;
+    const pump = () => {
+      while (sent < c.bytes) {
+        const chunk = patternChunk(c.seed, sent, Math.min(64 * 1024, c.bytes - sent));
+        hash.update(chunk);
+        sent += chunk.length;
+        if (!socket.write(chunk)) return socket.once('drain', pump);
+      }
+      socket.end();
+    };
+    socket.on('connect', pump);
+    socket.on('data', (d: Buffer) => {
+      answer += d.toString();
+    });
+    socket.on('error', reject);
+    socket.on('close', () => {
+      const [bytes, sha256] = answer.trim().split(' ');
+      const ms = performance.now() - start;
+      resolve({
+        sentBytes: sent,
+        sentSha256: hash.digest('hex'),
+        receivedBytes: Number(bytes),
+        receivedSha256: sha256,
+        ms: Math.round(ms),
+        mbPerS: Number((sent / 1e6 / (ms / 1000)).toFixed(2)),
+      });
+    });
+  });
+}
+
+async function iperfProbe(c: Extract<LinuxCommand, { op: 'iperf3' }>): Promise<unknown> {
+  const r = await run(
+    ['iperf3', '-c', c.to, '-p', String(NETVM_PORTS.iperf3), '-J', '-t', String(c.seconds ?? 3)],
+    ((c.seconds ?? 3) + 30) * 1000,
+  );
+  try {
+    const json = JSON.parse(r.out) as {
+      end?: { sum_received?: { bits_per_second?: number; bytes?: number } };
+    };
+    const sum = json.end?.sum_received;
+    return { outcome: 'accepted', bitsPerSecond: sum?.bits_per_second, bytes: sum?.bytes };
+  } catch {
+    return { outcome: 'silence', error: r.out.slice(0, 400) };
+  }
+}
+
+// ---- commands ----
+
+let qubesDb: Promise<QubesDb> | undefined;
+
+/** This VM's QubesDB replica, synchronised from dom0's daemon on first use (as qubesdb-daemon 0). */
+async function readQubesDb(prefix: string, timeoutMs: number): Promise<Record<string, string>> {
+  qubesDb ??= connectQubesDb({ transport: xenVchanTransport(openNativeDomain()), timeoutMs, log });
+  qubesDb.catch(() => {
+    qubesDb = undefined;
+  });
+  return Object.fromEntries((await qubesDb).multiread(prefix));
+}
+
+async function execute(c: LinuxCommand, args: LinuxGuestArgs): Promise<unknown> {
+  switch (c.op) {
+    case 'tcp':
+      return tcpProbe(c);
+    case 'udp':
+      return udpProbe(c);
+    case 'ping':
+      return pingProbe(c);
+    case 'dns':
+      return dnsProbe(c);
+    case 'stream':
+      return streamProbe(c);
+    case 'iperf3':
+      return iperfProbe(c);
+    case 'configure':
+      return configureClient({ ...args, ...c.network });
+    case 'vifs':
+      return { vifs: vifs() };
+    case 'set-dns':
+      startDnsmasq(c.names);
+      return { names: Object.keys(c.names).length };
+    case 'exec':
+      return run(c.argv, c.timeoutMs ?? 30_000);
+    case 'qubesdb':
+      return { entries: await readQubesDb(c.prefix ?? '', c.timeoutMs ?? 60_000) };
+    case 'poweroff':
+      setTimeout(() => process.exit(0), 100);
+      return { bye: true };
+  }
+}
+
+async function serveCommands(args: LinuxGuestArgs): Promise<void> {
+  const xs = xenstoreOverXenbus(openXenbusDevice());
+  const domid = (await xs.readString('domid')).trim();
+  const dir = `/local/domain/${domid}/data/moat-cmd`;
+  const done = new Set<number>();
+  let busy = false;
+  let again = false;
+  const drain = async () => {
+    if (busy) {
+      again = true;
+      return;
+    }
+    busy = true;
+    try {
+      do {
+        again = false;
+        let names: string[] = [];
+        try {
+          names = await xs.directory(dir);
+        } catch {
+          names = [];
+        }
+        const seqs = names
+          .map(Number)
+          .filter((n) => Number.isInteger(n) && !done.has(n))
+          .sort((a, b) => a - b);
+        for (const seq of seqs) {
+          done.add(seq);
+          const start = performance.now();
+          const name = `cmd ${seq}`;
+          try {
+            const text = await xs.readString(`${dir}/${seq}`);
+            // Removed before the result goes out, so the host never counts a spent command.
+            await xs.rm(`${dir}/${seq}`).catch(() => undefined);
+            const command = JSON.parse(text) as LinuxCommand;
+            const data = await execute(command, args);
+            emit(
+              encodeMessage({
+                kind: 'result',
+                name,
+                ok: true,
+                ms: Math.round(performance.now() - start),
+                data,
+              }),
+            );
+          } catch (error) {
+            const e = error as Error;
+            emit(
+              encodeMessage({
+                kind: 'result',
+                name,
+                ok: false,
+                ms: Math.round(performance.now() - start),
+                error: e.stack ?? e.message,
+              }),
+            );
+          }
+        }
+      } while (again);
+    } finally {
+      busy = false;
+    }
+  };
+  await xs.watch(dir, { onEvent: () => void drain() });
+}
+
+async function main(): Promise<void> {
+  const start = performance.now();
+  const args = guestArgs() as unknown as LinuxGuestArgs;
+  try {
+    linkUserland();
+    await installBusybox();
+    const data =
+      args.role === 'netvm'
+        ? await startNetvm(args)
+        : args.ip
+          ? await configureClient(args)
+          : { network: 'none' };
+    await serveCommands(args);
+    emit(
+      encodeMessage({
+        kind: 'result',
+        name: 'up',
+        ok: true,
+        ms: Math.round(performance.now() - start),
+        data,
+      }),
+    );
+  } catch (error) {
+    const e = error as Error;
+    emit(encodeMessage({ kind: 'result', name: 'up', ok: false, ms: 0, error: e.stack ?? e.message }));
+    emit(encodeMessage({ kind: 'done', ok: false, results: 1 }));
+    log(readFileSync('/proc/net/dev', 'utf8'));
+    process.exit(1);
+  }
+}
+
+void main();

@@ -1,0 +1,353 @@
+/**
+ * Runs a lab scenario (scenario.ts) on real Xen: boots the lab (or uses the one given), starts
+ * the upstream netvm and the clients (each client's vif served by the netvm, as a qube whose
+ * netvm is sys-net), then runs the steps in order and reports one line per step.
+ */
+import { bootLab, type Lab } from './lab.ts';
+import { buildLinuxImage, type LinuxGuestImage } from './linux-image.ts';
+import { qubesDbEntries, qubesFirewallEntries } from './qubesdb-keys.ts';
+import type { Expectation, Scenario, ScenarioClient, ScenarioStep, StepReport } from './scenario.ts';
+import { outcomeMeets } from './scenario.ts';
+import {
+  attachVif,
+  detachVif,
+  type LinuxVm,
+  listVifs,
+  netvmVif,
+  type QubesDbService,
+  qubesMac,
+  serveQubesDb,
+  startLinuxVm,
+} from './topology.ts';
+import type { LinuxCommand, ProbeOutcome } from './topology-wire.ts';
+
+export interface ScenarioRunOptions {
+  /** A running lab to use (left running); otherwise one is booted and shut down. */
+  readonly lab?: Lab;
+  readonly image?: LinuxGuestImage;
+  /** Prefix of the domain names, so several scenarios can share a lab one after another. */
+  readonly namePrefix?: string;
+  readonly onStep?: (report: StepReport) => void;
+  readonly onConsoleLine?: (line: string) => void;
+}
+
+export interface ScenarioRun {
+  readonly scenario: string;
+  readonly ok: boolean;
+  readonly reports: readonly StepReport[];
+  readonly timings: { readonly bootMs?: number; readonly upMs: number; readonly stepsMs: number };
+}
+
+interface ProbeData {
+  outcome: ProbeOutcome;
+  reply?: string;
+  addresses?: string[];
+  code?: string;
+  error?: string;
+}
+
+/** The source address an echo reported (`from <ip>:<port>`). */
+export function reportedSource(reply: string | undefined): string | undefined {
+  return reply ? /^from (\d+\.\d+\.\d+\.\d+):\d+/.exec(reply)?.[1] : undefined;
+}
+
+function probeCommand(step: Extract<ScenarioStep, { kind: 'probe' }>): LinuxCommand {
+  const timeout = step.timeoutMs ? { timeoutMs: step.timeoutMs } : {};
+  switch (step.probe) {
+    case 'tcp':
+      return { op: 'tcp', to: step.to ?? '', port: step.port ?? 0, readReply: true, ...timeout };
+    case 'udp':
+      return { op: 'udp', to: step.to ?? '', port: step.port ?? 0, ...timeout };
+    case 'ping':
+      return { op: 'ping', to: step.to ?? '', count: 1, ...timeout };
+    case 'dns':
+      return { op: 'dns', name: step.name ?? '', ...timeout };
+  }
+}
+
+function describeStep(step: ScenarioStep): string {
+  switch (step.kind) {
+    case 'probe':
+      return step.probe === 'dns'
+        ? `${step.from}: dns ${step.name}`
+        : `${step.from}: ${step.probe} ${step.to}${step.port ? `:${step.port}` : ''}`;
+    case 'set_rules':
+      return `set_rules ${step.client} (${step.rules.size} rules)`;
+    case 'attach':
+    case 'detach':
+      return `${step.kind} ${step.client}`;
+    case 'restart':
+      return 'restart upstream';
+    case 'wait':
+      return `wait ${step.ms} ms`;
+    case 'repeat':
+      return `repeat ${step.times}`;
+  }
+}
+
+/** Whether a probe's data meets the step's expectation (and its checks of what came back). */
+export function judgeProbe(
+  step: Extract<ScenarioStep, { kind: 'probe' }>,
+  data: ProbeData,
+): { ok: boolean; result: string; why?: string } {
+  const result = data.outcome;
+  if (!outcomeMeets(result, step.expect as Expectation))
+    return { ok: false, result, why: `expected ${step.expect}, got ${result}` };
+  if (step.expect === 'allow' && step.upstreamSees) {
+    const seen = reportedSource(data.reply);
+    if (seen !== step.upstreamSees)
+      return { ok: false, result, why: `upstream saw ${seen ?? 'nothing'}, expected ${step.upstreamSees}` };
+  }
+  if (step.expect === 'allow' && step.answer) {
+    const got = [...(data.addresses ?? [])].sort();
+    const want = [...step.answer].sort();
+    if (got.join(',') !== want.join(','))
+      return { ok: false, result, why: `answer ${got.join(',') || '(none)'}, expected ${want.join(',')}` };
+  }
+  return { ok: true, result };
+}
+
+export async function runScenario(
+  scenario: Scenario,
+  options: ScenarioRunOptions = {},
+): Promise<ScenarioRun> {
+  const image = options.image ?? (await buildLinuxImage());
+  const ownLab = !options.lab;
+  const lab =
+    options.lab ??
+    (await bootLab({
+      addon: image.addon,
+      bootTimeoutMs: 1_200_000,
+      ...(options.onConsoleLine ? { onConsoleLine: options.onConsoleLine } : {}),
+    }));
+  const prefix = options.namePrefix ?? '';
+  const upName = `${prefix}upstream`;
+  const start = performance.now();
+  const reports: StepReport[] = [];
+  try {
+    const upstreamArgs = {
+      role: 'netvm' as const,
+      ip: scenario.upstream.ip,
+      dns: scenario.upstream.dns,
+      extraAddresses: scenario.upstream.extraAddresses,
+      tcpPorts: scenario.upstream.tcpPorts,
+      udpPorts: scenario.upstream.udpPorts,
+    };
+    const startUpstream = () =>
+      startLinuxVm(lab, image.image, { name: upName, type: scenario.virtMode, args: upstreamArgs });
+    let upstream = await startUpstream();
+    const vifOf = (c: ScenarioClient, i: number) => netvmVif(upName, c.ip, qubesMac(10 + i));
+    const clients = new Map<
+      string,
+      { vm: LinuxVm; spec: ScenarioClient; index: number; attached: boolean }
+    >();
+    const started = await Promise.all(
+      scenario.clients.map((spec, index) =>
+        startLinuxVm(lab, image.image, {
+          name: `${prefix}${spec.name}`,
+          type: scenario.virtMode,
+          args: { role: 'client', ip: spec.ip, gateway: scenario.upstream.ip },
+          vifs: [vifOf(spec, index)],
+        }).then((vm) => ({ vm, spec, index })),
+      ),
+    );
+    for (const c of started) clients.set(c.spec.name, { ...c, attached: true });
+    // Rules live where qubesd puts them: the upstream's QubesDB (/qubes-firewall/<ip>/...). With
+    // `firewall: none` nothing between the clients and the upstream enforces them.
+    const rules = new Map(scenario.clients.map((c) => [c.name, c.rules]));
+    const upstreamEntries = () =>
+      qubesDbEntries({
+        name: upName,
+        ip: scenario.upstream.ip,
+        providesNetwork: true,
+        clients: scenario.clients.map((c) => ({ ip: c.ip, rules: rules.get(c.name) ?? c.rules })),
+      });
+    const serveUpstreamDb = () =>
+      serveQubesDb(lab, [{ domid: upstream.domid, name: upName, entries: upstreamEntries() }]);
+    let upstreamDb: QubesDbService = await serveUpstreamDb();
+    const clientsDb = await serveQubesDb(
+      lab,
+      started.map((c) => ({
+        domid: c.vm.domid,
+        name: c.vm.name,
+        entries: qubesDbEntries({
+          name: c.vm.name,
+          ip: c.spec.ip,
+          mac: qubesMac(10 + c.index),
+          netvmIp: scenario.upstream.ip,
+        }),
+      })),
+    );
+    const upMs = Math.round(performance.now() - start);
+    const stepsStart = performance.now();
+    // Each VM reads its QubesDB as its agents would: a client its address and gateway, the
+    // upstream its clients and their rules.
+    const check = async (
+      step: string,
+      what: string,
+      run: () => Promise<{ ok: boolean; detail: unknown }>,
+    ) => {
+      const t = performance.now();
+      let outcome: { ok: boolean; detail: unknown };
+      try {
+        outcome = await run();
+      } catch (error) {
+        outcome = { ok: false, detail: { error: (error as Error).message } };
+      }
+      const report: StepReport = {
+        step,
+        what,
+        result: outcome.ok ? 'synchronised' : 'wrong keys',
+        ok: outcome.ok,
+        ms: Math.round(performance.now() - t),
+        detail: outcome.detail,
+      };
+      reports.push(report);
+      options.onStep?.(report);
+    };
+    const readDb = (vm: LinuxVm, prefix: string) =>
+      vm.command<{ entries: Record<string, string> }>({ op: 'qubesdb', prefix }).then((r) => r.entries);
+    await check('0.0', 'upstream: QubesDB from dom0', async () => {
+      const entries = await readDb(upstream, '/');
+      const connected = scenario.clients.map((c) => c.ip).join(' ');
+      const rulesIn = scenario.clients.every((c) => entries[`/qubes-firewall/${c.ip}/policy`] === 'drop');
+      return {
+        ok:
+          entries['/connected-ips'] === connected &&
+          entries['/qubes-netvm-gateway'] === scenario.upstream.ip &&
+          rulesIn,
+        detail: { connectedIps: entries['/connected-ips'], keys: Object.keys(entries).length },
+      };
+    });
+    for (const c of started)
+      await check(`0.${c.index + 1}`, `${c.spec.name}: QubesDB from dom0`, async () => {
+        const entries = await readDb(c.vm, '/qubes-');
+        return {
+          ok: entries['/qubes-ip'] === c.spec.ip && entries['/qubes-gateway'] === scenario.upstream.ip,
+          detail: {
+            ip: entries['/qubes-ip'],
+            gateway: entries['/qubes-gateway'],
+            dns: entries['/qubes-primary-dns'],
+          },
+        };
+      });
+
+    const client = (name: string) => {
+      const c = clients.get(name);
+      if (!c) throw new Error(`no client ${name}`);
+      return c;
+    };
+    const attach = async (name: string) => {
+      const c = client(name);
+      await attachVif(lab, c.vm.name, vifOf(c.spec, c.index));
+      await c.vm.command({ op: 'configure', network: {} });
+      c.attached = true;
+    };
+    const detach = async (name: string) => {
+      const c = client(name);
+      for (const device of await listVifs(lab, c.vm.name)) await detachVif(lab, c.vm.name, device);
+      c.attached = false;
+    };
+
+    const runStep = async (step: ScenarioStep, id: string): Promise<void> => {
+      const t = performance.now();
+      const report = (r: Omit<StepReport, 'step' | 'what' | 'ms'>) => {
+        const full: StepReport = {
+          step: id,
+          what: describeStep(step),
+          ms: Math.round(performance.now() - t),
+          ...r,
+        };
+        reports.push(full);
+        options.onStep?.(full);
+      };
+      try {
+        switch (step.kind) {
+          case 'probe': {
+            const data = await client(step.from).vm.command<ProbeData>(probeCommand(step), {
+              timeoutMs: 180_000,
+            });
+            const judged = judgeProbe(step, data);
+            report({
+              result: judged.result,
+              expect: step.expect,
+              ok: judged.ok,
+              detail: { ...data, ...(judged.why ? { why: judged.why } : {}) },
+            });
+            return;
+          }
+          case 'set_rules': {
+            const spec = client(step.client).spec;
+            rules.set(step.client, step.rules);
+            // As qubesd's reload_firewall_for_vm: remove the client's subtree, write the
+            // rules, then the base key; then check the upstream's replica holds them.
+            const base = `/qubes-firewall/${spec.ip}`;
+            const entries = qubesFirewallEntries(spec.ip, step.rules)
+              .filter(([key]) => key !== base)
+              .map(([key, value]): [string, string] => [key.slice(base.length + 1), value]);
+            await upstreamDb.update({ domid: upstream.domid, commit: { base, entries } });
+            const seen = await readDb(upstream, `${base}/`);
+            const want = Object.fromEntries(entries.map(([k, v]) => [`${base}/${k}`, v]));
+            const same = (a: Record<string, string>) => JSON.stringify(Object.entries(a).sort());
+            const ok = same(seen) === same(want);
+            report({
+              result: ok ? 'set' : 'not in upstream QubesDB',
+              ok,
+              detail: { entries: seen, enforced: scenario.firewall !== 'none' },
+            });
+            return;
+          }
+          case 'attach':
+            await attach(step.client);
+            report({ result: 'attached', ok: true });
+            return;
+          case 'detach':
+            await detach(step.client);
+            report({ result: 'detached', ok: true });
+            return;
+          case 'restart': {
+            // As when sys-net restarts: its clients lose their vifs, and get them back once
+            // it runs again (qubesd re-attaches them).
+            await lab.exec(['xl', 'destroy', upName], { timeoutMs: 120_000 });
+            await upstream.handle.finished({ timeoutMs: 120_000 });
+            const wereAttached = [...clients.values()].filter((c) => c.attached).map((c) => c.spec.name);
+            for (const name of wereAttached) await detach(name);
+            await upstreamDb.stop().catch(() => undefined);
+            upstream = await startUpstream();
+            upstreamDb = await serveUpstreamDb();
+            for (const name of wereAttached) await attach(name);
+            report({ result: 'restarted', ok: true });
+            return;
+          }
+          case 'wait':
+            await new Promise((r) => setTimeout(r, step.ms));
+            report({ result: 'waited', ok: true });
+            return;
+          case 'repeat':
+            for (let i = 0; i < step.times; i++)
+              for (const [j, inner] of step.steps.entries()) await runStep(inner, `${id}.${j + 1}#${i + 1}`);
+            return;
+        }
+      } catch (error) {
+        report({ result: 'error', ok: false, detail: { error: (error as Error).message } });
+      }
+    };
+    for (const [i, step] of scenario.steps.entries()) await runStep(step, String(i + 1));
+    for (const c of clients.values()) await c.vm.command({ op: 'poweroff' }).catch(() => undefined);
+    await upstream.command({ op: 'poweroff' }).catch(() => undefined);
+    await upstreamDb.stop().catch(() => undefined);
+    await clientsDb.stop().catch(() => undefined);
+    return {
+      scenario: scenario.name,
+      ok: reports.length > 0 && reports.every((r) => r.ok),
+      reports,
+      timings: {
+        ...(ownLab ? { bootMs: lab.timings.bootMs } : {}),
+        upMs,
+        stepsMs: Math.round(performance.now() - stepsStart),
+      },
+    };
+  } finally {
+    if (ownLab) await lab.shutdown();
+  }
+}

@@ -1,0 +1,326 @@
+/**
+ * Lab scenarios, format version 1 (README "Lab scenarios"): a netvm upstream, client qubes
+ * with their firewall rules as QubesDB rule lines, and steps (probes with expectations, and
+ * actions). This module parses and checks a scenario file; scenario-run.ts runs it in a lab.
+ */
+import { LabError } from './errors.ts';
+import type { ProbeOutcome } from './topology-wire.ts';
+
+export const SCENARIO_VERSION = 1;
+
+/** `none`: clients attach to the upstream directly. Issue 14 adds `moat` and `linux`. */
+export const SCENARIO_FIREWALLS = ['none'] as const;
+export type ScenarioFirewall = (typeof SCENARIO_FIREWALLS)[number];
+
+export type Expectation = 'allow' | 'deny' | 'reject' | 'drop';
+export type ProbeKind = 'tcp' | 'udp' | 'ping' | 'dns';
+
+export interface ScenarioUpstream {
+  readonly ip: string;
+  /** More addresses the upstream owns (hosts "on the internet"). */
+  readonly extraAddresses: readonly string[];
+  /** Ports with an echo that first reports the source address it saw. */
+  readonly tcpPorts: readonly number[];
+  readonly udpPorts: readonly number[];
+  /** What its DNS server (at 10.139.1.1/.2) answers: name -> IPv4. */
+  readonly dns: Readonly<Record<string, string>>;
+}
+
+export interface ScenarioClient {
+  readonly name: string;
+  readonly ip: string;
+  /** QubesDB rule lines by rule number (`/qubes-firewall/<ip>/<NNNN>`). */
+  readonly rules: ReadonlyMap<number, string>;
+}
+
+export type ScenarioStep =
+  | {
+      readonly kind: 'probe';
+      readonly from: string;
+      readonly probe: ProbeKind;
+      readonly to?: string;
+      readonly port?: number;
+      readonly name?: string;
+      readonly expect: Expectation;
+      readonly upstreamSees?: string;
+      /** dns: the addresses the answer must hold. */
+      readonly answer?: readonly string[];
+      readonly timeoutMs?: number;
+    }
+  | { readonly kind: 'set_rules'; readonly client: string; readonly rules: ReadonlyMap<number, string> }
+  | { readonly kind: 'attach' | 'detach'; readonly client: string }
+  | { readonly kind: 'restart' }
+  | { readonly kind: 'wait'; readonly ms: number }
+  | { readonly kind: 'repeat'; readonly times: number; readonly steps: readonly ScenarioStep[] };
+
+export interface Scenario {
+  readonly version: 1;
+  readonly name: string;
+  readonly description?: string;
+  readonly firewall: ScenarioFirewall;
+  readonly virtMode: 'pv' | 'pvh';
+  readonly upstream: ScenarioUpstream;
+  readonly clients: readonly ScenarioClient[];
+  readonly steps: readonly ScenarioStep[];
+}
+
+/** What each probe outcome satisfies. `deny` is either `reject` or `drop`. */
+const SATISFIES: Record<Expectation, readonly ProbeOutcome[]> = {
+  allow: ['accepted'],
+  reject: ['refused', 'icmp'],
+  drop: ['silence'],
+  deny: ['refused', 'icmp', 'silence'],
+};
+
+export function outcomeMeets(outcome: ProbeOutcome, expect: Expectation): boolean {
+  return SATISFIES[expect].includes(outcome);
+}
+
+/** The keys of a Qubes firewall rule line (qubes-core-admin qubes/firewall.py, Rule properties). */
+const RULE_KEYS = new Set([
+  'action',
+  'dst4',
+  'dst6',
+  'dsthost',
+  'proto',
+  'dstports',
+  'icmptype',
+  'specialtarget',
+  'expire',
+  'comment',
+]);
+
+class Where {
+  constructor(readonly path: string) {}
+  at(key: string | number): Where {
+    return new Where(typeof key === 'number' ? `${this.path}[${key}]` : `${this.path}.${key}`);
+  }
+  fail(message: string): never {
+    throw new LabError('scenario', `${this.path}: ${message}`);
+  }
+}
+
+type Json = Record<string, unknown>;
+
+function object(value: unknown, w: Where): Json {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) w.fail('must be an object');
+  return value as Json;
+}
+
+function onlyKeys(o: Json, keys: readonly string[], w: Where): void {
+  for (const key of Object.keys(o))
+    if (!keys.includes(key)) w.fail(`unknown field "${key}" (known: ${keys.join(', ')})`);
+}
+
+function string(value: unknown, w: Where): string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > 1000)
+    w.fail('must be a non-empty string');
+  return value;
+}
+
+function ipv4(value: unknown, w: Where): string {
+  const s = string(value, w);
+  const parts = s.split('.');
+  if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255))
+    w.fail(`"${s}" is not an IPv4 address`);
+  return s;
+}
+
+function integer(value: unknown, w: Where, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max)
+    w.fail(`must be an integer in ${min}..${max}`);
+  return value;
+}
+
+function array(value: unknown, w: Where): unknown[] {
+  if (!Array.isArray(value)) w.fail('must be an array');
+  return value;
+}
+
+/** A QubesDB rule line: space-separated key=value, keys Qubes knows, an action. */
+export function checkRuleLine(line: string, w: Where = new Where('rule')): string {
+  if (line.length > 3000) w.fail('rule line too long');
+  const tokens = line.trim().split(/\s+/);
+  let action: string | undefined;
+  for (const token of tokens) {
+    const eq = token.indexOf('=');
+    const key = eq > 0 ? token.slice(0, eq) : token;
+    // `comment=` takes the rest of the line in Qubes' format.
+    if (key === 'comment') break;
+    if (eq <= 0 || !RULE_KEYS.has(key)) w.fail(`"${token}" is not a Qubes rule key=value`);
+    if (key === 'action') action = token.slice(eq + 1);
+  }
+  if (action !== 'accept' && action !== 'drop') w.fail(`rule "${line}" needs action=accept or action=drop`);
+  return line.trim();
+}
+
+function rules(value: unknown, w: Where): Map<number, string> {
+  const out = new Map<number, string>();
+  if (value === undefined) return out;
+  if (Array.isArray(value)) {
+    value.forEach((line, i) => {
+      out.set(i, checkRuleLine(string(line, w.at(i)), w.at(i)));
+    });
+    return out;
+  }
+  const map = object(value, w);
+  for (const [key, line] of Object.entries(map)) {
+    if (!/^\d{1,4}$/.test(key)) w.fail(`rule number "${key}" must be 0..9999`);
+    out.set(Number(key), checkRuleLine(string(line, w.at(key)), w.at(key)));
+  }
+  return new Map([...out].sort(([a], [b]) => a - b));
+}
+
+const EXPECTATIONS: readonly Expectation[] = ['allow', 'deny', 'reject', 'drop'];
+const PROBES: readonly ProbeKind[] = ['tcp', 'udp', 'ping', 'dns'];
+
+function step(value: unknown, w: Where, clients: Set<string>, depth: number): ScenarioStep {
+  const o = object(value, w);
+  const client = (v: unknown) => {
+    const name = string(v, w.at('client'));
+    if (!clients.has(name)) w.at('client').fail(`no client named "${name}"`);
+    return name;
+  };
+  if ('repeat' in o) {
+    onlyKeys(o, ['repeat', 'steps'], w);
+    if (depth > 4) w.fail('repeats nest at most 4 deep');
+    const steps = array(o.steps, w.at('steps')).map((s, i) =>
+      step(s, w.at('steps').at(i), clients, depth + 1),
+    );
+    return { kind: 'repeat', times: integer(o.repeat, w.at('repeat'), 1, 1000), steps };
+  }
+  if ('action' in o) {
+    const action = string(o.action, w.at('action'));
+    switch (action) {
+      case 'set_rules':
+        onlyKeys(o, ['action', 'client', 'rules'], w);
+        return { kind: 'set_rules', client: client(o.client), rules: rules(o.rules, w.at('rules')) };
+      case 'attach':
+      case 'detach':
+        onlyKeys(o, ['action', 'client'], w);
+        return { kind: action, client: client(o.client) };
+      case 'restart':
+        onlyKeys(o, ['action'], w);
+        return { kind: 'restart' };
+      case 'wait':
+        onlyKeys(o, ['action', 'ms'], w);
+        return { kind: 'wait', ms: integer(o.ms, w.at('ms'), 0, 600_000) };
+      default:
+        return w.at('action').fail(`unknown action "${action}" (set_rules, attach, detach, restart, wait)`);
+    }
+  }
+  onlyKeys(o, ['from', 'probe', 'to', 'port', 'name', 'expect', 'upstream_sees', 'answer', 'timeout_ms'], w);
+  const from = string(o.from, w.at('from'));
+  if (!clients.has(from)) w.at('from').fail(`no client named "${from}"`);
+  const probe = string(o.probe, w.at('probe')) as ProbeKind;
+  if (!PROBES.includes(probe)) w.at('probe').fail(`must be one of ${PROBES.join(', ')}`);
+  const expect = string(o.expect, w.at('expect')) as Expectation;
+  if (!EXPECTATIONS.includes(expect)) w.at('expect').fail(`must be one of ${EXPECTATIONS.join(', ')}`);
+  const base = { kind: 'probe' as const, from, probe, expect };
+  const timeoutMs =
+    o.timeout_ms === undefined ? {} : { timeoutMs: integer(o.timeout_ms, w.at('timeout_ms'), 100, 120_000) };
+  if (probe === 'dns') {
+    const answer =
+      o.answer === undefined
+        ? {}
+        : { answer: array(o.answer, w.at('answer')).map((a, i) => ipv4(a, w.at('answer').at(i))) };
+    return { ...base, name: string(o.name, w.at('name')), ...answer, ...timeoutMs };
+  }
+  const to = ipv4(o.to, w.at('to'));
+  const sees =
+    o.upstream_sees === undefined ? {} : { upstreamSees: ipv4(o.upstream_sees, w.at('upstream_sees')) };
+  if (probe === 'ping') return { ...base, to, ...timeoutMs };
+  return { ...base, to, port: integer(o.port, w.at('port'), 1, 65535), ...sees, ...timeoutMs };
+}
+
+/** Parses and checks a scenario (JSON text or value); the error names the field at fault. */
+export function parseScenario(input: string | unknown, source = 'scenario'): Scenario {
+  let value: unknown = input;
+  if (typeof input === 'string') {
+    try {
+      value = JSON.parse(input);
+    } catch (error) {
+      throw new LabError('scenario', `${source}: not JSON: ${(error as Error).message}`);
+    }
+  }
+  const w = new Where(source);
+  const o = object(value, w);
+  onlyKeys(o, ['version', 'name', 'description', 'firewall', 'virt_mode', 'upstream', 'clients', 'steps'], w);
+  if (o.version !== SCENARIO_VERSION)
+    w.at('version').fail(`must be ${SCENARIO_VERSION} (this lab reads version 1)`);
+  const firewall = (o.firewall ?? 'none') as ScenarioFirewall;
+  if (!SCENARIO_FIREWALLS.includes(firewall))
+    w.at('firewall').fail(
+      `"${String(o.firewall)}" is not available yet (this lab has: ${SCENARIO_FIREWALLS.join(', ')})`,
+    );
+  const virtMode = o.virt_mode ?? 'pv';
+  if (virtMode !== 'pv' && virtMode !== 'pvh') return w.at('virt_mode').fail('must be "pv" or "pvh"');
+
+  const uw = w.at('upstream');
+  const u = object(o.upstream, uw);
+  onlyKeys(u, ['ip', 'extra_addresses', 'services', 'dns'], uw);
+  const services = u.services === undefined ? {} : object(u.services, uw.at('services'));
+  onlyKeys(services, ['tcp', 'udp', 'ping'], uw.at('services'));
+  const ports = (v: unknown, sw: Where) =>
+    v === undefined ? [7] : array(v, sw).map((p, i) => integer(p, sw.at(i), 1, 65535));
+  const dns: Record<string, string> = {};
+  if (u.dns !== undefined)
+    for (const [name, ip] of Object.entries(object(u.dns, uw.at('dns')))) {
+      if (!/^[A-Za-z0-9.-]{1,253}$/.test(name)) uw.at('dns').fail(`"${name}" is not a host name`);
+      dns[name] = ipv4(ip, uw.at('dns').at(name));
+    }
+  const upstream: ScenarioUpstream = {
+    ip: ipv4(u.ip, uw.at('ip')),
+    extraAddresses:
+      u.extra_addresses === undefined
+        ? []
+        : array(u.extra_addresses, uw.at('extra_addresses')).map((a, i) =>
+            ipv4(a, uw.at('extra_addresses').at(i)),
+          ),
+    tcpPorts: ports(services.tcp, uw.at('services').at('tcp')),
+    udpPorts: ports(services.udp, uw.at('services').at('udp')),
+    dns,
+  };
+
+  const cw = w.at('clients');
+  const names = new Set<string>();
+  const ips = new Set<string>([upstream.ip]);
+  const clients = array(o.clients, cw).map((c, i): ScenarioClient => {
+    const x = object(c, cw.at(i));
+    onlyKeys(x, ['name', 'ip', 'rules'], cw.at(i));
+    const name = string(x.name, cw.at(i).at('name'));
+    if (!/^[a-z][a-z0-9-]{0,30}$/.test(name))
+      cw.at(i).at('name').fail('lower-case letters, digits and -, at most 31');
+    if (names.has(name)) cw.at(i).at('name').fail(`"${name}" twice`);
+    names.add(name);
+    const ip = ipv4(x.ip, cw.at(i).at('ip'));
+    if (ips.has(ip)) cw.at(i).at('ip').fail(`${ip} is used twice`);
+    ips.add(ip);
+    return { name, ip, rules: rules(x.rules, cw.at(i).at('rules')) };
+  });
+  if (clients.length === 0) cw.fail('needs at least one client');
+  if (clients.length > 20) cw.fail('at most 20 clients');
+  const steps = array(o.steps, w.at('steps')).map((s, i) => step(s, w.at('steps').at(i), names, 0));
+  return {
+    version: 1,
+    name: string(o.name, w.at('name')),
+    ...(o.description === undefined ? {} : { description: string(o.description, w.at('description')) }),
+    firewall,
+    virtMode,
+    upstream,
+    clients,
+    steps,
+  };
+}
+
+/** One line of a run's output (`--json` prints these). */
+export interface StepReport {
+  /** Position in the file, `3` or `4.2#1` (repeat: inner step and iteration). */
+  readonly step: string;
+  readonly what: string;
+  readonly result: string;
+  readonly expect?: Expectation;
+  readonly ok: boolean;
+  readonly ms: number;
+  readonly detail?: unknown;
+}

@@ -1,0 +1,52 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  buildLinuxImage,
+  type LabSession,
+  type LinuxGuestImage,
+  labSession,
+  parseScenario,
+  runScenario,
+  type StepReport,
+} from '@moat/lab';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+/**
+ * Every scenario in test/scenarios/ on real Xen, one lab boot for all of them
+ * (`./moat lab run <file>` runs one file in a lab of its own): each starts its upstream netvm
+ * and clients, and every step must meet its expectation. A failure names the step, what came
+ * back and why it did not match.
+ */
+const dir = new URL('./scenarios/', import.meta.url).pathname;
+const files = readdirSync(dir)
+  .filter((f) => f.endsWith('.json'))
+  .sort();
+
+let lab: LabSession;
+let image: LinuxGuestImage;
+
+beforeAll(async () => {
+  image = await buildLinuxImage();
+  lab = await labSession('scenarios', { addon: image.addon, bootTimeoutMs: 1_200_000 });
+}, 1_500_000);
+
+afterAll(async () => {
+  await lab?.end();
+});
+
+describe('lab scenarios (test/scenarios, lab)', () => {
+  it.each(files.map((file, i) => [file, i] as const))(
+    '%s',
+    async (file, i) => {
+      const scenario = parseScenario(readFileSync(join(dir, file), 'utf8'), file);
+      const run = await runScenario(scenario, { lab, image, namePrefix: `s${i}-` });
+      const row = (r: StepReport) =>
+        `${r.ok ? 'ok  ' : 'FAIL'} ${r.step} ${r.what}: ${r.result}${r.expect ? ` (expect ${r.expect})` : ''} ${r.ms} ms` +
+        (r.ok ? '' : ` ${JSON.stringify(r.detail)}`);
+      console.log(`scenario ${file} (${JSON.stringify(run.timings)}):\n${run.reports.map(row).join('\n')}`);
+      expect(run.reports.filter((r) => !r.ok).map(row)).toEqual([]);
+      expect(run.ok).toBe(true);
+    },
+    2_400_000,
+  );
+});
