@@ -22,6 +22,9 @@ export class QdbConnection {
   readonly #reader: QdbFrameReader;
   readonly #maxPendingBytes: number;
   #finished = false;
+  /** Chunks that arrived while a message was being handled (see the 'data' listener). */
+  readonly #inbox: Buffer[] = [];
+  #delivering = false;
   #resolveEnded!: (end: LinkEnd) => void;
 
   constructor(
@@ -41,18 +44,21 @@ export class QdbConnection {
     this.ended = new Promise((resolve) => {
       this.#resolveEnded = resolve;
     });
+    // One message at a time, in arrival order. A handler's reply is a write(), and a stream
+    // may emit the next 'data' from inside that write (VchanStream did when its pump found
+    // new bytes): handled there, the next messages would run before this one finished
+    // (its watch fired after theirs). Such a chunk waits in #inbox for the loop below.
     stream.on('data', (chunk: Buffer) => {
-      for (const event of this.#reader.push(chunk)) {
-        if (this.#finished) return;
-        if (event.kind === 'invalid') {
-          this.fail(event.reason, `invalid message: ${describeRejection(event)}`);
-          return;
+      this.#inbox.push(chunk);
+      if (this.#delivering) return;
+      this.#delivering = true;
+      try {
+        for (let next = this.#inbox.shift(); next; next = this.#inbox.shift()) {
+          this.#deliver(next, options.onMessage);
         }
-        const verdict = options.onMessage(event.message);
-        if (verdict) {
-          this.fail(verdict.reason, verdict.detail);
-          return;
-        }
+      } finally {
+        this.#delivering = false;
+        this.#inbox.length = 0;
       }
     });
     stream.on('end', () => {
@@ -64,6 +70,21 @@ export class QdbConnection {
     });
     stream.on('error', (error: Error) => this.#finish({ error }));
     stream.on('close', () => this.#finish({}));
+  }
+
+  #deliver(chunk: Buffer, onMessage: (message: QdbMessage) => HandlerVerdict): void {
+    for (const event of this.#reader.push(chunk)) {
+      if (this.#finished) return;
+      if (event.kind === 'invalid') {
+        this.fail(event.reason, `invalid message: ${describeRejection(event)}`);
+        return;
+      }
+      const verdict = onMessage(event.message);
+      if (verdict) {
+        this.fail(verdict.reason, verdict.detail);
+        return;
+      }
+    }
   }
 
   get open(): boolean {

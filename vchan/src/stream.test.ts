@@ -178,6 +178,32 @@ describe('VchanStream over libxenvchan-like endpoints', () => {
     expect(((await error) as VchanError).code).toBe('EPEERDEAD');
   });
 
+  it("write() from a 'data' handler never emits the next 'data' inside that handler", async () => {
+    // A protocol answering a message from its 'data' handler must finish that message first
+    // (QubesDB on Xen fired watches out of order when the answer's write() read the next bytes).
+    const { server, client } = streams();
+    const tick = () => new Promise((resolve) => setImmediate(resolve));
+    const seen: string[] = [];
+    let inside = false;
+    client.on('data', (chunk: Buffer) => {
+      seen.push(`${inside ? 'nested ' : ''}${chunk.toString()}`);
+      if (chunk.toString() !== 'a') return;
+      inside = true;
+      server.write('b'); // in the client's ring now, its event a turn later
+      client.write('answer a');
+      inside = false;
+    });
+    client.pause(); // so 'a' is buffered and emitted from resume(), outside the stream's pump
+    server.write('a');
+    await tick();
+    await tick();
+    client.resume();
+    for (let i = 0; i < 10 && seen.length < 2; i++) await tick();
+    expect(seen).toEqual(['a', 'b']);
+    server.destroy();
+    client.destroy();
+  });
+
   it('whenConnected rejects when the server is closed before any client came', async () => {
     const pair = memoryVchanPair();
     const server = new VchanStream(pair.server, { ...channel, role: 'server' });

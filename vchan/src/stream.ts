@@ -87,6 +87,8 @@ export class VchanStream extends Duplex {
   #livenessTimer: NodeJS.Timeout | undefined;
   #pumping = false;
   #pumpAgain = false;
+  /** A pump that may read is due (events and _read ask for one; _write does not). */
+  #readsWanted = false;
   #taps: ((transfer: VchanTransfer) => void)[] = [];
 
   constructor(endpoint: VchanEndpoint, channel: VchanChannel, options: VchanStreamOptions = {}) {
@@ -151,7 +153,11 @@ export class VchanStream extends Duplex {
       return;
     }
     this.#pending = { data: chunk, offset: 0, callback };
-    this.#pump();
+    // Writes only: reading here could emit 'data' synchronously inside the caller's write(),
+    // e.g. a protocol answering a message from its 'data' handler would get the next message
+    // before it finished this one (QubesDB fired watches out of order on Xen). Bytes that
+    // arrive always come with an event, whose pump reads them.
+    this.#pump(false);
   }
 
   override _final(callback: (error?: Error | null) => void): void {
@@ -174,7 +180,8 @@ export class VchanStream extends Duplex {
   }
 
   /** Moves bytes between the ring and the stream buffers; runs after every event. */
-  #pump(): void {
+  #pump(withReads = true): void {
+    if (withReads) this.#readsWanted = true;
     // Re-entrancy guard: push() may call _read() synchronously.
     if (this.#pumping) {
       this.#pumpAgain = true;
@@ -185,7 +192,9 @@ export class VchanStream extends Duplex {
     try {
       do {
         this.#pumpAgain = false;
-        this.#pumpOnce();
+        const reads = this.#readsWanted;
+        this.#readsWanted = false;
+        this.#pumpOnce(reads);
       } while (this.#pumpAgain && !this.destroyed && !this.#endpointClosed);
     } catch (error) {
       this.destroy(error instanceof Error ? error : new Error(String(error)));
@@ -194,7 +203,7 @@ export class VchanStream extends Duplex {
     }
   }
 
-  #pumpOnce(): void {
+  #pumpOnce(reads: boolean): void {
     const endpoint = this.#endpoint;
     const state = endpoint.state();
     if (state !== 'waiting') this.#resolveConnectWaiters();
@@ -238,7 +247,7 @@ export class VchanStream extends Duplex {
       if (n === 0 && (endpoint.bufferSpace() === 0 || ++stalls > 1)) break;
     }
 
-    while (this.#wantRead && !this.#readEnded) {
+    while (reads && this.#wantRead && !this.#readEnded) {
       // dataReady() requests VCHAN_NOTIFY_WRITE before counting, so a 0 here guarantees an event later.
       const ready = endpoint.dataReady();
       if (ready > 0) {
