@@ -1,0 +1,11 @@
+/** @moat/viewer/lab: dom0's side of moat-viewer for the lab and the host tests. */
+export {
+  CALLER,
+  type OpenReport,
+  openInVmStdin,
+  type Shot,
+  type ViewAction,
+  ViewerDom0,
+  type ViewerDom0Options,
+  viewerQubesDb,
+} from './dom0.ts';

@@ -1,0 +1,99 @@
+import { Readable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { openInVmStdin } from '../lab/dom0.ts';
+import { parseRequestLine, readImageRgbaRequest } from './get-image-rgba.ts';
+import { decodeLimitsForMemory, maxFileBytesForLimits, RESERVED_BYTES } from './limits.ts';
+import { FILENAME_FIELD_SIZE, parseNameField, readOpenInVmRequest } from './open-in-vm.ts';
+
+const MiB = 1024 * 1024;
+const field = (text: string) => {
+  const out = new Uint8Array(FILENAME_FIELD_SIZE);
+  out.set(Buffer.from(text, 'latin1').subarray(0, FILENAME_FIELD_SIZE));
+  return out;
+};
+/** A stream delivering `bytes` in chunks of `size` (qrexec delivers up to 64 KiB at a time). */
+const chunked = (bytes: Uint8Array, size: number) =>
+  Readable.from(
+    Array.from({ length: Math.ceil(bytes.length / size) }, (_, i) =>
+      bytes.subarray(i * size, (i + 1) * size),
+    ),
+  );
+
+describe('qubes.OpenInVM requests (vm-file-editor rules)', () => {
+  it('strips view-only- and sanitises the name as vm-file-editor does', () => {
+    expect(parseNameField(field('view-only-photo 1.jpg'))).toEqual({ name: 'photo_1.jpg', viewOnly: true });
+    expect(parseNameField(field('a/b\u00e9$c+d@e.png'))).toEqual({ name: 'a_b__c+d@e.png', viewOnly: false });
+    expect(parseNameField(field('..'))).toEqual({ name: 'unnamed', viewOnly: false });
+    expect(parseNameField(field('view-only-'))).toEqual({ name: 'unnamed', viewOnly: true });
+    expect(() => parseNameField(new Uint8Array(10))).toThrow(RangeError);
+    // Byte 255 is NUL whatever the sender wrote.
+    expect(parseNameField(new Uint8Array(256).fill(0x61)).name).toBe('a'.repeat(255));
+  });
+
+  it('reads the name field and the file across any chunking, as dom0 sends them', async () => {
+    const file = Buffer.from('0123456789'.repeat(100));
+    const stdin = openInVmStdin('x'.repeat(300) + '.gif', file);
+    // The over-long name kept its tail, the extension.
+    for (const size of [1, 7, 256, 257, 65536]) {
+      const r = await readOpenInVmRequest(chunked(stdin, size), MiB);
+      expect(r.ok && Buffer.from(r.bytes).equals(file)).toBe(true);
+      expect(r.file?.name.endsWith('x.gif')).toBe(true);
+      expect(r.file?.name.length).toBe(255 - 'view-only-'.length);
+    }
+  });
+
+  it('refuses a call that ends inside the name field, an empty file and a file beyond the limit', async () => {
+    expect(await readOpenInVmRequest(chunked(new Uint8Array(100), 30), MiB)).toMatchObject({
+      ok: false,
+      reason: expect.stringContaining('after 100 bytes'),
+    });
+    expect(
+      await readOpenInVmRequest(chunked(openInVmStdin('a.png', new Uint8Array(0)), 9), MiB),
+    ).toMatchObject({
+      ok: false,
+      reason: 'the file is empty',
+    });
+    const big = await readOpenInVmRequest(chunked(openInVmStdin('a.png', new Uint8Array(5000)), 999), 4096);
+    expect(big).toMatchObject({
+      ok: false,
+      file: { name: 'a.png' },
+      reason: expect.stringContaining('5000 bytes'),
+    });
+  });
+});
+
+describe('qubes.GetImageRGBA requests (qubesimgconverter)', () => {
+  it('accepts `-` and `<type>:-`, refuses the rest', () => {
+    expect(parseRequestLine('-')).toEqual({ ok: true });
+    expect(parseRequestLine('png:-')).toEqual({ ok: true, format: 'png' });
+    for (const bad of ['', 'xdgicon:-', 'png:/etc/passwd', '../x:-', 'a b:-'])
+      expect(parseRequestLine(bad).ok).toBe(false);
+  });
+
+  it('splits the line from the file across any chunking; refuses long lines and big files', async () => {
+    const stdin = Buffer.concat([Buffer.from('jpeg:-\n'), Buffer.from('FILE\nBYTES')]);
+    for (const size of [1, 3, 7, 8, 100]) {
+      const r = await readImageRgbaRequest(chunked(stdin, size), MiB);
+      expect(r.ok && [r.format, Buffer.from(r.bytes).toString()]).toEqual(['jpeg', 'FILE\nBYTES']);
+    }
+    expect((await readImageRgbaRequest(chunked(Buffer.alloc(200, 0x41), 50), MiB)).ok).toBe(false);
+    expect(await readImageRgbaRequest(chunked(Buffer.from('-\n'), 1), MiB)).toMatchObject({ ok: false });
+    expect(
+      await readImageRgbaRequest(chunked(Buffer.concat([Buffer.from('-\n'), Buffer.alloc(100)]), 7), 99),
+    ).toMatchObject({
+      ok: false,
+      reason: expect.stringContaining('more than 99 bytes'),
+    });
+  });
+});
+
+describe('the decode budget follows the VM memory', () => {
+  it('takes a share of what is left after the reserve, never more than the decoders default', () => {
+    const at = (mib: number) => decodeLimitsForMemory(mib * MiB, 1000).maxTotalBytes;
+    expect(at(RESERVED_BYTES / MiB)).toBe(0);
+    expect(at(400)).toBe(Math.floor((400 * MiB - RESERVED_BYTES) * 0.6));
+    expect(at(4096)).toBe(512 * MiB);
+    expect(at(256)).toBeLessThan(at(512));
+    expect(maxFileBytesForLimits(decodeLimitsForMemory(400 * MiB, 1000))).toBe(Math.floor(at(400) / 4));
+  });
+});

@@ -1,0 +1,144 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { socketVchanTransport } from '@moat/vchan/socket';
+import { SimHypervisor } from '@moat/xen/sim';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pngChunk } from '../decoders/testing/png-chunk.ts';
+import { type Shot, ViewerDom0 } from '../lab/dom0.ts';
+import { startViewerVm, type ViewerVm } from './viewer-vm.ts';
+
+/**
+ * The whole VM on the host: startViewerVm over unix-socket vchan and sim grants, against
+ * dom0's side (QubesDB, qrexec and GUI daemons) as the lab runs it on Xen.
+ */
+const MiB = 1024 * 1024;
+let directory: string;
+let vm: ViewerVm;
+let dom0: ViewerDom0;
+
+function pattern(width: number, height: number): Buffer {
+  const out = Buffer.alloc(width * height * 3);
+  for (let i = 0; i < width * height; i++) {
+    const x = i % width;
+    const y = Math.floor(i / width);
+    out[i * 3] = (x * 13) & 0xff;
+    out[i * 3 + 1] = (y * 29) & 0xff;
+    out[i * 3 + 2] = (x * y) & 0xff;
+  }
+  return out;
+}
+
+/** sharp's RGBA of `file`, cropped to what a window of `shot`'s size shows from the top left. */
+async function expectedView(
+  file: Buffer,
+  turn?: 90 | 270,
+): Promise<{ width: number; height: number; rgba: Buffer }> {
+  const { data, info } = await sharp(file)
+    .rotate(turn ?? 0)
+    .ensureAlpha()
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  return { width: info.width, height: info.height, rgba: data };
+}
+
+function differing(shot: Shot, expected: { width: number; height: number; rgba: Buffer }): number {
+  expect([shot.width, shot.height]).toEqual([expected.width, expected.height]);
+  let count = 0;
+  for (let i = 0; i < shot.rgba.length; i += 4) {
+    if (
+      shot.rgba[i] !== expected.rgba[i] ||
+      shot.rgba[i + 1] !== expected.rgba[i + 1] ||
+      shot.rgba[i + 2] !== expected.rgba[i + 2]
+    )
+      count++;
+  }
+  return count;
+}
+
+beforeAll(async () => {
+  directory = mkdtempSync(join(tmpdir(), 'viewer-vm-'));
+  const hv = new SimHypervisor({ gntallocLimit: 65536 });
+  const domain = hv.createDomain({ name: 'disp1234' });
+  const started = startViewerVm({
+    transport: socketVchanTransport({ directory, localDomain: domain.domid }),
+    grants: domain.grantSharer,
+    memoryBytes: 400 * MiB,
+    connectTimeoutMs: 20_000,
+  });
+  dom0 = await ViewerDom0.start({
+    transport: socketVchanTransport({ directory, localDomain: 0 }),
+    grants: hv.dom0.grantMapper,
+    vmDomain: domain.domid,
+    vmName: 'disp1234',
+    waitMs: 20_000,
+  });
+  vm = await started;
+}, 60_000);
+
+afterAll(async () => {
+  await dom0?.stop();
+  await vm?.stop();
+  rmSync(directory, { recursive: true, force: true });
+}, 30_000);
+
+describe('moat-viewer on the host (sim grants, unix-socket vchan) against the lab dom0 side', () => {
+  it('qubes.OpenInVM shows a PNG 1:1 and rotated, exactly as sharp decodes it; closing ends the call with 0', async () => {
+    const png = await sharp(pattern(37, 23), { raw: { width: 37, height: 23, channels: 3 } })
+      .png()
+      .toBuffer();
+    const report = await dom0.openInVm('pattern.png', png, [{ key: 'r' }, { key: 'R' }]);
+    expect(report.first.title).toBe('pattern.png - 37x23 - 100%');
+    expect(differing(report.first, await expectedView(png))).toBe(0);
+    // The window keeps its size; the rotated image is drawn from its top left corner.
+    const rotated = report.after[0]!;
+    const turned = await expectedView(png, 90);
+    const visible = { width: 37, height: 23, rgba: Buffer.alloc(37 * 23 * 4) };
+    for (let y = 0; y < 23; y++)
+      for (let x = 0; x < 23; x++)
+        turned.rgba.copy(visible.rgba, (y * 37 + x) * 4, (y * 23 + x) * 4, (y * 23 + x + 1) * 4);
+    let wrong = 0;
+    for (let y = 0; y < 23; y++)
+      for (let x = 0; x < 23; x++)
+        for (let c = 0; c < 3; c++)
+          if (rotated.rgba[(y * 37 + x) * 4 + c] !== visible.rgba[(y * 37 + x) * 4 + c]) wrong++;
+    expect(wrong).toBe(0);
+    expect(rotated.title).toBe('pattern.png - 23x37 - 100%');
+    expect(differing(report.after[1]!, await expectedView(png))).toBe(0);
+    expect(report).toMatchObject({ exitCode: 0, stdoutBytes: 0, terminated: true });
+    expect(vm.served.at(-1)).toMatchObject({ service: 'qubes.OpenInVM', name: 'pattern.png', shown: true });
+  });
+
+  it('a decompression bomb is refused with the reason in the window, and the call still ends with 0', async () => {
+    // IHDR 60000 x 60000 RGBA and a few bytes of IDAT: 13.4 GiB if it were decoded.
+    const ihdr = Buffer.alloc(13);
+    ihdr.writeUInt32BE(60000, 0);
+    ihdr.writeUInt32BE(60000, 4);
+    ihdr[8] = 8;
+    ihdr[9] = 6;
+    const bomb = Buffer.concat([
+      Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+      pngChunk('IHDR', ihdr),
+      pngChunk('IDAT', Buffer.from([0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01])),
+      pngChunk('IEND', Buffer.alloc(0)),
+    ]);
+    const report = await dom0.openInVm('bomb.png', bomb);
+    expect(report.first.title).toMatch(/^bomb\.png - not shown: .*60000/);
+    expect(report).toMatchObject({ exitCode: 0, terminated: true });
+    expect(vm.served.at(-1)).toMatchObject({ name: 'bomb.png', shown: false });
+  });
+
+  it('qubes.GetImageRGBA answers "<w> <h>\\n" and the RGBA sharp decodes', async () => {
+    const png = await sharp(pattern(19, 11), { raw: { width: 19, height: 11, channels: 3 } })
+      .png()
+      .toBuffer();
+    const got = await dom0.getImageRgba(png);
+    const expected = await expectedView(png);
+    expect(got).toMatchObject({ exitCode: 0, width: 19, height: 11, extraBytes: 0 });
+    expect(Buffer.from(got.rgba).equals(expected.rgba)).toBe(true);
+    const refused = await dom0.getImageRgba(Buffer.from('not an image'));
+    expect(refused.exitCode).toBe(1);
+    expect(refused.stderr).toMatch(/not a PNG, JPEG, GIF, BMP or WebP image/);
+  });
+});
