@@ -53,4 +53,12 @@ export {
   type VchanRun,
 } from './vchan-lab.ts';
 export { patternSha256, type VchanTask } from './vchan-roles.ts';
+export {
+  buildViewerImage,
+  startViewerRun,
+  VIEWER_WORKER_PATH,
+  type ViewerRun,
+  type ViewerRunOptions,
+} from './viewer-lab.ts';
+export type { ViewerDestroyResult, ViewerOpenResult, ViewerRgbaResult } from './viewer-wire.ts';
 export { buildPenaltyWorkload, xenGuestFiles } from './xen-guest-files.ts';

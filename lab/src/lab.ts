@@ -1,4 +1,14 @@
-import { appendFileSync, copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import {
+  appendFileSync,
+  copyFileSync,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+} from 'node:fs';
 import { createConnection, type Socket } from 'node:net';
 import { basename, join } from 'node:path';
 import { deflateRawSync } from 'node:zlib';
@@ -89,6 +99,11 @@ export interface Lab {
   createDomU(image: VmImage, options: DomUOptions): GuestHandle;
   /** Runs a program in dom0 (no shell) and returns its output lines and exit code. */
   exec(argv: string[], options?: { timeoutMs?: number }): Promise<{ code: number | null; lines: string[] }>;
+  /**
+   * Puts a host file in the read-only share for dom0's bundles and returns its path in dom0
+   * (named by its content, so a file never shadows another).
+   */
+  shareFile(source: string): string;
   /** Xen's and dom0's console so far (last lines). */
   consoleTail(n?: number): string;
   /** Powers dom0 off (bounded) and kills QEMU; safe to call twice. */
@@ -107,6 +122,9 @@ function withTimeout<T>(
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
+
+/** Where dom0 mounts the share (dom0-image.ts's init). */
+const DOM0_SHARE = '/mnt/lab';
 
 /** Places a file in the share (a hard link when possible: images are large). */
 function share(shareDir: string, source: string, relative: string): string {
@@ -375,6 +393,13 @@ export async function bootLab(options: LabOptions = {}): Promise<Lab> {
       guests.set(id, handle);
       send({ id, op: 'create', name, config: domUConfig(name, o, dir) });
       return handle;
+    },
+    shareFile(source) {
+      const digest = createHash('sha256').update(readFileSync(source)).digest('hex').slice(0, 24);
+      const name = basename(source)
+        .replace(/[^A-Za-z0-9._-]/g, '_')
+        .slice(-64);
+      return `${DOM0_SHARE}/${share(shareDir, source, `files/${digest}-${name}`)}`;
     },
     exec(argv, o = {}) {
       const id = nextId++;

@@ -11,6 +11,7 @@ function fakeLab(o: { stuck?: string[]; leftover?: string } = {}) {
   const lab: Lab = {
     timings: { imageBuildMs: 0, bootMs: 1, dom0UptimeAtReadyMs: 1 },
     consoleTail: () => '',
+    shareFile: (source) => `/mnt/lab/files/${source}`,
     runInDom0: () => new GuestHandle('dom0 x'),
     createDomU: (_image, options) => {
       const handle = new GuestHandle(`domU ${options.name}`);

@@ -127,6 +127,7 @@ async function openSession(owner: SharedLab, current: Shared, file: string): Pro
     timings: lab.timings,
     consoleTail: (n) => lab.consoleTail(n),
     exec: (argv, o) => lab.exec(argv, o),
+    shareFile: (source) => lab.shareFile(source),
     runInDom0(bundle, o) {
       const handle = lab.runInDom0(bundle, o);
       dom0Runs.push(handle);

@@ -62,7 +62,15 @@ export class StandInView implements ViewSession {
   }
 
   title(): string {
-    return viewTitle(this.#name, this.#map.width, this.#map.height, 100);
+    // A still decoded at 1/n to fit the memory budget is shown at 100/n % of its stored size.
+    const n = this.#image.scaled?.denominator ?? 1;
+    const turned = this.#map.width !== this.#image.width;
+    const stored = this.#image.scaled
+      ? { width: this.#image.scaled.storedWidth, height: this.#image.scaled.storedHeight }
+      : { width: this.#image.width, height: this.#image.height };
+    return turned
+      ? viewTitle(this.#name, stored.height, stored.width, 100 / n)
+      : viewTitle(this.#name, stored.width, stored.height, 100 / n);
   }
 
   resize(width: number, height: number): void {
