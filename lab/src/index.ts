@@ -60,5 +60,16 @@ export {
   type ViewerRun,
   type ViewerRunOptions,
 } from './viewer-lab.ts';
+export {
+  benchViewer,
+  openInViewer,
+  parseMemoryLines,
+  type ViewerBench,
+  type ViewerMemory,
+  type ViewOutcome,
+  type ViewRequest,
+  viewInLab,
+  withViewerLab,
+} from './viewer-view.ts';
 export type { ViewerDestroyResult, ViewerOpenResult, ViewerRgbaResult } from './viewer-wire.ts';
 export { buildPenaltyWorkload, xenGuestFiles } from './xen-guest-files.ts';

@@ -102,6 +102,8 @@ export async function startViewerRun(lab: Lab, options: ViewerRunOptions): Promi
     dom0,
     async open(label) {
       const result = await data<ViewerOpenResult>(dom0, `open ${label}`, timeoutMs);
+      if (shotParts === 0)
+        return { result, shots: result.shots.map((s) => ({ ...s, rgba: new Uint8Array(0) })) };
       const parts: string[] = [];
       for (let i = 0; i < shotParts; i++)
         parts.push((await data<{ data: string }>(dom0, `shots ${label} ${i}`, timeoutMs)).data);

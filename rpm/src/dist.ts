@@ -1,8 +1,10 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { buildGuestAddon } from '@moat/lab';
 import {
   buildImage,
   buildTemplateRootImage,
+  type DiskFile,
   defaultCacheDir,
   kernelDirectoryFiles,
   sha256,
@@ -11,7 +13,7 @@ import {
 } from '@moat/unikernel';
 import { build } from 'esbuild';
 import { PackagingError } from './errors.ts';
-import { type PackagedVm, packagedVms, placeholderEntry } from './vms.ts';
+import { type PackagedVm, packagedVms, placeholderEntry, repositoryRoot } from './vms.ts';
 
 export interface DistOptions {
   /** Output folder (`<repository>/dist`). */
@@ -53,7 +55,10 @@ async function bundleVm(vm: PackagedVm, entry: string | undefined, cacheDir: str
       write: false,
       logLevel: 'silent',
       external: ['*.node'],
-      define,
+      // CommonJS has no import.meta: code that resolves files from import.meta.url (the addon
+      // loader, the decode worker's default URL) gets the bundle's own URL instead of undefined.
+      define: { ...define, 'import.meta.url': '__moatImportMetaUrl' },
+      banner: { js: 'var __moatImportMetaUrl = require("node:url").pathToFileURL(__filename).href;' },
     });
     code = result.outputFiles?.[0]?.contents;
   } catch (error) {
@@ -76,10 +81,16 @@ export async function buildDist(options: DistOptions): Promise<VmDelivery[]> {
   const log = options.log ?? (() => {});
   const deliveries: VmDelivery[] = [];
   for (const vm of packagedVms) {
-    const entry = options.entries?.[vm.name];
+    const entry = options.entries?.[vm.name] ?? vm.app?.entry;
     const bundle = await bundleVm(vm, entry, cacheDir);
     log(`${vm.name}: image from ${entry ?? `placeholder (issue ${vm.placeholder.issue})`}`);
-    const image = await buildImage({ bundle, cacheDir });
+    const files: DiskFile[] = [];
+    if (entry && vm.app) {
+      for (const extra of vm.app.bundles)
+        files.push({ path: extra.path, source: await bundleVm(vm, extra.entry, cacheDir) });
+      if (vm.app.xenAddon) files.push(...(await buildGuestAddon(cacheDir)).diskFiles);
+    }
+    const image = await buildImage({ bundle, cacheDir, files });
     const templateDir = join(options.distDir, 'templates', vm.name);
     mkdirSync(templateDir, { recursive: true });
     const rootImage = join(templateDir, 'root.img');
@@ -99,7 +110,7 @@ export async function buildDist(options: DistOptions): Promise<VmDelivery[]> {
     log(`${vm.name}: root.img and kernel directory written`);
     deliveries.push({
       name: vm.name,
-      entry: entry ?? `placeholder (issue ${vm.placeholder.issue})`,
+      entry: entry ? relative(repositoryRoot, entry) : `placeholder (issue ${vm.placeholder.issue})`,
       imageKey: image.key,
       rootImage,
       kernelDir,

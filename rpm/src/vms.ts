@@ -15,9 +15,20 @@ export interface PackagedVm {
    * the VM runs a qrexec agent; without one, the post-install start would wait 60 s and fail.
    */
   readonly templateConf: string;
-  /** The entry bundled when `./moat package` is given none for this VM. */
+  /** The entry bundled when `./moat package` is given none for this VM and it has no `app` yet. */
   readonly placeholder: { readonly issue: string };
+  /**
+   * The VM itself, once it exists: its main (`/app/main.js`), other bundles beside it (a worker),
+   * and whether it needs @moat/xen's addon and Xen libraries on its disk.
+   */
+  readonly app?: {
+    readonly entry: string;
+    readonly bundles: readonly { readonly path: string; readonly entry: string }[];
+    readonly xenAddon: boolean;
+  };
 }
+
+export const repositoryRoot = join(here, '..', '..');
 
 export const packagedVms: readonly PackagedVm[] = [
   {
@@ -29,8 +40,19 @@ export const packagedVms: readonly PackagedVm[] = [
   {
     name: 'moat-viewer',
     description: 'moat-viewer: a disposable image viewer qube with memory-safe decoders',
-    templateConf: 'virt-mode=pvh\nkernel=\n',
+    // qrexec=1: the VM runs a qrexec agent, so qvm-template-postprocess may start it and wait.
+    templateConf: 'virt-mode=pvh\nkernel=\nqrexec=1\n',
     placeholder: { issue: '17' },
+    app: {
+      entry: join(repositoryRoot, 'viewer', 'src', 'vm', 'main.ts'),
+      bundles: [
+        {
+          path: '/app/decode-worker.js',
+          entry: join(repositoryRoot, 'viewer', 'src', 'decoders', 'worker.ts'),
+        },
+      ],
+      xenAddon: true,
+    },
   },
 ];
 

@@ -315,8 +315,19 @@ describe('a template package unpacked the way qvm-template does', () => {
         expect(await sha256File(out), inImage).toBe(await sha256File(join(kernelDir, inKernelDir)));
       }
       const main = debugfs('cat /app/main.js');
-      expect(main).toContain('placeholder: the real VM comes with issue');
-      expect(main).toContain(`"${vm.name}"`);
+      if (vm.app) {
+        // The VM itself: its main, the bundles beside it and the Xen addon with its libraries.
+        expect(main).toContain(`${vm.name}: `);
+        expect(main).not.toContain('placeholder: the real VM comes with issue');
+        for (const extra of vm.app.bundles) expect(debugfs(`stat ${extra.path}`)).toMatch(/Mode: +0644/);
+        if (vm.app.xenAddon) {
+          expect(debugfs('stat /app/moat_xen.node')).toMatch(/Mode: +0644/);
+          expect(debugfs('stat /lib/libxenvchan.so.4.17')).toMatch(/Mode: +0644/);
+        }
+      } else {
+        expect(main).toContain('placeholder: the real VM comes with issue');
+        expect(main).toContain(`"${vm.name}"`);
+      }
       const node = debugfs('stat /bin/node');
       expect(node).toMatch(/Mode: +0755/);
       expect(node).toMatch(/User: +0 +Group: +0/);

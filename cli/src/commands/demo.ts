@@ -19,6 +19,7 @@ import type { Reporter } from '../output.ts';
 import { type CliContext, type CommandModule, handler } from '../program.ts';
 import { ensureDebianPackages } from '../system.ts';
 import { labDebianPackages } from './lab.ts';
+import { viewAndSave } from './viewer-lab.ts';
 
 const ip = (text: string): Uint8Array => wire.parseIpv4Text(text)!;
 
@@ -156,13 +157,13 @@ export const demoCommand: CommandModule = {
     program
       .command('demo')
       .description(
-        'the main job today: the firewall engine and image decoders on the host, then real Xen in QEMU running our JS in dom0, a PV and a PVH domU',
+        'the main job today: the firewall engine and image decoders on the host, then real Xen in QEMU running our JS in dom0, a PV and a PVH domU, and an image opened in a moat-viewer VM (window saved as PNG)',
       )
       .option('--no-lab', 'skip the Xen-in-QEMU part')
       .action(
         handler(async (reporter, cmd) => {
           reporter.log(
-            'moat demo: what exists today. sys-moat and moat-viewer are not VMs yet; this runs their engines on the host, then boots the lab.',
+            'moat demo: what exists today. sys-moat is not a VM yet: its engine runs on the host; then the lab boots, and an image opens in a moat-viewer VM.',
           );
           firewallPart(reporter);
           await viewerPart(reporter, ctx.root);
@@ -181,6 +182,19 @@ export const demoCommand: CommandModule = {
               if (error instanceof LabError) throw new CheckFailed(error.message, { step: error.step });
               throw error;
             }
+            // moat-viewer as a Qubes user meets it: a file sent with qubes.OpenInVM, shown in a window.
+            const sample = join(
+              ctx.root,
+              'viewer',
+              'fixtures',
+              'jpeg',
+              'exif-orientation',
+              'Landscape_6.jpg',
+            );
+            const png = join(ctx.root, 'dist', 'demo', 'moat-viewer-window.png');
+            reporter.log(`[viewer] opening ${sample} in a moat-viewer VM in the lab (qubes.OpenInVM)`);
+            await viewAndSave(reporter, { file: sample, png });
+            reporter.log(`[viewer] the window as the user sees it is in ${png}`);
           }
           return ExitCode.ok;
         }),

@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { CheckFailed, ExitCode, SetupProblem } from '../errors.ts';
 import { type CliContext, type CommandModule, handler } from '../program.ts';
 
-function labFailure(error: unknown): never {
+export function labFailure(error: unknown): never {
   if (error instanceof LabError) throw new CheckFailed(error.message, { step: error.step, ...error.detail });
   throw error;
 }

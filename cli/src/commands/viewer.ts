@@ -2,6 +2,9 @@ import { benchCases, benchDecoders, benchScaled, fuzzFormat, viewerFixtures } fr
 import type { Command } from 'commander';
 import { CheckFailed, ExitCode, SetupProblem } from '../errors.ts';
 import { type CliContext, type CommandModule, handler } from '../program.ts';
+import { ensureDebianPackages } from '../system.ts';
+import { labDebianPackages } from './lab.ts';
+import { runViewerBench, viewAndSave } from './viewer-lab.ts';
 
 const formats = ['png', 'gif', 'jpeg', 'bmp', 'webp'] as const;
 type Format = (typeof formats)[number];
@@ -64,6 +67,52 @@ export const viewerCommand: CommandModule = {
             });
           }
           if (failed > 0) throw new CheckFailed(`${failed} fuzzing findings (crash, hang or budget overrun)`);
+          return ExitCode.ok;
+        }),
+      );
+
+    program
+      .command('view')
+      .description(
+        'open an image in a moat-viewer VM in the lab (Xen in QEMU) as qvm-open-in-dvm does, and save its window as PNG',
+      )
+      .argument('<image>', 'the file to open')
+      .option(
+        '--keys <keys>',
+        'input after it opened: keysyms (r,R,plus,minus,Left...), wheel-up, wheel-down, frames:N',
+      )
+      .requiredOption(
+        '--png <file>',
+        'where to save the window (the last screenshot; earlier ones as <file>-N.png)',
+      )
+      .option('--memory <mib>', 'the VM memory in MiB', '400')
+      .action(
+        handler(async (reporter, cmd) => {
+          const o = cmd.opts<{ keys?: string; png: string; memory: string }>();
+          const memoryMb = Number(o.memory);
+          if (!Number.isInteger(memoryMb) || memoryMb < 96)
+            throw new SetupProblem('--memory must be at least 96 MiB');
+          await ensureDebianPackages(labDebianPackages, (line) => reporter.log(line));
+          await viewAndSave(reporter, {
+            file: cmd.args[0]!,
+            png: o.png,
+            memoryMb,
+            ...(o.keys ? { keys: o.keys } : {}),
+          });
+          return ExitCode.ok;
+        }),
+      );
+
+    ctx.bench
+      .command('viewer')
+      .description(
+        'moat-viewer in the lab: qubes.OpenInVM to first frame and the VM memory; the least memory at which a 24-megapixel JPEG opens',
+      )
+      .option('--memory <mib>', 'VM memory for the first-frame runs', '400')
+      .action(
+        handler(async (reporter, cmd) => {
+          await ensureDebianPackages(labDebianPackages, (line) => reporter.log(line));
+          await runViewerBench(reporter, ctx.root, Number(cmd.opts<{ memory: string }>().memory));
           return ExitCode.ok;
         }),
       );

@@ -4,6 +4,7 @@
  * unix sockets and sim grants in the host test). Booted as a template or as a disposable it
  * is the same: the agents come up, dom0's calls are answered, and it idles until one comes.
  */
+import { freemem, totalmem } from 'node:os';
 import type { GuiAgent } from '@moat/gui-agent';
 import { SET_MONITOR_LAYOUT_SERVICE, setMonitorLayoutService, startGuiAgent } from '@moat/gui-agent';
 import { type QrexecAgent, type ServiceCall, startAgent } from '@moat/qrexec';
@@ -141,7 +142,13 @@ export async function startViewerVm(options: ViewerVmOptions): Promise<ViewerVm>
       }
       await runWindow(agent, view, {
         signal: call.signal,
-        onFirstFrame: () => log(`${name}: first frame after ${Math.round(performance.now() - started)} ms`),
+        onFirstFrame: () => {
+          const mib = (bytes: number) => Math.round(bytes / 2 ** 20);
+          log(
+            `${name}: first frame after ${Math.round(performance.now() - started)} ms; ` +
+              `rss ${mib(process.memoryUsage().rss)} MiB; VM used ${mib(totalmem() - freemem())} of ${mib(totalmem())} MiB`,
+          );
+        },
       });
       log(`${name}: window closed`);
       // Nothing goes back: the viewer never changes the file (vm-file-editor sends only a changed file).
