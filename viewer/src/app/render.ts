@@ -162,8 +162,8 @@ export class ImageRenderer {
     const { source, scaledWidth: sw, scaledHeight: sh } = view;
     if (sw >= source.width && sh >= source.height) {
       // 1:1 or larger: nearest pixel straight from the source.
-      const cols = nearestAxis(source.width, sw, rx0, rx1).index;
-      const rows = nearestAxis(source.height, sh, ry0, ry1).index;
+      const cols = nearestAxis(source.width, source.width / sw, rx0, rx1).index;
+      const rows = nearestAxis(source.height, source.height / sh, ry0, ry1).index;
       for (let i = 0; i < rows.length; i++) rows[i] = (rows[i] as number) * source.width;
       return { data: source.data, colOffset: cols, rowOffset: rows };
     }
@@ -206,9 +206,11 @@ export class ImageRenderer {
     const width = Math.min(sw, rx1 + marginX) - x;
     const height = Math.min(sh, ry1 + marginY) - y;
     this.#region = undefined; // let the old one go before the new one is allocated
-    const reduced = this.#reducedFor(source, sourceVersion, sw, sh);
-    const xs = axis(reduced.width, sw, x, x + width);
-    const ys = axis(reduced.height, sh, y, y + height);
+    const fx = boxFactor(source.width / sw);
+    const fy = boxFactor(source.height / sh);
+    const reduced = this.#reducedFor(source, sourceVersion, fx, fy);
+    const xs = axis(reduced.width, source.width / sw / fx, x, x + width);
+    const ys = axis(reduced.height, source.height / sh / fy, y, y + height);
     const data = resampleRect(reduced, xs, ys, width, height);
     this.resamples++;
     this.#region = {
@@ -226,9 +228,7 @@ export class ImageRenderer {
   }
 
   /** The source after libvips' integer box step for this scale (the source itself when 1 × 1). */
-  #reducedFor(source: Pixels, version: number, sw: number, sh: number): Pixels {
-    const fx = boxFactor(source.width / sw);
-    const fy = boxFactor(source.height / sh);
+  #reducedFor(source: Pixels, version: number, fx: number, fy: number): Pixels {
     if (fx === 1 && fy === 1) return source;
     const kept = this.#reduced;
     if (kept && kept.source === source && kept.version === version && kept.fx === fx && kept.fy === fy)
@@ -240,6 +240,7 @@ export class ImageRenderer {
   }
 }
 
-function axis(source: number, output: number, from: number, to: number): AxisWeights {
-  return source > output ? lanczosAxis(source, output, from, to) : nearestAxis(source, output, from, to);
+/** Lanczos-3 for a reduction, the nearest pixel for 1:1 or an enlargement (`ratio` ≤ 1). */
+function axis(source: number, ratio: number, from: number, to: number): AxisWeights {
+  return ratio > 1 ? lanczosAxis(source, ratio, from, to) : nearestAxis(source, ratio, from, to);
 }

@@ -214,6 +214,11 @@ export class ImageViewer {
     };
   }
 
+  /** What the error window says (undefined unless the state is 'error'), for logs and tests. */
+  get errorText(): string | undefined {
+    return this.#state === 'error' ? this.#errorLines.join('\n') : undefined;
+  }
+
   /** The scale the shown image was decoded at (1, 2, 4, 8). */
   get decodedScale(): ScaleDenominator {
     return this.#decodedScale;
@@ -224,7 +229,6 @@ export class ImageViewer {
    * reduction its fitted view allows (its size is read from the header first).
    */
   open(bytes: Uint8Array): DecodeRequest {
-    this.#bytes = bytes;
     this.#format = sniffFormat(bytes);
     this.#probe = probeSize(bytes, this.#format);
     if (this.#format === 'png') this.#fileOrientation = pngExifOrientation(bytes);
