@@ -168,8 +168,15 @@ export class ViewerDom0 {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         off();
+        const w = d.window(id);
+        const seen = d.received
+          .slice(since)
+          .filter((m) => 'window' in m && m.window === id)
+          .map((m) => ('width' in m ? `${m.kind} ${m.x},${m.y} ${m.width}x${m.height}` : m.kind));
         reject(
-          new Error(`window ${id}: ${shots.length} of ${count} full draws within ${this.#options.waitMs} ms`),
+          new Error(
+            `window ${id} (${w.width}x${w.height}): ${shots.length} of ${count} full draws within ${this.#options.waitMs} ms; its messages: ${seen.join(', ')}`,
+          ),
         );
       }, this.#options.waitMs);
       const off = d.on((event) => {
@@ -217,8 +224,9 @@ export class ViewerDom0 {
       }),
     ]);
     const id = create.window;
-    // The opening SHMIMAGE (the whole new buffer) and the first draw.
-    const [, first] = await this.#fullDraws(id, 2, since);
+    // The first draw of the whole window at 0,0 (the agent's opening SHMIMAGE carries the
+    // window's screen position, as the C agent's does, and covers nothing of the buffer).
+    const [first] = await this.#fullDraws(id, 1, since);
     const firstFrameMs = performance.now() - start;
     const after: Shot[] = [];
     for (const action of actions) {

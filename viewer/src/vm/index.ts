@@ -11,7 +11,6 @@ export {
   readImageRgbaRequest,
   rgbaHeader,
 } from './get-image-rgba.ts';
-export { DECODE_SHARE, decodeLimitsForMemory, maxFileBytesForLimits, RESERVED_BYTES } from './limits.ts';
 export {
   FILENAME_FIELD_SIZE,
   type OpenInVmName,
@@ -20,11 +19,8 @@ export {
   readOpenInVmRequest,
   VIEW_ONLY_PREFIX,
 } from './open-in-vm.ts';
-export { type DisplayMap, displayMap } from './orientation.ts';
-export { CHECKER, checkerGrey, MessageView, over, StandInView, viewTitle } from './stand-in-view.ts';
-export type { ViewSession } from './view.ts';
-export { startViewerVm, type ViewerVm, type ViewerVmOptions, type VmLog } from './viewer-vm.ts';
-export { runWindow, type WindowLoopOptions } from './window-loop.ts';
+export { type SessionOptions, showFile } from './session.ts';
+export { maxFileBytes, startViewerVm, type ViewerVm, type ViewerVmOptions, type VmLog } from './viewer-vm.ts';
 
 /**
  * What a moat-viewer image bundles: the VM's main (`/app/main.js`) and the decode worker

@@ -2,7 +2,6 @@ import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { openInVmStdin } from '../lab/dom0.ts';
 import { parseRequestLine, readImageRgbaRequest } from './get-image-rgba.ts';
-import { decodeLimitsForMemory, maxFileBytesForLimits, RESERVED_BYTES } from './limits.ts';
 import { FILENAME_FIELD_SIZE, parseNameField, readOpenInVmRequest } from './open-in-vm.ts';
 
 const MiB = 1024 * 1024;
@@ -84,16 +83,5 @@ describe('qubes.GetImageRGBA requests (qubesimgconverter)', () => {
       ok: false,
       reason: expect.stringContaining('more than 99 bytes'),
     });
-  });
-});
-
-describe('the decode budget follows the VM memory', () => {
-  it('takes a share of what is left after the reserve, never more than the decoders default', () => {
-    const at = (mib: number) => decodeLimitsForMemory(mib * MiB, 1000).maxTotalBytes;
-    expect(at(RESERVED_BYTES / MiB)).toBe(0);
-    expect(at(400)).toBe(Math.floor((400 * MiB - RESERVED_BYTES) * 0.6));
-    expect(at(4096)).toBe(512 * MiB);
-    expect(at(256)).toBeLessThan(at(512));
-    expect(maxFileBytesForLimits(decodeLimitsForMemory(400 * MiB, 1000))).toBe(Math.floor(at(400) / 4));
   });
 });

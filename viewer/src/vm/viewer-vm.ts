@@ -11,15 +11,13 @@ import { type QrexecAgent, type ServiceCall, startAgent } from '@moat/qrexec';
 import { connectQubesDb, type QubesDb } from '@moat/qubesdb';
 import type { VchanTransport } from '@moat/vchan';
 import type { GrantSharer } from '@moat/xen';
+import { decodeBudget, RUNTIME_RESERVE_BYTES } from '../app/budget.ts';
 import { FrameCompositor } from '../decoders/compose.ts';
 import { decodeInWorker } from '../decoders/in-worker.ts';
-import type { DecodeLimits, DecodeResult } from '../decoders/types.ts';
+import type { DecodeLimits } from '../decoders/types.ts';
 import { readImageRgbaRequest, rgbaHeader } from './get-image-rgba.ts';
-import { decodeLimitsForMemory, maxFileBytesForLimits } from './limits.ts';
 import { readOpenInVmRequest } from './open-in-vm.ts';
-import { MessageView, StandInView } from './stand-in-view.ts';
-import type { ViewSession } from './view.ts';
-import { runWindow } from './window-loop.ts';
+import { showFile } from './session.ts';
 
 export type VmLog = (line: string) => void;
 
@@ -47,21 +45,22 @@ export interface ViewerVm {
   stop(): Promise<void>;
 }
 
-/** Most of one monitor, so the window has room for its frame and the panel. */
-function maxWindowFor(gui: GuiAgent): { width: number; height: number } {
-  const monitor = gui.monitors[0] ?? { width: gui.screen.w, height: gui.screen.h };
-  return {
-    width: Math.max(64, Math.floor(monitor.width * 0.9)),
-    height: Math.max(64, Math.floor(monitor.height * 0.9)),
-  };
+/**
+ * The largest file accepted: it is held while it decodes, so a quarter of what the VM has
+ * beyond its runtime (the decode budget is then computed with the file's size taken off).
+ */
+export function maxFileBytes(memoryBytes: number): number {
+  return Math.max(2 ** 20, Math.floor((memoryBytes - RUNTIME_RESERVE_BYTES) / 4));
 }
 
 export async function startViewerVm(options: ViewerVmOptions): Promise<ViewerVm> {
   const log = options.log ?? (() => {});
-  const limits = decodeLimitsForMemory(options.memoryBytes, options.deadlineMs ?? 30_000);
-  const maxFileBytes = maxFileBytesForLimits(limits);
+  const deadlineMs = options.deadlineMs ?? 30_000;
+  const limits = decodeBudget(options.memoryBytes, { deadlineMs });
+  const fileLimit = maxFileBytes(options.memoryBytes);
+  const mib = (bytes: number) => Math.round(bytes / 2 ** 20);
   log(
-    `memory ${Math.round(options.memoryBytes / 2 ** 20)} MiB: decode budget ${Math.round(limits.maxTotalBytes / 2 ** 20)} MiB, files up to ${Math.round(maxFileBytes / 2 ** 20)} MiB`,
+    `memory ${mib(options.memoryBytes)} MiB: decode budget ${mib(limits.maxTotalBytes)} MiB, files up to ${mib(fileLimit)} MiB`,
   );
 
   const qubesdb = await connectQubesDb({
@@ -86,20 +85,7 @@ export async function startViewerVm(options: ViewerVmOptions): Promise<ViewerVm>
   });
   gui.catch((error: unknown) => log(`gui agent failed: ${String(error)}`));
 
-  const decode = (bytes: Uint8Array, fit?: { width: number; height: number }): Promise<DecodeResult> =>
-    decodeInWorker(bytes, limits, {
-      ...(options.workerUrl ? { workerUrl: options.workerUrl } : {}),
-      ...(fit ? { fit } : {}),
-    });
-
-  /** Full size first (1:1 needs it); a still too big for the budget is decoded reduced to the window. */
-  const decodeForView = async (bytes: Uint8Array, agent: GuiAgent): Promise<DecodeResult> => {
-    const full = await decode(bytes);
-    if (full.ok || full.kind !== 'limit') return full;
-    const reduced = await decode(bytes, maxWindowFor(agent));
-    if (reduced.ok) log(`decoded at 1/${reduced.image.scaled?.denominator ?? 1}: ${full.reason}`);
-    return reduced.ok ? reduced : full;
-  };
+  const workerOptions = options.workerUrl ? { workerUrl: options.workerUrl } : {};
 
   const served: ViewerVm['served'] = [];
   const { agent: qrexec } = await startAgent({
@@ -115,40 +101,36 @@ export async function startViewerVm(options: ViewerVmOptions): Promise<ViewerVm>
   qrexec.handle(
     'qubes.OpenInVM',
     async (call: ServiceCall) => {
-      const request = await readOpenInVmRequest(call.stdin, maxFileBytes);
+      const started = performance.now();
+      const request = await readOpenInVmRequest(call.stdin, fileLimit);
       const agent = guiAgent ?? (await gui);
       const name = request.file?.name ?? 'unnamed';
-      const started = performance.now();
-      let view: ViewSession;
-      if (request.ok) {
-        const result = await decodeForView(request.bytes, agent);
-        view = result.ok
-          ? new StandInView(name, result.image, maxWindowFor(agent))
-          : new MessageView(name, result.reason);
-        served.push({
-          service: call.service,
-          name,
-          shown: result.ok,
-          ...(result.ok ? {} : { reason: result.reason }),
-          exitCode: 0,
-        });
-        log(
-          `${name}: ${result.ok ? `${result.image.format} ${result.image.width}x${result.image.height}, ${result.image.frames.length} frame(s)` : `refused: ${result.reason}`}`,
-        );
-      } else {
-        view = new MessageView(name, request.reason);
-        served.push({ service: call.service, name, shown: false, reason: request.reason, exitCode: 0 });
-        log(`${name}: refused: ${request.reason}`);
-      }
-      await runWindow(agent, view, {
+      const fileLimits = request.ok
+        ? decodeBudget(options.memoryBytes, { deadlineMs, fileBytes: request.bytes.length })
+        : limits;
+      let refusal: string | undefined;
+      await showFile({
+        gui: agent,
+        name,
+        file: request.ok ? { bytes: request.bytes } : { refused: request.reason },
+        limits: fileLimits,
+        decode: (bytes, r) => decodeInWorker(bytes, r.limits, { ...r.options, ...workerOptions }),
         signal: call.signal,
-        onFirstFrame: () => {
-          const mib = (bytes: number) => Math.round(bytes / 2 ** 20);
+        onFirstFrame: (v) => {
+          refusal = v.errorText?.replace(/\s+/g, ' ');
           log(
-            `${name}: first frame after ${Math.round(performance.now() - started)} ms; ` +
+            `${name}: ${v.state === 'error' ? `refused: ${(v.errorText ?? '').replace(/\s+/g, ' ')}` : `shown, decoded at 1/${v.decodedScale}`}; ` +
+              `first frame after ${Math.round(performance.now() - started)} ms; ` +
               `rss ${mib(process.memoryUsage().rss)} MiB; VM used ${mib(totalmem() - freemem())} of ${mib(totalmem())} MiB`,
           );
         },
+      });
+      served.push({
+        service: call.service,
+        name,
+        shown: refusal === undefined,
+        ...(refusal ? { reason: refusal } : {}),
+        exitCode: 0,
       });
       log(`${name}: window closed`);
       // Nothing goes back: the viewer never changes the file (vm-file-editor sends only a changed file).
@@ -158,13 +140,17 @@ export async function startViewerVm(options: ViewerVmOptions): Promise<ViewerVm>
   );
 
   qrexec.handle('qubes.GetImageRGBA', async (call: ServiceCall) => {
-    const request = await readImageRgbaRequest(call.stdin, maxFileBytes);
+    const request = await readImageRgbaRequest(call.stdin, fileLimit);
     if (!request.ok) {
       call.stderr.write(`${request.reason}\n`);
       served.push({ service: call.service, shown: false, reason: request.reason, exitCode: 1 });
       return 1;
     }
-    const result = await decode(request.bytes);
+    const result = await decodeInWorker(
+      request.bytes,
+      decodeBudget(options.memoryBytes, { deadlineMs, fileBytes: request.bytes.length }),
+      workerOptions,
+    );
     if (!result.ok) {
       call.stderr.write(`${result.reason}\n`);
       served.push({ service: call.service, shown: false, reason: result.reason, exitCode: 1 });
