@@ -172,7 +172,7 @@ export class ViewerDom0 {
         const seen = d.received
           .slice(since)
           .filter((m) => 'window' in m && m.window === id)
-          .map((m) => ('width' in m ? `${m.kind} ${m.x},${m.y} ${m.width}x${m.height}` : m.kind));
+          .map((m) => m.kind);
         reject(
           new Error(
             `window ${id} (${w.width}x${w.height}): ${shots.length} of ${count} full draws within ${this.#options.waitMs} ms; its messages: ${seen.join(', ')}`,

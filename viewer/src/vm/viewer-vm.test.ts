@@ -6,7 +6,7 @@ import { SimHypervisor } from '@moat/xen/sim';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pngChunk } from '../decoders/testing/png-chunk.ts';
-import { findExact, imageArea, type Rgba } from '../lab/compare.ts';
+import { delta, findExact, imageArea, type Rgba } from '../lab/compare.ts';
 import { ViewerDom0 } from '../lab/dom0.ts';
 import { startViewerVm, type ViewerVm } from './viewer-vm.ts';
 
@@ -57,6 +57,7 @@ beforeAll(async () => {
     grants: hv.dom0.grantMapper,
     vmDomain: domain.domid,
     vmName: 'disp1234',
+    screen: { width: 640, height: 480 },
     waitMs: 20_000,
   });
   vm = await started;
@@ -84,6 +85,37 @@ describe('moat-viewer on the host (sim grants, unix-socket vchan) against the la
     );
     expect(report).toMatchObject({ exitCode: 0, stdoutBytes: 0, terminated: true });
     expect(vm.served.at(-1)).toMatchObject({ service: 'qubes.OpenInVM', name: 'pattern.png', shown: true });
+  });
+
+  it('fits a larger photo like sharp.resize; 1, Left, the wheel and f change the view', async () => {
+    const photo = await sharp(
+      new URL('../../fixtures/jpeg/exif-orientation/Landscape_1.jpg', import.meta.url).pathname,
+    )
+      .resize(800, 500)
+      .png()
+      .toBuffer();
+    const report = await dom0.openInVm('photo.png', photo, [
+      { key: '1' },
+      { key: 'Left' },
+      { wheel: 'down' },
+      { key: 'f' },
+    ]);
+    const [fitted, actual, panned, zoomedOut, refitted] = [report.first, ...report.after];
+    const area = imageArea(fitted!);
+    expect(area).toEqual({ x: 0, y: 0, width: 576, height: 360 });
+    const resized = await sharp(photo).resize(576, 360).ensureAlpha().raw().toBuffer();
+    const d = delta(fitted!, area, { width: 576, height: 360, rgba: resized });
+    expect(d.mean).toBeLessThanOrEqual(1);
+    expect(d.max).toBeLessThanOrEqual(8);
+    expect(fitted!.title).toBe('photo.png - 800x500 - 72%');
+    const full = await sharpRgba(photo);
+    expect(actual!.title).toBe('photo.png - 800x500 - 100%');
+    const crop = findExact(full, actual!);
+    const after = findExact(full, panned!);
+    expect(after!.x).toBeLessThan(crop!.x);
+    expect(zoomedOut!.title).toBe('photo.png - 800x500 - 84%');
+    expect(Buffer.from(refitted!.rgba).equals(Buffer.from(fitted!.rgba))).toBe(true);
+    expect(report).toMatchObject({ exitCode: 0, terminated: true });
   });
 
   it('a decompression bomb is refused with the reason in the window, and the call still ends with 0', async () => {
