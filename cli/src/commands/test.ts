@@ -75,6 +75,11 @@ export const testPhases: TestPhase[] = [
       'tar',
       'gcc',
       'libc6-dev',
+      // moat-viewer's image carries @moat/xen's addon, compiled with node-gyp against libxen-dev.
+      'libxen-dev',
+      'python3',
+      'make',
+      'g++',
     ],
     applies: hasFolder('rpm/vitest.config.ts'),
     run: async (root) => {
