@@ -31,7 +31,7 @@ describe('qubes.OpenInVM requests (vm-file-editor rules)', () => {
 
   it('reads the name field and the file across any chunking, as dom0 sends them', async () => {
     const file = Buffer.from('0123456789'.repeat(100));
-    const stdin = openInVmStdin('x'.repeat(300) + '.gif', file);
+    const stdin = openInVmStdin(`${'x'.repeat(300)}.gif`, file);
     // The over-long name kept its tail, the extension.
     for (const size of [1, 7, 256, 257, 65536]) {
       const r = await readOpenInVmRequest(chunked(stdin, size), MiB);
