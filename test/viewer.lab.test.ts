@@ -217,8 +217,12 @@ afterAll(async () => {
 async function expectFitted(shot: Shot, file: Buffer): Promise<{ mean: number; max: number }> {
   const area = imageArea(shot);
   expect([area.width, area.height]).toEqual([FITTED.width, FITTED.height]);
+  // Lanczos3 from the full decode, as the viewer resamples; sharp's shrink-on-load is kept for
+  // JPEG only, where the viewer decodes at libjpeg's 1/2, 1/4, 1/8 as sharp does (for WebP
+  // sharp would use libwebp's own scaler).
+  const jpeg = file[0] === 0xff && file[1] === 0xd8;
   const { data, info } = await sharp(file)
-    .resize(area.width, area.height)
+    .resize(area.width, area.height, { fastShrinkOnLoad: jpeg })
     .ensureAlpha()
     .raw()
     .toBuffer({ resolveWithObject: true });

@@ -50,7 +50,10 @@ export interface ViewerRunOptions {
   /** Result steps per case for screenshots (each carries 700,000 characters); default 2. */
   readonly shotParts?: number;
   readonly screen?: { width: number; height: number };
+  /** Waits on the host; dom0's whole run may take several times this. */
   readonly timeoutMs?: number;
+  /** The VM's per-decode deadline (default 300 s: a 24-megapixel decode under emulation on a busy machine). */
+  readonly decodeDeadlineMs?: number;
 }
 
 export interface ViewerRun {
@@ -67,7 +70,14 @@ export interface ViewerRun {
 
 async function data<T>(guest: GuestHandle, step: string, timeoutMs: number): Promise<T> {
   const result = await guest.result(step, { timeoutMs });
-  if (!result.ok) throw new Error(`${guest.guest}: ${step} failed: ${result.error}\n${guest.tail(40)}`);
+  if (!result.ok) {
+    // The tail without the screenshot lines (each up to 700,000 characters).
+    const tail = guest
+      .tail(40)
+      .split('\n')
+      .map((l) => (l.length > 300 ? `${l.slice(0, 300)}...` : l));
+    throw new Error(`${guest.guest}: ${step} failed: ${result.error}\n${tail.join('\n')}`);
+  }
   return result.data as T;
 }
 
@@ -88,6 +98,7 @@ export async function startViewerRun(lab: Lab, options: ViewerRunOptions): Promi
     })),
     rgba: (options.rgba ?? []).map((r) => ({ label: r.label, path: lab.shareFile(r.file) })),
     shotParts,
+    decodeDeadlineMs: options.decodeDeadlineMs ?? 300_000,
     ...(options.screen ? { screen: options.screen } : {}),
   };
   const vm = lab.createDomU(options.image, {
@@ -96,7 +107,8 @@ export async function startViewerRun(lab: Lab, options: ViewerRunOptions): Promi
     memoryMb: options.memoryMb,
   });
   const peer = await domainId(lab, options.vmName, timeoutMs);
-  const dom0 = lab.runInDom0(bundle, { args: { ...args, peer }, timeoutMs });
+  // dom0's run spans every call of the file.
+  const dom0 = lab.runInDom0(bundle, { args: { ...args, peer }, timeoutMs: timeoutMs * 4 });
   return {
     vm,
     dom0,

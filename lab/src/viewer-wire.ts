@@ -20,6 +20,8 @@ export interface ViewerLabArgs {
   readonly rgba: readonly { readonly label: string; readonly path: string }[];
   /** Result steps per case carrying its screenshots (a result line holds at most 1 MiB). */
   readonly shotParts: number;
+  /** The VM's per-decode deadline (QubesDB /vm-config/), ms. */
+  readonly decodeDeadlineMs: number;
   /** GUI daemon screen (default 1920 × 1080). */
   readonly screen?: { readonly width: number; readonly height: number };
 }

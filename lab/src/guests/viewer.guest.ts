@@ -49,6 +49,7 @@ function steps(): Record<string, GuestStep> {
         vmDomain: args.peer,
         vmName: args.vmName,
         waitMs: WAIT_MS,
+        decodeDeadlineMs: args.decodeDeadlineMs,
         ...(args.screen ? { screen: args.screen } : {}),
         log: (line) => guestLog(line),
       });

@@ -11,6 +11,7 @@ import { QubesDbDaemon } from '@moat/qubesdb/dom0';
 import type { VchanTransport } from '@moat/vchan';
 import type { DomainId, GrantMapper } from '@moat/xen';
 import { FILENAME_FIELD_SIZE, VIEW_ONLY_PREFIX } from '../vm/open-in-vm.ts';
+import { DEADLINE_CONFIG } from '../vm/viewer-vm.ts';
 
 /** The qube the lab's calls come from, as `qvm-open-in-dvm` in a qube named `work`. */
 export const CALLER = 'work';
@@ -24,6 +25,8 @@ export interface ViewerDom0Options {
   readonly screen?: { width: number; height: number };
   /** Every wait (emulation on a shared machine needs minutes). */
   readonly waitMs: number;
+  /** The VM's per-decode deadline, through QubesDB `/vm-config/` (emulation needs minutes). */
+  readonly decodeDeadlineMs?: number;
   readonly log?: (line: string) => void;
 }
 
@@ -58,8 +61,12 @@ export interface OpenReport {
 }
 
 /** QubesDB as qubesd writes it for a disposable (the keys the VM reads). */
-export function viewerQubesDb(vmName: string): [string, string][] {
+export function viewerQubesDb(vmName: string, decodeDeadlineMs?: number): [string, string][] {
   return [
+    // `qvm-features <vm> vm-config.<key> <value>` puts a key under /vm-config/.
+    ...(decodeDeadlineMs
+      ? [[`/vm-config/${DEADLINE_CONFIG}`, String(decodeDeadlineMs)] as [string, string]]
+      : []),
     ['/name', vmName],
     ['/type', 'DispVM'],
     ['/qubes-vm-type', 'DispVM'],
@@ -117,7 +124,7 @@ export class ViewerDom0 {
       vmDomain: options.vmDomain,
       vmName: options.vmName,
       transport: options.transport,
-      initial: viewerQubesDb(options.vmName),
+      initial: viewerQubesDb(options.vmName, options.decodeDeadlineMs),
       log: (line) => log(`qubesdb: ${line}`),
     });
     await qubesdb.start();
@@ -175,7 +182,7 @@ export class ViewerDom0 {
           .map((m) => m.kind);
         reject(
           new Error(
-            `window ${id} (${w.width}x${w.height}): ${shots.length} of ${count} full draws within ${this.#options.waitMs} ms; its messages: ${seen.join(', ')}`,
+            `window ${id} (${w.width}x${w.height}): ${shots.length} of ${count} full draws within ${this.#options.waitMs} ms; its messages since: ${seen.join(', ')}`,
           ),
         );
       }, this.#options.waitMs);

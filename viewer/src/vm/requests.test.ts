@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { openInVmStdin } from '../lab/dom0.ts';
 import { parseRequestLine, readImageRgbaRequest } from './get-image-rgba.ts';
 import { FILENAME_FIELD_SIZE, parseNameField, readOpenInVmRequest } from './open-in-vm.ts';
+import { deadlineFrom } from './viewer-vm.ts';
 
 const MiB = 1024 * 1024;
 const field = (text: string) => {
@@ -83,5 +84,14 @@ describe('qubes.GetImageRGBA requests (qubesimgconverter)', () => {
       ok: false,
       reason: expect.stringContaining('more than 99 bytes'),
     });
+  });
+});
+
+describe('the decode deadline from QubesDB /vm-config/', () => {
+  it('takes a whole number of ms from 1 s to 1 h, else 30 s', () => {
+    expect(deadlineFrom('120000')).toBe(120_000);
+    expect(deadlineFrom(undefined)).toBe(30_000);
+    for (const bad of ['', '999', '3600001', '1e5', ' 5000', '-5000', '5000.5'])
+      expect(deadlineFrom(bad)).toBe(30_000);
   });
 });

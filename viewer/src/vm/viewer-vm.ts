@@ -28,7 +28,10 @@ export interface ViewerVmOptions {
   readonly memoryBytes: number;
   /** The bundled decode worker (`/mnt/app/decode-worker.js`); the package's own from sources. */
   readonly workerUrl?: URL;
-  /** Per-decode deadline (default 30 s: a real VM needs far less; emulation does not). */
+  /**
+   * Per-decode deadline; default QubesDB `/vm-config/moat-viewer-deadline-ms`
+   * (`qvm-features <vm> vm-config.moat-viewer-deadline-ms N`), else 30 s.
+   */
   readonly deadlineMs?: number;
   readonly log?: VmLog;
   readonly connectTimeoutMs?: number;
@@ -53,22 +56,32 @@ export function maxFileBytes(memoryBytes: number): number {
   return Math.max(2 ** 20, Math.floor((memoryBytes - RUNTIME_RESERVE_BYTES) / 4));
 }
 
+/** QubesDB `/vm-config/` key of the per-decode deadline (ms). */
+export const DEADLINE_CONFIG = 'moat-viewer-deadline-ms';
+const DEFAULT_DEADLINE_MS = 30_000;
+
+/** The deadline from `/vm-config/`: a whole number of ms from 1 s to 1 h, else the default. */
+export function deadlineFrom(value: string | undefined): number {
+  const ms = value !== undefined && /^[0-9]{4,7}$/.test(value) ? Number(value) : Number.NaN;
+  return ms >= 1000 && ms <= 3_600_000 ? ms : DEFAULT_DEADLINE_MS;
+}
+
 export async function startViewerVm(options: ViewerVmOptions): Promise<ViewerVm> {
   const log = options.log ?? (() => {});
-  const deadlineMs = options.deadlineMs ?? 30_000;
-  const limits = decodeBudget(options.memoryBytes, { deadlineMs });
-  const fileLimit = maxFileBytes(options.memoryBytes);
-  const mib = (bytes: number) => Math.round(bytes / 2 ** 20);
-  log(
-    `memory ${mib(options.memoryBytes)} MiB: decode budget ${mib(limits.maxTotalBytes)} MiB, files up to ${mib(fileLimit)} MiB`,
-  );
-
   const qubesdb = await connectQubesDb({
     transport: options.transport,
     timeoutMs: options.connectTimeoutMs ?? 600_000,
     log: (line) => log(`qubesdb: ${line}`),
   });
   log(`qubesdb synchronised (${qubesdb.read('/name') ?? 'no name'})`);
+
+  const deadlineMs = options.deadlineMs ?? deadlineFrom(qubesdb.read(`/vm-config/${DEADLINE_CONFIG}`));
+  const limits = decodeBudget(options.memoryBytes, { deadlineMs });
+  const fileLimit = maxFileBytes(options.memoryBytes);
+  const mib = (bytes: number) => Math.round(bytes / 2 ** 20);
+  log(
+    `memory ${mib(options.memoryBytes)} MiB: decode budget ${mib(limits.maxTotalBytes)} MiB, files up to ${mib(fileLimit)} MiB, deadline ${deadlineMs} ms`,
+  );
 
   let guiAgent: GuiAgent | undefined;
   const gui = startGuiAgent({
