@@ -85,12 +85,20 @@ export function clampOffset(offset: number, displayed: number, window: number): 
 
 /**
  * The JPEG reduction (1, 2, 4 or 8) to decode at for a view `ratio` times smaller than the
- * stored image: the largest not above it, as sharp's shrink-on-load (`fastShrinkOnLoad`, its
- * default) picks libjpeg's `scale_denom`, so the view matches `sharp.resize` of the same size.
+ * stored image, chosen as sharp 0.34 chooses libjpeg's `scale_denom` for `resize` (its
+ * shrink-on-load with the default `fastShrinkOnLoad`: the largest of 8, 4, 2 not above the
+ * ratio, halved when the ratio's whole part equals it, "for known libjpeg rounding errors"; none
+ * when the image is rotated or flipped first), so the view matches `sharp.resize` of the same
+ * size. `rotated`: an EXIF orientation or a user rotation applies.
  */
-export function shrinkOnLoad(ratio: number): 1 | 2 | 4 | 8 {
-  if (ratio >= 8) return 8;
-  if (ratio >= 4) return 4;
-  if (ratio >= 2) return 2;
-  return 1;
+export function jpegShrinkOnLoad(ratio: number, rotated: boolean): 1 | 2 | 4 | 8 {
+  if (rotated) return 1;
+  let shrink: 1 | 2 | 4 | 8 = ratio >= 8 ? 8 : ratio >= 4 ? 4 : ratio >= 2 ? 2 : 1;
+  if (shrink > 1 && Math.trunc(ratio) === shrink) shrink = (shrink / 2) as 2 | 4;
+  return shrink;
+}
+
+/** The largest reduction (1, 2, 4, 8) that still leaves the view a downscale of the decode. */
+export function largestShrink(ratio: number): 1 | 2 | 4 | 8 {
+  return ratio >= 8 ? 8 : ratio >= 4 ? 4 : ratio >= 2 ? 2 : 1;
 }

@@ -32,14 +32,22 @@ import {
   chooseMonitor,
   clampOffset,
   fitZoom,
+  jpegShrinkOnLoad,
+  largestShrink,
   type Monitor,
   scaledSize,
-  shrinkOnLoad,
   stepZoom,
   windowBox,
   windowFor,
 } from './layout.ts';
-import { displayedSize, IDENTITY, rotate, type Transform, transformForOrientation } from './orientation.ts';
+import {
+  displayedSize,
+  IDENTITY,
+  isIdentity,
+  rotate,
+  type Transform,
+  transformForOrientation,
+} from './orientation.ts';
 import { BACKGROUND, ImageRenderer } from './render.ts';
 import type { Pixels } from './resample.ts';
 import {
@@ -136,10 +144,11 @@ export class ImageViewer {
   #finestScale: ScaleDenominator = 1;
   #inFlight: ScaleDenominator | 'fit' | undefined;
   #pending: DecodeRequest | undefined;
-  #fallbackTried = false;
   #storedWidth = 1;
   #storedHeight = 1;
   #transform: Transform = IDENTITY;
+  /** Quarter turns the user made (mod 4). */
+  #turns = 0;
   #zoom = 1;
   #fitMode = true;
   #left = 0;
@@ -234,10 +243,9 @@ export class ImageViewer {
     if (this.#format === 'png') this.#fileOrientation = pngExifOrientation(bytes);
     let scale: ScaleDenominator = 1;
     if (this.#format === 'jpeg' && this.#probe) {
-      const orientation = jpegOrientation(bytes);
-      scale = shrinkOnLoad(
-        this.#fitRatio(this.#probe.width, this.#probe.height, transformForOrientation(orientation)),
-      );
+      const transform = transformForOrientation(jpegOrientation(bytes));
+      const ratio = this.#fitRatio(this.#probe.width, this.#probe.height, transform);
+      scale = jpegShrinkOnLoad(ratio, !isIdentity(transform));
     }
     this.#inFlight = scale;
     return { limits: this.#limits, options: { scale } };
@@ -249,7 +257,7 @@ export class ImageViewer {
     this.#inFlight = undefined;
     if (this.#state === 'loading') {
       if (result.ok) this.#show(result.image, now);
-      else if (result.kind === 'limit' && !this.#fallbackTried) this.#fallback(result.reason, requested);
+      else if (result.kind === 'limit') this.#fallback(result.reason, requested);
       else this.#fail(describeRefusal(result.kind, result.reason));
     } else if (this.#state === 'showing') {
       if (result.ok && result.image.frames.length === 1) {
@@ -366,23 +374,30 @@ export class ImageViewer {
     if (this.#frame >= image.frames.length) this.#frame = 0;
   }
 
-  /** A full-size decode did not fit: try a reduced one, which a still image can use. */
+  /**
+   * A decode did not fit the memory budget: try the next reduction (stills only; the decoders
+   * refuse animations again), as long as the fitted view stays a downscale of it, so memory
+   * decides how sharp the view is rather than whether there is one. Without a size from the
+   * header, one try at the reduction that fits the window.
+   */
   #fallback(reason: string, requested: ScaleDenominator | 'fit' | undefined): void {
-    this.#fallbackTried = true;
-    if (this.#probe) {
-      const scale = Math.max(
+    if (this.#probe && requested !== 'fit') {
+      const limit = Math.max(
         2,
-        shrinkOnLoad(this.#fitRatio(this.#probe.width, this.#probe.height, IDENTITY)),
-      ) as ScaleDenominator;
-      if (requested === undefined || requested === 'fit' || scale > requested) {
-        this.#request(scale);
+        largestShrink(this.#fitRatio(this.#probe.width, this.#probe.height, IDENTITY)),
+      );
+      const next = ((requested ?? 1) * 2) as ScaleDenominator;
+      if (next <= limit) {
+        this.#request(next);
+        this.#finestScale = next;
         return;
       }
-      this.#fail(describeRefusal('limit', reason));
+    } else if (!this.#probe && requested !== 'fit') {
+      this.#inFlight = 'fit';
+      this.#pending = { limits: this.#limits, options: { fit: { ...this.#box } } };
       return;
     }
-    this.#inFlight = 'fit';
-    this.#pending = { limits: this.#limits, options: { fit: { ...this.#box } } };
+    this.#fail(describeRefusal('limit', reason));
   }
 
   #fail(reason: string): void {
@@ -421,7 +436,10 @@ export class ImageViewer {
     if (this.#image?.frames.length !== 1) return;
     const [sw, sh] = this.#scaledStored();
     const ratio = Math.min(this.#storedWidth / sw, this.#storedHeight / sh);
-    const want = Math.max(this.#finestScale, shrinkOnLoad(ratio)) as ScaleDenominator;
+    const want = Math.max(
+      this.#finestScale,
+      jpegShrinkOnLoad(ratio, !isIdentity(this.#transform)),
+    ) as ScaleDenominator;
     if (want !== this.#decodedScale) this.#request(want);
   }
 
@@ -476,6 +494,7 @@ export class ImageViewer {
       case 'rotate-clockwise':
       case 'rotate-anticlockwise':
         this.#transform = rotate(this.#transform, command === 'rotate-clockwise' ? 1 : -1);
+        this.#turns = (this.#turns + (command === 'rotate-clockwise' ? 1 : 3)) % 4;
         if (this.#fitMode) this.#zoom = this.#fitForWindow();
         this.#centre();
         this.#wantScale();
@@ -646,6 +665,7 @@ export class ImageViewer {
       source: this.#source,
       sourceVersion: this.#sourceVersion,
       transform: this.#transform,
+      turnedQuarter: this.#turns % 2 === 1,
       scaledWidth: sw,
       scaledHeight: sh,
       left: this.#left,
