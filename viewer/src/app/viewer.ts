@@ -481,16 +481,16 @@ export class ImageViewer {
         break;
       case 'pan-left':
         this.#panBy(this.#panStep(this.#winW, shift), 0);
-        break;
+        return; // redrawn only if it moved
       case 'pan-right':
         this.#panBy(-this.#panStep(this.#winW, shift), 0);
-        break;
+        return; // redrawn only if it moved
       case 'pan-up':
         this.#panBy(0, this.#panStep(this.#winH, shift));
-        break;
+        return; // redrawn only if it moved
       case 'pan-down':
         this.#panBy(0, -this.#panStep(this.#winH, shift));
-        break;
+        return; // redrawn only if it moved
       case 'rotate-clockwise':
       case 'rotate-anticlockwise':
         this.#transform = rotate(this.#transform, command === 'rotate-clockwise' ? 1 : -1);
