@@ -229,6 +229,9 @@ export function resampleRect(
   const fy = fixedWeights(ys);
   const hx = xs.taps;
   const hy = ys.taps;
+  // Byte offset of each horizontal tap in the row the vertical pass makes.
+  const offsets = new Int32Array(xs.index.length);
+  for (let i = 0; i < offsets.length; i++) offsets[i] = ((xs.index[i] as number) - first) * 4;
   const out = new Uint8Array(w * h * 4);
   const row = new Uint8Array(span);
   const sums = new Int32Array(span);
@@ -265,7 +268,7 @@ export function resampleRect(
       let a = FIXED_HALF;
       for (let t = x * hx, end = t + hx; t < end; t++) {
         const k = fx[t] as number;
-        const p = ((xs.index[t] as number) - first) * 4;
+        const p = offsets[t] as number;
         r += (row[p] as number) * k;
         g += (row[p + 1] as number) * k;
         b += (row[p + 2] as number) * k;

@@ -57,6 +57,7 @@ describe('opening', () => {
     expect(update.close).toBe(false);
     expect(update.wakeAt).toBeUndefined();
     expect(viewer.render().length).toBe(1458 * 972 * 4);
+    expect(viewer.imageArea).toEqual({ left: 0, top: 0, width: 1458, height: 972 });
   });
 
   it('shows an image that fits at 100%, never enlarged', () => {

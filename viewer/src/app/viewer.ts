@@ -223,6 +223,16 @@ export class ImageViewer {
     };
   }
 
+  /**
+   * Where the image is in the window and its size on screen (it may reach past the window's
+   * edges), undefined unless showing: the area a screenshot compares with a reference.
+   */
+  get imageArea(): { left: number; top: number; width: number; height: number } | undefined {
+    if (this.#state !== 'showing') return undefined;
+    const [width, height] = this.#displayed();
+    return { left: this.#left, top: this.#top, width, height };
+  }
+
   /** What the error window says (undefined unless the state is 'error'), for logs and tests. */
   get errorText(): string | undefined {
     return this.#state === 'error' ? this.#errorLines.join('\n') : undefined;
