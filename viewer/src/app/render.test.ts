@@ -122,6 +122,28 @@ describe('1:1 and rotations are exact', () => {
     }
   });
 
+  for (const format of ['png', 'webp'] as const) {
+    it(`applies a ${format === 'png' ? 'PNG eXIf' : 'WebP EXIF'} orientation as sharp’s rotate() does`, async () => {
+      const photo = read('jpeg/jpeg-js-fixtures/tree-rgb.jpg');
+      const made = sharp(photo).withMetadata({ orientation: 6 });
+      const bytes = new Uint8Array(
+        await (format === 'png' ? made.png() : made.webp({ lossless: true })).toBuffer(),
+      );
+      const viewer = new ImageViewer({ name: 'x', monitors: [], limits: defaultDecodeLimits });
+      const request = viewer.open(bytes);
+      const update = viewer.decoded(decodeImage(bytes, request.limits, request.options), 0);
+      expect(update.title).toBe('x - 250x400 - 100%');
+      const { data, info } = await sharp(bytes)
+        .rotate()
+        .ensureAlpha()
+        .raw()
+        .toBuffer({ resolveWithObject: true });
+      const want = compositeOverCheckerboard(new Uint8Array(data), info.width, info.height);
+      const { left, top } = viewer.view;
+      expect(area(viewer.render(), update.width, left, top, 250, 400)).toEqual(rgbOf(want, 4));
+    });
+  }
+
   it('enlarges by whole factors into exact squares', () => {
     const tiny = pixelsOf(decodeStill(read('png/pngsuite/basn2c08.png')));
     const { bgrx } = render(tiny, IDENTITY, 32 * 8, 32 * 8, 256, 256);
