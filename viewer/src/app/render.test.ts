@@ -239,7 +239,7 @@ describe('downscaling matches sharp.resize (Lanczos-3)', () => {
     expectWithinProof(difference(area(bgrx, w, 0, 0, w, h), rgbOf(want, 4)));
   });
 
-  it('renders only the visible part, and reuses it while panning nearby', () => {
+  it('renders only the visible part, and reuses a wider one while panning nearby', () => {
     const { renderer } = render(photo, IDENTITY, 1200, 800, 300, 200, -400, -300);
     expect(renderer.resamples).toBe(1);
     const pixels = new Int32Array(300 * 200);
@@ -250,10 +250,20 @@ describe('downscaling matches sharp.resize (Lanczos-3)', () => {
       scaledWidth: 1200,
       scaledHeight: 800,
     };
+    renderer.render({ pixels, width: 300, height: 200 }, { ...view, left: -410, top: -305 });
+    expect(renderer.resamples).toBe(2); // past the visible part: again, with margins
+    const panned = pixels.slice();
     renderer.render({ pixels, width: 300, height: 200 }, { ...view, left: -450, top: -350 });
-    expect(renderer.resamples).toBe(1);
-    renderer.render({ pixels, width: 300, height: 200 }, { ...view, left: -900, top: -600 });
+    renderer.render({ pixels, width: 300, height: 200 }, { ...view, left: -410, top: -305 });
     expect(renderer.resamples).toBe(2);
+    expect(pixels).toEqual(panned);
+    renderer.render({ pixels, width: 300, height: 200 }, { ...view, left: -900, top: -600 });
+    expect(renderer.resamples).toBe(3);
+    // The same pixels as a fresh render of the whole view.
+    const whole = render(photo, IDENTITY, 1200, 800, 1200, 800).bgrx;
+    expect(area(new Uint8Array(pixels.buffer), 300, 0, 0, 300, 200)).toEqual(
+      area(whole, 1200, 900, 600, 300, 200),
+    );
   });
 });
 

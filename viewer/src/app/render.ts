@@ -202,22 +202,27 @@ export class ImageRenderer {
   ): Region {
     const { source, sourceVersion, scaledWidth: sw, scaledHeight: sh } = view;
     const kept = this.#region;
-    if (
-      kept &&
+    const sameView =
+      kept !== undefined &&
       kept.source === source &&
       kept.version === sourceVersion &&
       kept.turnedQuarter === (view.turnedQuarter ?? false) &&
       kept.scaledWidth === sw &&
-      kept.scaledHeight === sh &&
+      kept.scaledHeight === sh;
+    if (
+      kept &&
+      sameView &&
       rx0 >= kept.x &&
       ry0 >= kept.y &&
       rx1 <= kept.x + kept.width &&
       ry1 <= kept.y + kept.height
     )
       return kept;
-    // Half a window more on each side, so that panning reuses it for a while.
-    const marginX = winW >> 1;
-    const marginY = winH >> 1;
+    // A new zoom or frame: just what is visible (the next step may be another zoom). The same
+    // view panned past the kept region: half a window more on each side, so that further
+    // panning reuses it for a while.
+    const marginX = sameView ? winW >> 1 : 0;
+    const marginY = sameView ? winH >> 1 : 0;
     const x = Math.max(0, rx0 - marginX);
     const y = Math.max(0, ry0 - marginY);
     const width = Math.min(sw, rx1 + marginX) - x;
