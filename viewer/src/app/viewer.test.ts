@@ -192,6 +192,17 @@ describe('zoom', () => {
     expect(next.decode).toBeUndefined();
     expect(viewer.handle(key('plus'), 0).decode).toBeUndefined();
   });
+  it('does not ask again for a reduction whose decode failed', () => {
+    const bytes = read('jpeg/exif-orientation/Landscape_1.jpg');
+    const { viewer } = open(bytes, { monitors: [{ x: 0, y: 0, width: 640, height: 480 }] });
+    settle(viewer, bytes, viewer.handle(key('1'), 0)); // now at 1/1
+    expect(viewer.handle(key('f'), 0).decode?.options).toEqual({ scale: 2 });
+    const next = viewer.decoded({ ok: false, kind: 'deadline', reason: 'decoding took longer than 1 ms' }, 0);
+    expect(next.decode).toBeUndefined();
+    expect(viewer.decodedScale).toBe(1);
+    viewer.handle(key('plus'), 0);
+    expect(viewer.handle(key('minus'), 0).decode).toBeUndefined();
+  });
 });
 
 describe('panning, rotating, resizing', () => {

@@ -142,6 +142,8 @@ export class ImageViewer {
   #decodedScale: ScaleDenominator = 1;
   /** The finest reduction that may be asked for (raised when a finer decode was refused). */
   #finestScale: ScaleDenominator = 1;
+  /** Reductions a re-decode was refused at (any reason): never asked for again. */
+  readonly #refusedScales = new Set<ScaleDenominator>();
   #inFlight: ScaleDenominator | 'fit' | undefined;
   #pending: DecodeRequest | undefined;
   #storedWidth = 1;
@@ -273,8 +275,10 @@ export class ImageViewer {
       if (result.ok && result.image.frames.length === 1) {
         this.#setImage(result.image);
         this.#dirty = true;
-      } else if (requested !== undefined && requested !== 'fit' && requested < this.#decodedScale) {
-        this.#finestScale = this.#decodedScale; // finer did not fit: stay at this scale
+      } else if (requested !== undefined && requested !== 'fit') {
+        this.#refusedScales.add(requested);
+        // Finer did not fit: stay at this scale.
+        if (requested < this.#decodedScale) this.#finestScale = this.#decodedScale;
       }
       this.#wantScale();
     }
@@ -450,7 +454,7 @@ export class ImageViewer {
       this.#finestScale,
       jpegShrinkOnLoad(ratio, !isIdentity(this.#transform)),
     ) as ScaleDenominator;
-    if (want !== this.#decodedScale) this.#request(want);
+    if (want !== this.#decodedScale && !this.#refusedScales.has(want)) this.#request(want);
   }
 
   // ---- commands -----------------------------------------------------------------------------------
