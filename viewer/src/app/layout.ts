@@ -2,7 +2,7 @@
  * Window size and zoom levels. Decisions:
  * - The window opens on the first monitor of the layout (the one qubes.SetMonitorLayout lists
  *   first, the primary in dom0's xrandr order), centred, at most 90% of that monitor in each
- *   direction, and at least 320 × 200 (so the key help and error texts fit) unless the monitor
+ *   direction, and at least 320 × 240 (so the key help and error texts fit) unless the monitor
  *   is smaller.
  * - The image opens "fitted": shown whole, downscaled when larger than that 90% box, never
  *   upscaled, except tiny images (longest side under 128 pixels), which open at the largest whole
@@ -20,7 +20,7 @@ export interface Monitor {
 
 export const SCREEN_SHARE = 0.9;
 export const MIN_WINDOW_WIDTH = 320;
-export const MIN_WINDOW_HEIGHT = 200;
+export const MIN_WINDOW_HEIGHT = 240;
 export const TINY_IMAGE = 128;
 export const TINY_TARGET = 256;
 export const ZOOM_STEP = 2 ** 0.25;

@@ -67,7 +67,7 @@ describe('opening', () => {
     expect(viewer.view).toMatchObject({ zoom: 1, left: 0, top: 0 });
   });
 
-  it('enlarges a tiny image by a whole factor, in a window of at least 320x200', () => {
+  it('enlarges a tiny image by a whole factor, in a window of at least 320x240', () => {
     const { viewer, update } = open(read('png/pngsuite/basn2c08.png'));
     expect(update.title).toBe('image - 32x32 - 800%');
     expect([update.width, update.height]).toEqual([320, 256]);

@@ -120,6 +120,8 @@ const ERROR_COLOUR = rgb(0xff, 0x80, 0x80);
 const ERROR_COLUMNS = 72;
 const MARGIN = 16;
 const LINE_HEIGHT = GLYPH_HEIGHT + 3;
+const HELP_MARGIN = 10;
+const HELP_LINE_HEIGHT = GLYPH_HEIGHT + 2;
 
 interface Probe {
   width: number;
@@ -693,16 +695,17 @@ export class ImageViewer {
     });
   }
 
+  /** The key help, centred: 48 columns × 14 lines fit the smallest window (320 × 240). */
   #renderHelp(surface: Surface): void {
-    const width = Math.max(...HELP_LINES.map((l) => l.length)) * GLYPH_WIDTH + 2 * MARGIN;
-    const height = HELP_LINES.length * LINE_HEIGHT + 2 * MARGIN;
+    const width = Math.max(...HELP_LINES.map((l) => l.length)) * GLYPH_WIDTH + 2 * HELP_MARGIN;
+    const height = HELP_LINES.length * HELP_LINE_HEIGHT + 2 * HELP_MARGIN;
     const x = Math.floor((surface.width - width) / 2);
     const y = Math.floor((surface.height - height) / 2);
     dimRect(surface, x, y, width, height);
     fillRect(surface, x, y, width, 1, TEXT_COLOUR);
     fillRect(surface, x, y + height - 1, width, 1, TEXT_COLOUR);
     HELP_LINES.forEach((line, i) => {
-      drawText(surface, x + MARGIN, y + MARGIN + i * LINE_HEIGHT, line, TEXT_COLOUR);
+      drawText(surface, x + HELP_MARGIN, y + HELP_MARGIN + i * HELP_LINE_HEIGHT, line, TEXT_COLOUR);
     });
   }
 
