@@ -672,7 +672,9 @@ export class ImageViewer {
   #renderImage(surface: Surface): void {
     const image = this.#image as DecodedImage;
     if (!this.#source) {
-      const data = (this.#compositor as FrameCompositor).frame(this.#frame);
+      const frame = (this.#compositor as FrameCompositor).frame(this.#frame);
+      // The renderer reads pixels as 32-bit words: copy once here rather than on every draw.
+      const data = frame.byteOffset % 4 === 0 ? frame : frame.slice();
       this.#source = { data, width: image.width, height: image.height };
       this.#sourceVersion++;
     }
