@@ -60,7 +60,7 @@ export function commandForKey(keysym: string | undefined): ViewerCommand | undef
   return keysym === undefined ? undefined : BINDINGS[keysym];
 }
 
-/** The key help overlay's lines. */
+/** The key help overlay's lines: at most 48 columns, so the box fits the smallest window. */
 export const HELP_LINES: readonly string[] = [
   'moat-viewer keys',
   '',
@@ -68,7 +68,7 @@ export const HELP_LINES: readonly string[] = [
   'wheel        zoom in / out at the pointer',
   '1            actual size (100%)',
   'f or 0       fit to the window',
-  'arrows       move the view (Shift: a whole window)',
+  'arrows       move the view (Shift: further)',
   'drag         move the view',
   'r or ]       rotate 90 degrees clockwise',
   'R or [       rotate 90 degrees anticlockwise',

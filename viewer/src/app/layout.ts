@@ -2,7 +2,7 @@
  * Window size and zoom levels. Decisions:
  * - The window opens on the first monitor of the layout (the one qubes.SetMonitorLayout lists
  *   first, the primary in dom0's xrandr order), centred, at most 90% of that monitor in each
- *   direction, and at least 320 × 200 (so the key help and error texts fit) unless the monitor
+ *   direction, and at least 320 × 240 (so the key help and error texts fit) unless the monitor
  *   is smaller.
  * - The image opens "fitted": shown whole, downscaled when larger than that 90% box, never
  *   upscaled, except tiny images (longest side under 128 pixels), which open at the largest whole
@@ -20,7 +20,7 @@ export interface Monitor {
 
 export const SCREEN_SHARE = 0.9;
 export const MIN_WINDOW_WIDTH = 320;
-export const MIN_WINDOW_HEIGHT = 200;
+export const MIN_WINDOW_HEIGHT = 240;
 export const TINY_IMAGE = 128;
 export const TINY_TARGET = 256;
 export const ZOOM_STEP = 2 ** 0.25;
@@ -85,12 +85,20 @@ export function clampOffset(offset: number, displayed: number, window: number): 
 
 /**
  * The JPEG reduction (1, 2, 4 or 8) to decode at for a view `ratio` times smaller than the
- * stored image: the largest not above it, as sharp's shrink-on-load (`fastShrinkOnLoad`, its
- * default) picks libjpeg's `scale_denom`, so the view matches `sharp.resize` of the same size.
+ * stored image, chosen as sharp 0.34 chooses libjpeg's `scale_denom` for `resize` (its
+ * shrink-on-load with the default `fastShrinkOnLoad`: the largest of 8, 4, 2 not above the
+ * ratio, halved when the ratio's whole part equals it, "for known libjpeg rounding errors"; none
+ * when the image is rotated or flipped first), so the view matches `sharp.resize` of the same
+ * size. `rotated`: an EXIF orientation or a user rotation applies.
  */
-export function shrinkOnLoad(ratio: number): 1 | 2 | 4 | 8 {
-  if (ratio >= 8) return 8;
-  if (ratio >= 4) return 4;
-  if (ratio >= 2) return 2;
-  return 1;
+export function jpegShrinkOnLoad(ratio: number, rotated: boolean): 1 | 2 | 4 | 8 {
+  if (rotated) return 1;
+  let shrink: 1 | 2 | 4 | 8 = ratio >= 8 ? 8 : ratio >= 4 ? 4 : ratio >= 2 ? 2 : 1;
+  if (shrink > 1 && Math.trunc(ratio) === shrink) shrink = (shrink / 2) as 2 | 4;
+  return shrink;
+}
+
+/** The largest reduction (1, 2, 4, 8) that still leaves the view a downscale of the decode. */
+export function largestShrink(ratio: number): 1 | 2 | 4 | 8 {
+  return ratio >= 8 ? 8 : ratio >= 4 ? 4 : ratio >= 2 ? 2 : 1;
 }

@@ -28,6 +28,10 @@ const EXIF_TRANSFORMS: readonly Transform[] = [
 
 export const IDENTITY: Transform = EXIF_TRANSFORMS[1] as Transform;
 
+export function isIdentity(t: Transform): boolean {
+  return !t.swap && !t.flipX && !t.flipY;
+}
+
 /** The transform that shows an image of EXIF orientation `orientation` upright (invalid: 1). */
 export function transformForOrientation(orientation: number): Transform {
   return (Number.isInteger(orientation) && EXIF_TRANSFORMS[orientation]) || IDENTITY;

@@ -15,10 +15,12 @@ import {
   type AxisWeights,
   boxFactor,
   boxReduce,
+  isOpaque,
   lanczosAxis,
   nearestAxis,
   type Pixels,
   resampleRect,
+  resampleRectAcross,
 } from './resample.ts';
 import type { Surface } from './text.ts';
 
@@ -60,12 +62,18 @@ export interface ImageView {
   /** Size of the whole image on screen in stored orientation (before the transform's swap). */
   readonly scaledWidth: number;
   readonly scaledHeight: number;
+  /**
+   * The user turned the image an odd number of quarters: resample rows first, as sharp's
+   * `rotate(90).resize()` does (rounding between the passes then matches it).
+   */
+  readonly turnedQuarter?: boolean;
   /** Window position of the displayed image's top-left corner (may be negative). */
   readonly left: number;
   readonly top: number;
 }
 
 interface Region {
+  readonly turnedQuarter: boolean;
   readonly source: Pixels;
   readonly version: number;
   readonly scaledWidth: number;
@@ -75,6 +83,12 @@ interface Region {
   readonly width: number;
   readonly height: number;
   readonly data: Uint8Array;
+}
+
+interface Opacity {
+  readonly source: Pixels;
+  readonly version: number;
+  readonly opaque: boolean;
 }
 
 interface Reduced {
@@ -88,6 +102,7 @@ interface Reduced {
 export class ImageRenderer {
   #region: Region | undefined;
   #reduced: Reduced | undefined;
+  #opacity: Opacity | undefined;
   /** Renders that resampled (the rest reused the kept region or sampled the nearest pixel). */
   resamples = 0;
 
@@ -95,6 +110,7 @@ export class ImageRenderer {
   forget(): void {
     this.#region = undefined;
     this.#reduced = undefined;
+    this.#opacity = undefined;
   }
 
   /** Fills `surface` with the background and draws `view` on it. */
@@ -186,21 +202,27 @@ export class ImageRenderer {
   ): Region {
     const { source, sourceVersion, scaledWidth: sw, scaledHeight: sh } = view;
     const kept = this.#region;
-    if (
-      kept &&
+    const sameView =
+      kept !== undefined &&
       kept.source === source &&
       kept.version === sourceVersion &&
+      kept.turnedQuarter === (view.turnedQuarter ?? false) &&
       kept.scaledWidth === sw &&
-      kept.scaledHeight === sh &&
+      kept.scaledHeight === sh;
+    if (
+      kept &&
+      sameView &&
       rx0 >= kept.x &&
       ry0 >= kept.y &&
       rx1 <= kept.x + kept.width &&
       ry1 <= kept.y + kept.height
     )
       return kept;
-    // Half a window more on each side, so that panning reuses it for a while.
-    const marginX = winW >> 1;
-    const marginY = winH >> 1;
+    // A new zoom or frame: just what is visible (the next step may be another zoom). The same
+    // view panned past the kept region: half a window more on each side, so that further
+    // panning reuses it for a while.
+    const marginX = sameView ? winW >> 1 : 0;
+    const marginY = sameView ? winH >> 1 : 0;
     const x = Math.max(0, rx0 - marginX);
     const y = Math.max(0, ry0 - marginY);
     const width = Math.min(sw, rx1 + marginX) - x;
@@ -211,9 +233,14 @@ export class ImageRenderer {
     const reduced = this.#reducedFor(source, sourceVersion, fx, fy);
     const xs = axis(reduced.width, source.width / sw / fx, x, x + width);
     const ys = axis(reduced.height, source.height / sh / fy, y, y + height);
-    const data = resampleRect(reduced, xs, ys, width, height);
+    // sharp.rotate(90).resize() turns before resizing: its vertical pass runs along our rows.
+    // (An EXIF orientation it applies after resizing, so those views keep the stored order.)
+    const data = view.turnedQuarter
+      ? resampleRectAcross(reduced, xs, ys, width, height)
+      : resampleRect(reduced, xs, ys, width, height);
     this.resamples++;
-    this.#region = {
+    const region: Region = {
+      turnedQuarter: view.turnedQuarter ?? false,
       source,
       version: sourceVersion,
       scaledWidth: sw,
@@ -224,17 +251,28 @@ export class ImageRenderer {
       height,
       data,
     };
-    return this.#region;
+    this.#region = region;
+    return region;
+  }
+
+  /** `source` with whether it is opaque, scanned once per source and frame. */
+  #isOpaque(source: Pixels, version: number): boolean {
+    const kept = this.#opacity;
+    if (kept && kept.source === source && kept.version === version) return kept.opaque;
+    const opaque = source.opaque ?? isOpaque(source);
+    this.#opacity = { source, version, opaque };
+    return opaque;
   }
 
   /** The source after libvips' integer box step for this scale (the source itself when 1 × 1). */
   #reducedFor(source: Pixels, version: number, fx: number, fy: number): Pixels {
-    if (fx === 1 && fy === 1) return source;
+    const opaque = this.#isOpaque(source, version);
+    if (fx === 1 && fy === 1) return { ...source, opaque };
     const kept = this.#reduced;
     if (kept && kept.source === source && kept.version === version && kept.fx === fx && kept.fy === fy)
       return kept.pixels;
     this.#reduced = undefined;
-    const pixels = boxReduce(source, fx, fy);
+    const pixels = boxReduce({ ...source, opaque }, fx, fy);
     this.#reduced = { source, version, fx, fy, pixels };
     return pixels;
   }

@@ -7,7 +7,8 @@
  * point-sampling or bilinear reduction of a large photo aliases (moiré on fine textures,
  * jagged edges); a box filter alone blurs and still leaks high frequencies; Lanczos-3 keeps
  * edges sharp with little ringing and is what sharp (the reference the proof compares with)
- * uses, so a fitted view matches `sharp.resize(w, h, { kernel: 'lanczos3' })`. Colours are
+ * uses, so a fitted view matches `sharp.resize(w, h, { kernel: 'lanczos3' })`: the same
+ * taps, libvips' 8-bit fixed-point arithmetic and its rounding at each step. Colours are
  * weighted by alpha (premultiplied) so transparent pixels do not bleed dark fringes, as sharp
  * premultiplies before resizing. Upscaling and 1:1 use the nearest pixel (a zoomed-in view
  * shows each image pixel as a square, and 1:1 is exact); those go through `nearestAxis`.
@@ -17,11 +18,20 @@
  */
 
 export interface Pixels {
-  /** width × height RGBA, straight alpha. */
+  /** width × height RGBA: straight alpha, or premultiplied when `premultiplied`. */
   readonly data: Uint8Array;
   readonly width: number;
   readonly height: number;
+  /** Colours already multiplied by alpha (a box-reduced copy of a transparent image). */
+  readonly premultiplied?: boolean;
+  /** Known to be opaque (or known not to be), saving a scan. */
+  readonly opaque?: boolean;
 }
+
+/** floor(c · a / 255) for index (a << 8) | c: libvips' premultiply (float) cast back to 8 bits (truncating), as sharp does. */
+const PREMULTIPLY = new Uint8Array(65536);
+for (let a = 0; a < 256; a++)
+  for (let c = 0; c < 256; c++) PREMULTIPLY[(a << 8) | c] = Math.floor((c * a) / 255);
 
 /**
  * Which source pixels make each output pixel along one axis, with their weights: `taps`
@@ -89,18 +99,34 @@ export function boxFactor(ratio: number): number {
 /**
  * Mean of each fx × fy box, output ceil(width / fx) × ceil(height / fy); boxes past the right
  * or bottom edge repeat the edge pixels (libvips' `ceil` shrink over an image extended by
- * copying). Opaque images: vertical then horizontal, each rounded as libvips' 8-bit
- * shrinkv/shrinkh ((sum + f/2) · ⌊2³² / (256 f)⌋ >> 24). Otherwise colours weighted by alpha.
+ * copying). Vertical then horizontal, each rounded as libvips' 8-bit shrinkv/shrinkh
+ * ((sum + f/2) · ⌊2³² / (256 f)⌋ >> 24); a transparent image is premultiplied first (and the
+ * result stays premultiplied for the Lanczos step).
  */
-export function boxReduce(
-  source: Pixels,
-  fx: number,
-  fy: number,
-  opaque: boolean = isOpaque(source),
-): Pixels {
-  if (!opaque) return boxReduceAlpha(source, fx, fy);
-  const tall = boxVertical(source, fy);
-  return boxHorizontal(tall, fx);
+export function boxReduce(source: Pixels, fx: number, fy: number): Pixels {
+  const opaque = source.opaque ?? isOpaque(source);
+  const input = opaque || source.premultiplied ? source : premultiplied(source);
+  const tall = boxVertical(input, fy);
+  const reduced = boxHorizontal(tall, fx);
+  return { data: reduced.data, width: reduced.width, height: reduced.height, opaque, premultiplied: !opaque };
+}
+
+/** A premultiplied 8-bit copy (the box step reads every pixel anyway). */
+function premultiplied(source: Pixels): Pixels {
+  const out = new Uint8Array(source.data.length);
+  premultiplyInto(source.data, 0, out, out.length);
+  return { ...source, data: out, premultiplied: true };
+}
+
+/** `length` bytes of RGBA from `data[from]` into `out`, colours multiplied by alpha as sharp does. */
+function premultiplyInto(data: Uint8Array, from: number, out: Uint8Array, length: number): void {
+  for (let i = 0; i < length; i += 4) {
+    const a = (data[from + i + 3] as number) << 8;
+    out[i] = PREMULTIPLY[a | (data[from + i] as number)] as number;
+    out[i + 1] = PREMULTIPLY[a | (data[from + i + 1] as number)] as number;
+    out[i + 2] = PREMULTIPLY[a | (data[from + i + 2] as number)] as number;
+    out[i + 3] = a >> 8;
+  }
 }
 
 function boxVertical(source: Pixels, f: number): Pixels {
@@ -154,48 +180,6 @@ function boxHorizontal(source: Pixels, f: number): Pixels {
   return { data: out, width: ow, height };
 }
 
-function boxReduceAlpha(source: Pixels, fx: number, fy: number): Pixels {
-  const { data, width, height } = source;
-  const ow = Math.ceil(width / fx);
-  const oh = Math.ceil(height / fy);
-  const out = new Uint8Array(ow * oh * 4);
-  const sums = new Float64Array(ow * 4);
-  const count = fx * fy;
-  for (let oy = 0; oy < oh; oy++) {
-    sums.fill(0);
-    for (let dy = 0; dy < fy; dy++) {
-      const row = Math.min(height - 1, oy * fy + dy) * width * 4;
-      for (let ox = 0, s = 0; ox < ow; ox++, s += 4) {
-        let r = 0;
-        let g = 0;
-        let b = 0;
-        let a = 0;
-        for (let dx = 0; dx < fx; dx++) {
-          const p = row + Math.min(width - 1, ox * fx + dx) * 4;
-          const alpha = data[p + 3] as number;
-          r += (data[p] as number) * alpha;
-          g += (data[p + 1] as number) * alpha;
-          b += (data[p + 2] as number) * alpha;
-          a += alpha;
-        }
-        sums[s] = (sums[s] as number) + r;
-        sums[s + 1] = (sums[s + 1] as number) + g;
-        sums[s + 2] = (sums[s + 2] as number) + b;
-        sums[s + 3] = (sums[s + 3] as number) + a;
-      }
-    }
-    for (let ox = 0, s = 0, o = oy * ow * 4; ox < ow; ox++, s += 4, o += 4) {
-      const a = sums[s + 3] as number;
-      if (a === 0) continue;
-      out[o] = Math.round((sums[s] as number) / a);
-      out[o + 1] = Math.round((sums[s + 1] as number) / a);
-      out[o + 2] = Math.round((sums[s + 2] as number) / a);
-      out[o + 3] = Math.round(a / count);
-    }
-  }
-  return { data: out, width: ow, height: oh };
-}
-
 /** libvips' fixed-point coefficients for 8-bit images: weights × 4096, truncated (VIPS_INTERPOLATE_SHIFT 12). */
 const FIXED_SHIFT = 12;
 const FIXED_SCALE = 1 << FIXED_SHIFT;
@@ -216,11 +200,11 @@ export function isOpaque(source: Pixels): boolean {
 
 /**
  * Resamples `source` for the output rectangle `w` × `h` whose columns and rows take their taps
- * from `xs` and `ys`: vertical pass, then horizontal, one output row at a time (libvips' order:
- * reducev, then reduceh). Opaque images are resampled as libvips does 8-bit ones (fixed-point
- * weights, each pass rounded and clamped to 0-255), so sharp's output is met closely; images
- * with transparency in premultiplied floating point (sharp premultiplies them). Returns w × h
- * RGBA, straight alpha.
+ * from `xs` and `ys`, as sharp's resize does 8-bit images: colours premultiplied by alpha and
+ * truncated to 8 bits (images with transparency), then libvips' reducev and reduceh with
+ * fixed-point weights, each pass rounded and clamped to 0-255, then unpremultiplied (factor
+ * 255 / alpha, truncated). Works one output row at a time: the vertical pass over the source
+ * columns the row needs, then the horizontal one. Returns w × h RGBA, straight alpha.
  */
 export function resampleRect(
   source: Pixels,
@@ -228,8 +212,10 @@ export function resampleRect(
   ys: AxisWeights,
   w: number,
   h: number,
-  opaque: boolean = isOpaque(source),
 ): Uint8Array {
+  const opaque = source.opaque ?? isOpaque(source);
+  const premultiply = !opaque && !source.premultiplied;
+  const { data, width } = source;
   // Source columns the output columns read.
   let first = Number.MAX_SAFE_INTEGER;
   let last = -1;
@@ -238,127 +224,157 @@ export function resampleRect(
     if (c < first) first = c;
     if (c > last) last = c;
   }
-  const columns = last - first + 1;
+  const span = (last - first + 1) * 4;
+  const fx = fixedWeights(xs);
+  const fy = fixedWeights(ys);
+  const hx = xs.taps;
+  const hy = ys.taps;
+  // Pixel index of each horizontal tap in the row the vertical pass makes.
+  const offsets = new Int32Array(xs.index.length);
+  for (let i = 0; i < offsets.length; i++) offsets[i] = (xs.index[i] as number) - first;
   const out = new Uint8Array(w * h * 4);
-  if (opaque) resampleOpaque(source, xs, ys, w, h, first, columns, out);
-  else resampleAlpha(source, xs, ys, w, h, first, columns, out);
+  const row = new Uint8Array(span);
+  const row32 = new Int32Array(row.buffer);
+  const sums = new Int32Array(span);
+  const outSums = new Int32Array(w * 4);
+  // Premultiplied source rows, kept while the taps of the next output rows still use them.
+  const ringSize = 2 * hy + 2;
+  const ringRows = new Int32Array(ringSize).fill(-1);
+  const ring = premultiply ? Array.from({ length: ringSize }, () => new Uint8Array(span)) : [];
+  for (let y = 0; y < h; y++) {
+    sums.fill(FIXED_HALF);
+    for (let t = y * hy, end = t + hy; t < end; t++) {
+      const k = fy[t] as number;
+      const r = ys.index[t] as number;
+      let line: Uint8Array;
+      let at = 0;
+      if (premultiply) {
+        const slot = r % ringSize;
+        line = ring[slot] as Uint8Array;
+        if (ringRows[slot] !== r) {
+          ringRows[slot] = r;
+          premultiplyInto(data, (r * width + first) * 4, line, span);
+        }
+      } else {
+        line = data;
+        at = (r * width + first) * 4;
+      }
+      for (let i = 0; i < span; i++) sums[i] = (sums[i] as number) + (line[at + i] as number) * k;
+    }
+    for (let i = 0; i < span; i++) row[i] = clampFixed(sums[i] as number);
+    for (let x = 0, o = 0; x < w; x++, o += 4) {
+      let r = FIXED_HALF;
+      let g = FIXED_HALF;
+      let b = FIXED_HALF;
+      let a = FIXED_HALF;
+      // One 32-bit read per tap (R | G << 8 | B << 16 | A << 24 on little-endian machines).
+      for (let t = x * hx, end = t + hx; t < end; t++) {
+        const k = fx[t] as number;
+        const word = row32[offsets[t] as number] as number;
+        r += (word & 0xff) * k;
+        g += ((word >>> 8) & 0xff) * k;
+        b += ((word >>> 16) & 0xff) * k;
+        a += (word >>> 24) * k;
+      }
+      outSums[o] = r;
+      outSums[o + 1] = g;
+      outSums[o + 2] = b;
+      outSums[o + 3] = a;
+    }
+    writeRow(outSums, out, y * w * 4, w, opaque);
+  }
   return out;
 }
 
-function resampleOpaque(
+/**
+ * As `resampleRect`, horizontal pass first: what sharp computes for an image it rotates by a
+ * quarter turn before resizing (its reducev then runs along the stored rows), so a rotated
+ * view rounds between the passes as sharp's does.
+ */
+export function resampleRectAcross(
   source: Pixels,
   xs: AxisWeights,
   ys: AxisWeights,
   w: number,
   h: number,
-  first: number,
-  columns: number,
-  out: Uint8Array,
-): void {
+): Uint8Array {
+  const opaque = source.opaque ?? isOpaque(source);
+  const premultiply = !opaque && !source.premultiplied;
   const { data, width } = source;
   const fx = fixedWeights(xs);
   const fy = fixedWeights(ys);
   const hx = xs.taps;
   const hy = ys.taps;
-  const row = new Uint8Array(columns * 4);
-  const sums = new Int32Array(columns * 4);
-  const span = columns * 4;
+  const out = new Uint8Array(w * h * 4);
+  const span = w * 4;
+  const sums = new Int32Array(span);
+  // Horizontally resampled source rows, kept while the next output rows' taps still use them.
+  const ringSize = 2 * hy + 2;
+  const ringRows = new Int32Array(ringSize).fill(-1);
+  const ring = Array.from({ length: ringSize }, () => new Uint8Array(span));
   for (let y = 0; y < h; y++) {
-    // Vertical: one row of the needed columns, rounded and clamped as libvips' reducev; tap by
-    // tap over contiguous bytes, the loop the JIT makes fastest.
     sums.fill(FIXED_HALF);
     for (let t = y * hy, end = t + hy; t < end; t++) {
-      const k = fy[t] as number;
-      const from = ((ys.index[t] as number) * width + first) * 4;
-      for (let i = 0; i < span; i++) sums[i] = (sums[i] as number) + (data[from + i] as number) * k;
-    }
-    for (let i = 0; i < span; i++) {
-      const v = (sums[i] as number) >> FIXED_SHIFT;
-      row[i] = v < 0 ? 0 : v > 255 ? 255 : v;
-    }
-    // Horizontal.
-    for (let x = 0, o = y * w * 4; x < w; x++, o += 4) {
-      let r = FIXED_HALF;
-      let g = FIXED_HALF;
-      let b = FIXED_HALF;
-      for (let t = x * hx, end = t + hx; t < end; t++) {
-        const k = fx[t] as number;
-        const p = ((xs.index[t] as number) - first) * 4;
-        r += (row[p] as number) * k;
-        g += (row[p + 1] as number) * k;
-        b += (row[p + 2] as number) * k;
+      const r = ys.index[t] as number;
+      const slot = r % ringSize;
+      const line = ring[slot] as Uint8Array;
+      if (ringRows[slot] !== r) {
+        ringRows[slot] = r;
+        const base = r * width * 4;
+        for (let x = 0, o = 0; x < w; x++, o += 4) {
+          let cr = FIXED_HALF;
+          let cg = FIXED_HALF;
+          let cb = FIXED_HALF;
+          let ca = FIXED_HALF;
+          for (let u = x * hx, stop = u + hx; u < stop; u++) {
+            const k = fx[u] as number;
+            const p = base + (xs.index[u] as number) * 4;
+            const a = data[p + 3] as number;
+            if (premultiply) {
+              cr += (PREMULTIPLY[(a << 8) | (data[p] as number)] as number) * k;
+              cg += (PREMULTIPLY[(a << 8) | (data[p + 1] as number)] as number) * k;
+              cb += (PREMULTIPLY[(a << 8) | (data[p + 2] as number)] as number) * k;
+            } else {
+              cr += (data[p] as number) * k;
+              cg += (data[p + 1] as number) * k;
+              cb += (data[p + 2] as number) * k;
+            }
+            ca += a * k;
+          }
+          line[o] = clampFixed(cr);
+          line[o + 1] = clampFixed(cg);
+          line[o + 2] = clampFixed(cb);
+          line[o + 3] = clampFixed(ca);
+        }
       }
-      out[o] = clampFixed(r);
-      out[o + 1] = clampFixed(g);
-      out[o + 2] = clampFixed(b);
-      out[o + 3] = 255;
+      const k = fy[t] as number;
+      for (let i = 0; i < span; i++) sums[i] = (sums[i] as number) + (line[i] as number) * k;
     }
+    writeRow(sums, out, y * span, w, opaque);
   }
+  return out;
 }
 
-function resampleAlpha(
-  source: Pixels,
-  xs: AxisWeights,
-  ys: AxisWeights,
-  w: number,
-  h: number,
-  first: number,
-  columns: number,
-  out: Uint8Array,
-): void {
-  const { data, width } = source;
-  const hx = xs.taps;
-  const hy = ys.taps;
-  const row = new Float32Array(columns * 4);
-  for (let y = 0; y < h; y++) {
-    for (let c = 0, o = 0; c < columns; c++, o += 4) {
-      const column = (first + c) * 4;
-      let r = 0;
-      let g = 0;
-      let b = 0;
-      let a = 0;
-      for (let t = y * hy, end = t + hy; t < end; t++) {
-        const k = ys.weight[t] as number;
-        const p = (ys.index[t] as number) * width * 4 + column;
-        const ak = ((data[p + 3] as number) * k) / 255;
-        r += (data[p] as number) * ak;
-        g += (data[p + 1] as number) * ak;
-        b += (data[p + 2] as number) * ak;
-        a += (data[p + 3] as number) * k;
-      }
-      row[o] = r;
-      row[o + 1] = g;
-      row[o + 2] = b;
-      row[o + 3] = a;
+/** One output row from its fixed-point sums: rounded, clamped, unpremultiplied unless opaque. */
+function writeRow(sums: Int32Array, out: Uint8Array, at: number, w: number, opaque: boolean): void {
+  for (let x = 0, i = 0, o = at; x < w; x++, i += 4, o += 4) {
+    if (opaque) {
+      out[o] = clampFixed(sums[i] as number);
+      out[o + 1] = clampFixed(sums[i + 1] as number);
+      out[o + 2] = clampFixed(sums[i + 2] as number);
+      out[o + 3] = 255;
+      continue;
     }
-    for (let x = 0, o = y * w * 4; x < w; x++, o += 4) {
-      let r = 0;
-      let g = 0;
-      let b = 0;
-      let a = 0;
-      for (let t = x * hx, end = t + hx; t < end; t++) {
-        const k = xs.weight[t] as number;
-        const p = ((xs.index[t] as number) - first) * 4;
-        r += (row[p] as number) * k;
-        g += (row[p + 1] as number) * k;
-        b += (row[p + 2] as number) * k;
-        a += (row[p + 3] as number) * k;
-      }
-      if (a < 0.5) continue; // rounds to alpha 0: transparent black
-      const unpremultiply = 255 / a;
-      out[o] = clampByte(r * unpremultiply);
-      out[o + 1] = clampByte(g * unpremultiply);
-      out[o + 2] = clampByte(b * unpremultiply);
-      out[o + 3] = clampByte(a);
-    }
+    const alpha = clampFixed(sums[i + 3] as number);
+    if (alpha === 0) continue;
+    const factor = 255 / alpha;
+    out[o] = Math.min(255, Math.trunc(clampFixed(sums[i] as number) * factor));
+    out[o + 1] = Math.min(255, Math.trunc(clampFixed(sums[i + 1] as number) * factor));
+    out[o + 2] = Math.min(255, Math.trunc(clampFixed(sums[i + 2] as number) * factor));
+    out[o + 3] = alpha;
   }
 }
 
 function clampFixed(sum: number): number {
-  const v = sum >> FIXED_SHIFT;
-  return v < 0 ? 0 : v > 255 ? 255 : v;
-}
-
-function clampByte(v: number): number {
-  return v <= 0 ? 0 : v >= 255 ? 255 : Math.round(v);
+  return Math.min(255, Math.max(0, sum >> FIXED_SHIFT));
 }

@@ -32,14 +32,22 @@ import {
   chooseMonitor,
   clampOffset,
   fitZoom,
+  jpegShrinkOnLoad,
+  largestShrink,
   type Monitor,
   scaledSize,
-  shrinkOnLoad,
   stepZoom,
   windowBox,
   windowFor,
 } from './layout.ts';
-import { displayedSize, IDENTITY, rotate, type Transform, transformForOrientation } from './orientation.ts';
+import {
+  displayedSize,
+  IDENTITY,
+  isIdentity,
+  rotate,
+  type Transform,
+  transformForOrientation,
+} from './orientation.ts';
 import { BACKGROUND, ImageRenderer } from './render.ts';
 import type { Pixels } from './resample.ts';
 import {
@@ -112,6 +120,8 @@ const ERROR_COLOUR = rgb(0xff, 0x80, 0x80);
 const ERROR_COLUMNS = 72;
 const MARGIN = 16;
 const LINE_HEIGHT = GLYPH_HEIGHT + 3;
+const HELP_MARGIN = 10;
+const HELP_LINE_HEIGHT = GLYPH_HEIGHT + 2;
 
 interface Probe {
   width: number;
@@ -134,12 +144,15 @@ export class ImageViewer {
   #decodedScale: ScaleDenominator = 1;
   /** The finest reduction that may be asked for (raised when a finer decode was refused). */
   #finestScale: ScaleDenominator = 1;
+  /** Reductions a re-decode was refused at (any reason): never asked for again. */
+  readonly #refusedScales = new Set<ScaleDenominator>();
   #inFlight: ScaleDenominator | 'fit' | undefined;
   #pending: DecodeRequest | undefined;
-  #fallbackTried = false;
   #storedWidth = 1;
   #storedHeight = 1;
   #transform: Transform = IDENTITY;
+  /** Quarter turns the user made (mod 4). */
+  #turns = 0;
   #zoom = 1;
   #fitMode = true;
   #left = 0;
@@ -214,6 +227,16 @@ export class ImageViewer {
     };
   }
 
+  /**
+   * Where the image is in the window and its size on screen (it may reach past the window's
+   * edges), undefined unless showing: the area a screenshot compares with a reference.
+   */
+  get imageArea(): { left: number; top: number; width: number; height: number } | undefined {
+    if (this.#state !== 'showing') return undefined;
+    const [width, height] = this.#displayed();
+    return { left: this.#left, top: this.#top, width, height };
+  }
+
   /** What the error window says (undefined unless the state is 'error'), for logs and tests. */
   get errorText(): string | undefined {
     return this.#state === 'error' ? this.#errorLines.join('\n') : undefined;
@@ -234,10 +257,9 @@ export class ImageViewer {
     if (this.#format === 'png') this.#fileOrientation = pngExifOrientation(bytes);
     let scale: ScaleDenominator = 1;
     if (this.#format === 'jpeg' && this.#probe) {
-      const orientation = jpegOrientation(bytes);
-      scale = shrinkOnLoad(
-        this.#fitRatio(this.#probe.width, this.#probe.height, transformForOrientation(orientation)),
-      );
+      const transform = transformForOrientation(jpegOrientation(bytes));
+      const ratio = this.#fitRatio(this.#probe.width, this.#probe.height, transform);
+      scale = jpegShrinkOnLoad(ratio, !isIdentity(transform));
     }
     this.#inFlight = scale;
     return { limits: this.#limits, options: { scale } };
@@ -249,14 +271,16 @@ export class ImageViewer {
     this.#inFlight = undefined;
     if (this.#state === 'loading') {
       if (result.ok) this.#show(result.image, now);
-      else if (result.kind === 'limit' && !this.#fallbackTried) this.#fallback(result.reason, requested);
+      else if (result.kind === 'limit') this.#fallback(result.reason, requested);
       else this.#fail(describeRefusal(result.kind, result.reason));
     } else if (this.#state === 'showing') {
       if (result.ok && result.image.frames.length === 1) {
         this.#setImage(result.image);
         this.#dirty = true;
-      } else if (requested !== undefined && requested !== 'fit' && requested < this.#decodedScale) {
-        this.#finestScale = this.#decodedScale; // finer did not fit: stay at this scale
+      } else if (requested !== undefined && requested !== 'fit') {
+        this.#refusedScales.add(requested);
+        // Finer did not fit: stay at this scale.
+        if (requested < this.#decodedScale) this.#finestScale = this.#decodedScale;
       }
       this.#wantScale();
     }
@@ -366,23 +390,30 @@ export class ImageViewer {
     if (this.#frame >= image.frames.length) this.#frame = 0;
   }
 
-  /** A full-size decode did not fit: try a reduced one, which a still image can use. */
+  /**
+   * A decode did not fit the memory budget: try the next reduction (stills only; the decoders
+   * refuse animations again), as long as the fitted view stays a downscale of it, so memory
+   * decides how sharp the view is rather than whether there is one. Without a size from the
+   * header, one try at the reduction that fits the window.
+   */
   #fallback(reason: string, requested: ScaleDenominator | 'fit' | undefined): void {
-    this.#fallbackTried = true;
-    if (this.#probe) {
-      const scale = Math.max(
+    if (this.#probe && requested !== 'fit') {
+      const limit = Math.max(
         2,
-        shrinkOnLoad(this.#fitRatio(this.#probe.width, this.#probe.height, IDENTITY)),
-      ) as ScaleDenominator;
-      if (requested === undefined || requested === 'fit' || scale > requested) {
-        this.#request(scale);
+        largestShrink(this.#fitRatio(this.#probe.width, this.#probe.height, IDENTITY)),
+      );
+      const next = ((requested ?? 1) * 2) as ScaleDenominator;
+      if (next <= limit) {
+        this.#request(next);
+        this.#finestScale = next;
         return;
       }
-      this.#fail(describeRefusal('limit', reason));
+    } else if (!this.#probe && requested !== 'fit') {
+      this.#inFlight = 'fit';
+      this.#pending = { limits: this.#limits, options: { fit: { ...this.#box } } };
       return;
     }
-    this.#inFlight = 'fit';
-    this.#pending = { limits: this.#limits, options: { fit: { ...this.#box } } };
+    this.#fail(describeRefusal('limit', reason));
   }
 
   #fail(reason: string): void {
@@ -421,8 +452,11 @@ export class ImageViewer {
     if (this.#image?.frames.length !== 1) return;
     const [sw, sh] = this.#scaledStored();
     const ratio = Math.min(this.#storedWidth / sw, this.#storedHeight / sh);
-    const want = Math.max(this.#finestScale, shrinkOnLoad(ratio)) as ScaleDenominator;
-    if (want !== this.#decodedScale) this.#request(want);
+    const want = Math.max(
+      this.#finestScale,
+      jpegShrinkOnLoad(ratio, !isIdentity(this.#transform)),
+    ) as ScaleDenominator;
+    if (want !== this.#decodedScale && !this.#refusedScales.has(want)) this.#request(want);
   }
 
   // ---- commands -----------------------------------------------------------------------------------
@@ -463,19 +497,20 @@ export class ImageViewer {
         break;
       case 'pan-left':
         this.#panBy(this.#panStep(this.#winW, shift), 0);
-        break;
+        return; // redrawn only if it moved
       case 'pan-right':
         this.#panBy(-this.#panStep(this.#winW, shift), 0);
-        break;
+        return; // redrawn only if it moved
       case 'pan-up':
         this.#panBy(0, this.#panStep(this.#winH, shift));
-        break;
+        return; // redrawn only if it moved
       case 'pan-down':
         this.#panBy(0, -this.#panStep(this.#winH, shift));
-        break;
+        return; // redrawn only if it moved
       case 'rotate-clockwise':
       case 'rotate-anticlockwise':
         this.#transform = rotate(this.#transform, command === 'rotate-clockwise' ? 1 : -1);
+        this.#turns = (this.#turns + (command === 'rotate-clockwise' ? 1 : 3)) % 4;
         if (this.#fitMode) this.#zoom = this.#fitForWindow();
         this.#centre();
         this.#wantScale();
@@ -637,7 +672,9 @@ export class ImageViewer {
   #renderImage(surface: Surface): void {
     const image = this.#image as DecodedImage;
     if (!this.#source) {
-      const data = (this.#compositor as FrameCompositor).frame(this.#frame);
+      const frame = (this.#compositor as FrameCompositor).frame(this.#frame);
+      // The renderer reads pixels as 32-bit words: copy once here rather than on every draw.
+      const data = frame.byteOffset % 4 === 0 ? frame : frame.slice();
       this.#source = { data, width: image.width, height: image.height };
       this.#sourceVersion++;
     }
@@ -646,6 +683,7 @@ export class ImageViewer {
       source: this.#source,
       sourceVersion: this.#sourceVersion,
       transform: this.#transform,
+      turnedQuarter: this.#turns % 2 === 1,
       scaledWidth: sw,
       scaledHeight: sh,
       left: this.#left,
@@ -659,16 +697,17 @@ export class ImageViewer {
     });
   }
 
+  /** The key help, centred: 48 columns × 14 lines fit the smallest window (320 × 240). */
   #renderHelp(surface: Surface): void {
-    const width = Math.max(...HELP_LINES.map((l) => l.length)) * GLYPH_WIDTH + 2 * MARGIN;
-    const height = HELP_LINES.length * LINE_HEIGHT + 2 * MARGIN;
+    const width = Math.max(...HELP_LINES.map((l) => l.length)) * GLYPH_WIDTH + 2 * HELP_MARGIN;
+    const height = HELP_LINES.length * HELP_LINE_HEIGHT + 2 * HELP_MARGIN;
     const x = Math.floor((surface.width - width) / 2);
     const y = Math.floor((surface.height - height) / 2);
     dimRect(surface, x, y, width, height);
     fillRect(surface, x, y, width, 1, TEXT_COLOUR);
     fillRect(surface, x, y + height - 1, width, 1, TEXT_COLOUR);
     HELP_LINES.forEach((line, i) => {
-      drawText(surface, x + MARGIN, y + MARGIN + i * LINE_HEIGHT, line, TEXT_COLOUR);
+      drawText(surface, x + HELP_MARGIN, y + HELP_MARGIN + i * HELP_LINE_HEIGHT, line, TEXT_COLOUR);
     });
   }
 
