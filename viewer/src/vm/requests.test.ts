@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { openInVmStdin } from '../lab/dom0.ts';
 import { parseRequestLine, readImageRgbaRequest } from './get-image-rgba.ts';
 import { FILENAME_FIELD_SIZE, parseNameField, readOpenInVmRequest } from './open-in-vm.ts';
+import { MAX_WINDOW_PIXELS, monitorsFor } from './session.ts';
 import { deadlineFrom } from './viewer-vm.ts';
 
 const MiB = 1024 * 1024;
@@ -93,5 +94,18 @@ describe('the decode deadline from QubesDB /vm-config/', () => {
     expect(deadlineFrom(undefined)).toBe(30_000);
     for (const bad of ['', '999', '3600001', '1e5', ' 5000', '-5000', '5000.5'])
       expect(deadlineFrom(bad)).toBe(30_000);
+  });
+});
+
+describe('the window fits one share of 1024 pages', () => {
+  it('scales a monitor whose 90% box would need more, keeps smaller ones', () => {
+    const [big] = monitorsFor([], { w: 1920, h: 1080 });
+    expect(Math.floor(big!.width * 0.9) * Math.floor(big!.height * 0.9)).toBeLessThanOrEqual(
+      MAX_WINDOW_PIXELS,
+    );
+    expect(big!.width / big!.height).toBeCloseTo(1920 / 1080, 2);
+    expect(monitorsFor([{ x: 5, y: 6, width: 640, height: 480 }], { w: 1, h: 1 })).toEqual([
+      { x: 5, y: 6, width: 640, height: 480 },
+    ]);
   });
 });

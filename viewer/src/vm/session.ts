@@ -21,14 +21,38 @@ export interface SessionOptions {
   readonly onFirstFrame?: (viewer: ImageViewer) => void;
 }
 
-/** The monitors the core lays the window out on: dom0's layout, else the GUI daemon's screen. */
-function monitorsOf(gui: GuiAgent) {
-  return gui.monitors.length > 0 ? gui.monitors : [{ x: 0, y: 0, width: gui.screen.w, height: gui.screen.h }];
+/**
+ * The most pixels one window may have: its buffer is shared in one gntalloc request, and
+ * @moat/xen's addon shares (and the lab daemon maps) at most 1024 pages per request
+ * (xen/native/grants.cc kMaxPages), 4 MiB of BGRX. A larger window failed on real Xen
+ * (`./moat bench viewer` on a 1920 × 1080 screen: 1728 × 972 needs 1640 pages).
+ */
+export const MAX_WINDOW_PIXELS = (1024 * 4096) / 4;
+
+/**
+ * The monitors the core lays the window out on (dom0's layout, else the GUI daemon's screen),
+ * scaled down where 90% of one would make a window of more than MAX_WINDOW_PIXELS.
+ */
+export function monitorsFor(
+  monitors: readonly { x: number; y: number; width: number; height: number }[],
+  screen: { w: number; h: number },
+): { x: number; y: number; width: number; height: number }[] {
+  const list = monitors.length > 0 ? monitors : [{ x: 0, y: 0, width: screen.w, height: screen.h }];
+  return list.map((m) => {
+    const box = Math.floor(m.width * 0.9) * Math.floor(m.height * 0.9);
+    if (box <= MAX_WINDOW_PIXELS) return { ...m };
+    const f = Math.sqrt(MAX_WINDOW_PIXELS / box) * 0.999;
+    return { ...m, width: Math.floor(m.width * f), height: Math.floor(m.height * f) };
+  });
 }
 
 export async function showFile(options: SessionOptions): Promise<ImageViewer> {
   const { gui } = options;
-  const viewer = new ImageViewer({ name: options.name, monitors: monitorsOf(gui), limits: options.limits });
+  const viewer = new ImageViewer({
+    name: options.name,
+    monitors: monitorsFor(gui.monitors, gui.screen),
+    limits: options.limits,
+  });
   const now = () => performance.now();
   let update: ViewerUpdate;
   if ('refused' in options.file) update = viewer.failed(options.file.refused, now());
