@@ -4,6 +4,13 @@
  * `@moat/firewall/testing` (frame builders, fixed rule sets, a scripted DNS server) and
  * `@moat/firewall/bench` (the engine benchmark and the 1,000-rule fixtures).
  */
+export {
+  ClientRules,
+  type ClientRulesOptions,
+  type ClientRulesStatus,
+  type RulesClock,
+  systemClock,
+} from './client-rules.ts';
 export * from './dns/index.ts';
 export {
   type ClientConfig,

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ClientRules } from '../rules/client-rules.ts';
+import { SourceRules } from '../rules/client-rules.ts';
 import type { FlowQuery } from '../rules/types.ts';
 import { dnsServersFromQubesDb, StubResolver, type StubResolverOptions } from './resolver.ts';
 import { a, aaaa, asUdpReply, cname, questionOf, reply, seededRandomSource } from './test-server.ts';
@@ -405,7 +405,7 @@ describe('dsthost rules through the resolver', () => {
 
   it('resolves when rules are applied and swaps in the set once the answer arrives', () => {
     const t = setup();
-    const rules = new ClientRules({
+    const rules = new SourceRules({
       source: '10.137.0.9',
       dnsServers: [PRIMARY, SECONDARY],
       resolver: t.resolver,
@@ -422,7 +422,7 @@ describe('dsthost rules through the resolver', () => {
 
   it('rebuilds the set when a TTL refresh brings new addresses, keeping the old ones meanwhile', () => {
     const t = setup();
-    const rules = new ClientRules({
+    const rules = new SourceRules({
       source: '10.137.0.9',
       dnsServers: [PRIMARY, SECONDARY],
       resolver: t.resolver,
@@ -444,7 +444,7 @@ describe('dsthost rules through the resolver', () => {
 
   it('resolves AAAA for an IPv6 tree', () => {
     const t = setup();
-    const rules = new ClientRules({ source: 'fd09:24ef:4179::a89:9', dnsServers: [], resolver: t.resolver });
+    const rules = new SourceRules({ source: 'fd09:24ef:4179::a89:9', dnsServers: [], resolver: t.resolver });
     rules.update({ policy: 'drop', '0000': 'action=accept dsthost=v6.example' });
     const [q] = t.udp();
     expect(questionOf(q!).type).toBe(TYPE_AAAA);
@@ -467,7 +467,7 @@ describe('dsthost rules through the resolver', () => {
   it('blocks the client when the name cannot be resolved (a drop rule never fails open)', () => {
     const t = setup();
     const logs: string[] = [];
-    const rules = new ClientRules({
+    const rules = new SourceRules({
       source: '10.137.0.9',
       dnsServers: [PRIMARY, SECONDARY],
       resolver: t.resolver,

@@ -16,7 +16,7 @@
  *   TTL runs out, and the old addresses stay in force until a new answer arrives
  *   (a timed-out refresh keeps them and tries again later).
  * - A name that fails (NXDOMAIN, every server failing) is reported as failed, so
- *   ClientRules fails closed, and is asked again after `retryMs`.
+ *   SourceRules fails closed, and is asked again after `retryMs`.
  */
 
 import type { HostAnswer, HostResolver } from '../rules/client-rules.ts';

@@ -24,7 +24,7 @@ export type HostAnswer =
   | { state: 'resolved'; addresses: readonly Uint8Array[] }
   | { state: 'failed'; reason: string };
 
-/** What ClientRules needs from a resolver (dns/resolver.ts StubResolver implements it). */
+/** What SourceRules needs from a resolver (dns/resolver.ts StubResolver implements it). */
 export interface HostResolver {
   /** Starts keeping `name` resolved for `family` (reference-counted; refreshed by TTL while retained). */
   retain(name: string, family: 4 | 6): void;
@@ -36,7 +36,7 @@ export interface HostResolver {
 
 export type RuleEntries = Iterable<readonly [string, string]> | Readonly<Record<string, string>>;
 
-export interface ClientRulesOptions {
+export interface SourceRulesOptions {
   /** The client's address as in `/qubes-firewall/<source>/` (its real IP, one family per tree). */
   source: string;
   /** The firewall's DNS servers for `specialtarget=dns` (`/qubes-primary-dns`, `/qubes-secondary-dns`). */
@@ -62,7 +62,7 @@ export function compileRuleEntries(
   return compileRuleSet(parsed.value, { ...env, family });
 }
 
-export class ClientRules {
+export class SourceRules {
   private set: CompiledRuleSet;
   private hosts: ReadonlyMap<string, readonly Uint8Array[]> = new Map();
   private parsed: ParsedRules | undefined;
@@ -73,7 +73,7 @@ export class ClientRules {
   private dnsServers: readonly Uint8Array[];
   private disposed = false;
 
-  constructor(private readonly options: ClientRulesOptions) {
+  constructor(private readonly options: SourceRulesOptions) {
     this.family = sourceFamily(options.source);
     this.dnsServers = options.dnsServers;
     this.set = dropAllRuleSet(`no rules read yet for ${options.source}`, this.family);
