@@ -236,7 +236,11 @@ export class ClientRules {
     const previous = this.applied.get(link);
     if (previous && previous.length === sets.length && previous.every((s, i) => s === sets[i])) return;
     this.applied.set(link, sets);
-    this.engine.setRuleSet(link, combineRuleSets(v4?.rules.current, v6?.rules.current));
+    // no tree at all: no rule set (Linux: no chain for the source, dropped by the policy)
+    this.engine.setRuleSet(
+      link,
+      sets.length === 0 ? undefined : combineRuleSets(v4?.rules.current, v6?.rules.current),
+    );
     for (const tree of [v4, v6]) if (tree) this.options.onApplied?.(tree.ip, this.status(tree.ip)!);
   }
 

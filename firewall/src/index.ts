@@ -34,6 +34,7 @@ export {
   V_DROPPED,
   V_FORWARDED,
   V_LOCAL,
+  V_REJECTED,
   type Verdict,
 } from './engine/engine.ts';
 export { FragmentTable } from './engine/fragment-table.ts';

@@ -284,11 +284,15 @@ describe('StubResolver over UDP', () => {
       addresses: [Uint8Array.of(1, 1, 1, 1)],
     });
     expect(t.logs.at(-1)).toMatch(/keeping the previous addresses/);
+    // the failed refresh is reported too (the answer is stale now; a rules commit must not count it)
+    expect(t.changes).toEqual(['4:www.example', '4:www.example']);
+    expect(t.resolver.freshness('www.example', 4)).toBe('stale');
     t.advance(30_000);
     [q] = t.udp();
     t.resolver.deliver(asUdpReply(q!, reply(q!.payload, [a('www.example', [2, 2, 2, 2], 60)])), t.now);
     expect(t.resolver.answer('www.example', 4)).toMatchObject({ addresses: [Uint8Array.of(2, 2, 2, 2)] });
-    expect(t.changes).toEqual(['4:www.example', '4:www.example']);
+    expect(t.resolver.freshness('www.example', 4)).toBe('fresh');
+    expect(t.changes).toEqual(['4:www.example', '4:www.example', '4:www.example']);
   });
 
   it('stops refreshing names no longer in use', () => {

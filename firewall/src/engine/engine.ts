@@ -32,7 +32,7 @@ import {
 } from './config.ts';
 import type { Conntrack } from './conntrack.ts';
 import { evaluateFlow } from './forward.ts';
-import { bytesEqual, Iface, V_DROPPED, type Verdict } from './iface.ts';
+import { bytesEqual, Iface, V_DROPPED, V_REJECTED, type Verdict } from './iface.ts';
 import {
   C_ACCEPTED,
   C_DROP_BASE,
@@ -47,7 +47,7 @@ import {
 import { DROP_REASONS, R_UNKNOWN_LINK } from './reasons.ts';
 import { flushResolver } from './resolver-traffic.ts';
 
-export { V_DROPPED, V_FORWARDED, V_LOCAL, type Verdict } from './iface.ts';
+export { V_DROPPED, V_FORWARDED, V_LOCAL, V_REJECTED, type Verdict } from './iface.ts';
 
 /** Conntrack slots examined for expiry per tick. */
 const SWEEP_BUDGET = 4096;
@@ -266,9 +266,11 @@ export class FirewallEngine {
    * with it. Never throws on packet content.
    */
   receive(link: number, buf: Uint8Array, off: number, len: number, meta: FrameMeta): Verdict {
+    const s = this.iface;
+    const errors = s.icmpErrorsSent;
     const v = this.receiveOne(link, buf, off, len, meta);
-    if (this.iface.releaseLink) this.releaseHeld();
-    return v;
+    if (s.releaseLink) this.releaseHeld();
+    return v === V_DROPPED && s.icmpErrorsSent !== errors ? V_REJECTED : v;
   }
 
   /** Runs the fragments that waited for the first fragment just forwarded. */

@@ -52,4 +52,4 @@ export {
   ruleMatches,
   unresolvedHosts,
 } from './semantics.ts';
-export type { FlowQuery, RuleAction, RuleDecision, RuleSet } from './types.ts';
+export { type FlowQuery, RULE_NO_TREE, type RuleAction, type RuleDecision, type RuleSet } from './types.ts';
