@@ -121,10 +121,15 @@ const tcp6 = (dst: Uint8Array, dport = 80, sport = 40000) =>
 describe('ClientRules: QubesDB rule entries to a live rule set', () => {
   it('applies a tree given before its vif exists, from full QubesDB paths or relative keys', () => {
     const { engine, rules } = setup();
-    rules.update('10.137.0.20', [
-      ['/qubes-firewall/10.137.0.20/policy', 'drop'],
-      ['/qubes-firewall/10.137.0.20/0000', 'action=accept proto=tcp dstports=80-80'],
-    ]);
+    // a VM replica's multiread: a Map of full paths, the commit marker included
+    rules.update(
+      '10.137.0.20',
+      new Map([
+        ['/qubes-firewall/10.137.0.20', ''],
+        ['/qubes-firewall/10.137.0.20/policy', 'drop'],
+        ['/qubes-firewall/10.137.0.20/0000', 'action=accept proto=tcp dstports=80-80'],
+      ]),
+    );
     const c1 = engine.addClient({ mac: C1_MAC, ip4: C1, ip6: C1_6 });
     const ok = tcp4(REMOTE, 80);
     expect(engine.receive(c1, ok, 0, ok.length, meta0())).toBe(V_FORWARDED);

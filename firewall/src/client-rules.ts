@@ -267,5 +267,7 @@ function relativeEntries(ip: string, entries: RuleEntries): [string, string][] {
       ? [...(entries as Iterable<readonly [string, string]>)]
       : Object.entries(entries);
   const prefix = `/qubes-firewall/${ip}/`;
-  return pairs.map(([k, v]) => [k.startsWith(prefix) ? k.slice(prefix.length) : k, v]);
+  return pairs
+    .filter(([k]) => k !== prefix.slice(0, -1)) // the commit marker itself, from a multiread without the slash
+    .map(([k, v]) => [k.startsWith(prefix) ? k.slice(prefix.length) : k, v]);
 }

@@ -61,7 +61,13 @@ export interface SourceRulesOptions {
   wallClockSeconds?: () => number;
 }
 
-/** Parses and compiles a tree in one go (no DNS): parse failures give drop-all with the reason. */
+/**
+ * Parses and compiles a tree in one go, with no DNS: parse failures give drop-all with the
+ * reason, and so does a `dsthost` whose addresses `env.hostAddresses` does not give (as
+ * firewall.py blocks a client whose names do not resolve). For rule fixtures and tests;
+ * a firewall gives its clients' trees to ClientRules (`@moat/firewall`), which resolves the
+ * names and keeps the engine's sets up to date.
+ */
 export function compileRuleEntries(
   entries: RuleEntries,
   source: string | undefined,
