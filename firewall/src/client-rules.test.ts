@@ -159,6 +159,28 @@ describe('ClientRules: QubesDB rule entries to a live rule set', () => {
   });
 });
 
+describe('ClientRules follows the engine', () => {
+  it('follows new DNS servers (engine.setDns): specialtarget=dns and the resolver use them', () => {
+    const { engine, sink, rules, tick } = setup();
+    const c1 = engine.addClient({ mac: C1_MAC, ip4: C1 });
+    rules.update('10.137.0.20', { policy: 'drop', '0000': 'action=accept specialtarget=dns' });
+    const dns = (sport: number) => frame4({ src: C1, dst: ip('10.139.1.1'), proto: 17, sport, dport: 53 });
+    let f = dns(5000);
+    expect(engine.receive(c1, f, 0, f.length, meta0())).toBe(V_FORWARDED);
+    const quad9 = ip('9.9.9.9');
+    engine.setDns({ virtual: [ip('10.139.1.1'), ip('10.139.1.2')], upstream: [quad9] });
+    sink.take();
+    f = dns(5001);
+    expect(engine.receive(c1, f, 0, f.length, meta0())).toBe(V_FORWARDED);
+    expect([...sink.take()[0]!.bytes.subarray(30, 34)]).toEqual([9, 9, 9, 9]);
+    rules.update('10.137.0.20', { policy: 'drop', '0000': 'action=accept dsthost=www.example' });
+    tick(1);
+    const asked = sink.take().filter((s) => s.link === UPLINK);
+    expect(asked.map((s) => [...s.bytes.subarray(30, 34)])).toEqual([[9, 9, 9, 9]]);
+    rules.close();
+  });
+});
+
 describe('a client whose rules cannot be fully resolved gets drop-all, as firewall.py (class 3)', () => {
   const HOST = ip('198.51.100.7');
 

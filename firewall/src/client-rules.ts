@@ -112,6 +112,8 @@ export class ClientRules {
   private readonly unsubscribe: () => void;
   private cancelTimer: (() => void) | undefined;
   private closed = false;
+  /** The DNS servers the trees were last given (the engine's `dns.upstream`). */
+  private dnsServers: readonly Uint8Array[];
 
   constructor(private readonly options: ClientRulesOptions) {
     this.engine = options.engine;
@@ -131,6 +133,7 @@ export class ClientRules {
       this.resolver = own;
       this.ownResolver = own;
     }
+    this.dnsServers = this.engine.dnsServers;
     this.unsubscribe = this.engine.onConfigChange(() => this.configChanged());
   }
 
@@ -154,7 +157,7 @@ export class ClientRules {
       }
       const rules = new SourceRules({
         source: ip,
-        dnsServers: this.engine.dnsServers,
+        dnsServers: this.dnsServers,
         resolver: this.resolver,
         ...(this.options.log ? { log: this.options.log } : {}),
         wallClockSeconds: () => this.clock.wallSeconds(),
@@ -206,8 +209,12 @@ export class ClientRules {
   private configChanged(): void {
     if (this.closed) return;
     const servers = this.engine.dnsServers;
-    this.ownResolver?.setServers(servers.map((address) => ({ address, port: 53 })));
-    for (const tree of this.trees.values()) tree.rules.setDnsServers(servers);
+    if (!sameAddresses(servers, this.dnsServers)) {
+      // new /qubes-primary-dns, /qubes-secondary-dns: asked from now on, and `specialtarget=dns`
+      this.dnsServers = servers;
+      this.ownResolver?.setServers(servers.map((address) => ({ address, port: 53 })));
+      for (const tree of this.trees.values()) tree.rules.setDnsServers(servers);
+    }
     // a vif may have appeared for a tree that arrived first
     for (const tree of this.trees.values()) {
       const link = this.engine.clientLink(tree.address);
@@ -258,6 +265,12 @@ export class ClientRules {
       this.scheduleExpiry();
     });
   }
+}
+
+function sameAddresses(a: readonly Uint8Array[], b: readonly Uint8Array[]): boolean {
+  return (
+    a.length === b.length && a.every((x, i) => x.length === b[i]!.length && x.every((v, j) => v === b[i]![j]))
+  );
 }
 
 /** Entries as full QubesDB paths (`/qubes-firewall/<ip>/0000`) or relative keys, made relative. */
