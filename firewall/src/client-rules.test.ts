@@ -202,6 +202,24 @@ describe('a client whose rules cannot be fully resolved gets drop-all, as firewa
     rules.close();
   });
 
+  it('asks a failed name again at once when the same tree is committed again (firewall.py resolves at every commit)', () => {
+    const { engine, sink, rules, tick } = setup();
+    const c1 = engine.addClient({ mac: C1_MAC, ip4: C1 });
+    const tree = { policy: 'drop', '0000': 'action=accept dsthost=late.test' };
+    rules.update('10.137.0.20', tree);
+    tick(1);
+    expect(answerQueries(engine, sink, () => 'nxdomain')).toBe(1);
+    expect(rules.status('10.137.0.20')!.failClosedReason).toMatch(/NXDOMAIN/);
+    tick(1000);
+    expect(answerQueries(engine, sink, () => 'nxdomain')).toBe(0);
+    rules.update('10.137.0.20', tree);
+    tick(1);
+    expect(answerQueries(engine, sink, (name) => [a(name, [...HOST])])).toBe(1);
+    const f = tcp4(HOST);
+    expect(engine.receive(c1, f, 0, f.length, meta0())).toBe(V_FORWARDED);
+    rules.close();
+  });
+
   it('blocks an IPv6 tree whose name has only an A record, and leaves the IPv4 tree alone', () => {
     const { engine, sink, rules, tick } = setup();
     const c1 = engine.addClient({ mac: C1_MAC, ip4: C1, ip6: C1_6 });

@@ -140,14 +140,18 @@ export class ClientRules {
   /**
    * A commit of `/qubes-firewall/<ip>/`: `entries` are the keys under it relative to it
    * (`policy`, `0000`, ...) or full paths (`/qubes-firewall/<ip>/0000`), as a QubesDB
-   * multiread gives them. The same tree again changes nothing.
+   * multiread gives them. The same tree again changes nothing, except that names whose
+   * lookups failed are asked again at once.
    */
   update(ip: string, entries: RuleEntries): void {
     if (this.closed) return;
     const relative = relativeEntries(ip, entries);
     const key = entriesKey(relative);
     let tree = this.trees.get(ip);
-    if (tree && tree.entriesKey === key) return;
+    if (tree && tree.entriesKey === key) {
+      tree.rules.recommit();
+      return;
+    }
     if (!tree) {
       const family = sourceFamily(ip);
       const address = parseIpText(ip);

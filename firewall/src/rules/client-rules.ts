@@ -163,6 +163,18 @@ export class SourceRules {
       );
   }
 
+  /**
+   * The same tree committed again: nothing changes, but names whose answers are stale or
+   * failed are asked again now (firewall.py resolves every name at every commit), without
+   * waiting for the resolver's backoff.
+   */
+  recommit(): void {
+    if (this.disposed || this.family === undefined) return;
+    const resolver = this.options.resolver;
+    for (const name of this.names)
+      if (resolver?.freshness?.(name, this.family) === 'stale') resolver.refresh?.(name, this.family);
+  }
+
   /** New `/qubes-primary-dns` / `/qubes-secondary-dns` values. */
   setDnsServers(servers: readonly Uint8Array[]): void {
     this.dnsServers = servers;
