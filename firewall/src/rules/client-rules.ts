@@ -97,6 +97,8 @@ export class SourceRules {
    */
   private confirmed = new Map<string, readonly Uint8Array[]>();
   private readonly family: 4 | 6 | undefined;
+  /** A commit's set is not in force yet: log it when it is. */
+  private announce = false;
   private readonly listeners = new Set<(current: CompiledRuleSet, previous: CompiledRuleSet) => void>();
   private readonly unsubscribe: (() => void) | undefined;
   private dnsServers: readonly Uint8Array[];
@@ -160,11 +162,8 @@ export class SourceRules {
     const resolver = this.options.resolver;
     for (const name of names)
       if (resolver?.freshness?.(name, this.family) === 'stale') resolver.refresh?.(name, this.family);
+    this.announce = true;
     this.rebuild(true);
-    if (this.set.failClosedReason === undefined)
-      this.options.log?.(
-        `New firewall rules for ${source}: ${parsed.value.rules.length} rules, policy ${parsed.value.policy}`,
-      );
   }
 
   /**
@@ -265,6 +264,13 @@ export class SourceRules {
     }
     const next = compileRuleSet(parsed, env);
     this.hosts = hostAddresses; // resolvedHosts hides them while the set fails closed
+    if (this.announce && next.failClosedReason === undefined) {
+      // once per commit, when its set is in force (after its names resolved)
+      this.announce = false;
+      this.options.log?.(
+        `New firewall rules for ${source}: ${parsed.rules.length} rules, policy ${parsed.policy}`,
+      );
+    }
     this.swap(next);
   }
 
