@@ -158,7 +158,8 @@ export function benchViewer(options: {
           shotParts: 0,
         });
         title = run.outcomes[0]?.result.shots[0]?.title ?? '';
-        opened = run.outcomes[0]?.result.exitCode === 0 && !title.includes('not shown');
+        // The core titles a refused file `<name> - cannot open`.
+        opened = run.outcomes[0]?.result.exitCode === 0 && !title.endsWith(' - cannot open');
       } catch (error) {
         // The VM did not get as far as a window (too little memory to run at all).
         title = `failed: ${(error instanceof Error ? error.message : String(error)).split('\n')[0]}`;
