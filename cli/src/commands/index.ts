@@ -1,4 +1,5 @@
 import type { CommandModule } from '../program.ts';
+import { buildCommand } from './build.ts';
 import { bundleSizeCommand } from './bundle-size.ts';
 import { demoCommand } from './demo.ts';
 import { firewallCommand } from './firewall.ts';
@@ -26,4 +27,5 @@ export const commandModules: readonly CommandModule[] = [
   labBenchCommand,
   bundleSizeCommand,
   packageCommand,
+  buildCommand,
 ];
