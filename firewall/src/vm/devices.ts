@@ -28,21 +28,25 @@ export interface UplinkDevice {
   connect(signal: AbortSignal): Promise<EthernetLink>;
 }
 
+/** A client's link, connected: also what the toolstack said about the client. */
+export interface ClientLink extends EthernetLink {
+  /** The client's MAC (backend `mac`). */
+  readonly clientMac: Uint8Array;
+  /** The backend's `ip` key: the client's addresses, space separated (IPv4, maybe IPv6). */
+  readonly ip: string;
+}
+
 /** A client vif that appeared in our backend directory (`backend/vif/<domid>/<handle>`). */
 export interface ClientVif {
   /** `vif<domid>.<handle>`, for logs and stats. */
   readonly name: string;
   readonly domid: number;
   readonly handle: number;
-  /** The client's MAC (backend `mac`). */
-  readonly mac: Uint8Array;
-  /** The backend's `ip` key: the client's addresses, space separated (IPv4, maybe IPv6). */
-  readonly ip: string;
   /**
    * The netback handshake with the client's netfront. It may never finish (a client that
    * stalls); the VM awaits it for this client only. Rejects when aborted or the vif goes away.
    */
-  connect(signal: AbortSignal): Promise<EthernetLink>;
+  connect(signal: AbortSignal): Promise<ClientLink>;
 }
 
 /** The netback side: reports vifs as dom0 adds and removes them. */

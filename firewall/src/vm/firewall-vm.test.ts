@@ -234,6 +234,24 @@ describe('sys-moat between clients and the uplink (fake devices)', () => {
     expect(vm.network.stats().clients.map((c) => c.name)).toEqual(['vif21.0']);
   });
 
+  it('forgets clients whose handshake fails and clients detached, cycle after cycle', async () => {
+    const { vm, backend, uplink } = await boot(proxyKeys([['policy', 'accept']]));
+    await until(() => uplink.links.length === 1, 'uplink connected');
+    for (let i = 0; i < 50; i++) {
+      const failing = new FakeVif(30, i, MAC_A, CLIENT_A, 'fails');
+      const attached = new FakeVif(31, i, MAC_B, CLIENT_B);
+      backend.add(failing);
+      backend.add(attached);
+      await until(() => vm.network.stats().clients.length === 1, `cycle ${i}: only the working client`);
+      await until(() => vm.network.stats().clients[0]?.state === 'up', `cycle ${i}: up`);
+      backend.remove(attached);
+      expect(attached.link?.closed).toBe(true);
+      expect(vm.network.stats().clients).toEqual([]);
+    }
+    expect(vm.network.stats().engine?.links.map((l) => l.name)).toEqual(['uplink']);
+    expect(vm.network.stats().engine?.conntrack.size).toBe(0);
+  });
+
   it('reloads rules on every commit with no window where old or new rules are bypassed', async () => {
     const { daemon, backend, uplink, vm } = await boot(
       proxyKeys([

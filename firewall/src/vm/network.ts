@@ -20,7 +20,7 @@ import {
 import { type EngineStats, FirewallEngine } from '../engine/engine.ts';
 import { parseVifAddresses } from '../engine/links.ts';
 import { formatIp } from '../wire/address.ts';
-import type { ClientBackend, ClientVif, EthernetLink, UplinkDevice } from './devices.ts';
+import type { ClientBackend, ClientLink, ClientVif, EthernetLink, UplinkDevice } from './devices.ts';
 import type { LiveRules, LiveRulesFactory, RuleTrees } from './live-rules.ts';
 import type { VmLog } from './log.ts';
 import {
@@ -56,11 +56,12 @@ export interface NetworkOptions {
 interface ClientSlot {
   readonly vif: ClientVif;
   readonly abort: AbortController;
-  state: 'connecting' | 'up' | 'refused';
+  /** The backend's ip key, once connected. */
+  ip: string;
+  state: 'connecting' | 'up';
   link?: number;
-  eth?: EthernetLink;
+  eth?: ClientLink;
   rules?: LiveRules;
-  reason?: string;
 }
 
 export interface ClientStatus {
@@ -69,7 +70,6 @@ export interface ClientStatus {
   ip: string;
   state: ClientSlot['state'];
   link?: number;
-  reason?: string;
 }
 
 export interface NetworkStats {
@@ -149,10 +149,9 @@ export class FirewallNetwork {
       clients: [...this.slots.values()].map((s) => ({
         name: s.vif.name,
         domid: s.vif.domid,
-        ip: s.vif.ip,
+        ip: s.ip,
         state: s.state,
         ...(s.link !== undefined ? { link: s.link } : {}),
-        ...(s.reason ? { reason: s.reason } : {}),
       })),
       framesWithoutDevice: this.framesWithoutDevice,
       engine: this.engine?.stats(),
@@ -293,29 +292,35 @@ export class FirewallNetwork {
     if (this.stopped) return;
     const key = `${vif.domid}/${vif.handle}`;
     if (this.slots.has(key)) this.removeVif(vif);
-    const slot: ClientSlot = { vif, abort: new AbortController(), state: 'connecting' };
+    const slot: ClientSlot = { vif, abort: new AbortController(), state: 'connecting', ip: '' };
     this.slots.set(key, slot);
     const engine = this.engine;
-    const { ip4, ip6 } = parseVifAddresses(vif.ip);
-    if (!engine || !ip4) {
-      slot.state = 'refused';
-      slot.reason = engine
-        ? `no IPv4 address in the backend's ip key (${vif.ip.slice(0, 64)})`
-        : 'no network role';
-      this.o.log.warn(`${vif.name}: not served: ${slot.reason}`);
+    if (!engine) {
+      this.o.log.warn(`${vif.name}: not served: no network role (no /qubes-netvm-gateway)`);
+      this.slots.delete(key);
       return;
     }
-    this.o.log.info(`${vif.name}: client ${vif.ip} appeared; connecting`);
+    this.o.log.info(`${vif.name}: appeared; connecting`);
     vif.connect(slot.abort.signal).then(
       (eth) => {
         if (slot.abort.signal.aborted || this.slots.get(key) !== slot) {
           void eth.close().catch(() => undefined);
           return;
         }
+        slot.ip = eth.ip;
+        const { ip4, ip6 } = parseVifAddresses(eth.ip);
+        if (!ip4) {
+          this.o.log.warn(
+            `${vif.name}: not served: no IPv4 address in the backend's ip key (${eth.ip.slice(0, 64)})`,
+          );
+          this.removeVif(vif);
+          void eth.close().catch(() => undefined);
+          return;
+        }
         const ip4Text = formatIp(ip4);
         const mapped = readMappedIp(this.o.read, ip4Text);
         const link = engine.addClient({
-          mac: vif.mac,
+          mac: eth.clientMac,
           ip4,
           ip6,
           visibleIp4: mapped.visibleIp4,
@@ -344,12 +349,12 @@ export class FirewallNetwork {
             this.removeVif(vif);
           }
         });
-        this.o.log.info(`${vif.name}: connected as link ${link}`);
+        this.o.log.info(`${vif.name}: client ${eth.ip} connected as link ${link}`);
       },
       (error: Error) => {
-        if (slot.abort.signal.aborted) return;
-        slot.state = 'refused';
-        slot.reason = error.message;
+        if (slot.abort.signal.aborted || this.slots.get(key) !== slot) return;
+        // Forgotten, so attach/detach cycles of failing clients leave nothing behind.
+        this.slots.delete(key);
         this.o.log.warn(`${vif.name}: handshake failed: ${error.message}`);
       },
     );

@@ -4,7 +4,7 @@
  * whose vifs the test adds and removes (a vif's handshake can be made to never finish).
  */
 import { type FrameMeta, plainMeta } from '../engine/config.ts';
-import type { ClientBackend, ClientVif, EthernetLink, UplinkDevice } from './devices.ts';
+import type { ClientBackend, ClientLink, ClientVif, EthernetLink, UplinkDevice } from './devices.ts';
 
 export class FakeLink implements EthernetLink {
   readonly sent: Uint8Array[] = [];
@@ -62,28 +62,41 @@ export class FakeUplink implements UplinkDevice {
   }
 }
 
+export class FakeClientLink extends FakeLink implements ClientLink {
+  constructor(
+    readonly clientMac: Uint8Array,
+    readonly ip: string,
+  ) {
+    super(new Uint8Array([0xfe, 0xff, 0xff, 0xff, 0xff, 0xff]));
+  }
+}
+
 export class FakeVif implements ClientVif {
   readonly name: string;
-  link: FakeLink | undefined;
+  link: FakeClientLink | undefined;
   aborted = false;
   constructor(
     readonly domid: number,
     readonly handle: number,
     readonly mac: Uint8Array,
     readonly ip: string,
-    /** false: the client's netfront never answers. */
-    private readonly completes = true,
+    /** false: the client's netfront never answers; 'fails': the handshake fails. */
+    private readonly completes: boolean | 'fails' = true,
   ) {
     this.name = `vif${domid}.${handle}`;
   }
-  connect(signal: AbortSignal): Promise<EthernetLink> {
+  connect(signal: AbortSignal): Promise<ClientLink> {
     return new Promise((resolve, reject) => {
       signal.addEventListener('abort', () => {
         this.aborted = true;
         reject(new Error(`${this.name}: aborted`));
       });
       if (!this.completes) return;
-      this.link = new FakeLink(new Uint8Array([0xfe, 0xff, 0xff, 0xff, 0xff, 0xff]));
+      if (this.completes === 'fails') {
+        reject(new Error(`${this.name}: frontend closed during the handshake`));
+        return;
+      }
+      this.link = new FakeClientLink(this.mac, this.ip);
       resolve(this.link);
     });
   }
