@@ -5,6 +5,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connectNetfront, type NetDevice, startNetback } from '@moat/netif';
+import { SimNetifWorld } from '@moat/netif/sim';
 import { QrexecDaemon } from '@moat/qrexec/dom0';
 import { connectQubesDb } from '@moat/qubesdb';
 import { QubesDbDaemon } from '@moat/qubesdb/dom0';
@@ -14,8 +16,10 @@ import { frame4 } from '../engine/frames.ts';
 import { parseIpv4Text } from '../wire/address.ts';
 import { read16 } from '../wire/checksum.ts';
 import { agentStarter } from './agent.ts';
+import type { NetworkDevices } from './devices.ts';
 import { type FirewallVm, startFirewallVm } from './firewall-vm.ts';
 import { consoleLog, type VmLog } from './log.ts';
+import { netifDevices } from './netif-adapter.ts';
 import type { FirewallStatsDocument } from './stats-service.ts';
 import { FakeBackend, FakeUplink, FakeVif } from './test-devices.ts';
 
@@ -84,7 +88,7 @@ interface Booted {
   log: VmLog;
 }
 
-async function boot(initial: [string, string][]): Promise<Booted> {
+async function boot(initial: [string, string][], devices?: NetworkDevices): Promise<Booted> {
   const daemon = new QubesDbDaemon({
     vmDomain: VM,
     vmName: 'sys-moat',
@@ -104,7 +108,7 @@ async function boot(initial: [string, string][]): Promise<Booted> {
   const backend = new FakeBackend();
   const vm = await startFirewallVm({
     db,
-    devices: { uplink, clients: backend },
+    devices: devices ?? { uplink, clients: backend },
     log,
     tickMs: 0,
     startAgent: agentStarter(transport, db, quiet, { connectTimeoutMs: 5000 }),
@@ -350,5 +354,75 @@ describe('sys-moat between clients and the uplink (fake devices)', () => {
     expect(vm.network.stats().clients).toEqual([]);
     expect(b.link!.closed).toBe(true);
     expect(vm.network.stats().engine?.links.map((l) => l.name)).toEqual(['uplink']);
+  });
+});
+
+describe('sys-moat on @moat/netif (sim Xen): a client, sys-moat and a netvm', () => {
+  it('forwards a client’s connection to the netvm through real netback and netfront, NATed to our address', async () => {
+    const world = new SimNetifWorld('sys-moat');
+    stops.push(() => world.close());
+    const netvm = world.addDomain('sys-net');
+    const client = world.addDomain('work');
+    const us = world.backend;
+    // The netvm serves our uplink vif with its own netback, as sys-net does.
+    let upstream: NetDevice | undefined;
+    const netvmBackend = await startNetback({
+      xen: netvm.domain,
+      xenstore: netvm.xenstore,
+      log: () => {},
+      onDevice: (d) => {
+        upstream = d;
+      },
+    });
+    stops.push(() => netvmBackend.close());
+    await world.toolstack.attach({
+      frontend: us.domain.domid,
+      backend: netvm.domain.domid,
+      mac: '00:16:3e:5e:6c:03',
+    });
+    const quiet = consoleLog(() => {});
+    const { vm } = await boot(proxyKeys([['policy', 'accept']]), netifDevices(us.domain, us.xenstore, quiet));
+    await until(() => vm.network.stats().uplink.state === 'up', 'the uplink netfront connected');
+
+    // The client's vif, served by our netback; the toolstack writes its address into `ip`.
+    const { backendPath } = await world.toolstack.attach({
+      frontend: client.domain.domid,
+      backend: us.domain.domid,
+      mac: '00:16:3e:5e:6c:21',
+    });
+    world.xs.adminWrite(`${backendPath}/ip`, CLIENT_B, [{ domid: us.domain.domid, access: 'none' }]);
+    const front = await connectNetfront({ xen: client.domain, xenstore: client.xenstore, log: () => {} });
+    stops.push(() => front.close());
+    await until(() => vm.network.stats().clients[0]?.state === 'up', 'the client connected');
+
+    const seen: Uint8Array[] = [];
+    upstream!.onFrame((buf, off, len) => seen.push(buf.slice(off, off + len)));
+    front.send(syn(CLIENT_B, 443, 40123));
+    await until(() => seen.some((f) => f[23] === 6), 'the SYN at the netvm');
+    const out = seen.find((f) => f[23] === 6)!;
+    expect([...out.subarray(26, 30)].join('.')).toBe(OUR_IP);
+    expect([...out.subarray(30, 34)].join('.')).toBe(REMOTE);
+    expect(read16(out, 36)).toBe(443);
+    // The answer comes back through the uplink and reaches the client, translated back.
+    const back: Uint8Array[] = [];
+    front.onFrame((buf, off, len) => back.push(buf.slice(off, off + len)));
+    const answer = frame4({
+      src: ip(REMOTE),
+      dst: ip(OUR_IP),
+      proto: 6,
+      sport: 443,
+      dport: read16(out, 34),
+      tcpFlags: 0x12,
+      srcMac: Uint8Array.of(0xfe, 0xff, 0xff, 0xff, 0xff, 0xff),
+      dstMac: UPLINK_MAC,
+    });
+    upstream!.send(answer);
+    await until(() => back.some((f) => f[23] === 6), 'the SYN-ACK at the client');
+    const reply = back.find((f) => f[23] === 6)!;
+    expect([...reply.subarray(30, 34)].join('.')).toBe(CLIENT_B);
+    expect(read16(reply, 36)).toBe(40123);
+    const doc = vm.network.stats();
+    expect(doc.clients).toMatchObject([{ name: `vif${client.domain.domid}.0`, ip: CLIENT_B, state: 'up' }]);
+    expect(doc.engine!.links[1]!.accepted).toBe(1);
   });
 });

@@ -13,7 +13,6 @@
 import type { QrexecAgent } from '@moat/qrexec';
 import type { QubesDb } from '@moat/qubesdb';
 import type { NetworkDevices } from './devices.ts';
-import { type LiveRulesFactory, liveClientRules } from './live-rules.ts';
 import { consoleLog, type VmLog } from './log.ts';
 import { FirewallNetwork } from './network.ts';
 import { NETWORK_KEYS } from './network-config.ts';
@@ -32,8 +31,6 @@ export interface FirewallVmOptions {
   wallClockSeconds?: () => number;
   /** The engine's timer period (conntrack expiry, DNS retries). Default 500 ms; 0: the caller ticks. */
   tickMs?: number;
-  /** Turns a client's rule trees into a live RuleSet (default: liveClientRules). */
-  liveRules?: LiveRulesFactory;
 }
 
 export interface FirewallVm {
@@ -66,7 +63,6 @@ export async function startFirewallVm(o: FirewallVmOptions): Promise<FirewallVm>
     clients: o.devices.clients,
     settings,
     log,
-    liveRules: o.liveRules ?? liveClientRules,
     now: o.now ?? (() => performance.now()),
     ...(o.wallClockSeconds ? { wallClockSeconds: o.wallClockSeconds } : {}),
   });

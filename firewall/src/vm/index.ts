@@ -4,17 +4,12 @@
  */
 export type { ClientBackend, ClientVif, EthernetLink, NetworkDevices, UplinkDevice } from './devices.ts';
 export { type FirewallVm, type FirewallVmOptions, startFirewallVm } from './firewall-vm.ts';
-export {
-  type LiveRules,
-  type LiveRulesFactory,
-  type LiveRulesOptions,
-  liveClientRules,
-  type RuleTrees,
-} from './live-rules.ts';
 export { consoleLog, type VmLog } from './log.ts';
+export { macBytes, netifDevices } from './netif-adapter.ts';
 export { type ClientStatus, FirewallNetwork, type NetworkStats } from './network.ts';
 export { NETWORK_KEYS, type NetworkConfig, readConnectedIps, readNetworkConfig } from './network-config.ts';
 export { devicesWithoutNetif } from './no-netif.ts';
+export { followRuleTrees, type RuleSink, type RuleTrees } from './rule-trees.ts';
 export {
   DEFAULT_SETTINGS,
   LOG_LEVELS,

@@ -4,37 +4,48 @@
  * a shutdown request. Exits 0 after an orderly shutdown (init then powers the VM off), 1 when the
  * VM cannot start (the reason is on the console).
  *
- * For a host run without Xen: MOAT_VCHAN_SOCKET_DIR and MOAT_DOMAIN use Qubes' vchan-socket layout.
+ * For a host run without Xen: MOAT_VCHAN_SOCKET_DIR and MOAT_DOMAIN use Qubes' vchan-socket layout
+ * (QubesDB and qrexec only; no network devices).
  */
 import { existsSync } from 'node:fs';
 import { connectQubesDb } from '@moat/qubesdb';
 import { type VchanTransport, xenVchanTransport } from '@moat/vchan';
 import { socketVchanTransport } from '@moat/vchan/socket';
-import { openNativeDomain } from '@moat/xen';
+import { openNativeDomain, openXenbusDevice } from '@moat/xen';
+import { xenstoreOverXenbus } from '@moat/xenstore';
 import { agentStarter } from './agent.ts';
+import type { NetworkDevices } from './devices.ts';
 import { startFirewallVm } from './firewall-vm.ts';
-import { consoleLog } from './log.ts';
+import { consoleLog, type VmLog } from './log.ts';
+import { netifDevices } from './netif-adapter.ts';
 import { devicesWithoutNetif } from './no-netif.ts';
 
 /** Where the image puts the addon (the disk is mounted on /mnt). */
 const IMAGE_ADDON = '/mnt/app/moat_xen.node';
 const QUBESDB_TIMEOUT_MS = 120_000;
 
-function vchanTransport(): VchanTransport {
+/** Real Xen (vchan, netif over /dev/xen/*), or vchan-socket on a host (no network devices then). */
+function platform(log: VmLog): { transport: VchanTransport; devices: NetworkDevices } {
   const directory = process.env.MOAT_VCHAN_SOCKET_DIR;
-  if (directory)
-    return socketVchanTransport({ directory, localDomain: Number(process.env.MOAT_DOMAIN ?? 0) });
+  if (directory) {
+    const transport = socketVchanTransport({ directory, localDomain: Number(process.env.MOAT_DOMAIN ?? 0) });
+    return { transport, devices: devicesWithoutNetif(log) };
+  }
   if (!process.env.MOAT_XEN_ADDON && existsSync(IMAGE_ADDON)) process.env.MOAT_XEN_ADDON = IMAGE_ADDON;
-  return xenVchanTransport(openNativeDomain());
+  const xen = openNativeDomain();
+  const xenstore = xenstoreOverXenbus(openXenbusDevice());
+  log.info(`Xen opened: domain ${xen.domid}`);
+  return { transport: xenVchanTransport(xen), devices: netifDevices(xen, xenstore, log) };
 }
 
 async function main(): Promise<number> {
   const log = consoleLog();
+  log.info(`starting (node ${process.version})`);
   const shutdownRequested = new Promise<string>((resolve) => {
     process.once('SIGTERM', () => resolve('shutdown requested (SIGTERM: dom0 control/shutdown via init)'));
     process.once('SIGINT', () => resolve('shutdown requested (SIGINT)'));
   });
-  const transport = vchanTransport();
+  const { transport, devices } = platform(log);
   log.info('connecting to QubesDB');
   const db = await connectQubesDb({
     transport,
@@ -43,7 +54,7 @@ async function main(): Promise<number> {
   });
   const vm = await startFirewallVm({
     db,
-    devices: devicesWithoutNetif(log),
+    devices,
     log,
     startAgent: agentStarter(transport, db, log),
   });

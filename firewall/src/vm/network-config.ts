@@ -29,7 +29,7 @@ export interface NetworkConfig {
   clientGateway6: Uint8Array | undefined;
   /** Our own DNS servers (`/qubes-primary-dns`, `/qubes-secondary-dns`), for the resolver and `specialtarget=dns`. */
   dnsServers: Uint8Array[];
-  /** The DNAT of the virtual DNS servers clients use; undefined when there is nothing to DNAT. */
+  /** The DNAT of the virtual DNS servers clients use, and our own servers; undefined when neither exists. */
   dns: DnsConfig | undefined;
 }
 
@@ -85,7 +85,8 @@ export function readNetworkConfig(read: ReadKey): NetworkConfig {
     clientGateway4: v4(read, '/qubes-netvm-gateway') ?? ip4,
     clientGateway6: v6(read, '/qubes-netvm-gateway6'),
     dnsServers,
-    dns: virtual.length > 0 ? { virtual, upstream: dnsServers } : undefined,
+    // Also without virtual servers: the engine's dnsServers serve `specialtarget=dns`.
+    dns: virtual.length > 0 || dnsServers.length > 0 ? { virtual, upstream: dnsServers } : undefined,
   };
 }
 

@@ -8,6 +8,7 @@
  * holds nothing but its own slot. The uplink reconnects by itself when it goes down.
  */
 
+import { ClientRules, systemClock } from '../client-rules.ts';
 import type { ResolverStats } from '../dns/resolver.ts';
 import { type DnsServer, dnsServersFromQubesDb, StubResolver } from '../dns/resolver.ts';
 import {
@@ -21,7 +22,6 @@ import { type EngineStats, FirewallEngine } from '../engine/engine.ts';
 import { parseVifAddresses } from '../engine/links.ts';
 import { formatIp } from '../wire/address.ts';
 import type { ClientBackend, ClientLink, ClientVif, EthernetLink, UplinkDevice } from './devices.ts';
-import type { LiveRules, LiveRulesFactory, RuleTrees } from './live-rules.ts';
 import type { VmLog } from './log.ts';
 import {
   type NetworkConfig,
@@ -31,6 +31,7 @@ import {
   readNetworkConfig,
   sameAddress,
 } from './network-config.ts';
+import { followRuleTrees, type RuleTrees } from './rule-trees.ts';
 import type { VmSettings } from './settings.ts';
 
 const ZERO_MAC = new Uint8Array(6);
@@ -46,7 +47,6 @@ export interface NetworkOptions {
   clients: ClientBackend;
   settings: VmSettings;
   log: VmLog;
-  liveRules: LiveRulesFactory;
   /** Monotonic milliseconds (engine timers, resolver). */
   now: () => number;
   /** UNIX seconds for rule `expire=`. */
@@ -61,7 +61,8 @@ interface ClientSlot {
   state: 'connecting' | 'up';
   link?: number;
   eth?: ClientLink;
-  rules?: LiveRules;
+  /** Stops following the client's rule trees. */
+  unfollow?: () => void;
 }
 
 export interface ClientStatus {
@@ -85,6 +86,7 @@ export interface NetworkStats {
 export class FirewallNetwork {
   private engine: FirewallEngine | undefined;
   private resolver: StubResolver | undefined;
+  private rules: ClientRules | undefined;
   private config: NetworkConfig;
   private readonly slots = new Map<string, ClientSlot>();
   private readonly links = new Map<number, EthernetLink>();
@@ -121,9 +123,9 @@ export class FirewallNetwork {
       const cut = this.engine.setUplink(this.uplinkConfig());
       this.o.log.info(`uplink now ${formatIp(up.ip4)} via ${formatIp(up.gateway4)} (${cut} connections cut)`);
     }
+    // ClientRules follows the engine's DNS servers (engine.onConfigChange).
     this.engine.setDns(c.dns);
     this.resolver?.setServers(this.dnsServers());
-    for (const slot of this.slots.values()) slot.rules?.setDnsServers(c.dnsServers);
     if (up && !this.uplinkLoop) this.followUplink();
     if (!up && this.uplinkLoop) this.dropUplink('QubesDB no longer names a netvm');
   }
@@ -136,10 +138,9 @@ export class FirewallNetwork {
     this.engine.setConnectedIps(ips4, ips6);
   }
 
-  /** Timers: conntrack expiry, the resolver's retries and refreshes, rule `expire=`. */
+  /** Timers: conntrack expiry, the resolver's retries and refreshes (rule `expire=` has its own timer). */
   tick(): void {
     this.engine?.tick(this.o.now());
-    for (const slot of this.slots.values()) slot.rules?.tick();
   }
 
   stats(): NetworkStats {
@@ -164,6 +165,7 @@ export class FirewallNetwork {
     this.uplinkLoop?.abort();
     await this.o.clients.stop().catch((e: Error) => this.o.log.warn(`client backend stop: ${e.message}`));
     for (const slot of [...this.slots.values()]) this.removeVif(slot.vif);
+    this.rules?.close();
     await this.uplinkLink?.close().catch(() => undefined);
     this.uplinkLink = undefined;
   }
@@ -202,6 +204,16 @@ export class FirewallNetwork {
       log: (line) => this.o.log.info(`dns: ${line}`),
     });
     engine.attachResolver(this.resolver);
+    this.rules = new ClientRules({
+      engine,
+      resolver: this.resolver,
+      clock: {
+        nowMs: this.o.now,
+        wallSeconds: this.o.wallClockSeconds ?? systemClock.wallSeconds,
+        setTimer: systemClock.setTimer,
+      },
+      log: (line) => this.o.log.info(line),
+    });
     this.connectedIpsChanged();
     this.o.log.info(
       `serving clients as ${formatIp(c.clientGateway4)}; uplink ${c.uplink ? `${formatIp(c.uplink.ip4)} via ${formatIp(c.uplink.gateway4)}` : 'none (no netvm)'}`,
@@ -327,17 +339,15 @@ export class FirewallNetwork {
           visibleGateway4: mapped.visibleGateway4,
           name: vif.name,
         });
-        // The rule set is in place before the first frame can arrive (frames come on later events).
-        slot.rules = this.o.liveRules({
-          trees: this.o.trees,
-          ip4: ip4Text,
-          ip6: ip6 ? formatIp(ip6) : undefined,
-          dnsServers: this.config.dnsServers,
-          resolver: this.resolver,
-          onChange: (set) => engine.setRuleSet(link, set),
-          log: (line) => this.o.log.info(line),
-          ...(this.o.wallClockSeconds ? { wallClockSeconds: this.o.wallClockSeconds } : {}),
-        });
+        // No rule set (drop-all) until the first commit reaches ClientRules.
+        const rules = this.rules;
+        if (rules)
+          slot.unfollow = followRuleTrees({
+            trees: this.o.trees,
+            sink: rules,
+            ips: ip6 ? [ip4Text, formatIp(ip6)] : [ip4Text],
+            log: (line) => this.o.log.warn(line),
+          });
         slot.link = link;
         slot.eth = eth;
         slot.state = 'up';
@@ -366,7 +376,7 @@ export class FirewallNetwork {
     if (!slot) return;
     this.slots.delete(key);
     slot.abort.abort(new Error(`${vif.name} removed`));
-    slot.rules?.dispose();
+    slot.unfollow?.();
     if (slot.link !== undefined) {
       this.links.delete(slot.link);
       this.engine?.removeClient(slot.link);
