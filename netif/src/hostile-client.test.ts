@@ -64,7 +64,10 @@ function writeTx(raw: RawFrontend, i: number, r: Partial<TxRequest>): void {
 /** The evil client lost its connection, the log says why, and the good client still talks both ways. */
 async function expectOnlyEvilCut(s: Setup, reason: RegExp): Promise<void> {
   await until(() => s.evilDev.stats().fatalErrors === 1, 'the evil client to be cut');
-  await until(() => s.evilDev.resources().mappings === 0 && s.evilDev.resources().eventChannels === 0, 'unmap');
+  await until(
+    () => s.evilDev.resources().mappings === 0 && s.evilDev.resources().eventChannels === 0,
+    'unmap',
+  );
   expect(s.log.lines.filter((l) => reason.test(l))).toHaveLength(1);
   const b = s.evilDev.backendPath;
   await until(() => s.world.xs.peek(`${b}/state`)?.value === '5', 'backend state Closing');
@@ -170,7 +173,9 @@ describe('netback against a hostile client', () => {
   it('refuses a client whose xenstore keys are garbage, without mapping anything', async () => {
     const s = await setup({ 'tx-ring-ref': 'abc' });
     await until(() => s.evilDev.stats().fatalErrors === 1, 'refusal');
-    expect(s.log.lines.some((l) => /refusing frontend: frontend wrote no valid tx-ring-ref/.test(l))).toBe(true);
+    expect(s.log.lines.some((l) => /refusing frontend: frontend wrote no valid tx-ring-ref/.test(l))).toBe(
+      true,
+    );
     expect(s.evilDev.resources().mappings).toBe(0);
     await expectOnlyEvilCut(s, /refusing frontend/);
   });

@@ -153,7 +153,13 @@ export class NetbackDevice implements NetDevice {
   private async walk(): Promise<void> {
     const xs = this.ctx.xenstore;
     const b = this.backendPath;
-    const frontState = parseXenbusState(await xs.tryRead(`${this.frontendPath}/${FrontendKey.state}`));
+    // A removed frontend directory may read as EACCES (its parent is not ours to read): absent.
+    const frontState = parseXenbusState(
+      await xs.tryRead(`${this.frontendPath}/${FrontendKey.state}`).catch((error: { code?: string }) => {
+        if (error.code === 'EACCES') return undefined;
+        throw error;
+      }),
+    );
     const online = (await xs.tryRead(`${b}/${BackendKey.online}`))?.trim();
     const backState = parseXenbusState(await xs.tryRead(`${b}/${BackendKey.state}`));
     if (this.ended !== undefined) return;

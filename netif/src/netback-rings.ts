@@ -152,6 +152,12 @@ export class NetbackRings {
     this.rxView = this.rx.view;
   }
 
+  /** Fresh ring indexes (the fuzz target reuses one pair of pages for many cases). */
+  reset(): void {
+    this.tx.reset();
+    this.rx.reset();
+  }
+
   /**
    * Takes the client's TX requests (at most one ring's worth), copies their data with one
    * grant-copy call, answers every slot, and hands the frames to the listeners. `more`: work
