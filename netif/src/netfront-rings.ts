@@ -88,15 +88,23 @@ export class NetfrontRings {
   ) {
     this.tx = new FrontRing(txRing, TX_SLOT_SIZE);
     this.rx = new FrontRing(rxRing, RX_SLOT_SIZE);
-    this.tx.init();
-    this.rx.init();
     this.txPages = new Uint8Array(txPages);
     this.rxPages = new Uint8Array(rxPages);
     const n = txRefs.length;
     this.freeIds = new Uint16Array(n);
+    this.inFlight = new Uint8Array(n);
+    this.freeCount = 0;
+    this.reset();
+  }
+
+  /** Fresh rings (SHARED_RING_INIT) and every TX id free. */
+  reset(): void {
+    this.tx.init();
+    this.rx.init();
+    const n = this.freeIds.length;
     for (let i = 0; i < n; i++) this.freeIds[i] = n - 1 - i;
     this.freeCount = n;
-    this.inFlight = new Uint8Array(n);
+    this.inFlight.fill(0);
   }
 
   /** Posts every RX buffer (the ring starts full). */

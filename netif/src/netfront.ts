@@ -42,7 +42,7 @@ export interface NetfrontOptions extends NetifCommonOptions {
   backendDomid?: DomainId;
   /** What we ask the backend for (default everything). */
   features?: NetifFeatures;
-  /** How long to wait for the backend at each handshake step (default 30 s). */
+  /** How long to wait for the backend at each handshake step (default 30 s); close() waits at most 5 s. */
   timeoutMs?: number;
 }
 
@@ -346,7 +346,7 @@ export class NetfrontDevice implements NetDevice {
               ? true
               : undefined;
           },
-          { timeoutMs: 5_000 },
+          { timeoutMs: Math.min(this.options.timeoutMs ?? 5_000, 5_000) },
         )
         .catch(() => undefined);
     }

@@ -54,6 +54,13 @@ export class BackRing extends RingEnd {
   /** The last `rsp_prod` we published. */
   private rspPushed = 0;
 
+  /** Back to a fresh ring (the fuzz target reuses one page for many cases). */
+  reset(): void {
+    this.reqCons = 0;
+    this.rspProdPvt = 0;
+    this.rspPushed = 0;
+  }
+
   /**
    * Requests the frontend has produced that we have not consumed, or -1 when its index
    * claims more outstanding requests than the ring holds.
@@ -113,6 +120,9 @@ export class FrontRing extends RingEnd {
 
   /** SHARED_RING_INIT: both producer indexes 0, both event indexes 1, the rest zero. */
   init(): void {
+    this.reqProdPvt = 0;
+    this.rspCons = 0;
+    this.reqPushed = 0;
     this.bytes.fill(0, 0, RING_ENTRIES);
     this.page.storeRelease32(RING_REQ_EVENT, 1);
     this.page.storeRelease32(RING_RSP_EVENT, 1);
