@@ -121,10 +121,15 @@ const tcp6 = (dst: Uint8Array, dport = 80, sport = 40000) =>
 describe('ClientRules: QubesDB rule entries to a live rule set', () => {
   it('applies a tree given before its vif exists, from full QubesDB paths or relative keys', () => {
     const { engine, rules } = setup();
-    rules.update('10.137.0.20', [
-      ['/qubes-firewall/10.137.0.20/policy', 'drop'],
-      ['/qubes-firewall/10.137.0.20/0000', 'action=accept proto=tcp dstports=80-80'],
-    ]);
+    // a VM replica's multiread: a Map of full paths, the commit marker included
+    rules.update(
+      '10.137.0.20',
+      new Map([
+        ['/qubes-firewall/10.137.0.20', ''],
+        ['/qubes-firewall/10.137.0.20/policy', 'drop'],
+        ['/qubes-firewall/10.137.0.20/0000', 'action=accept proto=tcp dstports=80-80'],
+      ]),
+    );
     const c1 = engine.addClient({ mac: C1_MAC, ip4: C1, ip6: C1_6 });
     const ok = tcp4(REMOTE, 80);
     expect(engine.receive(c1, ok, 0, ok.length, meta0())).toBe(V_FORWARDED);
@@ -154,6 +159,28 @@ describe('ClientRules: QubesDB rule entries to a live rule set', () => {
   });
 });
 
+describe('ClientRules follows the engine', () => {
+  it('follows new DNS servers (engine.setDns): specialtarget=dns and the resolver use them', () => {
+    const { engine, sink, rules, tick } = setup();
+    const c1 = engine.addClient({ mac: C1_MAC, ip4: C1 });
+    rules.update('10.137.0.20', { policy: 'drop', '0000': 'action=accept specialtarget=dns' });
+    const dns = (sport: number) => frame4({ src: C1, dst: ip('10.139.1.1'), proto: 17, sport, dport: 53 });
+    let f = dns(5000);
+    expect(engine.receive(c1, f, 0, f.length, meta0())).toBe(V_FORWARDED);
+    const quad9 = ip('9.9.9.9');
+    engine.setDns({ virtual: [ip('10.139.1.1'), ip('10.139.1.2')], upstream: [quad9] });
+    sink.take();
+    f = dns(5001);
+    expect(engine.receive(c1, f, 0, f.length, meta0())).toBe(V_FORWARDED);
+    expect([...sink.take()[0]!.bytes.subarray(30, 34)]).toEqual([9, 9, 9, 9]);
+    rules.update('10.137.0.20', { policy: 'drop', '0000': 'action=accept dsthost=www.example' });
+    tick(1);
+    const asked = sink.take().filter((s) => s.link === UPLINK);
+    expect(asked.map((s) => [...s.bytes.subarray(30, 34)])).toEqual([[9, 9, 9, 9]]);
+    rules.close();
+  });
+});
+
 describe('a client whose rules cannot be fully resolved gets drop-all, as firewall.py (class 3)', () => {
   const HOST = ip('198.51.100.7');
 
@@ -172,6 +199,24 @@ describe('a client whose rules cannot be fully resolved gets drop-all, as firewa
     expect(engine.receive(c1, f, 0, f.length, meta0())).toBe(V_REJECTED);
     expect(rules.status('10.137.0.20')!.failClosedReason).toMatch(/nope.test: NXDOMAIN/);
     expect(logs.join('\n')).toMatch(/Failed to resolve dsthost for 10.137.0.20 .*blocking traffic/);
+    rules.close();
+  });
+
+  it('asks a failed name again at once when the same tree is committed again (firewall.py resolves at every commit)', () => {
+    const { engine, sink, rules, tick } = setup();
+    const c1 = engine.addClient({ mac: C1_MAC, ip4: C1 });
+    const tree = { policy: 'drop', '0000': 'action=accept dsthost=late.test' };
+    rules.update('10.137.0.20', tree);
+    tick(1);
+    expect(answerQueries(engine, sink, () => 'nxdomain')).toBe(1);
+    expect(rules.status('10.137.0.20')!.failClosedReason).toMatch(/NXDOMAIN/);
+    tick(1000);
+    expect(answerQueries(engine, sink, () => 'nxdomain')).toBe(0);
+    rules.update('10.137.0.20', tree);
+    tick(1);
+    expect(answerQueries(engine, sink, (name) => [a(name, [...HOST])])).toBe(1);
+    const f = tcp4(HOST);
+    expect(engine.receive(c1, f, 0, f.length, meta0())).toBe(V_FORWARDED);
     rules.close();
   });
 

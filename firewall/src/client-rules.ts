@@ -112,6 +112,8 @@ export class ClientRules {
   private readonly unsubscribe: () => void;
   private cancelTimer: (() => void) | undefined;
   private closed = false;
+  /** The DNS servers the trees were last given (the engine's `dns.upstream`). */
+  private dnsServers: readonly Uint8Array[];
 
   constructor(private readonly options: ClientRulesOptions) {
     this.engine = options.engine;
@@ -131,20 +133,25 @@ export class ClientRules {
       this.resolver = own;
       this.ownResolver = own;
     }
+    this.dnsServers = this.engine.dnsServers;
     this.unsubscribe = this.engine.onConfigChange(() => this.configChanged());
   }
 
   /**
    * A commit of `/qubes-firewall/<ip>/`: `entries` are the keys under it relative to it
    * (`policy`, `0000`, ...) or full paths (`/qubes-firewall/<ip>/0000`), as a QubesDB
-   * multiread gives them. The same tree again changes nothing.
+   * multiread gives them. The same tree again changes nothing, except that names whose
+   * lookups failed are asked again at once.
    */
   update(ip: string, entries: RuleEntries): void {
     if (this.closed) return;
     const relative = relativeEntries(ip, entries);
     const key = entriesKey(relative);
     let tree = this.trees.get(ip);
-    if (tree && tree.entriesKey === key) return;
+    if (tree && tree.entriesKey === key) {
+      tree.rules.recommit();
+      return;
+    }
     if (!tree) {
       const family = sourceFamily(ip);
       const address = parseIpText(ip);
@@ -154,7 +161,7 @@ export class ClientRules {
       }
       const rules = new SourceRules({
         source: ip,
-        dnsServers: this.engine.dnsServers,
+        dnsServers: this.dnsServers,
         resolver: this.resolver,
         ...(this.options.log ? { log: this.options.log } : {}),
         wallClockSeconds: () => this.clock.wallSeconds(),
@@ -206,8 +213,12 @@ export class ClientRules {
   private configChanged(): void {
     if (this.closed) return;
     const servers = this.engine.dnsServers;
-    this.ownResolver?.setServers(servers.map((address) => ({ address, port: 53 })));
-    for (const tree of this.trees.values()) tree.rules.setDnsServers(servers);
+    if (!sameAddresses(servers, this.dnsServers)) {
+      // new /qubes-primary-dns, /qubes-secondary-dns: asked from now on, and `specialtarget=dns`
+      this.dnsServers = servers;
+      this.ownResolver?.setServers(servers.map((address) => ({ address, port: 53 })));
+      for (const tree of this.trees.values()) tree.rules.setDnsServers(servers);
+    }
     // a vif may have appeared for a tree that arrived first
     for (const tree of this.trees.values()) {
       const link = this.engine.clientLink(tree.address);
@@ -260,6 +271,12 @@ export class ClientRules {
   }
 }
 
+function sameAddresses(a: readonly Uint8Array[], b: readonly Uint8Array[]): boolean {
+  return (
+    a.length === b.length && a.every((x, i) => x.length === b[i]!.length && x.every((v, j) => v === b[i]![j]))
+  );
+}
+
 /** Entries as full QubesDB paths (`/qubes-firewall/<ip>/0000`) or relative keys, made relative. */
 function relativeEntries(ip: string, entries: RuleEntries): [string, string][] {
   const pairs: (readonly [string, string])[] =
@@ -267,5 +284,7 @@ function relativeEntries(ip: string, entries: RuleEntries): [string, string][] {
       ? [...(entries as Iterable<readonly [string, string]>)]
       : Object.entries(entries);
   const prefix = `/qubes-firewall/${ip}/`;
-  return pairs.map(([k, v]) => [k.startsWith(prefix) ? k.slice(prefix.length) : k, v]);
+  return pairs
+    .filter(([k]) => k !== prefix.slice(0, -1)) // the commit marker itself, from a multiread without the slash
+    .map(([k, v]) => [k.startsWith(prefix) ? k.slice(prefix.length) : k, v]);
 }

@@ -1056,3 +1056,35 @@ describe('a new uplink', () => {
     expect(engine.stats().links[0]!.dropsByReason['spoofed-from-uplink']).toBe(1);
   });
 });
+
+describe('knobs for tests', () => {
+  it('frame4 sets the IPv4 identification and keeps every checksum complete', () => {
+    for (const proto of [6, 17, 1]) {
+      const f = frame4({ src: C1, dst: REMOTE, proto, ipId: 0xbeef });
+      expect(read16(f, 18)).toBe(0xbeef);
+      expect(checksumsValid(f)).toBe(true);
+    }
+  });
+
+  it('the ICMP rate limit is configurable (EngineConfig.icmpRate); by default a burst of 6 per destination', () => {
+    const rejects = (extra: object) => {
+      const { engine, sink, c1 } = setup(extra);
+      engine.setRuleSet(c1, dropAll);
+      let sent = 0;
+      for (let i = 0; i < 20; i++) {
+        const r = out(
+          engine,
+          sink,
+          c1,
+          frame4({ src: C1, dst: REMOTE, proto: 6, sport: 30000 + i, dport: 22 }),
+        );
+        sent += r.frames.length;
+        expect(r.v).toBe(r.frames.length > 0 ? V_REJECTED : V_DROPPED);
+      }
+      return sent;
+    };
+    expect(rejects({})).toBe(6);
+    expect(rejects({ icmpRate: { perDestBurst: 100 } })).toBe(20);
+    expect(rejects({ icmpRate: { perDestBurst: 100, globalBurst: 3 } })).toBe(3);
+  });
+});

@@ -3,6 +3,7 @@
  * made from the same QubesDB tree (issue 12's difference classes); each case failed before.
  */
 import { describe, expect, it } from 'vitest';
+import { compileRuleEntries } from '../rules/client-rules.ts';
 import { read16, read32 } from '../wire/checksum.ts';
 import { UPLINK } from './config.ts';
 import { V_DROPPED, V_FORWARDED, V_LOCAL, V_REJECTED } from './engine.ts';
@@ -241,5 +242,59 @@ describe('denied in both, in the same form as Linux (class 5)', () => {
     const ok = frame4({ src: C1, dst: REMOTE, proto: 6, sport: 40000, dport: 443, tcpFlags });
     expect(engine.receive(c1, ok, 0, ok.length, meta0())).toBe(V_DROPPED);
     expect(sink.take()).toEqual([]);
+  });
+});
+
+describe('where Linux is wrong and moat keeps its behaviour (class 6)', () => {
+  const HOST = ip('198.51.100.7');
+  const tree = (entries: Record<string, string>) => compileRuleEntries(entries, '10.137.0.20');
+
+  it('purges the flows a new rule set refuses: ICMP ones too, and ports compared as numbers', () => {
+    const { engine, sink, c1 } = setup();
+    engine.setRuleSet(c1, tree({ policy: 'accept' }));
+    const sent = [
+      frame4({ src: C1, dst: HOST, proto: 17, sport: 41000, dport: 10000 }),
+      frame4({ src: C1, dst: HOST, proto: 17, sport: 41001, dport: 53 }),
+      frame4({ src: C1, dst: HOST, proto: 17, sport: 41002, dport: 8000 }),
+      frame4({ src: C1, dst: HOST, proto: 1, icmpType: 8, icmpId: 77 }),
+    ];
+    for (const f of sent) expect(engine.receive(c1, f, 0, f.length, meta0())).toBe(V_FORWARDED);
+    // the uplink-side UDP source ports, and the echo's id (offset 38)
+    const natPorts = sink.take().map((s) => read16(s.bytes, s.bytes[23] === 1 ? 38 : 34));
+    const echoReply = frame4({
+      src: HOST,
+      dst: UP4,
+      proto: 1,
+      icmpType: 0,
+      icmpId: natPorts[3]!,
+      srcMac: NETVM_MAC,
+      dstMac: UP_MAC,
+    });
+    expect(engine.receive(UPLINK, echoReply.slice(), 0, echoReply.length, meta0())).toBe(V_FORWARDED);
+    sink.take();
+    expect(engine.conntrack.size).toBe(4);
+    // Linux's is_blocked() compares '10000' and '53' with '1000'-'9000' as strings (both pass),
+    // and conntrack_get_connections() skips ICMP entries (no dport=): all four would survive
+    expect(
+      engine.setRuleSet(c1, tree({ policy: 'drop', '0000': 'action=accept proto=udp dstports=1000-9000' })),
+    ).toBe(3);
+    expect(engine.conntrack.size).toBe(1);
+    const reply = (i: number) =>
+      frame4({
+        src: HOST,
+        dst: UP4,
+        proto: 17,
+        sport: [10000, 53, 8000][i]!,
+        dport: natPorts[i]!,
+        srcMac: NETVM_MAC,
+        dstMac: UP_MAC,
+      });
+    for (const i of [0, 1]) {
+      const f = reply(i);
+      expect(engine.receive(UPLINK, f, 0, f.length, meta0()), `reply ${i}`).toBe(V_DROPPED);
+    }
+    const kept = reply(2);
+    expect(engine.receive(UPLINK, kept, 0, kept.length, meta0())).toBe(V_FORWARDED);
+    expect(engine.receive(UPLINK, echoReply, 0, echoReply.length, meta0())).toBe(V_DROPPED);
   });
 });

@@ -36,17 +36,21 @@ export interface IcmpRateConfig {
 }
 
 export class IcmpRateLimiter {
-  private readonly rate: IcmpRateConfig;
   private readonly global: TokenBucket;
+  /** Per destination: ms of credit one message costs, and the most credit (interval × burst). */
+  private readonly interval: number;
+  private readonly cap: number;
   private readonly peerKey = new Int32Array(PEER_SLOTS);
   private readonly peerTokens = new Float64Array(PEER_SLOTS);
   private readonly peerLast = new Float64Array(PEER_SLOTS);
   private readonly peerUsed = new Uint8Array(PEER_SLOTS);
   limited = 0;
 
-  constructor(rate: Partial<IcmpRateConfig> = {}) {
-    this.rate = { ...ICMP_RATE, ...rate };
-    this.global = new TokenBucket(this.rate.globalPerSecond, this.rate.globalBurst);
+  constructor(config: Partial<IcmpRateConfig> = {}) {
+    const rate = { ...ICMP_RATE, ...config };
+    this.global = new TokenBucket(rate.globalPerSecond, rate.globalBurst);
+    this.interval = rate.perDestIntervalMs;
+    this.cap = rate.perDestIntervalMs * rate.perDestBurst;
   }
 
   /**
@@ -57,8 +61,8 @@ export class IcmpRateLimiter {
   allow(now: number, dest: number, rateLimited: boolean): boolean {
     if (!rateLimited) return true;
     const slot = (dest >>> 0) % PEER_SLOTS;
-    const rate = this.rate;
-    const cap = rate.perDestIntervalMs * rate.perDestBurst;
+    const cap = this.cap;
+    const interval = this.interval;
     if (this.peerUsed[slot] === 0 || this.peerKey[slot] !== (dest | 0)) {
       this.peerUsed[slot] = 1;
       this.peerKey[slot] = dest | 0;
@@ -67,12 +71,12 @@ export class IcmpRateLimiter {
     }
     let tokens = Math.min(cap, this.peerTokens[slot]! + (now - this.peerLast[slot]!));
     this.peerLast[slot] = now;
-    if (tokens < rate.perDestIntervalMs || !this.global.allow(now)) {
+    if (tokens < interval || !this.global.allow(now)) {
       this.peerTokens[slot] = tokens;
       this.limited++;
       return false;
     }
-    tokens -= rate.perDestIntervalMs;
+    tokens -= interval;
     this.peerTokens[slot] = tokens;
     return true;
   }

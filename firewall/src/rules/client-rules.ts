@@ -61,7 +61,13 @@ export interface SourceRulesOptions {
   wallClockSeconds?: () => number;
 }
 
-/** Parses and compiles a tree in one go (no DNS): parse failures give drop-all with the reason. */
+/**
+ * Parses and compiles a tree in one go, with no DNS: parse failures give drop-all with the
+ * reason, and so does a `dsthost` whose addresses `env.hostAddresses` does not give (as
+ * firewall.py blocks a client whose names do not resolve). For rule fixtures and tests;
+ * a firewall gives its clients' trees to ClientRules (`@moat/firewall`), which resolves the
+ * names and keeps the engine's sets up to date.
+ */
 export function compileRuleEntries(
   entries: RuleEntries,
   source: string | undefined,
@@ -155,6 +161,18 @@ export class SourceRules {
       this.options.log?.(
         `New firewall rules for ${source}: ${parsed.value.rules.length} rules, policy ${parsed.value.policy}`,
       );
+  }
+
+  /**
+   * The same tree committed again: nothing changes, but names whose answers are stale or
+   * failed are asked again now (firewall.py resolves every name at every commit), without
+   * waiting for the resolver's backoff.
+   */
+  recommit(): void {
+    if (this.disposed || this.family === undefined) return;
+    const resolver = this.options.resolver;
+    for (const name of this.names)
+      if (resolver?.freshness?.(name, this.family) === 'stale') resolver.refresh?.(name, this.family);
   }
 
   /** New `/qubes-primary-dns` / `/qubes-secondary-dns` values. */
