@@ -144,7 +144,7 @@ describe('ClientRules: QubesDB rule entries to a live rule set', () => {
   });
 
   it('resolves dsthost names through the engine uplink and follows the answer', () => {
-    const { engine, sink, rules, tick } = setup();
+    const { engine, sink, rules, logs, tick } = setup();
     const c1 = engine.addClient({ mac: C1_MAC, ip4: C1 });
     rules.update('10.137.0.20', { policy: 'drop', '0000': 'action=accept dsthost=www.example.com' });
     tick(1);
@@ -155,6 +155,11 @@ describe('ClientRules: QubesDB rule entries to a live rule set', () => {
     const f = tcp4(REMOTE);
     expect(engine.receive(c1, f, 0, f.length, meta0())).toBe(V_FORWARDED);
     expect(rules.status('10.137.0.20')).toMatchObject({ link: c1, failClosedReason: undefined });
+    // the new rules are announced once they are in force, not while their name was asked
+    expect(logs).toEqual([
+      'waiting for DNS answers for www.example.com (10.137.0.20)',
+      'New firewall rules for 10.137.0.20: 1 rules, policy drop',
+    ]);
     rules.close();
   });
 });

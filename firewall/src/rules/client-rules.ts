@@ -1,5 +1,6 @@
 /**
- * One client's rules over time: takes the client's raw QubesDB tree, resolves
+ * One `/qubes-firewall/<source>` tree over time (SourceRules; the package's ClientRules
+ * keeps one per tree and gives the engine their sets): takes the raw QubesDB tree, resolves
  * its `dsthost` names through the firewall's own resolver, and keeps the
  * current compiled RuleSet, rebuilt when a rule tree arrives, when DNS answers
  * change (TTL refresh; old addresses are kept until a new answer arrives) and
@@ -10,7 +11,10 @@
  * gives drop-all with a log line saying why. While names of a new tree are
  * still being resolved the previous set stays in force (as in Linux, whose old
  * chain stays until `nft -f` of the new one); a client with no previous set is
- * dropped meanwhile.
+ * dropped meanwhile. Every name must resolve again after each commit (firewall.py calls
+ * getaddrinfo at each one): an answer within its TTL counts, a stale one is asked again,
+ * and a name whose lookup since the commit failed blocks the tree even if older addresses
+ * are known. Once resolved, a name keeps its last addresses through failed refreshes.
  */
 
 import { canonicalName } from '../dns/wire.ts';
@@ -93,6 +97,8 @@ export class SourceRules {
    */
   private confirmed = new Map<string, readonly Uint8Array[]>();
   private readonly family: 4 | 6 | undefined;
+  /** A commit's set is not in force yet: log it when it is. */
+  private announce = false;
   private readonly listeners = new Set<(current: CompiledRuleSet, previous: CompiledRuleSet) => void>();
   private readonly unsubscribe: (() => void) | undefined;
   private dnsServers: readonly Uint8Array[];
@@ -156,11 +162,8 @@ export class SourceRules {
     const resolver = this.options.resolver;
     for (const name of names)
       if (resolver?.freshness?.(name, this.family) === 'stale') resolver.refresh?.(name, this.family);
+    this.announce = true;
     this.rebuild(true);
-    if (this.set.failClosedReason === undefined)
-      this.options.log?.(
-        `New firewall rules for ${source}: ${parsed.value.rules.length} rules, policy ${parsed.value.policy}`,
-      );
   }
 
   /**
@@ -261,6 +264,13 @@ export class SourceRules {
     }
     const next = compileRuleSet(parsed, env);
     this.hosts = hostAddresses; // resolvedHosts hides them while the set fails closed
+    if (this.announce && next.failClosedReason === undefined) {
+      // once per commit, when its set is in force (after its names resolved)
+      this.announce = false;
+      this.options.log?.(
+        `New firewall rules for ${source}: ${parsed.rules.length} rules, policy ${parsed.policy}`,
+      );
+    }
     this.swap(next);
   }
 
