@@ -297,6 +297,22 @@ export class NetbackDevice implements NetDevice {
       this.listeners,
       () => this.kick(),
     );
+    let attached = false;
+    try {
+      attached = rings.attach();
+    } catch {
+      attached = false;
+    }
+    if (!attached) {
+      txRing.unmap();
+      rxRing.unmap();
+      try {
+        xen.eventChannels.unbind(local);
+      } catch {
+        // Gone with its domain.
+      }
+      return this.refuse('its rings hold impossible indexes (req_prod more than a ring past rsp_prod)');
+    }
     const stopEvents = onPort(xen.eventChannels, local, () => {
       this.counters.eventsIn++;
       this.schedule();
