@@ -82,6 +82,16 @@ export class RawFrontend {
     return raw;
   }
 
+  /** Ends its grants and its channel (a frontend tearing down before it reconnects). */
+  release(): void {
+    for (const p of [this.txRing, this.rxRing, this.txPages, this.rxPages]) p.unshare();
+    try {
+      this.domain.eventChannels.unbind(this.port);
+    } catch {
+      // Already closed with the domain.
+    }
+  }
+
   /** Writes `req_prod` of the TX ring (or RX ring) as is. */
   setTxReqProd(value: number): void {
     this.txRing.storeRelease32(RING_REQ_PROD, value >>> 0);
