@@ -297,6 +297,22 @@ export class NetbackDevice implements NetDevice {
       this.listeners,
       () => this.kick(),
     );
+    let attached = false;
+    try {
+      attached = rings.attach();
+    } catch {
+      attached = false;
+    }
+    if (!attached) {
+      txRing.unmap();
+      rxRing.unmap();
+      try {
+        xen.eventChannels.unbind(local);
+      } catch {
+        // Gone with its domain.
+      }
+      return this.refuse('its rings hold impossible indexes (req_prod more than a ring past rsp_prod)');
+    }
     const stopEvents = onPort(xen.eventChannels, local, () => {
       this.counters.eventsIn++;
       this.schedule();
@@ -418,8 +434,16 @@ export class NetbackDevice implements NetDevice {
   }
 
   onFrame(listener: FrameListener): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    // A listener that throws is our user's bug, not the peer's: log it, never cut the peer.
+    const guarded: FrameListener = (buf, off, len, meta) => {
+      try {
+        listener(buf, off, len, meta);
+      } catch (error) {
+        this.ctx.log.log(`${this.name}: a frame listener threw: ${(error as Error).message}`);
+      }
+    };
+    this.listeners.add(guarded);
+    return () => this.listeners.delete(guarded);
   }
 
   onClose(listener: (reason: string) => void): () => void {

@@ -153,6 +153,11 @@ export class NetbackRings {
     this.rxView = this.rx.view;
   }
 
+  /** Attaches to both rings where they stand; false when the frontend's indexes are impossible. */
+  attach(): boolean {
+    return this.tx.attach() && this.rx.attach();
+  }
+
   /** Fresh ring indexes (the fuzz target reuses one pair of pages for many cases). */
   reset(): void {
     this.tx.reset();

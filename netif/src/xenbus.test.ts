@@ -2,9 +2,9 @@
 import { describe, expect, it } from 'vitest';
 import { type NetbackDevice, startNetback } from './netback.ts';
 import { connectNetfront } from './netfront.ts';
-import { SimNetifWorld } from './sim/index.ts';
+import { RawFrontend, SimNetifWorld } from './sim/index.ts';
 import { collect, frame, until } from './test-support.ts';
-import { backendPath } from './wire.ts';
+import { backendPath, encodeTxRequest } from './wire.ts';
 
 async function world(removeClosedAfterMs: number) {
   const w = new SimNetifWorld();
@@ -83,6 +83,35 @@ describe('xenbus walk', () => {
     await until(() => got.length === 1, 'a frame over the new connection');
     expect(devices).toHaveLength(1);
     await second.close();
+    await netback.close();
+    w.close();
+  });
+});
+
+describe('attaching to rings a previous backend used', () => {
+  it('starts where the old responses ended (BACK_RING_ATTACH)', async () => {
+    const { w, netback, client, devices } = await world(0);
+    const raw = await RawFrontend.connect({
+      domain: client.domain,
+      xenstore: client.xenstore,
+      backend: w.backend.domain.domid,
+      startIndex: 0xfffffff0,
+    });
+    await until(() => devices[0]?.state === 'connected', 'connection');
+    const got = collect(devices[0]!);
+    new Uint8Array(raw.txPages.buffer).set(frame(100, 4));
+    encodeTxRequest(raw.tx, RawFrontend.txSlot(0xfffffff0), {
+      gref: raw.txPages.refs[0]!,
+      offset: 0,
+      flags: 0,
+      id: 1,
+      size: 100,
+    });
+    raw.setTxReqProd(0xfffffff1);
+    raw.notify();
+    await until(() => got.length === 1, 'the frame');
+    expect(got[0]!.data).toEqual(frame(100, 4));
+    expect(raw.txRspProd()).toBe(0xfffffff1);
     await netback.close();
     w.close();
   });
