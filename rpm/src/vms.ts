@@ -1,5 +1,6 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { FIREWALL_VM_ENTRY } from '@moat/unikernel';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -15,43 +16,38 @@ export interface PackagedVm {
    * the VM runs a qrexec agent; without one, the post-install start would wait 60 s and fail.
    */
   readonly templateConf: string;
-  /** The entry bundled when `./moat package` is given none for this VM and it has no `app` yet. */
-  readonly placeholder: { readonly issue: string };
   /**
-   * The VM itself, once it exists: its main (`/app/main.js`), other bundles beside it (a worker),
-   * and whether it needs @moat/xen's addon and Xen libraries on its disk.
+   * What the image runs when `./moat package` is given no entry for this VM: the VM's own
+   * entry (bundled with @moat/xen's addon), or the placeholder until the VM exists.
    */
-  readonly app?: {
-    readonly entry: string;
-    readonly bundles: readonly { readonly path: string; readonly entry: string }[];
-    readonly xenAddon: boolean;
-  };
+  readonly app:
+    | {
+        readonly entry: string;
+        /** More entries bundled beside main.js (moat-viewer's decode worker). */
+        readonly bundles?: readonly { readonly path: string; readonly entry: string }[];
+      }
+    | { readonly placeholderIssue: string };
 }
-
-export const repositoryRoot = join(here, '..', '..');
 
 export const packagedVms: readonly PackagedVm[] = [
   {
     name: 'moat-firewall',
     description: 'sys-moat: a small memory-safe firewall qube in place of sys-firewall',
-    templateConf: 'virt-mode=pvh\nkernel=\n',
-    placeholder: { issue: '14' },
+    templateConf: 'virt-mode=pvh\nkernel=\nqrexec=1\n',
+    app: { entry: FIREWALL_VM_ENTRY },
   },
   {
     name: 'moat-viewer',
     description: 'moat-viewer: a disposable image viewer qube with memory-safe decoders',
-    // qrexec=1: the VM runs a qrexec agent, so qvm-template-postprocess may start it and wait.
     templateConf: 'virt-mode=pvh\nkernel=\nqrexec=1\n',
-    placeholder: { issue: '17' },
     app: {
-      entry: join(repositoryRoot, 'viewer', 'src', 'vm', 'main.ts'),
+      entry: join(here, '..', '..', 'viewer', 'src', 'vm', 'main.ts'),
       bundles: [
         {
           path: '/app/decode-worker.js',
-          entry: join(repositoryRoot, 'viewer', 'src', 'decoders', 'worker.ts'),
+          entry: join(here, '..', '..', 'viewer', 'src', 'decoders', 'worker.ts'),
         },
       ],
-      xenAddon: true,
     },
   },
 ];
