@@ -24,7 +24,8 @@ export interface ClientNetwork {
 }
 
 export interface LinuxGuestArgs extends Partial<ClientNetwork> {
-  readonly role: 'netvm' | 'client';
+  /** `firewall`: the Linux reference firewall (linux-firewall/), netfront up and netback down. */
+  readonly role: 'netvm' | 'client' | 'firewall';
   /** netvm: names its DNS server answers (name -> IPv4). */
   readonly dns?: Record<string, string>;
   /** netvm: more addresses it owns (on lo), as upstream hosts. */
@@ -35,12 +36,30 @@ export interface LinuxGuestArgs extends Partial<ClientNetwork> {
 }
 
 export type LinuxCommand =
-  | { op: 'tcp'; to: string; port: number; timeoutMs?: number; readReply?: boolean }
-  | { op: 'udp'; to: string; port: number; payload?: string; timeoutMs?: number }
+  | {
+      op: 'tcp';
+      to: string;
+      port: number;
+      timeoutMs?: number;
+      readReply?: boolean;
+      /** Source address to send from (added to the interface for the probe: spoofing). */
+      source?: string;
+      /** Keep the connection open under this name after its echo (`tcp-again` uses it). */
+      hold?: string;
+    }
+  /** A line over a held connection; accepted when it is echoed back. */
+  | { op: 'tcp-again'; hold: string; timeoutMs?: number }
+  | { op: 'udp'; to: string; port: number; payload?: string; timeoutMs?: number; source?: string }
   | { op: 'ping'; to: string; count?: number; timeoutMs?: number }
   | { op: 'dns'; name: string; server?: string; timeoutMs?: number }
   | { op: 'stream'; to: string; port?: number; bytes: number; seed: number }
-  | { op: 'iperf3'; to: string; seconds?: number }
+  | { op: 'iperf3'; to: string; seconds?: number; reverse?: boolean }
+  /** firewall: read QubesDB, bring the uplink up, load the rules and follow QubesDB. */
+  | { op: 'firewall-start' }
+  /** firewall: the uplink vif came back (netvm restarted): configure it again. */
+  | { op: 'firewall-uplink' }
+  /** firewall: wait until a client's rules were handled more than `after` times. */
+  | { op: 'firewall-handled'; target: string; after: number; timeoutMs?: number }
   | { op: 'configure'; network: Partial<ClientNetwork> }
   | { op: 'vifs' }
   | { op: 'set-dns'; names: Record<string, string> }

@@ -98,10 +98,10 @@ export async function startLinuxVm(lab: Lab, image: VmImage, o: LinuxVmOptions):
   const handle = lab.createDomU(image, {
     type: o.type ?? 'pv',
     name: o.name,
-    memoryMb: o.memoryMb ?? (o.args.role === 'netvm' ? 192 : 160),
+    memoryMb: o.memoryMb ?? (o.args.role === 'client' ? 160 : 192),
     args: o.args as unknown as Record<string, unknown>,
     ...(o.vifs ? { vifs: o.vifs } : {}),
-    ...(o.args.role === 'netvm' ? { driverDomain: true } : {}),
+    ...(o.args.role !== 'client' ? { driverDomain: true } : {}),
   });
   const up = await handle.result('up', { timeoutMs: o.upTimeoutMs ?? 420_000 });
   if (!up.ok) throw new LabError(o.name, `did not come up: ${up.error}\n${handle.tail(30)}`);
