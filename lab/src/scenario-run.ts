@@ -205,6 +205,9 @@ export async function runScenario(
           type: scenario.virtMode,
           args: { role: 'client', ip: spec.ip, gateway },
           vifs: [vifOf(spec, index)],
+          // Several clients boot at once; under emulation on a loaded machine (load 14-17) one
+          // of three took more than the default 420 s to report `up`.
+          upTimeoutMs: 1_200_000,
         }).then((vm) => ({ vm, spec, index })),
       ),
     );
