@@ -39,10 +39,16 @@ describe('lab scenarios (test/scenarios, lab)', () => {
     '%s',
     async (file, i) => {
       const scenario = parseScenario(readFileSync(join(dir, file), 'utf8'), file);
-      const run = await runScenario(scenario, { lab, image, namePrefix: `s${i}-` });
       const row = (r: StepReport) =>
         `${r.ok ? 'ok  ' : 'FAIL'} ${r.step} ${r.what}: ${r.result}${r.expect ? ` (expect ${r.expect})` : ''} ${r.ms} ms` +
         (r.ok ? '' : ` ${JSON.stringify(r.detail)}`);
+      // Each step as it ends, so a run stopped midway still shows how far it got.
+      const run = await runScenario(scenario, {
+        lab,
+        image,
+        namePrefix: `s${i}-`,
+        onStep: (r) => console.log(`${file} ${row(r)}`),
+      });
       console.log(`scenario ${file} (${JSON.stringify(run.timings)}):\n${run.reports.map(row).join('\n')}`);
       expect(run.reports.filter((r) => !r.ok).map(row)).toEqual([]);
       expect(run.ok).toBe(true);
