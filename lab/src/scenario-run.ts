@@ -266,15 +266,18 @@ export async function runScenario(
         detail: { connectedIps: entries['/connected-ips'], keys: Object.keys(entries).length },
       };
     });
-    if (firewall)
-      reports.push({
+    if (firewall) {
+      const report: StepReport = {
         step: '0.f',
         what: `${firewall.kind} firewall: QubesDB, uplink, rules of every client`,
         result: 'enforcing',
         ok: true,
         ms: 0,
         detail: firewallStarted,
-      });
+      };
+      reports.push(report);
+      options.onStep?.(report);
+    }
     for (const c of started)
       await check(`0.${c.index + 1}`, `${c.spec.name}: QubesDB from dom0`, async () => {
         const entries = await readDb(c.vm, '/qubes-');
