@@ -38,13 +38,16 @@ export {
   type LinuxVmOptions,
   listVifs,
   netvmVif,
+  type QubesDbService,
   qubesMac,
+  serveQubesDb,
   startLinuxVm,
   xenstoreCount,
 } from './topology.ts';
 export { type LinuxCommand, type LinuxGuestArgs, NETVM_PORTS, type ProbeOutcome } from './topology-wire.ts';
 export {
   buildVchanGuest,
+  domainId,
   interopPlan,
   startVchanRun,
   VCHAN_GUEST,
