@@ -469,7 +469,9 @@ async function iperfProbe(c: Extract<LinuxCommand, { op: 'iperf3' }>): Promise<u
  * 32752 - domid, later vifs preferred), the firewall's address on the vif, proxy ARP.
  */
 function firewallVifScript(ownIp: string): string {
+  // iproute2's ip first: busybox's ip (first in /bin) knows neither 'group' nor 'neighbour'.
   return `#!/bin/sh
+PATH=/mnt/bin:$PATH
 dev=\${XENBUS_PATH##*/}
 rest=\${XENBUS_PATH%/*}
 domid=\${rest##*/}
