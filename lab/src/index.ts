@@ -32,6 +32,9 @@ export { type LabSession, labSession } from './shared-lab.ts';
 export { checkSmokeRun, runSmoke, SMOKE_GUEST, type SmokeStep, smokeExpectedSum } from './smoke.ts';
 export {
   attachVif,
+  bridgeVif,
+  type CommandVm,
+  type CommandVmOptions,
   detachVif,
   hotplugRetries,
   type LinuxVm,
@@ -39,6 +42,7 @@ export {
   listVifs,
   netvmVif,
   qubesMac,
+  startCommandVm,
   startLinuxVm,
   xenstoreCount,
 } from './topology.ts';

@@ -89,11 +89,12 @@ const programs: readonly { pkg: string; from: string; name: string }[] = [
   { pkg: 'xenstore-utils', from: 'usr/bin/xenstore', name: 'xenstore' },
 ];
 
-/** The modules a Linux guest loads besides the unikernel's: both network ends of Xen. */
+/** The modules a Linux guest loads besides the unikernel's: both network ends of Xen, the bridge. */
 export const linuxGuestModules: readonly KernelModule[] = [
   ...defaultGuestModules,
   { name: 'xen-netfront' },
   { name: 'xen-netback' },
+  { name: 'bridge' },
 ];
 
 /** Every shared library (files and symlinks, by name) in a package's library folders. */
