@@ -13,8 +13,13 @@
  * waits 10 s for InitWait, LIBXL_INIT_TIMEOUT); when the frontend is Connected map its two
  * ring pages and bind its event channel (the addon's gntdev and evtchn in a domU), then
  * Connected; when the toolstack asks for Closing (`online = 0`) or the frontend closes,
- * unmap, Closed, and remove the backend directory (libxl waits 10 s for the driver domain to
- * do it, LIBXL_DESTROY_TIMEOUT).
+ * unmap and Closed.
+ *
+ * Both roles run `removeClosedBackends`, the part of `xl devd` a driver domain needs besides
+ * its backend driver: libxl in dom0 detaches a vif by writing the backend's `online = 0` and
+ * `state = 5`, waits for the backend's Closed, then waits (LIBXL_DESTROY_TIMEOUT, 10 s) for the
+ * driver domain to remove the backend directory (xen tools/libs/light/libxl_device.c,
+ * device_hotplug and backend_watch_callback, @ c447b7308b).
  */
 import {
   connectNetfront,
@@ -24,7 +29,7 @@ import {
   startNetback,
 } from '@moat/netif';
 import { openNativeDomain, openXenbusDevice, type WritableMapping, type XenDomain } from '@moat/xen';
-import { type XenstoreClient, xenstoreOverXenbus } from '@moat/xenstore';
+import { type XenstoreClient, type XenstoreWatch, xenstoreOverXenbus } from '@moat/xenstore';
 import { guestArgs } from '../guest.ts';
 import type {
   BackendReport,
@@ -47,6 +52,7 @@ interface Device {
   rings?: { tx: number; rx: number; eventChannel: number };
   mappings: WritableMapping[];
   port?: number;
+  watch?: XenstoreWatch;
   closed: boolean;
 }
 
@@ -91,7 +97,7 @@ class PlumbingBackend {
           await this.xs.write(`${path}/feature-rx-flip`, '0');
           await this.xs.write(`${path}/state`, '2');
           await this.xs.write(`${path}/hotplug-status`, 'connected');
-          await this.xs.watch(`${d.frontendPath}/state`, {
+          d.watch = await this.xs.watch(`${d.frontendPath}/state`, {
             onEvent: () => this.serially(() => this.step(path)),
           });
           log(`plumbing: ${path} InitWait (frontend ${d.frontendPath})`);
@@ -131,11 +137,10 @@ class PlumbingBackend {
     for (const m of d.mappings) m.unmap();
     d.mappings = [];
     if (d.port !== undefined) this.domain.eventChannels.unbind(d.port);
+    await d.watch?.close().catch(() => undefined);
     await this.xs.write(`${d.path}/state`, '6').catch(() => undefined);
-    // What `xl devd` does in a Linux driver domain; libxl removes the <fe> directory itself.
-    await this.xs.rm(d.path).catch(() => undefined);
     this.devices.delete(d.path);
-    log(`plumbing: ${d.path} closed and removed`);
+    log(`plumbing: ${d.path} closed`);
   }
 
   async report(): Promise<BackendReport[]> {
@@ -153,6 +158,46 @@ class PlumbingBackend {
       });
     return out;
   }
+}
+
+/**
+ * libxl reads the backend's `state` when its watch fires; a directory removed before that
+ * read fails the detach ("wanted state 6 but it was removed": libxl_event.c devstate_callback).
+ * `xl devd` removes it only after running the hotplug script's `remove`, so dom0 has read the
+ * state long before; this stand-in waits as long before removing.
+ */
+const REMOVE_AFTER_CLOSED_MS = 2000;
+
+/** Removes each backend directory the toolstack took offline once the backend is Closed (what xl devd does). */
+async function removeClosedBackends(xs: XenstoreClient, home: string): Promise<void> {
+  const base = `${home}/backend/vif`;
+  const pending = new Set<string>();
+  const list = (path: string) => xs.directory(path).catch(() => [] as string[]);
+  let scanning = Promise.resolve();
+  const scan = async () => {
+    for (const fe of await list(base))
+      for (const dev of await list(`${base}/${fe}`)) {
+        const path = `${base}/${fe}/${dev}`;
+        if (pending.has(path)) continue;
+        const state = await xs.tryRead(`${path}/state`);
+        const online = await xs.tryRead(`${path}/online`);
+        if (state?.trim() !== '6' || online?.trim() !== '0') continue;
+        pending.add(path);
+        setTimeout(() => {
+          void xs
+            .rm(path)
+            .catch((e: Error) => log(`devd: removing ${path}: ${e.message}`))
+            .finally(() => pending.delete(path));
+        }, REMOVE_AFTER_CLOSED_MS);
+      }
+  };
+  await xs.watch(base, {
+    onEvent: () => {
+      scanning = scanning.then(scan).catch((e: Error) => {
+        log(`devd: ${e.message}`);
+      });
+    },
+  });
 }
 
 type Counts = { -readonly [K in keyof DirectionCounts]: DirectionCounts[K] };
@@ -221,6 +266,7 @@ async function main(): Promise<void> {
     const xs = xenstoreOverXenbus(openXenbusDevice());
     const home = `/local/domain/${domain.domid}`;
     const backend = new PlumbingBackend(xs, domain, home);
+    await removeClosedBackends(xs, home);
     if (args.role === 'plumbing') await backend.start();
     const bridge = args.role === 'bridge' ? await startBridge(domain, xs) : undefined;
     const needBridge = () => {
