@@ -29,8 +29,11 @@ export class SimVifToolstack {
     this.client = new XenstoreClient(xs.connect({ domid: 0 }));
   }
 
-  /** `xl network-attach`: both directories, owned by their domain, readable by the other. */
-  attach(o: SimVifOptions): { frontendPath: string; backendPath: string } {
+  /**
+   * `xl network-attach`: both directories in one transaction (as libxl), each owned by its
+   * domain and readable by the other, through a dom0 connection so watches fire.
+   */
+  async attach(o: SimVifOptions): Promise<{ frontendPath: string; backendPath: string }> {
     const devid = o.devid ?? 0;
     const f = frontendPath(o.frontend, devid);
     const b = backendPath(o.backend, o.frontend, devid);
@@ -44,10 +47,7 @@ export class SimVifToolstack {
       { domid: o.backend, access: 'none' as const },
       { domid: o.frontend, access: 'read' as const },
     ];
-    // Backend first, as libxl's transaction makes both visible at once to the watchers
-    // that matter (the backend finds its frontend's directory already there).
-    this.xs.adminWrite(f, '', fPerms);
-    for (const [k, v] of [
+    const frontKeys: [string, string][] = [
       ['backend', b],
       ['backend-id', String(o.backend)],
       ['handle', String(devid)],
@@ -55,10 +55,8 @@ export class SimVifToolstack {
       ['mtu', mtu],
       ['trusted', '1'],
       ['state', String(XenbusState.Initialising)],
-    ] as const)
-      this.xs.adminWrite(`${f}/${k}`, v, fPerms);
-    this.xs.adminWrite(b, '', bPerms);
-    for (const [k, v] of [
+    ];
+    const backKeys: [string, string][] = [
       ['frontend', f],
       ['frontend-id', String(o.frontend)],
       ['handle', String(devid)],
@@ -68,8 +66,20 @@ export class SimVifToolstack {
       ['script', '/etc/xen/scripts/vif-bridge'],
       ['type', 'vif'],
       ['state', String(XenbusState.Initialising)],
-    ] as const)
-      this.xs.adminWrite(`${b}/${k}`, v, bPerms);
+    ];
+    await this.client.transaction(async (tx) => {
+      for (const [dir, perms, keys] of [
+        [f, fPerms, frontKeys],
+        [b, bPerms, backKeys],
+      ] as const) {
+        await tx.mkdir(dir);
+        await tx.setPermissions(dir, perms);
+        for (const [k, v] of keys) {
+          await tx.write(`${dir}/${k}`, v);
+          await tx.setPermissions(`${dir}/${k}`, perms);
+        }
+      }
+    });
     return { frontendPath: f, backendPath: b };
   }
 
@@ -80,8 +90,10 @@ export class SimVifToolstack {
   async detach(o: SimVifOptions, timeoutMs = 10_000): Promise<boolean> {
     const devid = o.devid ?? 0;
     const b = backendPath(o.backend, o.frontend, devid);
-    this.xs.adminWrite(`${b}/online`, '0');
-    this.xs.adminWrite(`${b}/state`, String(XenbusState.Closing));
+    await this.client.transaction(async (tx) => {
+      await tx.write(`${b}/online`, '0');
+      await tx.write(`${b}/state`, String(XenbusState.Closing));
+    });
     let closed = false;
     try {
       await this.client.waitFor(`${b}/state`, (v) => (v === String(XenbusState.Closed) ? true : undefined), {
@@ -91,15 +103,17 @@ export class SimVifToolstack {
     } catch {
       closed = false;
     }
-    this.remove(o);
+    await this.remove(o);
     return closed;
   }
 
   /** What libxl does for a destroyed domain's devices: both directories go at once. */
-  remove(o: SimVifOptions): void {
+  async remove(o: SimVifOptions): Promise<void> {
     const devid = o.devid ?? 0;
-    this.client.rm(backendPath(o.backend, o.frontend, devid)).catch(() => undefined);
-    this.client.rm(frontendPath(o.frontend, devid)).catch(() => undefined);
+    await this.client.transaction(async (tx) => {
+      await tx.rm(backendPath(o.backend, o.frontend, devid));
+      await tx.rm(frontendPath(o.frontend, devid));
+    });
   }
 
   close(): void {
@@ -157,7 +171,7 @@ export async function simNetifPair(
     ...(options.backendFeatures ? { features: options.backendFeatures } : {}),
     onDevice: (d) => resolveBack(d),
   });
-  toolstack.attach({
+  await toolstack.attach({
     frontend: frontendDomain.domid,
     backend: backendDomain.domid,
     devid: 0,
