@@ -4,6 +4,7 @@ import { demoCommand } from './demo.ts';
 import { firewallCommand } from './firewall.ts';
 import { labCommand } from './lab.ts';
 import { labBenchCommand } from './lab-bench.ts';
+import { netifFuzzCommand } from './netif-fuzz.ts';
 import { packageCommand } from './package.ts';
 import { qrexecCommand } from './qrexec.ts';
 import { qubesdbCommand } from './qubesdb.ts';
@@ -18,6 +19,7 @@ export const commandModules: readonly CommandModule[] = [
   testCommand,
   xenCommand,
   viewerCommand,
+  netifFuzzCommand,
   firewallCommand,
   qubesdbCommand,
   qrexecCommand,

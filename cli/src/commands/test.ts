@@ -108,15 +108,23 @@ export const testPhases: TestPhase[] = [
   },
   {
     name: 'fuzz',
-    description: 'image decoders: 20 s of mutated corpus files per format (no crash, hang or overrun)',
+    description:
+      'image decoders: 20 s of mutated corpus files per format (no crash, hang or overrun); netif rings: 10 s each of mutated requests (netback) and responses (netfront)',
     applies: hasFolder('viewer'),
-    run: (root) =>
-      step(
+    run: async (root) => {
+      await step(
         root,
         join(root, 'moat'),
         ['fuzz', 'decoders', '--seconds', '20'],
         'decoder fuzzing (moat fuzz decoders)',
-      ),
+      );
+      await step(
+        root,
+        join(root, 'moat'),
+        ['fuzz', 'netif', '--seconds', '10'],
+        'netif ring fuzzing (moat fuzz netif)',
+      );
+    },
   },
 ];
 
