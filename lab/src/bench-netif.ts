@@ -103,28 +103,33 @@ export async function runNetifBench(
     const oursClientIp = '10.137.0.10';
     const linuxClientIp = '10.137.0.11';
     await startLinuxVm(lab, linux.image, { name: 'nb-netvm', args: { role: 'netvm', ip: netvmIp } });
-    await startLinuxVm(lab, linux.image, {
-      name: 'nb-bridge',
-      args: { role: 'bridge' },
-      vifs: [netvmVif('nb-netvm', linuxClientIp, qubesMac(7))],
-    });
-    const moat = await startCommandVm<NetifCommand>(lab, ours.image, {
-      name: 'nb-moat',
-      args: { role: 'bridge' },
-      memoryMb: 192,
-      driverDomain: true,
-      vifs: [netvmVif('nb-netvm', oursClientIp, qubesMac(6))],
-    });
-    const linuxClient = await startLinuxVm(lab, linux.image, {
-      name: 'nb-client-linux',
-      args: { role: 'client', ip: linuxClientIp, gateway: netvmIp },
-      vifs: [bridgeVif('nb-bridge', qubesMac(11))],
-    });
-    const oursClient = await startLinuxVm(lab, linux.image, {
-      name: 'nb-client-moat',
-      args: { role: 'client', ip: oursClientIp, gateway: netvmIp },
-      vifs: [{ backend: 'nb-moat', ip: oursClientIp, mac: qubesMac(10) }],
-    });
+    // The two middles boot side by side, then the two clients: domU boots dominate under emulation.
+    const [, moat] = await Promise.all([
+      startLinuxVm(lab, linux.image, {
+        name: 'nb-bridge',
+        args: { role: 'bridge' },
+        vifs: [netvmVif('nb-netvm', linuxClientIp, qubesMac(7))],
+      }),
+      startCommandVm<NetifCommand>(lab, ours.image, {
+        name: 'nb-moat',
+        args: { role: 'bridge' },
+        memoryMb: 192,
+        driverDomain: true,
+        vifs: [netvmVif('nb-netvm', oursClientIp, qubesMac(6))],
+      }),
+    ]);
+    const [linuxClient, oursClient] = await Promise.all([
+      startLinuxVm(lab, linux.image, {
+        name: 'nb-client-linux',
+        args: { role: 'client', ip: linuxClientIp, gateway: netvmIp },
+        vifs: [bridgeVif('nb-bridge', qubesMac(11))],
+      }),
+      startLinuxVm(lab, linux.image, {
+        name: 'nb-client-moat',
+        args: { role: 'client', ip: oursClientIp, gateway: netvmIp },
+        vifs: [{ backend: 'nb-moat', ip: oursClientIp, mac: qubesMac(10) }],
+      }),
+    ]);
 
     const measured: NetifBenchRound[] = [];
     for (let i = 0; i < rounds; i++) {
