@@ -25,14 +25,15 @@ import { NETVM_PORTS, patternStreamSha256 } from '../src/topology-wire.ts';
  * (guests/netif.guest.ts) passes frames with their offload metadata and counts them. One lab
  * session; the VMs start in beforeAll and the tests run in order on them. Timings are
  * printed, never asserted. CI runs the small case of each kind; MOAT_LAB_LONG=1 the issue's
- * full sizes (64 MiB each way, 50 attach/detach cycles).
+ * full sizes (64 MiB each way, 50 attach/detach cycles): at load 17-19 the 16 MiB of the first
+ * run took 364 s up and 101 s down, and 5 cycles 366 s.
  */
 const NETIF_GUEST = new URL('../src/guests/netif.guest.ts', import.meta.url).pathname;
 const NETVM = { name: 'nf-netvm', ip: '10.137.0.5' };
 const MOAT = { name: 'nf-moat', mac: qubesMac(6) };
 const CLIENT = { name: 'nf-client', ip: '10.137.0.10', mac: qubesMac(10) };
 const LONG = process.env.MOAT_LAB_LONG === '1';
-const STREAM_BYTES = (LONG ? 64 : 16) * 1024 * 1024;
+const STREAM_BYTES = (LONG ? 64 : 8) * 1024 * 1024;
 const CYCLES = LONG ? 50 : 5;
 const clientVif = { backend: MOAT.name, ip: CLIENT.ip, mac: CLIENT.mac };
 
@@ -106,13 +107,18 @@ describe('@moat/netif between Linux qubes on real Xen: our domU as backend and f
       to: NETVM.ip,
       count: 3,
     });
-    expect(fromClient).toMatchObject({ outcome: 'accepted', received: 3 });
+    // Answers, not all three: busybox ping stops waiting for the last reply after about twice
+    // the longest RTT so far, and RTTs under emulation on a loaded machine vary by seconds (a
+    // run had the netvm's third reply late). linux-net.lab.test.ts asks the same.
+    expect(fromClient.outcome).toBe('accepted');
+    expect(fromClient.received).toBeGreaterThan(0);
     const fromNetvm = await netvm.command<{ outcome: string; received: number; avgMs?: number }>({
       op: 'ping',
       to: CLIENT.ip,
       count: 3,
     });
-    expect(fromNetvm).toMatchObject({ outcome: 'accepted', received: 3 });
+    expect(fromNetvm.outcome).toBe('accepted');
+    expect(fromNetvm.received).toBeGreaterThan(0);
     // Each side learned the other's MAC through the bridge (ARP, not a static entry).
     const neigh = await client.command<{ code: number; out: string }>({
       op: 'exec',
@@ -131,7 +137,10 @@ describe('@moat/netif between Linux qubes on real Xen: our domU as backend and f
       readReply: true,
     });
     expect(tcp.reply).toMatch(new RegExp(`^from ${quoted(CLIENT.ip)}:\\d+\\nhello$`));
-    figures.ping = { fromClientMs: fromClient.avgMs, fromNetvmMs: fromNetvm.avgMs };
+    figures.ping = {
+      fromClient: { received: fromClient.received, avgMs: fromClient.avgMs },
+      fromNetvm: { received: fromNetvm.received, avgMs: fromNetvm.avgMs },
+    };
   });
 
   it(`moves ${STREAM_BYTES >> 20} MiB each way with the same SHA-256 at both ends, TCP segments crossing as GSO frames`, async () => {
