@@ -52,7 +52,7 @@ const round = (x: number, digits = 2) => Number(x.toFixed(digits));
 async function iperf(client: LinuxVm, to: string, seconds: number): Promise<number> {
   const r = await client.command<{ outcome: string; bitsPerSecond?: number; error?: string }>(
     { op: 'iperf3', to, seconds },
-    { timeoutMs: (seconds + 300) * 1000 },
+    { timeoutMs: (seconds + 400) * 1000 },
   );
   if (r.outcome !== 'accepted' || !r.bitsPerSecond)
     throw new Error(`iperf3 from ${client.name} to ${to} failed: ${r.error ?? JSON.stringify(r)}`);
@@ -131,6 +131,16 @@ export async function runNetifBench(
       }),
     ]);
 
+    // Each path answers before it is measured (a failure then says which path and how).
+    for (const client of [linuxClient, oursClient]) {
+      const ping = await client.command<{ outcome: string; received: number }>({
+        op: 'ping',
+        to: netvmIp,
+        count: 2,
+      });
+      if (ping.received === 0)
+        throw new Error(`${client.name} cannot ping the netvm: ${JSON.stringify(ping)}`);
+    }
     const measured: NetifBenchRound[] = [];
     for (let i = 0; i < rounds; i++) {
       options.onStep?.(`round ${i + 1} of ${rounds}: iperf3 ${seconds} s through each path`);

@@ -477,7 +477,9 @@ function pullProbe(c: Extract<LinuxCommand, { op: 'pull' }>): Promise<unknown> {
 async function iperfProbe(c: Extract<LinuxCommand, { op: 'iperf3' }>): Promise<unknown> {
   const r = await run(
     ['iperf3', '-c', c.to, '-p', String(NETVM_PORTS.iperf3), '-J', '-t', String(c.seconds ?? 3)],
-    ((c.seconds ?? 3) + 30) * 1000,
+    // iperf3 -J prints only at its end: a run killed by this timeout says nothing, so generous
+    // (its connect and result exchange take tens of seconds under emulation on a busy machine).
+    ((c.seconds ?? 3) + 120) * 1000,
   );
   try {
     const json = JSON.parse(r.out) as {
@@ -486,7 +488,7 @@ async function iperfProbe(c: Extract<LinuxCommand, { op: 'iperf3' }>): Promise<u
     const sum = json.end?.sum_received;
     return { outcome: 'accepted', bitsPerSecond: sum?.bits_per_second, bytes: sum?.bytes };
   } catch {
-    return { outcome: 'silence', error: r.out.slice(0, 400) };
+    return { outcome: 'silence', error: r.out.slice(0, 400) || `no output (exit ${r.code})` };
   }
 }
 
