@@ -27,6 +27,7 @@ async function setup(keys?: Record<string, string>) {
     xen: world.backend.domain,
     xenstore: world.backend.xenstore,
     log: log.log,
+    removeClosedAfterMs: 0,
     onDevice: (d) => devices.set(d.peer, d),
   });
   const good = world.addDomain('good');
@@ -272,7 +273,7 @@ describe('netback against a hostile client', () => {
     await s.world.destroy(s.evil);
     await until(() => s.evilDev.state === 'closed', 'the device to end');
     expect(s.evilDev.resources()).toEqual({ grants: 0, mappings: 0, eventChannels: 0, watches: 0 });
-    expect(s.netback.devices()).toEqual([s.goodDev]);
+    expect(s.netback.devices().map((d) => d.peer)).toEqual([s.good.domain.domid]);
     expect(s.world.openPorts(be)).toBe(1);
     await expectGoodStillServed(s);
   });
@@ -285,3 +286,32 @@ async function expectGoodStillServed(s: Setup): Promise<void> {
   await s.netback.close();
   s.world.close();
 }
+
+describe('a client that keeps coming back to break the protocol', () => {
+  it('is cut every time, with log lines rate-limited, and the VM keeps serving', async () => {
+    const s = await setup();
+    const f = `/local/domain/${s.evil.domain.domid}/device/vif/0`;
+    let raw = s.raw;
+    for (let round = 0; round < 20; round++) {
+      raw.setTxReqProd(5000);
+      raw.notify();
+      await until(() => s.evilDev.stats().fatalErrors === round + 1, `cut ${round}`);
+      // The frontend goes Closed, then Initialising again, and reconnects with fresh pages.
+      await s.evil.xenstore.write(`${f}/state`, '6');
+      await until(() => s.world.xs.peek(`${s.evilDev.backendPath}/state`)?.value === '6', 'backend Closed');
+      raw.release();
+      await s.evil.xenstore.write(`${f}/state`, '1');
+      raw = await RawFrontend.connect({
+        domain: s.evil.domain,
+        xenstore: s.evil.xenstore,
+        backend: s.world.backend.domain.domid,
+      });
+      await s.evilDev.connected();
+    }
+    expect(s.evilDev.stats().fatalErrors).toBe(20);
+    expect(s.log.lines.filter((l) => l.includes('TX request index jumped')).length).toBeLessThanOrEqual(5);
+    // Only the live connection's two mappings and one channel are held, whatever came before.
+    expect(s.evilDev.resources()).toEqual({ grants: 0, mappings: 2, eventChannels: 1, watches: 3 });
+    await expectGoodStillServed(s);
+  });
+});

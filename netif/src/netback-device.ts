@@ -45,6 +45,8 @@ export interface NetbackContext {
   scratch: NetbackScratch;
   features: Required<NetifFeatures>;
   queueBytes: number;
+  /** After writing Closed with `online = 0`, remove our backend directory this much later (ms); -1 never. */
+  removeClosedAfterMs: number;
   /** Called once the device has ended and released everything. */
   ended(device: NetbackDevice): void;
 }
@@ -84,6 +86,7 @@ export class NetbackDevice implements NetDevice {
   private reconsiderQueued = false;
   private serviceScheduled = false;
   private flushQueued = false;
+  private removal: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly ctx: NetbackContext,
@@ -171,7 +174,14 @@ export class NetbackDevice implements NetDevice {
     if (toolstackClosing || (online === '0' && this.ours === XenbusState.Closing)) {
       this.disconnect();
       this.ours = XenbusState.Closing;
-      if (frontGone || frontState === XenbusState.Closing) await this.setState(XenbusState.Closed);
+      if (frontGone || frontState === XenbusState.Closing) {
+        await this.setState(XenbusState.Closed);
+        this.scheduleRemoval();
+      }
+      return;
+    }
+    if (online === '0' && backState === XenbusState.Closed) {
+      this.scheduleRemoval();
       return;
     }
     switch (frontState) {
@@ -201,6 +211,26 @@ export class NetbackDevice implements NetDevice {
       default:
         return;
     }
+  }
+
+  /**
+   * What `xl devd` does in a driver domain (tools/libs/light/libxl_device.c,
+   * backend_watch_callback → remove_device, xen-project/xen @ c447b7308b13): once the
+   * backend is Closed with `online = 0`, remove its directory; libxl in dom0 waits for that
+   * (LIBXL_DESTROY_TIMEOUT, 10 s) to finish a detach. Done a little later, not at once:
+   * libxl must first have read Closed, and fails the detach if the node is gone before
+   * (seen in the lab). The scan that then misses the directory ends this device.
+   */
+  private scheduleRemoval(): void {
+    if (this.removal || this.ctx.removeClosedAfterMs < 0 || this.ended !== undefined) return;
+    this.removal = setTimeout(() => {
+      this.removal = undefined;
+      if (this.ended !== undefined) return;
+      this.ctx.xenstore.rm(this.backendPath).catch((error: { code?: string; message: string }) => {
+        if (error.code !== 'ENOENT')
+          this.ctx.log.log(`netback ${this.name}: removing ${this.backendPath}: ${error.message}`);
+      });
+    }, this.ctx.removeClosedAfterMs);
   }
 
   private async setState(state: XenbusStateValue): Promise<void> {
@@ -267,6 +297,22 @@ export class NetbackDevice implements NetDevice {
       this.listeners,
       () => this.kick(),
     );
+    let attached = false;
+    try {
+      attached = rings.attach();
+    } catch {
+      attached = false;
+    }
+    if (!attached) {
+      txRing.unmap();
+      rxRing.unmap();
+      try {
+        xen.eventChannels.unbind(local);
+      } catch {
+        // Gone with its domain.
+      }
+      return this.refuse('its rings hold impossible indexes (req_prod more than a ring past rsp_prod)');
+    }
     const stopEvents = onPort(xen.eventChannels, local, () => {
       this.counters.eventsIn++;
       this.schedule();
@@ -388,8 +434,16 @@ export class NetbackDevice implements NetDevice {
   }
 
   onFrame(listener: FrameListener): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    // A listener that throws is our user's bug, not the peer's: log it, never cut the peer.
+    const guarded: FrameListener = (buf, off, len, meta) => {
+      try {
+        listener(buf, off, len, meta);
+      } catch (error) {
+        this.ctx.log.log(`${this.name}: a frame listener threw: ${(error as Error).message}`);
+      }
+    };
+    this.listeners.add(guarded);
+    return () => this.listeners.delete(guarded);
   }
 
   onClose(listener: (reason: string) => void): () => void {
@@ -442,14 +496,16 @@ export class NetbackDevice implements NetDevice {
   private async end(reason: string): Promise<void> {
     if (this.ended !== undefined) return;
     this.ended = reason;
+    if (this.removal) clearTimeout(this.removal);
+    this.removal = undefined;
     this.disconnect();
+    this.ctx.ended(this);
     const watches = this.watches.splice(0);
     await Promise.all(watches.map((w) => w.close().catch(() => undefined)));
     for (const w of this.connectWaiters.splice(0))
       w.reject(new Error(`netback ${this.name} ended: ${reason}`));
     for (const l of [...this.closeListeners]) l(reason);
     this.closeListeners.clear();
-    this.ctx.ended(this);
   }
 
   /** Why the device ended, once it has. */

@@ -11,6 +11,7 @@
  * request they consumed, GSO extra right after the first data slot.
  */
 import type { DomainId, GrantCopier, GrantCopySegment } from '@moat/xen';
+import { completeChecksum, isIpv6 } from './checksum.ts';
 import type { FrameListener, FrameMeta, NetifStats } from './device.ts';
 import type { FrameQueue } from './frame-queue.ts';
 import { BackRing, type RingPage } from './ring.ts';
@@ -150,6 +151,11 @@ export class NetbackRings {
     this.rx = new BackRing(rxPage, RX_SLOT_SIZE);
     this.txView = this.tx.view;
     this.rxView = this.rx.view;
+  }
+
+  /** Attaches to both rings where they stand; false when the frontend's indexes are impossible. */
+  attach(): boolean {
+    return this.tx.attach() && this.rx.attach();
   }
 
   /** Fresh ring indexes (the fuzz target reuses one pair of pages for many cases). */
@@ -397,8 +403,18 @@ export class NetbackRings {
         }
       }
       let csumFlags = 0;
-      if (queue.peekCsumBlank()) csumFlags = NETRXF_csum_blank | NETRXF_data_validated;
-      else if (queue.peekDataValidated()) csumFlags = NETRXF_data_validated;
+      if (queue.peekCsumBlank()) {
+        const ipv6 = isIpv6(queue.store, off, len);
+        if (!f.csumOffload || (ipv6 && !f.ipv6CsumOffload)) {
+          // It cannot take a partial checksum: complete it here (our own copy of the frame).
+          if (gso || !completeChecksum(queue.store, off, len)) {
+            queue.pop();
+            this.stats.txDropped++;
+            continue;
+          }
+          csumFlags = NETRXF_data_validated;
+        } else csumFlags = NETRXF_csum_blank | NETRXF_data_validated;
+      } else if (queue.peekDataValidated()) csumFlags = NETRXF_data_validated;
       let left = len;
       let src = off;
       for (let k = 0; k < need; k++) {

@@ -30,6 +30,12 @@ export interface NetbackOptions extends NetifCommonOptions {
   onDevice?: (device: NetbackDevice) => void;
   /** What we offer (default: everything: sg, gso-tcpv4/6, ipv6 checksum offload). */
   features?: NetifFeatures;
+  /**
+   * `xl devd`'s part: remove a backend directory this long (ms) after it went Closed with
+   * `online = 0` (default 2000; libxl in dom0 waits up to 10 s for it). -1: never (when a
+   * real xl devd runs beside us).
+   */
+  removeClosedAfterMs?: number;
 }
 
 const STAT_KEYS = Object.keys(emptyStats()) as (keyof NetifStats)[];
@@ -67,6 +73,7 @@ export class NetbackService {
         ipv6CsumOffload: f.ipv6CsumOffload ?? true,
       },
       queueBytes: options.queueBytes ?? 1 << 20,
+      removeClosedAfterMs: options.removeClosedAfterMs ?? 2000,
       ended: (d) => this.deviceEnded(d),
     };
   }

@@ -276,8 +276,16 @@ export class NetfrontDevice implements NetDevice {
   }
 
   onFrame(listener: FrameListener): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    // A listener that throws is our user's bug, not the peer's: log it, never cut the peer.
+    const guarded: FrameListener = (buf, off, len, meta) => {
+      try {
+        listener(buf, off, len, meta);
+      } catch (error) {
+        this.log.log(`${this.name}: a frame listener threw: ${(error as Error).message}`);
+      }
+    };
+    this.listeners.add(guarded);
+    return () => this.listeners.delete(guarded);
   }
 
   onClose(listener: (reason: string) => void): () => void {

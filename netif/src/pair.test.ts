@@ -161,3 +161,20 @@ describe('our netfront <-> our netback on sim', () => {
     await pair.close();
   });
 });
+
+describe('frame listeners', () => {
+  it('a listener that throws costs a log line, not the connection', async () => {
+    const out: string[] = [];
+    const pair = await simNetifPair({ log: (l) => out.push(l) });
+    pair.back.onFrame(() => {
+      throw new Error('bug in the bridge');
+    });
+    const got = collect(pair.back);
+    pair.front.send(frame(60, 1));
+    pair.front.send(frame(60, 2));
+    await until(() => got.length === 2, 'both frames');
+    expect(pair.back.state).toBe('connected');
+    expect(out.filter((l) => l.includes('bug in the bridge')).length).toBeGreaterThan(0);
+    await pair.close();
+  });
+});

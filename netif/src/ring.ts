@@ -54,6 +54,21 @@ export class BackRing extends RingEnd {
   /** The last `rsp_prod` we published. */
   private rspPushed = 0;
 
+  /**
+   * BACK_RING_ATTACH, as Linux netback does since it can be restarted under a live frontend
+   * (drivers/net/xen-netback/netback.c, xenvif_map_frontend_data_rings, torvalds/linux @
+   * v6.1): start where the previous backend's responses ended. False when the frontend's
+   * `req_prod` is more than a ring past that.
+   */
+  attach(): boolean {
+    const rsp = this.page.loadAcquire32(RING_RSP_PROD);
+    const req = this.page.loadAcquire32(RING_REQ_PROD);
+    this.reqCons = rsp;
+    this.rspProdPvt = rsp;
+    this.rspPushed = rsp;
+    return (req - rsp) >>> 0 <= this.size;
+  }
+
   /** Back to a fresh ring (the fuzz target reuses one page for many cases). */
   reset(): void {
     this.reqCons = 0;

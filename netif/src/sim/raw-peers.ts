@@ -49,6 +49,8 @@ export class RawFrontend {
     devid?: number;
     pages?: number;
     keys?: Record<string, string>;
+    /** Rings as a previous backend left them: both producer indexes at this value. */
+    startIndex?: number;
   }): Promise<RawFrontend> {
     const f = `/local/domain/${options.domain.domid}/device/vif/${options.devid ?? 0}`;
     const xs = options.xenstore;
@@ -57,6 +59,11 @@ export class RawFrontend {
       timeoutMs: 5000,
     });
     const raw = new RawFrontend(options.domain, options.backend, options.pages ?? 32);
+    if (options.startIndex !== undefined)
+      for (const v of [raw.tx, raw.rx]) {
+        v.setUint32(RING_REQ_PROD, options.startIndex >>> 0, true);
+        v.setUint32(RING_RSP_PROD, options.startIndex >>> 0, true);
+      }
     const keys: Record<string, string> = {
       'tx-ring-ref': String(raw.txRing.refs[0]),
       'rx-ring-ref': String(raw.rxRing.refs[0]),
@@ -73,6 +80,16 @@ export class RawFrontend {
       await tx.write(`${f}/state`, String(XenbusState.Connected));
     });
     return raw;
+  }
+
+  /** Ends its grants and its channel (a frontend tearing down before it reconnects). */
+  release(): void {
+    for (const p of [this.txRing, this.rxRing, this.txPages, this.rxPages]) p.unshare();
+    try {
+      this.domain.eventChannels.unbind(this.port);
+    } catch {
+      // Already closed with the domain.
+    }
   }
 
   /** Writes `req_prod` of the TX ring (or RX ring) as is. */

@@ -84,8 +84,11 @@ export class SimVifToolstack {
   }
 
   /**
-   * `xl network-detach`: asks the backend to close, waits for it (at most `timeoutMs`,
-   * libxl's 10 s), then removes both directories. Resolves with whether the backend got to 6.
+   * `xl network-detach` with the backend in a driver domain (libxl_device.c,
+   * libxl__initiate_device_generic_remove and device_hotplug): `online = 0` and `state = 5`,
+   * wait for the backend's Closed, then for the driver domain to remove the backend
+   * directory (each at most `timeoutMs`, libxl's 10 s), then remove what is left. Resolves
+   * with whether both happened in time.
    */
   async detach(o: SimVifOptions, timeoutMs = 10_000): Promise<boolean> {
     const devid = o.devid ?? 0;
@@ -94,26 +97,31 @@ export class SimVifToolstack {
       await tx.write(`${b}/online`, '0');
       await tx.write(`${b}/state`, String(XenbusState.Closing));
     });
-    let closed = false;
+    let ok = true;
     try {
-      await this.client.waitFor(`${b}/state`, (v) => (v === String(XenbusState.Closed) ? true : undefined), {
-        timeoutMs,
-      });
-      closed = true;
+      await this.client.waitFor(
+        `${b}/state`,
+        (v) => {
+          if (v === undefined) throw new Error(`${b}/state removed before libxl read Closed`);
+          return v === String(XenbusState.Closed) ? true : undefined;
+        },
+        { timeoutMs },
+      );
+      await this.client.waitFor(`${b}`, (v) => (v === undefined ? true : undefined), { timeoutMs });
     } catch {
-      closed = false;
+      ok = false;
     }
     await this.remove(o);
-    return closed;
+    return ok;
   }
 
   /** What libxl does for a destroyed domain's devices: both directories go at once. */
   async remove(o: SimVifOptions): Promise<void> {
     const devid = o.devid ?? 0;
-    await this.client.transaction(async (tx) => {
-      await tx.rm(backendPath(o.backend, o.frontend, devid));
-      await tx.rm(frontendPath(o.frontend, devid));
-    });
+    for (const path of [backendPath(o.backend, o.frontend, devid), frontendPath(o.frontend, devid)])
+      await this.client.rm(path).catch((error: { code?: string }) => {
+        if (error.code !== 'ENOENT') throw error;
+      });
   }
 
   close(): void {
@@ -168,6 +176,7 @@ export async function simNetifPair(
     xen: backendDomain,
     xenstore: backendXenstore,
     log,
+    removeClosedAfterMs: 0,
     ...(options.backendFeatures ? { features: options.backendFeatures } : {}),
     onDevice: (d) => resolveBack(d),
   });
