@@ -41,7 +41,9 @@ export {
   type LinuxVmOptions,
   listVifs,
   netvmVif,
+  type QubesDbService,
   qubesMac,
+  serveQubesDb,
   startCommandVm,
   startLinuxVm,
   xenstoreCount,
@@ -49,6 +51,7 @@ export {
 export { type LinuxCommand, type LinuxGuestArgs, NETVM_PORTS, type ProbeOutcome } from './topology-wire.ts';
 export {
   buildVchanGuest,
+  domainId,
   interopPlan,
   startVchanRun,
   VCHAN_GUEST,

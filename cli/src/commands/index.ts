@@ -1,4 +1,5 @@
 import type { CommandModule } from '../program.ts';
+import { buildCommand } from './build.ts';
 import { bundleSizeCommand } from './bundle-size.ts';
 import { demoCommand } from './demo.ts';
 import { firewallCommand } from './firewall.ts';
@@ -28,4 +29,5 @@ export const commandModules: readonly CommandModule[] = [
   labBenchCommand,
   bundleSizeCommand,
   packageCommand,
+  buildCommand,
 ];

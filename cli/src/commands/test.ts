@@ -66,7 +66,12 @@ export const testPhases: TestPhase[] = [
     name: 'package',
     description:
       'Qubes packages: shellcheck moat-setup; build every package twice (same bytes), check file lists, modes, scriptlets, metadata, template payloads and root images; rpmlint',
+    // The firewall image carries @moat/xen's addon, compiled with node-gyp against libxen-dev.
     debianPackages: [
+      'libxen-dev',
+      'python3',
+      'make',
+      'g++',
       'rpm',
       'rpmlint',
       'shellcheck',
