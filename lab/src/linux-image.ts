@@ -93,15 +93,16 @@ const programs: readonly { pkg: string; from: string; name: string }[] = [
 ];
 
 /**
- * The modules a Linux guest loads besides the unikernel's: both network ends of Xen, and
- * what the Linux reference firewall's nftables rules use (the Debian kernel has them as
- * modules and the guest has no modprobe to load them on demand): conntrack, NAT
+ * The modules a Linux guest loads besides the unikernel's: both network ends of Xen, the
+ * bridge, and what the Linux reference firewall's nftables rules use (the Debian kernel has
+ * them as modules and the guest has no modprobe to load them on demand): conntrack, NAT
  * (masquerade, DNAT), reject, and conntrack's netlink for `conntrack -L/-D`.
  */
 export const linuxGuestModules: readonly KernelModule[] = [
   ...defaultGuestModules,
   { name: 'xen-netfront' },
   { name: 'xen-netback' },
+  { name: 'bridge' },
   { name: 'nf_tables' },
   { name: 'nft_ct' },
   { name: 'nft_chain_nat' },

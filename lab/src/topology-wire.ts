@@ -4,11 +4,17 @@
  * byte pattern a stream carries.
  */
 
-/** The netvm's services (TCP and UDP echo report the source address they saw first). */
-export const NETVM_PORTS = { tcpEcho: 7, udpEcho: 7, sink: 9, iperf3: 5201 } as const;
+/**
+ * The netvm's services (TCP and UDP echo report the source address they saw first; the sink
+ * hashes what it is sent; the source sends the pattern a client asks for).
+ */
+export const NETVM_PORTS = { tcpEcho: 7, udpEcho: 7, sink: 9, source: 19, iperf3: 5201 } as const;
 
 /** The vif hotplug script the netvm's `xl devd` runs (under /etc/xen/scripts there). */
 export const VIF_SCRIPT = 'vif-moat';
+
+/** The vif hotplug script of a bridge domU's `xl devd`: the vif joins its bridge. */
+export const BRIDGE_VIF_SCRIPT = 'vif-moat-bridge';
 
 /** How a probe ended: an answer, a refusal (RST / ICMP port unreachable), another ICMP error, or nothing. */
 export type ProbeOutcome = 'accepted' | 'refused' | 'icmp' | 'silence';
@@ -24,8 +30,13 @@ export interface ClientNetwork {
 }
 
 export interface LinuxGuestArgs extends Partial<ClientNetwork> {
-  /** `firewall`: the Linux reference firewall (linux-firewall/), netfront up and netback down. */
-  readonly role: 'netvm' | 'client' | 'firewall';
+  /**
+   * bridge: a Linux domU between clients and a netvm, as a kernel-only baseline for our netif
+   * domU: its clients' vifs (xen-netback, `xl devd`) and its own eth0 (xen-netfront, upstream)
+   * in one Linux bridge, no address of its own. firewall: the Linux reference firewall
+   * (linux-firewall/), netfront up and netback down.
+   */
+  readonly role: 'netvm' | 'client' | 'bridge' | 'firewall';
   /** netvm: names its DNS server answers (name -> IPv4). */
   readonly dns?: Record<string, string>;
   /** netvm: more addresses it owns (on lo), as upstream hosts. */
@@ -53,6 +64,8 @@ export type LinuxCommand =
   | { op: 'ping'; to: string; count?: number; timeoutMs?: number }
   | { op: 'dns'; name: string; server?: string; timeoutMs?: number }
   | { op: 'stream'; to: string; port?: number; bytes: number; seed: number }
+  /** Asks the netvm's source for `bytes` of the pattern and hashes what arrives. */
+  | { op: 'pull'; from: string; bytes: number; seed: number }
   | { op: 'iperf3'; to: string; seconds?: number; reverse?: boolean }
   /** firewall: read QubesDB, bring the uplink up, load the rules and follow QubesDB. */
   | { op: 'firewall-start' }

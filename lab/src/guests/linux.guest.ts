@@ -1,5 +1,5 @@
 /**
- * The Linux guest of the lab (image: linux-image.ts): one bundle, two roles.
+ * The Linux guest of the lab (image: linux-image.ts): one bundle, three roles.
  *
  * - netvm: a driver domain for its clients' vifs (the kernel's xen-netback; `xl devd` runs our
  *   vif hotplug script, as Qubes' sys-net runs `xl devd` for vif-route-qubes), with the
@@ -8,9 +8,11 @@
  *   the test gave at 10.139.1.1 and .2 (where a Qubes netvm's DNS is), and the kernel's ping.
  * - client: a client qube: xen-netfront, its address, gateway and DNS servers set up from its
  *   arguments as Qubes' network setup sets them from QubesDB; runs the probes.
+ * - bridge: the kernel's own path between clients and a netvm (the baseline of `./moat bench
+ *   netif`): a driver domain whose clients' vifs and its own eth0 (upstream) share a Linux bridge.
  *
- * Both stay up and take commands from dom0 through xenstore (`data/moat-cmd/<seq>`, JSON;
- * topology.ts writes them): each command's outcome is a result line named `cmd <seq>`.
+ * Both stay up and take commands from dom0 through xenstore (command-loop.ts): each command's
+ * outcome is a result line named `cmd <seq>`.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -20,8 +22,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFil
 import { connect, createServer, type Socket } from 'node:net';
 import { connectQubesDb, type QubesDb } from '@moat/qubesdb';
 import { xenVchanTransport } from '@moat/vchan';
-import { openNativeDomain, openXenbusDevice } from '@moat/xen';
-import { xenstoreOverXenbus } from '@moat/xenstore';
+import { openNativeDomain } from '@moat/xen';
 import { guestArgs } from '../guest.ts';
 import {
   type FirewallIo,
@@ -32,6 +33,7 @@ import {
 import { baseTables, dnatDns, ipv6DisabledTable } from '../linux-firewall/translate.ts';
 import { encodeMessage } from '../protocol.ts';
 import {
+  BRIDGE_VIF_SCRIPT,
   type LinuxCommand,
   type LinuxGuestArgs,
   NETVM_PORTS,
@@ -39,6 +41,7 @@ import {
   patternChunk,
   VIF_SCRIPT,
 } from '../topology-wire.ts';
+import { serveXenstoreCommands } from './command-loop.ts';
 
 const emit = (line: string) => process.stdout.write(`${line}\n`);
 const log = (text: string) => emit(encodeMessage({ kind: 'log', text }));
@@ -122,6 +125,32 @@ function startEchoServices(
       });
       udp.bind(port, address);
     }
+  if (!tcpPorts.includes(NETVM_PORTS.source))
+    // The source: a client writes `<bytes> <seed>\n`, gets that much of the pattern, then the end.
+    createServer((socket) => {
+      let request = '';
+      const onData = (d: Buffer) => {
+        request += d.toString();
+        const line = request.split('\n')[0];
+        if (!request.includes('\n') || line === undefined) return;
+        socket.off('data', onData);
+        const [bytes, seed] = line.trim().split(' ').map(Number);
+        if (!Number.isSafeInteger(bytes) || !Number.isSafeInteger(seed) || (bytes ?? -1) < 0)
+          return socket.destroy();
+        let sent = 0;
+        const pump = () => {
+          while (sent < (bytes ?? 0)) {
+            const chunk = patternChunk(seed ?? 0, sent, Math.min(64 * 1024, (bytes ?? 0) - sent));
+            sent += chunk.length;
+            if (!socket.write(chunk)) return socket.once('drain', pump);
+          }
+          socket.end();
+        };
+        pump();
+      };
+      socket.on('data', onData);
+      socket.on('error', () => socket.destroy());
+    }).listen(NETVM_PORTS.source);
   if (tcpPorts.includes(NETVM_PORTS.sink)) return;
   // The sink: counts and hashes what a client streams, answers `<bytes> <sha256>` at its end.
   createServer((socket) => {
@@ -214,6 +243,46 @@ async function startNetvm(args: LinuxGuestArgs): Promise<unknown> {
   const devd = spawn('xl', ['devd', '-F'], { stdio: ['ignore', 'pipe', 'pipe'] });
   follow('xl-devd', devd);
   return { ip: args.ip };
+}
+
+// ---- bridge ----
+
+/** The bridge's vif hotplug script: the client's vif joins br0 (what Xen's vif-bridge does). */
+const bridgeVifScript = `#!/bin/sh
+dev=\${XENBUS_PATH##*/}
+rest=\${XENBUS_PATH%/*}
+vif=vif\${rest##*/}.$dev
+case "$1" in
+add|online)
+  ip link set "$vif" master br0
+  ip link set "$vif" up
+  xenstore-write "$XENBUS_PATH/hotplug-status" connected
+  echo "vif-moat-bridge: $1 $vif"
+  ;;
+remove|offline)
+  echo "vif-moat-bridge: $1 $vif"
+  ;;
+esac
+exit 0
+`;
+
+/** Bridges eth0 (its own vif, upstream) with every client vif `xl devd` brings up. */
+async function startBridge(): Promise<unknown> {
+  const deadline = Date.now() + 60_000;
+  while (!existsSync('/sys/class/net/eth0')) {
+    if (Date.now() > deadline) throw new Error('eth0 did not appear within 60 s');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await must(['ip', 'link', 'set', 'lo', 'up']);
+  await must(['ip', 'link', 'add', 'br0', 'type', 'bridge']);
+  await must(['ip', 'link', 'set', 'eth0', 'master', 'br0']);
+  await must(['ip', 'link', 'set', 'eth0', 'up']);
+  await must(['ip', 'link', 'set', 'br0', 'up']);
+  writeFileSync('/etc/xen/xl.conf', '');
+  writeFileSync(`/etc/xen/scripts/${BRIDGE_VIF_SCRIPT}`, bridgeVifScript, { mode: 0o755 });
+  const devd = spawn('xl', ['devd', '-F'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  follow('xl-devd', devd);
+  return { bridge: 'br0' };
 }
 
 function vifs(): string[] {
@@ -439,6 +508,31 @@ function streamProbe(c: Extract<LinuxCommand, { op: 'stream' }>): Promise<unknow
   });
 }
 
+/** Pulls `bytes` of the seeded pattern from the netvm's source and hashes them. */
+function pullProbe(c: Extract<LinuxCommand, { op: 'pull' }>): Promise<unknown> {
+  const start = performance.now();
+  return new Promise((resolve, reject) => {
+    const socket: Socket = connect({ host: c.from, port: NETVM_PORTS.source });
+    const hash = createHash('sha256');
+    let received = 0;
+    socket.on('connect', () => socket.write(`${c.bytes} ${c.seed}\n`));
+    socket.on('data', (d: Buffer) => {
+      hash.update(d);
+      received += d.length;
+    });
+    socket.on('error', reject);
+    socket.on('close', () => {
+      const ms = performance.now() - start;
+      resolve({
+        receivedBytes: received,
+        receivedSha256: hash.digest('hex'),
+        ms: Math.round(ms),
+        mbPerS: Number((received / 1e6 / (ms / 1000)).toFixed(2)),
+      });
+    });
+  });
+}
+
 async function iperfProbe(c: Extract<LinuxCommand, { op: 'iperf3' }>): Promise<unknown> {
   const r = await run(
     [
@@ -446,7 +540,9 @@ async function iperfProbe(c: Extract<LinuxCommand, { op: 'iperf3' }>): Promise<u
       ...['-c', c.to, '-p', String(NETVM_PORTS.iperf3), '-J', '-t', String(c.seconds ?? 3)],
       ...(c.reverse ? ['-R'] : []),
     ],
-    ((c.seconds ?? 3) + 30) * 1000,
+    // iperf3 -J prints only at its end: a run killed by this timeout says nothing, so generous
+    // (its connect and result exchange take tens of seconds under emulation on a busy machine).
+    ((c.seconds ?? 3) + 120) * 1000,
   );
   try {
     const json = JSON.parse(r.out) as {
@@ -455,7 +551,7 @@ async function iperfProbe(c: Extract<LinuxCommand, { op: 'iperf3' }>): Promise<u
     const sum = json.end?.sum_received;
     return { outcome: 'accepted', bitsPerSecond: sum?.bits_per_second, bytes: sum?.bytes };
   } catch {
-    return { outcome: 'silence', error: r.out.slice(0, 400) };
+    return { outcome: 'silence', error: r.out.slice(0, 400) || `no output (exit ${r.code})` };
   }
 }
 
@@ -691,6 +787,8 @@ async function execute(c: LinuxCommand, args: LinuxGuestArgs): Promise<unknown> 
       return dnsProbe(c);
     case 'stream':
       return streamProbe(c);
+    case 'pull':
+      return pullProbe(c);
     case 'iperf3':
       return iperfProbe(c);
     case 'configure':
@@ -716,72 +814,6 @@ async function execute(c: LinuxCommand, args: LinuxGuestArgs): Promise<unknown> 
   }
 }
 
-async function serveCommands(args: LinuxGuestArgs): Promise<void> {
-  const xs = xenstoreOverXenbus(openXenbusDevice());
-  const domid = (await xs.readString('domid')).trim();
-  const dir = `/local/domain/${domid}/data/moat-cmd`;
-  const done = new Set<number>();
-  let busy = false;
-  let again = false;
-  const drain = async () => {
-    if (busy) {
-      again = true;
-      return;
-    }
-    busy = true;
-    try {
-      do {
-        again = false;
-        let names: string[] = [];
-        try {
-          names = await xs.directory(dir);
-        } catch {
-          names = [];
-        }
-        const seqs = names
-          .map(Number)
-          .filter((n) => Number.isInteger(n) && !done.has(n))
-          .sort((a, b) => a - b);
-        for (const seq of seqs) {
-          done.add(seq);
-          const start = performance.now();
-          const name = `cmd ${seq}`;
-          try {
-            const text = await xs.readString(`${dir}/${seq}`);
-            // Removed before the result goes out, so the host never counts a spent command.
-            await xs.rm(`${dir}/${seq}`).catch(() => undefined);
-            const command = JSON.parse(text) as LinuxCommand;
-            const data = await execute(command, args);
-            emit(
-              encodeMessage({
-                kind: 'result',
-                name,
-                ok: true,
-                ms: Math.round(performance.now() - start),
-                data,
-              }),
-            );
-          } catch (error) {
-            const e = error as Error;
-            emit(
-              encodeMessage({
-                kind: 'result',
-                name,
-                ok: false,
-                ms: Math.round(performance.now() - start),
-                error: e.stack ?? e.message,
-              }),
-            );
-          }
-        }
-      } while (again);
-    } finally {
-      busy = false;
-    }
-  };
-  await xs.watch(dir, { onEvent: () => void drain() });
-}
-
 async function main(): Promise<void> {
   const start = performance.now();
   const args = guestArgs() as unknown as LinuxGuestArgs;
@@ -791,12 +823,14 @@ async function main(): Promise<void> {
     const data =
       args.role === 'netvm'
         ? await startNetvm(args)
-        : args.role === 'firewall'
-          ? await startFirewall(args)
-          : args.ip
-            ? await configureClient(args)
-            : { network: 'none' };
-    await serveCommands(args);
+        : args.role === 'bridge'
+          ? await startBridge()
+          : args.role === 'firewall'
+            ? await startFirewall(args)
+            : args.ip
+              ? await configureClient(args)
+              : { network: 'none' };
+    await serveXenstoreCommands((c) => execute(c as LinuxCommand, args));
     emit(
       encodeMessage({
         kind: 'result',
