@@ -32,6 +32,9 @@ export { type LabSession, labSession } from './shared-lab.ts';
 export { checkSmokeRun, runSmoke, SMOKE_GUEST, type SmokeStep, smokeExpectedSum } from './smoke.ts';
 export {
   attachVif,
+  bridgeVif,
+  type CommandVm,
+  type CommandVmOptions,
   detachVif,
   hotplugRetries,
   type LinuxVm,
@@ -41,6 +44,7 @@ export {
   type QubesDbService,
   qubesMac,
   serveQubesDb,
+  startCommandVm,
   startLinuxVm,
   xenstoreCount,
 } from './topology.ts';
