@@ -64,6 +64,19 @@ describe('how a domU ended, in words', () => {
     ];
     expect(xenLinesAbout(console, 3)).toEqual(console.slice(0, 9));
     expect(xenLinesAbout(console, 4)).toEqual(console.slice(11));
+
+    // ... and the failure of the domU that triple-faulted says where its vCPU was.
+    const guest = new DomUHandle(
+      'domU lab-pvh (pvh)',
+      () => {},
+      (domid) => xenLinesAbout(console, domid),
+    );
+    guest.line('xl: Waiting for domain lab-pvh (domid 3) to die [pid 143]');
+    guest.line('xl: Domain 3 has shut down, reason code 1 0x1');
+    guest.exited(0, 'exit code 0');
+    expect(() => expectGuestOk(guest.snapshot())).toThrow(
+      /reboot \(reason code 1\)[\s\S]*Xen about this domain:\n\(XEN\) d3v0 Triple fault[\s\S]*RIP: {4}0010:\[<ffffffff81e0a1b2>\]/,
+    );
   });
 
   it('a domU that rebooted without a console line fails with the reason, xl and Xen in the message', async () => {
