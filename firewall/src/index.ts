@@ -4,6 +4,13 @@
  * `@moat/firewall/testing` (frame builders, fixed rule sets, a scripted DNS server) and
  * `@moat/firewall/bench` (the engine benchmark and the 1,000-rule fixtures).
  */
+export {
+  ClientRules,
+  type ClientRulesOptions,
+  type ClientRulesStatus,
+  type RulesClock,
+  systemClock,
+} from './client-rules.ts';
 export * from './dns/index.ts';
 export {
   type ClientConfig,
@@ -27,6 +34,7 @@ export {
   V_DROPPED,
   V_FORWARDED,
   V_LOCAL,
+  V_REJECTED,
   type Verdict,
 } from './engine/engine.ts';
 export { FragmentTable } from './engine/fragment-table.ts';

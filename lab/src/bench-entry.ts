@@ -1,5 +1,6 @@
-/** `@moat/lab/bench`: the lab's benches (`./moat bench vchan`, `./moat bench penalty`, `./moat bench gui`). */
+/** `@moat/lab/bench`: the lab's benches (`./moat bench vchan`, `penalty`, `gui`, `netif`). */
 export { type GuiBenchFigures, runGuiBench } from './bench-gui.ts';
+export { type NetifBenchFigures, type NetifBenchRound, runNetifBench } from './bench-netif.ts';
 export {
   runVchanBench,
   type VchanBenchDirection,

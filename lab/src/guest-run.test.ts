@@ -23,6 +23,17 @@ describe('GuestHandle', () => {
     );
   });
 
+  it('waits for a console line, and fails naming the pattern when the guest ends without it', async () => {
+    const guest = new GuestHandle('domU t');
+    const waiting = guest.consoleLine(/agent listening/);
+    guest.line('sys-moat info: qrexec agent listening');
+    await expect(waiting).resolves.toBe('sys-moat info: qrexec agent listening');
+    const never = guest.consoleLine(/stopped/);
+    guest.line('moat-init: node exited with code 1');
+    guest.exited(0, 'exit code 0');
+    await expect(never).rejects.toThrow(/without printing \/stopped\/[\s\S]*node exited with code 1/);
+  });
+
   it('times out with a message naming what did not happen, and calls the cleanup', async () => {
     let cleaned = false;
     const guest = new GuestHandle('domU t', () => {

@@ -129,6 +129,24 @@ export class GuestHandle {
     });
   }
 
+  /**
+   * Waits for a console line matching `pattern` (for VMs that log rather than report results, like
+   * sys-moat); fails if the guest ends without printing one. Returns the first matching line.
+   */
+  consoleLine(pattern: RegExp, options: { timeoutMs?: number } = {}): Promise<string> {
+    return this.waitUntil(`a console line matching ${pattern}`, options.timeoutMs ?? 600_000, () => {
+      const found = this.lines.find((line) => pattern.test(line));
+      if (found !== undefined) return found;
+      if (this.exit) {
+        throw new LabError(
+          this.guest,
+          `ended (${this.exit.detail}) without printing ${pattern}; ${describeOutput(this.snapshot())}`,
+        );
+      }
+      return undefined;
+    });
+  }
+
   /** Waits for the end and returns what the guest reported; `done` false if it never said so. */
   finished(options: { timeoutMs?: number } = {}): Promise<GuestRun> {
     return this.waitUntil('end of the run', options.timeoutMs ?? 600_000, () =>

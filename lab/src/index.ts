@@ -32,19 +32,26 @@ export { type LabSession, labSession } from './shared-lab.ts';
 export { checkSmokeRun, runSmoke, SMOKE_GUEST, type SmokeStep, smokeExpectedSum } from './smoke.ts';
 export {
   attachVif,
+  bridgeVif,
+  type CommandVm,
+  type CommandVmOptions,
   detachVif,
   hotplugRetries,
   type LinuxVm,
   type LinuxVmOptions,
   listVifs,
   netvmVif,
+  type QubesDbService,
   qubesMac,
+  serveQubesDb,
+  startCommandVm,
   startLinuxVm,
   xenstoreCount,
 } from './topology.ts';
 export { type LinuxCommand, type LinuxGuestArgs, NETVM_PORTS, type ProbeOutcome } from './topology-wire.ts';
 export {
   buildVchanGuest,
+  domainId,
   interopPlan,
   startVchanRun,
   VCHAN_GUEST,

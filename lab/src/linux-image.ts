@@ -18,9 +18,10 @@ import { LabError } from './errors.ts';
 import { busyboxPin, dom0LibraryPins, xenPins } from './pins.ts';
 
 /**
- * The lab's Linux domUs (a client qube and a netvm, one image, the role from the arguments):
+ * The lab's Linux domUs (a client qube, a netvm and the Linux reference firewall, one image,
+ * the role from the arguments):
  * the unikernel layout (Debian cloud kernel, our C init, node and the guest bundle on a
- * read-only disk) plus a Linux userland on the same disk: busybox, iproute2, nftables,
+ * read-only disk) plus a Linux userland on the same disk: busybox, iproute2, nftables, conntrack,
  * iperf3, dnsmasq, and Xen's xl and xenstore tools (the netvm runs `xl devd` for its vifs'
  * hotplug, as a Qubes netvm does). The guest (guests/linux.guest.ts) links the disk's
  * folders into its root at start, so the programs run with their own ELF interpreter.
@@ -37,6 +38,7 @@ const v = {
 export const linuxUserlandPins: readonly DebianPin[] = [
   { name: 'iproute2', version: v.iproute2 },
   { name: 'nftables', version: v.nftables },
+  { name: 'conntrack', version: '1:1.4.7-1+b2' },
   { name: 'libnftables1', version: v.nftables },
   { name: 'iperf3', version: v.iperf },
   { name: 'libiperf0', version: v.iperf },
@@ -83,17 +85,32 @@ const programs: readonly { pkg: string; from: string; name: string }[] = [
   { pkg: busyboxPin.name, from: 'bin/busybox', name: 'busybox' },
   { pkg: 'iproute2', from: 'bin/ip', name: 'ip' },
   { pkg: 'nftables', from: 'usr/sbin/nft', name: 'nft' },
+  { pkg: 'conntrack', from: 'usr/sbin/conntrack', name: 'conntrack' },
   { pkg: 'iperf3', from: 'usr/bin/iperf3', name: 'iperf3' },
   { pkg: 'dnsmasq-base', from: 'usr/sbin/dnsmasq', name: 'dnsmasq' },
   { pkg: 'xen-utils-4.17', from: 'usr/lib/xen-4.17/bin/xl', name: 'xl' },
   { pkg: 'xenstore-utils', from: 'usr/bin/xenstore', name: 'xenstore' },
 ];
 
-/** The modules a Linux guest loads besides the unikernel's: both network ends of Xen. */
+/**
+ * The modules a Linux guest loads besides the unikernel's: both network ends of Xen, the
+ * bridge, and what the Linux reference firewall's nftables rules use (the Debian kernel has
+ * them as modules and the guest has no modprobe to load them on demand): conntrack, NAT
+ * (masquerade, DNAT), reject, and conntrack's netlink for `conntrack -L/-D`.
+ */
 export const linuxGuestModules: readonly KernelModule[] = [
   ...defaultGuestModules,
   { name: 'xen-netfront' },
   { name: 'xen-netback' },
+  { name: 'bridge' },
+  { name: 'nf_tables' },
+  { name: 'nft_ct' },
+  { name: 'nft_chain_nat' },
+  { name: 'nft_nat' },
+  { name: 'nft_masq' },
+  { name: 'nft_reject_ipv4' },
+  { name: 'nft_reject_ipv6' },
+  { name: 'nf_conntrack_netlink' },
 ];
 
 /** Every shared library (files and symlinks, by name) in a package's library folders. */

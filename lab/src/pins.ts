@@ -1,25 +1,15 @@
-import { type DebianPin, debianPins } from '@moat/unikernel';
+import { type DebianPin, debianPins, xenLibraryPins, xenVersion } from '@moat/unikernel';
 
 /**
  * The lab's Debian inputs beyond the unikernel's (kernels and node's libraries come from
  * there): Xen 4.17 and its tools, the libraries they link, busybox for dom0's init script.
  * Fetched with apt-get download, unpacked with dpkg -x, never installed (unikernel/src/debian.ts).
  */
-const xen = '4.17.5+72-g01140da4e8-1';
 export const xenPins: readonly DebianPin[] = [
-  { name: 'xen-hypervisor-4.17-amd64', version: xen },
-  { name: 'xen-utils-4.17', version: xen },
-  { name: 'xenstore-utils', version: xen },
-  { name: 'libxenmisc4.17', version: xen },
-  { name: 'libxenstore4', version: xen },
-  { name: 'libxencall1', version: xen },
-  { name: 'libxendevicemodel1', version: xen },
-  { name: 'libxenevtchn1', version: xen },
-  { name: 'libxenforeignmemory1', version: xen },
-  { name: 'libxengnttab1', version: xen },
-  { name: 'libxenhypfs1', version: xen },
-  { name: 'libxentoolcore1', version: xen },
-  { name: 'libxentoollog1', version: xen },
+  { name: 'xen-hypervisor-4.17-amd64', version: xenVersion },
+  { name: 'xen-utils-4.17', version: xenVersion },
+  { name: 'xenstore-utils', version: xenVersion },
+  ...xenLibraryPins,
 ];
 
 /** What xl, xenstored and xen-init-dom0 link besides Xen's own libraries (from `ldd`). */

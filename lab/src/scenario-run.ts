@@ -1,8 +1,11 @@
 /**
  * Runs a lab scenario (scenario.ts) on real Xen: boots the lab (or uses the one given), starts
- * the upstream netvm and the clients (each client's vif served by the netvm, as a qube whose
- * netvm is sys-net), then runs the steps in order and reports one line per step.
+ * the upstream netvm, the firewall VM if the scenario has one (firewall-vm.ts), and the
+ * clients (each client's vif served by the firewall, or by the netvm with `firewall: none`,
+ * as a qube whose netvm is sys-firewall or sys-net), then runs the steps in order and reports
+ * one line per step.
  */
+import { type FirewallVm, firewallVm } from './firewall-vm.ts';
 import { bootLab, type Lab } from './lab.ts';
 import { buildLinuxImage, type LinuxGuestImage } from './linux-image.ts';
 import { qubesDbEntries, qubesFirewallEntries } from './qubesdb-keys.ts';
@@ -51,13 +54,30 @@ export function reportedSource(reply: string | undefined): string | undefined {
   return reply ? /^from (\d+\.\d+\.\d+\.\d+):\d+/.exec(reply)?.[1] : undefined;
 }
 
-function probeCommand(step: Extract<ScenarioStep, { kind: 'probe' }>): LinuxCommand {
+export function probeCommand(step: Extract<ScenarioStep, { kind: 'probe' }>): LinuxCommand {
   const timeout = step.timeoutMs ? { timeoutMs: step.timeoutMs } : {};
+  const source = step.source ? { source: step.source } : {};
   switch (step.probe) {
     case 'tcp':
-      return { op: 'tcp', to: step.to ?? '', port: step.port ?? 0, readReply: true, ...timeout };
+      if (step.on) return { op: 'tcp-again', hold: step.on, ...timeout };
+      return {
+        op: 'tcp',
+        to: step.to ?? '',
+        port: step.port ?? 0,
+        readReply: true,
+        ...source,
+        ...(step.hold ? { hold: step.hold } : {}),
+        ...timeout,
+      };
     case 'udp':
-      return { op: 'udp', to: step.to ?? '', port: step.port ?? 0, ...timeout };
+      return { op: 'udp', to: step.to ?? '', port: step.port ?? 0, ...source, ...timeout };
+    case 'iperf3':
+      return {
+        op: 'iperf3',
+        to: step.to ?? '',
+        seconds: step.seconds ?? 3,
+        ...(step.reverse ? { reverse: true } : {}),
+      };
     case 'ping':
       return { op: 'ping', to: step.to ?? '', count: 1, ...timeout };
     case 'dns':
@@ -68,9 +88,12 @@ function probeCommand(step: Extract<ScenarioStep, { kind: 'probe' }>): LinuxComm
 function describeStep(step: ScenarioStep): string {
   switch (step.kind) {
     case 'probe':
-      return step.probe === 'dns'
-        ? `${step.from}: dns ${step.name}`
-        : `${step.from}: ${step.probe} ${step.to}${step.port ? `:${step.port}` : ''}`;
+      if (step.probe === 'dns') return `${step.from}: dns ${step.name}`;
+      if (step.on) return `${step.from}: tcp again on "${step.on}"`;
+      return (
+        `${step.from}: ${step.probe}${step.reverse ? ' reverse' : ''} ${step.to}${step.port ? `:${step.port}` : ''}` +
+        `${step.source ? ` from ${step.source}` : ''}${step.hold ? ` (held as "${step.on ?? step.hold}")` : ''}`
+      );
     case 'set_rules':
       return `set_rules ${step.client} (${step.rules.size} rules)`;
     case 'attach':
@@ -111,6 +134,12 @@ export async function runScenario(
   scenario: Scenario,
   options: ScenarioRunOptions = {},
 ): Promise<ScenarioRun> {
+  const prefix = options.namePrefix ?? '';
+  // Before anything boots: a firewall kind the lab cannot start fails with its reason.
+  const firewall: FirewallVm | undefined =
+    scenario.firewall === 'none'
+      ? undefined
+      : firewallVm(scenario.firewall, `${prefix}firewall`, scenario.firewallIp);
   const image = options.image ?? (await buildLinuxImage());
   const ownLab = !options.lab;
   const lab =
@@ -120,7 +149,6 @@ export async function runScenario(
       bootTimeoutMs: 1_200_000,
       ...(options.onConsoleLine ? { onConsoleLine: options.onConsoleLine } : {}),
     }));
-  const prefix = options.namePrefix ?? '';
   const upName = `${prefix}upstream`;
   const start = performance.now();
   const reports: StepReport[] = [];
@@ -136,7 +164,36 @@ export async function runScenario(
     const startUpstream = () =>
       startLinuxVm(lab, image.image, { name: upName, type: scenario.virtMode, args: upstreamArgs });
     let upstream = await startUpstream();
-    const vifOf = (c: ScenarioClient, i: number) => netvmVif(upName, c.ip, qubesMac(10 + i));
+    // The clients' netvm: the firewall VM, or the upstream itself.
+    const gateway = firewall ? firewall.ip : scenario.upstream.ip;
+    const backend = firewall ? firewall.name : upName;
+    const vifOf = (c: ScenarioClient, i: number) => netvmVif(backend, c.ip, qubesMac(10 + i));
+    const rules = new Map(scenario.clients.map((c) => [c.name, c.rules]));
+    // Rules live where qubesd puts them: the QubesDB of the clients' netvm
+    // (/qubes-firewall/<ip>/...). With `firewall: none` nothing enforces them; with a
+    // firewall, the upstream holds the firewall VM's own (accept all, Qubes' default).
+    const upstreamClients = firewall
+      ? [{ ip: firewall.ip, rules: new Map([[0, 'action=accept']]) }]
+      : scenario.clients.map((c) => ({ ip: c.ip, rules: rules.get(c.name) ?? c.rules }));
+    const upstreamEntries = () =>
+      qubesDbEntries({
+        name: upName,
+        ip: scenario.upstream.ip,
+        providesNetwork: true,
+        clients: upstreamClients,
+      });
+    const serveUpstreamDb = () =>
+      serveQubesDb(lab, [{ domid: upstream.domid, name: upName, entries: upstreamEntries() }]);
+    let upstreamDb: QubesDbService = await serveUpstreamDb();
+    const firewallStarted = firewall
+      ? await firewall.start({
+          lab,
+          image: image.image,
+          virtMode: scenario.virtMode,
+          upstream: { name: upName, ip: scenario.upstream.ip },
+          clients: scenario.clients.map((c) => ({ ip: c.ip, rules: c.rules })),
+        })
+      : undefined;
     const clients = new Map<
       string,
       { vm: LinuxVm; spec: ScenarioClient; index: number; attached: boolean }
@@ -146,25 +203,15 @@ export async function runScenario(
         startLinuxVm(lab, image.image, {
           name: `${prefix}${spec.name}`,
           type: scenario.virtMode,
-          args: { role: 'client', ip: spec.ip, gateway: scenario.upstream.ip },
+          args: { role: 'client', ip: spec.ip, gateway },
           vifs: [vifOf(spec, index)],
+          // Several clients boot at once; under emulation on a loaded machine (load 14-17) one
+          // of three took more than the default 420 s to report `up`.
+          upTimeoutMs: 1_200_000,
         }).then((vm) => ({ vm, spec, index })),
       ),
     );
     for (const c of started) clients.set(c.spec.name, { ...c, attached: true });
-    // Rules live where qubesd puts them: the upstream's QubesDB (/qubes-firewall/<ip>/...). With
-    // `firewall: none` nothing between the clients and the upstream enforces them.
-    const rules = new Map(scenario.clients.map((c) => [c.name, c.rules]));
-    const upstreamEntries = () =>
-      qubesDbEntries({
-        name: upName,
-        ip: scenario.upstream.ip,
-        providesNetwork: true,
-        clients: scenario.clients.map((c) => ({ ip: c.ip, rules: rules.get(c.name) ?? c.rules })),
-      });
-    const serveUpstreamDb = () =>
-      serveQubesDb(lab, [{ domid: upstream.domid, name: upName, entries: upstreamEntries() }]);
-    let upstreamDb: QubesDbService = await serveUpstreamDb();
     const clientsDb = await serveQubesDb(
       lab,
       started.map((c) => ({
@@ -174,7 +221,7 @@ export async function runScenario(
           name: c.vm.name,
           ip: c.spec.ip,
           mac: qubesMac(10 + c.index),
-          netvmIp: scenario.upstream.ip,
+          netvmIp: gateway,
         }),
       })),
     );
@@ -209,8 +256,8 @@ export async function runScenario(
       vm.command<{ entries: Record<string, string> }>({ op: 'qubesdb', prefix }).then((r) => r.entries);
     await check('0.0', 'upstream: QubesDB from dom0', async () => {
       const entries = await readDb(upstream, '/');
-      const connected = scenario.clients.map((c) => c.ip).join(' ');
-      const rulesIn = scenario.clients.every((c) => entries[`/qubes-firewall/${c.ip}/policy`] === 'drop');
+      const connected = upstreamClients.map((c) => c.ip).join(' ');
+      const rulesIn = upstreamClients.every((c) => entries[`/qubes-firewall/${c.ip}/policy`] === 'drop');
       return {
         ok:
           entries['/connected-ips'] === connected &&
@@ -219,11 +266,23 @@ export async function runScenario(
         detail: { connectedIps: entries['/connected-ips'], keys: Object.keys(entries).length },
       };
     });
+    if (firewall) {
+      const report: StepReport = {
+        step: '0.f',
+        what: `${firewall.kind} firewall: QubesDB, uplink, rules of every client`,
+        result: 'enforcing',
+        ok: true,
+        ms: 0,
+        detail: firewallStarted,
+      };
+      reports.push(report);
+      options.onStep?.(report);
+    }
     for (const c of started)
       await check(`0.${c.index + 1}`, `${c.spec.name}: QubesDB from dom0`, async () => {
         const entries = await readDb(c.vm, '/qubes-');
         return {
-          ok: entries['/qubes-ip'] === c.spec.ip && entries['/qubes-gateway'] === scenario.upstream.ip,
+          ok: entries['/qubes-ip'] === c.spec.ip && entries['/qubes-gateway'] === gateway,
           detail: {
             ip: entries['/qubes-ip'],
             gateway: entries['/qubes-gateway'],
@@ -279,6 +338,11 @@ export async function runScenario(
           case 'set_rules': {
             const spec = client(step.client).spec;
             rules.set(step.client, step.rules);
+            if (firewall) {
+              const applied = await firewall.rules(spec.ip, step.rules);
+              report({ result: 'in force', ok: true, detail: applied });
+              return;
+            }
             // As qubesd's reload_firewall_for_vm: remove the client's subtree, write the
             // rules, then the base key; then check the upstream's replica holds them.
             const base = `/qubes-firewall/${spec.ip}`;
@@ -293,7 +357,7 @@ export async function runScenario(
             report({
               result: ok ? 'set' : 'not in upstream QubesDB',
               ok,
-              detail: { entries: seen, enforced: scenario.firewall !== 'none' },
+              detail: { entries: seen, enforced: false },
             });
             return;
           }
@@ -306,16 +370,20 @@ export async function runScenario(
             report({ result: 'detached', ok: true });
             return;
           case 'restart': {
-            // As when sys-net restarts: its clients lose their vifs, and get them back once
-            // it runs again (qubesd re-attaches them).
+            // As when sys-net restarts: the VMs it serves lose their vifs, and get them back
+            // once it runs again (qubesd re-attaches them).
             await lab.exec(['xl', 'destroy', upName], { timeoutMs: 120_000 });
             await upstream.handle.finished({ timeoutMs: 120_000 });
-            const wereAttached = [...clients.values()].filter((c) => c.attached).map((c) => c.spec.name);
-            for (const name of wereAttached) await detach(name);
             await upstreamDb.stop().catch(() => undefined);
+            const wereAttached = firewall
+              ? []
+              : [...clients.values()].filter((c) => c.attached).map((c) => c.spec.name);
+            for (const name of wereAttached) await detach(name);
+            if (firewall) await firewall.upstreamGone();
             upstream = await startUpstream();
             upstreamDb = await serveUpstreamDb();
             for (const name of wereAttached) await attach(name);
+            if (firewall) await firewall.restart();
             report({ result: 'restarted', ok: true });
             return;
           }
@@ -334,6 +402,7 @@ export async function runScenario(
     };
     for (const [i, step] of scenario.steps.entries()) await runStep(step, String(i + 1));
     for (const c of clients.values()) await c.vm.command({ op: 'poweroff' }).catch(() => undefined);
+    await firewall?.stop().catch(() => undefined);
     await upstream.command({ op: 'poweroff' }).catch(() => undefined);
     await upstreamDb.stop().catch(() => undefined);
     await clientsDb.stop().catch(() => undefined);

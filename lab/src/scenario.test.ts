@@ -1,9 +1,10 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { outcomeMeets, parseScenario } from './scenario.ts';
-import { judgeProbe, reportedSource } from './scenario-run.ts';
+import { judgeProbe, probeCommand, reportedSource, runScenario } from './scenario-run.ts';
 
-const example = new URL('../../test/scenarios/direct-upstream.json', import.meta.url).pathname;
+const suite = new URL('../../test/scenarios/', import.meta.url).pathname;
+const example = `${suite}direct-upstream.json`;
 
 const minimal = () => ({
   version: 1,
@@ -43,7 +44,28 @@ describe('lab scenarios, format version 1', () => {
 
   it.each([
     [{ version: 2 }, 'scenario.version: must be 1'],
-    [{ firewall: 'moat' }, 'scenario.firewall: "moat" is not available yet'],
+    [{ firewall: 'pf' }, 'scenario.firewall: "pf" is not a firewall this lab knows (none, linux, moat)'],
+    [
+      { firewall: 'linux', firewall_ip: '10.137.0.5' },
+      "scenario.firewall_ip: 10.137.0.5 is the upstream's address",
+    ],
+    [{ firewall_ip: '10.137.0.6' }, 'scenario.firewall_ip: only with a firewall'],
+    [
+      { firewall: 'linux', clients: [{ name: 'work', ip: '10.137.0.6' }] },
+      'scenario.clients[0].ip: 10.137.0.6 is used twice',
+    ],
+    [
+      { steps: [{ from: 'work', probe: 'ping', to: '1.2.3.4', source: '10.137.0.9', expect: 'drop' }] },
+      'steps[0].source: only for tcp/udp probes',
+    ],
+    [
+      { steps: [{ from: 'work', probe: 'iperf3', to: '1.2.3.4', expect: 'deny' }] },
+      'steps[0].expect: an iperf3 probe expects allow',
+    ],
+    [
+      { steps: [{ from: 'work', probe: 'tcp', on: 'c', to: '1.2.3.4', expect: 'deny' }] },
+      'steps[0]: unknown field "to"',
+    ],
     [{ upstream: { ip: '10.137.0' } }, 'scenario.upstream.ip: "10.137.0" is not an IPv4 address'],
     [{ clients: [{ name: 'work', ip: '10.137.0.5' }] }, 'scenario.clients[0].ip: 10.137.0.5 is used twice'],
     [
@@ -71,6 +93,40 @@ describe('lab scenarios, format version 1', () => {
     [{ extra: true }, 'unknown field "extra"'],
   ])('refuses %j with a message naming the field', (patch, message) => {
     expect(() => parseScenario({ ...minimal(), ...patch })).toThrow(message);
+  });
+
+  it('reads every scenario of the suite', () => {
+    for (const file of readdirSync(suite).filter((f) => f.endsWith('.json'))) {
+      const s = parseScenario(readFileSync(`${suite}${file}`, 'utf8'), file);
+      expect(s.steps.length).toBeGreaterThan(0);
+    }
+  });
+
+  it('firewall linux: the firewall address, probes with source, hold, on and iperf3', () => {
+    const s = parseScenario(readFileSync(`${suite}linux-rules.json`, 'utf8'), 'linux-rules.json');
+    expect([s.firewall, s.firewallIp]).toEqual(['linux', '10.137.0.6']);
+    const probes = s.steps.filter((st) => st.kind === 'probe');
+    expect(probes.some((p) => p.source === '10.137.0.10')).toBe(true);
+    const held = probes.find((p) => p.hold === 'web');
+    const again = probes.find((p) => p.on === 'web');
+    expect(held && probeCommand(held)).toMatchObject({ op: 'tcp', hold: 'web', readReply: true });
+    expect(again && probeCommand(again)).toEqual({ op: 'tcp-again', hold: 'web', timeoutMs: 5000 });
+    const iperf = parseScenario({
+      ...minimal(),
+      steps: [{ from: 'work', probe: 'iperf3', to: '10.137.0.5', reverse: true, expect: 'allow' }],
+    }).steps[0];
+    expect(iperf?.kind === 'probe' && probeCommand(iperf)).toEqual({
+      op: 'iperf3',
+      to: '10.137.0.5',
+      seconds: 3,
+      reverse: true,
+    });
+  });
+
+  it('firewall moat parses, and a run says why it cannot start yet (before booting anything)', async () => {
+    const s = parseScenario({ ...minimal(), firewall: 'moat' });
+    expect(s.firewall).toBe('moat');
+    await expect(runScenario(s)).rejects.toThrow('not available yet: the sys-moat VM needs netif');
   });
 
   it('refuses text that is not JSON', () => {

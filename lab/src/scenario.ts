@@ -8,12 +8,19 @@ import type { ProbeOutcome } from './topology-wire.ts';
 
 export const SCENARIO_VERSION = 1;
 
-/** `none`: clients attach to the upstream directly. Issue 14 adds `moat` and `linux`. */
-export const SCENARIO_FIREWALLS = ['none'] as const;
+/**
+ * `none`: clients attach to the upstream directly; `linux`: the Linux reference firewall VM
+ * between them (linux-firewall/); `moat`: sys-moat (parsed; the runner says it is not
+ * available until the sys-moat VM exists).
+ */
+export const SCENARIO_FIREWALLS = ['none', 'linux', 'moat'] as const;
 export type ScenarioFirewall = (typeof SCENARIO_FIREWALLS)[number];
 
+/** The firewall VM's address when a scenario gives none (sys-firewall's place in 10.137.0.0/16). */
+export const DEFAULT_FIREWALL_IP = '10.137.0.6';
+
 export type Expectation = 'allow' | 'deny' | 'reject' | 'drop';
-export type ProbeKind = 'tcp' | 'udp' | 'ping' | 'dns';
+export type ProbeKind = 'tcp' | 'udp' | 'ping' | 'dns' | 'iperf3';
 
 export interface ScenarioUpstream {
   readonly ip: string;
@@ -46,6 +53,15 @@ export type ScenarioStep =
       /** dns: the addresses the answer must hold. */
       readonly answer?: readonly string[];
       readonly timeoutMs?: number;
+      /** tcp/udp: send from this address instead of the client's own (anti-spoofing). */
+      readonly source?: string;
+      /** tcp: keep the connection open under this name. */
+      readonly hold?: string;
+      /** tcp: send a line over the connection held under this name (no `to`/`port`). */
+      readonly on?: string;
+      /** iperf3: seconds to run, and the direction (reverse: upstream to client). */
+      readonly seconds?: number;
+      readonly reverse?: boolean;
     }
   | { readonly kind: 'set_rules'; readonly client: string; readonly rules: ReadonlyMap<number, string> }
   | { readonly kind: 'attach' | 'detach'; readonly client: string }
@@ -58,6 +74,8 @@ export interface Scenario {
   readonly name: string;
   readonly description?: string;
   readonly firewall: ScenarioFirewall;
+  /** The firewall VM's address (`firewall_ip`; linux and moat). */
+  readonly firewallIp: string;
   readonly virtMode: 'pv' | 'pvh';
   readonly upstream: ScenarioUpstream;
   readonly clients: readonly ScenarioClient[];
@@ -172,7 +190,7 @@ function rules(value: unknown, w: Where): Map<number, string> {
 }
 
 const EXPECTATIONS: readonly Expectation[] = ['allow', 'deny', 'reject', 'drop'];
-const PROBES: readonly ProbeKind[] = ['tcp', 'udp', 'ping', 'dns'];
+const PROBES: readonly ProbeKind[] = ['tcp', 'udp', 'ping', 'dns', 'iperf3'];
 
 function step(value: unknown, w: Where, clients: Set<string>, depth: number): ScenarioStep {
   const o = object(value, w);
@@ -209,7 +227,14 @@ function step(value: unknown, w: Where, clients: Set<string>, depth: number): Sc
         return w.at('action').fail(`unknown action "${action}" (set_rules, attach, detach, restart, wait)`);
     }
   }
-  onlyKeys(o, ['from', 'probe', 'to', 'port', 'name', 'expect', 'upstream_sees', 'answer', 'timeout_ms'], w);
+  onlyKeys(
+    o,
+    [
+      ...['from', 'probe', 'to', 'port', 'name', 'expect', 'upstream_sees', 'answer', 'timeout_ms'],
+      ...['source', 'hold', 'on', 'seconds', 'reverse'],
+    ],
+    w,
+  );
   const from = string(o.from, w.at('from'));
   if (!clients.has(from)) w.at('from').fail(`no client named "${from}"`);
   const probe = string(o.probe, w.at('probe')) as ProbeKind;
@@ -226,11 +251,44 @@ function step(value: unknown, w: Where, clients: Set<string>, depth: number): Sc
         : { answer: array(o.answer, w.at('answer')).map((a, i) => ipv4(a, w.at('answer').at(i))) };
     return { ...base, name: string(o.name, w.at('name')), ...answer, ...timeoutMs };
   }
+  const only = (kinds: readonly ProbeKind[], ...fields: string[]) => {
+    for (const f of fields)
+      if (o[f] !== undefined && !kinds.includes(probe)) w.at(f).fail(`only for ${kinds.join('/')} probes`);
+  };
+  only(['tcp', 'udp'], 'source');
+  only(['tcp'], 'hold', 'on');
+  only(['iperf3'], 'seconds', 'reverse');
+  if (o.on !== undefined) {
+    onlyKeys(o, ['from', 'probe', 'on', 'expect', 'timeout_ms'], w);
+    return { ...base, on: string(o.on, w.at('on')), ...timeoutMs };
+  }
   const to = ipv4(o.to, w.at('to'));
+  if (probe === 'iperf3') {
+    if (expect !== 'allow') w.at('expect').fail('an iperf3 probe expects allow');
+    const reverse = o.reverse === undefined ? {} : { reverse: o.reverse === true };
+    if (o.reverse !== undefined && typeof o.reverse !== 'boolean')
+      w.at('reverse').fail('must be true or false');
+    return {
+      ...base,
+      to,
+      seconds: o.seconds === undefined ? 3 : integer(o.seconds, w.at('seconds'), 1, 60),
+      ...reverse,
+    };
+  }
+  const source = o.source === undefined ? {} : { source: ipv4(o.source, w.at('source')) };
+  const hold = o.hold === undefined ? {} : { hold: string(o.hold, w.at('hold')) };
   const sees =
     o.upstream_sees === undefined ? {} : { upstreamSees: ipv4(o.upstream_sees, w.at('upstream_sees')) };
   if (probe === 'ping') return { ...base, to, ...timeoutMs };
-  return { ...base, to, port: integer(o.port, w.at('port'), 1, 65535), ...sees, ...timeoutMs };
+  return {
+    ...base,
+    to,
+    port: integer(o.port, w.at('port'), 1, 65535),
+    ...sees,
+    ...source,
+    ...hold,
+    ...timeoutMs,
+  };
 }
 
 /** Parses and checks a scenario (JSON text or value); the error names the field at fault. */
@@ -245,14 +303,31 @@ export function parseScenario(input: string | unknown, source = 'scenario'): Sce
   }
   const w = new Where(source);
   const o = object(value, w);
-  onlyKeys(o, ['version', 'name', 'description', 'firewall', 'virt_mode', 'upstream', 'clients', 'steps'], w);
+  onlyKeys(
+    o,
+    [
+      'version',
+      'name',
+      'description',
+      'firewall',
+      'firewall_ip',
+      'virt_mode',
+      'upstream',
+      'clients',
+      'steps',
+    ],
+    w,
+  );
   if (o.version !== SCENARIO_VERSION)
     w.at('version').fail(`must be ${SCENARIO_VERSION} (this lab reads version 1)`);
   const firewall = (o.firewall ?? 'none') as ScenarioFirewall;
   if (!SCENARIO_FIREWALLS.includes(firewall))
     w.at('firewall').fail(
-      `"${String(o.firewall)}" is not available yet (this lab has: ${SCENARIO_FIREWALLS.join(', ')})`,
+      `"${String(o.firewall)}" is not a firewall this lab knows (${SCENARIO_FIREWALLS.join(', ')})`,
     );
+  const firewallIp =
+    o.firewall_ip === undefined ? DEFAULT_FIREWALL_IP : ipv4(o.firewall_ip, w.at('firewall_ip'));
+  if (o.firewall_ip !== undefined && firewall === 'none') w.at('firewall_ip').fail('only with a firewall');
   const virtMode = o.virt_mode ?? 'pv';
   if (virtMode !== 'pv' && virtMode !== 'pvh') return w.at('virt_mode').fail('must be "pv" or "pvh"');
 
@@ -284,7 +359,9 @@ export function parseScenario(input: string | unknown, source = 'scenario'): Sce
 
   const cw = w.at('clients');
   const names = new Set<string>();
-  const ips = new Set<string>([upstream.ip]);
+  if (firewall !== 'none' && firewallIp === upstream.ip)
+    w.at('firewall_ip').fail(`${firewallIp} is the upstream's address`);
+  const ips = new Set<string>([upstream.ip, ...(firewall === 'none' ? [] : [firewallIp])]);
   const clients = array(o.clients, cw).map((c, i): ScenarioClient => {
     const x = object(c, cw.at(i));
     onlyKeys(x, ['name', 'ip', 'rules'], cw.at(i));
@@ -306,6 +383,7 @@ export function parseScenario(input: string | unknown, source = 'scenario'): Sce
     name: string(o.name, w.at('name')),
     ...(o.description === undefined ? {} : { description: string(o.description, w.at('description')) }),
     firewall,
+    firewallIp,
     virtMode,
     upstream,
     clients,

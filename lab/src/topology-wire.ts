@@ -4,11 +4,17 @@
  * byte pattern a stream carries.
  */
 
-/** The netvm's services (TCP and UDP echo report the source address they saw first). */
-export const NETVM_PORTS = { tcpEcho: 7, udpEcho: 7, sink: 9, iperf3: 5201 } as const;
+/**
+ * The netvm's services (TCP and UDP echo report the source address they saw first; the sink
+ * hashes what it is sent; the source sends the pattern a client asks for).
+ */
+export const NETVM_PORTS = { tcpEcho: 7, udpEcho: 7, sink: 9, source: 19, iperf3: 5201 } as const;
 
 /** The vif hotplug script the netvm's `xl devd` runs (under /etc/xen/scripts there). */
 export const VIF_SCRIPT = 'vif-moat';
+
+/** The vif hotplug script of a bridge domU's `xl devd`: the vif joins its bridge. */
+export const BRIDGE_VIF_SCRIPT = 'vif-moat-bridge';
 
 /** How a probe ended: an answer, a refusal (RST / ICMP port unreachable), another ICMP error, or nothing. */
 export type ProbeOutcome = 'accepted' | 'refused' | 'icmp' | 'silence';
@@ -24,7 +30,13 @@ export interface ClientNetwork {
 }
 
 export interface LinuxGuestArgs extends Partial<ClientNetwork> {
-  readonly role: 'netvm' | 'client';
+  /**
+   * bridge: a Linux domU between clients and a netvm, as a kernel-only baseline for our netif
+   * domU: its clients' vifs (xen-netback, `xl devd`) and its own eth0 (xen-netfront, upstream)
+   * in one Linux bridge, no address of its own. firewall: the Linux reference firewall
+   * (linux-firewall/), netfront up and netback down.
+   */
+  readonly role: 'netvm' | 'client' | 'bridge' | 'firewall';
   /** netvm: names its DNS server answers (name -> IPv4). */
   readonly dns?: Record<string, string>;
   /** netvm: more addresses it owns (on lo), as upstream hosts. */
@@ -35,12 +47,32 @@ export interface LinuxGuestArgs extends Partial<ClientNetwork> {
 }
 
 export type LinuxCommand =
-  | { op: 'tcp'; to: string; port: number; timeoutMs?: number; readReply?: boolean }
-  | { op: 'udp'; to: string; port: number; payload?: string; timeoutMs?: number }
+  | {
+      op: 'tcp';
+      to: string;
+      port: number;
+      timeoutMs?: number;
+      readReply?: boolean;
+      /** Source address to send from (added to the interface for the probe: spoofing). */
+      source?: string;
+      /** Keep the connection open under this name after its echo (`tcp-again` uses it). */
+      hold?: string;
+    }
+  /** A line over a held connection; accepted when it is echoed back. */
+  | { op: 'tcp-again'; hold: string; timeoutMs?: number }
+  | { op: 'udp'; to: string; port: number; payload?: string; timeoutMs?: number; source?: string }
   | { op: 'ping'; to: string; count?: number; timeoutMs?: number }
   | { op: 'dns'; name: string; server?: string; timeoutMs?: number }
   | { op: 'stream'; to: string; port?: number; bytes: number; seed: number }
-  | { op: 'iperf3'; to: string; seconds?: number }
+  /** Asks the netvm's source for `bytes` of the pattern and hashes what arrives. */
+  | { op: 'pull'; from: string; bytes: number; seed: number }
+  | { op: 'iperf3'; to: string; seconds?: number; reverse?: boolean }
+  /** firewall: read QubesDB, bring the uplink up, load the rules and follow QubesDB. */
+  | { op: 'firewall-start' }
+  /** firewall: the uplink vif came back (netvm restarted): configure it again. */
+  | { op: 'firewall-uplink' }
+  /** firewall: wait until a client's rules were handled more than `after` times. */
+  | { op: 'firewall-handled'; target: string; after: number; timeoutMs?: number }
   | { op: 'configure'; network: Partial<ClientNetwork> }
   | { op: 'vifs' }
   | { op: 'set-dns'; names: Record<string, string> }

@@ -16,7 +16,7 @@ import type {
   QubesDbStop,
   QubesDbUpdate,
 } from './topology-wire.ts';
-import { VIF_SCRIPT } from './topology-wire.ts';
+import { BRIDGE_VIF_SCRIPT, VIF_SCRIPT } from './topology-wire.ts';
 import { domainId } from './vchan-lab.ts';
 
 const QUBESDB_DOM0 = new URL('./guests/qubesdb-dom0.guest.ts', import.meta.url).pathname;
@@ -73,14 +73,69 @@ export function qubesMac(n: number): string {
   return `00:16:3e:5e:6c:${n.toString(16).padStart(2, '0')}`;
 }
 
-export interface LinuxVm {
+/** A long-running domU that takes commands from dom0 through xenstore (guests/command-loop.ts). */
+export interface CommandVm<Command = unknown> {
   readonly name: string;
   readonly domid: number;
   readonly handle: GuestHandle;
   /** What the guest reported when it came up. */
   readonly up: unknown;
   /** Runs a command in the guest and returns its data (throws with the guest's error). */
-  command<T = Record<string, unknown>>(command: LinuxCommand, options?: { timeoutMs?: number }): Promise<T>;
+  command<T = Record<string, unknown>>(command: Command, options?: { timeoutMs?: number }): Promise<T>;
+}
+
+export type LinuxVm = CommandVm<LinuxCommand>;
+
+export interface CommandVmOptions {
+  readonly name: string;
+  /** The guest's arguments; `op` of each command is named in a failure. */
+  readonly args: Record<string, unknown>;
+  readonly type?: 'pv' | 'pvh';
+  readonly memoryMb?: number;
+  readonly vifs?: readonly VifSpec[];
+  /** `driver_domain = 1`: the backend of other domains' vifs. */
+  readonly driverDomain?: boolean;
+  /** Until the guest reports `up` (boot under emulation on a loaded machine is slow). */
+  readonly upTimeoutMs?: number;
+}
+
+/** Creates a domU whose guest serves commands and waits until it reports `up`. */
+export async function startCommandVm<Command extends { op: string }>(
+  lab: Lab,
+  image: VmImage,
+  o: CommandVmOptions,
+): Promise<CommandVm<Command>> {
+  const handle = lab.createDomU(image, {
+    type: o.type ?? 'pv',
+    name: o.name,
+    memoryMb: o.memoryMb ?? 160,
+    args: o.args,
+    ...(o.vifs ? { vifs: o.vifs } : {}),
+    ...(o.driverDomain ? { driverDomain: true } : {}),
+  });
+  const up = await handle.result('up', { timeoutMs: o.upTimeoutMs ?? 420_000 });
+  if (!up.ok) throw new LabError(o.name, `did not come up: ${up.error}\n${handle.tail(30)}`);
+  const domid = await domainId(lab, o.name);
+  let seq = 0;
+  return {
+    name: o.name,
+    domid,
+    handle,
+    up: up.data,
+    async command<T>(command: Command, options: { timeoutMs?: number } = {}): Promise<T> {
+      const n = ++seq;
+      const written = await lab.exec([
+        'xenstore-write',
+        `/local/domain/${domid}/data/moat-cmd/${n}`,
+        JSON.stringify(command),
+      ]);
+      if (written.code !== 0)
+        throw new LabError(o.name, `writing command ${n} failed: ${written.lines.join(' | ')}`);
+      const result = await handle.result(`cmd ${n}`, { timeoutMs: options.timeoutMs ?? 120_000 });
+      if (!result.ok) throw new LabError(o.name, `${command.op} failed: ${result.error}\n${handle.tail(30)}`);
+      return result.data as T;
+    },
+  };
 }
 
 export interface LinuxVmOptions {
@@ -93,44 +148,25 @@ export interface LinuxVmOptions {
   readonly upTimeoutMs?: number;
 }
 
-/** Creates a Linux domU (netvm or client) and waits until it takes commands. */
-export async function startLinuxVm(lab: Lab, image: VmImage, o: LinuxVmOptions): Promise<LinuxVm> {
-  const handle = lab.createDomU(image, {
-    type: o.type ?? 'pv',
-    name: o.name,
-    memoryMb: o.memoryMb ?? (o.args.role === 'netvm' ? 192 : 160),
+/** Creates a Linux domU (netvm, client, bridge or firewall) and waits until it takes commands. */
+export function startLinuxVm(lab: Lab, image: VmImage, o: LinuxVmOptions): Promise<LinuxVm> {
+  const serves = o.args.role !== 'client';
+  return startCommandVm<LinuxCommand>(lab, image, {
+    ...o,
     args: o.args as unknown as Record<string, unknown>,
-    ...(o.vifs ? { vifs: o.vifs } : {}),
-    ...(o.args.role === 'netvm' ? { driverDomain: true } : {}),
+    memoryMb: o.memoryMb ?? (o.args.role === 'client' || o.args.role === 'bridge' ? 160 : 192),
+    driverDomain: serves,
   });
-  const up = await handle.result('up', { timeoutMs: o.upTimeoutMs ?? 420_000 });
-  if (!up.ok) throw new LabError(o.name, `did not come up: ${up.error}\n${handle.tail(30)}`);
-  const domid = await domainId(lab, o.name);
-  let seq = 0;
-  return {
-    name: o.name,
-    domid,
-    handle,
-    up: up.data,
-    async command<T>(command: LinuxCommand, options: { timeoutMs?: number } = {}): Promise<T> {
-      const n = ++seq;
-      const written = await lab.exec([
-        'xenstore-write',
-        `/local/domain/${domid}/data/moat-cmd/${n}`,
-        JSON.stringify(command),
-      ]);
-      if (written.code !== 0)
-        throw new LabError(o.name, `writing command ${n} failed: ${written.lines.join(' | ')}`);
-      const result = await handle.result(`cmd ${n}`, { timeoutMs: options.timeoutMs ?? 120_000 });
-      if (!result.ok) throw new LabError(o.name, `${command.op} failed: ${result.error}`);
-      return result.data as T;
-    },
-  };
 }
 
 /** A client vif served by a Linux netvm (our hotplug script there). */
 export function netvmVif(netvm: string, ip: string, mac: string): VifSpec {
   return { backend: netvm, ip, mac, script: VIF_SCRIPT };
+}
+
+/** A client vif served by a Linux bridge domU (its hotplug script puts the vif in the bridge). */
+export function bridgeVif(bridge: string, mac: string): VifSpec {
+  return { backend: bridge, mac, script: BRIDGE_VIF_SCRIPT };
 }
 
 async function xl(lab: Lab, argv: string[], timeoutMs = 120_000): Promise<string[]> {

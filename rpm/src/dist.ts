@@ -1,22 +1,27 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
   buildImage,
   buildTemplateRootImage,
+  buildVmImage,
+  bundleVmEntry,
   defaultCacheDir,
+  ImageBuildError,
   kernelDirectoryFiles,
-  sha256,
   sha256File,
+  type VmImage,
   writeKernelDirectory,
 } from '@moat/unikernel';
-import { build } from 'esbuild';
 import { PackagingError } from './errors.ts';
 import { type PackagedVm, packagedVms, placeholderEntry } from './vms.ts';
+
+const repoRoot = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 
 export interface DistOptions {
   /** Output folder (`<repository>/dist`). */
   readonly distDir: string;
-  /** The VM entry (TypeScript) to bundle per VM; a VM without one gets the placeholder. */
+  /** The VM entry (TypeScript) to bundle per VM, instead of its own (PackagedVm.app). */
   readonly entries?: Partial<Record<PackagedVm['name'], string>>;
   /** Every timestamp in the products (SOURCE_DATE_EPOCH). */
   readonly epoch: number;
@@ -37,37 +42,30 @@ export interface VmDelivery {
   readonly sha256: Record<string, string>;
 }
 
-/** Bundles a VM entry into one CommonJS file for node 20 (cached by content hash). */
-async function bundleVm(vm: PackagedVm, entry: string | undefined, cacheDir: string): Promise<string> {
-  const define: Record<string, string> = entry
-    ? {}
-    : { MOAT_VM_NAME: JSON.stringify(vm.name), MOAT_VM_ISSUE: JSON.stringify(vm.placeholder.issue) };
-  let code: Uint8Array | undefined;
+/** The VM's image: its entry with @moat/xen's addon, or the placeholder (no addon: it touches no Xen device). */
+async function vmImage(vm: PackagedVm, entry: string | undefined, cacheDir: string): Promise<VmImage> {
   try {
-    const result = await build({
-      entryPoints: [entry ?? placeholderEntry],
-      bundle: true,
-      platform: 'node',
-      target: 'node20',
-      format: 'cjs',
-      write: false,
-      logLevel: 'silent',
-      external: ['*.node'],
-      define,
+    const app = entry ?? ('entry' in vm.app ? vm.app.entry : undefined);
+    if (app) return (await buildVmImage(app, { cacheDir })).image;
+    const issue = 'placeholderIssue' in vm.app ? vm.app.placeholderIssue : '?';
+    const bundle = await bundleVmEntry(placeholderEntry, {
+      cacheDir,
+      subdir: join('rpm', 'bundles'),
+      define: { MOAT_VM_NAME: JSON.stringify(vm.name), MOAT_VM_ISSUE: JSON.stringify(issue) },
     });
-    code = result.outputFiles?.[0]?.contents;
+    return await buildImage({ bundle, cacheDir });
   } catch (error) {
-    throw new PackagingError(
-      'bundle',
-      `esbuild failed for ${entry ?? placeholderEntry}: ${(error as Error).message}`,
-    );
+    if (error instanceof ImageBuildError && error.step === 'bundle')
+      throw new PackagingError('bundle', error.message);
+    throw error;
   }
-  if (!code) throw new PackagingError('bundle', `esbuild produced nothing for ${vm.name}`);
-  const dir = join(cacheDir, 'rpm', 'bundles');
-  mkdirSync(dir, { recursive: true });
-  const path = join(dir, `${sha256(code).slice(0, 32)}.js`);
-  writeFileSync(path, code);
-  return path;
+}
+
+/** What a delivery says it runs: the entry relative to the repository, or `placeholder (issue N)`. */
+function appName(vm: PackagedVm, entry: string | undefined): string {
+  const app = entry ?? ('entry' in vm.app ? vm.app.entry : undefined);
+  if (app) return relative(repoRoot, app);
+  return `placeholder (issue ${'placeholderIssue' in vm.app ? vm.app.placeholderIssue : '?'})`;
 }
 
 /** Builds every VM's template root image and kernel directory under `distDir`. */
@@ -77,9 +75,8 @@ export async function buildDist(options: DistOptions): Promise<VmDelivery[]> {
   const deliveries: VmDelivery[] = [];
   for (const vm of packagedVms) {
     const entry = options.entries?.[vm.name];
-    const bundle = await bundleVm(vm, entry, cacheDir);
-    log(`${vm.name}: image from ${entry ?? `placeholder (issue ${vm.placeholder.issue})`}`);
-    const image = await buildImage({ bundle, cacheDir });
+    log(`${vm.name}: image from ${appName(vm, entry)}`);
+    const image = await vmImage(vm, entry, cacheDir);
     const templateDir = join(options.distDir, 'templates', vm.name);
     mkdirSync(templateDir, { recursive: true });
     const rootImage = join(templateDir, 'root.img');
@@ -99,7 +96,7 @@ export async function buildDist(options: DistOptions): Promise<VmDelivery[]> {
     log(`${vm.name}: root.img and kernel directory written`);
     deliveries.push({
       name: vm.name,
-      entry: entry ?? `placeholder (issue ${vm.placeholder.issue})`,
+      entry: appName(vm, entry),
       imageKey: image.key,
       rootImage,
       kernelDir,

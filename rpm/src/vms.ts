@@ -1,5 +1,6 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { FIREWALL_VM_ENTRY } from '@moat/unikernel';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -15,22 +16,25 @@ export interface PackagedVm {
    * the VM runs a qrexec agent; without one, the post-install start would wait 60 s and fail.
    */
   readonly templateConf: string;
-  /** The entry bundled when `./moat package` is given none for this VM. */
-  readonly placeholder: { readonly issue: string };
+  /**
+   * What the image runs when `./moat package` is given no entry for this VM: the VM's own
+   * entry (bundled with @moat/xen's addon), or the placeholder until the VM exists.
+   */
+  readonly app: { readonly entry: string } | { readonly placeholderIssue: string };
 }
 
 export const packagedVms: readonly PackagedVm[] = [
   {
     name: 'moat-firewall',
     description: 'sys-moat: a small memory-safe firewall qube in place of sys-firewall',
-    templateConf: 'virt-mode=pvh\nkernel=\n',
-    placeholder: { issue: '14' },
+    templateConf: 'virt-mode=pvh\nkernel=\nqrexec=1\n',
+    app: { entry: FIREWALL_VM_ENTRY },
   },
   {
     name: 'moat-viewer',
     description: 'moat-viewer: a disposable image viewer qube with memory-safe decoders',
     templateConf: 'virt-mode=pvh\nkernel=\n',
-    placeholder: { issue: '17' },
+    app: { placeholderIssue: '17' },
   },
 ];
 

@@ -54,6 +54,11 @@ export interface ImageOptions {
   readonly modules?: readonly KernelModule[];
   /** Where downloads and products are cached; default `<repository>/.cache`. */
   readonly cacheDir?: string;
+  /**
+   * Assemble the image afresh in this folder instead of the cache (inputs still come from the
+   * cache): two such builds compared byte for byte prove the build reproducible.
+   */
+  readonly outputDir?: string;
 }
 
 /** A bootable VM image: what a Xen domain config's kernel, ramdisk and disk point at. */
@@ -216,7 +221,7 @@ export async function buildImage(options: ImageOptions): Promise<VmImage> {
     modules: wanted.map((m) => `${m.name} ${m.params ?? ''}`),
     files: await fileIdentities(files.slice(runtime.files.length)),
   });
-  const { dir, built } = await cachedBuild(join(cacheDir, 'unikernel', 'images'), key, async (tmp) => {
+  const assemble = async (tmp: string) => {
     const index = indexModules(kernel.modulesDir);
     const params = new Map(wanted.map((m) => [m.name.replaceAll('-', '_'), m.params ?? '']));
     const modules = resolveModules(
@@ -232,7 +237,17 @@ export async function buildImage(options: ImageOptions): Promise<VmImage> {
       join(tmp, 'manifest.json'),
       `${JSON.stringify({ key, kernelRelease: kernel.release, modules: modules.map((m) => basename(m.path)), files: files.map((f) => f.path) }, null, 2)}\n`,
     );
-  });
+  };
+  let dir: string;
+  let built = true;
+  if (options.outputDir) {
+    dir = options.outputDir;
+    await runProgram('cleanup', 'rm', ['-rf', dir]);
+    mkdirSync(dir, { recursive: true });
+    await assemble(dir);
+  } else {
+    ({ dir, built } = await cachedBuild(join(cacheDir, 'unikernel', 'images'), key, assemble));
+  }
   return {
     key,
     kernel: join(dir, 'vmlinuz'),

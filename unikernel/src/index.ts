@@ -1,3 +1,4 @@
+export { type BundleOptions, bundleVmEntry } from './bundle.ts';
 export { cachedBuild, defaultCacheDir, inputsKey, sha256, sha256File } from './cache.ts';
 export { type CpioEntry, writeCpio } from './cpio.ts';
 export { fetchDebianPackages, type UnpackedPackage } from './debian.ts';
@@ -27,4 +28,6 @@ export {
 } from './image.ts';
 export { indexModules, moduleKey, readModinfo, resolveModules } from './kmod.ts';
 export { fetchNodeBinary } from './node-binary.ts';
-export { type DebianPin, debianPins, kernelRelease, nodePin } from './pins.ts';
+export { type DebianPin, debianPins, kernelRelease, nodePin, xenLibraryPins, xenVersion } from './pins.ts';
+export { type BuiltVmImage, buildFirewallImage, buildVmImage, FIREWALL_VM_ENTRY } from './vm-images.ts';
+export { buildXenAddon, XEN_ADDON_DISK_PATH, type XenAddon } from './xen-addon.ts';

@@ -43,3 +43,20 @@ export interface DebianPin {
 export function kernelRelease(pin: DebianPin): string {
   return pin.name.replace(/^linux-image-/, '');
 }
+
+/** Xen 4.17 as Debian 12 ships it: the lab's hypervisor and tools, and the libraries our addon links. */
+export const xenVersion = '4.17.5+72-g01140da4e8-1';
+
+/** Xen's libraries (libxenvchan is in libxenmisc): what the addon needs on a VM's disk, and dom0's tools. */
+export const xenLibraryPins: readonly DebianPin[] = [
+  'libxenmisc4.17',
+  'libxenstore4',
+  'libxencall1',
+  'libxendevicemodel1',
+  'libxenevtchn1',
+  'libxenforeignmemory1',
+  'libxengnttab1',
+  'libxenhypfs1',
+  'libxentoolcore1',
+  'libxentoollog1',
+].map((name) => ({ name, version: xenVersion }));

@@ -1,13 +1,20 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  compileRuleEntries,
+  CLASS_IN,
+  ClientRules,
+  decodeMessage,
+  emptyHeader,
+  encodeMessage,
   FirewallEngine,
   type FrameMeta,
   plainMeta,
+  TYPE_A,
+  UPLINK,
   V_DROPPED,
   V_FORWARDED,
   V_LOCAL,
+  V_REJECTED,
   wire,
 } from '@moat/firewall';
 import { frames } from '@moat/firewall/testing';
@@ -24,10 +31,13 @@ const ip = (text: string): Uint8Array => wire.parseIpv4Text(text)!;
 
 /**
  * Part 1: sys-moat's packet engine on the host (sans-IO, the same code the VM will run):
- * a client qube with rules as dom0 writes them to QubesDB, and what happens to its packets.
+ * a client qube with rules as dom0 writes them to QubesDB, given to the library's entry
+ * point (ClientRules) as the VM will give them; its `dsthost` name is resolved by the
+ * firewall's own resolver through the uplink, answered here by a stand-in upstream DNS.
  */
 function firewallPart(reporter: Reporter): void {
   const out: { link: number; bytes: Uint8Array }[] = [];
+  const upstreamDns = ip('10.139.1.1');
   const engine = new FirewallEngine(
     {
       uplink: {
@@ -36,13 +46,21 @@ function firewallPart(reporter: Reporter): void {
         gateway4: ip('10.137.0.1'),
       },
       clientGateway4: ip('10.137.0.5'),
-      dns: { virtual: [ip('10.139.1.1'), ip('10.139.1.2')], upstream: [ip('10.139.1.1')] },
+      dns: { virtual: [ip('10.139.1.1'), ip('10.139.1.2')], upstream: [upstreamDns] },
       rejectWithIcmp: true,
     },
     {
       send: (link, buf, off, len, _meta: FrameMeta) => out.push({ link, bytes: buf.slice(off, off + len) }),
     },
   );
+  const now = 0;
+  const clock = {
+    nowMs: () => now,
+    wallSeconds: () => Math.floor(Date.now() / 1000),
+    setTimer: () => () => {},
+  };
+  const logs: string[] = [];
+  const rules = new ClientRules({ engine, clock, log: (line) => logs.push(line) });
   const work = engine.addClient({
     name: 'work',
     mac: new Uint8Array([0, 0x16, 0x3e, 0x5e, 0x6c, 1]),
@@ -54,24 +72,28 @@ function firewallPart(reporter: Reporter): void {
     ip4: ip('10.137.0.21'),
   });
   // What `qvm-firewall work add ...` leaves in sys-firewall's QubesDB under /qubes-firewall/10.137.0.20/
-  const rules: [string, string][] = [
-    ['policy', 'drop'],
-    ['0000', 'action=accept specialtarget=dns'],
-    ['0001', 'action=accept proto=tcp dst4=93.184.216.0/24 dstports=443-443'],
-    ['0002', 'action=accept proto=icmp'],
+  const entries: [string, string][] = [
+    ['/qubes-firewall/10.137.0.20/policy', 'drop'],
+    ['/qubes-firewall/10.137.0.20/0000', 'action=accept specialtarget=dns'],
+    ['/qubes-firewall/10.137.0.20/0001', 'action=accept proto=tcp dst4=93.184.216.0/24 dstports=443-443'],
+    ['/qubes-firewall/10.137.0.20/0002', 'action=accept proto=tcp dsthost=updates.example dstports=443-443'],
+    ['/qubes-firewall/10.137.0.20/0003', 'action=accept proto=icmp'],
   ];
-  engine.setRuleSet(
-    work,
-    compileRuleEntries(rules, '10.137.0.20', { dnsServers: [ip('10.139.1.1'), ip('10.139.1.2')] }),
-  );
-  engine.setRuleSet(other, compileRuleEntries([['policy', 'accept']], '10.137.0.21'));
-  engine.tick(0);
+  rules.update('10.137.0.20', entries);
+  rules.update('10.137.0.21', [['policy', 'accept']]);
+  engine.tick(now);
+  answerDns(engine, out, upstreamDns, ip('198.51.100.80'));
   reporter.log(
-    `[firewall] rules for qube "work" (QubesDB): ${rules.map(([k, v]) => `${k}: ${v}`).join(' | ')}`,
+    `[firewall] rules for qube "work" (QubesDB): ${entries.map(([k, v]) => `${k.split('/').at(-1)}: ${v}`).join(' | ')}`,
+  );
+  for (const line of logs) reporter.log(`[firewall] ${line}`);
+  reporter.log(
+    `[firewall] updates.example resolved through the uplink: ${[...(rules.status('10.137.0.20')?.resolvedHosts.get('updates.example') ?? [])].map((a) => wire.formatIpv4(a, 0)).join(', ')}`,
   );
 
   const verdicts = {
     [V_DROPPED]: 'dropped',
+    [V_REJECTED]: 'rejected',
     [V_FORWARDED]: 'forwarded',
     [V_LOCAL]: 'answered by the firewall',
   };
@@ -79,6 +101,10 @@ function firewallPart(reporter: Reporter): void {
     {
       what: 'work -> 93.184.216.34:443 TCP SYN',
       spec: { src: ip('10.137.0.20'), dst: ip('93.184.216.34'), proto: 6, sport: 40000, dport: 443 },
+    },
+    {
+      what: 'work -> updates.example (198.51.100.80):443 TCP SYN',
+      spec: { src: ip('10.137.0.20'), dst: ip('198.51.100.80'), proto: 6, sport: 40002, dport: 443 },
     },
     {
       what: 'work -> 93.184.216.34:80 TCP SYN',
@@ -106,19 +132,60 @@ function firewallPart(reporter: Reporter): void {
     const frame = frames.frame4(spec);
     const verdict = engine.receive(work, frame, 0, frame.length, plainMeta());
     const sent = out.map(({ link, bytes }) => {
-      const to = link === 0 ? 'uplink' : link === work ? 'work' : 'personal';
+      const to =
+        link === 0 ? 'uplink' : link === work ? 'work' : link === other ? 'personal' : `link ${link}`;
       const icmp = bytes[23] === 1 ? `, ICMP type ${bytes[34]} code ${bytes[35]}` : '';
       return `to ${to} from ${wire.formatIpv4(bytes, 26)}${icmp}`;
     });
     reporter.log(`[firewall] ${what}: ${verdicts[verdict]}${sent.length ? `; sent ${sent.join(', ')}` : ''}`);
   }
   const stats = engine.stats();
+  rules.close();
   reporter.result('firewall engine (host, sans-IO)', {
     trackedConnections: stats.conntrack.size,
     links: stats.links.map(
       (l) => `${l.name}: ${l.accepted} accepted, ${l.dropped} dropped ${JSON.stringify(l.dropsByReason)}`,
     ),
   });
+}
+
+/** The stand-in upstream DNS: answers each A query the firewall sent on the uplink with `address`. */
+function answerDns(
+  engine: FirewallEngine,
+  out: { link: number; bytes: Uint8Array }[],
+  server: Uint8Array,
+  address: Uint8Array,
+): void {
+  const queries = out.splice(0).filter(({ link, bytes }) => link === UPLINK && bytes[23] === 17);
+  for (const { bytes } of queries) {
+    const payload = bytes.slice(42, 14 + ((bytes[16]! << 8) | bytes[17]!));
+    const query = decodeMessage(payload);
+    if (!query.ok) continue;
+    const answer = encodeMessage({
+      header: { ...emptyHeader(query.message.header.id), qr: true, rd: true, ra: true },
+      questions: query.message.questions,
+      answers: query.message.questions.map((q) => ({
+        name: q.name,
+        type: TYPE_A,
+        class: CLASS_IN,
+        ttl: 300,
+        data: { kind: 'a' as const, address },
+      })),
+      authorities: [],
+      additionals: [],
+    });
+    const reply = frames.frame4({
+      src: server,
+      dst: bytes.slice(26, 30),
+      proto: 17,
+      sport: 53,
+      dport: (bytes[34]! << 8) | bytes[35]!,
+      payload: answer,
+      srcMac: bytes.slice(0, 6),
+      dstMac: bytes.slice(6, 12),
+    });
+    engine.receive(UPLINK, reply, 0, reply.length, plainMeta());
+  }
 }
 
 /** Part 2: moat-viewer's decoders: untrusted files decoded in a worker under limits and a deadline. */

@@ -1,9 +1,11 @@
 import type { CommandModule } from '../program.ts';
+import { buildCommand } from './build.ts';
 import { bundleSizeCommand } from './bundle-size.ts';
 import { demoCommand } from './demo.ts';
 import { firewallCommand } from './firewall.ts';
 import { labCommand } from './lab.ts';
 import { labBenchCommand } from './lab-bench.ts';
+import { netifFuzzCommand } from './netif-fuzz.ts';
 import { packageCommand } from './package.ts';
 import { qrexecCommand } from './qrexec.ts';
 import { qubesdbCommand } from './qubesdb.ts';
@@ -18,6 +20,7 @@ export const commandModules: readonly CommandModule[] = [
   testCommand,
   xenCommand,
   viewerCommand,
+  netifFuzzCommand,
   firewallCommand,
   qubesdbCommand,
   qrexecCommand,
@@ -26,4 +29,5 @@ export const commandModules: readonly CommandModule[] = [
   labBenchCommand,
   bundleSizeCommand,
   packageCommand,
+  buildCommand,
 ];

@@ -1,5 +1,5 @@
 import { LabError } from '@moat/lab';
-import { runGuiBench, runPenaltyBench, runVchanBench } from '@moat/lab/bench';
+import { runGuiBench, runNetifBench, runPenaltyBench, runVchanBench } from '@moat/lab/bench';
 import type { Command } from 'commander';
 import { CheckFailed, ExitCode, SetupProblem } from '../errors.ts';
 import { type CliContext, type CommandModule, handler } from '../program.ts';
@@ -13,7 +13,8 @@ function labFailure(error: unknown): never {
  * Benches that need the lab (real Xen in QEMU): `bench penalty` (how much slower the same C
  * and JS run in a domU than here) and `bench vchan` (our vchan against the C
  * vchan-socket-proxy in the same lab run, with that run's penalty beside it) and `bench gui`
- * (full-window updates through our GUI agent against dom0's grant copy of the same bytes).
+ * (full-window updates through our GUI agent against dom0's grant copy of the same bytes) and
+ * `bench netif` (iperf3 through our netif domU beside a Linux bridge domU, with the penalty).
  */
 export const labBenchCommand: CommandModule = {
   register(_program: Command, ctx: CliContext) {
@@ -129,6 +130,60 @@ export const labBenchCommand: CommandModule = {
             },
           );
           return ExitCode.ok;
+        }),
+      );
+
+    ctx.bench
+      .command('netif')
+      .description(
+        'iperf3 TCP client -> middle domU -> Linux netvm in one lab run: our netif domU beside a Linux bridge domU, with the emulation penalty',
+      )
+      .option('--seconds <n>', 'seconds of each iperf3 run', '10')
+      .option(
+        '--rounds <n>',
+        'rounds alternating the Linux path and ours (ratio: median of per-round ratios)',
+        '3',
+      )
+      .action(
+        handler(async (reporter, cmd) => {
+          const o = cmd.opts<{ seconds: string; rounds: string }>();
+          const seconds = Number(o.seconds);
+          if (!Number.isInteger(seconds) || seconds < 1 || seconds > 120)
+            throw new SetupProblem('--seconds must be an integer from 1 to 120');
+          const rounds = Number(o.rounds);
+          if (!Number.isInteger(rounds) || rounds < 1 || rounds > 9)
+            throw new SetupProblem('--rounds must be an integer from 1 to 9');
+          const steps = 4 + rounds;
+          const progress = reporter.progress('bench netif', steps);
+          let step = 0;
+          const f = await runNetifBench({
+            seconds,
+            rounds,
+            onStep: (text) => progress.update(Math.min(++step, steps), text),
+          }).catch(labFailure);
+          progress.done('measured');
+          reporter.result(
+            'netif TCP throughput in the lab (iperf3 Mbit/s, best round; ratio = median of ours / Linux per round)',
+            {
+              seconds: f.seconds,
+              linuxBridgeMbitPerS: f.linuxMbitPerS,
+              oursMbitPerS: f.oursMbitPerS,
+              ratio: f.ratio,
+              roundRatios: f.rounds.map((r) => r.ratio).join(' '),
+              penaltySlowdownC: f.penalty.slowdown.c,
+              penaltySlowdownJs: f.penalty.slowdown.js,
+              penaltyHashesAgree: f.penalty.hashesAgree,
+              correctedRatio: f.correctedRatio,
+              target: 'corrected ratio >= 0.5',
+              meetsTarget: f.correctedRatio >= 0.5,
+              oursUpFrames: f.oursCounts.up.frames,
+              oursUpGsoFrames: f.oursCounts.up.gsoFrames,
+              oursUpLargest: f.oursCounts.up.largest,
+              oursDownFrames: f.oursCounts.down.frames,
+              oursDownGsoFrames: f.oursCounts.down.gsoFrames,
+            },
+          );
+          return f.penalty.hashesAgree ? ExitCode.ok : ExitCode.checkFailed;
         }),
       );
   },

@@ -87,7 +87,7 @@ export const labCommand: CommandModule = {
           }
           const showConsole = Boolean(cmd.opts<{ console?: boolean }>().console);
           reporter.log(
-            `scenario ${scenario.name}: booting the lab, the upstream and ${scenario.clients.length} client(s)`,
+            `scenario ${scenario.name}: booting the lab, the upstream, ${scenario.firewall === 'none' ? '' : `the ${scenario.firewall} firewall, `}and ${scenario.clients.length} client(s)`,
           );
           const run = await runScenario(scenario, {
             onStep: (r) => {

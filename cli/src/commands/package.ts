@@ -18,7 +18,7 @@ export const packageCommand: CommandModule = {
       )
       .option(
         '--firewall-entry <file>',
-        'TypeScript entry of the firewall VM (default: a placeholder that logs and idles)',
+        'TypeScript entry of the firewall VM (default: sys-moat, firewall/src/vm/main.ts)',
       )
       .option(
         '--viewer-entry <file>',

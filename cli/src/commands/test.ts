@@ -66,7 +66,12 @@ export const testPhases: TestPhase[] = [
     name: 'package',
     description:
       'Qubes packages: shellcheck moat-setup; build every package twice (same bytes), check file lists, modes, scriptlets, metadata, template payloads and root images; rpmlint',
+    // The firewall image carries @moat/xen's addon, compiled with node-gyp against libxen-dev.
     debianPackages: [
+      'libxen-dev',
+      'python3',
+      'make',
+      'g++',
       'rpm',
       'rpmlint',
       'shellcheck',
@@ -108,15 +113,23 @@ export const testPhases: TestPhase[] = [
   },
   {
     name: 'fuzz',
-    description: 'image decoders: 20 s of mutated corpus files per format (no crash, hang or overrun)',
+    description:
+      'image decoders: 20 s of mutated corpus files per format (no crash, hang or overrun); netif rings: 10 s each of mutated requests (netback) and responses (netfront)',
     applies: hasFolder('viewer'),
-    run: (root) =>
-      step(
+    run: async (root) => {
+      await step(
         root,
         join(root, 'moat'),
         ['fuzz', 'decoders', '--seconds', '20'],
         'decoder fuzzing (moat fuzz decoders)',
-      ),
+      );
+      await step(
+        root,
+        join(root, 'moat'),
+        ['fuzz', 'netif', '--seconds', '10'],
+        'netif ring fuzzing (moat fuzz netif)',
+      );
+    },
   },
 ];
 

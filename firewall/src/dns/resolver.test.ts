@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ClientRules } from '../rules/client-rules.ts';
+import { SourceRules } from '../rules/client-rules.ts';
 import type { FlowQuery } from '../rules/types.ts';
 import { dnsServersFromQubesDb, StubResolver, type StubResolverOptions } from './resolver.ts';
 import { a, aaaa, asUdpReply, cname, questionOf, reply, seededRandomSource } from './test-server.ts';
@@ -284,11 +284,15 @@ describe('StubResolver over UDP', () => {
       addresses: [Uint8Array.of(1, 1, 1, 1)],
     });
     expect(t.logs.at(-1)).toMatch(/keeping the previous addresses/);
+    // the failed refresh is reported too (the answer is stale now; a rules commit must not count it)
+    expect(t.changes).toEqual(['4:www.example', '4:www.example']);
+    expect(t.resolver.freshness('www.example', 4)).toBe('stale');
     t.advance(30_000);
     [q] = t.udp();
     t.resolver.deliver(asUdpReply(q!, reply(q!.payload, [a('www.example', [2, 2, 2, 2], 60)])), t.now);
     expect(t.resolver.answer('www.example', 4)).toMatchObject({ addresses: [Uint8Array.of(2, 2, 2, 2)] });
-    expect(t.changes).toEqual(['4:www.example', '4:www.example']);
+    expect(t.resolver.freshness('www.example', 4)).toBe('fresh');
+    expect(t.changes).toEqual(['4:www.example', '4:www.example', '4:www.example']);
   });
 
   it('stops refreshing names no longer in use', () => {
@@ -405,7 +409,7 @@ describe('dsthost rules through the resolver', () => {
 
   it('resolves when rules are applied and swaps in the set once the answer arrives', () => {
     const t = setup();
-    const rules = new ClientRules({
+    const rules = new SourceRules({
       source: '10.137.0.9',
       dnsServers: [PRIMARY, SECONDARY],
       resolver: t.resolver,
@@ -422,7 +426,7 @@ describe('dsthost rules through the resolver', () => {
 
   it('rebuilds the set when a TTL refresh brings new addresses, keeping the old ones meanwhile', () => {
     const t = setup();
-    const rules = new ClientRules({
+    const rules = new SourceRules({
       source: '10.137.0.9',
       dnsServers: [PRIMARY, SECONDARY],
       resolver: t.resolver,
@@ -444,7 +448,7 @@ describe('dsthost rules through the resolver', () => {
 
   it('resolves AAAA for an IPv6 tree', () => {
     const t = setup();
-    const rules = new ClientRules({ source: 'fd09:24ef:4179::a89:9', dnsServers: [], resolver: t.resolver });
+    const rules = new SourceRules({ source: 'fd09:24ef:4179::a89:9', dnsServers: [], resolver: t.resolver });
     rules.update({ policy: 'drop', '0000': 'action=accept dsthost=v6.example' });
     const [q] = t.udp();
     expect(questionOf(q!).type).toBe(TYPE_AAAA);
@@ -467,7 +471,7 @@ describe('dsthost rules through the resolver', () => {
   it('blocks the client when the name cannot be resolved (a drop rule never fails open)', () => {
     const t = setup();
     const logs: string[] = [];
-    const rules = new ClientRules({
+    const rules = new SourceRules({
       source: '10.137.0.9',
       dnsServers: [PRIMARY, SECONDARY],
       resolver: t.resolver,

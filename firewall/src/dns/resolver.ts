@@ -16,7 +16,9 @@
  *   TTL runs out, and the old addresses stay in force until a new answer arrives
  *   (a timed-out refresh keeps them and tries again later).
  * - A name that fails (NXDOMAIN, every server failing) is reported as failed, so
- *   ClientRules fails closed, and is asked again after `retryMs`.
+ *   SourceRules fails closed, and is asked again after `retryMs`, doubled per further
+ *   failure up to `maxRetryMs` (a failed refresh likewise, keeping its addresses).
+ * - `freshness` tells a rules commit whether an answer is current; `refresh` asks again now.
  */
 
 import type { HostAnswer, HostResolver } from '../rules/client-rules.ts';
@@ -74,8 +76,10 @@ export interface StubResolverOptions {
   /** Bounds for negative answers (NXDOMAIN, no data). */
   minNegativeTtlSeconds?: number;
   maxNegativeTtlSeconds?: number;
-  /** When to ask again after a failure. */
+  /** When to ask again after a failure; doubled after each further failure of the name. */
   retryMs?: number;
+  /** The longest wait between retries (the backoff's cap). */
+  maxRetryMs?: number;
   /** Names followed through CNAMEs, counting the first. */
   maxChain?: number;
   /** Addresses kept per answer (an upstream could send thousands over TCP; each costs index entries). */
@@ -128,6 +132,10 @@ interface Entry {
   answer: HostAnswer;
   /** When to ask again (TTL expiry or failure retry). */
   refreshAt: number;
+  /** When the answer's TTL runs out (a failure or pending: 0). */
+  expiresAt: number;
+  /** Lookups failed since the last answer (the backoff's exponent; also: the answer is stale). */
+  failures: number;
   lookup: Lookup | undefined;
 }
 
@@ -186,6 +194,7 @@ export class StubResolver implements DnsTransportEndpoint, HostResolver {
       minNegativeTtlSeconds: options.minNegativeTtlSeconds ?? 30,
       maxNegativeTtlSeconds: options.maxNegativeTtlSeconds ?? 3600,
       retryMs: options.retryMs ?? 30_000,
+      maxRetryMs: options.maxRetryMs ?? 600_000,
       maxChain: options.maxChain ?? 8,
       maxInFlight: options.maxInFlight ?? 32,
       maxAddresses: options.maxAddresses ?? 64,
@@ -215,6 +224,8 @@ export class StubResolver implements DnsTransportEndpoint, HostResolver {
       refs: 1,
       answer: { state: 'pending' },
       refreshAt: 0,
+      expiresAt: 0,
+      failures: 0,
       lookup: undefined,
     };
     const full = this.entries.size >= this.o.maxNames;
@@ -245,6 +256,20 @@ export class StubResolver implements DnsTransportEndpoint, HostResolver {
   subscribe(listener: (name: string, family: 4 | 6) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  freshness(name: string, family: 4 | 6): 'fresh' | 'refreshing' | 'stale' {
+    const entry = this.entries.get(key(canonicalName(name), family));
+    if (!entry) return 'stale';
+    if (entry.lookup) return 'refreshing';
+    return entry.failures === 0 && this.o.now() < entry.expiresAt ? 'fresh' : 'stale';
+  }
+
+  refresh(name: string, family: 4 | 6): void {
+    const entry = this.entries.get(key(canonicalName(name), family));
+    if (!entry || entry.lookup || entry.refreshAt === Number.POSITIVE_INFINITY) return;
+    // a forced lookup does not wait its turn behind maxInFlight: a commit is waiting for it
+    this.startLookup(entry, this.o.now());
   }
 
   // ---- DnsTransportEndpoint ----
@@ -564,7 +589,10 @@ export class StubResolver implements DnsTransportEndpoint, HostResolver {
     const ttl = this.clamp(entry.lookup!.ttl, this.o.minTtlSeconds, this.o.maxTtlSeconds);
     this.endLookup(entry);
     entry.refreshAt = nowMs + ttl * 1000;
-    this.setAnswer(entry, { state: 'resolved', addresses });
+    entry.expiresAt = entry.refreshAt;
+    const wasStale = entry.failures > 0;
+    entry.failures = 0;
+    if (!this.setAnswer(entry, { state: 'resolved', addresses }) && wasStale) this.notify(entry);
   }
 
   /** NXDOMAIN (reason given) or no data of the type (reason undefined): TTL from the SOA (RFC 2308). */
@@ -578,7 +606,10 @@ export class StubResolver implements DnsTransportEndpoint, HostResolver {
     );
     this.endLookup(entry);
     entry.refreshAt = nowMs + ttl * 1000;
-    this.setAnswer(entry, reason ? { state: 'failed', reason } : { state: 'resolved', addresses: [] });
+    entry.expiresAt = reason ? 0 : entry.refreshAt;
+    entry.failures = reason ? entry.failures + 1 : 0;
+    if (!this.setAnswer(entry, reason ? { state: 'failed', reason } : { state: 'resolved', addresses: [] }))
+      this.notify(entry);
   }
 
   private endLookup(entry: Entry): void {
@@ -589,17 +620,30 @@ export class StubResolver implements DnsTransportEndpoint, HostResolver {
 
   private finishFailure(entry: Entry, nowMs: number, reason: string): void {
     this.endLookup(entry);
-    entry.refreshAt = nowMs + this.o.retryMs;
+    // backoff: retryMs, doubled per further failure, at most maxRetryMs
+    const wait = Math.min(this.o.maxRetryMs, this.o.retryMs * 2 ** Math.min(entry.failures, 30));
+    entry.failures++;
+    entry.refreshAt = nowMs + wait;
+    const retry = `retrying in ${Math.round(wait / 1000)} s`;
     if (entry.answer.state === 'resolved' && entry.answer.addresses.length > 0) {
-      // a failed refresh: keep the addresses we have until a new answer arrives
-      this.options.log?.(`DNS refresh of ${entry.name} failed (${reason}); keeping the previous addresses`);
+      // a failed refresh: keep the addresses we have until a new answer arrives (never
+      // widened), and tell the subscribers that the answer is now stale
+      this.options.log?.(
+        `DNS refresh of ${entry.name} (IPv${entry.family}) failed (${reason}); keeping the previous addresses, ${retry}`,
+      );
+      this.notify(entry);
       return;
     }
-    this.options.log?.(`DNS lookup of ${entry.name} (IPv${entry.family}) failed: ${reason}`);
-    this.setAnswer(entry, { state: 'failed', reason });
+    this.options.log?.(`DNS lookup of ${entry.name} (IPv${entry.family}) failed: ${reason}; ${retry}`);
+    if (!this.setAnswer(entry, { state: 'failed', reason })) this.notify(entry);
   }
 
-  private setAnswer(entry: Entry, answer: HostAnswer): void {
+  private notify(entry: Entry): void {
+    for (const l of this.listeners) l(entry.name, entry.family);
+  }
+
+  /** Sets the answer; true when it changed (and the subscribers were told). */
+  private setAnswer(entry: Entry, answer: HostAnswer): boolean {
     const old = entry.answer;
     entry.answer = answer;
     const same =
@@ -608,8 +652,9 @@ export class StubResolver implements DnsTransportEndpoint, HostResolver {
         answer.state !== 'resolved' ||
         sameAddresses(old.addresses, answer.addresses)) &&
       (old.state !== 'failed' || answer.state !== 'failed' || old.reason === answer.reason);
-    if (same) return;
-    for (const l of this.listeners) l(entry.name, entry.family);
+    if (same) return false;
+    this.notify(entry);
+    return true;
   }
 }
 

@@ -7,7 +7,7 @@
  * collections ran during the measured loops: an allocation-free hot path runs none.
  */
 import { PerformanceObserver } from 'node:perf_hooks';
-import { benchFlowQueries, benchRuleSet, realisticRuleSet } from '../rules/bench-fixtures.ts';
+import { benchFlowQueries, realisticRuleSet } from '../rules/bench-fixtures.ts';
 
 export {
   type BenchRuleFixture,
@@ -19,13 +19,16 @@ export {
   type RuleBenchFigures,
   realisticRuleSet,
   seededRandom,
+  staticHostResolver,
 } from '../rules/bench-fixtures.ts';
 
+import { ClientRules } from '../client-rules.ts';
+import { type BenchRuleTree, benchRuleTree, staticHostResolver } from '../rules/bench-fixtures.ts';
 import type { RuleSet } from '../rules/types.ts';
 import { parseIpv4Text } from '../wire/address.ts';
 import { type FrameMeta, type FrameSink, plainMeta, UPLINK } from './config.ts';
 import { FirewallEngine, V_FORWARDED } from './engine.ts';
-import { acceptAll, frame4 } from './frames.ts';
+import { frame4 } from './frames.ts';
 
 export interface BenchCase {
   name: string;
@@ -72,7 +75,16 @@ interface Workload {
   frames: Uint8Array[];
 }
 
-function makeEngine(ruleSet: RuleSet, conntrackMax: number): { engine: FirewallEngine; client: number } {
+const ACCEPT_ALL: BenchRuleTree = { source: '10.137.0.20', entries: [['policy', 'accept']], env: {} };
+
+/**
+ * An engine with one client whose rules come in as a firewall VM gives them: the QubesDB
+ * tree through ClientRules (names from the fixture's static resolver), or a caller's set.
+ */
+function makeEngine(
+  rules: BenchRuleTree | RuleSet,
+  conntrackMax: number,
+): { engine: FirewallEngine; client: number } {
   const engine = new FirewallEngine(
     {
       uplink: { mac: UP_MAC, ip4: UP4, gateway4: ip('10.137.0.1') },
@@ -83,7 +95,15 @@ function makeEngine(ruleSet: RuleSet, conntrackMax: number): { engine: FirewallE
     new CountingSink(),
   );
   const client = engine.addClient({ mac: C_MAC, ip4: C1 });
-  engine.setRuleSet(client, ruleSet);
+  if ('evaluate' in rules) engine.setRuleSet(client, rules);
+  else {
+    const hosts = rules.env.hostAddresses ?? new Map<string, readonly Uint8Array[]>();
+    const entry = new ClientRules({ engine, resolver: staticHostResolver(hosts) });
+    entry.update(rules.source, rules.entries);
+    const reason = entry.status(rules.source)?.failClosedReason;
+    if (reason !== undefined) throw new Error(`bench rules do not apply: ${reason}`);
+    entry.close();
+  }
   engine.tick(1);
   return { engine, client };
 }
@@ -234,12 +254,12 @@ export async function runEngineBench(
 ): Promise<EngineBenchResult> {
   const minMs = options.minMs ?? 1000;
   const conntrackMax = options.conntrackMax ?? 16384;
-  const rules = options.ruleSet ?? benchRuleSet(1000);
+  const rules = options.ruleSet ?? benchRuleTree(1000);
   const cases: BenchCase[] = [];
 
   // (a) established fast path with NAT: 1,024 TCP flows, both directions, 64-byte payloads
   {
-    const { engine, client } = makeEngine(acceptAll, conntrackMax);
+    const { engine, client } = makeEngine(ACCEPT_ALL, conntrackMax);
     const w = establishedWorkload(engine, client, 1024, 64);
     cases.push(await runCase('established-nat', engine, w, minMs));
     // the same frames flagged as Linux netfront sends them with checksum offload on
@@ -276,8 +296,10 @@ export async function runEngineBench(
   }
   return {
     node: process.version,
-    rules: rules.ruleNumbers.length,
-    rulesFrom: options.ruleSet ? 'caller' : 'rules/bench-fixtures benchRuleSet(1000) (compiled index)',
+    rules: 'evaluate' in rules ? rules.ruleNumbers.length : rules.entries.length - 1,
+    rulesFrom: options.ruleSet
+      ? 'caller'
+      : 'rules/bench-fixtures benchRuleTree(1000), given to ClientRules as QubesDB entries (compiled index)',
     conntrackMax,
     cases,
     targets: { establishedPps: 2_000_000, newFlowsPerSecond: 200_000 },

@@ -3,6 +3,8 @@
  * (a frame sink, a clock reading per tick, a log). Everything is plain data.
  */
 
+import type { IcmpRateConfig } from './ratelimit.ts';
+
 /** Offload metadata a Xen netif frame carries (Xen xen/include/public/io/netif.h, RELEASE-4.17.0). */
 export interface FrameMeta {
   /** NETTXF_csum_blank / NETRXF_csum_blank: the TCP/UDP checksum holds only the pseudo-header sum. */
@@ -77,6 +79,13 @@ export interface EngineConfig {
   conntrackPerClient?: number;
   /** Answer rule drops with ICMP admin-prohibited (Linux default, true) or drop silently. */
   rejectWithIcmp?: boolean;
+  /** Limits of the ICMP errors the firewall sends (default Linux's, ICMP_RATE); tests may lift them. */
+  icmpRate?: Partial<IcmpRateConfig>;
+  /**
+   * UNIX time in ms, for ICMP timestamp replies (ms since midnight UT, as Linux's
+   * inet_current_timestamp). Default Date.now.
+   */
+  wallClockMs?: () => number;
   /** Most fragment trains tracked per link. Default 64. */
   fragmentsPerLink?: number;
   /** Seed for port and id selection (deterministic tests). */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { UPLINK } from './config.ts';
-import { V_DROPPED } from './engine.ts';
+import { V_REJECTED } from './engine.ts';
 import { acceptAll, frame4 } from './frames.ts';
 import {
   C1,
@@ -23,10 +23,10 @@ function run(noise?: () => void): Uint8Array[] {
   for (let i = 0; i < 3; i++) {
     // TCP to the firewall: rejected host-prohibited; a TTL-1 packet: time exceeded
     const toUs = frame4({ src: C1, dst: UP4, proto: 6, sport: 40000 + i, dport: 22 });
-    expect(engine.receive(c1, toUs, 0, toUs.length, meta0())).toBe(V_DROPPED);
+    expect(engine.receive(c1, toUs, 0, toUs.length, meta0())).toBe(V_REJECTED);
     noise?.();
     const ttl1 = frame4({ src: C1, dst: REMOTE, proto: 17, sport: 5000 + i, dport: 53, ttl: 1 });
-    expect(engine.receive(c1, ttl1, 0, ttl1.length, meta0())).toBe(V_DROPPED);
+    expect(engine.receive(c1, ttl1, 0, ttl1.length, meta0())).toBe(V_REJECTED);
     noise?.();
     engine.tick(1000 + (i + 1) * 2000);
   }

@@ -6,7 +6,7 @@
  */
 import type { DnsPacketOut } from '../dns/types.ts';
 import { ARP_OP_REPLY, ARP_OP_REQUEST, ARP_SHA, ARP_SPA, type ArpRepr, emitArp } from '../wire/arp.ts';
-import { checksum, finish, pseudoSum4, pseudoSum6, sumWords, write16 } from '../wire/checksum.ts';
+import { checksum, finish, pseudoSum4, pseudoSum6, sumWords, write16, write32 } from '../wire/checksum.ts';
 import {
   BROADCAST_MAC,
   ETH_HEADER_LEN,
@@ -18,8 +18,13 @@ import {
 import {
   emitIcmp,
   ICMP_CHECKSUM,
+  ICMP_CODE,
   ICMP_ECHO_REPLY,
   ICMP_HEADER_LEN,
+  ICMP_TIMESTAMP_REPLY,
+  ICMP_TS_LEN,
+  ICMP_TS_RECEIVE,
+  ICMP_TS_TRANSMIT,
   ICMP_TYPE,
   type IcmpRepr,
 } from '../wire/icmpv4.ts';
@@ -177,6 +182,29 @@ export class FrameWriter {
       fillL4Checksum6(out, ETH_HEADER_LEN, at, IPPROTO_ICMPV6, p.l4Len, at + ICMP6_CHECKSUM);
     }
     return at + p.l4Len;
+  }
+
+  /**
+   * A timestamp reply to the timestamp request p from `link`'s client, as Linux's
+   * icmp_timestamp() writes it (net/ipv4/icmp.c): the request's header with type 14 and
+   * code 0, its originate timestamp, then receive = transmit = `msSinceMidnight` (UT);
+   * 20 bytes whatever the request's length.
+   */
+  timestampReply(link: Link, p: Packet, msSinceMidnight: number): number {
+    const buf = p.buf;
+    const out = this.out;
+    const from = buf.subarray(p.dst, p.dst + 4);
+    const to = buf.subarray(p.src, p.src + 4);
+    writeEthernetHeader(out, 0, link.peerMac, link.ownMac, ETHERTYPE_IPV4);
+    const at = this.ipv4(from, to, IPPROTO_ICMP, ICMP_TS_LEN);
+    out.set(buf.subarray(p.l4, p.l4 + ICMP_TS_RECEIVE), at);
+    out[at + ICMP_TYPE] = ICMP_TIMESTAMP_REPLY;
+    out[at + ICMP_CODE] = 0;
+    write32(out, at + ICMP_TS_RECEIVE, msSinceMidnight);
+    write32(out, at + ICMP_TS_TRANSMIT, msSinceMidnight);
+    write16(out, at + ICMP_CHECKSUM, 0);
+    write16(out, at + ICMP_CHECKSUM, checksum(out, at, ICMP_TS_LEN));
+    return at + ICMP_TS_LEN;
   }
 
   /**

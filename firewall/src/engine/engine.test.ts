@@ -3,7 +3,7 @@ import { emitArp } from '../wire/arp.ts';
 import { checksum, fold, pseudoSum4, read16, read32, sumWords } from '../wire/checksum.ts';
 import { UPLINK } from './config.ts';
 import { fillL4Checksum6 } from './emit.ts';
-import { V_DROPPED, V_FORWARDED, V_LOCAL } from './engine.ts';
+import { V_DROPPED, V_FORWARDED, V_LOCAL, V_REJECTED } from './engine.ts';
 import { acceptAll, completePartial, dropAll, frame4, frame6, type PacketSpec, ruleSetOf } from './frames.ts';
 import { parseVifAddresses } from './links.ts';
 import {
@@ -326,7 +326,7 @@ describe('traffic to the firewall itself', () => {
   it('rejects other traffic to the firewall with host-prohibited, and drops DHCP silently', () => {
     const { engine, sink, c1 } = setup();
     const r = out(engine, sink, c1, frame4({ src: C1, dst: UP4, proto: 6, dport: 22 }));
-    expect(r.v).toBe(V_DROPPED);
+    expect(r.v).toBe(V_REJECTED);
     expect(r.frames[0]!.bytes[34]).toBe(3);
     expect(r.frames[0]!.bytes[35]).toBe(10);
     expect(out(engine, sink, c1, frame4({ src: C1, dst: UP4, proto: 17, dport: 68 })).frames).toHaveLength(0);
@@ -343,7 +343,7 @@ describe('rules', () => {
     const { engine, sink, c1 } = setup();
     engine.setRuleSet(c1, noSsh);
     const r = out(engine, sink, c1, frame4({ src: C1, dst: REMOTE, proto: 6, dport: 22 }));
-    expect(r.v).toBe(V_DROPPED);
+    expect(r.v).toBe(V_REJECTED);
     expect(r.frames[0]!.link).toBe(c1);
     expect([r.frames[0]!.bytes[34], r.frames[0]!.bytes[35]]).toEqual([3, 13]);
     expect(checksumsValid(r.frames[0]!.bytes)).toBe(true);
@@ -422,7 +422,7 @@ describe('firewall-originated ICMP', () => {
         c1,
         frame4({ src: C1, dst: REMOTE, proto: 17, df: true, payload: new Uint8Array(1600) }),
       );
-      expect(r.v).toBe(V_DROPPED);
+      expect(r.v).toBe(V_REJECTED);
       expect([r.frames[0]!.bytes[34], r.frames[0]!.bytes[35], read16(r.frames[0]!.bytes, 40)]).toEqual([
         3, 4, 1500,
       ]);
@@ -817,7 +817,7 @@ describe('more of the packet path', () => {
       gsoType: 1,
       gsoSize: 1480,
     });
-    expect(r.v).toBe(V_DROPPED);
+    expect(r.v).toBe(V_REJECTED);
     expect([r.frames[0]!.bytes[34], r.frames[0]!.bytes[35], read16(r.frames[0]!.bytes, 40)]).toEqual([
       3, 4, 1500,
     ]);
@@ -1054,5 +1054,37 @@ describe('a new uplink', () => {
       V_DROPPED,
     );
     expect(engine.stats().links[0]!.dropsByReason['spoofed-from-uplink']).toBe(1);
+  });
+});
+
+describe('knobs for tests', () => {
+  it('frame4 sets the IPv4 identification and keeps every checksum complete', () => {
+    for (const proto of [6, 17, 1]) {
+      const f = frame4({ src: C1, dst: REMOTE, proto, ipId: 0xbeef });
+      expect(read16(f, 18)).toBe(0xbeef);
+      expect(checksumsValid(f)).toBe(true);
+    }
+  });
+
+  it('the ICMP rate limit is configurable (EngineConfig.icmpRate); by default a burst of 6 per destination', () => {
+    const rejects = (extra: object) => {
+      const { engine, sink, c1 } = setup(extra);
+      engine.setRuleSet(c1, dropAll);
+      let sent = 0;
+      for (let i = 0; i < 20; i++) {
+        const r = out(
+          engine,
+          sink,
+          c1,
+          frame4({ src: C1, dst: REMOTE, proto: 6, sport: 30000 + i, dport: 22 }),
+        );
+        sent += r.frames.length;
+        expect(r.v).toBe(r.frames.length > 0 ? V_REJECTED : V_DROPPED);
+      }
+      return sent;
+    };
+    expect(rejects({})).toBe(6);
+    expect(rejects({ icmpRate: { perDestBurst: 100 } })).toBe(20);
+    expect(rejects({ icmpRate: { perDestBurst: 100, globalBurst: 3 } })).toBe(3);
   });
 });

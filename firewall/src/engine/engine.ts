@@ -32,7 +32,7 @@ import {
 } from './config.ts';
 import type { Conntrack } from './conntrack.ts';
 import { evaluateFlow } from './forward.ts';
-import { bytesEqual, Iface, V_DROPPED, type Verdict } from './iface.ts';
+import { bytesEqual, Iface, V_DROPPED, V_REJECTED, type Verdict } from './iface.ts';
 import {
   C_ACCEPTED,
   C_DROP_BASE,
@@ -47,7 +47,7 @@ import {
 import { DROP_REASONS, R_UNKNOWN_LINK } from './reasons.ts';
 import { flushResolver } from './resolver-traffic.ts';
 
-export { V_DROPPED, V_FORWARDED, V_LOCAL, type Verdict } from './iface.ts';
+export { V_DROPPED, V_FORWARDED, V_LOCAL, V_REJECTED, type Verdict } from './iface.ts';
 
 /** Conntrack slots examined for expiry per tick. */
 const SWEEP_BUDGET = 4096;
@@ -80,10 +80,50 @@ export interface EngineStats {
 export class FirewallEngine {
   readonly conntrack: Conntrack;
   private readonly iface: Iface;
+  private readonly clientListeners = new Set<() => void>();
+  private dnsUpstream: readonly Uint8Array[];
 
   constructor(config: EngineConfig, sink: FrameSink) {
     this.iface = new Iface(config, sink);
     this.conntrack = this.iface.conntrack;
+    this.dnsUpstream = (config.dns?.upstream ?? []).map((a) => a.slice());
+  }
+
+  /**
+   * Calls `listener` after a client is added or removed and after `setDns` (ClientRules
+   * applies a tree that arrived before its vif, and follows the DNS servers). Returns an
+   * unsubscribe function.
+   */
+  onConfigChange(listener: () => void): () => void {
+    this.clientListeners.add(listener);
+    return () => this.clientListeners.delete(listener);
+  }
+
+  private configChanged(): void {
+    for (const l of [...this.clientListeners]) l();
+  }
+
+  /** The firewall's own DNS servers (`dns.upstream`: `/qubes-primary-dns`, `/qubes-secondary-dns`). */
+  get dnsServers(): readonly Uint8Array[] {
+    return this.dnsUpstream;
+  }
+
+  /**
+   * The link of the attached client whose real address (the `/qubes-firewall/<ip>` source:
+   * the backend's IPv4, not a mapped visible one, or its IPv6) is `address`.
+   */
+  clientLink(address: Uint8Array): number | undefined {
+    const s = this.iface;
+    for (const c of s.clients) {
+      if (!c) continue;
+      if (
+        address.length === 4
+          ? bytesEqual(c.realIp4, 0, address, 4)
+          : c.ip6 && bytesEqual(c.ip6, 0, address, 16)
+      )
+        return c.link;
+    }
+    return undefined;
   }
 
   // ---------------------------------------------------------------- configuration
@@ -113,6 +153,7 @@ export class FirewallEngine {
     s.links.push(client);
     s.clientByIp4.set(client.ip4 | 0, link);
     s.updateInternal();
+    this.configChanged();
     return link;
   }
 
@@ -127,6 +168,7 @@ export class FirewallEngine {
     s.clients[link] = undefined;
     s.links[link] = undefined;
     s.updateInternal();
+    this.configChanged();
   }
 
   /**
@@ -181,6 +223,8 @@ export class FirewallEngine {
   /** Replaces the DNS DNAT (when QubesDB's DNS keys change); existing flows keep theirs. */
   setDns(dns: DnsConfig | undefined): void {
     this.iface.setDns(dns);
+    this.dnsUpstream = (dns?.upstream ?? []).map((a) => a.slice());
+    this.configChanged();
   }
 
   attachResolver(endpoint: DnsTransportEndpoint): void {
@@ -222,9 +266,11 @@ export class FirewallEngine {
    * with it. Never throws on packet content.
    */
   receive(link: number, buf: Uint8Array, off: number, len: number, meta: FrameMeta): Verdict {
+    const s = this.iface;
+    const errors = s.icmpErrorsSent;
     const v = this.receiveOne(link, buf, off, len, meta);
-    if (this.iface.releaseLink) this.releaseHeld();
-    return v;
+    if (s.releaseLink) this.releaseHeld();
+    return v === V_DROPPED && s.icmpErrorsSent !== errors ? V_REJECTED : v;
   }
 
   /** Runs the fragments that waited for the first fragment just forwarded. */

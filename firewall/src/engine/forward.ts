@@ -3,6 +3,7 @@
  * packet through the rules and NAT, the rest along their flow), replies back to the client
  * that owns the flow, later fragments after their first.
  */
+import { RULE_NO_TREE } from '../rules/types.ts';
 import { read32, write32 } from '../wire/checksum.ts';
 import { ETH_HEADER_LEN } from '../wire/ethernet.ts';
 import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../wire/ipv4.ts';
@@ -39,12 +40,13 @@ export function forwardFromClient(iface: Iface, p: Packet, c: ClientLink, meta: 
   if (p.frag === FRAG_LATER) return laterFragment(iface, p, c, meta, 0);
   let e = ct.lookup(0, p.key, 0);
   if (e < 0) {
-    // Linux `oifgroup 2 drop`: nothing new toward any client address (tracked flows never
-    // point at one: updateInternal cuts them when an address becomes a client's)
-    if (p.family === 4 ? iface.internal4.has(read32(p.buf, p.dst) | 0) : iface.isClient6(p.buf, p.dst))
-      return iface.drop(p, c, R_CLIENT_TO_CLIENT);
-    if (p.isIcmpError) return forwardRelatedIcmp(iface, p, c, meta, 0);
-    e = newFlow(iface, p, c);
+    // tracked flows never point at a client address (updateInternal cuts them when an
+    // address becomes a client's), so an error toward one relates to nothing
+    const toClient =
+      p.family === 4 ? iface.internal4.has(read32(p.buf, p.dst) | 0) : iface.isClient6(p.buf, p.dst);
+    if (p.isIcmpError)
+      return toClient ? iface.drop(p, c, R_CLIENT_TO_CLIENT) : forwardRelatedIcmp(iface, p, c, meta, 0);
+    e = newFlow(iface, p, c, toClient);
     if (e < 0) return V_DROPPED;
   } else if (p.proto === IPPROTO_TCP) {
     if (!ct.trackTcp(e, 0, p.tcpFlags, iface.now)) return iface.drop(p, c, R_TCP_INVALID);
@@ -89,19 +91,17 @@ export function forwardFromUplink(iface: Iface, p: Packet, meta: FrameMeta): Ver
   return toClient(iface, p, c, meta);
 }
 
-/** A first packet: rules, then a conntrack entry with a NAT mapping. Returns -1 when dropped. */
-function newFlow(iface: Iface, p: Packet, c: ClientLink): number {
+/**
+ * A first packet: rules, then a conntrack entry with a NAT mapping. Returns -1 when dropped.
+ *
+ * The order is Linux's: qubesagent/firewall.py's `qubes-firewall` forward chain (`ct state
+ * established,related accept`, then the client's chain, whose drops are `reject`s) runs
+ * before qubes-ipv4.nft's `qubes` forward chain (`ct state invalid drop`, then `oifgroup 2
+ * drop`), so a packet the rules deny is rejected even when it is invalid to conntrack or
+ * goes to another client, and one they accept is then dropped silently for those reasons.
+ */
+function newFlow(iface: Iface, p: Packet, c: ClientLink, toClient: boolean): number {
   const proto = p.proto;
-  if (proto === IPPROTO_TCP && !tcpOpensFlow(p.tcpFlags)) {
-    iface.drop(p, c, R_TCP_INVALID);
-    return -1;
-  }
-  // only a query opens an ICMP flow: a reply, an unknown type or an error about no flow is
-  // invalid to conntrack (nf_conntrack_proto_icmp.c icmp_new), and Linux drops it
-  if (proto === p.icmpProto && p.icmpKind !== ICMP_QUERY) {
-    iface.drop(p, c, R_ICMP_UNMATCHED);
-    return -1;
-  }
   // DNAT of the virtual DNS servers (Linux dnat-dns chain, prerouting, before the rules)
   const redirect = dnsRedirect(iface, p);
   if (redirect === null) {
@@ -119,15 +119,40 @@ function newFlow(iface: Iface, p: Packet, c: ClientLink): number {
   q.icmpType = p.icmpType;
   q.icmpCode = p.icmpCode;
   const rs = c.ruleSet;
-  if (!rs || rs.failClosedReason !== undefined) {
+  if (!rs) {
+    // no rules at all: Linux has no chain for the source, and the forward policy drops
+    iface.drop(p, c, R_FAIL_CLOSED);
+    return -1;
+  }
+  if (rs.failClosedReason !== undefined) {
+    // firewall.py's drop-all tree is one `reject` rule
     rejectByRule(iface, p, c, R_FAIL_CLOSED);
     return -1;
   }
   const d = rs.evaluate(q, iface.decision);
-  const slot = c.ruleSlot(d.rule);
   if (d.action !== 'accept') {
-    c.countRule(slot, p.ipLen);
+    if (d.rule === RULE_NO_TREE) {
+      iface.drop(p, c, R_FAIL_CLOSED);
+      return -1;
+    }
+    c.countRule(c.ruleSlot(d.rule), p.ipLen);
     rejectByRule(iface, p, c, R_RULE);
+    return -1;
+  }
+  const slot = c.ruleSlot(d.rule);
+  if (proto === IPPROTO_TCP && !tcpOpensFlow(p.tcpFlags)) {
+    iface.drop(p, c, R_TCP_INVALID);
+    return -1;
+  }
+  // only a query opens an ICMP flow: a reply, an unknown type or an error about no flow is
+  // invalid to conntrack (nf_conntrack_proto_icmp.c icmp_new), and Linux drops it
+  if (proto === p.icmpProto && p.icmpKind !== ICMP_QUERY) {
+    iface.drop(p, c, R_ICMP_UNMATCHED);
+    return -1;
+  }
+  // Linux `oifgroup 2 drop`: nothing new toward any client address
+  if (toClient) {
+    iface.drop(p, c, R_CLIENT_TO_CLIENT);
     return -1;
   }
   if (!pickNatPort(iface, p)) {

@@ -26,6 +26,8 @@ export interface PacketSpec {
   srcMac?: Uint8Array;
   dstMac?: Uint8Array;
   df?: boolean;
+  /** The IPv4 identification (default 7, or the fragment's); checksums stay complete. */
+  ipId?: number;
   /** IPv4 fragment fields (offset in bytes). */
   fragment?: { ident: number; offset: number; more: boolean };
   /** Leave the transport checksum as the pseudo-header sum (checksum-blank frames). */
@@ -84,7 +86,7 @@ export function frame4(spec: PacketSpec): Uint8Array {
       protocol: spec.proto,
       ttl: spec.ttl ?? 64,
       tos: 0,
-      ident: frag?.ident ?? 7,
+      ident: frag?.ident ?? spec.ipId ?? 7,
       dontFragment: spec.df ?? false,
       moreFragments: frag?.more ?? false,
       fragmentOffset: frag?.offset ?? 0,

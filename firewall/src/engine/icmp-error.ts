@@ -10,6 +10,7 @@ import {
   ICMP_TIME_EXCEEDED,
   ICMP_UNREACH_ADMIN_PROHIBITED,
   ICMP_UNREACH_FRAG_NEEDED,
+  icmpKnownNonError,
 } from '../wire/icmpv4.ts';
 import {
   ICMP6_DEST_UNREACH,
@@ -17,6 +18,7 @@ import {
   ICMP6_TIME_EXCEEDED,
   ICMP6_UNREACH_ADMIN_PROHIBITED,
 } from '../wire/icmpv6.ts';
+import { IPPROTO_ICMP } from '../wire/ipv4.ts';
 import { type Iface, isUnspecified, V_DROPPED, type Verdict } from './iface.ts';
 import type { Link } from './links.ts';
 import { FRAG_LATER, type Packet } from './packet.ts';
@@ -32,6 +34,9 @@ export function sendIcmpError(
   rest = 0,
 ): void {
   if (p.frag === FRAG_LATER || p.isIcmpError) return;
+  // Linux __icmp_send: nothing about an ICMP type it does not know either ("assume any
+  // unknown ICMP type is an error"); ICMPv6 is_ineligible() stops only at errors (< 128)
+  if (p.family === 4 && p.proto === IPPROTO_ICMP && !icmpKnownNonError(p.icmpType)) return;
   const buf = p.buf;
   let limited: boolean;
   let dest: number;
@@ -46,6 +51,7 @@ export function sendIcmpError(
     dest = read32(buf, p.src + 4) ^ read32(buf, p.src + 12);
   }
   if (!iface.icmpLimiter.allow(iface.now, dest, limited)) return;
+  iface.icmpErrorsSent++;
   iface.emit(link, iface.writer.icmpError(link, p, type, code, rest));
 }
 

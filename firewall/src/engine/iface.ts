@@ -33,11 +33,17 @@ import { Packet } from './packet.ts';
 import { IcmpRateLimiter, TokenBucket } from './ratelimit.ts';
 import { DROP_REASONS } from './reasons.ts';
 
+/** Dropped silently (as nftables `drop`, or an error the rate limiter held back). */
 export const V_DROPPED = 0;
 export const V_FORWARDED = 1;
 /** Answered or consumed by the firewall itself (ARP, ND, ping, the resolver's packets). */
 export const V_LOCAL = 2;
-export type Verdict = typeof V_DROPPED | typeof V_FORWARDED | typeof V_LOCAL;
+/**
+ * Dropped and answered with an ICMP error: a rule's or the input chain's reject
+ * (admin-/host-prohibited), time exceeded, fragmentation needed / packet too big.
+ */
+export const V_REJECTED = 3;
+export type Verdict = typeof V_DROPPED | typeof V_FORWARDED | typeof V_LOCAL | typeof V_REJECTED;
 
 export class Iface {
   readonly conntrack: Conntrack;
@@ -92,7 +98,10 @@ export class Iface {
     icmpCode: -1,
   };
   readonly decision: RuleDecision = { action: 'drop', rule: -1 };
-  readonly icmpLimiter = new IcmpRateLimiter();
+  readonly icmpLimiter: IcmpRateLimiter;
+  /** ICMP errors sent so far (receive() turns a drop that sent one into V_REJECTED). */
+  icmpErrorsSent = 0;
+  readonly wallClockMs: () => number;
 
   resolver: DnsTransportEndpoint | undefined;
   /** Until when each local port is the resolver's (NAT keeps off it). */
@@ -125,6 +134,8 @@ export class Iface {
     ll.set([m[0]! ^ 2, m[1]!, m[2]!, 0xff, 0xfe, m[3]!, m[4]!, m[5]!], 8);
     this.gwLinkLocal = ll;
     this.setDns(config.dns);
+    this.icmpLimiter = new IcmpRateLimiter(config.icmpRate);
+    this.wallClockMs = config.wallClockMs ?? Date.now;
     this.logSink = config.log;
     const perSecond = config.logPerSecond ?? 10;
     this.logBucket = new TokenBucket(perSecond, perSecond * 2);

@@ -218,9 +218,16 @@ export class Packet {
     }
   }
 
-  /** Verifies the transport checksum unless offloaded, validated, or split by fragmentation. */
+  /**
+   * Verifies the transport checksum unless offloaded, validated, or split by fragmentation.
+   * Kept small so that the hot path inlines it (the sums are in transportSumOk).
+   */
   checksumOk(meta: FrameMeta): boolean {
     if (meta.csumBlank || meta.dataValidated || this.frag !== FRAG_NONE) return true;
+    return this.transportSumOk();
+  }
+
+  private transportSumOk(): boolean {
     const buf = this.buf;
     const proto = this.proto;
     const o = this.l4;

@@ -24,13 +24,34 @@ export class TokenBucket {
 /** Per-destination slots, overwritten on hash collision (Linux inet_peer entries are also bounded). */
 const PEER_SLOTS = 256;
 
+/** The limits of IcmpRateLimiter (EngineConfig.icmpRate); Linux's defaults are ICMP_RATE. */
+export interface IcmpRateConfig {
+  /** Per destination: one message per this many ms (icmp_ratelimit). */
+  perDestIntervalMs: number;
+  /** Per destination: messages sent back to back before the interval applies. */
+  perDestBurst: number;
+  /** All destinations: messages per second (icmp_msgs_per_sec) and burst (icmp_msgs_burst). */
+  globalPerSecond: number;
+  globalBurst: number;
+}
+
 export class IcmpRateLimiter {
-  private readonly global = new TokenBucket(ICMP_RATE.globalPerSecond, ICMP_RATE.globalBurst);
+  private readonly global: TokenBucket;
+  /** Per destination: ms of credit one message costs, and the most credit (interval × burst). */
+  private readonly interval: number;
+  private readonly cap: number;
   private readonly peerKey = new Int32Array(PEER_SLOTS);
   private readonly peerTokens = new Float64Array(PEER_SLOTS);
   private readonly peerLast = new Float64Array(PEER_SLOTS);
   private readonly peerUsed = new Uint8Array(PEER_SLOTS);
   limited = 0;
+
+  constructor(config: Partial<IcmpRateConfig> = {}) {
+    const rate = { ...ICMP_RATE, ...config };
+    this.global = new TokenBucket(rate.globalPerSecond, rate.globalBurst);
+    this.interval = rate.perDestIntervalMs;
+    this.cap = rate.perDestIntervalMs * rate.perDestBurst;
+  }
 
   /**
    * Whether an ICMP message to the destination hashed as `dest` may be sent now.
@@ -40,7 +61,8 @@ export class IcmpRateLimiter {
   allow(now: number, dest: number, rateLimited: boolean): boolean {
     if (!rateLimited) return true;
     const slot = (dest >>> 0) % PEER_SLOTS;
-    const cap = ICMP_RATE.perDestIntervalMs * ICMP_RATE.perDestBurst;
+    const cap = this.cap;
+    const interval = this.interval;
     if (this.peerUsed[slot] === 0 || this.peerKey[slot] !== (dest | 0)) {
       this.peerUsed[slot] = 1;
       this.peerKey[slot] = dest | 0;
@@ -49,12 +71,12 @@ export class IcmpRateLimiter {
     }
     let tokens = Math.min(cap, this.peerTokens[slot]! + (now - this.peerLast[slot]!));
     this.peerLast[slot] = now;
-    if (tokens < ICMP_RATE.perDestIntervalMs || !this.global.allow(now)) {
+    if (tokens < interval || !this.global.allow(now)) {
       this.peerTokens[slot] = tokens;
       this.limited++;
       return false;
     }
-    tokens -= ICMP_RATE.perDestIntervalMs;
+    tokens -= interval;
     this.peerTokens[slot] = tokens;
     return true;
   }

@@ -4,7 +4,7 @@
  * seed. The full list is split into an IPv4 and an IPv6 tree the way dom0 does
  * (each omits the other family's dst rules, leaving gaps in the numbering).
  */
-import { compileRuleEntries } from './client-rules.ts';
+import { compileRuleEntries, type HostResolver } from './client-rules.ts';
 import type { CompiledRuleSet } from './compile.ts';
 import { parseRuleEntries } from './grammar.ts';
 import { evaluateLinear, type RuleEnvironment } from './semantics.ts';
@@ -190,6 +190,23 @@ export function benchRuleTree(count = 1000, seed = 1): BenchRuleTree {
 export function benchRuleSet(count = 1000, seed = 1): CompiledRuleSet {
   const tree = benchRuleTree(count, seed);
   return compileRuleEntries(tree.entries, tree.source, tree.env);
+}
+
+/**
+ * A HostResolver that knows the fixture's names and nothing else (no DNS traffic): the
+ * engine benchmark's dsthost names resolve at once, each family to its own addresses.
+ */
+export function staticHostResolver(hosts: ReadonlyMap<string, readonly Uint8Array[]>): HostResolver {
+  return {
+    retain() {},
+    release() {},
+    answer(name, family) {
+      const all = hosts.get(name);
+      if (!all) return { state: 'failed', reason: 'NXDOMAIN' };
+      return { state: 'resolved', addresses: all.filter((a) => a.length === (family === 4 ? 4 : 16)) };
+    },
+    subscribe: () => () => {},
+  };
 }
 
 export interface RuleBenchFigures {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseIpText as parseIp } from '../wire/address.ts';
-import { ClientRules, dnsInfoEntries, type HostAnswer, type HostResolver } from './client-rules.ts';
+import { dnsInfoEntries, type HostAnswer, type HostResolver, SourceRules } from './client-rules.ts';
 import type { FlowQuery, RuleDecision } from './types.ts';
 
 /** A resolver driven by the test. */
@@ -38,10 +38,10 @@ function tcp(dst: string, port: number): FlowQuery {
 const out = (): RuleDecision => ({ action: 'drop', rule: -2 });
 
 /** Client 10.137.0.9's rules over a fresh FakeResolver, with its log lines collected. */
-function clientWithResolver(): { resolver: FakeResolver; logs: string[]; rules: ClientRules } {
+function clientWithResolver(): { resolver: FakeResolver; logs: string[]; rules: SourceRules } {
   const resolver = new FakeResolver();
   const logs: string[] = [];
-  const rules = new ClientRules({
+  const rules = new SourceRules({
     source: '10.137.0.9',
     dnsServers: DNS,
     resolver,
@@ -50,7 +50,7 @@ function clientWithResolver(): { resolver: FakeResolver; logs: string[]; rules: 
   return { resolver, logs, rules };
 }
 
-describe('ClientRules', () => {
+describe('SourceRules', () => {
   it('resolves dsthost names, then swaps in the compiled set', () => {
     const { resolver, rules } = clientWithResolver();
     const swaps: string[] = [];
@@ -72,7 +72,7 @@ describe('ClientRules', () => {
   it('follows new DNS answers, keeping old addresses until one arrives', () => {
     const resolver = new FakeResolver();
     resolver.set('www.example', { state: 'resolved', addresses: [parseIp('1.1.1.1')!] });
-    const rules = new ClientRules({ source: '10.137.0.9', dnsServers: DNS, resolver });
+    const rules = new SourceRules({ source: '10.137.0.9', dnsServers: DNS, resolver });
     rules.update({ policy: 'drop', '0000': 'action=accept dsthost=www.example' });
     expect(rules.current.evaluate(tcp('1.1.1.1', 1), out()).action).toBe('accept');
     // a refresh in flight changes nothing; the new answer replaces the addresses
@@ -112,7 +112,7 @@ describe('ClientRules', () => {
 
   it('blocks the client on a tree that fails to parse', () => {
     const logs: string[] = [];
-    const rules = new ClientRules({ source: '10.137.0.9', dnsServers: DNS, log: (l) => logs.push(l) });
+    const rules = new SourceRules({ source: '10.137.0.9', dnsServers: DNS, log: (l) => logs.push(l) });
     rules.update({ policy: 'drop', '0000': 'action=accept' });
     expect(rules.current.failClosedReason).toBeUndefined();
     rules.update({ '0000': 'action=accept' });
@@ -124,13 +124,13 @@ describe('ClientRules', () => {
   });
 
   it('drops a client whose rules were never read', () => {
-    const rules = new ClientRules({ source: '10.137.0.9', dnsServers: DNS });
+    const rules = new SourceRules({ source: '10.137.0.9', dnsServers: DNS });
     expect(rules.current.evaluate(tcp('1.1.1.1', 1), out())).toEqual({ action: 'drop', rule: -1 });
   });
 
   it('rebuilds when an expire passes', () => {
     let now = 100;
-    const rules = new ClientRules({ source: '10.137.0.9', dnsServers: DNS, wallClockSeconds: () => now });
+    const rules = new SourceRules({ source: '10.137.0.9', dnsServers: DNS, wallClockSeconds: () => now });
     rules.update({ policy: 'drop', '0000': 'action=accept dst4=0.0.0.0/0 expire=160' });
     expect(rules.current.evaluate(tcp('1.1.1.1', 1), out()).action).toBe('accept');
     now = 159;
@@ -142,7 +142,7 @@ describe('ClientRules', () => {
   });
 
   it('fails closed for dsthost rules when no resolver is given', () => {
-    const rules = new ClientRules({ source: '10.137.0.9', dnsServers: DNS });
+    const rules = new SourceRules({ source: '10.137.0.9', dnsServers: DNS });
     rules.update({ policy: 'drop', '0000': 'action=accept dsthost=a.example' });
     expect(rules.current.failClosedReason).toMatch(/no resolver/);
   });
@@ -150,7 +150,7 @@ describe('ClientRules', () => {
   it('exports the resolved addresses as Linux does under /dns/<source>/<host>', () => {
     const resolver = new FakeResolver();
     resolver.set('www.example', { state: 'resolved', addresses: [parseIp('1.1.1.1')!, parseIp('1.0.0.1')!] });
-    const rules = new ClientRules({ source: '10.137.0.9', dnsServers: DNS, resolver });
+    const rules = new SourceRules({ source: '10.137.0.9', dnsServers: DNS, resolver });
     rules.update({ policy: 'drop', '0000': 'action=accept dsthost=www.example' });
     const long = `${'x'.repeat(60)}.example`;
     const hosts = new Map([...rules.resolvedHosts, [long, [parseIp('2001:db8::1')!]]]);

@@ -3,10 +3,10 @@
  * `/qubes-firewall/<ip6>/` (dom0 writes one per family with a non-null address),
  * each compiled for its own family. The engine keeps one RuleSet per client:
  * this combines the two, dispatching on the query's family. A missing family
- * drops (Linux: no chain for that source, forward policy drop). Dom0 numbers
+ * drops silently (RULE_NO_TREE; Linux: no chain for that source, forward policy drop). Dom0 numbers
  * both trees over the same full list, so the rule numbers share one space.
  */
-import type { FlowQuery, RuleDecision, RuleSet } from './types.ts';
+import { type FlowQuery, RULE_NO_TREE, type RuleDecision, type RuleSet } from './types.ts';
 
 export interface DualFamilyRuleSet extends RuleSet {
   readonly ipv4: RuleSet | undefined;
@@ -31,7 +31,7 @@ export function combineRuleSets(ipv4: RuleSet | undefined, ipv6: RuleSet | undef
       const set = query.family === 4 ? ipv4 : ipv6;
       if (set === undefined) {
         out.action = 'drop';
-        out.rule = -1;
+        out.rule = RULE_NO_TREE;
         return out;
       }
       return set.evaluate(query, out);

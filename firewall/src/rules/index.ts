@@ -15,14 +15,14 @@ export {
 } from '../wire/address.ts';
 export { bytesEqual, maskPrefix, prefixContains } from './address.ts';
 export {
-  ClientRules,
-  type ClientRulesOptions,
   compileRuleEntries,
   dnsInfoEntries,
   type HostAnswer,
   type HostResolver,
   MAX_QUBESDB_PATH,
   type RuleEntries,
+  SourceRules,
+  type SourceRulesOptions,
 } from './client-rules.ts';
 export { type CompiledRuleSet, compileRuleSet, dropAllRuleSet } from './compile.ts';
 export { combineRuleSets, type DualFamilyRuleSet } from './dual.ts';
@@ -52,4 +52,4 @@ export {
   ruleMatches,
   unresolvedHosts,
 } from './semantics.ts';
-export type { FlowQuery, RuleAction, RuleDecision, RuleSet } from './types.ts';
+export { type FlowQuery, RULE_NO_TREE, type RuleAction, type RuleDecision, type RuleSet } from './types.ts';

@@ -43,8 +43,7 @@ export function protoNumber(proto: 'tcp' | 'udp' | 'icmp', family: 4 | 6): numbe
 
 /** Whether a rule takes part at all (not expired, not a specialtarget rule Linux leaves out). */
 export function ruleIsLive(rule: QubesRule, env: RuleEnvironment): boolean {
-  if (rule.expire !== undefined && env.nowEpochSeconds !== undefined && rule.expire <= env.nowEpochSeconds)
-    return false;
+  if (ruleExpired(rule, env)) return false;
   if (
     rule.specialTarget === 'dns' &&
     rule.dstPorts &&
@@ -52,6 +51,20 @@ export function ruleIsLive(rule: QubesRule, env: RuleEnvironment): boolean {
   )
     return false;
   return true;
+}
+
+function ruleExpired(rule: QubesRule, env: RuleEnvironment): boolean {
+  return rule.expire !== undefined && env.nowEpochSeconds !== undefined && rule.expire <= env.nowEpochSeconds;
+}
+
+/**
+ * Whether the rule's `dsthost` must resolve for the tree to apply. firewall.py's
+ * prepare_rules resolves a rule's name before it skips a `specialtarget=dns` rule with other
+ * `dstports`, so such a rule's failing name blocks the client all the same (the rule itself
+ * matches nothing). Expired rules are never written by dom0; here they need no name.
+ */
+export function ruleNeedsName(rule: QubesRule, env: RuleEnvironment): boolean {
+  return rule.dst?.kind === 'host' && !ruleExpired(rule, env);
 }
 
 function addressOf(query: FlowQuery, addr: Uint8Array): boolean {
@@ -119,7 +132,7 @@ export function evaluateLinear(
 export function unresolvedHosts(rules: readonly QubesRule[], env: RuleEnvironment): string[] {
   const missing: string[] = [];
   for (const rule of rules) {
-    if (rule.dst?.kind !== 'host' || !ruleIsLive(rule, env)) continue;
+    if (rule.dst?.kind !== 'host' || !ruleNeedsName(rule, env)) continue;
     const addrs = env.hostAddresses?.get(rule.dst.name) ?? [];
     const usable = addrs.some((a) =>
       env.family === undefined ? a.length === 4 || a.length === 16 : a.length === (env.family === 4 ? 4 : 16),

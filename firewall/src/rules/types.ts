@@ -24,9 +24,18 @@ export type RuleAction = 'accept' | 'drop';
 /** Written by RuleSet.evaluate into a caller-owned object (no allocation on the hot path). */
 export interface RuleDecision {
   action: RuleAction;
-  /** The rule number (the NNNN of `/qubes-firewall/<ip>/NNNN`) that matched, or -1 when the policy decided. */
+  /**
+   * The rule number (the NNNN of `/qubes-firewall/<ip>/NNNN`) that matched, -1 when the
+   * policy decided, or RULE_NO_TREE.
+   */
   rule: number;
 }
+
+/**
+ * A drop because the client has no tree for the packet's family: Linux has no chain for
+ * that source, and its forward chain's `policy drop` drops silently (no reject).
+ */
+export const RULE_NO_TREE = -2;
 
 /** A compiled, immutable rule set for one client; swapped atomically as a whole. */
 export interface RuleSet {

@@ -9,6 +9,11 @@ export const ICMP_ECHO_ID = 4;
 export const ICMP_ECHO_SEQ = 6;
 export const ICMP_NEXT_HOP_MTU = 6;
 export const ICMP_HEADER_LEN = 8;
+/** Timestamp messages (RFC 792): originate, receive, transmit timestamps after the header. */
+export const ICMP_TS_ORIGINATE = 8;
+export const ICMP_TS_RECEIVE = 12;
+export const ICMP_TS_TRANSMIT = 16;
+export const ICMP_TS_LEN = 20;
 
 export const ICMP_ECHO_REPLY = 0;
 export const ICMP_DEST_UNREACH = 3;
@@ -40,6 +45,16 @@ export function icmpIsError(type: number): boolean {
     type === ICMP_TIME_EXCEEDED ||
     type === ICMP_PARAM_PROBLEM
   );
+}
+
+/**
+ * Whether Linux may send an ICMP error about a message of `type`: the types up to
+ * NR_ICMP_TYPES (18) that its icmp_pointers[] table does not mark as errors (0, 8, 13-18;
+ * net/ipv4/icmp.c: the unassigned 1, 2, 6, 7, 9 and 10 are marked as errors too), so
+ * nothing is said about an error or an unknown type (RFC 1122 §3.2.2).
+ */
+export function icmpKnownNonError(type: number): boolean {
+  return type === 0 || type === 8 || (type >= 13 && type <= 18);
 }
 
 /**

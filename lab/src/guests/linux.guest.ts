@@ -1,5 +1,5 @@
 /**
- * The Linux guest of the lab (image: linux-image.ts): one bundle, two roles.
+ * The Linux guest of the lab (image: linux-image.ts): one bundle, three roles.
  *
  * - netvm: a driver domain for its clients' vifs (the kernel's xen-netback; `xl devd` runs our
  *   vif hotplug script, as Qubes' sys-net runs `xl devd` for vif-route-qubes), with the
@@ -8,9 +8,11 @@
  *   the test gave at 10.139.1.1 and .2 (where a Qubes netvm's DNS is), and the kernel's ping.
  * - client: a client qube: xen-netfront, its address, gateway and DNS servers set up from its
  *   arguments as Qubes' network setup sets them from QubesDB; runs the probes.
+ * - bridge: the kernel's own path between clients and a netvm (the baseline of `./moat bench
+ *   netif`): a driver domain whose clients' vifs and its own eth0 (upstream) share a Linux bridge.
  *
- * Both stay up and take commands from dom0 through xenstore (`data/moat-cmd/<seq>`, JSON;
- * topology.ts writes them): each command's outcome is a result line named `cmd <seq>`.
+ * Both stay up and take commands from dom0 through xenstore (command-loop.ts): each command's
+ * outcome is a result line named `cmd <seq>`.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -20,11 +22,18 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFil
 import { connect, createServer, type Socket } from 'node:net';
 import { connectQubesDb, type QubesDb } from '@moat/qubesdb';
 import { xenVchanTransport } from '@moat/vchan';
-import { openNativeDomain, openXenbusDevice } from '@moat/xen';
-import { xenstoreOverXenbus } from '@moat/xenstore';
+import { openNativeDomain } from '@moat/xen';
 import { guestArgs } from '../guest.ts';
+import {
+  type FirewallIo,
+  type HandledClient,
+  QubesFirewallDaemon,
+  RuleApplyError,
+} from '../linux-firewall/daemon.ts';
+import { baseTables, dnatDns, ipv6DisabledTable } from '../linux-firewall/translate.ts';
 import { encodeMessage } from '../protocol.ts';
 import {
+  BRIDGE_VIF_SCRIPT,
   type LinuxCommand,
   type LinuxGuestArgs,
   NETVM_PORTS,
@@ -32,6 +41,7 @@ import {
   patternChunk,
   VIF_SCRIPT,
 } from '../topology-wire.ts';
+import { serveXenstoreCommands } from './command-loop.ts';
 
 const emit = (line: string) => process.stdout.write(`${line}\n`);
 const log = (text: string) => emit(encodeMessage({ kind: 'log', text }));
@@ -115,6 +125,32 @@ function startEchoServices(
       });
       udp.bind(port, address);
     }
+  if (!tcpPorts.includes(NETVM_PORTS.source))
+    // The source: a client writes `<bytes> <seed>\n`, gets that much of the pattern, then the end.
+    createServer((socket) => {
+      let request = '';
+      const onData = (d: Buffer) => {
+        request += d.toString();
+        const line = request.split('\n')[0];
+        if (!request.includes('\n') || line === undefined) return;
+        socket.off('data', onData);
+        const [bytes, seed] = line.trim().split(' ').map(Number);
+        if (!Number.isSafeInteger(bytes) || !Number.isSafeInteger(seed) || (bytes ?? -1) < 0)
+          return socket.destroy();
+        let sent = 0;
+        const pump = () => {
+          while (sent < (bytes ?? 0)) {
+            const chunk = patternChunk(seed ?? 0, sent, Math.min(64 * 1024, (bytes ?? 0) - sent));
+            sent += chunk.length;
+            if (!socket.write(chunk)) return socket.once('drain', pump);
+          }
+          socket.end();
+        };
+        pump();
+      };
+      socket.on('data', onData);
+      socket.on('error', () => socket.destroy());
+    }).listen(NETVM_PORTS.source);
   if (tcpPorts.includes(NETVM_PORTS.sink)) return;
   // The sink: counts and hashes what a client streams, answers `<bytes> <sha256>` at its end.
   createServer((socket) => {
@@ -209,6 +245,46 @@ async function startNetvm(args: LinuxGuestArgs): Promise<unknown> {
   return { ip: args.ip };
 }
 
+// ---- bridge ----
+
+/** The bridge's vif hotplug script: the client's vif joins br0 (what Xen's vif-bridge does). */
+const bridgeVifScript = `#!/bin/sh
+dev=\${XENBUS_PATH##*/}
+rest=\${XENBUS_PATH%/*}
+vif=vif\${rest##*/}.$dev
+case "$1" in
+add|online)
+  ip link set "$vif" master br0
+  ip link set "$vif" up
+  xenstore-write "$XENBUS_PATH/hotplug-status" connected
+  echo "vif-moat-bridge: $1 $vif"
+  ;;
+remove|offline)
+  echo "vif-moat-bridge: $1 $vif"
+  ;;
+esac
+exit 0
+`;
+
+/** Bridges eth0 (its own vif, upstream) with every client vif `xl devd` brings up. */
+async function startBridge(): Promise<unknown> {
+  const deadline = Date.now() + 60_000;
+  while (!existsSync('/sys/class/net/eth0')) {
+    if (Date.now() > deadline) throw new Error('eth0 did not appear within 60 s');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await must(['ip', 'link', 'set', 'lo', 'up']);
+  await must(['ip', 'link', 'add', 'br0', 'type', 'bridge']);
+  await must(['ip', 'link', 'set', 'eth0', 'master', 'br0']);
+  await must(['ip', 'link', 'set', 'eth0', 'up']);
+  await must(['ip', 'link', 'set', 'br0', 'up']);
+  writeFileSync('/etc/xen/xl.conf', '');
+  writeFileSync(`/etc/xen/scripts/${BRIDGE_VIF_SCRIPT}`, bridgeVifScript, { mode: 0o755 });
+  const devd = spawn('xl', ['devd', '-F'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  follow('xl-devd', devd);
+  return { bridge: 'br0' };
+}
+
 function vifs(): string[] {
   return readdirSync('/sys/class/net')
     .filter((n) => n.startsWith('vif'))
@@ -257,18 +333,37 @@ function outcomeOf(error: NodeJS.ErrnoException | undefined): ProbeOutcome {
   return 'icmp';
 }
 
+/** Connections kept open by `hold`, by name. */
+const held = new Map<string, Socket>();
+
+/** Adds `source` to eth0 for the probe's length (a client sending with another's address). */
+async function withSource<T>(source: string | undefined, body: () => Promise<T>): Promise<T> {
+  if (!source) return body();
+  await must(['ip', 'addr', 'add', `${source}/32`, 'dev', 'eth0']);
+  try {
+    return await body();
+  } finally {
+    await run(['ip', 'addr', 'del', `${source}/32`, 'dev', 'eth0']);
+  }
+}
+
 function tcpProbe(c: Extract<LinuxCommand, { op: 'tcp' }>): Promise<unknown> {
   const timeoutMs = c.timeoutMs ?? PROBE_TIMEOUT_MS;
   const start = performance.now();
   return new Promise((resolve) => {
-    const socket = connect({ host: c.to, port: c.port });
+    const socket = connect({ host: c.to, port: c.port, ...(c.source ? { localAddress: c.source } : {}) });
     let greeting = '';
     let settled = false;
     const finish = (outcome: ProbeOutcome, error?: string) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      socket.destroy();
+      if (outcome === 'accepted' && c.hold) {
+        held.get(c.hold)?.destroy();
+        held.set(c.hold, socket);
+        socket.removeAllListeners('data');
+        socket.on('error', () => socket.destroy());
+      } else socket.destroy();
       resolve({
         outcome,
         ms: Math.round(performance.now() - start),
@@ -289,11 +384,44 @@ function tcpProbe(c: Extract<LinuxCommand, { op: 'tcp' }>): Promise<unknown> {
   });
 }
 
+/** A line over a held connection: accepted when echoed, silence when nothing comes back. */
+function tcpAgainProbe(c: Extract<LinuxCommand, { op: 'tcp-again' }>): Promise<unknown> {
+  const socket = held.get(c.hold);
+  if (!socket) throw new Error(`no connection held as "${c.hold}"`);
+  const timeoutMs = c.timeoutMs ?? PROBE_TIMEOUT_MS;
+  const start = performance.now();
+  const token = `again ${Date.now()}`;
+  return new Promise((resolve) => {
+    let got = '';
+    const finish = (outcome: ProbeOutcome, error?: string) => {
+      clearTimeout(timer);
+      socket.removeListener('data', onData);
+      socket.removeListener('error', onError);
+      if (outcome !== 'accepted') {
+        socket.destroy();
+        held.delete(c.hold);
+      }
+      resolve({ outcome, ms: Math.round(performance.now() - start), ...(error ? { error } : {}) });
+    };
+    const onData = (d: Buffer) => {
+      got += d.toString();
+      if (got.includes(token)) finish('accepted');
+    };
+    const onError = (e: NodeJS.ErrnoException) => finish(outcomeOf(e), e.code ?? e.message);
+    const timer = setTimeout(() => finish('silence'), timeoutMs);
+    socket.on('data', onData);
+    socket.on('error', onError);
+    if (socket.destroyed) finish('refused', 'closed');
+    else socket.write(`${token}\n`);
+  });
+}
+
 function udpProbe(c: Extract<LinuxCommand, { op: 'udp' }>): Promise<unknown> {
   const timeoutMs = c.timeoutMs ?? PROBE_TIMEOUT_MS;
   const start = performance.now();
   return new Promise((resolve) => {
     const socket = createSocket('udp4');
+    if (c.source) socket.bind(0, c.source);
     const finish = (outcome: ProbeOutcome, extra: Record<string, unknown> = {}) => {
       clearTimeout(timer);
       socket.close();
@@ -380,10 +508,41 @@ function streamProbe(c: Extract<LinuxCommand, { op: 'stream' }>): Promise<unknow
   });
 }
 
+/** Pulls `bytes` of the seeded pattern from the netvm's source and hashes them. */
+function pullProbe(c: Extract<LinuxCommand, { op: 'pull' }>): Promise<unknown> {
+  const start = performance.now();
+  return new Promise((resolve, reject) => {
+    const socket: Socket = connect({ host: c.from, port: NETVM_PORTS.source });
+    const hash = createHash('sha256');
+    let received = 0;
+    socket.on('connect', () => socket.write(`${c.bytes} ${c.seed}\n`));
+    socket.on('data', (d: Buffer) => {
+      hash.update(d);
+      received += d.length;
+    });
+    socket.on('error', reject);
+    socket.on('close', () => {
+      const ms = performance.now() - start;
+      resolve({
+        receivedBytes: received,
+        receivedSha256: hash.digest('hex'),
+        ms: Math.round(ms),
+        mbPerS: Number((received / 1e6 / (ms / 1000)).toFixed(2)),
+      });
+    });
+  });
+}
+
 async function iperfProbe(c: Extract<LinuxCommand, { op: 'iperf3' }>): Promise<unknown> {
   const r = await run(
-    ['iperf3', '-c', c.to, '-p', String(NETVM_PORTS.iperf3), '-J', '-t', String(c.seconds ?? 3)],
-    ((c.seconds ?? 3) + 30) * 1000,
+    [
+      'iperf3',
+      ...['-c', c.to, '-p', String(NETVM_PORTS.iperf3), '-J', '-t', String(c.seconds ?? 3)],
+      ...(c.reverse ? ['-R'] : []),
+    ],
+    // iperf3 -J prints only at its end: a run killed by this timeout says nothing, so generous
+    // (its connect and result exchange take tens of seconds under emulation on a busy machine).
+    ((c.seconds ?? 3) + 120) * 1000,
   );
   try {
     const json = JSON.parse(r.out) as {
@@ -392,7 +551,212 @@ async function iperfProbe(c: Extract<LinuxCommand, { op: 'iperf3' }>): Promise<u
     const sum = json.end?.sum_received;
     return { outcome: 'accepted', bitsPerSecond: sum?.bits_per_second, bytes: sum?.bytes };
   } catch {
-    return { outcome: 'silence', error: r.out.slice(0, 400) };
+    return { outcome: 'silence', error: r.out.slice(0, 400) || `no output (exit ${r.code})` };
+  }
+}
+
+// ---- firewall (the Linux reference firewall, linux-firewall/) ----
+
+/**
+ * The vif hotplug script of the firewall: what Qubes' vif-route-qubes does for a client vif
+ * (qubes-core-agent-linux network/vif-route-qubes): stale conntrack state purged, a permanent
+ * neighbour entry with the client's MAC, the (vif, address) pair in the anti-spoofing sets,
+ * the vif in interface group 2 (what the base tables match), a host route (metric
+ * 32752 - domid, later vifs preferred), the firewall's address on the vif, proxy ARP.
+ */
+function firewallVifScript(ownIp: string): string {
+  // iproute2's ip first: busybox's ip (first in /bin) knows neither 'group' nor 'neighbour'.
+  return `#!/bin/sh
+PATH=/mnt/bin:$PATH
+dev=\${XENBUS_PATH##*/}
+rest=\${XENBUS_PATH%/*}
+domid=\${rest##*/}
+vif=vif$domid.$dev
+ips=$(xenstore-read "$XENBUS_PATH/ip")
+case "$1" in
+add|online)
+  mac=$(xenstore-read "$XENBUS_PATH/mac")
+  echo 1 > /proc/sys/net/ipv4/conf/$vif/proxy_arp
+  for a in $ips; do
+    conntrack -D -s "$a" >/dev/null 2>&1
+    conntrack -D -d "$a" >/dev/null 2>&1
+    ip neighbour replace "$a" dev "$vif" lladdr "$mac" nud permanent
+    nft add element ip qubes allowed "{ \\"$vif\\" . $a }"
+    nft add element ip qubes downstream "{ $a }"
+  done
+  ip link set "$vif" group 2 up
+  for a in $ips; do ip route replace "$a/32" dev "$vif" metric $((32752 - domid)); done
+  ip addr add ${ownIp}/32 dev "$vif"
+  xenstore-write "$XENBUS_PATH/hotplug-status" connected
+  echo "vif-firewall: $1 $vif $ips"
+  ;;
+remove|offline)
+  for a in $ips; do
+    nft delete element ip qubes allowed "{ \\"$vif\\" . $a }" 2>/dev/null
+    nft delete element ip qubes downstream "{ $a }" 2>/dev/null
+  done
+  echo "vif-firewall: $1 $vif"
+  ;;
+esac
+exit 0
+`;
+}
+
+function nft(input: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('nft', ['-f', '/dev/stdin'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    child.on('error', (e) => reject(new RuleApplyError(`nft: ${e.message}`)));
+    child.on('close', (code) =>
+      code === 0 ? resolve() : reject(new RuleApplyError(`nft failed (${code}): ${out.trim()}`)),
+    );
+    child.stdin.end(input);
+  });
+}
+
+async function startFirewall(args: LinuxGuestArgs): Promise<unknown> {
+  if (!args.ip) throw new Error('a firewall needs its ip');
+  await must(['ip', 'link', 'set', 'lo', 'up']);
+  writeFileSync('/proc/sys/net/ipv4/ip_forward', '1');
+  writeFileSync('/etc/xen/xl.conf', '');
+  writeFileSync(`/etc/xen/scripts/${VIF_SCRIPT}`, firewallVifScript(args.ip), { mode: 0o755 });
+  // qubes-antispoof.service and qubes-iptables.service: before any vif exists.
+  await nft(baseTables());
+  const devd = spawn('xl', ['devd', '-F'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  follow('xl-devd', devd);
+  return { ip: args.ip };
+}
+
+let firewall: QubesFirewallDaemon | undefined;
+const handled = new Map<string, { count: number; last: HandledClient }>();
+let firewallQueue: Promise<unknown> = Promise.resolve();
+
+async function firewallDb(): Promise<QubesDb> {
+  qubesDb ??= connectQubesDb({ transport: xenVchanTransport(openNativeDomain()), timeoutMs: 60_000, log });
+  return qubesDb;
+}
+
+/** Own address, gateway and DNS from QubesDB (Qubes' setup-ip) on the uplink eth0. */
+async function firewallUplink(): Promise<unknown> {
+  const db = await firewallDb();
+  const need = (key: string) => {
+    const v = db.read(key);
+    if (!v) throw new Error(`QubesDB has no ${key}`);
+    return v;
+  };
+  const network = {
+    ip: need('/qubes-ip'),
+    gateway: need('/qubes-gateway'),
+    primaryDns: need('/qubes-primary-dns'),
+    secondaryDns: need('/qubes-secondary-dns'),
+  };
+  return configureClient({ role: 'client', ...network });
+}
+
+function dnsServers(): string[] {
+  return readFileSync('/etc/resolv.conf', 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith('nameserver'))
+    .map((l) => l.split(' ')[1] ?? '')
+    .filter(Boolean);
+}
+
+/** The qubes-firewall service's start: tables, every client's rules, then QubesDB followed. */
+async function firewallStart(args: LinuxGuestArgs): Promise<unknown> {
+  if (firewall) throw new Error('the firewall runs already');
+  const db = await firewallDb();
+  const uplink = await firewallUplink();
+  if (!db.read('/qubes-ip6') && !db.read('/qubes-netvm-gateway6')) await nft(ipv6DisabledTable());
+  // qubes-setup-dnat-to-ns: the clients' DNS servers to this VM's own resolvers.
+  await nft(
+    dnatDns(
+      ['/qubes-netvm-primary-dns', '/qubes-netvm-secondary-dns'].flatMap((k) => db.read(k) ?? []),
+      dnsServers().filter((a) => !a.includes(':')),
+    ),
+  );
+  const resolver = new Resolver({ timeout: 5000, tries: 2 });
+  const io: FirewallIo = {
+    nft,
+    async conntrackList(family, source) {
+      return (await run(['conntrack', '-L', '--family', `ipv${family}`, '--src', source])).out;
+    },
+    async conntrackDelete(source, con) {
+      await run([
+        'conntrack',
+        '-D',
+        '--src',
+        source,
+        '--dst',
+        con.dst,
+        '--proto',
+        con.proto,
+        '--dport',
+        con.dport,
+      ]);
+    },
+    async resolve(host, family) {
+      resolver.setServers(dnsServers());
+      return family === 6 ? resolver.resolve6(host) : resolver.resolve4(host);
+    },
+    dnsServers,
+    db: {
+      multiread: (prefix) => db.multiread(prefix),
+      read: (path) => db.read(path),
+      write: (path, value) => db.write(path, value),
+      rm: (path) => {
+        db.rm(path);
+      },
+    },
+    log: (line) => log(`qubes-firewall: ${line}`),
+  };
+  const daemon = new QubesFirewallDaemon(io);
+  const record = (h: HandledClient | undefined) => {
+    if (!h) return;
+    handled.set(h.target, { count: (handled.get(h.target)?.count ?? 0) + 1, last: h });
+    log(
+      `qubes-firewall: ${h.target}: ${h.rules.length} rules${h.error ? ` (blocked: ${h.error})` : ''}${h.cut.length ? `, cut ${h.cut.map((c) => `${c.proto} ${c.dst}:${c.dport}`).join(', ')}` : ''}`,
+    );
+  };
+  const follow = (path: string) => {
+    firewallQueue = firewallQueue.then(() =>
+      daemon.onWatch(path).then(record, (e: Error) => log(`qubes-firewall: ${e.message}`)),
+    );
+  };
+  db.watch('/qubes-firewall/', follow);
+  db.watch('/connected-ips', follow);
+  db.watch('/connected-ips6', follow);
+  firewall = daemon;
+  const initial = daemon.start();
+  firewallQueue = initial;
+  for (const h of await initial) record(h);
+  const ruleset = await run(['nft', 'list', 'ruleset']);
+  return {
+    uplink,
+    clients: [...handled.values()].map(({ last }) => ({
+      target: last.target,
+      rules: last.rules.length,
+      ...(last.error ? { error: last.error } : {}),
+    })),
+    rulesetLines: ruleset.out.split('\n').length,
+    ip: args.ip,
+  };
+}
+
+/** Waits until a client's rules were handled more than `after` times; returns what happened. */
+async function firewallHandled(target: string, after: number, timeoutMs: number): Promise<unknown> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const h = handled.get(target);
+    if (h && h.count > after) return { count: h.count, ...h.last };
+    if (Date.now() > deadline)
+      throw new Error(`rules of ${target} not handled ${after + 1} times within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
   }
 }
 
@@ -412,15 +776,19 @@ async function readQubesDb(prefix: string, timeoutMs: number): Promise<Record<st
 async function execute(c: LinuxCommand, args: LinuxGuestArgs): Promise<unknown> {
   switch (c.op) {
     case 'tcp':
-      return tcpProbe(c);
+      return withSource(c.source, () => tcpProbe(c));
+    case 'tcp-again':
+      return tcpAgainProbe(c);
     case 'udp':
-      return udpProbe(c);
+      return withSource(c.source, () => udpProbe(c));
     case 'ping':
       return pingProbe(c);
     case 'dns':
       return dnsProbe(c);
     case 'stream':
       return streamProbe(c);
+    case 'pull':
+      return pullProbe(c);
     case 'iperf3':
       return iperfProbe(c);
     case 'configure':
@@ -434,76 +802,16 @@ async function execute(c: LinuxCommand, args: LinuxGuestArgs): Promise<unknown> 
       return run(c.argv, c.timeoutMs ?? 30_000);
     case 'qubesdb':
       return { entries: await readQubesDb(c.prefix ?? '', c.timeoutMs ?? 60_000) };
+    case 'firewall-start':
+      return firewallStart(args);
+    case 'firewall-uplink':
+      return firewallUplink();
+    case 'firewall-handled':
+      return firewallHandled(c.target, c.after, c.timeoutMs ?? 60_000);
     case 'poweroff':
       setTimeout(() => process.exit(0), 100);
       return { bye: true };
   }
-}
-
-async function serveCommands(args: LinuxGuestArgs): Promise<void> {
-  const xs = xenstoreOverXenbus(openXenbusDevice());
-  const domid = (await xs.readString('domid')).trim();
-  const dir = `/local/domain/${domid}/data/moat-cmd`;
-  const done = new Set<number>();
-  let busy = false;
-  let again = false;
-  const drain = async () => {
-    if (busy) {
-      again = true;
-      return;
-    }
-    busy = true;
-    try {
-      do {
-        again = false;
-        let names: string[] = [];
-        try {
-          names = await xs.directory(dir);
-        } catch {
-          names = [];
-        }
-        const seqs = names
-          .map(Number)
-          .filter((n) => Number.isInteger(n) && !done.has(n))
-          .sort((a, b) => a - b);
-        for (const seq of seqs) {
-          done.add(seq);
-          const start = performance.now();
-          const name = `cmd ${seq}`;
-          try {
-            const text = await xs.readString(`${dir}/${seq}`);
-            // Removed before the result goes out, so the host never counts a spent command.
-            await xs.rm(`${dir}/${seq}`).catch(() => undefined);
-            const command = JSON.parse(text) as LinuxCommand;
-            const data = await execute(command, args);
-            emit(
-              encodeMessage({
-                kind: 'result',
-                name,
-                ok: true,
-                ms: Math.round(performance.now() - start),
-                data,
-              }),
-            );
-          } catch (error) {
-            const e = error as Error;
-            emit(
-              encodeMessage({
-                kind: 'result',
-                name,
-                ok: false,
-                ms: Math.round(performance.now() - start),
-                error: e.stack ?? e.message,
-              }),
-            );
-          }
-        }
-      } while (again);
-    } finally {
-      busy = false;
-    }
-  };
-  await xs.watch(dir, { onEvent: () => void drain() });
 }
 
 async function main(): Promise<void> {
@@ -515,10 +823,14 @@ async function main(): Promise<void> {
     const data =
       args.role === 'netvm'
         ? await startNetvm(args)
-        : args.ip
-          ? await configureClient(args)
-          : { network: 'none' };
-    await serveCommands(args);
+        : args.role === 'bridge'
+          ? await startBridge()
+          : args.role === 'firewall'
+            ? await startFirewall(args)
+            : args.ip
+              ? await configureClient(args)
+              : { network: 'none' };
+    await serveXenstoreCommands((c) => execute(c as LinuxCommand, args));
     emit(
       encodeMessage({
         kind: 'result',

@@ -9,6 +9,14 @@
  * /mnt/app/main.js through the disk's own ld-linux and libraries; powers the VM off when node
  * exits. Every step says what failed on the console, because the console is all a VM has.
  *
+ * Shutdown requests: the kernel itself takes dom0's `control/shutdown` (drivers/xen/manage.c
+ * `shutdown_handler` reads and clears it), then for "poweroff"/"halt" runs the poweroff helper
+ * (kernel/reboot.c `orderly_poweroff`, command from /proc/sys/kernel/poweroff_cmd) and for
+ * "reboot" calls ctrl_alt_del(), which signals PID 1 with SIGINT once CAD is disabled. So init
+ * names itself as the poweroff helper (`/init --request poweroff`: SIGTERM to PID 1), disables
+ * CAD, and forwards either request to node as SIGTERM; node ends its work and exits, and init
+ * then powers off, or reboots when the request was a reboot.
+ *
  * Built static (gcc -static) so the initramfs needs no libc.
  */
 #define _GNU_SOURCE
@@ -18,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
@@ -32,6 +41,12 @@
 #define DISK_WAIT_MS 60000
 #define MODULES_LIST "/etc/moat/modules"
 #define LINE_MAX_BYTES 1024
+#define POWEROFF_CMD "/proc/sys/kernel/poweroff_cmd"
+#define POWEROFF_HELPER "/init --request poweroff"
+
+/* Set by the signal handlers: 1 power off, 2 reboot (dom0 asked), forwarded to node. */
+static volatile sig_atomic_t requested;
+static volatile pid_t node_pid;
 
 static void say(const char *fmt, ...) {
   char line[512];
@@ -47,6 +62,11 @@ static void say(const char *fmt, ...) {
 }
 
 static void power_off(int status) {
+  if (requested == 2) {
+    say("reboot as dom0 asked (status %d)", status);
+    sync();
+    reboot(RB_AUTOBOOT);
+  }
   say("power off (status %d)", status);
   sync();
   reboot(RB_POWER_OFF);
@@ -145,8 +165,31 @@ static int wait_for_disk(const char *disk) {
   return 0;
 }
 
-int main(void) {
+static void on_request(int signal) {
+  requested = signal == SIGINT ? 2 : 1;
+  if (node_pid > 0) kill(node_pid, SIGTERM);
+}
+
+/* Names us the kernel's poweroff helper and routes ctrl_alt_del() to us as SIGINT. */
+static void take_shutdown_requests(void) {
+  struct sigaction action;
+  memset(&action, 0, sizeof action);
+  action.sa_handler = on_request;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGTERM, &action, NULL);
+  sigaction(SIGINT, &action, NULL);
+  if (reboot(RB_DISABLE_CAD) != 0) say("cannot disable ctrl-alt-del: %s", strerror(errno));
+  int fd = open(POWEROFF_CMD, O_WRONLY | O_CLOEXEC);
+  if (fd < 0 || write(fd, POWEROFF_HELPER, strlen(POWEROFF_HELPER)) < 0)
+    say("cannot set %s: %s", POWEROFF_CMD, strerror(errno));
+  if (fd >= 0) close(fd);
+}
+
+int main(int argc, char **argv) {
   if (getpid() != 1) {
+    /* The kernel runs us as its poweroff helper: pass the request to PID 1. */
+    if (argc == 3 && strcmp(argv[1], "--request") == 0 && strcmp(argv[2], "poweroff") == 0)
+      return kill(1, SIGTERM) == 0 ? 0 : 1;
     say("must run as PID 1");
     return 1;
   }
@@ -155,6 +198,7 @@ int main(void) {
   mount_or_say("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC);
   mount_or_say("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC);
   mount_or_say("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV);
+  take_shutdown_requests();
   if (load_modules() != 0) power_off(2);
   char disk[64];
   char fs[32];
@@ -170,14 +214,22 @@ int main(void) {
     power_off(5);
   }
   if (node == 0) {
-    char *argv[] = {"/mnt/lib64/ld-linux-x86-64.so.2", "--library-path", "/mnt/lib", "/mnt/bin/node",
-                    "/mnt/app/main.js", NULL};
+    char *node_argv[] = {"/mnt/lib64/ld-linux-x86-64.so.2", "--library-path", "/mnt/lib", "/mnt/bin/node",
+                         "/mnt/app/main.js", NULL};
     char *envp[] = {"PATH=/mnt/bin", "HOME=/tmp", "TMPDIR=/tmp", NULL};
-    execve(argv[0], argv, envp);
-    say("exec %s failed: %s", argv[0], strerror(errno));
+    struct sigaction deflt;
+    memset(&deflt, 0, sizeof deflt);
+    deflt.sa_handler = SIG_DFL;
+    sigaction(SIGTERM, &deflt, NULL);
+    sigaction(SIGINT, &deflt, NULL);
+    execve(node_argv[0], node_argv, envp);
+    say("exec %s failed: %s", node_argv[0], strerror(errno));
     _exit(127);
   }
+  node_pid = node;
   say("node started (pid %d)", (int)node);
+  /* A request that came while node was starting. */
+  if (requested) kill(node, SIGTERM);
   /* PID 1 reaps every orphan; only node's own exit ends the VM. */
   for (;;) {
     int status;
@@ -188,6 +240,7 @@ int main(void) {
       power_off(6);
     }
     if (pid != node) continue;
+    if (requested) say("node ended after dom0's %s request", requested == 2 ? "reboot" : "poweroff");
     long ms = now_ms() - start;
     if (WIFEXITED(status)) {
       say("node exited with code %d after %ld ms", WEXITSTATUS(status), ms);
