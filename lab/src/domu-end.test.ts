@@ -45,6 +45,40 @@ describe('how a domU ended, in words', () => {
     expect(xenLinesAbout(XEN_CONSOLE, 2)).toEqual(XEN_CONSOLE.slice(1, 4));
   });
 
+  it("keeps the vCPU state Xen dumps after a domain's triple fault, and nothing after it", () => {
+    // The shape of xen/common/keyhandler.c vcpu_show_execution_state on Xen 4.17 (lines abridged).
+    const console = [
+      '(XEN) d3v0 Triple fault - invoking HVM shutdown action 1',
+      '(XEN) *** Dumping Dom3 vcpu#0 state: ***',
+      '(XEN) ----[ Xen-4.17.6-pre  x86_64  debug=n  Not tainted ]----',
+      '(XEN) CPU:    1',
+      '(XEN) RIP:    0010:[<ffffffff81e0a1b2>]',
+      '(XEN) RFLAGS: 0000000000010046   CONTEXT: hvm guest (d3v0)',
+      '(XEN) rax: 0000000000000000   rbx: d000000000000000   rcx: 0000000000000000',
+      '(XEN) cr0: 0000000080050033   cr4: 00000000003506f0',
+      '(XEN) ds: 0000   es: 0000   fs: 0000   gs: 0000   ss: 0000   cs: 0010',
+      '(XEN) d0v1 unrelated line',
+      '(XEN) grant_table.c:1234: unrelated line after the dump',
+      '(XEN) *** Dumping Dom4 vcpu#0 state: ***',
+      '(XEN) RIP:    0010:[<ffffffff8100dead>]',
+    ];
+    expect(xenLinesAbout(console, 3)).toEqual(console.slice(0, 9));
+    expect(xenLinesAbout(console, 4)).toEqual(console.slice(11));
+
+    // ... and the failure of the domU that triple-faulted says where its vCPU was.
+    const guest = new DomUHandle(
+      'domU lab-pvh (pvh)',
+      () => {},
+      (domid) => xenLinesAbout(console, domid),
+    );
+    guest.line('xl: Waiting for domain lab-pvh (domid 3) to die [pid 143]');
+    guest.line('xl: Domain 3 has shut down, reason code 1 0x1');
+    guest.exited(0, 'exit code 0');
+    expect(() => expectGuestOk(guest.snapshot())).toThrow(
+      /reboot \(reason code 1\)[\s\S]*Xen about this domain:\n\(XEN\) d3v0 Triple fault[\s\S]*RIP: {4}0010:\[<ffffffff81e0a1b2>\]/,
+    );
+  });
+
   it('a domU that rebooted without a console line fails with the reason, xl and Xen in the message', async () => {
     const guest = new DomUHandle(
       'domU lab-pvh (pvh)',

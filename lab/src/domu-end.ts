@@ -29,14 +29,43 @@ export function parseXlLine(line: string): XlEvent | undefined {
   return undefined;
 }
 
+/** Lines of one register dump at most (xen/arch/x86/x86_64/traps.c show_registers: about 14). */
+const MAX_DUMP_LINES = 30;
+/** A line that names a domain or vCPU ("d3v0", "(d3)", "Dom3"): never part of another's dump. */
+const ANY_DOMAIN = /\bd\d+v\d+\b|\(d\d+\)|\bDom\d+\b/;
+
 /**
- * Xen's console lines about one domain: "(XEN) d2v0 ...", "(XEN) d2 ...", "*** Dumping Dom2
- * vcpu#0 state", and the guest's own early output "(d2) ..." (earlyprintk=xen). Domain ids are
- * not reused within one boot, so the id names one domain.
+ * Xen's console lines about one domain: "(XEN) d2v0 ...", "(XEN) d2 ...", the guest's own early
+ * output "(d2) ..." (earlyprintk=xen), and the vCPU state Xen dumps after "*** Dumping Dom2
+ * vcpu#0 state: ***" (common/keyhandler.c vcpu_show_execution_state, printed on a triple fault by
+ * hvm_triple_fault): its lines ("RIP: 0010:[<ffffffff81...>]", the general registers, CR0-CR4)
+ * do not name the domain, but say where the vCPU was. Domain ids are not reused within one
+ * boot, so the id names one domain.
  */
 export function xenLinesAbout(lines: readonly string[], domid: number): string[] {
   const about = new RegExp(`\\bd${domid}(?:v\\d+)?\\b|\\(d${domid}\\)|\\bDom${domid}\\b`);
-  return lines.filter((line) => about.test(line));
+  const dumpStart = new RegExp(`\\*\\*\\* Dumping Dom${domid} vcpu#`);
+  const picked: string[] = [];
+  let dumpLeft = 0;
+  for (const line of lines) {
+    if (dumpStart.test(line)) {
+      picked.push(line);
+      dumpLeft = MAX_DUMP_LINES;
+    } else if (about.test(line)) {
+      picked.push(line);
+      // The guest's own output ("(d2) ...") is not part of a dump (Xen prints one under its
+      // console lock).
+      if (!line.startsWith('(XEN) ')) dumpLeft = 0;
+    } else if (dumpLeft > 0 && line.startsWith('(XEN) ') && !ANY_DOMAIN.test(line) && !line.includes('***')) {
+      picked.push(line);
+      dumpLeft--;
+      // The segment selectors close show_registers' output.
+      if (/\bcs: [0-9a-f]{4}\b/.test(line)) dumpLeft = 0;
+    } else {
+      dumpLeft = 0;
+    }
+  }
+  return picked;
 }
 
 /** A domU's handle: also reads xl's lines for the domain id and its shutdown reason. */
