@@ -50,7 +50,7 @@ export async function guestMain(steps: Record<string, GuestStep>): Promise<void>
     // Running the steps without their arguments would report results nobody asked for.
     emit({ kind: 'result', name: 'arguments', ok: false, ms: 0, error: (error as Error).message });
     emit({ kind: 'done', ok: false, results: 1 });
-    process.exit(1);
+    return exitWhenWritten(1);
   }
   const results: GuestResult[] = [];
   for (const [name, step] of Object.entries(steps)) {
@@ -69,7 +69,23 @@ export async function guestMain(steps: Record<string, GuestStep>): Promise<void>
   const ok = results.every((r) => r.ok);
   emit({ kind: 'done', ok, results: results.length });
   // A guest is a one-shot program: end it even if a step left handles open (an event channel
-  // poller, a mapping), or a domU would wait for its node forever. stdout to a tty or a pipe
-  // is written synchronously on Linux, so nothing emitted above is lost.
-  process.exit(ok ? 0 : 1);
+  // poller, a mapping), or a domU would wait for its node forever.
+  return exitWhenWritten(ok ? 0 : 1);
+}
+
+/** How long a guest waits for its last lines to be taken before it exits anyway. */
+const FLUSH_LIMIT_MS = 60_000;
+
+/**
+ * Exits once everything written to stdout has left the process. A domU's console is a tty,
+ * written synchronously, but dom0's agent runs bundles with node's `stdio: 'pipe'`, which is a
+ * socket pair: node writes to it asynchronously, and `process.exit` with a line still queued
+ * cut `./moat view`'s 700 kB screenshot lines at the socket buffer's ~210 kB (and lost `done`).
+ * Writes complete in order, so an empty write's callback runs after every earlier line.
+ */
+function exitWhenWritten(code: number): Promise<void> {
+  return new Promise(() => {
+    setTimeout(() => process.exit(code), FLUSH_LIMIT_MS).unref();
+    process.stdout.write('', () => process.exit(code));
+  });
 }
