@@ -230,7 +230,7 @@ export const demoCommand: CommandModule = {
       .action(
         handler(async (reporter, cmd) => {
           reporter.log(
-            'moat demo: what exists today. sys-moat is not a VM yet: its engine runs on the host; then the lab boots, and an image opens in a moat-viewer VM.',
+            'moat demo: what exists today. The sys-moat VM is not in the demo yet: its engine runs on the host; then the lab boots, and an image opens in a moat-viewer VM.',
           );
           firewallPart(reporter);
           await viewerPart(reporter, ctx.root);
