@@ -2,10 +2,8 @@ import { mkdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  buildImage,
   buildTemplateRootImage,
   buildVmImage,
-  bundleVmEntry,
   defaultCacheDir,
   ImageBuildError,
   kernelDirectoryFiles,
@@ -14,7 +12,7 @@ import {
   writeKernelDirectory,
 } from '@moat/unikernel';
 import { PackagingError } from './errors.ts';
-import { type PackagedVm, packagedVms, placeholderEntry } from './vms.ts';
+import { type PackagedVm, packagedVms } from './vms.ts';
 
 const repoRoot = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 
@@ -32,7 +30,7 @@ export interface DistOptions {
 /** One VM's two deliveries under dist/, with the SHA-256 of every file. */
 export interface VmDelivery {
   readonly name: PackagedVm['name'];
-  /** The bundled entry, relative to the repository, or `placeholder (issue N)`. */
+  /** The bundled entry, relative to the repository. */
   readonly entry: string;
   readonly imageKey: string;
   /** dist/templates/<name>/root.img */
@@ -42,19 +40,11 @@ export interface VmDelivery {
   readonly sha256: Record<string, string>;
 }
 
-/** The VM's image: its entry with @moat/xen's addon, or the placeholder (no addon: it touches no Xen device). */
+/** The VM's image: its entry (or the one given instead) with @moat/xen's addon. */
 async function vmImage(vm: PackagedVm, entry: string | undefined, cacheDir: string): Promise<VmImage> {
   try {
-    const app = entry ?? ('entry' in vm.app ? vm.app.entry : undefined);
-    const bundles = !entry && 'entry' in vm.app ? (vm.app.bundles ?? []) : [];
-    if (app) return (await buildVmImage(app, { cacheDir, bundles })).image;
-    const issue = 'placeholderIssue' in vm.app ? vm.app.placeholderIssue : '?';
-    const bundle = await bundleVmEntry(placeholderEntry, {
-      cacheDir,
-      subdir: join('rpm', 'bundles'),
-      define: { MOAT_VM_NAME: JSON.stringify(vm.name), MOAT_VM_ISSUE: JSON.stringify(issue) },
-    });
-    return await buildImage({ bundle, cacheDir });
+    const bundles = entry ? [] : (vm.app.bundles ?? []);
+    return (await buildVmImage(entry ?? vm.app.entry, { cacheDir, bundles })).image;
   } catch (error) {
     if (error instanceof ImageBuildError && error.step === 'bundle')
       throw new PackagingError('bundle', error.message);
@@ -62,11 +52,9 @@ async function vmImage(vm: PackagedVm, entry: string | undefined, cacheDir: stri
   }
 }
 
-/** What a delivery says it runs: the entry relative to the repository, or `placeholder (issue N)`. */
+/** What a delivery says it runs: the entry relative to the repository. */
 function appName(vm: PackagedVm, entry: string | undefined): string {
-  const app = entry ?? ('entry' in vm.app ? vm.app.entry : undefined);
-  if (app) return relative(repoRoot, app);
-  return `placeholder (issue ${'placeholderIssue' in vm.app ? vm.app.placeholderIssue : '?'})`;
+  return relative(repoRoot, entry ?? vm.app.entry);
 }
 
 /** Builds every VM's template root image and kernel directory under `distDir`. */

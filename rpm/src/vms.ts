@@ -18,15 +18,13 @@ export interface PackagedVm {
   readonly templateConf: string;
   /**
    * What the image runs when `./moat package` is given no entry for this VM: the VM's own
-   * entry (bundled with @moat/xen's addon), or the placeholder until the VM exists.
+   * entry, bundled with @moat/xen's addon.
    */
-  readonly app:
-    | {
-        readonly entry: string;
-        /** More entries bundled beside main.js (moat-viewer's decode worker). */
-        readonly bundles?: readonly { readonly path: string; readonly entry: string }[];
-      }
-    | { readonly placeholderIssue: string };
+  readonly app: {
+    readonly entry: string;
+    /** More entries bundled beside main.js (moat-viewer's decode worker). */
+    readonly bundles?: readonly { readonly path: string; readonly entry: string }[];
+  };
 }
 
 export const packagedVms: readonly PackagedVm[] = [
@@ -52,7 +50,6 @@ export const packagedVms: readonly PackagedVm[] = [
   },
 ];
 
-export const placeholderEntry = join(here, 'placeholder-vm.ts');
 /** rpm/specs, rpm/client, dom0-scripts */
 export const specsDir = join(here, '..', 'specs');
 export const clientDir = join(here, '..', 'client');

@@ -17,8 +17,6 @@ export interface BundleOptions {
   cacheDir?: string;
   /** Folder under the cache (default `lab/bundles`, where the lab's guests have always gone). */
   subdir?: string;
-  /** Compile-time constants (esbuild `define`), e.g. a placeholder's name. */
-  define?: Record<string, string>;
 }
 
 export async function bundleVmEntry(entry: string, options: BundleOptions = {}): Promise<string> {
@@ -37,7 +35,7 @@ export async function bundleVmEntry(entry: string, options: BundleOptions = {}):
       external: ['*.node'],
       // CommonJS has no import.meta: esbuild would make it `{}`, and code that resolves files
       // from import.meta.url (createRequire in @moat/xen's addon loader) would get undefined.
-      define: { 'import.meta.url': '__moatImportMetaUrl', ...options.define },
+      define: { 'import.meta.url': '__moatImportMetaUrl' },
       banner: { js: 'var __moatImportMetaUrl = require("node:url").pathToFileURL(__filename).href;' },
     });
   } catch (error) {

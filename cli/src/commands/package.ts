@@ -22,7 +22,7 @@ export const packageCommand: CommandModule = {
       )
       .option(
         '--viewer-entry <file>',
-        'TypeScript entry of the viewer VM (default: a placeholder that logs and idles)',
+        'TypeScript entry of the viewer VM (default: moat-viewer, viewer/src/vm/main.ts)',
       )
       .option('--dist <dir>', 'output folder', 'dist')
       .option('--version <version>', 'package version', '0.1.0')
