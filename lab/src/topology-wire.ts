@@ -144,3 +144,13 @@ export async function patternStreamSha256(seed: number, bytes: number): Promise<
   for (let at = 0; at < bytes; at += BLOCK) hash.update(patternChunk(seed, at, Math.min(BLOCK, bytes - at)));
   return hash.digest('hex');
 }
+
+/**
+ * `xenstore-write`'s value argument for `text` stored as is: the tool unescapes its argument
+ * (unsanitise_value, xen tools/xenstore/xs_lib.c @ c447b7308b: `\"` becomes `"`, `\n` a
+ * newline), so a JSON command holding a quote or a backslash reached the guest broken.
+ * Doubling every backslash makes the round trip exact.
+ */
+export function xenstoreWriteArg(text: string): string {
+  return text.replaceAll('\\', '\\\\');
+}
