@@ -20,13 +20,15 @@ const NETIF_GUEST = new URL('./guests/netif.guest.ts', import.meta.url).pathname
 export interface NetifBenchRound {
   readonly linuxMbitPerS: number;
   readonly oursMbitPerS: number;
-  /** ours / linux in this round. */
+  /** ours / linux in this round (NaN when either run failed). */
   readonly ratio: number;
 }
 
 export interface NetifBenchFigures {
   readonly seconds: number;
   readonly rounds: readonly NetifBenchRound[];
+  /** iperf3 runs that failed (NaN in their round), each with why and the middle's state. */
+  readonly failures: readonly string[];
   /** Best round of each path, Mbit/s (iperf3's received rate). */
   readonly linuxMbitPerS: number;
   readonly oursMbitPerS: number;
@@ -106,7 +108,7 @@ async function pathDiagnosis(
 
 async function iperf(client: LinuxVm, to: string, seconds: number): Promise<number> {
   const r = await client.command<{ outcome: string; bitsPerSecond?: number; error?: string }>(
-    { op: 'iperf3', to, seconds },
+    { op: 'iperf3', to, seconds, waitSeconds: 300 },
     { timeoutMs: (seconds + 400) * 1000 },
   );
   if (r.outcome !== 'accepted' || !r.bitsPerSecond)
@@ -213,26 +215,41 @@ export async function runNetifBench(
         );
     }
     const measured: NetifBenchRound[] = [];
+    const failures: string[] = [];
+    // A run that fails is reported with the middle's state and the bench goes on: one path's
+    // failure must not hide the other's figures.
+    const measure = async (client: LinuxVm, middle: LinuxVm | undefined, what: string) => {
+      try {
+        return await iperf(client, netvmIp, seconds);
+      } catch (error) {
+        failures.push(`${what}: ${(error as Error).message}${middle ? `\n${await netState(middle)}` : ''}`);
+        return Number.NaN;
+      }
+    };
     for (let i = 0; i < rounds; i++) {
       options.onStep?.(`round ${i + 1} of ${rounds}: iperf3 ${seconds} s through each path`);
-      const linuxMbitPerS = await iperf(linuxClient, netvmIp, seconds);
-      const oursMbitPerS = await iperf(oursClient, netvmIp, seconds);
+      const linuxMbitPerS = await measure(linuxClient, bridge, `round ${i + 1}, Linux bridge`);
+      const oursMbitPerS = await measure(oursClient, undefined, `round ${i + 1}, ours`);
       measured.push({ linuxMbitPerS, oursMbitPerS, ratio: round(oursMbitPerS / linuxMbitPerS, 3) });
     }
     const report = await moat.command<BridgeReport>({ op: 'bridge' });
     options.onStep?.('one more iperf3 through our path, profiled');
     await moat.command({ op: 'profile-start' });
-    const profiledMbit = await iperf(oursClient, netvmIp, seconds);
+    const profiledMbit = await measure(oursClient, undefined, 'profiled run, ours');
     const profile = await moat.command<ProfileSummary>({ op: 'profile-stop' }, { timeoutMs: 300_000 });
     const after = await moat.command<BridgeReport>({ op: 'bridge' });
     const delta = (a: Record<string, number>, b: Record<string, number>) =>
       Object.fromEntries(Object.keys(a).map((k) => [k, (a[k] ?? 0) - (b[k] ?? 0)]));
-    const ratio = round(median(measured.map((r) => r.ratio)), 3);
+    const finite = (xs: number[]) => xs.filter((x) => Number.isFinite(x));
+    const best = (xs: number[]) => (finite(xs).length ? Math.max(...finite(xs)) : Number.NaN);
+    const ratios = finite(measured.map((r) => r.ratio));
+    const ratio = ratios.length ? round(median(ratios), 3) : Number.NaN;
     return {
       seconds,
       rounds: measured,
-      linuxMbitPerS: Math.max(...measured.map((r) => r.linuxMbitPerS)),
-      oursMbitPerS: Math.max(...measured.map((r) => r.oursMbitPerS)),
+      failures,
+      linuxMbitPerS: best(measured.map((r) => r.linuxMbitPerS)),
+      oursMbitPerS: best(measured.map((r) => r.oursMbitPerS)),
       ratio,
       penalty,
       correctedRatio: round((ratio * penalty.slowdown.js) / penalty.slowdown.c, 3),

@@ -66,7 +66,8 @@ export type LinuxCommand =
   | { op: 'stream'; to: string; port?: number; bytes: number; seed: number }
   /** Asks the netvm's source for `bytes` of the pattern and hashes what arrives. */
   | { op: 'pull'; from: string; bytes: number; seed: number }
-  | { op: 'iperf3'; to: string; seconds?: number; reverse?: boolean }
+  /** waitSeconds: how long past `seconds` the run may take before it is killed (default 120). */
+  | { op: 'iperf3'; to: string; seconds?: number; reverse?: boolean; waitSeconds?: number }
   /** firewall: read QubesDB, bring the uplink up, load the rules and follow QubesDB. */
   | { op: 'firewall-start' }
   /** firewall: the uplink vif came back (netvm restarted): configure it again. */

@@ -203,7 +203,8 @@ export const labBenchCommand: CommandModule = {
               .map((t) => `${t.fn} ${t.ms}ms ${Math.round(t.busyShare * 100)}%`)
               .join('; '),
           });
-          return f.penalty.hashesAgree ? ExitCode.ok : ExitCode.checkFailed;
+          for (const failure of f.failures) reporter.log(`iperf3 failed: ${failure}`);
+          return f.penalty.hashesAgree && f.failures.length === 0 ? ExitCode.ok : ExitCode.checkFailed;
         }),
       );
   },

@@ -524,7 +524,7 @@ async function iperfProbe(c: Extract<LinuxCommand, { op: 'iperf3' }>): Promise<u
     ],
     // iperf3 -J prints only at its end: a run killed by this timeout says nothing, so generous
     // (its connect and result exchange take tens of seconds under emulation on a busy machine).
-    ((c.seconds ?? 3) + 120) * 1000,
+    ((c.seconds ?? 3) + (c.waitSeconds ?? 120)) * 1000,
   );
   try {
     const json = JSON.parse(r.out) as {
