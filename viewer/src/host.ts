@@ -11,6 +11,13 @@ export {
   type ScaledBenchRow,
 } from './decoders/bench.ts';
 export { type FuzzOptions, type FuzzReport, fuzzFormat } from './decoders/fuzz/run.ts';
+export {
+  type AnimationFixture,
+  type AnimationFormat,
+  animationFixture,
+  animationFrames,
+  writeApng,
+} from './decoders/testing/animations.ts';
 
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';

@@ -85,3 +85,19 @@ export function delta(shot: Rgba, at: { x: number; y: number }, ref: Rgba): { me
   }
   return { mean: sum / (ref.width * ref.height * 3), max };
 }
+
+/** Which of `frames` the screenshot shows pixel for pixel (its index), or -1 for none. */
+export function shownFrame(shot: Rgba, frames: readonly Rgba[]): number {
+  return frames.findIndex((frame) => findExact(shot, frame) !== undefined);
+}
+
+/**
+ * Whether the frames seen (indices from `shownFrame`) are an animation of `count` frames played
+ * in order: each the one before or the next, wrapping. A frame may repeat: the daemon copies
+ * the shared buffer when it reads an update, and under emulation it may read one after the next
+ * frame was drawn.
+ */
+export function playedInOrder(seen: readonly number[], count: number): boolean {
+  if (seen.some((f) => f < 0 || f >= count)) return false;
+  return seen.every((f, i) => i === 0 || f === seen[i - 1] || f === (seen[i - 1]! + 1) % count);
+}
