@@ -366,7 +366,6 @@ describe('moat-viewer in a domU, driven by dom0 as qvm-open-in-dvm and qvm-conve
       const { result, shots } = await run.open(`anim-${format}`);
       const frames = animationRefs[format]!;
       const seen = shots.slice(0, 5).map((s) => shownFrame(s, frames));
-      expect(seen[0], `${seen}`).toBe(0);
       expect(playedInOrder(seen, 3), `${seen}`).toBe(true);
       expect(new Set(seen).size, `${seen}`).toBeGreaterThan(1);
       const [paused, step1, step2, back] = shots.slice(5).map((s) => shownFrame(s, frames)) as number[];

@@ -159,7 +159,6 @@ describe('moat-viewer on the host (sim grants, unix-socket vchan) against the la
         { key: 'comma' },
       ]);
       const seen = [report.first, ...report.after.slice(0, 4)].map((s) => shownFrame(s, frames));
-      expect(seen[0], `${seen}`).toBe(0);
       expect(playedInOrder(seen, 3), `${seen}`).toBe(true);
       expect(new Set(seen).size, `${seen}`).toBeGreaterThan(1);
       const [paused, step1, step2, back] = report.after
