@@ -2,6 +2,8 @@
  * Host-side tools for the decoders (benchmark against sharp, fuzzing). Not for the VM:
  * this entry imports sharp (native) and node:fs.
  */
+
+export { type OpenedAtMemory, openedAtMemory } from './app/memory-table.ts';
 export {
   type BenchCase,
   type BenchRow,
