@@ -15,7 +15,8 @@ import { labFailure } from './lab-bench.ts';
 
 /**
  * `--keys`: comma-separated X keysym names (`r`, `R`, `plus`, `Left`, `space`), `wheel-up`,
- * `wheel-down`, or `frames:N` (the next N animation frames). One screenshot after each.
+ * `wheel-down`, or `frames:N` (the next N animation frames). One screenshot after each;
+ * `KEY~MS` takes it once no frame came for MS ms (`space~3000`: the animation paused).
  */
 export function parseKeys(text: string | undefined): ViewAction[] {
   if (!text) return [];
@@ -24,6 +25,8 @@ export function parseKeys(text: string | undefined): ViewAction[] {
     if (k === 'wheel-up' || k === 'wheel-down') return { wheel: k === 'wheel-up' ? 'up' : 'down' };
     const frames = /^frames:(\d{1,3})$/.exec(k);
     if (frames) return { frames: Number(frames[1]) };
+    const quiet = /^([A-Za-z0-9_]{1,32})~(\d{1,6})$/.exec(k);
+    if (quiet) return { key: quiet[1]!, quietMs: Number(quiet[2]) };
     if (!/^[A-Za-z0-9_]{1,32}$/.test(k))
       throw new SetupProblem(`--keys: ${JSON.stringify(k)} is not a keysym name`);
     return { key: k };
