@@ -144,7 +144,7 @@ describe('moat-viewer on the host (sim grants, unix-socket vchan) against the la
 
   for (const format of ['gif', 'apng', 'webp'] as const) {
     it(`plays an animated ${format}: each frame as sharp decodes it, in order; space pauses, . and , step`, async () => {
-      const fixture = await animationFixture(format, { width: 160, height: 100, delayMs: 100 });
+      const fixture = await animationFixture(format, { width: 160, height: 100, delayMs: 100, frames: 6 });
       const frames = fixture.frames.map((f) => ({
         width: fixture.width,
         height: fixture.height,
@@ -154,18 +154,15 @@ describe('moat-viewer on the host (sim grants, unix-socket vchan) against the la
       const report = await dom0.openInVm(`anim.${format}`, fixture.file, [
         { frames: 4 },
         { key: 'space', quietMs: 1000 },
-        { key: 'period' },
-        { key: 'period' },
+        ...Array.from({ length: 6 }, () => ({ key: 'period' })),
         { key: 'comma' },
       ]);
       const seen = [report.first, ...report.after.slice(0, 4)].map((s) => shownFrame(s, frames));
-      expect(playedInOrder(seen, 3), `${seen}`).toBe(true);
+      expect(playedInOrder(seen, 6, 1), `${seen}`).toBe(true);
       expect(new Set(seen).size, `${seen}`).toBeGreaterThan(1);
-      const [paused, step1, step2, back] = report.after
-        .slice(4)
-        .map((s) => shownFrame(s, frames)) as number[];
+      const [paused, ...steps] = report.after.slice(4).map((s) => shownFrame(s, frames)) as number[];
       expect(paused, `${seen}`).toBeGreaterThanOrEqual(0);
-      expect([step1, step2, back]).toEqual([(paused! + 1) % 3, (paused! + 2) % 3, (paused! + 1) % 3]);
+      expect(steps).toEqual([1, 2, 3, 4, 5, 6, 5].map((i) => (paused! + i) % 6));
       expect(report).toMatchObject({ exitCode: 0, terminated: true });
     });
   }

@@ -20,8 +20,8 @@ export interface AnimationFixture {
   readonly frames: Uint8Array[];
 }
 
-/** Three different frames: a pattern moved and recoloured per frame, with alpha. */
-export function animationFrames(width: number, height: number, count = 3): Uint8Array[] {
+/** Different frames: a pattern moved and recoloured per frame, with alpha. */
+export function animationFrames(width: number, height: number, count: number): Uint8Array[] {
   return Array.from({ length: count }, (_, f) => {
     const out = new Uint8Array(width * height * 4);
     for (let y = 0; y < height; y++) {
@@ -92,10 +92,10 @@ async function sharpPages(file: Buffer, count: number): Promise<Uint8Array[]> {
  */
 export async function animationFixture(
   format: AnimationFormat,
-  options: { width: number; height: number; delayMs: number },
+  options: { width: number; height: number; delayMs: number; frames: number },
 ): Promise<AnimationFixture> {
   const { width, height, delayMs } = options;
-  const source = animationFrames(width, height);
+  const source = animationFrames(width, height, options.frames);
   if (format === 'apng') {
     const file = writeApng(source, width, height, delayMs);
     const first = await sharp(file).ensureAlpha().raw().toBuffer();
