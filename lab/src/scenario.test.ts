@@ -92,6 +92,7 @@ describe('lab scenarios, format version 1', () => {
     [{ steps: [{ action: 'reboot' }] }, 'unknown action "reboot"'],
     [{ steps: [{ action: 'wait', ms: 1, extra: 1 }] }, 'unknown field "extra"'],
     [{ extra: true }, 'unknown field "extra"'],
+    [{ description: 'x'.repeat(1001) }, 'scenario.description: 1001 characters, more than 1000'],
   ])('refuses %j with a message naming the field', (patch, message) => {
     expect(() => parseScenario({ ...minimal(), ...patch })).toThrow(message);
   });
