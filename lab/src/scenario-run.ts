@@ -179,7 +179,13 @@ export async function runScenario(
       udpPorts: scenario.upstream.udpPorts,
     };
     const startUpstream = () =>
-      startLinuxVm(lab, image.image, { name: upName, type: scenario.virtMode, args: upstreamArgs });
+      startLinuxVm(lab, image.image, {
+        name: upName,
+        type: scenario.virtMode,
+        args: upstreamArgs,
+        // As the clients': a PVH netvm at load 22-25 had not reported `up` after 420 s.
+        upTimeoutMs: 1_200_000,
+      });
     let upstream = await startUpstream();
     // The clients' netvm: the firewall VM, or the upstream itself.
     const gateway = firewall ? firewall.ip : scenario.upstream.ip;
