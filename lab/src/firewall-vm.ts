@@ -8,6 +8,7 @@
 import type { VmImage } from '@moat/unikernel';
 import { LabError } from './errors.ts';
 import type { Lab } from './lab.ts';
+import { LAB_IP_COMMAND } from './linux-firewall/vif-script.ts';
 import { qubesDbEntries, qubesFirewallEntries } from './qubesdb-keys.ts';
 import {
   attachVif,
@@ -46,6 +47,8 @@ export interface FirewallVm {
   restart(): Promise<void>;
   /** Powers the VM off and ends its QubesDB. */
   stop(): Promise<void>;
+  /** What the VM's network looks like now, for a failed step's report (interfaces, routes, rules). */
+  diagnose?(): Promise<string>;
 }
 
 /** The MAC of the firewall's uplink (the clients take 00:16:3e:5e:6c:0a and up). */
@@ -78,6 +81,20 @@ export function firewallVm(kind: 'linux' | 'moat', name: string, ip: string): Fi
     throw new LabError('scenario', 'firewall "moat" is not available yet: the sys-moat VM needs netif');
   return new LinuxFirewallVm(name, ip);
 }
+
+/** The state a failed probe's report shows of the Linux firewall (each command's output titled). */
+const FIREWALL_DIAGNOSTICS = [
+  'ip -d link',
+  'ip addr',
+  'ip route',
+  'ip neigh',
+  'ls /sys/class/net',
+  'grep . /proc/sys/net/ipv4/conf/*/proxy_arp /proc/sys/net/ipv4/conf/*/rp_filter /proc/sys/net/ipv4/ip_forward',
+  'nft list ruleset',
+]
+  // iproute2 by path: busybox sh runs its own `ip` applet for a bare `ip` (vif-script.ts).
+  .map((c) => `echo "--- ${c}"; ${c.replace(/^ip /, `${LAB_IP_COMMAND} `)} 2>&1`)
+  .join('; ');
 
 /** The Linux reference firewall in the lab's Linux image (role `firewall`). */
 class LinuxFirewallVm implements FirewallVm {
@@ -152,6 +169,21 @@ class LinuxFirewallVm implements FirewallVm {
   async stop(): Promise<void> {
     await this.vm?.command({ op: 'poweroff' }).catch(() => undefined);
     await this.db?.stop().catch(() => undefined);
+  }
+
+  async diagnose(): Promise<string> {
+    const { vm } = this.running();
+    const shown = await vm.command<{ out: string }>({
+      op: 'exec',
+      argv: ['sh', '-c', FIREWALL_DIAGNOSTICS],
+      timeoutMs: 60_000,
+    });
+    const hotplug = vm.handle
+      .tail(400)
+      .split('\n')
+      .filter((l) => /xl-devd|vif-firewall/.test(l))
+      .slice(-30);
+    return `${shown.out}\n--- hotplug (xl devd) lines\n${hotplug.join('\n') || '(none)'}`;
   }
 
   private running(): { vm: LinuxVm; db: QubesDbService; context: FirewallContext } {
