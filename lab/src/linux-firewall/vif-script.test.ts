@@ -23,7 +23,7 @@ function stub(dir: string, name: string, body: string): void {
 }
 
 /** Runs the script with `action` for the vif of domain 7, device 0; returns its output and what it called. */
-function runScript(action: string, options: { failing?: string } = {}) {
+function runScript(action: string, options: { failing?: string; gone?: boolean } = {}) {
   const root = mkdtempSync(join(tmpdir(), 'vif-script-'));
   dirs.push(root);
   const bin = join(root, 'bin');
@@ -37,7 +37,9 @@ function runScript(action: string, options: { failing?: string } = {}) {
   stub(
     bin,
     'xenstore-read',
-    `case "$1" in */ip) echo 10.137.0.10;; */mac) echo 00:16:3e:5e:6c:0a;; *) exit 1;; esac`,
+    options.gone
+      ? 'exit 1'
+      : `case "$1" in */ip) echo 10.137.0.10;; */mac) echo 00:16:3e:5e:6c:0a;; *) exit 1;; esac`,
   );
   stub(bin, 'xenstore-write', log('xenstore-write'));
   stub(bin, 'nft', log('nft'));
@@ -92,6 +94,13 @@ describe('the Linux firewall vif hotplug script', () => {
     expect(r.calls).toContain('xenstore-write backend/vif/7/0/hotplug-status error');
     expect(r.calls).not.toContain('xenstore-write backend/vif/7/0/hotplug-status connected');
     expect(r.status).toBe(1);
+  });
+
+  it('leaves a backend that is gone alone (no status written to recreate it)', () => {
+    const r = runScript('add', { gone: true });
+    expect(r.calls).toEqual(['']);
+    expect(r.out).toContain('vif-firewall: add vif7.0: backend/vif/7/0 is gone');
+    expect(r.status).toBe(0);
   });
 
   it('takes the client out of the anti-spoofing sets on remove', () => {

@@ -42,7 +42,9 @@ dev=\${XENBUS_PATH##*/}
 rest=\${XENBUS_PATH%/*}
 domid=\${rest##*/}
 vif=vif$domid.$dev
-ips=$(xenstore-read "$XENBUS_PATH/ip")
+# Gone already (libxl gave up on the device and removed it): writing a status would leave a
+# stale backend node behind, which libxl then waits 10 s for in vain.
+ips=$(xenstore-read "$XENBUS_PATH/ip") || { echo "vif-firewall: $1 $vif: $XENBUS_PATH is gone"; exit 0; }
 failed=
 step() {
   out=$("$@" 2>&1) || { failed="$failed; $*: $out"; echo "vif-firewall: $vif: FAILED $*: $out"; }
