@@ -3,13 +3,13 @@
  * a client vif (qubes-core-agent-linux network/vif-route-qubes), run by `xl devd` in the
  * firewall domU with `add`/`online` or `remove`/`offline` and XENBUS_PATH set by libxl.
  *
- * On `add`: the vif up in interface group 2 (what the base tables match), stale conntrack state
- * of the client's addresses purged, a permanent neighbour entry with the client's MAC, the
- * (vif, address) pair in the anti-spoofing sets, a host route (metric 32752 - domid, later
- * vifs preferred), the firewall's address on the vif, proxy ARP; then `hotplug-status`, which
- * xen-netback waits for before it connects the vif. A command that fails is printed (devd's
- * output reaches the guest's console) and the status is `error`, so a half set-up vif never
- * looks connected.
+ * On `add`: the vif up in interface group 2 (what the base tables match), a permanent
+ * neighbour entry with the client's MAC, a host route (metric 32752 - domid, later vifs
+ * preferred), the firewall's address on the vif, the (vif, address) pair in the anti-spoofing
+ * sets, proxy ARP; then `hotplug-status`, which xen-netback waits for before it connects the
+ * vif, and last the purge of stale conntrack state of the client's addresses. A command that
+ * fails is printed (devd's output reaches the guest's console) and the status is `error`, so
+ * a half set-up vif never looks connected.
  */
 
 export interface FirewallVifScriptOptions {
@@ -46,36 +46,49 @@ vif=vif$domid.$dev
 # stale backend node behind, which libxl then waits 10 s for in vain.
 ips=$(xenstore-read "$XENBUS_PATH/ip") || { echo "vif-firewall: $1 $vif: $XENBUS_PATH is gone"; exit 0; }
 failed=
-step() {
-  out=$("$@" 2>&1) || { failed="$failed; $*: $out"; echo "vif-firewall: $vif: FAILED $*: $out"; }
-}
 case "$1" in
 add|online)
   mac=$(xenstore-read "$XENBUS_PATH/mac")
-  step ${ip} link set dev "$vif" group 2 up
+  # One ip and one nft process: under emulation on a loaded machine each program start takes
+  # seconds, and libxl kills a hotplug script after 40 s (LIBXL_HOTPLUG_TIMEOUT); ten separate
+  # commands for three vifs at once overran it (2026-12-06, load 19).
+  routes=
+  neighbours=
+  elements=
   for a in $ips; do
-    conntrack -D -s "$a" >/dev/null 2>&1
-    conntrack -D -d "$a" >/dev/null 2>&1
-    step ${ip} neighbour replace "$a" dev "$vif" lladdr "$mac" nud permanent
-    step nft add element ip qubes allowed "{ \\"$vif\\" . $a }"
-    step nft add element ip qubes downstream "{ $a }"
+    neighbours="$neighbours
+neighbour replace $a dev $vif lladdr $mac nud permanent"
+    routes="$routes
+route replace $a/32 dev $vif metric $((32752 - domid))"
+    elements="$elements
+add element ip qubes allowed { \\"$vif\\" . $a }
+add element ip qubes downstream { $a }"
   done
-  for a in $ips; do step ${ip} route replace "$a/32" dev "$vif" metric $((32752 - domid)); done
-  step ${ip} addr replace ${o.ownIp}/32 dev "$vif"
+  out=$(printf 'link set dev %s group 2 up%s%s\naddr replace %s/32 dev %s\n' "$vif" "$neighbours" "$routes" ${o.ownIp} "$vif" | ${ip} -force -batch - 2>&1) || failed="$failed; ip: $out"
+  out=$(printf '%s\n' "$elements" | nft -f - 2>&1) || failed="$failed; nft: $out"
   echo 1 > ${proc}/ipv4/conf/$vif/proxy_arp || failed="$failed; proxy_arp"
   if [ -n "$failed" ]; then
     xenstore-write "$XENBUS_PATH/hotplug-status" error
-    echo "vif-firewall: $1 $vif $ips: error$failed"
+    echo "vif-firewall: $1 $vif $ips: FAILED$failed"
     exit 1
   fi
   xenstore-write "$XENBUS_PATH/hotplug-status" connected
   echo "vif-firewall: $1 $vif $ips"
+  # Stale connection state of a former owner of the addresses; after the status, so a slow
+  # conntrack never holds the vif back.
+  for a in $ips; do
+    conntrack -D -s "$a" >/dev/null 2>&1
+    conntrack -D -d "$a" >/dev/null 2>&1
+  done
   ;;
 remove|offline)
+  elements=
   for a in $ips; do
-    nft delete element ip qubes allowed "{ \\"$vif\\" . $a }" 2>/dev/null
-    nft delete element ip qubes downstream "{ $a }" 2>/dev/null
+    elements="$elements
+delete element ip qubes allowed { \\"$vif\\" . $a }
+delete element ip qubes downstream { $a }"
   done
+  printf '%s\n' "$elements" | nft -f - >/dev/null 2>&1
   echo "vif-firewall: $1 $vif"
   ;;
 esac
