@@ -122,6 +122,7 @@ class LinuxFirewallVm implements FirewallVm {
       type: context.virtMode,
       args: { role: 'firewall', ip: this.ip },
       vifs: [this.uplink],
+      upTimeoutMs: 1_200_000,
     });
     this.db = await serveQubesDb(context.lab, [
       {

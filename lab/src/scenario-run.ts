@@ -168,7 +168,13 @@ export async function runScenario(
       udpPorts: scenario.upstream.udpPorts,
     };
     const startUpstream = () =>
-      startLinuxVm(lab, image.image, { name: upName, type: scenario.virtMode, args: upstreamArgs });
+      startLinuxVm(lab, image.image, {
+        name: upName,
+        type: scenario.virtMode,
+        args: upstreamArgs,
+        // At load 18-22 (four labs on two cores) the upstream took more than the 420 s default.
+        upTimeoutMs: 1_200_000,
+      });
     let upstream = await startUpstream();
     // The clients' netvm: the firewall VM, or the upstream itself.
     const gateway = firewall ? firewall.ip : scenario.upstream.ip;
