@@ -3,6 +3,13 @@ export { bundleEntry } from './bundle.ts';
 export type { AgentCommand, AgentEvent } from './control.ts';
 export { buildDom0Image, type Dom0Image } from './dom0-image.ts';
 export { LabError, LabTimeout } from './errors.ts';
+export {
+  type FirewallContext,
+  type FirewallVm,
+  firewallQubesDbEntries,
+  firewallVm,
+  moatRulesLine,
+} from './firewall-vm.ts';
 export { guestImage } from './guest-image.ts';
 export { expectGuestOk, GuestHandle, type GuestRun } from './guest-run.ts';
 export {
@@ -22,8 +29,10 @@ export {
   type Expectation,
   outcomeMeets,
   parseScenario,
+  SCENARIO_FIREWALLS,
   SCENARIO_VERSION,
   type Scenario,
+  type ScenarioFirewall,
   type ScenarioStep,
   type StepReport,
 } from './scenario.ts';
@@ -36,6 +45,7 @@ export {
   type CommandVm,
   type CommandVmOptions,
   detachVif,
+  detachVifs,
   hotplugRetries,
   type LinuxVm,
   type LinuxVmOptions,
