@@ -108,7 +108,8 @@ describe('the Linux firewall vif hotplug script', () => {
     expect(r.out).toContain('ip: RTNETLINK answers: Invalid argument');
     expect(r.calls).toContain('xenstore-write backend/vif/7/0/hotplug-status error');
     expect(r.calls).not.toContain('xenstore-write backend/vif/7/0/hotplug-status connected');
-    expect(r.status).toBe(1);
+    // The script itself ends at once: the set-up runs in the background, out of libxl's 40 s.
+    expect(r.status).toBe(0);
   });
 
   it('leaves a backend that is gone alone (no status written to recreate it)', () => {

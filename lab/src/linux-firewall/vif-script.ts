@@ -48,6 +48,10 @@ ips=$(xenstore-read "$XENBUS_PATH/ip") || { echo "vif-firewall: $1 $vif: $XENBUS
 failed=
 case "$1" in
 add|online)
+  # In the background: libxl kills the script itself after 40 s (LIBXL_HOTPLUG_TIMEOUT), and at
+  # load 18 (2026-12-06) even the two-program set-up below overran it for one of three vifs
+  # arriving at once; netback waits for hotplug-status however long it takes.
+  {
   mac=$(xenstore-read "$XENBUS_PATH/mac")
   # One ip and one nft process: under emulation on a loaded machine each program start takes
   # seconds, and libxl kills a hotplug script after 40 s (LIBXL_HOTPLUG_TIMEOUT); ten separate
@@ -80,6 +84,7 @@ add element ip qubes downstream { $a }"
     conntrack -D -s "$a" >/dev/null 2>&1
     conntrack -D -d "$a" >/dev/null 2>&1
   done
+  } &
   ;;
 remove|offline)
   elements=
