@@ -6,7 +6,7 @@
  * one line per step.
  */
 import type { VmImage } from '@moat/unikernel';
-import { type FirewallVm, firewallVm, ruleCommit } from './firewall-vm.ts';
+import { type FirewallVm, firewallVm, type MoatTemplateBoot, ruleCommit } from './firewall-vm.ts';
 import { bootLab, type Lab } from './lab.ts';
 import { LAB_IP_COMMAND } from './linux-firewall/vif-script.ts';
 import { buildLinuxImage, type LinuxGuestImage } from './linux-image.ts';
@@ -49,6 +49,8 @@ export interface ScenarioRunOptions {
   readonly firewall?: ScenarioFirewall;
   /** sys-moat's image for `moat` (default: buildFirewallImage's). */
   readonly moatImage?: VmImage;
+  /** Boots sys-moat from its template root image through PVH GRUB instead (`moat` only). */
+  readonly moatTemplate?: MoatTemplateBoot;
 }
 
 export interface ScenarioRun {
@@ -159,6 +161,7 @@ export async function runScenario(
       ? undefined
       : firewallVm(kind, `${prefix}firewall`, scenario.firewallIp, {
           ...(options.moatImage ? { moatImage: options.moatImage } : {}),
+          ...(options.moatTemplate ? { moatTemplate: options.moatTemplate } : {}),
         });
   const image = options.image ?? (await buildLinuxImage());
   const ownLab = !options.lab;
