@@ -9,6 +9,7 @@ import { buildFirewallImage, type VmImage } from '@moat/unikernel';
 import { LabError } from './errors.ts';
 import type { GuestHandle } from './guest-run.ts';
 import type { Lab } from './lab.ts';
+import { LAB_IP_COMMAND } from './linux-firewall/vif-script.ts';
 import { qubesDbEntries, qubesFirewallEntries } from './qubesdb-keys.ts';
 import {
   attachVif,
@@ -57,6 +58,8 @@ export interface FirewallVm {
   restart(): Promise<void>;
   /** Powers the VM off and ends its QubesDB. */
   stop(): Promise<void>;
+  /** What the VM's network looks like now, for a failed step's report (interfaces, routes, rules). */
+  diagnose?(): Promise<string>;
 }
 
 /** The MAC of the firewall's uplink (the clients take 00:16:3e:5e:6c:0a and up). */
@@ -108,6 +111,20 @@ export function firewallVm(
   if (kind === 'moat') return new MoatFirewallVm(name, ip, options.moatImage, options.moatTemplate);
   return new LinuxFirewallVm(name, ip);
 }
+
+/** The state a failed probe's report shows of the Linux firewall (each command's output titled). */
+const FIREWALL_DIAGNOSTICS = [
+  'ip -d link',
+  'ip addr',
+  'ip route',
+  'ip neigh',
+  'ls /sys/class/net',
+  'grep . /proc/sys/net/ipv4/conf/*/proxy_arp /proc/sys/net/ipv4/conf/*/rp_filter /proc/sys/net/ipv4/ip_forward',
+  'nft list ruleset',
+]
+  // iproute2 by path: busybox sh runs its own `ip` applet for a bare `ip` (vif-script.ts).
+  .map((c) => `echo "--- ${c}"; ${c.replace(/^ip /, `${LAB_IP_COMMAND} `)} 2>&1`)
+  .join('; ');
 
 /** Each rule commit ends in one of these sys-moat lines: the set in force, or why it blocks. */
 export function moatRulesLine(clientIp: string): RegExp {
@@ -287,6 +304,7 @@ class LinuxFirewallVm implements FirewallVm {
       type: context.virtMode,
       args: { role: 'firewall', ip: this.ip },
       vifs: [this.uplink],
+      upTimeoutMs: 1_200_000,
     });
     this.db = await serveQubesDb(context.lab, [
       {
@@ -329,6 +347,21 @@ class LinuxFirewallVm implements FirewallVm {
   async stop(): Promise<void> {
     await this.vm?.command({ op: 'poweroff' }).catch(() => undefined);
     await this.db?.stop().catch(() => undefined);
+  }
+
+  async diagnose(): Promise<string> {
+    const { vm } = this.running();
+    const shown = await vm.command<{ out: string }>({
+      op: 'exec',
+      argv: ['sh', '-c', FIREWALL_DIAGNOSTICS],
+      timeoutMs: 60_000,
+    });
+    const hotplug = vm.handle
+      .tail(400)
+      .split('\n')
+      .filter((l) => /xl-devd|vif-firewall/.test(l))
+      .slice(-30);
+    return `${shown.out}\n--- hotplug (xl devd) lines\n${hotplug.join('\n') || '(none)'}`;
   }
 
   private running(): { vm: LinuxVm; db: QubesDbService; context: FirewallContext } {

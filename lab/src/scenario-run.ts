@@ -8,6 +8,7 @@
 import type { VmImage } from '@moat/unikernel';
 import { type FirewallVm, firewallVm, type MoatTemplateBoot, ruleCommit } from './firewall-vm.ts';
 import { bootLab, type Lab } from './lab.ts';
+import { LAB_IP_COMMAND } from './linux-firewall/vif-script.ts';
 import { buildLinuxImage, type LinuxGuestImage } from './linux-image.ts';
 import { qubesDbEntries } from './qubesdb-keys.ts';
 import type {
@@ -30,6 +31,11 @@ import {
   startLinuxVm,
 } from './topology.ts';
 import type { LinuxCommand, ProbeOutcome } from './topology-wire.ts';
+
+/** What a failed probe's report shows of its client's network. */
+const CLIENT_DIAGNOSTICS = ['ip addr', 'ip route', 'ip neigh', 'cat /proc/net/dev']
+  .map((c) => `echo "--- ${c}"; ${c.replace(/^ip /, `${LAB_IP_COMMAND} `)} 2>&1`)
+  .join('; ');
 
 export interface ScenarioRunOptions {
   /** A running lab to use (left running); otherwise one is booted and shut down. */
@@ -339,6 +345,24 @@ export async function runScenario(
       c.attached = false;
     };
 
+    // A failed probe says why: the client's and the firewall's network as they are then (the
+    // first few failures only; later ones are usually the same cause).
+    let diagnosed = 0;
+    const diagnose = async (from: string): Promise<Record<string, string> | undefined> => {
+      if (++diagnosed > 3) return undefined;
+      const c = client(from);
+      const shown = (p: Promise<string>) => p.catch((e: Error) => `(failed: ${e.message})`);
+      return {
+        client: await shown(
+          c.vm
+            .command<{ out: string }>({ op: 'exec', argv: ['sh', '-c', CLIENT_DIAGNOSTICS] })
+            .then((r) => r.out),
+        ),
+        dom0: await shown(lab.exec(['xl', 'network-list', c.vm.name]).then((r) => r.lines.join('\n'))),
+        ...(firewall?.diagnose ? { firewall: await shown(firewall.diagnose()) } : {}),
+      };
+    };
+
     const runStep = async (step: ScenarioStep, id: string): Promise<void> => {
       const t = performance.now();
       const report = (r: Omit<StepReport, 'step' | 'what' | 'ms'>) => {
@@ -358,13 +382,19 @@ export async function runScenario(
               timeoutMs: 180_000,
             });
             const judged = judgeProbe(step, data);
+            const diagnostics = judged.ok ? undefined : await diagnose(step.from);
             // A failed probe shows what the firewall said (sys-moat logs its drops and why).
             const said = !judged.ok && firewall?.consoleTail ? { firewall: firewall.consoleTail(15) } : {};
             report({
               result: judged.result,
               expect: step.expect,
               ok: judged.ok,
-              detail: { ...data, ...(judged.why ? { why: judged.why } : {}), ...said },
+              detail: {
+                ...data,
+                ...(judged.why ? { why: judged.why } : {}),
+                ...(diagnostics ? { diagnostics } : {}),
+                ...said,
+              },
             });
             return;
           }

@@ -103,21 +103,50 @@ export interface CommandVmOptions {
   readonly upTimeoutMs?: number;
 }
 
-/** Creates a domU whose guest serves commands and waits until it reports `up`. */
+/**
+ * libxl's message when `xl create` gave up on a vif whose driver-domain backend did not reach
+ * InitWait within its fixed 10 s (LIBXL_INIT_TIMEOUT; libxl_create.c domcreate_attach_devices).
+ */
+const VIF_ADD_TIMEOUT = /unable to add (vif devices|device with path \S*\/backend\/vif\/)/;
+
+/**
+ * Creates a domU whose guest serves commands and waits until it reports `up`. Under emulation
+ * on a loaded machine (load 20, three clients created at once, 2026-12-06) a driver domain's
+ * netback can miss libxl's 10 s for a vif, and `xl create` then destroys the new domain: only
+ * for that message, once the domain is gone, it is created again (at most twice, counted in
+ * `hotplugRetries`).
+ */
 export async function startCommandVm<Command extends { op: string }>(
   lab: Lab,
   image: VmImage,
   o: CommandVmOptions,
 ): Promise<CommandVm<Command>> {
-  const handle = lab.createDomU(image, {
-    type: o.type ?? 'pv',
-    name: o.name,
-    memoryMb: o.memoryMb ?? 160,
-    args: o.args,
-    ...(o.vifs ? { vifs: o.vifs } : {}),
-    ...(o.driverDomain ? { driverDomain: true } : {}),
-  });
-  const up = await handle.result('up', { timeoutMs: o.upTimeoutMs ?? 420_000 });
+  const create = () =>
+    lab.createDomU(image, {
+      type: o.type ?? 'pv',
+      name: o.name,
+      memoryMb: o.memoryMb ?? 160,
+      args: o.args,
+      ...(o.vifs ? { vifs: o.vifs } : {}),
+      ...(o.driverDomain ? { driverDomain: true } : {}),
+    });
+  let handle = create();
+  const waitUp = (h: GuestHandle) =>
+    h.result('up', { timeoutMs: o.upTimeoutMs ?? 420_000 }).catch((error: Error) => error);
+  let up = await waitUp(handle);
+  for (let retry = 1; up instanceof Error && VIF_ADD_TIMEOUT.test(up.message) && retry <= 2; retry++) {
+    const deadline = Date.now() + 120_000;
+    while ((await lab.exec(['xl', 'domid', o.name])).code === 0) {
+      if (Date.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    hotplugRetries.count++;
+    hotplugRetries.log.push(`${new Date().toISOString()} create ${o.name}: ${VIF_ADD_TIMEOUT.source}`);
+    console.warn(`lab: xl create ${o.name}: a vif backend missed libxl's 10 s; creating it again (${retry})`);
+    handle = create();
+    up = await waitUp(handle);
+  }
+  if (up instanceof Error) throw up;
   if (!up.ok) throw new LabError(o.name, `did not come up: ${up.error}\n${handle.tail(30)}`);
   const domid = await domainId(lab, o.name);
   let seq = 0;

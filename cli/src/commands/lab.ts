@@ -125,7 +125,13 @@ export const labCommand: CommandModule = {
                   ms: r.ms,
                   detail: r.detail ?? null,
                 });
-              else reporter.log(stepRow(r));
+              else {
+                reporter.log(stepRow(r));
+                const diagnostics = (r.detail as { diagnostics?: Record<string, string> } | undefined)
+                  ?.diagnostics;
+                for (const [where, text] of Object.entries(diagnostics ?? {}))
+                  for (const line of `${where}:\n${text}`.split('\n')) reporter.log(`        | ${line}`);
+              }
             },
             ...(showConsole ? { onConsoleLine: (line: string) => reporter.log(`console | ${line}`) } : {}),
           }).catch((error: unknown) => {

@@ -31,6 +31,7 @@ import {
   RuleApplyError,
 } from '../linux-firewall/daemon.ts';
 import { baseTables, dnatDns, ipv6DisabledTable } from '../linux-firewall/translate.ts';
+import { firewallVifScript, LAB_IP_COMMAND } from '../linux-firewall/vif-script.ts';
 import { encodeMessage } from '../protocol.ts';
 import {
   BRIDGE_VIF_SCRIPT,
@@ -539,51 +540,6 @@ async function iperfProbe(c: Extract<LinuxCommand, { op: 'iperf3' }>): Promise<u
 
 // ---- firewall (the Linux reference firewall, linux-firewall/) ----
 
-/**
- * The vif hotplug script of the firewall: what Qubes' vif-route-qubes does for a client vif
- * (qubes-core-agent-linux network/vif-route-qubes): stale conntrack state purged, a permanent
- * neighbour entry with the client's MAC, the (vif, address) pair in the anti-spoofing sets,
- * the vif in interface group 2 (what the base tables match), a host route (metric
- * 32752 - domid, later vifs preferred), the firewall's address on the vif, proxy ARP.
- */
-function firewallVifScript(ownIp: string): string {
-  // iproute2's ip first: busybox's ip (first in /bin) knows neither 'group' nor 'neighbour'.
-  return `#!/bin/sh
-PATH=/mnt/bin:$PATH
-dev=\${XENBUS_PATH##*/}
-rest=\${XENBUS_PATH%/*}
-domid=\${rest##*/}
-vif=vif$domid.$dev
-ips=$(xenstore-read "$XENBUS_PATH/ip")
-case "$1" in
-add|online)
-  mac=$(xenstore-read "$XENBUS_PATH/mac")
-  echo 1 > /proc/sys/net/ipv4/conf/$vif/proxy_arp
-  for a in $ips; do
-    conntrack -D -s "$a" >/dev/null 2>&1
-    conntrack -D -d "$a" >/dev/null 2>&1
-    ip neighbour replace "$a" dev "$vif" lladdr "$mac" nud permanent
-    nft add element ip qubes allowed "{ \\"$vif\\" . $a }"
-    nft add element ip qubes downstream "{ $a }"
-  done
-  ip link set "$vif" group 2 up
-  for a in $ips; do ip route replace "$a/32" dev "$vif" metric $((32752 - domid)); done
-  ip addr add ${ownIp}/32 dev "$vif"
-  xenstore-write "$XENBUS_PATH/hotplug-status" connected
-  echo "vif-firewall: $1 $vif $ips"
-  ;;
-remove|offline)
-  for a in $ips; do
-    nft delete element ip qubes allowed "{ \\"$vif\\" . $a }" 2>/dev/null
-    nft delete element ip qubes downstream "{ $a }" 2>/dev/null
-  done
-  echo "vif-firewall: $1 $vif"
-  ;;
-esac
-exit 0
-`;
-}
-
 function nft(input: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn('nft', ['-f', '/dev/stdin'], { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -607,7 +563,11 @@ async function startFirewall(args: LinuxGuestArgs): Promise<unknown> {
   await must(['ip', 'link', 'set', 'lo', 'up']);
   writeFileSync('/proc/sys/net/ipv4/ip_forward', '1');
   writeFileSync('/etc/xen/xl.conf', '');
-  writeFileSync(`/etc/xen/scripts/${VIF_SCRIPT}`, firewallVifScript(args.ip), { mode: 0o755 });
+  writeFileSync(
+    `/etc/xen/scripts/${VIF_SCRIPT}`,
+    firewallVifScript({ ownIp: args.ip, ipCommand: LAB_IP_COMMAND }),
+    { mode: 0o755 },
+  );
   // qubes-antispoof.service and qubes-iptables.service: before any vif exists.
   await nft(baseTables());
   const devd = spawn('xl', ['devd', '-F'], { stdio: ['ignore', 'pipe', 'pipe'] });

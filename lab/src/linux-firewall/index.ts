@@ -24,3 +24,4 @@ export {
   readRules,
   vifOnlineElements,
 } from './translate.ts';
+export { type FirewallVifScriptOptions, firewallVifScript, LAB_IP_COMMAND } from './vif-script.ts';
