@@ -52,6 +52,8 @@ const NETVM_B = { name: 'fl-netvm-b', ip: '10.137.0.4' };
 const MOAT = { name: 'fl-moat', ip: '10.137.0.3' };
 const SILENT = 'fl-silent';
 const MiB = 2 ** 20;
+/** Per test: a Linux domU's boot alone took 10 min at load 20 (every figure is emulated). */
+const SLOW = { timeout: 3_600_000 };
 
 let lab: LabSession;
 let linuxImage: Awaited<ReturnType<typeof buildLinuxImage>>;
@@ -65,6 +67,8 @@ const figures: Record<string, unknown> = { clients: CLIENTS, clientDomains: CLIE
 const t0 = performance.now();
 const since = () => Math.round(performance.now() - t0);
 
+/** Progress on the runner's output (a lab file under load runs for many minutes). */
+const step = (what: string) => console.log(`firewall-life ${since()} ms: ${what}`);
 const up = (d: MoatStatsDoc) => d.network.clients.filter((c) => c.state === 'up');
 const mib = (bytes: number) => Math.round((bytes / MiB) * 10) / 10;
 
@@ -129,54 +133,65 @@ afterAll(async () => {
 });
 
 describe('sys-moat survives its netvm, stalled clients and hot-plug (lab, real Xen)', () => {
-  it(`every client vif (${CLIENTS} over ${CLIENT_DOMAINS} domUs) passes traffic at memory = maxmem = ${MEMORY_MB} MB`, async () => {
-    for (const c of clients) await plug(c);
-    const doc = await moat.until(`serving ${CLIENTS} clients`, (d) => up(d).length === CLIENTS);
-    figures.clientsUpMs = since();
-    expect(await unanswered(NETVM_A.ip), moat.handle.tail(30)).toEqual([]);
-    const first = clients[0] as VifClient;
-    const tcp = await tcpEcho(first, NETVM_A.ip);
-    expect(tcp.outcome, moat.handle.tail(30)).toBe('accepted');
-    expect(tcp.reply).toMatch(/^from 10\.137\.0\.3:\d+\nhello$/);
-    const after = await moat.stats.read();
-    const b = memoryBreakdown(MEMORY_MB, after);
-    figures.memoryWithAllClients = Object.fromEntries(
-      Object.entries(b).map(([k, v]) => [k, k === 'conntrackEntries' ? v : mib(v)]),
-    );
-    expect(doc.network.uplink.state).toBe('up');
-  });
+  it(
+    `every client vif (${CLIENTS} over ${CLIENT_DOMAINS} domUs) passes traffic at memory = maxmem = ${MEMORY_MB} MB`,
+    SLOW,
+    async () => {
+      for (const c of clients) await plug(c);
+      const doc = await moat.until(`serving ${CLIENTS} clients`, (d) => up(d).length === CLIENTS);
+      figures.clientsUpMs = since();
+      step(`${CLIENTS} clients up`);
+      expect(await unanswered(NETVM_A.ip), moat.handle.tail(30)).toEqual([]);
+      const first = clients[0] as VifClient;
+      const tcp = await tcpEcho(first, NETVM_A.ip);
+      expect(tcp.outcome, moat.handle.tail(30)).toBe('accepted');
+      expect(tcp.reply).toMatch(/^from 10\.137\.0\.3:\d+\nhello$/);
+      const after = await moat.stats.read();
+      const b = memoryBreakdown(MEMORY_MB, after);
+      figures.memoryWithAllClients = Object.fromEntries(
+        Object.entries(b).map(([k, v]) => [k, k === 'conntrackEntries' ? v : mib(v)]),
+      );
+      expect(doc.network.uplink.state).toBe('up');
+    },
+  );
 
-  it('a client whose frontend never connects blocks no other client and is cleaned up when detached', async () => {
-    const addon = await buildGuestAddon();
-    const silent: CommandVm = await startSilentFrontend(lab, SILENT, addon);
-    // libxl waits only for the backend's InitWait; the frontend never moves past Initialising.
-    await attachVif(lab, SILENT, { backend: MOAT.name, ip: '10.137.0.250', mac: '00:16:3e:5e:6c:fa' });
-    const stalled = await moat.until('showing the silent client connecting', (d) =>
-      d.network.clients.some((c) => c.domid === silent.domid && c.state === 'connecting'),
-    );
-    expect(up(stalled)).toHaveLength(CLIENTS);
-    // Meanwhile another client's vifs go and come back, and everyone passes traffic.
-    const other = clients[1] as VifClient;
-    await unplugClientVifs(lab, other);
-    await plug(other);
-    await moat.until('serving every working client again', (d) => up(d).length === CLIENTS);
-    expect(await unanswered(NETVM_A.ip), moat.handle.tail(30)).toEqual([]);
-    // The toolstack takes the vif away: its slot and backend directory go.
-    for (const device of await listVifs(lab, SILENT)) await detachVif(lab, SILENT, device);
-    const cleaned = await moat.until('forgetting the silent client', (d) =>
-      d.network.clients.every((c) => c.domid !== silent.domid),
-    );
-    expect(up(cleaned)).toHaveLength(CLIENTS);
-    const backendDir = await lab.exec([
-      'xenstore-exists',
-      `/local/domain/${moat.domid}/backend/vif/${silent.domid}`,
-    ]);
-    expect(backendDir.code, 'the silent client backend directory is still there').not.toBe(0);
-    await silent.command({ op: 'poweroff' }).catch(() => undefined);
-    await silent.handle.finished({ timeoutMs: 120_000 });
-  });
+  it(
+    'a client whose frontend never connects blocks no other client and is cleaned up when detached',
+    SLOW,
+    async () => {
+      const addon = await buildGuestAddon();
+      const silent: CommandVm = await startSilentFrontend(lab, SILENT, addon);
+      // libxl waits only for the backend's InitWait; the frontend never moves past Initialising.
+      await attachVif(lab, SILENT, { backend: MOAT.name, ip: '10.137.0.250', mac: '00:16:3e:5e:6c:fa' });
+      const stalled = await moat.until('showing the silent client connecting', (d) =>
+        d.network.clients.some((c) => c.domid === silent.domid && c.state === 'connecting'),
+      );
+      expect(up(stalled)).toHaveLength(CLIENTS);
+      step('the silent client is connecting');
+      // Meanwhile another client's vifs go and come back, and everyone passes traffic.
+      const other = clients[1] as VifClient;
+      await unplugClientVifs(lab, other);
+      await plug(other);
+      await moat.until('serving every working client again', (d) => up(d).length === CLIENTS);
+      expect(await unanswered(NETVM_A.ip), moat.handle.tail(30)).toEqual([]);
+      // The toolstack takes the vif away: its slot and backend directory go.
+      for (const device of await listVifs(lab, SILENT)) await detachVif(lab, SILENT, device);
+      const cleaned = await moat.until('forgetting the silent client', (d) =>
+        d.network.clients.every((c) => c.domid !== silent.domid),
+      );
+      expect(up(cleaned)).toHaveLength(CLIENTS);
+      step('the silent client is forgotten');
+      const backendDir = await lab.exec([
+        'xenstore-exists',
+        `/local/domain/${moat.domid}/backend/vif/${silent.domid}`,
+      ]);
+      expect(backendDir.code, 'the silent client backend directory is still there').not.toBe(0);
+      await silent.command({ op: 'poweroff' }).catch(() => undefined);
+      await silent.handle.finished({ timeoutMs: 120_000 });
+    },
+  );
 
-  it(`${CYCLES} attach/detach cycles of client vifs leave sys-moat's memory flat`, async () => {
+  it(`${CYCLES} attach/detach cycles of client vifs leave sys-moat's memory flat`, SLOW, async () => {
     const cycling = clients[0] as VifClient;
     const nodesBefore = await xenstoreCount(lab);
     const samples: { cycle: number; rss: number; heapUsed: number; external: number; inUse: number }[] = [];
@@ -189,6 +204,7 @@ describe('sys-moat survives its netvm, stalled clients and hot-plug (lab, real X
       const b = memoryBreakdown(MEMORY_MB, doc);
       samples.push({ cycle, rss: b.nodeRss, heapUsed: b.heapUsed, external: b.external, inUse: b.inUse });
       expect(doc.network.clients).toHaveLength(CLIENTS);
+      step(`cycle ${cycle}: rss ${mib(b.nodeRss)} MiB, heap ${mib(b.heapUsed)} MiB`);
     }
     const first = samples[0];
     const last = samples.at(-1);
@@ -209,7 +225,7 @@ describe('sys-moat survives its netvm, stalled clients and hot-plug (lab, real X
     expect(last.inUse - first.inUse, JSON.stringify(figures.cycles)).toBeLessThan(allowance);
   });
 
-  it('the netvm destroyed and started again: the uplink reconnects by itself', async () => {
+  it('the netvm destroyed and started again: the uplink reconnects by itself', SLOW, async () => {
     const before = (await moat.stats.read()).network.uplink.connects;
     await lab.exec(['xl', 'destroy', NETVM_A.name]);
     await netvmA.handle.finished({ timeoutMs: 120_000 });
@@ -221,6 +237,7 @@ describe('sys-moat survives its netvm, stalled clients and hot-plug (lab, real X
       upTimeoutMs: 1_200_000,
     });
     const restartedAt = since();
+    step('netvm restarted');
     await attachVif(lab, MOAT.name, moat.uplinkVif(NETVM_A.name));
     await moat.until(
       'with its uplink up again',
@@ -230,27 +247,32 @@ describe('sys-moat survives its netvm, stalled clients and hot-plug (lab, real X
     expect(await unanswered(NETVM_A.ip), moat.handle.tail(30)).toEqual([]);
   });
 
-  it('the netvm changed to another one: new gateway from QubesDB, uplink to the new netvm', async () => {
-    const before = (await moat.stats.read()).network.uplink.connects;
-    const netvmB = await startLinuxVm(lab, linuxImage.image, {
-      name: NETVM_B.name,
-      args: { role: 'netvm', ip: NETVM_B.ip },
-      upTimeoutMs: 1_200_000,
-    });
-    const changedAt = since();
-    // qubesd: property-pre-set:netvm detaches, property-set rewrites the QubesDB keys, then attaches.
-    await detachUplink();
-    await moat.qubesdb.update({ domid: moat.domid, write: [['/qubes-gateway', NETVM_B.ip]] });
-    await attachVif(lab, MOAT.name, moat.uplinkVif(NETVM_B.name));
-    await moat.until(
-      'with its uplink up on the new netvm',
-      (d) => d.network.uplink.state === 'up' && d.network.uplink.connects > before,
-    );
-    figures.uplinkOnNewNetvmMs = since() - changedAt;
-    expect(await unanswered(NETVM_B.ip), moat.handle.tail(30)).toEqual([]);
-    const tcp = await tcpEcho(clients[0] as VifClient, NETVM_B.ip);
-    expect(tcp.outcome, moat.handle.tail(30)).toBe('accepted');
-    expect(tcp.reply).toMatch(/^from 10\.137\.0\.3:\d+\nhello$/);
-    await netvmB.command({ op: 'poweroff' }).catch(() => undefined);
-  });
+  it(
+    'the netvm changed to another one: new gateway from QubesDB, uplink to the new netvm',
+    SLOW,
+    async () => {
+      const before = (await moat.stats.read()).network.uplink.connects;
+      const netvmB = await startLinuxVm(lab, linuxImage.image, {
+        name: NETVM_B.name,
+        args: { role: 'netvm', ip: NETVM_B.ip },
+        upTimeoutMs: 1_200_000,
+      });
+      const changedAt = since();
+      step('second netvm up');
+      // qubesd: property-pre-set:netvm detaches, property-set rewrites the QubesDB keys, then attaches.
+      await detachUplink();
+      await moat.qubesdb.update({ domid: moat.domid, write: [['/qubes-gateway', NETVM_B.ip]] });
+      await attachVif(lab, MOAT.name, moat.uplinkVif(NETVM_B.name));
+      await moat.until(
+        'with its uplink up on the new netvm',
+        (d) => d.network.uplink.state === 'up' && d.network.uplink.connects > before,
+      );
+      figures.uplinkOnNewNetvmMs = since() - changedAt;
+      expect(await unanswered(NETVM_B.ip), moat.handle.tail(30)).toEqual([]);
+      const tcp = await tcpEcho(clients[0] as VifClient, NETVM_B.ip);
+      expect(tcp.outcome, moat.handle.tail(30)).toBe('accepted');
+      expect(tcp.reply).toMatch(/^from 10\.137\.0\.3:\d+\nhello$/);
+      await netvmB.command({ op: 'poweroff' }).catch(() => undefined);
+    },
+  );
 });
