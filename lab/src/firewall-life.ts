@@ -239,10 +239,14 @@ export async function startVifClients(
   );
 }
 
-const shellQuote = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
-
-/** Runs a shell script in a Linux guest (busybox sh); returns its output, throws on a non-zero exit. */
+/**
+ * Runs a one-line shell script in a Linux guest (busybox sh); returns its output, throws on a
+ * non-zero exit. dom0's `xenstore-write` expands backslash escapes in the command's JSON, so a
+ * script holds no double quote, backslash or newline (refused here, not mangled there).
+ */
 async function sh(vm: LinuxVm, script: string, timeoutMs = 60_000): Promise<string> {
+  if (/["\\\n]/.test(script))
+    throw new LabError(vm.name, `script with a double quote, backslash or newline: ${script}`);
   const r = await vm.command<{ code: number | null; out: string }>(
     { op: 'exec', argv: ['sh', '-c', script], timeoutMs },
     { timeoutMs: timeoutMs + 60_000 },
@@ -255,7 +259,7 @@ async function sh(vm: LinuxVm, script: string, timeoutMs = 60_000): Promise<stri
 async function interfacesByMac(vm: LinuxVm): Promise<Map<string, string>> {
   const out = await sh(
     vm,
-    'cd /sys/class/net && for d in eth*; do [ -e "$d/address" ] && echo "$d $(cat "$d/address")"; done; true',
+    'cd /sys/class/net && for d in eth*; do [ -e $d/address ] && echo $d $(cat $d/address); done; true',
   );
   const map = new Map<string, string>();
   for (const line of out.split('\n')) {
@@ -322,14 +326,15 @@ export async function pingEachVif(
   to: string,
   tries = 2,
 ): Promise<VifPing[]> {
+  if (!/^[0-9.]+$/.test(to)) throw new LabError(client.vm.name, `not an IPv4 address: ${to}`);
   const pairs = client.vifs.map((v) => ({ ip: v.ip, device: devices.get(v.ip) ?? '' }));
   const script = pairs
     .map(
       ({ device }) =>
-        `(ok=1; for t in $(seq ${tries}); do if ping -c 1 -W 10 -I ${device} ${shellQuote(to)} >/tmp/ping.${device} 2>&1; then ok=0; break; fi; done; echo "@ ${device} $ok") &`,
+        `(ok=1; for t in $(seq ${tries}); do if ping -c 1 -W 10 -I ${device} ${to} >/tmp/ping.${device} 2>&1; then ok=0; break; fi; done; echo @ ${device} $ok) &`,
     )
-    .join('\n');
-  const out = await sh(client.vm, `${script}\nwait`, tries * 15_000 + 30_000);
+    .join(' ');
+  const out = await sh(client.vm, `${script} wait`, tries * 15_000 + 30_000);
   return pairs.map(({ ip, device }) => {
     const line = out.split('\n').find((l) => l.startsWith(`@ ${device} `));
     return { ip, device, ok: line?.trim().endsWith(' 0') === true, out: line ?? '(no answer line)' };

@@ -64,6 +64,21 @@ describe('xenbus walk', () => {
     w.close();
   });
 
+  it("ends the netfront when its backend's domain is destroyed (the whole directory goes at once)", async () => {
+    const { w, netback, client } = await world(0);
+    const front = await connectNetfront({
+      xen: client.domain,
+      xenstore: client.xenstore,
+      log: () => undefined,
+    });
+    // libxl removes a destroyed domain's /local/domain/<id>; reading under it is then EACCES
+    // for a domU (the nearest existing parent is not ours to read), not ENOENT.
+    await w.toolstack.client.rm(`/local/domain/${w.backend.domain.domid}`);
+    await until(() => front.state === 'closed', 'the netfront to end');
+    await netback.close().catch(() => undefined);
+    w.close();
+  });
+
   it('leaves the directory to a real xl devd when told to (removeClosedAfterMs -1)', async () => {
     const { w, netback, client, vif, b } = await world(-1);
     await connectNetfront({ xen: client.domain, xenstore: client.xenstore, log: () => undefined });
