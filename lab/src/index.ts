@@ -4,6 +4,30 @@ export type { AgentCommand, AgentEvent } from './control.ts';
 export { buildDom0Image, type Dom0Image } from './dom0-image.ts';
 export { LabError, LabTimeout } from './errors.ts';
 export {
+  type ClientVifSpec,
+  clientVifPlan,
+  type MemorySweepOptions,
+  type MemorySweepPoint,
+  type MemorySweepReport,
+  type MoatMemoryBreakdown,
+  type MoatStats,
+  type MoatStatsDoc,
+  type MoatVm,
+  type MoatVmSpec,
+  memoryBreakdown,
+  memorySweep,
+  moatStats,
+  pingEachVif,
+  plugClientVifs,
+  SWEEP_RULES,
+  startMoatVm,
+  startSilentFrontend,
+  startVifClients,
+  unplugClientVifs,
+  type VifClient,
+  type VifPing,
+} from './firewall-life.ts';
+export {
   type FirewallContext,
   type FirewallVm,
   firewallQubesDbEntries,

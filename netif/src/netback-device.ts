@@ -178,10 +178,14 @@ export class NetbackDevice implements NetDevice {
       online === '0' && backState === XenbusState.Closing && this.ours !== XenbusState.Closing;
     const frontGone =
       frontState === undefined || frontState === XenbusState.Closed || frontState === XenbusState.Unknown;
+    // A frontend that never published its rings (a client whose netfront never runs) shares
+    // nothing to tear down and may never answer our Closing: libxl would wait its 10 s for
+    // Closed and fail the detach, so we close at once.
+    const neverShared = frontState === XenbusState.Initialising || frontState === XenbusState.InitWait;
     if (toolstackClosing || (online === '0' && this.ours === XenbusState.Closing)) {
       this.disconnect();
       this.ours = XenbusState.Closing;
-      if (frontGone || frontState === XenbusState.Closing) {
+      if (frontGone || neverShared || frontState === XenbusState.Closing) {
         await this.setState(XenbusState.Closed);
         this.scheduleRemoval();
       }

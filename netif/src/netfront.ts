@@ -207,6 +207,12 @@ export class NetfrontDevice implements NetDevice {
     if (this.ended !== undefined) return;
     this.options.xenstore
       .tryRead(`${this.backendPath}/${BackendKey.state}`)
+      // The backend's domain destroyed: libxl removed its whole /local/domain/<id>, and a read
+      // under it is EACCES for us (the nearest existing parent is not ours to read): gone.
+      .catch((error: { code?: string }) => {
+        if (error.code === 'EACCES') return undefined;
+        throw error;
+      })
       .then((v) => {
         const s = parseXenbusState(v);
         if (v === undefined || s === XenbusState.Closing || s === XenbusState.Closed)

@@ -53,6 +53,32 @@ describe('xenbus walk', () => {
     w.close();
   });
 
+  it('a detach of a vif whose frontend never connected completes in time (Closed at once: nothing was shared)', async () => {
+    const { w, netback, b, vif, devices } = await world(0);
+    await until(() => w.xs.peek(`${b}/state`)?.value === '2', 'InitWait');
+    // The frontend stays Initialising for good (a client whose netfront never runs); libxl's
+    // wait for Closed, then for the directory's removal, must not time out (2 s here, 10 s in libxl).
+    expect(await w.toolstack.detach(vif, 2000)).toBe(true);
+    await until(() => devices[0]?.state === 'closed', 'the device to end');
+    await netback.close();
+    w.close();
+  });
+
+  it("ends the netfront when its backend's domain is destroyed (the whole directory goes at once)", async () => {
+    const { w, netback, client } = await world(0);
+    const front = await connectNetfront({
+      xen: client.domain,
+      xenstore: client.xenstore,
+      log: () => undefined,
+    });
+    // libxl removes a destroyed domain's /local/domain/<id>; reading under it is then EACCES
+    // for a domU (the nearest existing parent is not ours to read), not ENOENT.
+    await w.toolstack.client.rm(`/local/domain/${w.backend.domain.domid}`);
+    await until(() => front.state === 'closed', 'the netfront to end');
+    await netback.close().catch(() => undefined);
+    w.close();
+  });
+
   it('leaves the directory to a real xl devd when told to (removeClosedAfterMs -1)', async () => {
     const { w, netback, client, vif, b } = await world(-1);
     await connectNetfront({ xen: client.domain, xenstore: client.xenstore, log: () => undefined });
