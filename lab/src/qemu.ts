@@ -14,6 +14,21 @@ export interface QemuOptions {
   readonly memoryMb: number;
   readonly dom0MemoryMb: number;
   readonly cpus: number;
+  /**
+   * TCG's threading: `multi` runs each emulated CPU on its own host thread (MTTCG, the default),
+   * `single` runs them all on one thread in turns. An A/B switch for races in QEMU's emulation
+   * (lab/NOTES.md, the PVH reboot ending); `MOAT_LAB_TCG_THREAD` sets it for a run.
+   */
+  readonly tcgThread?: TcgThread;
+}
+
+export type TcgThread = 'multi' | 'single';
+
+/** `MOAT_LAB_TCG_THREAD` (`multi` or `single`); anything else is refused with the reason. */
+export function tcgThreadFromEnv(value: string | undefined): TcgThread | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (value === 'multi' || value === 'single') return value;
+  throw new LabError('qemu', `MOAT_LAB_TCG_THREAD must be multi or single, not ${JSON.stringify(value)}`);
 }
 
 /** The QEMU command line (exported for NOTES.md and tests). Never a network device. */
@@ -23,7 +38,7 @@ export function qemuArgs(o: QemuOptions): string[] {
     if (path.includes(',')) throw new LabError('qemu', `path must not contain a comma: ${path}`);
   }
   return [
-    ...['-accel', 'tcg,thread=multi', '-cpu', 'qemu64,+svm,+npt'],
+    ...['-accel', `tcg,thread=${o.tcgThread ?? 'multi'}`, '-cpu', 'qemu64,+svm,+npt'],
     ...['-m', String(o.memoryMb), '-smp', String(o.cpus)],
     ...['-nodefaults', '-no-user-config', '-display', 'none', '-vga', 'none', '-monitor', 'none'],
     ...['-serial', 'stdio', '-no-reboot', '-nic', 'none'],
