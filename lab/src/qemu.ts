@@ -17,7 +17,9 @@ export interface QemuOptions {
   /**
    * TCG's threading: `multi` runs each emulated CPU on its own host thread (MTTCG, the default),
    * `single` runs them all on one thread in turns. An A/B switch for races in QEMU's emulation
-   * (lab/NOTES.md, the PVH reboot ending); `MOAT_LAB_TCG_THREAD` sets it for a run.
+   * (lab/NOTES.md, the PVH reboot ending); `MOAT_LAB_TCG_THREAD` sets it for a run. Measured:
+   * `single` is faster on a loaded machine but every PVH Linux domU crashed under it (3 of 3),
+   * so it is for experiments only.
    */
   readonly tcgThread?: TcgThread;
 }
