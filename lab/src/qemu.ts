@@ -33,6 +33,18 @@ export function tcgThreadFromEnv(value: string | undefined): TcgThread | undefin
   throw new LabError('qemu', `MOAT_LAB_TCG_THREAD must be multi or single, not ${JSON.stringify(value)}`);
 }
 
+/** `MOAT_LAB_CPUS` (1-8): the emulated machine's CPUs, an experiment switch (lab/NOTES.md). */
+export function cpusFromEnv(value: string | undefined): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  const cpus = Number(value);
+  if (!Number.isInteger(cpus) || cpus < 1 || cpus > 8)
+    throw new LabError(
+      'qemu',
+      `MOAT_LAB_CPUS must be a whole number from 1 to 8, not ${JSON.stringify(value)}`,
+    );
+  return cpus;
+}
+
 /** The QEMU command line (exported for NOTES.md and tests). Never a network device. */
 export function qemuArgs(o: QemuOptions): string[] {
   for (const path of [o.dom0.kernel, o.dom0.initramfs]) {
