@@ -34,6 +34,16 @@ describe('GuestHandle', () => {
     await expect(never).rejects.toThrow(/without printing \/stopped\/[\s\S]*node exited with code 1/);
   });
 
+  it('waits for a console line printed after a given count, passing over earlier matches', async () => {
+    const guest = new GuestHandle('domU t');
+    guest.line('sys-moat info: New firewall rules for 10.137.0.10: 1 rules, policy drop');
+    const seen = guest.lineCount;
+    expect(seen).toBe(1);
+    const waiting = guest.consoleLine(/New firewall rules/, { after: seen, timeoutMs: 1000 });
+    guest.line('sys-moat info: New firewall rules for 10.137.0.10: 2 rules, policy drop');
+    await expect(waiting).resolves.toMatch(/2 rules/);
+  });
+
   it('times out with a message naming what did not happen, and calls the cleanup', async () => {
     let cleaned = false;
     const guest = new GuestHandle('domU t', () => {

@@ -129,13 +129,21 @@ export class GuestHandle {
     });
   }
 
+  /** How many lines the guest printed so far (dropped ones included): `after` for consoleLine. */
+  get lineCount(): number {
+    return this.droppedLines + this.lines.length;
+  }
+
   /**
    * Waits for a console line matching `pattern` (for VMs that log rather than report results, like
-   * sys-moat); fails if the guest ends without printing one. Returns the first matching line.
+   * sys-moat); fails if the guest ends without printing one. Returns the first matching line
+   * among those printed after the first `after` (lineCount before the action awaited).
    */
-  consoleLine(pattern: RegExp, options: { timeoutMs?: number } = {}): Promise<string> {
+  consoleLine(pattern: RegExp, options: { timeoutMs?: number; after?: number } = {}): Promise<string> {
+    const after = options.after ?? 0;
     return this.waitUntil(`a console line matching ${pattern}`, options.timeoutMs ?? 600_000, () => {
-      const found = this.lines.find((line) => pattern.test(line));
+      const from = Math.max(0, after - this.droppedLines);
+      const found = this.lines.slice(from).find((line) => pattern.test(line));
       if (found !== undefined) return found;
       if (this.exit) {
         throw new LabError(

@@ -3,6 +3,14 @@ export { bundleEntry } from './bundle.ts';
 export type { AgentCommand, AgentEvent } from './control.ts';
 export { buildDom0Image, type Dom0Image } from './dom0-image.ts';
 export { LabError, LabTimeout } from './errors.ts';
+export {
+  type FirewallContext,
+  type FirewallVm,
+  firewallQubesDbEntries,
+  firewallVm,
+  type MoatTemplateBoot,
+  moatRulesLine,
+} from './firewall-vm.ts';
 export { guestImage } from './guest-image.ts';
 export { expectGuestOk, GuestHandle, type GuestRun } from './guest-run.ts';
 export {
@@ -16,14 +24,17 @@ export {
 } from './lab.ts';
 export { buildLinuxImage, LINUX_GUEST, type LinuxGuestImage, linuxUserlandPins } from './linux-image.ts';
 export { encodeMessage, type GuestMessage, type GuestResult, LINE_PREFIX, parseLine } from './protocol.ts';
+export { fetchPvhGrub } from './pvh-grub.ts';
 export { qemuArgs } from './qemu.ts';
 export { type QubesVmSpec, qubesDbEntries, qubesFirewallEntries } from './qubesdb-keys.ts';
 export {
   type Expectation,
   outcomeMeets,
   parseScenario,
+  SCENARIO_FIREWALLS,
   SCENARIO_VERSION,
   type Scenario,
+  type ScenarioFirewall,
   type ScenarioStep,
   type StepReport,
 } from './scenario.ts';
@@ -36,6 +47,7 @@ export {
   type CommandVm,
   type CommandVmOptions,
   detachVif,
+  detachVifs,
   hotplugRetries,
   type LinuxVm,
   type LinuxVmOptions,

@@ -47,6 +47,11 @@ export interface BridgeReport {
   readonly netfront: ResourceCounts;
   /** Live client devices: peer domid, devid, state. */
   readonly clients: readonly { peer: number; devid: number; state: string }[];
+  /**
+   * @moat/netif's counters (`stats()`: frames, slots, events in and out, grant-copy calls):
+   * the netback service's (every client device, live and ended) and the netfront's.
+   */
+  readonly stats: { readonly netback: Record<string, number>; readonly netfront: Record<string, number> };
 }
 
 export type NetifCommand =
@@ -58,6 +63,10 @@ export type NetifCommand =
   | { op: 'backends' }
   /** Our own frontend device/vif/<n> (the vif whose backend is upstream) and its backend's state. */
   | { op: 'frontend'; device?: number }
+  /** Starts V8's CPU profiler in the guest (sampling every `intervalUs`, default 1000). */
+  | { op: 'profile-start'; intervalUs?: number }
+  /** Stops it and answers a summary (cpu-profile.ts `ProfileSummary`). */
+  | { op: 'profile-stop'; top?: number }
   | { op: 'poweroff' };
 
 /** A backend device as the guest sees it. */

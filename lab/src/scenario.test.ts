@@ -1,7 +1,8 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { moatRulesLine } from './firewall-vm.ts';
 import { outcomeMeets, parseScenario } from './scenario.ts';
-import { judgeProbe, probeCommand, reportedSource, runScenario } from './scenario-run.ts';
+import { judgeProbe, probeCommand, reportedSource } from './scenario-run.ts';
 
 const suite = new URL('../../test/scenarios/', import.meta.url).pathname;
 const example = `${suite}direct-upstream.json`;
@@ -91,6 +92,7 @@ describe('lab scenarios, format version 1', () => {
     [{ steps: [{ action: 'reboot' }] }, 'unknown action "reboot"'],
     [{ steps: [{ action: 'wait', ms: 1, extra: 1 }] }, 'unknown field "extra"'],
     [{ extra: true }, 'unknown field "extra"'],
+    [{ description: 'x'.repeat(1001) }, 'scenario.description: 1001 characters, more than 1000'],
   ])('refuses %j with a message naming the field', (patch, message) => {
     expect(() => parseScenario({ ...minimal(), ...patch })).toThrow(message);
   });
@@ -102,9 +104,9 @@ describe('lab scenarios, format version 1', () => {
     }
   });
 
-  it('firewall linux: the firewall address, probes with source, hold, on and iperf3', () => {
-    const s = parseScenario(readFileSync(`${suite}linux-rules.json`, 'utf8'), 'linux-rules.json');
-    expect([s.firewall, s.firewallIp]).toEqual(['linux', '10.137.0.6']);
+  it('a firewall scenario: the firewall address, probes with source, hold, on and iperf3', () => {
+    const s = parseScenario(readFileSync(`${suite}rules.json`, 'utf8'), 'rules.json');
+    expect([s.firewall, s.firewallIp]).toEqual(['moat', '10.137.0.6']);
     const probes = s.steps.filter((st) => st.kind === 'probe');
     expect(probes.some((p) => p.source === '10.137.0.10')).toBe(true);
     const held = probes.find((p) => p.hold === 'web');
@@ -123,10 +125,18 @@ describe('lab scenarios, format version 1', () => {
     });
   });
 
-  it('firewall moat parses, and a run says why it cannot start yet (before booting anything)', async () => {
+  it('firewall moat parses; the lab waits for the line that ends each of its rule commits', () => {
     const s = parseScenario({ ...minimal(), firewall: 'moat' });
     expect(s.firewall).toBe('moat');
-    await expect(runScenario(s)).rejects.toThrow('not available yet: the sys-moat VM needs netif');
+    const line = moatRulesLine('10.137.0.1');
+    expect(line.test('sys-moat info: New firewall rules for 10.137.0.1: 2 rules, policy drop')).toBe(true);
+    expect(
+      line.test(
+        'sys-moat info: Failed to resolve dsthost for 10.137.0.1 (nowhere.test: NXDOMAIN), blocking traffic',
+      ),
+    ).toBe(true);
+    expect(line.test('sys-moat info: New firewall rules for 10.137.0.12: 2 rules, policy drop')).toBe(false);
+    expect(line.test('sys-moat info: waiting for DNS answers for a.test (10.137.0.1)')).toBe(false);
   });
 
   it('refuses text that is not JSON', () => {

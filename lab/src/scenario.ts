@@ -10,8 +10,7 @@ export const SCENARIO_VERSION = 1;
 
 /**
  * `none`: clients attach to the upstream directly; `linux`: the Linux reference firewall VM
- * between them (linux-firewall/); `moat`: sys-moat (parsed; the runner says it is not
- * available until the sys-moat VM exists).
+ * between them (linux-firewall/); `moat`: sys-moat (firewall/src/vm/) between them.
  */
 export const SCENARIO_FIREWALLS = ['none', 'linux', 'moat'] as const;
 export type ScenarioFirewall = (typeof SCENARIO_FIREWALLS)[number];
@@ -132,7 +131,11 @@ function onlyKeys(o: Json, keys: readonly string[], w: Where): void {
 
 function string(value: unknown, w: Where): string {
   if (typeof value !== 'string' || value.length === 0 || value.length > 1000)
-    w.fail('must be a non-empty string');
+    w.fail(
+      typeof value === 'string' && value.length > 1000
+        ? `${value.length} characters, more than 1000`
+        : 'must be a non-empty string',
+    );
   return value;
 }
 

@@ -66,7 +66,8 @@ export type LinuxCommand =
   | { op: 'stream'; to: string; port?: number; bytes: number; seed: number }
   /** Asks the netvm's source for `bytes` of the pattern and hashes what arrives. */
   | { op: 'pull'; from: string; bytes: number; seed: number }
-  | { op: 'iperf3'; to: string; seconds?: number; reverse?: boolean }
+  /** waitSeconds: how long past `seconds` the run may take before it is killed (default 120). */
+  | { op: 'iperf3'; to: string; seconds?: number; reverse?: boolean; waitSeconds?: number }
   /** firewall: read QubesDB, bring the uplink up, load the rules and follow QubesDB. */
   | { op: 'firewall-start' }
   /** firewall: the uplink vif came back (netvm restarted): configure it again. */
@@ -143,4 +144,14 @@ export async function patternStreamSha256(seed: number, bytes: number): Promise<
   const hash = createHash('sha256');
   for (let at = 0; at < bytes; at += BLOCK) hash.update(patternChunk(seed, at, Math.min(BLOCK, bytes - at)));
   return hash.digest('hex');
+}
+
+/**
+ * `xenstore-write`'s value argument for `text` stored as is: the tool unescapes its argument
+ * (unsanitise_value, xen tools/xenstore/xs_lib.c @ c447b7308b: `\"` becomes `"`, `\n` a
+ * newline), so a JSON command holding a quote or a backslash reached the guest broken.
+ * Doubling every backslash makes the round trip exact.
+ */
+export function xenstoreWriteArg(text: string): string {
+  return text.replaceAll('\\', '\\\\');
 }

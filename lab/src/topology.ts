@@ -16,7 +16,7 @@ import type {
   QubesDbStop,
   QubesDbUpdate,
 } from './topology-wire.ts';
-import { BRIDGE_VIF_SCRIPT, VIF_SCRIPT } from './topology-wire.ts';
+import { BRIDGE_VIF_SCRIPT, VIF_SCRIPT, xenstoreWriteArg } from './topology-wire.ts';
 import { domainId } from './vchan-lab.ts';
 
 const QUBESDB_DOM0 = new URL('./guests/qubesdb-dom0.guest.ts', import.meta.url).pathname;
@@ -47,7 +47,11 @@ export async function serveQubesDb(lab: Lab, vms: QubesDbServeArgs['vms']): Prom
   let seq = 0;
   const send = async (message: QubesDbUpdate | QubesDbStop) => {
     const n = ++seq;
-    const written = await lab.exec(['xenstore-write', `${dir}/${n}`, JSON.stringify(message)]);
+    const written = await lab.exec([
+      'xenstore-write',
+      `${dir}/${n}`,
+      xenstoreWriteArg(JSON.stringify(message)),
+    ]);
     if (written.code !== 0)
       throw new LabError('qubesdb', `writing update ${n} failed: ${written.lines.join(' | ')}`);
     const result = await handle.result(`update ${n}`, { timeoutMs: 120_000 });
@@ -127,7 +131,7 @@ export async function startCommandVm<Command extends { op: string }>(
       const written = await lab.exec([
         'xenstore-write',
         `/local/domain/${domid}/data/moat-cmd/${n}`,
-        JSON.stringify(command),
+        xenstoreWriteArg(JSON.stringify(command)),
       ]);
       if (written.code !== 0)
         throw new LabError(o.name, `writing command ${n} failed: ${written.lines.join(' | ')}`);
@@ -245,6 +249,11 @@ export async function detachVif(lab: Lab, domain: string, device: string | numbe
       'xl',
       `xl ${argv.join(' ')} failed again (${second.code}): ${second.lines.join(' | ')}`,
     );
+}
+
+/** Unplugs every vif of a domain (a netvm gone: libxl and qubesd remove the vifs it served). */
+export async function detachVifs(lab: Lab, domain: string): Promise<void> {
+  for (const device of await listVifs(lab, domain)) await detachVif(lab, domain, device);
 }
 
 /** The vif device ids of a domain, as `xl network-list` reports them. */

@@ -86,6 +86,13 @@ export class NetbackDevice implements NetDevice {
   private reconsiderQueued = false;
   private serviceScheduled = false;
   private flushQueued = false;
+  /**
+   * A ring push asked for an event: sent once at the end of the pass, so TX and RX responses
+   * of one pass cost the frontend one interrupt (one channel carries both, and Linux's
+   * netfront counts an event that finds nothing new as spurious and delays its next one:
+   * drivers/xen/events/events_base.c, xen_irq_lateeoi, torvalds/linux @ v6.1).
+   */
+  private notifyWanted = false;
   private removal: NodeJS.Timeout | undefined;
 
   constructor(
@@ -295,7 +302,9 @@ export class NetbackDevice implements NetDevice {
       this.ctx.scratch,
       this.counters,
       this.listeners,
-      () => this.kick(),
+      () => {
+        this.notifyWanted = true;
+      },
     );
     let attached = false;
     try {
@@ -330,6 +339,13 @@ export class NetbackDevice implements NetDevice {
     this.ctx.log.log(`netback ${this.name}: refusing frontend: ${reason}`);
     this.disconnect();
     await this.setState(XenbusState.Closing);
+  }
+
+  /** Sends the event a ring push asked for during this pass, if any. */
+  private notifyIfWanted(): void {
+    if (!this.notifyWanted) return;
+    this.notifyWanted = false;
+    this.kick();
   }
 
   private kick(): void {
@@ -376,6 +392,7 @@ export class NetbackDevice implements NetDevice {
       this.fatal(`ring access failed: ${(error as Error).message}`);
       return;
     }
+    this.notifyIfWanted();
     if (more) this.schedule();
   }
 
@@ -392,6 +409,7 @@ export class NetbackDevice implements NetDevice {
     const c = this.conn;
     if (!c) return;
     this.conn = undefined;
+    this.notifyWanted = false;
     this.queue.clear();
     c.stopEvents();
     try {
@@ -427,6 +445,7 @@ export class NetbackDevice implements NetDevice {
         this.fatal(t.reason);
         return;
       }
+      this.notifyIfWanted();
       if (t.more) this.schedule();
     } catch (error) {
       this.fatal(`ring access failed: ${(error as Error).message}`);

@@ -5,6 +5,7 @@ import { demoCommand } from './demo.ts';
 import { firewallCommand } from './firewall.ts';
 import { labCommand } from './lab.ts';
 import { labBenchCommand } from './lab-bench.ts';
+import { netifBenchCommand } from './netif-bench.ts';
 import { netifFuzzCommand } from './netif-fuzz.ts';
 import { packageCommand } from './package.ts';
 import { qrexecCommand } from './qrexec.ts';
@@ -21,6 +22,7 @@ export const commandModules: readonly CommandModule[] = [
   xenCommand,
   viewerCommand,
   netifFuzzCommand,
+  netifBenchCommand,
   firewallCommand,
   qubesdbCommand,
   qrexecCommand,

@@ -153,7 +153,7 @@ export const labBenchCommand: CommandModule = {
           const rounds = Number(o.rounds);
           if (!Number.isInteger(rounds) || rounds < 1 || rounds > 9)
             throw new SetupProblem('--rounds must be an integer from 1 to 9');
-          const steps = 4 + rounds;
+          const steps = 5 + rounds;
           const progress = reporter.progress('bench netif', steps);
           let step = 0;
           const f = await runNetifBench({
@@ -183,7 +183,28 @@ export const labBenchCommand: CommandModule = {
               oursDownGsoFrames: f.oursCounts.down.gsoFrames,
             },
           );
-          return f.penalty.hashesAgree ? ExitCode.ok : ExitCode.checkFailed;
+          const p = f.profiled;
+          const perFrame = (n: number | undefined, frames: number | undefined) =>
+            frames ? Number(((n ?? 0) / frames).toFixed(2)) : 0;
+          reporter.result('our domU during one more iperf3 (V8 profiler on; counters over that run)', {
+            mbitPerS: p.mbitPerS,
+            profiledMs: p.profile.ms,
+            idleShare: p.profile.idle,
+            gcShare: p.profile.gc,
+            programShare: p.profile.program,
+            clientFrames: p.netback.rxFrames ?? 0,
+            clientEventsInPerFrame: perFrame(p.netback.eventsIn, p.netback.rxFrames),
+            clientEventsOutPerFrame: perFrame(p.netback.eventsOut, p.netback.rxFrames),
+            clientCopyCallsPerFrame: perFrame(p.netback.copyBatches, p.netback.rxFrames),
+            upstreamEventsInPerFrame: perFrame(p.netfront.eventsIn, p.netfront.txFrames),
+            upstreamEventsOutPerFrame: perFrame(p.netfront.eventsOut, p.netfront.txFrames),
+            busiest: p.profile.top
+              .slice(0, 12)
+              .map((t) => `${t.fn} ${t.ms}ms ${Math.round(t.busyShare * 100)}%`)
+              .join('; '),
+          });
+          for (const failure of f.failures) reporter.log(`iperf3 failed: ${failure}`);
+          return f.penalty.hashesAgree && f.failures.length === 0 ? ExitCode.ok : ExitCode.checkFailed;
         }),
       );
   },

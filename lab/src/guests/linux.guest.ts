@@ -41,6 +41,7 @@ import {
   patternChunk,
   VIF_SCRIPT,
 } from '../topology-wire.ts';
+import { bridgeVifScript } from './bridge-vif-script.ts';
 import { serveXenstoreCommands } from './command-loop.ts';
 
 const emit = (line: string) => process.stdout.write(`${line}\n`);
@@ -247,25 +248,6 @@ async function startNetvm(args: LinuxGuestArgs): Promise<unknown> {
 
 // ---- bridge ----
 
-/** The bridge's vif hotplug script: the client's vif joins br0 (what Xen's vif-bridge does). */
-const bridgeVifScript = `#!/bin/sh
-dev=\${XENBUS_PATH##*/}
-rest=\${XENBUS_PATH%/*}
-vif=vif\${rest##*/}.$dev
-case "$1" in
-add|online)
-  ip link set "$vif" master br0
-  ip link set "$vif" up
-  xenstore-write "$XENBUS_PATH/hotplug-status" connected
-  echo "vif-moat-bridge: $1 $vif"
-  ;;
-remove|offline)
-  echo "vif-moat-bridge: $1 $vif"
-  ;;
-esac
-exit 0
-`;
-
 /** Bridges eth0 (its own vif, upstream) with every client vif `xl devd` brings up. */
 async function startBridge(): Promise<unknown> {
   const deadline = Date.now() + 60_000;
@@ -279,7 +261,7 @@ async function startBridge(): Promise<unknown> {
   await must(['ip', 'link', 'set', 'eth0', 'up']);
   await must(['ip', 'link', 'set', 'br0', 'up']);
   writeFileSync('/etc/xen/xl.conf', '');
-  writeFileSync(`/etc/xen/scripts/${BRIDGE_VIF_SCRIPT}`, bridgeVifScript, { mode: 0o755 });
+  writeFileSync(`/etc/xen/scripts/${BRIDGE_VIF_SCRIPT}`, bridgeVifScript(), { mode: 0o755 });
   const devd = spawn('xl', ['devd', '-F'], { stdio: ['ignore', 'pipe', 'pipe'] });
   follow('xl-devd', devd);
   return { bridge: 'br0' };
@@ -542,7 +524,7 @@ async function iperfProbe(c: Extract<LinuxCommand, { op: 'iperf3' }>): Promise<u
     ],
     // iperf3 -J prints only at its end: a run killed by this timeout says nothing, so generous
     // (its connect and result exchange take tens of seconds under emulation on a busy machine).
-    ((c.seconds ?? 3) + 120) * 1000,
+    ((c.seconds ?? 3) + (c.waitSeconds ?? 120)) * 1000,
   );
   try {
     const json = JSON.parse(r.out) as {

@@ -21,6 +21,8 @@
  * driver domain to remove the backend directory (xen tools/libs/light/libxl_device.c,
  * device_hotplug and backend_watch_callback, @ c447b7308b).
  */
+
+import { Session } from 'node:inspector';
 import {
   connectNetfront,
   type FrameMeta,
@@ -30,6 +32,7 @@ import {
 } from '@moat/netif';
 import { openNativeDomain, openXenbusDevice, type WritableMapping, type XenDomain } from '@moat/xen';
 import { type XenstoreClient, type XenstoreWatch, xenstoreOverXenbus } from '@moat/xenstore';
+import { type CpuProfile, summarizeCpuProfile } from '../cpu-profile.ts';
 import { guestArgs } from '../guest.ts';
 import type {
   BackendReport,
@@ -212,6 +215,32 @@ function forward(to: NetDevice, counts: Counts, buf: Uint8Array, off: number, le
   if (!to.send(buf, meta, off, len)) counts.dropped++;
 }
 
+/** V8's sampling profiler in this process (node:inspector), for `./moat bench netif`. */
+const profiler = {
+  session: undefined as Session | undefined,
+  post<T>(method: string, params?: object): Promise<T> {
+    const session = this.session;
+    if (!session) return Promise.reject(new Error('the profiler is not running'));
+    return new Promise((resolve, reject) =>
+      session.post(method, params, (error, result) => (error ? reject(error) : resolve(result as T))),
+    );
+  },
+  async start(intervalUs: number): Promise<void> {
+    if (this.session) throw new Error('the profiler is already running');
+    this.session = new Session();
+    this.session.connect();
+    await this.post('Profiler.enable');
+    await this.post('Profiler.setSamplingInterval', { interval: intervalUs });
+    await this.post('Profiler.start');
+  },
+  async stop(): Promise<CpuProfile> {
+    const { profile } = await this.post<{ profile: CpuProfile }>('Profiler.stop');
+    this.session?.disconnect();
+    this.session = undefined;
+    return profile;
+  },
+};
+
 interface Bridge {
   report(): BridgeReport;
   resetCounts(): void;
@@ -251,6 +280,7 @@ async function startBridge(domain: XenDomain, xs: XenstoreClient): Promise<Bridg
       netback: netback.resources(),
       netfront: front.resources(),
       clients: netback.devices().map((d) => ({ peer: d.peer, devid: d.devid, state: d.state })),
+      stats: { netback: { ...netback.stats() }, netfront: { ...front.stats() } },
     }),
     resetCounts: () => {
       counts = { up: zero(), down: zero() };
@@ -297,6 +327,11 @@ async function main(): Promise<void> {
               : undefined,
           };
         }
+        case 'profile-start':
+          await profiler.start(c.intervalUs ?? 1000);
+          return {};
+        case 'profile-stop':
+          return summarizeCpuProfile(await profiler.stop(), c.top ?? 15);
         case 'poweroff':
           setTimeout(() => process.exit(0), 100);
           return { bye: true };
