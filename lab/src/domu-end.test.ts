@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { DomUHandle, parseXlLine, shutdownReasonWords, xenLinesAbout } from './domu-end.ts';
+import {
+  DomUHandle,
+  parseXlLine,
+  shutdownReasonWords,
+  tripleFaultOnHostState,
+  xenLinesAbout,
+} from './domu-end.ts';
 import { LabError } from './errors.ts';
 import { expectGuestOk } from './guest-run.ts';
 import { encodeMessage } from './protocol.ts';
@@ -76,6 +82,44 @@ describe('how a domU ended, in words', () => {
     guest.exited(0, 'exit code 0');
     expect(() => expectGuestOk(guest.snapshot())).toThrow(
       /reboot \(reason code 1\)[\s\S]*Xen about this domain:\n\(XEN\) d3v0 Triple fault[\s\S]*RIP: {4}0010:\[<ffffffff81e0a1b2>\]/,
+    );
+  });
+
+  it("names a triple fault on Xen's own registers as the emulator's loss of the guest's state", () => {
+    // Captured in the lab on 2026-12-06 15:36 (a PVH GRUB domU loading its kernel; Xen 4.17.5,
+    // QEMU 7.2 TCG): RIP is the instruction after `vmrun` in svm_asm_do_resume, RAX the VMCB.
+    const console = [
+      '(XEN) d1v0 Triple fault - invoking HVM shutdown action 1',
+      '(XEN) *** Dumping Dom1 vcpu#0 state: ***',
+      '(XEN) ----[ Xen-4.17.5  x86_64  debug=n  Not tainted ]----',
+      '(XEN) CPU:    0',
+      '(XEN) RIP:    e008:[<ffff82d040204505>]',
+      '(XEN) RFLAGS: 0000000000000246   CONTEXT: hvm guest (d1v0)',
+      '(XEN) rax: 000000007de0b000   rbx: 0000000000000000   rcx: 0000000000000000',
+      '(XEN) rbp: 000000000011a698   rsp: ffff83007fc9ff70   r8:  0000000000000000',
+      '(XEN) r15: 0000000000000000   cr0: 0000000000000011   cr4: 0000000000000000',
+      '(XEN) cr3: 000000007de67000   cr2: 0000000000000000',
+      '(XEN) ds: 0000   es: 0000   fs: 0010   gs: 0010   ss: 0000   cs: e008',
+    ];
+    const words = tripleFaultOnHostState(xenLinesAbout(console, 1));
+    expect(words).toMatch(/Xen's own registers .*RIP e008:ffff82d040204505.*QEMU's SVM emulation lost/);
+    // A triple fault in the guest's own code is not that.
+    const guestOwn = console.map((line) =>
+      line.replace('e008:[<ffff82d040204505>]', '0010:[<ffffffff81e0a1b2>]').replace('cs: e008', 'cs: 0010'),
+    );
+    expect(tripleFaultOnHostState(guestOwn)).toBeUndefined();
+    expect(tripleFaultOnHostState(console.slice(1))).toBeUndefined();
+
+    const guest = new DomUHandle(
+      'domU lab-template (pvh)',
+      () => {},
+      (domid) => xenLinesAbout(console, domid),
+    );
+    guest.line('xl: Waiting for domain lab-template (domid 1) to die [pid 144]');
+    guest.line('xl: Domain 1 has shut down, reason code 1 0x1');
+    guest.exited(0, 'exit code 0');
+    expect(() => expectGuestOk(guest.snapshot())).toThrow(
+      /reboot \(reason code 1\), a triple fault with Xen's own registers[\s\S]*cs: e008/,
     );
   });
 

@@ -68,6 +68,23 @@ export function xenLinesAbout(lines: readonly string[], domid: number): string[]
   return picked;
 }
 
+/**
+ * A triple fault whose dumped vCPU state is Xen's own: CS e008 (Xen's __HYPERVISOR_CS) and a RIP
+ * in Xen's text (ffff82d04...). Seen in the lab (lab/NOTES.md, the PVH reboot ending): the RIP was
+ * the instruction after VMRUN in Xen's svm_asm_do_resume and RAX the VMCB's address, i.e. the
+ * guest's saved state was the host state QEMU keeps for a VMRUN. No guest can put that there;
+ * QEMU's TCG emulation of SVM lost the guest's registers. Returns the words for the failure.
+ */
+export function tripleFaultOnHostState(xenLines: readonly string[]): string | undefined {
+  if (!xenLines.some((line) => /Triple fault/.test(line))) return undefined;
+  for (const line of xenLines) {
+    const rip = /RIP:\s+e008:\[<(ffff82d0[0-9a-f]{8})>\]/.exec(line);
+    if (rip)
+      return `a triple fault with Xen's own registers as the vCPU's state (RIP e008:${rip[1]}): QEMU's SVM emulation lost the guest's state (lab/NOTES.md)`;
+  }
+  return undefined;
+}
+
 /** A domU's handle: also reads xl's lines for the domain id and its shutdown reason. */
 export class DomUHandle extends GuestHandle {
   private domid: number | undefined;
@@ -101,7 +118,9 @@ export class DomUHandle extends GuestHandle {
         : this.destroyed
           ? 'the domain was destroyed from dom0 (no shutdown of its own)'
           : 'xl reported no shutdown of the domain';
-    if (this.domid !== undefined) this.setHypervisorLines(this.xenLines(this.domid));
-    super.exited(code, `${ending}; xl create: ${detail}`);
+    const xen = this.domid !== undefined ? this.xenLines(this.domid) : [];
+    if (this.domid !== undefined) this.setHypervisorLines(xen);
+    const emulation = tripleFaultOnHostState(xen);
+    super.exited(code, `${ending}${emulation ? `, ${emulation}` : ''}; xl create: ${detail}`);
   }
 }

@@ -20,7 +20,7 @@ import { BLOCK_SCRIPT_PATH, buildDom0Image, type Dom0Image } from './dom0-image.
 import { DomUHandle, xenLinesAbout } from './domu-end.ts';
 import { LabError, LabTimeout } from './errors.ts';
 import { GuestHandle } from './guest-run.ts';
-import { QemuProcess } from './qemu.ts';
+import { cpusFromEnv, QemuProcess, type TcgThread, tcgThreadFromEnv } from './qemu.ts';
 
 const AGENT_ENTRY = new URL('./agent/agent.ts', import.meta.url).pathname;
 
@@ -29,6 +29,8 @@ export interface LabOptions {
   readonly memoryMb?: number;
   readonly dom0MemoryMb?: number;
   readonly cpus?: number;
+  /** TCG threading (qemu.ts `tcgThread`); default from `MOAT_LAB_TCG_THREAD`, else `multi`. */
+  readonly tcgThread?: TcgThread;
   readonly cacheDir?: string;
   /** Until dom0's agent says it is ready. Generous: emulation on a shared 2-core machine. */
   readonly bootTimeoutMs?: number;
@@ -240,7 +242,8 @@ export async function bootLab(options: LabOptions = {}): Promise<Lab> {
       controlSocket,
       memoryMb: options.memoryMb ?? 2048,
       dom0MemoryMb: options.dom0MemoryMb ?? 1024,
-      cpus: options.cpus ?? 2,
+      cpus: options.cpus ?? cpusFromEnv(process.env.MOAT_LAB_CPUS) ?? 2,
+      tcgThread: options.tcgThread ?? tcgThreadFromEnv(process.env.MOAT_LAB_TCG_THREAD),
     },
     onConsole,
   );

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { qemuArgs } from './qemu.ts';
+import { cpusFromEnv, qemuArgs, tcgThreadFromEnv } from './qemu.ts';
 
 const options = {
   dom0: {
@@ -24,6 +24,21 @@ describe('QEMU command line', () => {
     expect(args).toContain('-nodefaults');
     expect(args.join(' ')).toContain('-accel tcg,thread=multi -cpu qemu64,+svm,+npt');
     expect(args.some((a) => /netdev|virtio-net|e1000/.test(a))).toBe(false);
+  });
+
+  it('runs TCG single-threaded when asked (the A/B switch for emulation races)', () => {
+    expect(qemuArgs({ ...options, tcgThread: 'single' }).join(' ')).toContain('-accel tcg,thread=single ');
+    expect(tcgThreadFromEnv(undefined)).toBeUndefined();
+    expect(tcgThreadFromEnv('single')).toBe('single');
+    expect(() => tcgThreadFromEnv('one')).toThrow(/MOAT_LAB_TCG_THREAD must be multi or single/);
+  });
+
+  it('reads the CPU count switch and refuses a bad one with the reason', () => {
+    expect(cpusFromEnv(undefined)).toBeUndefined();
+    expect(cpusFromEnv('1')).toBe(1);
+    expect(qemuArgs({ ...options, cpus: 1 }).join(' ')).toContain('-smp 1');
+    expect(() => cpusFromEnv('two')).toThrow(/MOAT_LAB_CPUS must be a whole number from 1 to 8/);
+    expect(() => cpusFromEnv('0')).toThrow(/MOAT_LAB_CPUS/);
   });
 
   it('refuses paths with commas (they would split -initrd)', () => {

@@ -14,6 +14,35 @@ export interface QemuOptions {
   readonly memoryMb: number;
   readonly dom0MemoryMb: number;
   readonly cpus: number;
+  /**
+   * TCG's threading: `multi` runs each emulated CPU on its own host thread (MTTCG, the default),
+   * `single` runs them all on one thread in turns. An A/B switch for races in QEMU's emulation
+   * (lab/NOTES.md, the PVH reboot ending); `MOAT_LAB_TCG_THREAD` sets it for a run. Measured:
+   * `single` is faster on a loaded machine but every PVH Linux domU crashed under it (3 of 3),
+   * so it is for experiments only.
+   */
+  readonly tcgThread?: TcgThread;
+}
+
+export type TcgThread = 'multi' | 'single';
+
+/** `MOAT_LAB_TCG_THREAD` (`multi` or `single`); anything else is refused with the reason. */
+export function tcgThreadFromEnv(value: string | undefined): TcgThread | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (value === 'multi' || value === 'single') return value;
+  throw new LabError('qemu', `MOAT_LAB_TCG_THREAD must be multi or single, not ${JSON.stringify(value)}`);
+}
+
+/** `MOAT_LAB_CPUS` (1-8): the emulated machine's CPUs, an experiment switch (lab/NOTES.md). */
+export function cpusFromEnv(value: string | undefined): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  const cpus = Number(value);
+  if (!Number.isInteger(cpus) || cpus < 1 || cpus > 8)
+    throw new LabError(
+      'qemu',
+      `MOAT_LAB_CPUS must be a whole number from 1 to 8, not ${JSON.stringify(value)}`,
+    );
+  return cpus;
 }
 
 /** The QEMU command line (exported for NOTES.md and tests). Never a network device. */
@@ -23,7 +52,7 @@ export function qemuArgs(o: QemuOptions): string[] {
     if (path.includes(',')) throw new LabError('qemu', `path must not contain a comma: ${path}`);
   }
   return [
-    ...['-accel', 'tcg,thread=multi', '-cpu', 'qemu64,+svm,+npt'],
+    ...['-accel', `tcg,thread=${o.tcgThread ?? 'multi'}`, '-cpu', 'qemu64,+svm,+npt'],
     ...['-m', String(o.memoryMb), '-smp', String(o.cpus)],
     ...['-nodefaults', '-no-user-config', '-display', 'none', '-vga', 'none', '-monitor', 'none'],
     ...['-serial', 'stdio', '-no-reboot', '-nic', 'none'],

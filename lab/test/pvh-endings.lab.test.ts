@@ -1,6 +1,22 @@
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  buildImage,
+  buildTemplateRootImage,
+  debianPins,
+  defaultCacheDir,
+  fetchDebianPackages,
+} from '@moat/unikernel';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type GuestRun, guestImage, type LabSession, labSession } from '../src/index.ts';
+import {
+  bundleEntry,
+  type GuestRun,
+  guestImage,
+  type LabSession,
+  LabTimeout,
+  labSession,
+  SMOKE_GUEST,
+} from '../src/index.ts';
 
 /**
  * How PVH domUs end, many of them on one lab (issue 10's PVH failure, which ended as reboot):
@@ -9,6 +25,11 @@ import { type GuestRun, guestImage, type LabSession, labSession } from '../src/i
  * guest that exits and one that panics beside them, as guest-end.lab.test.ts does. Every
  * ending, with the console's tail and Xen's lines about the domain, is appended to
  * MOAT_LAB_PVH_LOG when set. Not part of the default run (n unset): a measurement of a rate.
+ *
+ * MOAT_LAB_PVH_GRUB=<n> instead boots n PVH GRUB domUs at once (template-boot's route: GRUB reads
+ * the kernel through its Xen disk driver, thousands of world switches a second) and lets them run
+ * MOAT_LAB_PVH_GRUB_MINUTES (default 12); it counts how many ended in the emulator's lost-state
+ * triple fault (lab/NOTES.md). Run it with and without MOAT_LAB_TCG_THREAD=single to compare.
  */
 const GUEST = new URL('./guests/guest-end.guest.ts', import.meta.url).pathname;
 const COUNT = Number(process.env.MOAT_LAB_PVH_LOOP ?? 0);
@@ -16,10 +37,12 @@ const AT_ONCE = Number(process.env.MOAT_LAB_PVH_AT_ONCE ?? 3);
 const WITH_OTHERS = process.env.MOAT_LAB_PVH_WITH_PV === '1';
 const LOG = process.env.MOAT_LAB_PVH_LOG;
 const WAIT = { timeoutMs: 900_000 };
+const GRUB_COUNT = Number(process.env.MOAT_LAB_PVH_GRUB ?? 0);
+const GRUB_MINUTES = Number(process.env.MOAT_LAB_PVH_GRUB_MINUTES ?? 12);
 
 let lab: LabSession;
 beforeAll(async () => {
-  if (COUNT > 0) lab = await labSession('pvh-endings');
+  if (COUNT > 0 || GRUB_COUNT > 0) lab = await labSession('pvh-endings');
 });
 afterAll(async () => {
   await lab?.end();
@@ -60,6 +83,56 @@ describe('PVH endings, many domUs (lab, MOAT_LAB_PVH_LOOP)', () => {
       }
       console.log(`pvh-endings: ${JSON.stringify([...counts])}`);
       expect(unexpected.join('\n')).toBe('');
+    },
+    24 * 3600_000,
+  );
+});
+
+describe('PVH GRUB domUs and the lost-state triple fault (lab, MOAT_LAB_PVH_GRUB)', () => {
+  it.skipIf(GRUB_COUNT <= 0)(
+    "no PVH GRUB domU ends in a triple fault on Xen's own registers",
+    async () => {
+      const cacheDir = defaultCacheDir();
+      const image = await buildImage({ bundle: await bundleEntry(SMOKE_GUEST), cacheDir });
+      const work = join(cacheDir, 'lab', 'template-boot', image.key);
+      mkdirSync(work, { recursive: true });
+      const root = await buildTemplateRootImage(
+        image,
+        'moat-smoke',
+        join(work, 'root.img'),
+        join(work, 'staging'),
+        1_767_225_600,
+      );
+      const [grubPackage] = await fetchDebianPackages(cacheDir, [debianPins.pvhGrub]);
+      if (!grubPackage) throw new Error('grub-xen-host was not fetched');
+      const grub = join(grubPackage.root, 'usr', 'lib', 'grub-xen', 'grub-i386-xen_pvh.bin');
+      const started = performance.now();
+      const handles = Array.from({ length: GRUB_COUNT }, (_, i) =>
+        lab.createDomU(image, {
+          type: 'pvh',
+          name: `pvh-grub-${i}`,
+          memoryMb: 192,
+          pvhGrub: { grub, rootImage: root.path },
+        }),
+      );
+      const endings = await Promise.all(
+        handles.map(async (handle) => {
+          const left = GRUB_MINUTES * 60_000 - (performance.now() - started);
+          try {
+            const run = await handle.finished({ timeoutMs: Math.max(left, 1000) });
+            record(run);
+            return run.ending;
+          } catch (error) {
+            if (error instanceof LabTimeout) return 'still running at the end (destroyed)';
+            throw error;
+          }
+        }),
+      );
+      const lost = endings.filter((ending) => ending.includes("a triple fault with Xen's own registers"));
+      console.log(
+        `pvh-grub: ${GRUB_COUNT} domUs for ${GRUB_MINUTES} min, TCG thread=${process.env.MOAT_LAB_TCG_THREAD || 'multi'}: ${lost.length} lost-state triple faults; endings ${JSON.stringify(endings)}`,
+      );
+      expect(lost).toEqual([]);
     },
     24 * 3600_000,
   );
