@@ -28,6 +28,11 @@ export interface LabOptions {
   /** QEMU's memory (dom0 plus the domUs), MiB. */
   readonly memoryMb?: number;
   readonly dom0MemoryMb?: number;
+  /**
+   * Xen's CPUs (QEMU `-smp`); default from `MOAT_LAB_CPUS`, else 1: with two, QEMU 7.2's SVM
+   * emulation now and then lost a vCPU's state when it moved between CPUs (the PVH reboot
+   * ending, lab/NOTES.md "Xen on one CPU"), and one CPU was also faster on a loaded host.
+   */
   readonly cpus?: number;
   /** TCG threading (qemu.ts `tcgThread`); default from `MOAT_LAB_TCG_THREAD`, else `multi`. */
   readonly tcgThread?: TcgThread;
@@ -242,7 +247,7 @@ export async function bootLab(options: LabOptions = {}): Promise<Lab> {
       controlSocket,
       memoryMb: options.memoryMb ?? 2048,
       dom0MemoryMb: options.dom0MemoryMb ?? 1024,
-      cpus: options.cpus ?? cpusFromEnv(process.env.MOAT_LAB_CPUS) ?? 2,
+      cpus: options.cpus ?? cpusFromEnv(process.env.MOAT_LAB_CPUS) ?? 1,
       tcgThread: options.tcgThread ?? tcgThreadFromEnv(process.env.MOAT_LAB_TCG_THREAD),
     },
     onConsole,
