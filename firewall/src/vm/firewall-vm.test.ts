@@ -328,10 +328,21 @@ describe('sys-moat between clients and the uplink (fake devices)', () => {
       `sys-moat debug: accept vif20.0: tcp ${CLIENT_A}:41000 -> ${REMOTE}:80 by rule 0000 (action=accept proto=tcp dstports=80-80)`,
       `sys-moat debug: drop vif20.0: tcp ${CLIENT_A}:41001 -> ${REMOTE}:22 by the policy (drop)`,
     ]);
+    expect(lines).toContain(`sys-moat info: rules for ${CLIENT_A} in force; 0 connection(s) they forbid cut`);
+    // new rules that forbid the open connection to port 80: it is cut, and the log says so
+    daemon.commit(`/qubes-firewall/${CLIENT_A}`, [
+      ['policy', 'drop'],
+      ['0000', 'action=accept proto=tcp dstports=22-22'],
+    ]);
+    await until(() => lines.some((l) => l.includes('1 connection(s) they forbid cut')), 'the connection cut');
+    a.link!.inject(syn(CLIENT_A, 22, 41003));
+    expect(decisions().at(-1)).toBe(
+      `sys-moat debug: accept vif20.0: tcp ${CLIENT_A}:41003 -> ${REMOTE}:22 by rule 0000 (action=accept proto=tcp dstports=22-22)`,
+    );
     daemon.write('/vm-config/log-level', 'info');
     await until(() => lines.some((l) => l.includes('log level debug -> info')), 'level info');
     a.link!.inject(syn(CLIENT_A, 80, 41002));
-    expect(decisions()).toHaveLength(2);
+    expect(decisions()).toHaveLength(3);
   });
 
   it('follows /connected-ips and serves moat.FirewallStats with the engine counters', async () => {

@@ -223,6 +223,10 @@ export class FirewallNetwork {
         setTimer: systemClock.setTimer,
       },
       log: (line) => this.o.log.info(line),
+      onApplied: (ip, status, cut) =>
+        this.o.log.info(
+          `rules for ${ip} in force${status.failClosedReason ? ` (fail closed: ${status.failClosedReason})` : ''}; ${cut} connection(s) they forbid cut`,
+        ),
     });
     this.connectedIpsChanged();
     this.o.log.info(
