@@ -34,6 +34,20 @@ describe('GuestHandle', () => {
     await expect(never).rejects.toThrow(/without printing \/stopped\/[\s\S]*node exited with code 1/);
   });
 
+  it('waits for a console line after a mark, and gives the lines since it', async () => {
+    const guest = new GuestHandle('domU t');
+    guest.line('sys-moat debug: accept vif1.0: tcp a -> b:7 by rule 0000');
+    const mark = guest.lineCount();
+    const waiting = guest.consoleLine(/accept vif1\.0/, { from: mark });
+    guest.line('other');
+    guest.line('sys-moat debug: accept vif1.0: tcp a -> b:7 by rule 0001');
+    await expect(waiting).resolves.toMatch(/rule 0001$/);
+    expect(guest.linesFrom(mark)).toEqual([
+      'other',
+      'sys-moat debug: accept vif1.0: tcp a -> b:7 by rule 0001',
+    ]);
+  });
+
   it('times out with a message naming what did not happen, and calls the cleanup', async () => {
     let cleaned = false;
     const guest = new GuestHandle('domU t', () => {

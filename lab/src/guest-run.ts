@@ -79,6 +79,16 @@ export class GuestHandle {
     for (const waiter of [...this.waiters]) waiter();
   }
 
+  /** Lines seen so far, counting those dropped for space: a mark for `linesFrom` and `consoleLine`. */
+  lineCount(): number {
+    return this.droppedLines + this.lines.length;
+  }
+
+  /** The lines seen since the mark `from` (a `lineCount()`), as far as they are still kept. */
+  linesFrom(from: number): string[] {
+    return this.lines.slice(Math.max(0, from - this.droppedLines));
+  }
+
   /** The last lines, for error messages. */
   tail(n = 25): string {
     return this.lines.slice(-n).join('\n');
@@ -131,11 +141,12 @@ export class GuestHandle {
 
   /**
    * Waits for a console line matching `pattern` (for VMs that log rather than report results, like
-   * sys-moat); fails if the guest ends without printing one. Returns the first matching line.
+   * sys-moat); fails if the guest ends without printing one. Returns the first matching line
+   * (from the mark `from` on, when given).
    */
-  consoleLine(pattern: RegExp, options: { timeoutMs?: number } = {}): Promise<string> {
+  consoleLine(pattern: RegExp, options: { timeoutMs?: number; from?: number } = {}): Promise<string> {
     return this.waitUntil(`a console line matching ${pattern}`, options.timeoutMs ?? 600_000, () => {
-      const found = this.lines.find((line) => pattern.test(line));
+      const found = this.linesFrom(options.from ?? 0).find((line) => pattern.test(line));
       if (found !== undefined) return found;
       if (this.exit) {
         throw new LabError(
