@@ -3,6 +3,13 @@ export { bundleEntry } from './bundle.ts';
 export type { AgentCommand, AgentEvent } from './control.ts';
 export { buildDom0Image, type Dom0Image } from './dom0-image.ts';
 export { LabError, LabTimeout } from './errors.ts';
+export {
+  DEMO_RULES_AFTER,
+  DEMO_RULES_BEFORE,
+  type FirewallDemoRun,
+  type FirewallDemoTry,
+  runFirewallDemo,
+} from './firewall-demo.ts';
 export { guestImage } from './guest-image.ts';
 export { expectGuestOk, GuestHandle, type GuestRun } from './guest-run.ts';
 export {
