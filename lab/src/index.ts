@@ -10,6 +10,30 @@ export {
   type FirewallDemoTry,
   runFirewallDemo,
 } from './firewall-demo.ts';
+export {
+  type ClientVifSpec,
+  clientVifPlan,
+  type MemorySweepOptions,
+  type MemorySweepPoint,
+  type MemorySweepReport,
+  type MoatMemoryBreakdown,
+  type MoatStats,
+  type MoatStatsDoc,
+  type MoatVm,
+  type MoatVmSpec,
+  memoryBreakdown,
+  memorySweep,
+  moatStats,
+  pingEachVif,
+  plugClientVifs,
+  SWEEP_RULES,
+  startMoatVm,
+  startSilentFrontend,
+  startVifClients,
+  unplugClientVifs,
+  type VifClient,
+  type VifPing,
+} from './firewall-life.ts';
 export { guestImage } from './guest-image.ts';
 export { expectGuestOk, GuestHandle, type GuestRun } from './guest-run.ts';
 export {

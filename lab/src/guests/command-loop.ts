@@ -12,11 +12,16 @@ import { encodeMessage } from '../protocol.ts';
 
 const emit = (line: string) => process.stdout.write(`${line}\n`);
 
-/** Runs each command dom0 writes, in order, one at a time; never returns once the watch is set. */
-export async function serveXenstoreCommands(execute: (command: unknown) => Promise<unknown>): Promise<void> {
+/**
+ * Runs each command dom0 writes, in order, one at a time; never returns once the watch is set.
+ * `dir` replaces the domain's own `data/moat-cmd` (a dom0 bundle: one directory per process).
+ */
+export async function serveXenstoreCommands(
+  execute: (command: unknown) => Promise<unknown>,
+  options: { dir?: string } = {},
+): Promise<void> {
   const xs = xenstoreOverXenbus(openXenbusDevice());
-  const domid = (await xs.readString('domid')).trim();
-  const dir = `/local/domain/${domid}/data/moat-cmd`;
+  const dir = options.dir ?? `/local/domain/${(await xs.readString('domid')).trim()}/data/moat-cmd`;
   const done = new Set<number>();
   let busy = false;
   let again = false;

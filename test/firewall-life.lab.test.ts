@@ -1,0 +1,256 @@
+/**
+ * sys-moat's lifecycle on real Xen 4.17, where qubes-mirage-firewall has trouble: its netvm is
+ * destroyed and started again, then changed to another netvm (sys-moat does nothing but what
+ * qubesd makes it see: its uplink vif detached and attached again, `/qubes-gateway` rewritten);
+ * a client whose frontend never finishes the handshake beside working clients; many client vif
+ * attach/detach cycles with the VM's memory read through `moat.FirewallStats`; and every client
+ * vif passing traffic at `memory = maxmem = 128` MB. Client vifs are spread over a few Linux
+ * domUs (a domU carries several vifs, each configured as Qubes' setup-ip does and pinged out of
+ * its own interface), so many clients cost few boots.
+ *
+ * CI runs 4 client vifs over 2 domUs and 3 cycles; MOAT_LAB_LONG=1 the issue's 20 vifs and 20
+ * cycles. Timings are printed, never asserted. The memory sweep over settings (128, 96, 64, 48
+ * MB) is `memorySweep` in @moat/lab, run by `./moat bench firewall`.
+ */
+import {
+  attachVif,
+  buildGuestAddon,
+  buildLinuxImage,
+  type ClientVifSpec,
+  type CommandVm,
+  clientVifPlan,
+  detachVif,
+  type LabSession,
+  type LinuxVm,
+  labSession,
+  listVifs,
+  type MoatStatsDoc,
+  type MoatVm,
+  memoryBreakdown,
+  NETVM_PORTS,
+  pingEachVif,
+  plugClientVifs,
+  SWEEP_RULES,
+  startLinuxVm,
+  startMoatVm,
+  startSilentFrontend,
+  startVifClients,
+  unplugClientVifs,
+  type VifClient,
+  xenstoreCount,
+} from '@moat/lab';
+import { buildFirewallImage } from '@moat/unikernel';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const LONG = process.env.MOAT_LAB_LONG === '1';
+const CLIENTS = LONG ? 20 : 4;
+const CLIENT_DOMAINS = 2;
+const CYCLES = LONG ? 20 : 3;
+const MEMORY_MB = 128;
+const NETVM_A = { name: 'fl-netvm-a', ip: '10.137.0.2' };
+const NETVM_B = { name: 'fl-netvm-b', ip: '10.137.0.4' };
+const MOAT = { name: 'fl-moat', ip: '10.137.0.3' };
+const SILENT = 'fl-silent';
+const MiB = 2 ** 20;
+
+let lab: LabSession;
+let linuxImage: Awaited<ReturnType<typeof buildLinuxImage>>;
+let netvmA: LinuxVm;
+let moat: MoatVm;
+let clients: VifClient[];
+/** Each client vif's interface in its domU, by address (replugging renames them). */
+const devices = new Map<VifClient, Map<string, string>>();
+const plan: ClientVifSpec[][] = clientVifPlan(CLIENTS, CLIENT_DOMAINS);
+const figures: Record<string, unknown> = { clients: CLIENTS, clientDomains: CLIENT_DOMAINS, cycles: CYCLES };
+const t0 = performance.now();
+const since = () => Math.round(performance.now() - t0);
+
+const up = (d: MoatStatsDoc) => d.network.clients.filter((c) => c.state === 'up');
+const mib = (bytes: number) => Math.round((bytes / MiB) * 10) / 10;
+
+async function plug(client: VifClient): Promise<void> {
+  devices.set(client, await plugClientVifs(lab, client, MOAT.name, MOAT.ip));
+}
+
+/** Every client vif pings `to` out of its own interface; returns the addresses that got no answer. */
+async function unanswered(to: string, which: readonly VifClient[] = clients): Promise<string[]> {
+  const pings = await Promise.all(which.map((c) => pingEachVif(c, devices.get(c) ?? new Map(), to)));
+  return pings
+    .flat()
+    .filter((p) => !p.ok)
+    .map((p) => `${p.ip} (${p.device}: ${p.out})`);
+}
+
+function tcpEcho(client: VifClient, to: string) {
+  return client.vm.command<{ outcome: string; reply?: string }>({
+    op: 'tcp',
+    to,
+    port: NETVM_PORTS.tcpEcho,
+    readReply: true,
+  });
+}
+
+/** What qubesd does to a ProxyVM when its netvm goes (domain-shutdown: detach_network). */
+async function detachUplink(): Promise<void> {
+  for (const device of await listVifs(lab, MOAT.name)) await detachVif(lab, MOAT.name, device);
+}
+
+beforeAll(async () => {
+  const addon = await buildGuestAddon();
+  linuxImage = await buildLinuxImage();
+  const firewall = await buildFirewallImage();
+  lab = await labSession('firewall-life', { addon, bootTimeoutMs: 1_200_000 });
+  figures.bootMs = lab.timings.bootMs;
+  const [netvm, vifClients] = await Promise.all([
+    startLinuxVm(lab, linuxImage.image, {
+      name: NETVM_A.name,
+      args: { role: 'netvm', ip: NETVM_A.ip },
+      upTimeoutMs: 1_200_000,
+    }),
+    startVifClients(lab, linuxImage.image, 'fl-client', plan),
+  ]);
+  netvmA = netvm;
+  clients = vifClients;
+  figures.vmsUpMs = since();
+  moat = await startMoatVm(lab, firewall.image, {
+    name: MOAT.name,
+    ip: MOAT.ip,
+    memoryMb: MEMORY_MB,
+    netvm: NETVM_A,
+    clients: plan.flat().map((v) => ({ ip: v.ip, rules: SWEEP_RULES })),
+  });
+  figures.moatUplinkUpMs = since();
+}, 3_600_000);
+
+afterAll(async () => {
+  console.log(`firewall-life lab figures: ${JSON.stringify(figures)}`);
+  await moat?.stop().catch(() => undefined);
+  await lab?.end();
+});
+
+describe('sys-moat survives its netvm, stalled clients and hot-plug (lab, real Xen)', () => {
+  it(`every client vif (${CLIENTS} over ${CLIENT_DOMAINS} domUs) passes traffic at memory = maxmem = ${MEMORY_MB} MB`, async () => {
+    for (const c of clients) await plug(c);
+    const doc = await moat.until(`serving ${CLIENTS} clients`, (d) => up(d).length === CLIENTS);
+    figures.clientsUpMs = since();
+    expect(await unanswered(NETVM_A.ip), moat.handle.tail(30)).toEqual([]);
+    const first = clients[0] as VifClient;
+    const tcp = await tcpEcho(first, NETVM_A.ip);
+    expect(tcp.outcome, moat.handle.tail(30)).toBe('accepted');
+    expect(tcp.reply).toMatch(/^from 10\.137\.0\.3:\d+\nhello$/);
+    const after = await moat.stats.read();
+    const b = memoryBreakdown(MEMORY_MB, after);
+    figures.memoryWithAllClients = Object.fromEntries(
+      Object.entries(b).map(([k, v]) => [k, k === 'conntrackEntries' ? v : mib(v)]),
+    );
+    expect(doc.network.uplink.state).toBe('up');
+  });
+
+  it('a client whose frontend never connects blocks no other client and is cleaned up when detached', async () => {
+    const addon = await buildGuestAddon();
+    const silent: CommandVm = await startSilentFrontend(lab, SILENT, addon);
+    // libxl waits only for the backend's InitWait; the frontend never moves past Initialising.
+    await attachVif(lab, SILENT, { backend: MOAT.name, ip: '10.137.0.250', mac: '00:16:3e:5e:6c:fa' });
+    const stalled = await moat.until('showing the silent client connecting', (d) =>
+      d.network.clients.some((c) => c.domid === silent.domid && c.state === 'connecting'),
+    );
+    expect(up(stalled)).toHaveLength(CLIENTS);
+    // Meanwhile another client's vifs go and come back, and everyone passes traffic.
+    const other = clients[1] as VifClient;
+    await unplugClientVifs(lab, other);
+    await plug(other);
+    await moat.until('serving every working client again', (d) => up(d).length === CLIENTS);
+    expect(await unanswered(NETVM_A.ip), moat.handle.tail(30)).toEqual([]);
+    // The toolstack takes the vif away: its slot and backend directory go.
+    for (const device of await listVifs(lab, SILENT)) await detachVif(lab, SILENT, device);
+    const cleaned = await moat.until('forgetting the silent client', (d) =>
+      d.network.clients.every((c) => c.domid !== silent.domid),
+    );
+    expect(up(cleaned)).toHaveLength(CLIENTS);
+    const backendDir = await lab.exec([
+      'xenstore-exists',
+      `/local/domain/${moat.domid}/backend/vif/${silent.domid}`,
+    ]);
+    expect(backendDir.code, 'the silent client backend directory is still there').not.toBe(0);
+    await silent.command({ op: 'poweroff' }).catch(() => undefined);
+    await silent.handle.finished({ timeoutMs: 120_000 });
+  });
+
+  it(`${CYCLES} attach/detach cycles of client vifs leave sys-moat's memory flat`, async () => {
+    const cycling = clients[0] as VifClient;
+    const nodesBefore = await xenstoreCount(lab);
+    const samples: { cycle: number; rss: number; heapUsed: number; external: number; inUse: number }[] = [];
+    for (let cycle = 1; cycle <= CYCLES; cycle++) {
+      await unplugClientVifs(lab, cycling);
+      await moat.until('without the cycling client', (d) => up(d).length === CLIENTS - cycling.vifs.length);
+      await plug(cycling);
+      const doc = await moat.until('serving the cycling client again', (d) => up(d).length === CLIENTS);
+      expect(await unanswered(NETVM_A.ip, [cycling]), `cycle ${cycle}\n${moat.handle.tail(30)}`).toEqual([]);
+      const b = memoryBreakdown(MEMORY_MB, doc);
+      samples.push({ cycle, rss: b.nodeRss, heapUsed: b.heapUsed, external: b.external, inUse: b.inUse });
+      expect(doc.network.clients).toHaveLength(CLIENTS);
+    }
+    const first = samples[0];
+    const last = samples.at(-1);
+    if (!first || !last) throw new Error('no samples');
+    figures.cycles = samples.map((s) => ({
+      cycle: s.cycle,
+      rssMiB: mib(s.rss),
+      heapUsedMiB: mib(s.heapUsed),
+      externalMiB: mib(s.external),
+      inUseMiB: mib(s.inUse),
+    }));
+    figures.xenstoreNodes = { before: nodesBefore, after: await xenstoreCount(lab) };
+    // Flat: what a cycle leaks would show as growth proportional to the cycles (a client's
+    // slot, rings and buffers are tens of KiB); a garbage-collected heap moves by a few MiB.
+    const allowance = 8 * MiB;
+    expect(last.rss - first.rss, JSON.stringify(figures.cycles)).toBeLessThan(allowance);
+    expect(last.heapUsed - first.heapUsed, JSON.stringify(figures.cycles)).toBeLessThan(allowance);
+    expect(last.inUse - first.inUse, JSON.stringify(figures.cycles)).toBeLessThan(allowance);
+  });
+
+  it('the netvm destroyed and started again: the uplink reconnects by itself', async () => {
+    const before = (await moat.stats.read()).network.uplink.connects;
+    await lab.exec(['xl', 'destroy', NETVM_A.name]);
+    await netvmA.handle.finished({ timeoutMs: 120_000 });
+    await detachUplink();
+    await moat.until('with its uplink down', (d) => d.network.uplink.state !== 'up');
+    netvmA = await startLinuxVm(lab, linuxImage.image, {
+      name: NETVM_A.name,
+      args: { role: 'netvm', ip: NETVM_A.ip },
+      upTimeoutMs: 1_200_000,
+    });
+    const restartedAt = since();
+    await attachVif(lab, MOAT.name, moat.uplinkVif(NETVM_A.name));
+    await moat.until(
+      'with its uplink up again',
+      (d) => d.network.uplink.state === 'up' && d.network.uplink.connects > before,
+    );
+    figures.uplinkBackAfterRestartMs = since() - restartedAt;
+    expect(await unanswered(NETVM_A.ip), moat.handle.tail(30)).toEqual([]);
+  });
+
+  it('the netvm changed to another one: new gateway from QubesDB, uplink to the new netvm', async () => {
+    const before = (await moat.stats.read()).network.uplink.connects;
+    const netvmB = await startLinuxVm(lab, linuxImage.image, {
+      name: NETVM_B.name,
+      args: { role: 'netvm', ip: NETVM_B.ip },
+      upTimeoutMs: 1_200_000,
+    });
+    const changedAt = since();
+    // qubesd: property-pre-set:netvm detaches, property-set rewrites the QubesDB keys, then attaches.
+    await detachUplink();
+    await moat.qubesdb.update({ domid: moat.domid, write: [['/qubes-gateway', NETVM_B.ip]] });
+    await attachVif(lab, MOAT.name, moat.uplinkVif(NETVM_B.name));
+    await moat.until(
+      'with its uplink up on the new netvm',
+      (d) => d.network.uplink.state === 'up' && d.network.uplink.connects > before,
+    );
+    figures.uplinkOnNewNetvmMs = since() - changedAt;
+    expect(await unanswered(NETVM_B.ip), moat.handle.tail(30)).toEqual([]);
+    const tcp = await tcpEcho(clients[0] as VifClient, NETVM_B.ip);
+    expect(tcp.outcome, moat.handle.tail(30)).toBe('accepted');
+    expect(tcp.reply).toMatch(/^from 10\.137\.0\.3:\d+\nhello$/);
+    await netvmB.command({ op: 'poweroff' }).catch(() => undefined);
+  });
+});
