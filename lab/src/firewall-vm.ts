@@ -46,6 +46,8 @@ export interface FirewallVm {
   restart(): Promise<void>;
   /** Powers the VM off and ends its QubesDB. */
   stop(): Promise<void>;
+  /** Memory in use in the VM (/proc/meminfo MemTotal - MemAvailable), bytes. */
+  memoryInUse?(): Promise<number>;
 }
 
 /** The MAC of the firewall's uplink (the clients take 00:16:3e:5e:6c:0a and up). */
@@ -149,6 +151,18 @@ class LinuxFirewallVm implements FirewallVm {
     await vm.command({ op: 'firewall-uplink' }, { timeoutMs: 120_000 });
   }
 
+  async memoryInUse(): Promise<number> {
+    const { vm } = this.running();
+    const r = await vm.command<{ code: number | null; out: string }>({
+      op: 'exec',
+      argv: ['cat', '/proc/meminfo'],
+    });
+    const used = memInUse(r.out);
+    if (used === undefined)
+      throw new LabError(this.name, `no MemTotal/MemAvailable in /proc/meminfo: ${r.out.slice(0, 200)}`);
+    return used;
+  }
+
   async stop(): Promise<void> {
     await this.vm?.command({ op: 'poweroff' }).catch(() => undefined);
     await this.db?.stop().catch(() => undefined);
@@ -159,4 +173,11 @@ class LinuxFirewallVm implements FirewallVm {
       throw new LabError(this.name, 'the firewall VM is not running');
     return { vm: this.vm, db: this.db, context: this.context };
   }
+}
+
+/** /proc/meminfo's MemTotal - MemAvailable, bytes (undefined when either is missing). */
+export function memInUse(meminfo: string): number | undefined {
+  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(meminfo)?.[1]);
+  const used = kb('MemTotal') - kb('MemAvailable');
+  return Number.isFinite(used) ? used * 1024 : undefined;
 }
