@@ -25,6 +25,8 @@ const NETVM = { name: 'demo-netvm', ip: '10.137.0.2' };
 const MOAT = { name: 'sys-moat', ip: '10.137.0.3', mac: qubesMac(3) };
 const CLIENT = { name: 'demo-work', ip: '10.137.0.20', mac: qubesMac(20) };
 const WAIT = { timeoutMs: 900_000 };
+/** A Linux domU's boot under emulation on a loaded machine (load 19: over 420 s). */
+const BOOT_TIMEOUT_MS = 1_200_000;
 /** How long a decision line may take to reach the host after the client's probe returned. */
 const LINE_WAIT_MS = 20_000;
 
@@ -84,7 +86,11 @@ export async function runFirewallDemo(
   let qubesdb: QubesDbService | undefined;
   try {
     say(`starting a Linux netvm (${NETVM.ip}) and sys-moat (${MOAT.ip}, PV, 192 MB) as its client`);
-    await startLinuxVm(lab, images.linux, { name: NETVM.name, args: { role: 'netvm', ip: NETVM.ip } });
+    await startLinuxVm(lab, images.linux, {
+      name: NETVM.name,
+      args: { role: 'netvm', ip: NETVM.ip },
+      upTimeoutMs: BOOT_TIMEOUT_MS,
+    });
     timings.netvmUpS = since();
     const moat = lab.createDomU(images.firewall, {
       type: 'pv',
@@ -199,6 +205,7 @@ async function startClient(lab: Lab, linux: VmImage, moat: GuestHandle): Promise
         name: `${CLIENT.name}${attempt}`,
         args: { role: 'client', ip: CLIENT.ip, gateway: MOAT.ip },
         vifs: [{ backend: MOAT.name, ip: CLIENT.ip, mac: CLIENT.mac }],
+        upTimeoutMs: BOOT_TIMEOUT_MS,
       });
     } catch (error) {
       if (attempt >= 2) throw new Error(`${(error as Error).message}\nsys-moat's console:\n${moat.tail(40)}`);
