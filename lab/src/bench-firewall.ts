@@ -14,15 +14,11 @@
  */
 import type { VmImage } from '@moat/unikernel';
 import { buildFirewallImage } from '@moat/unikernel';
-import { LabError } from './errors.ts';
 import {
   type ClientVifSpec,
   clientVifPlan,
-  type MoatVm,
-  memoryBreakdown,
   pingEachVif,
   plugClientVifs,
-  startMoatVm,
   startVifClients,
   unplugClientVifs,
   type VifClient,
@@ -126,51 +122,6 @@ async function iperf(client: LinuxVm, seconds: number, reverse: boolean): Promis
   return round(r.bitsPerSecond / 1e6, 1);
 }
 
-/** sys-moat's memory in the bench (the Linux reference's default, so the two compare). */
-const MOAT_MEMORY_MB = 192;
-
-/**
- * The firewall of `kind` through the FirewallVm interface. Until firewall-vm.ts has sys-moat's
- * own FirewallVm, sys-moat comes from fw-life's startMoatVm behind the same interface (only what
- * the bench calls: start, memoryInUse, stop).
- */
-function firewallOf(kind: FirewallKind, name: string, ip: string): FirewallVm {
-  try {
-    return firewallVm(kind, name, ip);
-  } catch (error) {
-    if (kind !== 'moat' || !(error instanceof LabError)) throw error;
-  }
-  let vm: MoatVm | undefined;
-  const unsupported = async (): Promise<never> => {
-    throw new LabError(name, 'not supported by the bench stand-in for sys-moat');
-  };
-  return {
-    kind: 'moat',
-    name,
-    ip,
-    async start(context) {
-      vm = await startMoatVm(context.lab, context.image, {
-        name,
-        ip,
-        memoryMb: MOAT_MEMORY_MB,
-        netvm: context.upstream,
-        clients: context.clients,
-      });
-      return { domid: vm.domid };
-    },
-    rules: unsupported,
-    upstreamGone: unsupported,
-    restart: unsupported,
-    async stop() {
-      await vm?.stop();
-    },
-    async memoryInUse() {
-      if (!vm) throw new LabError(name, 'not running');
-      return memoryBreakdown(MOAT_MEMORY_MB, await vm.stats.read()).inUse;
-    },
-  };
-}
-
 /** Runs `fn`, giving up with the error's first lines (the rest of the bench goes on). */
 async function measured<T>(step: string, fn: () => Promise<T>): Promise<T> {
   try {
@@ -188,7 +139,7 @@ async function benchOne(
   seconds: number,
   step: (text: string) => void,
 ): Promise<FirewallBenchSide> {
-  const fw = firewallOf(kind, `fb-${kind}`, FIREWALL_IP[kind]);
+  const fw: FirewallVm = firewallVm(kind, `fb-${kind}`, FIREWALL_IP[kind], { moatImage: image });
   const figures: { -readonly [K in keyof FirewallBenchSide]?: FirewallBenchSide[K] } = {};
   const plugged: VifClient[] = [];
   try {

@@ -119,10 +119,10 @@ export async function runFirewallDemo(
     for (const line of moatLines(moat.snapshot().lines)) say(`sys-moat ${line}`);
 
     say(`starting a Linux client qube (${CLIENT.ip}) whose vif names sys-moat as its backend`);
-    const mark = moat.lineCount();
+    const mark = moat.lineCount;
     const client = await startClient(lab, images.linux, moat);
-    await moat.consoleLine(new RegExp(`client ${reEscape(CLIENT.ip)} connected`), { ...WAIT, from: mark });
-    await moat.consoleLine(new RegExp(`rules for ${reEscape(CLIENT.ip)} in force`), { ...WAIT, from: mark });
+    await moat.consoleLine(new RegExp(`client ${reEscape(CLIENT.ip)} connected`), { ...WAIT, after: mark });
+    await moat.consoleLine(new RegExp(`rules for ${reEscape(CLIENT.ip)} in force`), { ...WAIT, after: mark });
     timings.clientUpS = since();
     for (const line of moatLines(moat.linesFrom(mark))) say(`sys-moat ${line}`);
 
@@ -151,7 +151,7 @@ export async function runFirewallDemo(
     say('dom0 commits new rules for the client (what qubesd does on `qvm-firewall`):');
     const after = qubesFirewallEntries(CLIENT.ip, DEMO_RULES_AFTER);
     for (const [key, value] of after) if (value) say(`  ${key} = ${value}`);
-    const changeMark = moat.lineCount();
+    const changeMark = moat.lineCount;
     const prefix = `/qubes-firewall/${CLIENT.ip}`;
     await qubesdb.update({
       domid,
@@ -164,7 +164,7 @@ export async function runFirewallDemo(
     });
     await moat.consoleLine(new RegExp(`rules for ${reEscape(CLIENT.ip)} in force`), {
       timeoutMs: 300_000,
-      from: changeMark,
+      after: changeMark,
     });
     const ruleChange = moatLines(moat.linesFrom(changeMark));
     for (const line of ruleChange) say(`sys-moat ${line}`);
@@ -224,12 +224,12 @@ async function tryOnce(
   decision: RegExp | undefined,
 ): Promise<FirewallDemoTry> {
   say(`client tries: ${what}`);
-  const mark = moat.lineCount();
+  const mark = moat.lineCount;
   const result = await client.command<Record<string, unknown>>(command, { timeoutMs: 180_000 });
   say(`  client saw: ${describeProbe(result)}`);
   if (decision) {
     // The console line travels apart from the probe's result; it may come a moment later.
-    await moat.consoleLine(decision, { timeoutMs: LINE_WAIT_MS, from: mark }).catch(() => undefined);
+    await moat.consoleLine(decision, { timeoutMs: LINE_WAIT_MS, after: mark }).catch(() => undefined);
   }
   const lines = moatLines(moat.linesFrom(mark));
   if (lines.length === 0) say('  sys-moat logged nothing about it');

@@ -1,25 +1,27 @@
 /**
  * The firewall VM of a scenario: a domU between the clients and the upstream netvm, in
  * sys-firewall's place (a ProxyVM: netfront to its netvm, the backend of its clients' vifs).
- * One interface for each kind; `linux` is the Linux reference firewall (linux-firewall/ in
- * the Linux image's `firewall` role); `moat` (sys-moat) plugs in beside it once its VM
- * exists.
+ * One interface for each kind: `linux` is the Linux reference firewall (linux-firewall/ in
+ * the Linux image's `firewall` role), `moat` is sys-moat (firewall/src/vm/, the image
+ * unikernel's buildFirewallImage makes).
  */
-import type { VmImage } from '@moat/unikernel';
+import { buildFirewallImage, type VmImage } from '@moat/unikernel';
 import { LabError } from './errors.ts';
+import { memoryBreakdown, moatStats } from './firewall-life.ts';
+import type { GuestHandle } from './guest-run.ts';
 import type { Lab } from './lab.ts';
 import { qubesDbEntries, qubesFirewallEntries } from './qubesdb-keys.ts';
 import {
   attachVif,
-  detachVif,
+  detachVifs,
   type LinuxVm,
-  listVifs,
   netvmVif,
   type QubesDbService,
   qubesMac,
   serveQubesDb,
   startLinuxVm,
 } from './topology.ts';
+import { domainId } from './vchan-lab.ts';
 
 export interface FirewallContext {
   readonly lab: Lab;
@@ -40,6 +42,16 @@ export interface FirewallVm {
   start(context: FirewallContext): Promise<unknown>;
   /** Publishes a client's new rules as qubesd does; resolves once the VM applied them (what it did). */
   rules(clientIp: string, rules: ReadonlyMap<number, string>): Promise<unknown>;
+  /**
+   * Call just before a client's vif is plugged in (boot or attach); the promise resolves once
+   * the VM serves that client with its rules in force (what it said). Undefined: nothing to
+   * wait for (the Linux firewall's rules for an address hold before its vif exists).
+   */
+  serving?(clientIp: string): Promise<unknown>;
+  /** A client's vif was unplugged (detach): the VM no longer follows its rules until it is back. */
+  unplugged?(clientIp: string): void;
+  /** The last lines of the VM's console, for a failed step's report (a VM that logs its decisions). */
+  consoleTail?(lines?: number): string;
   /** The upstream was destroyed: the uplink vif goes, as libxl removes it. */
   upstreamGone(): Promise<void>;
   /** The upstream runs again: the uplink comes back (qubesd re-attaches it) and is configured. */
@@ -75,10 +87,180 @@ export function firewallQubesDbEntries(
   });
 }
 
-export function firewallVm(kind: 'linux' | 'moat', name: string, ip: string): FirewallVm {
-  if (kind === 'moat')
-    throw new LabError('scenario', 'firewall "moat" is not available yet: the sys-moat VM needs netif');
+/** A firewall VM of `kind`; `image` is sys-moat's (default: buildFirewallImage's) for `moat`. */
+export function firewallVm(
+  kind: 'linux' | 'moat',
+  name: string,
+  ip: string,
+  options: { readonly moatImage?: VmImage } = {},
+): FirewallVm {
+  if (kind === 'moat') return new MoatFirewallVm(name, ip, options.moatImage);
   return new LinuxFirewallVm(name, ip);
+}
+
+/** Each rule commit ends in one of these sys-moat lines: the set in force, or why it blocks. */
+export function moatRulesLine(clientIp: string): RegExp {
+  const ip = clientIp.replaceAll('.', '\\.');
+  return new RegExp(`sys-moat \\w+: (New firewall rules for ${ip}:|.* for ${ip} \\(.*blocking traffic)`);
+}
+
+/** sys-moat's line when a client's vif is connected (netback handshake done, engine link made). */
+function moatClientLine(clientIp: string): RegExp {
+  return new RegExp(`sys-moat \\w+: vif\\d+\\.\\d+: client ${clientIp.replaceAll('.', '\\.')} connected`);
+}
+
+const MOAT_UPLINK_LINE = /sys-moat \w+: uplink up/;
+/** sys-moat's `memory = maxmem`, MiB (the Linux reference firewall's too). */
+const MOAT_MEMORY_MB = 192;
+/** Under emulation on a loaded machine: boot, a handshake, a rule commit. */
+const MOAT_WAIT = { timeoutMs: 600_000 };
+
+/**
+ * sys-moat as Qubes runs it in sys-firewall's place: a driver domain (the backend of the
+ * clients' vifs, no `xl devd`: its netback does devd's part) with one vif to the upstream,
+ * QubesDB as qubesd writes it for a ProxyVM. It says what it does on its console (the Xen
+ * console, where a Qubes user reads it too); this class waits for those lines.
+ */
+class MoatFirewallVm implements FirewallVm {
+  readonly kind = 'moat' as const;
+  private context: FirewallContext | undefined;
+  private vm: GuestHandle | undefined;
+  private domid = 0;
+  private db: QubesDbService | undefined;
+  /** Clients whose vif is plugged in (sys-moat follows their rules). */
+  private readonly plugged = new Set<string>();
+  /** The rules last published per client (a commit of the same tree changes nothing, and logs nothing). */
+  private readonly published = new Map<string, string>();
+
+  constructor(
+    readonly name: string,
+    readonly ip: string,
+    private readonly image?: VmImage,
+  ) {}
+
+  private get uplink() {
+    return netvmVif(this.context?.upstream.name ?? '', this.ip, UPLINK_MAC);
+  }
+
+  async start(context: FirewallContext): Promise<unknown> {
+    this.context = context;
+    const image = this.image ?? (await buildFirewallImage()).image;
+    const t = performance.now();
+    const vm = context.lab.createDomU(image, {
+      type: context.virtMode,
+      name: this.name,
+      memoryMb: MOAT_MEMORY_MB,
+      driverDomain: true,
+      vifs: [this.uplink],
+    });
+    this.vm = vm;
+    this.domid = await domainId(context.lab, this.name);
+    this.db = await serveQubesDb(context.lab, [
+      {
+        domid: this.domid,
+        name: this.name,
+        entries: firewallQubesDbEntries(this.name, this.ip, context.upstream.ip, context.clients),
+      },
+    ]);
+    for (const c of context.clients) this.published.set(c.ip, rulesKey(c.rules));
+    const uplink = await vm.consoleLine(MOAT_UPLINK_LINE, MOAT_WAIT);
+    return { uplink, uplinkUpMs: Math.round(performance.now() - t) };
+  }
+
+  serving(clientIp: string): Promise<unknown> {
+    const vm = this.running().vm;
+    const after = vm.lineCount;
+    this.plugged.add(clientIp);
+    return (async () => {
+      const connected = await vm.consoleLine(moatClientLine(clientIp), { ...MOAT_WAIT, after });
+      const rules = await vm.consoleLine(moatRulesLine(clientIp), { ...MOAT_WAIT, after });
+      return { connected, rules };
+    })();
+  }
+
+  unplugged(clientIp: string): void {
+    this.plugged.delete(clientIp);
+  }
+
+  async rules(clientIp: string, rules: ReadonlyMap<number, string>): Promise<unknown> {
+    const { vm, db } = this.running();
+    const commit = ruleCommit(clientIp, rules);
+    const after = vm.lineCount;
+    const same = this.published.get(clientIp) === rulesKey(rules);
+    this.published.set(clientIp, rulesKey(rules));
+    await db.update({ domid: this.domid, commit });
+    // Nobody follows the tree of an unplugged client (read when its vif is back), and the same
+    // tree again changes nothing: no line to wait for.
+    if (!this.plugged.has(clientIp)) return { stored: 'applied when its vif connects' };
+    if (same) return { unchanged: true };
+    return { applied: await vm.consoleLine(moatRulesLine(clientIp), { ...MOAT_WAIT, after }) };
+  }
+
+  async upstreamGone(): Promise<void> {
+    // As libxl and qubesd do when the netvm dies: our uplink vif is removed.
+    await detachVifs(this.running().context.lab, this.name);
+  }
+
+  /** qubesd re-attaches the uplink; sys-moat must reconnect by itself (no command to it). */
+  async restart(): Promise<void> {
+    const { vm, context } = this.running();
+    const after = vm.lineCount;
+    await attachVif(context.lab, this.name, this.uplink);
+    await vm.consoleLine(MOAT_UPLINK_LINE, { ...MOAT_WAIT, after });
+  }
+
+  async stop(): Promise<void> {
+    if (this.vm && this.context) {
+      await this.context.lab
+        .exec(['xl', 'destroy', this.name], { timeoutMs: 120_000 })
+        .catch(() => undefined);
+      await this.vm.finished({ timeoutMs: 120_000 }).catch(() => undefined);
+    }
+    await this.db?.stop().catch(() => undefined);
+  }
+
+  consoleTail(n = 30): string {
+    return this.vm?.tail(n) ?? '';
+  }
+
+  /** From moat.FirewallStats (/proc/meminfo in its memory section), called by dom0 for the occasion. */
+  async memoryInUse(): Promise<number> {
+    const { context } = this.running();
+    const stats = await moatStats(context.lab, this.domid, this.name);
+    try {
+      const doc = await stats.read();
+      if (!doc.memory.system)
+        throw new LabError(this.name, 'moat.FirewallStats gave no /proc/meminfo figures');
+      return memoryBreakdown(MOAT_MEMORY_MB, doc).inUse;
+    } finally {
+      await stats.stop();
+    }
+  }
+
+  private running(): { vm: GuestHandle; db: QubesDbService; context: FirewallContext } {
+    if (!this.vm || !this.db || !this.context)
+      throw new LabError(this.name, 'the firewall VM is not running');
+    return { vm: this.vm, db: this.db, context: this.context };
+  }
+}
+
+/**
+ * A client's rules as qubesd's reload_firewall_for_vm commits them: the subtree under
+ * `/qubes-firewall/<ip>` (keys relative to it), then the base key written as the commit marker.
+ */
+export function ruleCommit(
+  clientIp: string,
+  rules: ReadonlyMap<number, string>,
+): { base: string; entries: [string, string][] } {
+  const base = `/qubes-firewall/${clientIp}`;
+  const entries = qubesFirewallEntries(clientIp, rules)
+    .filter(([key]) => key !== base)
+    .map(([key, value]): [string, string] => [key.slice(base.length + 1), value]);
+  return { base, entries };
+}
+
+function rulesKey(rules: ReadonlyMap<number, string>): string {
+  return JSON.stringify([...rules].sort((a, b) => a[0] - b[0]));
 }
 
 /** The Linux reference firewall in the lab's Linux image (role `firewall`). */
@@ -125,12 +307,9 @@ class LinuxFirewallVm implements FirewallVm {
 
   async rules(clientIp: string, rules: ReadonlyMap<number, string>): Promise<unknown> {
     const { vm, db } = this.running();
-    const base = `/qubes-firewall/${clientIp}`;
-    const entries = qubesFirewallEntries(clientIp, rules)
-      .filter(([key]) => key !== base)
-      .map(([key, value]): [string, string] => [key.slice(base.length + 1), value]);
+    const commit = ruleCommit(clientIp, rules);
     const after = this.handled.get(clientIp) ?? 0;
-    await db.update({ domid: vm.domid, commit: { base, entries } });
+    await db.update({ domid: vm.domid, commit });
     const applied = await vm.command<{ count: number }>(
       { op: 'firewall-handled', target: clientIp, after, timeoutMs: 120_000 },
       { timeoutMs: 150_000 },
@@ -140,9 +319,7 @@ class LinuxFirewallVm implements FirewallVm {
   }
 
   async upstreamGone(): Promise<void> {
-    const { context } = this.running();
-    for (const device of await listVifs(context.lab, this.name))
-      await detachVif(context.lab, this.name, device);
+    await detachVifs(this.running().context.lab, this.name);
   }
 
   async restart(): Promise<void> {

@@ -34,11 +34,21 @@ describe('GuestHandle', () => {
     await expect(never).rejects.toThrow(/without printing \/stopped\/[\s\S]*node exited with code 1/);
   });
 
-  it('waits for a console line after a mark, and gives the lines since it', async () => {
+  it('waits for a console line printed after a given count, passing over earlier matches', async () => {
+    const guest = new GuestHandle('domU t');
+    guest.line('sys-moat info: New firewall rules for 10.137.0.10: 1 rules, policy drop');
+    const seen = guest.lineCount;
+    expect(seen).toBe(1);
+    const waiting = guest.consoleLine(/New firewall rules/, { after: seen, timeoutMs: 1000 });
+    guest.line('sys-moat info: New firewall rules for 10.137.0.10: 2 rules, policy drop');
+    await expect(waiting).resolves.toMatch(/2 rules/);
+  });
+
+  it('gives the lines printed since a mark', async () => {
     const guest = new GuestHandle('domU t');
     guest.line('sys-moat debug: accept vif1.0: tcp a -> b:7 by rule 0000');
-    const mark = guest.lineCount();
-    const waiting = guest.consoleLine(/accept vif1\.0/, { from: mark });
+    const mark = guest.lineCount;
+    const waiting = guest.consoleLine(/accept vif1\.0/, { after: mark });
     guest.line('other');
     guest.line('sys-moat debug: accept vif1.0: tcp a -> b:7 by rule 0001');
     await expect(waiting).resolves.toMatch(/rule 0001$/);

@@ -79,12 +79,7 @@ export class GuestHandle {
     for (const waiter of [...this.waiters]) waiter();
   }
 
-  /** Lines seen so far, counting those dropped for space: a mark for `linesFrom` and `consoleLine`. */
-  lineCount(): number {
-    return this.droppedLines + this.lines.length;
-  }
-
-  /** The lines seen since the mark `from` (a `lineCount()`), as far as they are still kept. */
+  /** The lines seen since the mark `from` (a `lineCount`), as far as they are still kept. */
   linesFrom(from: number): string[] {
     return this.lines.slice(Math.max(0, from - this.droppedLines));
   }
@@ -139,14 +134,21 @@ export class GuestHandle {
     });
   }
 
+  /** How many lines the guest printed so far (dropped ones included): `after` for consoleLine. */
+  get lineCount(): number {
+    return this.droppedLines + this.lines.length;
+  }
+
   /**
    * Waits for a console line matching `pattern` (for VMs that log rather than report results, like
    * sys-moat); fails if the guest ends without printing one. Returns the first matching line
-   * (from the mark `from` on, when given).
+   * among those printed after the first `after` (lineCount before the action awaited).
    */
-  consoleLine(pattern: RegExp, options: { timeoutMs?: number; from?: number } = {}): Promise<string> {
+  consoleLine(pattern: RegExp, options: { timeoutMs?: number; after?: number } = {}): Promise<string> {
+    const after = options.after ?? 0;
     return this.waitUntil(`a console line matching ${pattern}`, options.timeoutMs ?? 600_000, () => {
-      const found = this.linesFrom(options.from ?? 0).find((line) => pattern.test(line));
+      const from = Math.max(0, after - this.droppedLines);
+      const found = this.lines.slice(from).find((line) => pattern.test(line));
       if (found !== undefined) return found;
       if (this.exit) {
         throw new LabError(

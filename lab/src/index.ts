@@ -34,6 +34,13 @@ export {
   type VifClient,
   type VifPing,
 } from './firewall-life.ts';
+export {
+  type FirewallContext,
+  type FirewallVm,
+  firewallQubesDbEntries,
+  firewallVm,
+  moatRulesLine,
+} from './firewall-vm.ts';
 export { guestImage } from './guest-image.ts';
 export { expectGuestOk, GuestHandle, type GuestRun } from './guest-run.ts';
 export {
@@ -53,8 +60,10 @@ export {
   type Expectation,
   outcomeMeets,
   parseScenario,
+  SCENARIO_FIREWALLS,
   SCENARIO_VERSION,
   type Scenario,
+  type ScenarioFirewall,
   type ScenarioStep,
   type StepReport,
 } from './scenario.ts';
@@ -67,6 +76,7 @@ export {
   type CommandVm,
   type CommandVmOptions,
   detachVif,
+  detachVifs,
   hotplugRetries,
   type LinuxVm,
   type LinuxVmOptions,

@@ -5,17 +5,24 @@
  * as a qube whose netvm is sys-firewall or sys-net), then runs the steps in order and reports
  * one line per step.
  */
-import { type FirewallVm, firewallVm } from './firewall-vm.ts';
+import type { VmImage } from '@moat/unikernel';
+import { type FirewallVm, firewallVm, ruleCommit } from './firewall-vm.ts';
 import { bootLab, type Lab } from './lab.ts';
 import { buildLinuxImage, type LinuxGuestImage } from './linux-image.ts';
-import { qubesDbEntries, qubesFirewallEntries } from './qubesdb-keys.ts';
-import type { Expectation, Scenario, ScenarioClient, ScenarioStep, StepReport } from './scenario.ts';
+import { qubesDbEntries } from './qubesdb-keys.ts';
+import type {
+  Expectation,
+  Scenario,
+  ScenarioClient,
+  ScenarioFirewall,
+  ScenarioStep,
+  StepReport,
+} from './scenario.ts';
 import { outcomeMeets } from './scenario.ts';
 import {
   attachVif,
-  detachVif,
+  detachVifs,
   type LinuxVm,
-  listVifs,
   netvmVif,
   type QubesDbService,
   qubesMac,
@@ -32,6 +39,10 @@ export interface ScenarioRunOptions {
   readonly namePrefix?: string;
   readonly onStep?: (report: StepReport) => void;
   readonly onConsoleLine?: (line: string) => void;
+  /** Runs the scenario with this firewall instead of the file's `firewall` (`--firewall`). */
+  readonly firewall?: ScenarioFirewall;
+  /** sys-moat's image for `moat` (default: buildFirewallImage's). */
+  readonly moatImage?: VmImage;
 }
 
 export interface ScenarioRun {
@@ -136,10 +147,13 @@ export async function runScenario(
 ): Promise<ScenarioRun> {
   const prefix = options.namePrefix ?? '';
   // Before anything boots: a firewall kind the lab cannot start fails with its reason.
+  const kind = options.firewall ?? scenario.firewall;
   const firewall: FirewallVm | undefined =
-    scenario.firewall === 'none'
+    kind === 'none'
       ? undefined
-      : firewallVm(scenario.firewall, `${prefix}firewall`, scenario.firewallIp);
+      : firewallVm(kind, `${prefix}firewall`, scenario.firewallIp, {
+          ...(options.moatImage ? { moatImage: options.moatImage } : {}),
+        });
   const image = options.image ?? (await buildLinuxImage());
   const ownLab = !options.lab;
   const lab =
@@ -198,6 +212,9 @@ export async function runScenario(
       string,
       { vm: LinuxVm; spec: ScenarioClient; index: number; attached: boolean }
     >();
+    // The firewall serves each client once its vif connects (sys-moat: rules in force then).
+    const serving = scenario.clients.map((c) => firewall?.serving?.(c.ip));
+    for (const s of serving) s?.catch(() => undefined);
     const started = await Promise.all(
       scenario.clients.map((spec, index) =>
         startLinuxVm(lab, image.image, {
@@ -212,6 +229,7 @@ export async function runScenario(
       ),
     );
     for (const c of started) clients.set(c.spec.name, { ...c, attached: true });
+    const servedClients = await Promise.all(serving);
     const clientsDb = await serveQubesDb(
       lab,
       started.map((c) => ({
@@ -273,7 +291,7 @@ export async function runScenario(
         result: 'enforcing',
         ok: true,
         ms: 0,
-        detail: firewallStarted,
+        detail: { started: firewallStarted, ...(firewall.serving ? { clients: servedClients } : {}) },
       };
       reports.push(report);
       options.onStep?.(report);
@@ -298,13 +316,17 @@ export async function runScenario(
     };
     const attach = async (name: string) => {
       const c = client(name);
+      const served = firewall?.serving?.(c.spec.ip);
+      served?.catch(() => undefined);
       await attachVif(lab, c.vm.name, vifOf(c.spec, c.index));
       await c.vm.command({ op: 'configure', network: {} });
+      await served;
       c.attached = true;
     };
     const detach = async (name: string) => {
       const c = client(name);
-      for (const device of await listVifs(lab, c.vm.name)) await detachVif(lab, c.vm.name, device);
+      await detachVifs(lab, c.vm.name);
+      firewall?.unplugged?.(c.spec.ip);
       c.attached = false;
     };
 
@@ -327,11 +349,13 @@ export async function runScenario(
               timeoutMs: 180_000,
             });
             const judged = judgeProbe(step, data);
+            // A failed probe shows what the firewall said (sys-moat logs its drops and why).
+            const said = !judged.ok && firewall?.consoleTail ? { firewall: firewall.consoleTail(15) } : {};
             report({
               result: judged.result,
               expect: step.expect,
               ok: judged.ok,
-              detail: { ...data, ...(judged.why ? { why: judged.why } : {}) },
+              detail: { ...data, ...(judged.why ? { why: judged.why } : {}), ...said },
             });
             return;
           }
@@ -345,10 +369,7 @@ export async function runScenario(
             }
             // As qubesd's reload_firewall_for_vm: remove the client's subtree, write the
             // rules, then the base key; then check the upstream's replica holds them.
-            const base = `/qubes-firewall/${spec.ip}`;
-            const entries = qubesFirewallEntries(spec.ip, step.rules)
-              .filter(([key]) => key !== base)
-              .map(([key, value]): [string, string] => [key.slice(base.length + 1), value]);
+            const { base, entries } = ruleCommit(spec.ip, step.rules);
             await upstreamDb.update({ domid: upstream.domid, commit: { base, entries } });
             const seen = await readDb(upstream, `${base}/`);
             const want = Object.fromEntries(entries.map(([k, v]) => [`${base}/${k}`, v]));
@@ -397,7 +418,8 @@ export async function runScenario(
             return;
         }
       } catch (error) {
-        report({ result: 'error', ok: false, detail: { error: (error as Error).message } });
+        const said = firewall?.consoleTail ? { firewall: firewall.consoleTail(15) } : {};
+        report({ result: 'error', ok: false, detail: { error: (error as Error).message, ...said } });
       }
     };
     for (const [i, step] of scenario.steps.entries()) await runStep(step, String(i + 1));

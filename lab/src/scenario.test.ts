@@ -1,7 +1,8 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { moatRulesLine } from './firewall-vm.ts';
 import { outcomeMeets, parseScenario } from './scenario.ts';
-import { judgeProbe, probeCommand, reportedSource, runScenario } from './scenario-run.ts';
+import { judgeProbe, probeCommand, reportedSource } from './scenario-run.ts';
 
 const suite = new URL('../../test/scenarios/', import.meta.url).pathname;
 const example = `${suite}direct-upstream.json`;
@@ -123,10 +124,18 @@ describe('lab scenarios, format version 1', () => {
     });
   });
 
-  it('firewall moat parses, and a run says why it cannot start yet (before booting anything)', async () => {
+  it('firewall moat parses; the lab waits for the line that ends each of its rule commits', () => {
     const s = parseScenario({ ...minimal(), firewall: 'moat' });
     expect(s.firewall).toBe('moat');
-    await expect(runScenario(s)).rejects.toThrow('not available yet: the sys-moat VM needs netif');
+    const line = moatRulesLine('10.137.0.1');
+    expect(line.test('sys-moat info: New firewall rules for 10.137.0.1: 2 rules, policy drop')).toBe(true);
+    expect(
+      line.test(
+        'sys-moat info: Failed to resolve dsthost for 10.137.0.1 (nowhere.test: NXDOMAIN), blocking traffic',
+      ),
+    ).toBe(true);
+    expect(line.test('sys-moat info: New firewall rules for 10.137.0.12: 2 rules, policy drop')).toBe(false);
+    expect(line.test('sys-moat info: waiting for DNS answers for a.test (10.137.0.1)')).toBe(false);
   });
 
   it('refuses text that is not JSON', () => {

@@ -10,8 +10,7 @@ export const SCENARIO_VERSION = 1;
 
 /**
  * `none`: clients attach to the upstream directly; `linux`: the Linux reference firewall VM
- * between them (linux-firewall/); `moat`: sys-moat (parsed; the runner says it is not
- * available until the sys-moat VM exists).
+ * between them (linux-firewall/); `moat`: sys-moat (firewall/src/vm/) between them.
  */
 export const SCENARIO_FIREWALLS = ['none', 'linux', 'moat'] as const;
 export type ScenarioFirewall = (typeof SCENARIO_FIREWALLS)[number];

@@ -247,6 +247,11 @@ export async function detachVif(lab: Lab, domain: string, device: string | numbe
     );
 }
 
+/** Unplugs every vif of a domain (a netvm gone: libxl and qubesd remove the vifs it served). */
+export async function detachVifs(lab: Lab, domain: string): Promise<void> {
+  for (const device of await listVifs(lab, domain)) await detachVif(lab, domain, device);
+}
+
 /** The vif device ids of a domain, as `xl network-list` reports them. */
 export async function listVifs(lab: Lab, domain: string): Promise<number[]> {
   const lines = await xl(lab, ['network-list', domain]);

@@ -1,5 +1,13 @@
 import { readFileSync } from 'node:fs';
-import { LabError, parseScenario, runScenario, runSmoke, type StepReport } from '@moat/lab';
+import {
+  LabError,
+  parseScenario,
+  runScenario,
+  runSmoke,
+  SCENARIO_FIREWALLS,
+  type ScenarioFirewall,
+  type StepReport,
+} from '@moat/lab';
 import type { Command } from 'commander';
 import { CheckFailed, ExitCode, SetupProblem } from '../errors.ts';
 import { type CliContext, type CommandModule, handler } from '../program.ts';
@@ -28,6 +36,10 @@ export const labCommand: CommandModule = {
       .command('smoke')
       .description('boot the lab; run our JS in dom0, a PV and a PVH domU; check /dev/xen and the results')
       .option('--console', 'print Xen and dom0 console lines as they come')
+      .option(
+        '--firewall <kind>',
+        `run with this firewall instead of the file's "firewall" field (${SCENARIO_FIREWALLS.join(', ')})`,
+      )
       .action(
         handler(async (reporter, cmd) => {
           const missing = missingDebianPackages(labDebianPackages);
@@ -70,6 +82,10 @@ export const labCommand: CommandModule = {
       .description('run a lab scenario file (format version 1, README "Lab scenarios") on real Xen in QEMU')
       .argument('<file>', 'scenario JSON, e.g. test/scenarios/direct-upstream.json')
       .option('--console', 'print Xen and dom0 console lines as they come')
+      .option(
+        '--firewall <kind>',
+        `run with this firewall instead of the file's "firewall" field (${SCENARIO_FIREWALLS.join(', ')})`,
+      )
       .action(
         handler(async (reporter, cmd) => {
           const file = String(cmd.args[0]);
@@ -85,11 +101,19 @@ export const labCommand: CommandModule = {
           } catch (error) {
             throw new SetupProblem((error as Error).message);
           }
-          const showConsole = Boolean(cmd.opts<{ console?: boolean }>().console);
+          const opts = cmd.opts<{ console?: boolean; firewall?: string }>();
+          const showConsole = Boolean(opts.console);
+          const override = opts.firewall;
+          if (override !== undefined && !(SCENARIO_FIREWALLS as readonly string[]).includes(override))
+            throw new SetupProblem(
+              `--firewall ${override}: not a firewall this lab knows (${SCENARIO_FIREWALLS.join(', ')})`,
+            );
+          const firewall = (override ?? scenario.firewall) as ScenarioFirewall;
           reporter.log(
-            `scenario ${scenario.name}: booting the lab, the upstream, ${scenario.firewall === 'none' ? '' : `the ${scenario.firewall} firewall, `}and ${scenario.clients.length} client(s)`,
+            `scenario ${scenario.name}: booting the lab, the upstream, ${firewall === 'none' ? '' : `the ${firewall} firewall, `}and ${scenario.clients.length} client(s)`,
           );
           const run = await runScenario(scenario, {
+            firewall,
             onStep: (r) => {
               if (reporter.json)
                 reporter.result('step', {

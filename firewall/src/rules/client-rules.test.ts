@@ -123,6 +123,17 @@ describe('SourceRules', () => {
     ]);
   });
 
+  it('ends every commit in one log line, even a second commit that blocks for the same reason', () => {
+    const logs: string[] = [];
+    const rules = new SourceRules({ source: '10.137.0.9', dnsServers: DNS, log: (l) => logs.push(l) });
+    rules.update({ '0000': 'action=accept' });
+    rules.update({ '0000': 'action=drop' });
+    expect(logs).toEqual([
+      expect.stringMatching(/Failed to parse rules for 10.137.0.9 \(no 'policy' defined\), blocking/),
+      expect.stringMatching(/Failed to parse rules for 10.137.0.9 \(no 'policy' defined\), blocking/),
+    ]);
+  });
+
   it('drops a client whose rules were never read', () => {
     const rules = new SourceRules({ source: '10.137.0.9', dnsServers: DNS });
     expect(rules.current.evaluate(tcp('1.1.1.1', 1), out())).toEqual({ action: 'drop', rule: -1 });

@@ -99,6 +99,8 @@ export class SourceRules {
   private readonly family: 4 | 6 | undefined;
   /** A commit's set is not in force yet: log it when it is. */
   private announce = false;
+  /** A commit whose outcome (in force, or blocking and why) is not logged yet. */
+  private undecided = false;
   private readonly listeners = new Set<(current: CompiledRuleSet, previous: CompiledRuleSet) => void>();
   private readonly unsubscribe: (() => void) | undefined;
   private dnsServers: readonly Uint8Array[];
@@ -143,6 +145,7 @@ export class SourceRules {
     if (!parsed.ok) {
       this.parsed = undefined;
       this.track([]);
+      this.undecided = true;
       this.swap(
         dropAllRuleSet(
           `Failed to parse rules for ${source} (${parsed.reason}), blocking traffic`,
@@ -163,6 +166,7 @@ export class SourceRules {
     for (const name of names)
       if (resolver?.freshness?.(name, this.family) === 'stale') resolver.refresh?.(name, this.family);
     this.announce = true;
+    this.undecided = true;
     this.rebuild(true);
   }
 
@@ -259,6 +263,7 @@ export class SourceRules {
       if (fresh && this.set.failClosedReason?.startsWith('no rules read yet'))
         this.swap(
           dropAllRuleSet(`waiting for DNS answers for ${pending.join(', ')} (${source})`, this.family),
+          false,
         );
       return;
     }
@@ -274,11 +279,18 @@ export class SourceRules {
     this.swap(next);
   }
 
-  private swap(next: CompiledRuleSet): void {
+  /**
+   * `decides`: this set is the outcome of the last commit (not a wait for its names), so a
+   * fail-closed one is logged even when the reason is the same as before: each commit ends in
+   * one line, "New firewall rules for ..." or why it blocks (the lab waits for it).
+   */
+  private swap(next: CompiledRuleSet, decides = true): void {
     const previous = this.set;
     this.set = next;
-    if (next.failClosedReason !== undefined && next.failClosedReason !== previous.failClosedReason)
-      this.options.log?.(next.failClosedReason);
+    const reason = next.failClosedReason;
+    if (reason !== undefined && (reason !== previous.failClosedReason || (decides && this.undecided)))
+      this.options.log?.(reason);
+    if (decides) this.undecided = false;
     for (const l of this.listeners) l(next, previous);
   }
 }
