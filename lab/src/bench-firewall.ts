@@ -179,8 +179,11 @@ async function benchOne(
       count: 10,
     });
     if (ping.avgMs !== undefined) figures.pingMs = ping.avgMs;
+    step(`${kind}: ping ${figures.pingMs ?? 'n/a'} ms; iperf3 ${seconds} s client -> netvm`);
     figures.upMbitPerS = await measured('iperf3 client -> netvm', () => iperf(client, seconds, false));
+    step(`${kind}: ${figures.upMbitPerS} Mbit/s client -> netvm; iperf3 -R`);
     figures.downMbitPerS = await measured('iperf3 netvm -> client', () => iperf(client, seconds, true));
+    step(`${kind}: ${figures.downMbitPerS} Mbit/s netvm -> client`);
 
     step(`${kind}: 20 client vifs`);
     const devices: Map<string, string>[] = [];
@@ -197,6 +200,7 @@ async function benchOne(
       return fw.memoryInUse();
     });
     figures.memoryInUseMiB = round(memory / 2 ** 20, 1);
+    step(`${kind}: ${figures.twentyClientsPinged} of 20 vifs pinged; ${figures.memoryInUseMiB} MiB in use`);
     return { kind, ok: true, ...figures };
   } catch (error) {
     const message = (error as Error).message;
@@ -243,6 +247,7 @@ export async function runFirewallBench(
       host,
       penaltyOfRun(expectGuestOk(await penaltyDomU.finished({ timeoutMs: 900_000 }))),
     );
+    step(`emulation penalty: C ${penalty.slowdown.c}x, JS ${penalty.slowdown.js}x slower than here`);
     step('starting the netvm and the client domUs (no vif yet)');
     // Booted side by side: domU boots dominate under emulation.
     const [, bench, twenty] = await Promise.all([

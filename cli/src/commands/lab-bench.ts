@@ -211,7 +211,7 @@ export const labBenchCommand: CommandModule = {
             throw new SetupProblem('--seconds must be an integer from 1 to 120');
           if (o.only !== undefined && o.only !== 'moat' && o.only !== 'linux')
             throw new SetupProblem('--only must be moat or linux');
-          const steps = 14;
+          const steps = 24;
           const progress = reporter.progress('bench firewall', steps);
           let step = 0;
           const f = await runFirewallBench({
