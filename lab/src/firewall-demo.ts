@@ -120,7 +120,7 @@ export async function runFirewallDemo(
 
     say(`starting a Linux client qube (${CLIENT.ip}) whose vif names sys-moat as its backend`);
     const mark = moat.lineCount;
-    const client = await startClient(lab, images.linux, moat);
+    const client = await startClient(lab, images.linux, moat, say);
     await moat.consoleLine(new RegExp(`client ${reEscape(CLIENT.ip)} connected`), { ...WAIT, after: mark });
     await moat.consoleLine(new RegExp(`rules for ${reEscape(CLIENT.ip)} in force`), { ...WAIT, after: mark });
     timings.clientUpS = since();
@@ -198,7 +198,12 @@ export async function runFirewallDemo(
  * libxl gives a backend 10 s (LIBXL_INIT_TIMEOUT) to reach InitWait; our netback in a TCG domU
  * on a loaded machine can take longer, so a second attempt is allowed (as the lab test does).
  */
-async function startClient(lab: Lab, linux: VmImage, moat: GuestHandle): Promise<LinuxVm> {
+async function startClient(
+  lab: Lab,
+  linux: VmImage,
+  moat: GuestHandle,
+  say: (line: string) => void,
+): Promise<LinuxVm> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await startLinuxVm(lab, linux, {
@@ -209,6 +214,7 @@ async function startClient(lab: Lab, linux: VmImage, moat: GuestHandle): Promise
       });
     } catch (error) {
       if (attempt >= 2) throw new Error(`${(error as Error).message}\nsys-moat's console:\n${moat.tail(40)}`);
+      say(`the client's first xl create failed (${(error as Error).message.split('\n')[0]}); trying again`);
       await lab.exec(['xl', 'destroy', `${CLIENT.name}${attempt}`]).catch(() => undefined);
     }
   }
