@@ -24,16 +24,9 @@ import {
   type VifClient,
 } from './firewall-life.ts';
 import { type FirewallVm, firewallVm } from './firewall-vm.ts';
-import { expectGuestOk } from './guest-run.ts';
 import { bootLab, type Lab, type LabOptions } from './lab.ts';
 import { buildLinuxImage } from './linux-image.ts';
-import {
-  measureHostPenalty,
-  PENALTY_ITERATIONS,
-  type PenaltyFigures,
-  penaltyFigures,
-  penaltyOfRun,
-} from './penalty.ts';
+import { measureHostPenalty, PENALTY_ITERATIONS, type PenaltyFigures, penaltyInLab } from './penalty.ts';
 import { type LinuxVm, startLinuxVm } from './topology.ts';
 import { NETVM_PORTS } from './topology-wire.ts';
 import { buildVchanGuest } from './vchan-lab.ts';
@@ -237,16 +230,7 @@ export async function runFirewallBench(
   const lab = await bootLab({ addon: linux.addon, bootTimeoutMs: 1_200_000, ...options });
   try {
     step('measuring the emulation penalty');
-    const penaltyDomU = lab.createDomU(penaltyGuest.image, {
-      type: 'pv',
-      name: 'fb-penalty',
-      memoryMb: 256,
-      args: { tasks: [['penalty', { kind: 'penalty', iterations, runs: 5 }]] },
-    });
-    const penalty = penaltyFigures(
-      host,
-      penaltyOfRun(expectGuestOk(await penaltyDomU.finished({ timeoutMs: 900_000 }))),
-    );
+    const penalty = await penaltyInLab(lab, penaltyGuest.image, host, 'fb-penalty');
     step(`emulation penalty: C ${penalty.slowdown.c}x, JS ${penalty.slowdown.js}x slower than here`);
     step('starting the netvm and the client domUs (no vif yet)');
     // Booted side by side: domU boots dominate under emulation.
