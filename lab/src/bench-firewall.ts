@@ -206,6 +206,22 @@ async function benchOne(
   }
 }
 
+/** Runs `start`; if it fails, destroys what it made (`names`) and runs it once more. */
+async function secondAttempt<T>(
+  lab: Lab,
+  names: readonly string[],
+  step: (text: string) => void,
+  start: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await start();
+  } catch (error) {
+    step(`${names.join(', ')}: ${(error as Error).message.split('\n')[0]}; a second attempt`);
+    for (const name of names) await lab.exec(['xl', 'destroy', name]).catch(() => undefined);
+    return start();
+  }
+}
+
 /** Both firewalls in one lab run (sys-moat first), with that run's emulation penalty. */
 export async function runFirewallBench(
   options: LabOptions & {
@@ -234,14 +250,20 @@ export async function runFirewallBench(
     step(`emulation penalty: C ${penalty.slowdown.c}x, JS ${penalty.slowdown.js}x slower than here`);
     step('starting the netvm and the client domUs (no vif yet)');
     // Booted side by side: domU boots dominate under emulation.
+    // At load 20 one of four simultaneous `xl create`s failed at once (exit 3, no console line):
+    // each domU gets a second attempt.
     const [, bench, twenty] = await Promise.all([
-      startLinuxVm(lab, linux.image, {
-        name: UPSTREAM.name,
-        args: { role: 'netvm', ip: UPSTREAM.ip },
-        upTimeoutMs: 1_200_000,
-      }),
-      startVifClients(lab, linux.image, 'fb-bench', BENCH_VIF),
-      startVifClients(lab, linux.image, 'fb-client', TWENTY),
+      secondAttempt(lab, [UPSTREAM.name], step, () =>
+        startLinuxVm(lab, linux.image, {
+          name: UPSTREAM.name,
+          args: { role: 'netvm', ip: UPSTREAM.ip },
+          upTimeoutMs: 1_200_000,
+        }),
+      ),
+      secondAttempt(lab, ['fb-bench1'], step, () => startVifClients(lab, linux.image, 'fb-bench', BENCH_VIF)),
+      secondAttempt(lab, ['fb-client1', 'fb-client2'], step, () =>
+        startVifClients(lab, linux.image, 'fb-client', TWENTY),
+      ),
     ]);
     const clients = { bench: bench[0]!, twenty };
     const skipped = (kind: FirewallKind): FirewallBenchSide => ({
