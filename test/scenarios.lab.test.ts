@@ -7,27 +7,39 @@ import {
   labSession,
   parseScenario,
   runScenario,
+  type ScenarioFirewall,
   type StepReport,
 } from '@moat/lab';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 /**
  * Every scenario in test/scenarios/ on real Xen, one lab boot for all of them
- * (`./moat lab run <file>` runs one file in a lab of its own): each starts its upstream netvm
- * and clients, and every step must meet its expectation. A failure names the step, what came
- * back and why it did not match.
+ * (`./moat lab run <file> [--firewall linux|moat]` runs one file in a lab of its own): each
+ * starts its upstream netvm and clients, and every step must meet its expectation. A failure
+ * names the step, what came back and why it did not match (with a firewall that logs, its
+ * console's last lines).
+ *
+ * Files named `*.long.json` (repeated or long variants) run only with MOAT_LAB_LONG=1. A file
+ * with a firewall runs with sys-moat (`moat`). The same file with the Linux reference
+ * firewall (`linux`) runs only with MOAT_LAB_LONG=1 for now: on real Xen (2026-12-06) every
+ * packet from the clients through it came back refused or silent (README "The Linux reference
+ * firewall", status).
  */
 const dir = new URL('./scenarios/', import.meta.url).pathname;
-/**
- * The `firewall: "linux"` files run only with MOAT_LAB_LONG=1 for now: on real Xen (2026-12-06)
- * every packet from the clients through the Linux reference firewall came back refused or
- * silent (README "The Linux reference firewall", status), not yet understood.
- */
 const long = process.env.MOAT_LAB_LONG === '1';
-const files = readdirSync(dir)
-  .filter((f) => f.endsWith('.json'))
-  .filter((f) => long || !readFileSync(join(dir, f), 'utf8').includes('"firewall": "linux"'))
-  .sort();
+const runs: (readonly [string, ScenarioFirewall])[] = readdirSync(dir)
+  .filter((f) => f.endsWith('.json') && (long || !f.endsWith('.long.json')))
+  .sort()
+  .flatMap((file): (readonly [string, ScenarioFirewall])[] => {
+    const own = parseScenario(readFileSync(join(dir, file), 'utf8'), file).firewall;
+    if (own === 'none') return [[file, 'none']];
+    return long
+      ? [
+          [file, 'moat'],
+          [file, 'linux'],
+        ]
+      : [[file, 'moat']];
+  });
 
 let lab: LabSession;
 let image: LinuxGuestImage;
@@ -42,9 +54,9 @@ afterAll(async () => {
 });
 
 describe('lab scenarios (test/scenarios, lab)', () => {
-  it.each(files.map((file, i) => [file, i] as const))(
-    '%s',
-    async (file, i) => {
+  it.each(runs.map(([file, firewall], i) => [file, firewall, i] as const))(
+    '%s (firewall %s)',
+    async (file, firewall, i) => {
       const scenario = parseScenario(readFileSync(join(dir, file), 'utf8'), file);
       const row = (r: StepReport) =>
         `${r.ok ? 'ok  ' : 'FAIL'} ${r.step} ${r.what}: ${r.result}${r.expect ? ` (expect ${r.expect})` : ''} ${r.ms} ms` +
@@ -54,9 +66,12 @@ describe('lab scenarios (test/scenarios, lab)', () => {
         lab,
         image,
         namePrefix: `s${i}-`,
-        onStep: (r) => console.log(`${file} ${row(r)}`),
+        firewall,
+        onStep: (r) => console.log(`${file} (${firewall}) ${row(r)}`),
       });
-      console.log(`scenario ${file} (${JSON.stringify(run.timings)}):\n${run.reports.map(row).join('\n')}`);
+      console.log(
+        `scenario ${file} with ${firewall} (${JSON.stringify(run.timings)}):\n${run.reports.map(row).join('\n')}`,
+      );
       expect(run.reports.filter((r) => !r.ok).map(row)).toEqual([]);
       expect(run.ok).toBe(true);
     },

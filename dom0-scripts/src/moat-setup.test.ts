@@ -293,8 +293,8 @@ describe('moat-setup viewer', () => {
       'qvm-features moat-viewer skip-update 1',
       'qvm-prefs moat-viewer-dvm template_for_dispvms True',
       "qvm-prefs moat-viewer-dvm netvm ''",
-      'qvm-prefs moat-viewer-dvm memory 512',
-      'qvm-prefs moat-viewer-dvm maxmem 512',
+      'qvm-prefs moat-viewer-dvm memory 320',
+      'qvm-prefs moat-viewer-dvm maxmem 320',
       'qvm-prefs moat-viewer-dvm vcpus 1',
       'qvm-features moat-viewer-dvm skip-update 1',
     ]);

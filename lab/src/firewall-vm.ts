@@ -87,14 +87,28 @@ export function firewallQubesDbEntries(
   });
 }
 
-/** A firewall VM of `kind`; `image` is sys-moat's (default: buildFirewallImage's) for `moat`. */
+/**
+ * How sys-moat boots: a template root image (what `qvm-template` installs from
+ * qubes-template-moat-firewall) through PVH GRUB with no kernel from xl, as Qubes boots a
+ * template with `kernel=''`; `grub` is the PVH GRUB image Xen starts.
+ */
+export interface MoatTemplateBoot {
+  readonly grub: string;
+  readonly rootImage: string;
+}
+
+/**
+ * A firewall VM of `kind`; for `moat`, `moatImage` is sys-moat's image (default:
+ * buildFirewallImage's), booted with the kernel given by xl, or `moatTemplate` its template
+ * root image booted through PVH GRUB.
+ */
 export function firewallVm(
   kind: 'linux' | 'moat',
   name: string,
   ip: string,
-  options: { readonly moatImage?: VmImage } = {},
+  options: { readonly moatImage?: VmImage; readonly moatTemplate?: MoatTemplateBoot } = {},
 ): FirewallVm {
-  if (kind === 'moat') return new MoatFirewallVm(name, ip, options.moatImage);
+  if (kind === 'moat') return new MoatFirewallVm(name, ip, options.moatImage, options.moatTemplate);
   return new LinuxFirewallVm(name, ip);
 }
 
@@ -136,6 +150,7 @@ class MoatFirewallVm implements FirewallVm {
     readonly name: string,
     readonly ip: string,
     private readonly image?: VmImage,
+    private readonly template?: MoatTemplateBoot,
   ) {}
 
   private get uplink() {
@@ -147,11 +162,13 @@ class MoatFirewallVm implements FirewallVm {
     const image = this.image ?? (await buildFirewallImage()).image;
     const t = performance.now();
     const vm = context.lab.createDomU(image, {
-      type: context.virtMode,
+      // a template boots PVH (its template.conf's virt-mode), whatever the scenario's clients use
+      type: this.template ? 'pvh' : context.virtMode,
       name: this.name,
       memoryMb: MOAT_MEMORY_MB,
       driverDomain: true,
       vifs: [this.uplink],
+      ...(this.template ? { pvhGrub: this.template } : {}),
     });
     this.vm = vm;
     this.domid = await domainId(context.lab, this.name);

@@ -39,6 +39,7 @@ export {
   type FirewallVm,
   firewallQubesDbEntries,
   firewallVm,
+  type MoatTemplateBoot,
   moatRulesLine,
 } from './firewall-vm.ts';
 export { guestImage } from './guest-image.ts';
@@ -54,6 +55,7 @@ export {
 } from './lab.ts';
 export { buildLinuxImage, LINUX_GUEST, type LinuxGuestImage, linuxUserlandPins } from './linux-image.ts';
 export { encodeMessage, type GuestMessage, type GuestResult, LINE_PREFIX, parseLine } from './protocol.ts';
+export { fetchPvhGrub } from './pvh-grub.ts';
 export { qemuArgs } from './qemu.ts';
 export { type QubesVmSpec, qubesDbEntries, qubesFirewallEntries } from './qubesdb-keys.ts';
 export {

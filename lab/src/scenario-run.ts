@@ -6,7 +6,7 @@
  * one line per step.
  */
 import type { VmImage } from '@moat/unikernel';
-import { type FirewallVm, firewallVm, ruleCommit } from './firewall-vm.ts';
+import { type FirewallVm, firewallVm, type MoatTemplateBoot, ruleCommit } from './firewall-vm.ts';
 import { bootLab, type Lab } from './lab.ts';
 import { buildLinuxImage, type LinuxGuestImage } from './linux-image.ts';
 import { qubesDbEntries } from './qubesdb-keys.ts';
@@ -43,6 +43,8 @@ export interface ScenarioRunOptions {
   readonly firewall?: ScenarioFirewall;
   /** sys-moat's image for `moat` (default: buildFirewallImage's). */
   readonly moatImage?: VmImage;
+  /** Boots sys-moat from its template root image through PVH GRUB instead (`moat` only). */
+  readonly moatTemplate?: MoatTemplateBoot;
 }
 
 export interface ScenarioRun {
@@ -153,6 +155,7 @@ export async function runScenario(
       ? undefined
       : firewallVm(kind, `${prefix}firewall`, scenario.firewallIp, {
           ...(options.moatImage ? { moatImage: options.moatImage } : {}),
+          ...(options.moatTemplate ? { moatTemplate: options.moatTemplate } : {}),
         });
   const image = options.image ?? (await buildLinuxImage());
   const ownLab = !options.lab;
@@ -176,7 +179,13 @@ export async function runScenario(
       udpPorts: scenario.upstream.udpPorts,
     };
     const startUpstream = () =>
-      startLinuxVm(lab, image.image, { name: upName, type: scenario.virtMode, args: upstreamArgs });
+      startLinuxVm(lab, image.image, {
+        name: upName,
+        type: scenario.virtMode,
+        args: upstreamArgs,
+        // As the clients': a PVH netvm at load 22-25 had not reported `up` after 420 s.
+        upTimeoutMs: 1_200_000,
+      });
     let upstream = await startUpstream();
     // The clients' netvm: the firewall VM, or the upstream itself.
     const gateway = firewall ? firewall.ip : scenario.upstream.ip;

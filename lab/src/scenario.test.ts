@@ -92,6 +92,7 @@ describe('lab scenarios, format version 1', () => {
     [{ steps: [{ action: 'reboot' }] }, 'unknown action "reboot"'],
     [{ steps: [{ action: 'wait', ms: 1, extra: 1 }] }, 'unknown field "extra"'],
     [{ extra: true }, 'unknown field "extra"'],
+    [{ description: 'x'.repeat(1001) }, 'scenario.description: 1001 characters, more than 1000'],
   ])('refuses %j with a message naming the field', (patch, message) => {
     expect(() => parseScenario({ ...minimal(), ...patch })).toThrow(message);
   });
@@ -103,9 +104,9 @@ describe('lab scenarios, format version 1', () => {
     }
   });
 
-  it('firewall linux: the firewall address, probes with source, hold, on and iperf3', () => {
-    const s = parseScenario(readFileSync(`${suite}linux-rules.json`, 'utf8'), 'linux-rules.json');
-    expect([s.firewall, s.firewallIp]).toEqual(['linux', '10.137.0.6']);
+  it('a firewall scenario: the firewall address, probes with source, hold, on and iperf3', () => {
+    const s = parseScenario(readFileSync(`${suite}rules.json`, 'utf8'), 'rules.json');
+    expect([s.firewall, s.firewallIp]).toEqual(['moat', '10.137.0.6']);
     const probes = s.steps.filter((st) => st.kind === 'probe');
     expect(probes.some((p) => p.source === '10.137.0.10')).toBe(true);
     const held = probes.find((p) => p.hold === 'web');

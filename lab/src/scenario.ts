@@ -131,7 +131,11 @@ function onlyKeys(o: Json, keys: readonly string[], w: Where): void {
 
 function string(value: unknown, w: Where): string {
   if (typeof value !== 'string' || value.length === 0 || value.length > 1000)
-    w.fail('must be a non-empty string');
+    w.fail(
+      typeof value === 'string' && value.length > 1000
+        ? `${value.length} characters, more than 1000`
+        : 'must be a non-empty string',
+    );
   return value;
 }
 

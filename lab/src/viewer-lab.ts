@@ -43,6 +43,11 @@ export interface ViewerRunOptions {
   /** The domU's memory (MiB): the VM derives its decode budget from it. */
   readonly memoryMb: number;
   readonly type?: 'pv' | 'pvh';
+  /**
+   * Boot the VM from its template root image through PVH GRUB (as Qubes boots a template with
+   * `kernel=''`) instead of `image`'s kernel given by xl; implies PVH.
+   */
+  readonly pvhGrub?: { readonly grub: string; readonly rootImage: string };
   /** qubes.OpenInVM calls, in order: a host file, the name sent, the input after it opened. */
   readonly open?: readonly { label: string; file: string; name?: string; actions?: readonly ViewAction[] }[];
   /** qubes.GetImageRGBA calls. */
@@ -102,9 +107,10 @@ export async function startViewerRun(lab: Lab, options: ViewerRunOptions): Promi
     ...(options.screen ? { screen: options.screen } : {}),
   };
   const vm = lab.createDomU(options.image, {
-    type: options.type ?? 'pv',
+    type: options.pvhGrub ? 'pvh' : (options.type ?? 'pv'),
     name: options.vmName,
     memoryMb: options.memoryMb,
+    ...(options.pvhGrub ? { pvhGrub: options.pvhGrub } : {}),
   });
   const peer = await domainId(lab, options.vmName, timeoutMs);
   // dom0's run spans every call of the file.

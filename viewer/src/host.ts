@@ -2,6 +2,8 @@
  * Host-side tools for the decoders (benchmark against sharp, fuzzing). Not for the VM:
  * this entry imports sharp (native) and node:fs.
  */
+
+export { type OpenedAtMemory, openedAtMemory } from './app/memory-table.ts';
 export {
   type BenchCase,
   type BenchRow,
@@ -11,6 +13,13 @@ export {
   type ScaledBenchRow,
 } from './decoders/bench.ts';
 export { type FuzzOptions, type FuzzReport, fuzzFormat } from './decoders/fuzz/run.ts';
+export {
+  type AnimationFixture,
+  type AnimationFormat,
+  animationFixture,
+  animationFrames,
+  writeApng,
+} from './decoders/testing/animations.ts';
 
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';

@@ -6,6 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { benchViewer, type ViewOutcome, viewInLab } from '@moat/lab';
+import { openedAtMemory } from '@moat/viewer/host';
 import type { Shot, ViewAction } from '@moat/viewer/lab';
 import sharp from 'sharp';
 import { SetupProblem } from '../errors.ts';
@@ -14,7 +15,8 @@ import { labFailure } from './lab-bench.ts';
 
 /**
  * `--keys`: comma-separated X keysym names (`r`, `R`, `plus`, `Left`, `space`), `wheel-up`,
- * `wheel-down`, or `frames:N` (the next N animation frames). One screenshot after each.
+ * `wheel-down`, or `frames:N` (the next N animation frames). One screenshot after each;
+ * `KEY~MS` takes it once no frame came for MS ms (`space~3000`: the animation paused).
  */
 export function parseKeys(text: string | undefined): ViewAction[] {
   if (!text) return [];
@@ -23,6 +25,8 @@ export function parseKeys(text: string | undefined): ViewAction[] {
     if (k === 'wheel-up' || k === 'wheel-down') return { wheel: k === 'wheel-up' ? 'up' : 'down' };
     const frames = /^frames:(\d{1,3})$/.exec(k);
     if (frames) return { frames: Number(frames[1]) };
+    const quiet = /^([A-Za-z0-9_]{1,32})~(\d{1,6})$/.exec(k);
+    if (quiet) return { key: quiet[1]!, quietMs: Number(quiet[2]) };
     if (!/^[A-Za-z0-9_]{1,32}$/.test(k))
       throw new SetupProblem(`--keys: ${JSON.stringify(k)} is not a keysym name`);
     return { key: k };
@@ -74,6 +78,44 @@ export async function viewAndSave(
   return outcome;
 }
 
+/** 128 to 768 MiB in 16 MiB steps. */
+const MEMORY_STEPS_MB = Array.from({ length: 41 }, (_, i) => 128 + 16 * i);
+
+/**
+ * For a 6000 × 4000 and a 3840 × 2160 photo as JPEG, PNG and WebP: the first of MEMORY_STEPS_MB
+ * of memory as the VM's kernel reports it (`os.totalmem()`, what the VM gives `decodeBudget`)
+ * at which the viewer core opens it, and at which reduction. Host-side: the same code as in the
+ * VM decides, from the same budget (the lab part below checks the 24 MP JPEG in real VMs, by
+ * the domU's `memory`).
+ */
+export async function smallestMemoryByFormat(photo: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const [width, height] of [
+    [6000, 4000],
+    [3840, 2160],
+  ] as const) {
+    const raw = await sharp(photo).resize(width, height).removeAlpha().raw().toBuffer();
+    const input = sharp(raw, { raw: { width, height, channels: 3 } });
+    const files = {
+      jpeg: await input.clone().jpeg({ quality: 90 }).toBuffer(),
+      png: await input.clone().png().toBuffer(),
+      webp: await input.clone().webp({ quality: 80 }).toBuffer(),
+    };
+    for (const [format, file] of Object.entries(files)) {
+      const bytes = new Uint8Array(file);
+      let found = `none up to ${MEMORY_STEPS_MB.at(-1)} MiB`;
+      for (const mb of MEMORY_STEPS_MB) {
+        const at = openedAtMemory(`large.${format}`, bytes, mb);
+        if (!at.opened) continue;
+        found = `${mb} MiB (decoded at 1/${at.scale})`;
+        break;
+      }
+      out[`${width}x${height} ${format} (${(file.length / 2 ** 20).toFixed(1)} MiB file)`] = found;
+    }
+  }
+  return out;
+}
+
 /** `moat bench viewer`. */
 export async function runViewerBench(reporter: Reporter, root: string, memoryMb: number): Promise<void> {
   const fixtures = join(root, 'viewer', 'fixtures');
@@ -87,6 +129,10 @@ export async function runViewerBench(reporter: Reporter, root: string, memoryMb:
       .resize(6000, 4000)
       .jpeg({ quality: 90 })
       .toBuffer(),
+  );
+  reporter.result(
+    "24-megapixel and 4K files: smallest memory the VM's kernel reports (os.totalmem) that opens them (host, the viewer core's own accounting: decodeBudget, decoders, reduced retries; 1920x1080 monitor; a domU's kernel reports about 40 MiB less than its memory)",
+    await smallestMemoryByFormat(join(fixtures, 'jpeg', 'exif-orientation', 'Landscape_1.jpg')),
   );
   const progress = reporter.progress('bench viewer', 9);
   let step = 0;

@@ -79,7 +79,7 @@ export const viewerCommand: CommandModule = {
       .argument('<image>', 'the file to open')
       .option(
         '--keys <keys>',
-        'input after it opened: keysyms (r,R,plus,minus,Left...), wheel-up, wheel-down, frames:N',
+        'input after it opened: keysyms (r,R,plus,minus,Left...), wheel-up, wheel-down, frames:N; KEY~MS: its screenshot once no frame came for MS ms (space~3000 pauses an animation)',
       )
       .requiredOption(
         '--png <file>',

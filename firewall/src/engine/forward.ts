@@ -172,7 +172,10 @@ function newFlow(iface: Iface, p: Packet, c: ClientLink, toClient: boolean): num
     iface.drop(p, c, R_CONNTRACK_FULL);
     return -1;
   }
-  ct.keys.set(k, ct.keyOffset(e, 0));
+  // word by word: TypedArray#set costs a runtime call, several times these 20 stores
+  const keys = ct.keys;
+  const ko = ct.keyOffset(e, 0);
+  for (let i = 0; i < KEY_WORDS * 2; i++) keys[ko + i] = k[i]!;
   const state = proto === IPPROTO_TCP ? tcpFirstState(p.tcpFlags) : 0;
   ct.insert(e, c.link, state, slot, iface.now, flowTimeout(proto, state, 0));
   return e;

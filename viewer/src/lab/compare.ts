@@ -85,3 +85,21 @@ export function delta(shot: Rgba, at: { x: number; y: number }, ref: Rgba): { me
   }
   return { mean: sum / (ref.width * ref.height * 3), max };
 }
+
+/** Which of `frames` the screenshot shows pixel for pixel (its index), or -1 for none. */
+export function shownFrame(shot: Rgba, frames: readonly Rgba[]): number {
+  return frames.findIndex((frame) => findExact(shot, frame) !== undefined);
+}
+
+/**
+ * Whether the frames seen (indices from `shownFrame`) are an animation of `count` frames played
+ * forwards: each the one before or up to `maxSkip` + 1 frames after it, wrapping. Frames can
+ * repeat and be skipped: the daemon copies the shared buffer when it reads an update, so under
+ * emulation it may read one after the VM drew the next frame (seen on real Xen: an APNG's 0, 1,
+ * 2, then 1, 1 of three frames, frame 0's update read after frame 1 was drawn). With `count`
+ * above 2 × (`maxSkip` + 1), a step backwards is still told from one forwards.
+ */
+export function playedInOrder(seen: readonly number[], count: number, maxSkip = 0): boolean {
+  if (seen.some((f) => f < 0 || f >= count)) return false;
+  return seen.every((f, i) => i === 0 || (f - seen[i - 1]! + count) % count <= maxSkip + 1);
+}

@@ -13,6 +13,8 @@ import type { DomainId, GrantMapper } from '@moat/xen';
 import { FILENAME_FIELD_SIZE, VIEW_ONLY_PREFIX } from '../vm/open-in-vm.ts';
 import { DEADLINE_CONFIG } from '../vm/viewer-vm.ts';
 
+type GuiMessage = GuiDaemon['received'][number];
+
 /** The qube the lab's calls come from, as `qvm-open-in-dvm` in a qube named `work`. */
 export const CALLER = 'work';
 
@@ -41,8 +43,12 @@ export interface Shot {
 
 /** What dom0 does to the window after it first shows, one screenshot after each. */
 export type ViewAction =
-  /** An X keysym name (`r`, `R`, `Left`, `plus`), pressed and released with Shift if it needs it. */
-  | { readonly key: string }
+  /**
+   * An X keysym name (`r`, `R`, `Left`, `plus`), pressed and released with Shift if it needs it.
+   * With `quietMs`, the screenshot is the window once no full draw came for that long (an
+   * animation paused): without it, a frame drawn just before the key could be taken for its effect.
+   */
+  | { readonly key: string; readonly quietMs?: number }
   | { readonly wheel: 'up' | 'down'; readonly at?: { x: number; y: number } }
   /** Screenshots of the next n full-window draws (animation frames), without input. */
   | { readonly frames: number };
@@ -153,22 +159,53 @@ export class ViewerDom0 {
     return { width: w.width, height: w.height, title: w.title, rgba: this.gui.rgba(id) };
   }
 
+  /**
+   * The window once at least one full-window update of `id` came after message `since` and
+   * then none for `quietMs`.
+   */
+  #settled(id: number, since: number, quietMs: number): Promise<Shot> {
+    const d = this.gui;
+    const draws = () => d.received.slice(since).filter((m) => this.#isFull(id, m)).length;
+    return new Promise((resolve, reject) => {
+      const deadline = performance.now() + this.#options.waitMs;
+      let seen = -1;
+      let quietSince = performance.now();
+      const timer = setInterval(
+        () => {
+          const now = performance.now();
+          const count = draws();
+          if (count !== seen) {
+            seen = count;
+            quietSince = now;
+          } else if (count > 0 && now - quietSince >= quietMs) {
+            clearInterval(timer);
+            resolve(this.#shot(id));
+          }
+          if (now > deadline) {
+            clearInterval(timer);
+            reject(
+              new Error(
+                `window ${id}: ${count} full draws in ${this.#options.waitMs} ms, never ${quietMs} ms without one`,
+              ),
+            );
+          }
+        },
+        Math.max(10, Math.min(100, quietMs >> 3)),
+      );
+    });
+  }
+
+  #isFull(id: number, m: GuiMessage): boolean {
+    if (m.kind !== 'shmimage' || m.window !== id) return false;
+    const w = this.gui.window(id);
+    return m.x === 0 && m.y === 0 && m.width === w.width && m.height === w.height;
+  }
+
   /** The next `count` full-window updates of window `id` after message `since`, each as a screenshot. */
   #fullDraws(id: number, count: number, since: number): Promise<Shot[]> {
     const shots: Shot[] = [];
     const d = this.gui;
-    const full = (m: {
-      kind: string;
-      window?: number;
-      x?: number;
-      y?: number;
-      width?: number;
-      height?: number;
-    }) => {
-      if (m.kind !== 'shmimage' || m.window !== id) return false;
-      const w = d.window(id);
-      return m.x === 0 && m.y === 0 && m.width === w.width && m.height === w.height;
-    };
+    const full = (m: GuiMessage) => this.#isFull(id, m);
     // Draws already received (the listener below only sees later ones).
     for (const m of d.received.slice(since)) if (full(m) && shots.length < count) shots.push(this.#shot(id));
     if (shots.length >= count) return Promise.resolve(shots);
@@ -247,6 +284,10 @@ export class ViewerDom0 {
         d.focus(id, true);
         d.key(id, keycode, true, state);
         d.key(id, keycode, false, state);
+        if (action.quietMs !== undefined) {
+          after.push(await this.#settled(id, mark, action.quietMs));
+          continue;
+        }
       } else {
         const w = d.window(id);
         d.wheel(id, action.wheel, action.at ?? { x: w.width >> 1, y: w.height >> 1 });

@@ -1,5 +1,5 @@
 /** @moat/viewer/lab: dom0's side of moat-viewer for the lab and the host tests. */
-export { delta, findExact, imageArea, type Rgba } from './compare.ts';
+export { delta, findExact, imageArea, playedInOrder, type Rgba, shownFrame } from './compare.ts';
 export {
   CALLER,
   type OpenReport,

@@ -5,8 +5,10 @@ import { socketVchanTransport } from '@moat/vchan/socket';
 import { SimHypervisor } from '@moat/xen/sim';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { compositeOverCheckerboard } from '../app/render.ts';
+import { animationFixture } from '../decoders/testing/animations.ts';
 import { pngChunk } from '../decoders/testing/png-chunk.ts';
-import { delta, findExact, imageArea, type Rgba } from '../lab/compare.ts';
+import { delta, findExact, imageArea, playedInOrder, type Rgba, shownFrame } from '../lab/compare.ts';
 import { ViewerDom0 } from '../lab/dom0.ts';
 import { startViewerVm, type ViewerVm } from './viewer-vm.ts';
 
@@ -139,6 +141,31 @@ describe('moat-viewer on the host (sim grants, unix-socket vchan) against the la
     expect(report).toMatchObject({ exitCode: 0, terminated: true });
     expect(vm.served.at(-1)).toMatchObject({ name: 'bomb.png', shown: false });
   });
+
+  for (const format of ['gif', 'apng', 'webp'] as const) {
+    it(`plays an animated ${format}: each frame as sharp decodes it, in order; space pauses, . and , step`, async () => {
+      const fixture = await animationFixture(format, { width: 160, height: 100, delayMs: 100, frames: 6 });
+      const frames = fixture.frames.map((f) => ({
+        width: fixture.width,
+        height: fixture.height,
+        rgba: compositeOverCheckerboard(f, fixture.width, fixture.height),
+      }));
+      // Paused: no frame follows within ten frame delays (so each step key's draw is its own).
+      const report = await dom0.openInVm(`anim.${format}`, fixture.file, [
+        { frames: 4 },
+        { key: 'space', quietMs: 1000 },
+        ...Array.from({ length: 6 }, () => ({ key: 'period' })),
+        { key: 'comma' },
+      ]);
+      const seen = [report.first, ...report.after.slice(0, 4)].map((s) => shownFrame(s, frames));
+      expect(playedInOrder(seen, 6, 1), `${seen}`).toBe(true);
+      expect(new Set(seen).size, `${seen}`).toBeGreaterThan(1);
+      const [paused, ...steps] = report.after.slice(4).map((s) => shownFrame(s, frames)) as number[];
+      expect(paused, `${seen}`).toBeGreaterThanOrEqual(0);
+      expect(steps).toEqual([1, 2, 3, 4, 5, 6, 5].map((i) => (paused! + i) % 6));
+      expect(report).toMatchObject({ exitCode: 0, terminated: true });
+    });
+  }
 
   it('qubes.GetImageRGBA answers "<w> <h>\\n" and the RGBA sharp decodes', async () => {
     const png = await sharp(pattern(19, 11), { raw: { width: 19, height: 11, channels: 3 } })
