@@ -68,8 +68,11 @@ export interface ClientRulesOptions {
   clock?: RulesClock;
   /** Log lines: new rules, blocked clients and why, failed DNS lookups and refreshes. */
   log?: (line: string) => void;
-  /** Called after a client's set changed in the engine (e.g. to write `/dns/<ip>/<host>`, see `status`). */
-  onApplied?: (ip: string, status: ClientRulesStatus) => void;
+  /**
+   * Called after a client's set changed in the engine (e.g. to write `/dns/<ip>/<host>`, see
+   * `status`), with how many tracked connections the new set cut.
+   */
+  onApplied?: (ip: string, status: ClientRulesStatus, connectionsCut: number) => void;
 }
 
 export interface ClientRulesStatus {
@@ -248,11 +251,11 @@ export class ClientRules {
     if (previous && previous.length === sets.length && previous.every((s, i) => s === sets[i])) return;
     this.applied.set(link, sets);
     // no tree at all: no rule set (Linux: no chain for the source, dropped by the policy)
-    this.engine.setRuleSet(
+    const cut = this.engine.setRuleSet(
       link,
       sets.length === 0 ? undefined : combineRuleSets(v4?.rules.current, v6?.rules.current),
     );
-    for (const tree of [v4, v6]) if (tree) this.options.onApplied?.(tree.ip, this.status(tree.ip)!);
+    for (const tree of [v4, v6]) if (tree) this.options.onApplied?.(tree.ip, this.status(tree.ip)!, cut);
   }
 
   /** One timer for the earliest `expire=` among the trees. */

@@ -14,6 +14,7 @@ export {
 export * from './dns/index.ts';
 export {
   type ClientConfig,
+  type DecisionLogEntry,
   type DnsConfig,
   type DropLogEntry,
   type EngineConfig,

@@ -1,4 +1,12 @@
-/** `@moat/lab/bench`: the lab's benches (`./moat bench vchan`, `penalty`, `gui`, `netif`). */
+/** `@moat/lab/bench`: the lab's benches (`./moat bench vchan`, `penalty`, `gui`, `netif`, `firewall`). */
+export {
+  BENCH_RULES,
+  type FirewallBenchFigures,
+  type FirewallBenchRatio,
+  type FirewallBenchSide,
+  type FirewallKind,
+  runFirewallBench,
+} from './bench-firewall.ts';
 export { type GuiBenchFigures, runGuiBench } from './bench-gui.ts';
 export { type NetifBenchFigures, type NetifBenchRound, runNetifBench } from './bench-netif.ts';
 export {

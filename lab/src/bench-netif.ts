@@ -1,16 +1,9 @@
 import type { ProfileSummary } from './cpu-profile.ts';
 import { guestImage } from './guest-image.ts';
-import { expectGuestOk } from './guest-run.ts';
 import { bootLab, type Lab, type LabOptions } from './lab.ts';
 import { buildLinuxImage } from './linux-image.ts';
 import type { BridgeReport, NetifCommand } from './netif-lab-wire.ts';
-import {
-  measureHostPenalty,
-  PENALTY_ITERATIONS,
-  type PenaltyFigures,
-  penaltyFigures,
-  penaltyOfRun,
-} from './penalty.ts';
+import { measureHostPenalty, PENALTY_ITERATIONS, type PenaltyFigures, penaltyInLab } from './penalty.ts';
 import { bridgeVif, type LinuxVm, netvmVif, qubesMac, startCommandVm, startLinuxVm } from './topology.ts';
 import { buildVchanGuest } from './vchan-lab.ts';
 
@@ -144,16 +137,7 @@ export async function runNetifBench(
   const lab = await bootLab({ addon: linux.addon, bootTimeoutMs: 1_200_000, ...options });
   try {
     options.onStep?.('measuring the emulation penalty');
-    const penaltyDomU = lab.createDomU(penaltyGuest.image, {
-      type: 'pv',
-      name: 'nb-penalty',
-      memoryMb: 256,
-      args: { tasks: [['penalty', { kind: 'penalty', iterations, runs: 5 }]] },
-    });
-    const penalty = penaltyFigures(
-      host,
-      penaltyOfRun(expectGuestOk(await penaltyDomU.finished({ timeoutMs: 900_000 }))),
-    );
+    const penalty = await penaltyInLab(lab, penaltyGuest.image, host, 'nb-penalty');
 
     options.onStep?.('starting the netvm, both middle domUs and their clients');
     const netvmIp = '10.137.0.5';

@@ -7,6 +7,7 @@
  */
 import { buildFirewallImage, type VmImage } from '@moat/unikernel';
 import { LabError } from './errors.ts';
+import { memoryBreakdown, moatStats } from './firewall-life.ts';
 import type { GuestHandle } from './guest-run.ts';
 import type { Lab } from './lab.ts';
 import { LAB_IP_COMMAND } from './linux-firewall/vif-script.ts';
@@ -60,6 +61,8 @@ export interface FirewallVm {
   stop(): Promise<void>;
   /** What the VM's network looks like now, for a failed step's report (interfaces, routes, rules). */
   diagnose?(): Promise<string>;
+  /** Memory in use in the VM (/proc/meminfo MemTotal - MemAvailable), bytes. */
+  memoryInUse?(): Promise<number>;
 }
 
 /** The MAC of the firewall's uplink (the clients take 00:16:3e:5e:6c:0a and up). */
@@ -138,6 +141,8 @@ function moatClientLine(clientIp: string): RegExp {
 }
 
 const MOAT_UPLINK_LINE = /sys-moat \w+: uplink up/;
+/** sys-moat's `memory = maxmem`, MiB (the Linux reference firewall's too). */
+const MOAT_MEMORY_MB = 192;
 /** Under emulation on a loaded machine: boot, a handshake, a rule commit. */
 const MOAT_WAIT = { timeoutMs: 600_000 };
 
@@ -177,7 +182,7 @@ class MoatFirewallVm implements FirewallVm {
       // a template boots PVH (its template.conf's virt-mode), whatever the scenario's clients use
       type: this.template ? 'pvh' : context.virtMode,
       name: this.name,
-      memoryMb: 192,
+      memoryMb: MOAT_MEMORY_MB,
       driverDomain: true,
       vifs: [this.uplink],
       ...(this.template ? { pvhGrub: this.template } : {}),
@@ -250,6 +255,20 @@ class MoatFirewallVm implements FirewallVm {
 
   consoleTail(n = 30): string {
     return this.vm?.tail(n) ?? '';
+  }
+
+  /** From moat.FirewallStats (/proc/meminfo in its memory section), called by dom0 for the occasion. */
+  async memoryInUse(): Promise<number> {
+    const { context } = this.running();
+    const stats = await moatStats(context.lab, this.domid, this.name);
+    try {
+      const doc = await stats.read();
+      if (!doc.memory.system)
+        throw new LabError(this.name, 'moat.FirewallStats gave no /proc/meminfo figures');
+      return memoryBreakdown(MOAT_MEMORY_MB, doc).inUse;
+    } finally {
+      await stats.stop();
+    }
   }
 
   private running(): { vm: GuestHandle; db: QubesDbService; context: FirewallContext } {
@@ -344,6 +363,18 @@ class LinuxFirewallVm implements FirewallVm {
     await vm.command({ op: 'firewall-uplink' }, { timeoutMs: 120_000 });
   }
 
+  async memoryInUse(): Promise<number> {
+    const { vm } = this.running();
+    const r = await vm.command<{ code: number | null; out: string }>({
+      op: 'exec',
+      argv: ['cat', '/proc/meminfo'],
+    });
+    const used = memInUse(r.out);
+    if (used === undefined)
+      throw new LabError(this.name, `no MemTotal/MemAvailable in /proc/meminfo: ${r.out.slice(0, 200)}`);
+    return used;
+  }
+
   async stop(): Promise<void> {
     await this.vm?.command({ op: 'poweroff' }).catch(() => undefined);
     await this.db?.stop().catch(() => undefined);
@@ -369,4 +400,11 @@ class LinuxFirewallVm implements FirewallVm {
       throw new LabError(this.name, 'the firewall VM is not running');
     return { vm: this.vm, db: this.db, context: this.context };
   }
+}
+
+/** /proc/meminfo's MemTotal - MemAvailable, bytes (undefined when either is missing). */
+export function memInUse(meminfo: string): number | undefined {
+  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(meminfo)?.[1]);
+  const used = kb('MemTotal') - kb('MemAvailable');
+  return Number.isFinite(used) ? used * 1024 : undefined;
 }

@@ -44,6 +44,20 @@ describe('GuestHandle', () => {
     await expect(waiting).resolves.toMatch(/2 rules/);
   });
 
+  it('gives the lines printed since a mark', async () => {
+    const guest = new GuestHandle('domU t');
+    guest.line('sys-moat debug: accept vif1.0: tcp a -> b:7 by rule 0000');
+    const mark = guest.lineCount;
+    const waiting = guest.consoleLine(/accept vif1\.0/, { after: mark });
+    guest.line('other');
+    guest.line('sys-moat debug: accept vif1.0: tcp a -> b:7 by rule 0001');
+    await expect(waiting).resolves.toMatch(/rule 0001$/);
+    expect(guest.linesFrom(mark)).toEqual([
+      'other',
+      'sys-moat debug: accept vif1.0: tcp a -> b:7 by rule 0001',
+    ]);
+  });
+
   it('times out with a message naming what did not happen, and calls the cleanup', async () => {
     let cleaned = false;
     const guest = new GuestHandle('domU t', () => {

@@ -79,6 +79,11 @@ export class GuestHandle {
     for (const waiter of [...this.waiters]) waiter();
   }
 
+  /** The lines seen since the mark `from` (a `lineCount`), as far as they are still kept. */
+  linesFrom(from: number): string[] {
+    return this.lines.slice(Math.max(0, from - this.droppedLines));
+  }
+
   /** The last lines, for error messages. */
   tail(n = 25): string {
     return this.lines.slice(-n).join('\n');

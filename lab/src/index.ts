@@ -4,6 +4,13 @@ export type { AgentCommand, AgentEvent } from './control.ts';
 export { buildDom0Image, type Dom0Image } from './dom0-image.ts';
 export { LabError, LabTimeout } from './errors.ts';
 export {
+  DEMO_RULES_AFTER,
+  DEMO_RULES_BEFORE,
+  type FirewallDemoRun,
+  type FirewallDemoTry,
+  runFirewallDemo,
+} from './firewall-demo.ts';
+export {
   type ClientVifSpec,
   clientVifPlan,
   type MemorySweepOptions,

@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
-import { defaultCacheDir } from '@moat/unikernel';
+import { defaultCacheDir, type VmImage } from '@moat/unikernel';
 import { expectGuestOk, type GuestRun } from './guest-run.ts';
-import { bootLab, type LabOptions } from './lab.ts';
+import { bootLab, type Lab, type LabOptions } from './lab.ts';
 import { penaltyWorkloadJs } from './penalty-workload.ts';
 import { buildVchanGuest } from './vchan-lab.ts';
 import { buildPenaltyWorkload } from './xen-guest-files.ts';
@@ -78,6 +78,26 @@ export function penaltyOfRun(run: GuestRun, step = 'penalty'): PenaltyRun {
   const result = run.results.find((r) => r.name === step);
   if (!result?.ok) throw new Error(`${run.guest}: no penalty result (${result?.error ?? 'missing'})`);
   return result.data as PenaltyRun;
+}
+
+/**
+ * The workload in a PV domU of a running lab (the vchan guest's image, which carries the C
+ * binary) against the host's runs: the emulation penalty of that lab run (`bench netif`,
+ * `bench firewall`).
+ */
+export async function penaltyInLab(
+  lab: Lab,
+  image: VmImage,
+  host: PenaltyRun,
+  name: string,
+): Promise<PenaltyFigures> {
+  const domU = lab.createDomU(image, {
+    type: 'pv',
+    name,
+    memoryMb: 256,
+    args: { tasks: [['penalty', { kind: 'penalty', iterations: host.iterations, runs: 5 }]] },
+  });
+  return penaltyFigures(host, penaltyOfRun(expectGuestOk(await domU.finished({ timeoutMs: 900_000 }))));
 }
 
 /**

@@ -18,7 +18,16 @@ import {
   wire,
 } from '@moat/firewall';
 import { frames } from '@moat/firewall/testing';
-import { LabError, runSmoke } from '@moat/lab';
+import {
+  bootLab,
+  buildGuestAddon,
+  buildLinuxImage,
+  buildViewerImage,
+  type FirewallDemoTry,
+  openInViewer,
+  runFirewallDemo,
+} from '@moat/lab';
+import { buildFirewallImage } from '@moat/unikernel';
 import { decodeInWorker } from '@moat/viewer';
 import type { Command } from 'commander';
 import { CheckFailed, ExitCode } from '../errors.ts';
@@ -26,12 +35,13 @@ import type { Reporter } from '../output.ts';
 import { type CliContext, type CommandModule, handler } from '../program.ts';
 import { ensureDebianPackages } from '../system.ts';
 import { labDebianPackages } from './lab.ts';
-import { viewAndSave } from './viewer-lab.ts';
+import { labFailure } from './lab-bench.ts';
+import { writeShotPng } from './viewer-lab.ts';
 
 const ip = (text: string): Uint8Array => wire.parseIpv4Text(text)!;
 
 /**
- * Part 1: sys-moat's packet engine on the host (sans-IO, the same code the VM will run):
+ * `--no-lab`: sys-moat's packet engine on the host (sans-IO, the same code the VM runs):
  * a client qube with rules as dom0 writes them to QubesDB, given to the library's entry
  * point (ClientRules) as the VM will give them; its `dsthost` name is resolved by the
  * firewall's own resolver through the uplink, answered here by a stand-in upstream DNS.
@@ -189,7 +199,7 @@ function answerDns(
   }
 }
 
-/** Part 2: moat-viewer's decoders: untrusted files decoded in a worker under limits and a deadline. */
+/** moat-viewer's decoders on the host: untrusted files decoded in a worker under limits and a deadline. */
 async function viewerPart(reporter: Reporter, root: string): Promise<void> {
   const fixtures = join(root, 'viewer', 'fixtures');
   const files = [
@@ -219,50 +229,84 @@ async function viewerPart(reporter: Reporter, root: string): Promise<void> {
   }
 }
 
+/**
+ * The lab part: one boot of real Xen in QEMU for both VMs. sys-moat between a Linux client and a
+ * Linux netvm (lab/src/firewall-demo.ts: every line printed comes from the client's probes and
+ * sys-moat's console), then moat-viewer opening a photo sent with qubes.OpenInVM.
+ */
+async function labPart(reporter: Reporter, root: string): Promise<void> {
+  const progress = reporter.progress('lab', 4);
+  progress.update(1, 'building the images (Xen addon, Linux guest, sys-moat, moat-viewer)');
+  const addon = await buildGuestAddon();
+  const linux = await buildLinuxImage();
+  const firewall = await buildFirewallImage();
+  const viewer = await buildViewerImage(addon);
+  progress.update(2, 'booting Xen in QEMU');
+  const lab = await bootLab({ addon, bootTimeoutMs: 1_200_000 }).catch(labFailure);
+  try {
+    reporter.log(`[lab] Xen 4.17 booted in QEMU in ${(lab.timings.bootMs / 1000).toFixed(1)} s`);
+    progress.update(3, 'sys-moat between a Linux client and a Linux netvm');
+    const run = await runFirewallDemo(lab, { linux: linux.image, firewall: firewall.image }, (line) =>
+      reporter.log(`[sys-moat demo] ${line}`),
+    ).catch(labFailure);
+    const outcome = (t: FirewallDemoTry) => String(t.client.outcome);
+    reporter.result('sys-moat in the lab (Linux client -> sys-moat -> Linux netvm; emulated)', {
+      before: run.before.map((t) => `${t.what}: ${outcome(t)}`),
+      afterRuleChange: run.after.map((t) => `${t.what}: ${outcome(t)}`),
+      secondsToNetvm: run.timings.netvmUpS,
+      secondsToSysMoatUplink: run.timings.moatUplinkUpS,
+      secondsToClient: run.timings.clientUpS,
+    });
+
+    progress.update(4, 'moat-viewer: a photo sent with qubes.OpenInVM');
+    // moat-viewer as a Qubes user meets it: a file sent with qubes.OpenInVM, shown in a window.
+    const sample = join(root, 'viewer', 'fixtures', 'jpeg', 'exif-orientation', 'Landscape_6.jpg');
+    const png = join(root, 'dist', 'demo', 'moat-viewer-window.png');
+    reporter.log(`[viewer] opening ${sample} in a moat-viewer VM in the lab (qubes.OpenInVM)`);
+    const { outcomes, memory } = await openInViewer(lab, viewer, {
+      vmName: 'moat-viewer-demo',
+      memoryMb: 400,
+      requests: [{ file: sample }],
+    }).catch(labFailure);
+    const shot = outcomes[0]?.shots.at(-1);
+    if (!shot) throw new CheckFailed('moat-viewer showed no window');
+    await writeShotPng(shot, png);
+    reporter.result('moat-viewer window (lab)', {
+      title: shot.title,
+      size: `${shot.width}x${shot.height}`,
+      png,
+      callToFirstFrameMs: outcomes[0]!.result.firstFrameMs,
+      vmMemory: memory[0]
+        ? `node rss ${memory[0].rssMiB} MiB, VM used ${memory[0].usedMiB} of ${memory[0].totalMiB} MiB`
+        : 'n/a',
+    });
+    reporter.log(`[viewer] the window as the user sees it is in ${png}`);
+    progress.done('sys-moat and moat-viewer ran in the lab');
+  } finally {
+    await lab.shutdown();
+  }
+}
+
 export const demoCommand: CommandModule = {
   register(program: Command, ctx: CliContext) {
     program
       .command('demo')
       .description(
-        'the main job today: the firewall engine and image decoders on the host, then real Xen in QEMU running our JS in dom0, a PV and a PVH domU, and an image opened in a moat-viewer VM (window saved as PNG)',
+        'the main job: in one boot of real Xen in QEMU, sys-moat between a Linux client qube and a Linux netvm (what the client tries, what sys-moat decided and by which rule, a rule change at run time), then a photo opened in a moat-viewer VM (window saved as PNG); the image decoders run on the host first',
       )
-      .option('--no-lab', 'skip the Xen-in-QEMU part')
+      .option('--no-lab', "skip Xen in QEMU: run sys-moat's packet engine on the host instead")
       .action(
         handler(async (reporter, cmd) => {
-          reporter.log(
-            'moat demo: what exists today. The sys-moat VM is not in the demo yet: its engine runs on the host; then the lab boots, and an image opens in a moat-viewer VM.',
-          );
-          firewallPart(reporter);
           await viewerPart(reporter, ctx.root);
-          if (cmd.opts<{ lab: boolean }>().lab) {
-            await ensureDebianPackages(labDebianPackages, (line) => reporter.log(line));
-            const progress = reporter.progress('lab', 5);
-            try {
-              const steps = await runSmoke({
-                onStep: (step, index, total) => {
-                  reporter.log(`[lab] ${step.name}: ${step.detail} (${(step.ms / 1000).toFixed(1)} s)`);
-                  if (index < total) progress.update(index + 1, `after ${step.name}`);
-                },
-              });
-              progress.done(`${steps.length} steps ok`);
-            } catch (error) {
-              if (error instanceof LabError) throw new CheckFailed(error.message, { step: error.step });
-              throw error;
-            }
-            // moat-viewer as a Qubes user meets it: a file sent with qubes.OpenInVM, shown in a window.
-            const sample = join(
-              ctx.root,
-              'viewer',
-              'fixtures',
-              'jpeg',
-              'exif-orientation',
-              'Landscape_6.jpg',
+          if (!cmd.opts<{ lab: boolean }>().lab) {
+            reporter.log(
+              "moat demo --no-lab: sys-moat's packet engine on the host (sans-IO, the code the VM runs), no Xen.",
             );
-            const png = join(ctx.root, 'dist', 'demo', 'moat-viewer-window.png');
-            reporter.log(`[viewer] opening ${sample} in a moat-viewer VM in the lab (qubes.OpenInVM)`);
-            await viewAndSave(reporter, { file: sample, png });
-            reporter.log(`[viewer] the window as the user sees it is in ${png}`);
+            firewallPart(reporter);
+            return ExitCode.ok;
           }
+          await ensureDebianPackages(labDebianPackages, (line) => reporter.log(line));
+          await labPart(reporter, ctx.root);
           return ExitCode.ok;
         }),
       );

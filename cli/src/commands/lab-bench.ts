@@ -1,5 +1,13 @@
 import { LabError } from '@moat/lab';
-import { runGuiBench, runNetifBench, runPenaltyBench, runVchanBench } from '@moat/lab/bench';
+import {
+  type FirewallBenchSide,
+  type FirewallKind,
+  runFirewallBench,
+  runGuiBench,
+  runNetifBench,
+  runPenaltyBench,
+  runVchanBench,
+} from '@moat/lab/bench';
 import type { Command } from 'commander';
 import { CheckFailed, ExitCode, SetupProblem } from '../errors.ts';
 import { type CliContext, type CommandModule, handler } from '../program.ts';
@@ -14,7 +22,8 @@ export function labFailure(error: unknown): never {
  * and JS run in a domU than here) and `bench vchan` (our vchan against the C
  * vchan-socket-proxy in the same lab run, with that run's penalty beside it) and `bench gui`
  * (full-window updates through our GUI agent against dom0's grant copy of the same bytes) and
- * `bench netif` (iperf3 through our netif domU beside a Linux bridge domU, with the penalty).
+ * `bench netif` (iperf3 through our netif domU beside a Linux bridge domU, with the penalty) and
+ * `bench firewall` (sys-moat beside the Linux reference firewall, with the penalty).
  */
 export const labBenchCommand: CommandModule = {
   register(_program: Command, ctx: CliContext) {
@@ -205,6 +214,69 @@ export const labBenchCommand: CommandModule = {
           });
           for (const failure of f.failures) reporter.log(`iperf3 failed: ${failure}`);
           return f.penalty.hashesAgree && f.failures.length === 0 ? ExitCode.ok : ExitCode.checkFailed;
+        }),
+      );
+
+    ctx.bench
+      .command('firewall')
+      .description(
+        'sys-moat beside the Linux reference firewall in one lab run: iperf3 both ways, ping, xl create to first forwarded packet, memory with 20 clients; raw and corrected by the emulation penalty of the same run',
+      )
+      .option('--seconds <n>', 'seconds of each iperf3 run', '10')
+      .option('--only <kind>', 'measure one firewall: moat or linux (no ratios then)')
+      .action(
+        handler(async (reporter, cmd) => {
+          const o = cmd.opts<{ seconds: string; only?: string }>();
+          const seconds = Number(o.seconds);
+          if (!Number.isInteger(seconds) || seconds < 1 || seconds > 120)
+            throw new SetupProblem('--seconds must be an integer from 1 to 120');
+          if (o.only !== undefined && o.only !== 'moat' && o.only !== 'linux')
+            throw new SetupProblem('--only must be moat or linux');
+          const steps = 24;
+          const progress = reporter.progress('bench firewall', steps);
+          let step = 0;
+          const f = await runFirewallBench({
+            seconds,
+            ...(o.only ? { only: o.only as FirewallKind } : {}),
+            onStep: (text) => progress.update(Math.min(++step, steps), text),
+          }).catch(labFailure);
+          progress.done('measured');
+          const side = (s: FirewallBenchSide) => ({
+            upMbitPerS: s.upMbitPerS ?? 'n/a',
+            downMbitPerS: s.downMbitPerS ?? 'n/a',
+            pingMs: s.pingMs ?? 'n/a',
+            firstForwardMs: s.firstForwardMs ?? 'n/a',
+            memoryInUseMiB20Clients: s.memoryInUseMiB ?? 'n/a',
+            twentyClientsPinged: s.twentyClientsPinged ?? 'n/a',
+            ...(s.ok ? {} : { failed: s.error ?? 'unknown' }),
+          });
+          reporter.result('sys-moat (measured in the emulated lab: Xen 4.17 in QEMU TCG)', side(f.moat));
+          reporter.result('Linux reference firewall (measured in the emulated lab)', side(f.linux));
+          const r = (x: number | undefined) => x ?? 'n/a (a side is missing)';
+          reporter.result(
+            'ratios (ours vs Linux, higher is better for ours; corrected = raw x JS slowdown / C slowdown)',
+            {
+              upRaw: r(f.ratios.up.raw),
+              upCorrected: r(f.ratios.up.corrected),
+              downRaw: r(f.ratios.down.raw),
+              downCorrected: r(f.ratios.down.corrected),
+              pingRaw: r(f.ratios.ping.raw),
+              pingCorrected: r(f.ratios.ping.corrected),
+              firstForwardRaw: r(f.ratios.firstForward.raw),
+              firstForwardCorrected: r(f.ratios.firstForward.corrected),
+              memoryRaw: r(f.ratios.memory.raw),
+              penaltySlowdownC: f.penalty.slowdown.c,
+              penaltySlowdownJs: f.penalty.slowdown.js,
+              penaltyHashesAgree: f.penalty.hashesAgree,
+              target: 'corrected throughput (both ways) >= 0.5 of Linux',
+              meetsTarget: f.meetsTarget ?? 'unknown (a side is missing)',
+              note: f.note,
+            },
+          );
+          // A side that failed is a failed check: the figures above say which and why.
+          return f.moat.ok && (f.linux.ok || o.only === 'moat') && f.penalty.hashesAgree
+            ? ExitCode.ok
+            : ExitCode.checkFailed;
         }),
       );
   },

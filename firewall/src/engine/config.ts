@@ -120,6 +120,19 @@ export interface DropLogEntry {
   suppressed: number;
 }
 
+/** The client's rules deciding a new flow (the debug log's "which rule decided"). */
+export interface DecisionLogEntry {
+  link: number;
+  client: string;
+  action: 'accept' | 'drop';
+  /** The rule number (the NNNN of `/qubes-firewall/<ip>/NNNN`), or `policy`. */
+  rule: number | 'policy';
+  /** `proto src -> dst` of the flow's first packet. */
+  packet: string;
+  /** Decisions not logged since the previous line because of the rate limit. */
+  suppressed: number;
+}
+
 /**
  * Linux nf_conntrack default timeouts, in ms.
  * TCP: net/netfilter/nf_conntrack_proto_tcp.c `tcp_timeouts[]` (SYN_SENT 2 min, SYN_RECV

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { emitArp } from '../wire/arp.ts';
 import { checksum, fold, pseudoSum4, read16, read32, sumWords } from '../wire/checksum.ts';
-import { UPLINK } from './config.ts';
+import { type DecisionLogEntry, UPLINK } from './config.ts';
 import { fillL4Checksum6 } from './emit.ts';
 import { V_DROPPED, V_FORWARDED, V_LOCAL, V_REJECTED } from './engine.ts';
 import { acceptAll, completePartial, dropAll, frame4, frame6, type PacketSpec, ruleSetOf } from './frames.ts';
@@ -397,6 +397,51 @@ describe('rules', () => {
     ]);
     expect(s.accepted).toBe(2);
     expect(s.dropsByReason.rule).toBe(1);
+  });
+
+  it('logs which rule decided each new flow while a decision log is set, rate-limited', () => {
+    const { engine, sink, c1 } = setup();
+    engine.setRuleSet(
+      c1,
+      ruleSetOf(
+        (q) =>
+          q.dstPort === 22
+            ? { action: 'drop', rule: 1 }
+            : q.dstPort === 80
+              ? { action: 'accept', rule: 2 }
+              : { action: 'drop', rule: -1 },
+        [1, 2],
+      ),
+    );
+    const lines: DecisionLogEntry[] = [];
+    out(engine, sink, c1, frame4({ src: C1, dst: REMOTE, proto: 6, sport: 9, dport: 80 }));
+    expect(lines).toEqual([]);
+    engine.setDecisionLog((e) => lines.push(e));
+    out(engine, sink, c1, frame4({ src: C1, dst: REMOTE, proto: 6, sport: 1, dport: 22 }));
+    out(engine, sink, c1, frame4({ src: C1, dst: REMOTE, proto: 6, sport: 2, dport: 80 }));
+    // the flow's later packets are not decisions
+    out(engine, sink, c1, frame4({ src: C1, dst: REMOTE, proto: 6, sport: 2, dport: 80, tcpFlags: 0x10 }));
+    out(engine, sink, c1, frame4({ src: C1, dst: REMOTE, proto: 17, sport: 3, dport: 53 }));
+    expect(
+      lines.map(({ action, rule, client, suppressed }) => ({ action, rule, client, suppressed })),
+    ).toEqual([
+      { action: 'drop', rule: 1, client: 'work', suppressed: 0 },
+      { action: 'accept', rule: 2, client: 'work', suppressed: 0 },
+      { action: 'drop', rule: 'policy', client: 'work', suppressed: 0 },
+    ]);
+    expect(lines[1]!.packet).toMatch(/^tcp .*:2 -> .*:80$/);
+    // a burst of new flows: 20 lines, then the rest counted on the next line that is let through
+    lines.length = 0;
+    for (let port = 1000; port < 1050; port++)
+      out(engine, sink, c1, frame4({ src: C1, dst: REMOTE, proto: 6, sport: port, dport: 22 }));
+    expect(lines.length).toBeLessThanOrEqual(20);
+    engine.tick(60_000);
+    out(engine, sink, c1, frame4({ src: C1, dst: REMOTE, proto: 6, sport: 2000, dport: 22 }));
+    expect(lines.at(-1)!.suppressed).toBe(50 - (lines.length - 1));
+    engine.setDecisionLog(undefined);
+    const before = lines.length;
+    out(engine, sink, c1, frame4({ src: C1, dst: REMOTE, proto: 6, sport: 3000, dport: 22 }));
+    expect(lines.length).toBe(before);
   });
 });
 

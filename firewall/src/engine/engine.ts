@@ -23,6 +23,7 @@ import { formatMac } from '../wire/ethernet.ts';
 import { fromClient, fromUplink } from './classify.ts';
 import {
   type ClientConfig,
+  type DecisionLogEntry,
   type DnsConfig,
   type EngineConfig,
   type FrameMeta,
@@ -169,6 +170,15 @@ export class FirewallEngine {
     s.links[link] = undefined;
     s.updateInternal();
     this.configChanged();
+  }
+
+  /**
+   * Logs which rule decided each new flow (accept or drop, rule number or policy), rate-limited
+   * apart from the drop log; undefined turns it off. For a debug log level: off, the packet
+   * path only tests that it is unset.
+   */
+  setDecisionLog(log: ((entry: DecisionLogEntry) => void) | undefined): void {
+    this.iface.decisionLog = log;
   }
 
   /**

@@ -135,10 +135,12 @@ function newFlow(iface: Iface, p: Packet, c: ClientLink, toClient: boolean): num
       iface.drop(p, c, R_FAIL_CLOSED);
       return -1;
     }
+    if (iface.decisionLog) iface.logDecision(p, c, 'drop', d.rule);
     c.countRule(c.ruleSlot(d.rule), p.ipLen);
     rejectByRule(iface, p, c, R_RULE);
     return -1;
   }
+  if (iface.decisionLog) iface.logDecision(p, c, 'accept', d.rule);
   const slot = c.ruleSlot(d.rule);
   if (proto === IPPROTO_TCP && !tcpOpensFlow(p.tcpFlags)) {
     iface.drop(p, c, R_TCP_INVALID);

@@ -10,6 +10,7 @@ import type { FlowQuery, RuleDecision } from '../rules/types.ts';
 import { ArpView } from '../wire/arp.ts';
 import { read32 } from '../wire/checksum.ts';
 import {
+  type DecisionLogEntry,
   type DnsConfig,
   type DropLogEntry,
   type EngineConfig,
@@ -112,6 +113,10 @@ export class Iface {
   private readonly logBucket: TokenBucket;
   private logSuppressed = 0;
   logSuppressedTotal = 0;
+  /** Set while the VM logs at debug: each new flow's rule decision (off, it costs nothing). */
+  decisionLog: ((e: DecisionLogEntry) => void) | undefined = undefined;
+  private readonly decisionBucket: TokenBucket;
+  private decisionSuppressed = 0;
 
   constructor(config: EngineConfig, sink: FrameSink) {
     this.sink = sink;
@@ -139,6 +144,7 @@ export class Iface {
     this.logSink = config.log;
     const perSecond = config.logPerSecond ?? 10;
     this.logBucket = new TokenBucket(perSecond, perSecond * 2);
+    this.decisionBucket = new TokenBucket(perSecond, perSecond * 2);
   }
 
   setDns(dns: DnsConfig | undefined): void {
@@ -212,6 +218,25 @@ export class Iface {
       }
     }
     return V_DROPPED;
+  }
+
+  /** Logs (rate-limited, its own budget) which rule decided the new flow p of client link c. */
+  logDecision(p: Packet, link: Link, action: 'accept' | 'drop', rule: number): void {
+    const sink = this.decisionLog;
+    if (!sink) return;
+    if (!this.decisionBucket.allow(this.now)) {
+      this.decisionSuppressed++;
+      return;
+    }
+    sink({
+      link: link.link,
+      client: link.name,
+      action,
+      rule: rule < 0 ? 'policy' : rule,
+      packet: p.describe(),
+      suppressed: this.decisionSuppressed,
+    });
+    this.decisionSuppressed = 0;
   }
 
   /** Sends the frame the writer just built (`len` bytes) on `link`. */

@@ -309,6 +309,42 @@ describe('sys-moat between clients and the uplink (fake devices)', () => {
     expect(probe()).toEqual([]);
   });
 
+  it('at log level debug, logs each new flow with the rule that decided it, and stops at info', async () => {
+    const { daemon, backend, uplink, vm, lines } = await boot([
+      ...proxyKeys([
+        ['policy', 'drop'],
+        ['0000', 'action=accept proto=tcp dstports=80-80'],
+      ]),
+      ['/vm-config/log-level', 'debug'],
+    ]);
+    await until(() => uplink.links.length === 1, 'uplink connected');
+    const a = new FakeVif(20, 0, MAC_A, CLIENT_A);
+    backend.add(a);
+    await until(() => a.link !== undefined && vm.network.stats().clients[0]?.state === 'up', 'client up');
+    a.link!.inject(syn(CLIENT_A, 80, 41000));
+    a.link!.inject(syn(CLIENT_A, 22, 41001));
+    const decisions = () => lines.filter((l) => /^sys-moat debug: (accept|drop) /.test(l));
+    expect(decisions()).toEqual([
+      `sys-moat debug: accept vif20.0: tcp ${CLIENT_A}:41000 -> ${REMOTE}:80 by rule 0000 (action=accept proto=tcp dstports=80-80)`,
+      `sys-moat debug: drop vif20.0: tcp ${CLIENT_A}:41001 -> ${REMOTE}:22 by the policy (drop)`,
+    ]);
+    expect(lines).toContain(`sys-moat info: rules for ${CLIENT_A} in force; 0 connection(s) they forbid cut`);
+    // new rules that forbid the open connection to port 80: it is cut, and the log says so
+    daemon.commit(`/qubes-firewall/${CLIENT_A}`, [
+      ['policy', 'drop'],
+      ['0000', 'action=accept proto=tcp dstports=22-22'],
+    ]);
+    await until(() => lines.some((l) => l.includes('1 connection(s) they forbid cut')), 'the connection cut');
+    a.link!.inject(syn(CLIENT_A, 22, 41003));
+    expect(decisions().at(-1)).toBe(
+      `sys-moat debug: accept vif20.0: tcp ${CLIENT_A}:41003 -> ${REMOTE}:22 by rule 0000 (action=accept proto=tcp dstports=22-22)`,
+    );
+    daemon.write('/vm-config/log-level', 'info');
+    await until(() => lines.some((l) => l.includes('log level debug -> info')), 'level info');
+    a.link!.inject(syn(CLIENT_A, 80, 41002));
+    expect(decisions()).toHaveLength(3);
+  });
+
   it('follows /connected-ips and serves moat.FirewallStats with the engine counters', async () => {
     const { daemon, backend, uplink, vm } = await boot(proxyKeys([['policy', 'accept']]));
     await until(() => uplink.links.length === 1, 'uplink connected');

@@ -91,6 +91,7 @@ export async function startFirewallVm(o: FirewallVmOptions): Promise<FirewallVm>
       const next = readSettings(vmConfig()).settings.logLevel;
       if (next !== log.level) log.info(`log level ${log.level} -> ${next}`);
       log.level = next;
+      network.followLogLevel();
     }),
   );
   await network.start();

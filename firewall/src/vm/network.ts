@@ -12,6 +12,7 @@ import { ClientRules, systemClock } from '../client-rules.ts';
 import type { ResolverStats } from '../dns/resolver.ts';
 import { type DnsServer, dnsServersFromQubesDb, StubResolver } from '../dns/resolver.ts';
 import {
+  type DecisionLogEntry,
   type DropLogEntry,
   type FrameMeta,
   type FrameSink,
@@ -138,6 +139,14 @@ export class FirewallNetwork {
     this.engine.setConnectedIps(ips4, ips6);
   }
 
+  /**
+   * At log level debug, each new flow's rule decision is logged with the rule that decided it
+   * (`/qubes-firewall/<ip>/NNNN` and its line, or the policy); rate-limited by the engine.
+   */
+  followLogLevel(): void {
+    this.engine?.setDecisionLog(this.o.log.level === 'debug' ? (e) => this.logDecision(e) : undefined);
+  }
+
   /** Timers: conntrack expiry, the resolver's retries and refreshes (rule `expire=` has its own timer). */
   tick(): void {
     this.engine?.tick(this.o.now());
@@ -196,6 +205,7 @@ export class FirewallNetwork {
       sink,
     );
     this.engine = engine;
+    this.followLogLevel();
     this.resolver = new StubResolver({
       servers: this.dnsServers(),
       now: this.o.now,
@@ -213,6 +223,10 @@ export class FirewallNetwork {
         setTimer: systemClock.setTimer,
       },
       log: (line) => this.o.log.info(line),
+      onApplied: (ip, status, cut) =>
+        this.o.log.info(
+          `rules for ${ip} in force${status.failClosedReason ? ` (fail closed: ${status.failClosedReason})` : ''}; ${cut} connection(s) they forbid cut`,
+        ),
     });
     this.connectedIpsChanged();
     this.o.log.info(
@@ -291,6 +305,17 @@ export class FirewallNetwork {
     const device = link === UPLINK ? this.uplinkLink : this.links.get(link);
     if (device) device.send(buf, off, len, meta);
     else this.framesWithoutDevice += 1;
+  }
+
+  private logDecision(e: DecisionLogEntry): void {
+    const ip = [...this.slots.values()].find((s) => s.link === e.link)?.ip.split(' ')[0];
+    const key = e.rule === 'policy' ? 'policy' : String(e.rule).padStart(4, '0');
+    const line = ip ? this.o.read(`/qubes-firewall/${ip}/${key}`) : undefined;
+    const rule = e.rule === 'policy' ? 'the policy' : `rule ${key}`;
+    const more = e.suppressed > 0 ? ` (${e.suppressed} more not logged)` : '';
+    this.o.log.debug(
+      `${e.action} ${e.client}: ${e.packet} by ${rule}${line !== undefined ? ` (${line})` : ''}${more}`,
+    );
   }
 
   private logDrop(e: DropLogEntry): void {
