@@ -131,12 +131,20 @@ describe('a Linux client qube behind a Linux netvm (driver domain) on real Xen (
     };
     expect(before.netvmVifs).toEqual([`vif${client.domid}.0`]);
     const start = performance.now();
+    // The client's MemAvailable (MiB) every fifth cycle, beside netif.lab.test.ts's (where the
+    // backend is ours): what Linux's xen-netfront keeps per reconnect with Linux's own netback.
+    const clientMemory: number[] = [];
+    figures.clientMemAvailableMiB = clientMemory;
     for (let i = 0; i < CYCLES; i++) {
       const [device] = await listVifs(lab, CLIENT.name);
       expect(device).toBeDefined();
       await detachVif(lab, CLIENT.name, device ?? 0);
       expect(await listVifs(lab, CLIENT.name)).toEqual([]);
       await attachVif(lab, CLIENT.name, netvmVif(NETVM.name, CLIENT.ip, CLIENT.mac));
+      if (i % 5 === 0) {
+        const r = await client.command<{ out: string }>({ op: 'exec', argv: ['cat', '/proc/meminfo'] });
+        clientMemory.push(Math.round(Number(/MemAvailable:\s+(\d+)/.exec(r.out)?.[1]) / 102.4) / 10);
+      }
     }
     figures.cyclesMs = Math.round(performance.now() - start);
     const after = {
