@@ -59,7 +59,9 @@ export { fetchPvhGrub } from './pvh-grub.ts';
 export { qemuArgs } from './qemu.ts';
 export { type QubesVmSpec, qubesDbEntries, qubesFirewallEntries } from './qubesdb-keys.ts';
 export {
+  compareRuns,
   type Expectation,
+  expectationFor,
   outcomeMeets,
   parseScenario,
   SCENARIO_FIREWALLS,

@@ -426,6 +426,8 @@ async function pingProbe(c: Extract<LinuxCommand, { op: 'ping' }>): Promise<unkn
     String(count),
     '-W',
     String(Math.ceil((c.timeoutMs ?? PROBE_TIMEOUT_MS) / 1000)),
+    // IPv6 out of the client's one vif: a link-local multicast target has no route otherwise.
+    ...(c.to.includes(':') ? ['-6', '-I', 'eth0'] : []),
     c.to,
   ]);
   const received = Number(/(\d+) packets received/.exec(r.out)?.[1] ?? 0);
