@@ -66,6 +66,8 @@ interface ProbeData {
   addresses?: string[];
   code?: string;
   error?: string;
+  /** ping: nothing left the client (its output says why). */
+  sentNothing?: string;
 }
 
 /** The source address an echo reported (`from <ip>:<port>`). */
@@ -135,6 +137,9 @@ export function judgeProbe(
 ): { ok: boolean; result: string; why?: string } {
   const result = data.outcome;
   const expect: Expectation = expectationFor(step, firewall);
+  // Silence from a probe that sent nothing proves nothing about the firewall.
+  if (data.sentNothing !== undefined)
+    return { ok: false, result: 'not sent', why: `the probe sent nothing: ${data.sentNothing}` };
   if (!outcomeMeets(result, expect)) return { ok: false, result, why: `expected ${expect}, got ${result}` };
   if (expect === 'allow' && step.upstreamSees) {
     const seen = reportedSource(data.reply);

@@ -179,6 +179,15 @@ describe('lab scenarios, format version 1', () => {
     expect(judgeProbe(dns, { outcome: 'accepted', addresses: ['192.0.2.1'] }).ok).toBe(true);
     expect(judgeProbe(dns, { outcome: 'accepted', addresses: [] }).ok).toBe(false);
     expect(judgeProbe(step, { outcome: 'silence' }).why).toBe('expected allow, got silence');
+    const ping = { kind: 'probe', from: 'w', probe: 'ping', to: 'ff02::2', expect: 'drop' } as const;
+    expect(judgeProbe(ping, { outcome: 'silence' }).ok).toBe(true);
+    expect(
+      judgeProbe(ping, { outcome: 'silence', sentNothing: 'ping: sendto: Network is unreachable' }),
+    ).toEqual({
+      ok: false,
+      result: 'not sent',
+      why: 'the probe sent nothing: ping: sendto: Network is unreachable',
+    });
   });
 
   it('a step where the Linux reference differs by design holds each firewall to its own expectation', () => {
