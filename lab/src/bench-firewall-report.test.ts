@@ -156,6 +156,35 @@ describe('bench firewall: figures and report', () => {
     expect(text).toMatch(/load average at start: 1.00 2.00 3.00/);
   });
 
+  it('prints where sys-moat spent its time in the profiled run', () => {
+    const profiled = firewallBenchFigures({
+      seconds: 10,
+      clients: 20,
+      clientDomains: 2,
+      moat: {
+        ...MOAT,
+        profiled: {
+          upMbitPerS: 18.5,
+          profile: {
+            ms: 15_000,
+            samples: 15_000,
+            idle: 0.6,
+            gc: 0.05,
+            program: 0.1,
+            top: [{ fn: 'receive engine.ts:10', ms: 1200, busyShare: 0.2 }],
+          },
+        },
+      },
+      linux: LINUX,
+      penalty: PENALTY,
+    });
+    const text = formatFirewallBench(profiled).join('\n');
+    expect(text).toMatch(
+      /sys-moat profiled \(one more iperf3 client -> netvm, 18.5 Mbit\/s, .* over 15.0 s\): idle 60%, GC 5%/,
+    );
+    expect(text).toMatch(/\n {2}receive engine.ts:10 {2}1200 ms {2}20%/);
+  });
+
   it('says n/a, unknown and why a side failed', () => {
     const failed = firewallBenchFigures({
       seconds: 10,

@@ -5,6 +5,7 @@
  * throughput ratio is corrected by × (JS slowdown / C slowdown) and a time ratio by the inverse;
  * memory does not depend on emulation speed and is compared raw only.
  */
+import type { ProfileSummary } from './cpu-profile.ts';
 import type { PenaltyFigures } from './penalty.ts';
 
 export type FirewallKind = 'moat' | 'linux';
@@ -39,6 +40,8 @@ export interface FirewallBenchSide {
   readonly clients?: number;
   readonly clientsPinged?: number;
   readonly memory?: FirewallMemoryFigures;
+  /** sys-moat only: one more iperf3 client -> netvm with V8's profiler on in the VM, and where its time went. */
+  readonly profiled?: { readonly upMbitPerS: number; readonly profile: ProfileSummary };
 }
 
 /** sys-moat / Linux, raw and with the emulation penalty divided out (undefined: a side is missing). */
@@ -229,6 +232,14 @@ export function formatFirewallBench(f: FirewallBenchFigures): string[] {
     `iperf3 ${f.seconds} s each way from one client; ${f.clients} client vifs over ${f.clientDomains} client domUs for memory`,
     `aim: ${f.aim}: ${f.meetsAim === undefined ? 'unknown (a figure is missing)' : f.meetsAim ? 'met' : 'not met'}`,
   ];
+  const pr = f.moat.profiled;
+  if (pr) {
+    const share = (x: number) => `${Math.round(x * 100)}%`;
+    out.push(
+      `sys-moat profiled (one more iperf3 client -> netvm, ${pr.upMbitPerS} Mbit/s, V8 profiler in the VM over ${(pr.profile.ms / 1000).toFixed(1)} s): idle ${share(pr.profile.idle)}, GC ${share(pr.profile.gc)}, V8/native outside JS ${share(pr.profile.program)}; busiest (self time, share of busy):`,
+      ...pr.profile.top.slice(0, 12).map((t) => `  ${t.fn}  ${t.ms} ms  ${share(t.busyShare)}`),
+    );
+  }
   if (f.load) out.push(`load average at start: ${f.load.start}; at end: ${f.load.end}`);
   for (const s of [f.moat, f.linux])
     if (!s.ok) out.push(`${s.kind === 'moat' ? 'sys-moat' : 'Linux'} failed: ${s.error ?? 'unknown'}`);

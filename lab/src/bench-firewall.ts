@@ -158,6 +158,19 @@ async function benchOne(
     step(`${kind}: ${figures.upMbitPerS} Mbit/s client -> netvm; iperf3 -R`);
     figures.downMbitPerS = await measured('iperf3 netvm -> client', () => iperf(client, seconds, true));
     step(`${kind}: ${figures.downMbitPerS} Mbit/s netvm -> client`);
+    if (fw.profile) {
+      step(`${kind}: one more iperf3 client -> netvm, profiled`);
+      // The profile outlasts the run a little (iperf3's connect and result exchange around it).
+      // A profile that fails costs its figures only, not the side's.
+      try {
+        const { result, profile } = await fw.profile((seconds + 5) * 1000, () =>
+          iperf(client, seconds, false),
+        );
+        figures.profiled = { upMbitPerS: result, profile };
+      } catch (error) {
+        step(`${kind}: the profiled run failed: ${(error as Error).message.split('\n')[0]}`);
+      }
+    }
 
     // Exactly `total` clients for the memory figure: the bench client goes first.
     await unplugClientVifs(lab, clients.bench);

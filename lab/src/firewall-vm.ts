@@ -6,6 +6,7 @@
  * unikernel's buildFirewallImage makes).
  */
 import { buildFirewallImage, type VmImage } from '@moat/unikernel';
+import type { ProfileSummary } from './cpu-profile.ts';
 import { LabError } from './errors.ts';
 import { moatStats } from './firewall-life.ts';
 import type { GuestHandle } from './guest-run.ts';
@@ -65,6 +66,11 @@ export interface FirewallVm {
   memoryInUse?(): Promise<number>;
   /** The VM's memory figures (its /proc/meminfo; sys-moat's node process too). */
   memory?(): Promise<FirewallVmMemory>;
+  /**
+   * Where the VM's own code spends its time while `during` runs (sys-moat: V8's profiler through
+   * qrexec moat.CpuProfile over `ms`, started just before `during`).
+   */
+  profile?<T>(ms: number, during: () => Promise<T>): Promise<{ result: T; profile: ProfileSummary }>;
 }
 
 /** Memory in a firewall VM, bytes (but `memoryMb`), read inside the VM. */
@@ -276,6 +282,19 @@ class MoatFirewallVm implements FirewallVm {
   async memoryInUse(): Promise<number> {
     const m = await this.memory();
     return m.memTotal - m.memAvailable;
+  }
+
+  async profile<T>(ms: number, during: () => Promise<T>): Promise<{ result: T; profile: ProfileSummary }> {
+    const { context } = this.running();
+    const stats = await moatStats(context.lab, this.domid, this.name);
+    try {
+      const profile = stats.profile(ms);
+      profile.catch(() => undefined);
+      const result = await during();
+      return { result, profile: await profile };
+    } finally {
+      await stats.stop();
+    }
   }
 
   /** From moat.FirewallStats (/proc/meminfo in its memory section), called by dom0 for the occasion. */
