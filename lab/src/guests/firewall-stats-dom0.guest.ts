@@ -37,7 +37,7 @@ async function main(): Promise<void> {
         }
         const t = performance.now();
         if (c.op === 'profile') {
-          const r = await qrexec.call(`moat.CpuProfile+${c.ms}`, { user: 'root' });
+          const r = await qrexec.call('moat.CpuProfile', { user: 'root', argument: String(c.ms) });
           if (r.exitCode !== 0) throw new Error(`moat.CpuProfile exit ${r.exitCode}: ${r.stderr.toString()}`);
           return summarizeCpuProfile(JSON.parse(r.stdout.toString('utf8')) as CpuProfile, c.top ?? 15);
         }
