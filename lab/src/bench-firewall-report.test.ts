@@ -25,6 +25,8 @@ const MOAT: FirewallBenchSide = {
   ok: true,
   firstForwardMs: 60_000,
   pingMs: 4,
+  pingMinMs: 3,
+  pingMaxMs: 6,
   upMbitPerS: 20,
   downMbitPerS: 30,
   clients: 20,
@@ -43,6 +45,8 @@ const LINUX: FirewallBenchSide = {
   ok: true,
   firstForwardMs: 40_000,
   pingMs: 2,
+  pingMinMs: 1,
+  pingMaxMs: 3,
   upMbitPerS: 100,
   downMbitPerS: 100,
   clients: 20,
@@ -73,6 +77,7 @@ describe('bench firewall: ratios and correction', () => {
     expect(r.up).toEqual({ raw: 0.2, corrected: 0.8 });
     expect(r.down).toEqual({ raw: 0.3, corrected: 1.2 });
     expect(r.ping).toEqual({ raw: 2, corrected: 0.5 });
+    expect(r.pingMin).toEqual({ raw: 3, corrected: 0.75 });
     expect(r.firstForward).toEqual({ raw: 1.5, corrected: 0.375 });
     expect(r.memory).toEqual({ raw: 1.5 });
   });
@@ -123,7 +128,14 @@ describe('bench firewall: figures and report', () => {
     expect(json.note).toMatch(/emulated lab/);
     expect(json.correction).toBe(4);
     expect(json.meetsAim).toBe(true);
-    expect(Object.keys(json.ratios).sort()).toEqual(['down', 'firstForward', 'memory', 'ping', 'up']);
+    expect(Object.keys(json.ratios).sort()).toEqual([
+      'down',
+      'firstForward',
+      'memory',
+      'ping',
+      'pingMin',
+      'up',
+    ]);
     expect(json.moat).toEqual(MOAT);
     expect(json.linux.memory.node).toBeUndefined();
   });
@@ -135,7 +147,14 @@ describe('bench firewall: figures and report', () => {
     const row = (label: string) => lines.find((l) => l.startsWith(label))?.split(/\s{2,}/);
     expect(row('TCP client -> netvm')?.slice(1)).toEqual(['20.0', '100.0', '0.200', '0.800', 'higher']);
     expect(row('TCP netvm -> client')?.slice(1)).toEqual(['30.0', '100.0', '0.300', '1.200', 'higher']);
-    expect(row('ping round trip')?.slice(1)).toEqual(['4.00', '2.00', '2.000', '0.500', 'lower']);
+    expect(row('ping round trip, ms (avg')?.slice(1)).toEqual(['4.00', '2.00', '2.000', '0.500', 'lower']);
+    expect(row('ping round trip, ms (fastest')?.slice(1)).toEqual([
+      '3.00',
+      '1.00',
+      '3.000',
+      '0.750',
+      'lower',
+    ]);
     expect(row('xl create -> first')?.slice(1)).toEqual(['60.0', '40.0', '1.500', '0.375', 'lower']);
     expect(row('memory in use, 20 clients')?.slice(1)).toEqual([
       '60.0',

@@ -31,8 +31,10 @@ export interface FirewallBenchSide {
   readonly error?: string;
   /** `xl create` of the firewall to the first ping answered through it, ms. */
   readonly firstForwardMs?: number;
-  /** Average round trip of 10 pings client -> netvm through the firewall, ms. */
+  /** Round trip of 10 pings client -> netvm through the firewall, ms: average, fastest, slowest. */
   readonly pingMs?: number;
+  readonly pingMinMs?: number;
+  readonly pingMaxMs?: number;
   /** iperf3 client -> netvm and netvm -> client (`-R`), receiver's rate, Mbit/s. */
   readonly upMbitPerS?: number;
   readonly downMbitPerS?: number;
@@ -50,7 +52,7 @@ export interface FirewallBenchRatio {
   readonly corrected?: number;
 }
 
-export type FirewallBenchRow = 'up' | 'down' | 'ping' | 'firstForward' | 'memory';
+export type FirewallBenchRow = 'up' | 'down' | 'ping' | 'pingMin' | 'firstForward' | 'memory';
 
 export interface FirewallBenchFigures {
   readonly note: string;
@@ -101,6 +103,7 @@ export const HIGHER_IS_BETTER: Readonly<Record<FirewallBenchRow, boolean>> = {
   up: true,
   down: true,
   ping: false,
+  pingMin: false,
   firstForward: false,
   memory: false,
 };
@@ -121,6 +124,7 @@ export function firewallRatios(
     up: speed(moatOverLinux(moat.upMbitPerS, linux.upMbitPerS), true),
     down: speed(moatOverLinux(moat.downMbitPerS, linux.downMbitPerS), true),
     ping: speed(moatOverLinux(moat.pingMs, linux.pingMs), false),
+    pingMin: speed(moatOverLinux(moat.pingMinMs, linux.pingMinMs), false),
     firstForward: speed(moatOverLinux(moat.firstForwardMs, linux.firstForwardMs), false),
     memory: memory === undefined ? {} : { raw: memory },
   };
@@ -174,6 +178,7 @@ export function formatFirewallBench(f: FirewallBenchFigures): string[] {
       'down',
     ],
     ['ping round trip, ms (avg of 10)', num(f.moat.pingMs, 2), num(f.linux.pingMs, 2), 'ping'],
+    ['ping round trip, ms (fastest of 10)', num(f.moat.pingMinMs, 2), num(f.linux.pingMinMs, 2), 'pingMin'],
     [
       'xl create -> first forwarded ping, s',
       num(f.moat.firstForwardMs === undefined ? undefined : f.moat.firstForwardMs / 1000, 1),

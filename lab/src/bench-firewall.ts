@@ -147,13 +147,17 @@ async function benchOne(
     }
     figures.firstForwardMs = Math.round(performance.now() - t0);
     step(`${kind}: first packet forwarded ${figures.firstForwardMs} ms after xl create; 10 pings`);
-    const ping = await client.command<{ received: number; avgMs?: number }>({
+    const ping = await client.command<{ received: number; avgMs?: number; minMs?: number; maxMs?: number }>({
       op: 'ping',
       to: UPSTREAM.ip,
       count: 10,
     });
     if (ping.avgMs !== undefined) figures.pingMs = ping.avgMs;
-    step(`${kind}: ping ${figures.pingMs ?? 'n/a'} ms; iperf3 ${seconds} s client -> netvm`);
+    if (ping.minMs !== undefined) figures.pingMinMs = ping.minMs;
+    if (ping.maxMs !== undefined) figures.pingMaxMs = ping.maxMs;
+    step(
+      `${kind}: ping min/avg/max ${figures.pingMinMs ?? 'n/a'}/${figures.pingMs ?? 'n/a'}/${figures.pingMaxMs ?? 'n/a'} ms; iperf3 ${seconds} s client -> netvm`,
+    );
     figures.upMbitPerS = await measured('iperf3 client -> netvm', () => iperf(client, seconds, false));
     step(`${kind}: ${figures.upMbitPerS} Mbit/s client -> netvm; iperf3 -R`);
     figures.downMbitPerS = await measured('iperf3 netvm -> client', () => iperf(client, seconds, true));
