@@ -241,7 +241,7 @@ export const labBenchCommand: CommandModule = {
             throw new SetupProblem('--client-domains must be an integer from 1 to 4');
           if (o.only !== undefined && o.only !== 'moat' && o.only !== 'linux')
             throw new SetupProblem('--only must be moat or linux');
-          const steps = 27;
+          const steps = 20;
           const progress = reporter.progress('bench firewall', steps);
           let step = 0;
           const f = await runFirewallBench({
