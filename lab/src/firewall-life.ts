@@ -9,6 +9,7 @@
 import type { VmImage } from '@moat/unikernel';
 import type { GuestAddon } from './addon.ts';
 import { bundleEntry } from './bundle.ts';
+import type { ProfileSummary } from './cpu-profile.ts';
 import { LabError } from './errors.ts';
 import type { FirewallStatsCommand, FirewallStatsServeArgs, MoatStatsDoc } from './firewall-life-wire.ts';
 import { guestImage } from './guest-image.ts';
@@ -42,6 +43,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** dom0's qrexec daemon for one sys-moat, calling `moat.FirewallStats` on demand. */
 export interface MoatStats {
   read(): Promise<MoatStatsDoc>;
+  /** Where sys-moat's node spends the next `ms` (moat.CpuProfile, summed up in dom0). */
+  profile(ms: number, top?: number): Promise<ProfileSummary>;
   /** Ends dom0's process (bounded). */
   stop(): Promise<void>;
 }
@@ -65,18 +68,21 @@ export async function moatStats(
   const connected = await handle.result('connected', { timeoutMs: startupTimeoutMs + 60_000 });
   if (!connected.ok) throw new LabError(name, `dom0's qrexec daemon did not connect: ${connected.error}`);
   let seq = 0;
-  const send = async (command: FirewallStatsCommand): Promise<unknown> => {
+  const send = async (command: FirewallStatsCommand, timeoutMs = 180_000): Promise<unknown> => {
     const n = ++seq;
     const written = await lab.exec(['xenstore-write', `${dir}/${n}`, JSON.stringify(command)]);
     if (written.code !== 0)
       throw new LabError(name, `writing stats command ${n} failed: ${written.lines.join(' | ')}`);
-    const result = await handle.result(`cmd ${n}`, { timeoutMs: 180_000 });
+    const result = await handle.result(`cmd ${n}`, { timeoutMs });
     if (!result.ok) throw new LabError(name, `moat.FirewallStats failed: ${result.error}`);
     return result.data;
   };
   return {
     async read() {
       return ((await send({ op: 'stats' })) as { doc: MoatStatsDoc }).doc;
+    },
+    async profile(ms, top = 15) {
+      return (await send({ op: 'profile', ms, top }, ms + 180_000)) as ProfileSummary;
     },
     async stop() {
       await send({ op: 'close' }).catch(() => undefined);
@@ -281,7 +287,10 @@ export async function plugClientVifs(
   backend: string,
   gateway: string,
 ): Promise<Map<string, string>> {
-  for (const vif of client.vifs) await attachVif(lab, client.vm.name, { backend, ip: vif.ip, mac: vif.mac });
+  // With our hotplug script, as a scenario's clients: the Linux reference firewall's `xl devd`
+  // runs it (without one it runs vif-bridge, which its image does not have, and the vif passes
+  // nothing); sys-moat's netback does devd's part and takes no script.
+  for (const vif of client.vifs) await attachVif(lab, client.vm.name, netvmVif(backend, vif.ip, vif.mac));
   const deadline = Date.now() + 120_000;
   let devices = await interfacesByMac(client.vm);
   while (client.vifs.some((v) => !devices.has(v.mac))) {

@@ -435,13 +435,14 @@ async function pingProbe(c: Extract<LinuxCommand, { op: 'ping' }>): Promise<unkn
   const transmitted = Number(/(\d+) packets transmitted/.exec(r.out)?.[1] ?? 0);
   const sentNothing = transmitted === 0 || /sendto:|bad address/.test(r.out);
   const received = Number(/(\d+) packets received/.exec(r.out)?.[1] ?? 0);
-  const rtt = /= [\d.]+\/([\d.]+)\//.exec(r.out)?.[1];
+  // busybox: `round-trip min/avg/max = 0.512/0.740/1.021 ms`
+  const rtt = /= ([\d.]+)\/([\d.]+)\/([\d.]+)/.exec(r.out);
   const icmpError = /Unreachable|Prohibited|Filtered/i.test(r.out);
   return {
     outcome: received > 0 ? 'accepted' : icmpError ? 'icmp' : 'silence',
     sent: count,
     received,
-    ...(rtt ? { avgMs: Number(rtt) } : {}),
+    ...(rtt ? { minMs: Number(rtt[1]), avgMs: Number(rtt[2]), maxMs: Number(rtt[3]) } : {}),
     ...(sentNothing ? { sentNothing: r.out.slice(-300) } : {}),
   };
 }
