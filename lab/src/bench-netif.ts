@@ -1,3 +1,11 @@
+import {
+  type IperfTcp,
+  NETIF_DIRECTIONS,
+  type NetifBenchRound,
+  type NetifBenchSummary,
+  roundRatio,
+  summarizeNetifRounds,
+} from './bench-netif-figures.ts';
 import type { ProfileSummary } from './cpu-profile.ts';
 import { guestImage } from './guest-image.ts';
 import { bootLab, type Lab, type LabOptions } from './lab.ts';
@@ -9,51 +17,29 @@ import { buildVchanGuest } from './vchan-lab.ts';
 
 const NETIF_GUEST = new URL('./guests/netif.guest.ts', import.meta.url).pathname;
 
-/** One path's iperf3 figure in one round. */
-export interface NetifBenchRound {
-  readonly linuxMbitPerS: number;
-  readonly oursMbitPerS: number;
-  /** ours / linux in this round (NaN when either run failed). */
-  readonly ratio: number;
-}
-
-export interface NetifBenchFigures {
+export interface NetifBenchFigures extends NetifBenchSummary {
   readonly seconds: number;
   readonly rounds: readonly NetifBenchRound[];
   /** iperf3 runs that failed (NaN in their round), each with why and the middle's state. */
   readonly failures: readonly string[];
-  /** Best round of each path, Mbit/s (iperf3's received rate). */
-  readonly linuxMbitPerS: number;
-  readonly oursMbitPerS: number;
-  /** Median over rounds of ours / linux. */
-  readonly ratio: number;
   /** The same run's emulation penalty (`./moat bench penalty`'s workload in a domU of this lab). */
   readonly penalty: PenaltyFigures;
-  /**
-   * ratio × (JS slowdown / C slowdown): emulation slows our JavaScript path by the JS factor
-   * and the kernel's C path by the C factor, so this estimates the ratio without emulation.
-   */
-  readonly correctedRatio: number;
   /** What our domU's bridge counted over the whole run (frames, GSO frames each way). */
   readonly oursCounts: BridgeReport['counts'];
   /**
-   * One more iperf3 through our path with V8's profiler running in our domU: its Mbit/s,
-   * where the domU's time went, and @moat/netif's counters over that run (netback: the
-   * client's side, netfront: upstream).
+   * One more iperf3 (client -> netvm) through our path with V8's profiler running in our
+   * domU: its Mbit/s, where the domU's time went, and @moat/netif's counters over that run
+   * (netback: the client's side, netfront: upstream).
    */
   readonly profiled: {
     readonly mbitPerS: number;
+    readonly tcp: IperfTcp;
     readonly profile: ProfileSummary;
     readonly netback: Record<string, number>;
     readonly netfront: Record<string, number>;
   };
 }
 
-const median = (xs: readonly number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? (s[m] ?? Number.NaN) : ((s[m - 1] ?? 0) + (s[m] ?? 0)) / 2;
-};
 const round = (x: number, digits = 2) => Number(x.toFixed(digits));
 
 const NET_STATE = [
@@ -99,14 +85,30 @@ async function pathDiagnosis(
   return parts.join('\n');
 }
 
-async function iperf(client: LinuxVm, to: string, seconds: number): Promise<number> {
-  const r = await client.command<{ outcome: string; bitsPerSecond?: number; error?: string }>(
-    { op: 'iperf3', to, seconds, waitSeconds: 300 },
-    { timeoutMs: (seconds + 400) * 1000 },
-  );
+interface IperfResult {
+  readonly mbitPerS: number;
+  readonly tcp: IperfTcp;
+}
+
+async function iperf(client: LinuxVm, to: string, seconds: number, reverse: boolean): Promise<IperfResult> {
+  const r = await client.command<{
+    outcome: string;
+    bitsPerSecond?: number;
+    retransmits?: number;
+    meanRttUs?: number;
+    error?: string;
+  }>({ op: 'iperf3', to, seconds, reverse, waitSeconds: 300 }, { timeoutMs: (seconds + 400) * 1000 });
   if (r.outcome !== 'accepted' || !r.bitsPerSecond)
-    throw new Error(`iperf3 from ${client.name} to ${to} failed: ${r.error ?? JSON.stringify(r)}`);
-  return round(r.bitsPerSecond / 1e6, 1);
+    throw new Error(
+      `iperf3${reverse ? ' -R' : ''} from ${client.name} to ${to} failed: ${r.error ?? JSON.stringify(r)}`,
+    );
+  return {
+    mbitPerS: round(r.bitsPerSecond / 1e6, 1),
+    tcp: {
+      retransmits: r.retransmits,
+      rttMs: r.meanRttUs === undefined ? undefined : round(r.meanRttUs / 1000, 1),
+    },
+  };
 }
 
 /**
@@ -202,44 +204,57 @@ export async function runNetifBench(
     const failures: string[] = [];
     // A run that fails is reported with the middle's state and the bench goes on: one path's
     // failure must not hide the other's figures.
-    const measure = async (client: LinuxVm, middle: LinuxVm | undefined, what: string) => {
+    const failed: IperfResult = { mbitPerS: Number.NaN, tcp: {} };
+    const measure = async (
+      client: LinuxVm,
+      middle: LinuxVm | undefined,
+      reverse: boolean,
+      what: string,
+    ): Promise<IperfResult> => {
       try {
-        return await iperf(client, netvmIp, seconds);
+        return await iperf(client, netvmIp, seconds, reverse);
       } catch (error) {
         failures.push(`${what}: ${(error as Error).message}${middle ? `\n${await netState(middle)}` : ''}`);
-        return Number.NaN;
+        return failed;
       }
     };
     for (let i = 0; i < rounds; i++) {
-      options.onStep?.(`round ${i + 1} of ${rounds}: iperf3 ${seconds} s through each path`);
-      const linuxMbitPerS = await measure(linuxClient, bridge, `round ${i + 1}, Linux bridge`);
-      const oursMbitPerS = await measure(oursClient, undefined, `round ${i + 1}, ours`);
-      measured.push({ linuxMbitPerS, oursMbitPerS, ratio: round(oursMbitPerS / linuxMbitPerS, 3) });
+      for (const direction of NETIF_DIRECTIONS) {
+        const reverse = direction === 'down';
+        options.onStep?.(
+          `round ${i + 1} of ${rounds}: iperf3${reverse ? ' -R' : ''} ${seconds} s through each path`,
+        );
+        const what = `round ${i + 1} ${reverse ? 'netvm -> client' : 'client -> netvm'}`;
+        const linuxRun = await measure(linuxClient, bridge, reverse, `${what}, Linux bridge`);
+        const oursRun = await measure(oursClient, undefined, reverse, `${what}, ours`);
+        measured.push({
+          direction,
+          linuxMbitPerS: linuxRun.mbitPerS,
+          oursMbitPerS: oursRun.mbitPerS,
+          ratio: roundRatio(oursRun.mbitPerS, linuxRun.mbitPerS),
+          linuxTcp: linuxRun.tcp,
+          oursTcp: oursRun.tcp,
+        });
+      }
     }
     const report = await moat.command<BridgeReport>({ op: 'bridge' });
     options.onStep?.('one more iperf3 through our path, profiled');
     await moat.command({ op: 'profile-start' });
-    const profiledMbit = await measure(oursClient, undefined, 'profiled run, ours');
+    const profiledRun = await measure(oursClient, undefined, false, 'profiled run, ours');
     const profile = await moat.command<ProfileSummary>({ op: 'profile-stop' }, { timeoutMs: 300_000 });
     const after = await moat.command<BridgeReport>({ op: 'bridge' });
     const delta = (a: Record<string, number>, b: Record<string, number>) =>
       Object.fromEntries(Object.keys(a).map((k) => [k, (a[k] ?? 0) - (b[k] ?? 0)]));
-    const finite = (xs: number[]) => xs.filter((x) => Number.isFinite(x));
-    const best = (xs: number[]) => (finite(xs).length ? Math.max(...finite(xs)) : Number.NaN);
-    const ratios = finite(measured.map((r) => r.ratio));
-    const ratio = ratios.length ? round(median(ratios), 3) : Number.NaN;
     return {
+      ...summarizeNetifRounds(measured, penalty),
       seconds,
       rounds: measured,
       failures,
-      linuxMbitPerS: best(measured.map((r) => r.linuxMbitPerS)),
-      oursMbitPerS: best(measured.map((r) => r.oursMbitPerS)),
-      ratio,
       penalty,
-      correctedRatio: round((ratio * penalty.slowdown.js) / penalty.slowdown.c, 3),
       oursCounts: report.counts,
       profiled: {
-        mbitPerS: profiledMbit,
+        mbitPerS: profiledRun.mbitPerS,
+        tcp: profiledRun.tcp,
         profile,
         netback: delta(after.stats.netback, report.stats.netback),
         netfront: delta(after.stats.netfront, report.stats.netfront),
