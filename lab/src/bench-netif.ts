@@ -13,6 +13,7 @@ import { buildLinuxImage } from './linux-image.ts';
 import type { BridgeReport, NetifCommand } from './netif-lab-wire.ts';
 import { measureHostPenalty, PENALTY_ITERATIONS, type PenaltyFigures, penaltyInLab } from './penalty.ts';
 import { bridgeVif, type LinuxVm, netvmVif, qubesMac, startCommandVm, startLinuxVm } from './topology.ts';
+import { NETVM_PORTS } from './topology-wire.ts';
 import { buildVchanGuest } from './vchan-lab.ts';
 
 const NETIF_GUEST = new URL('./guests/netif.guest.ts', import.meta.url).pathname;
@@ -125,6 +126,8 @@ export async function runNetifBench(
     rounds?: number;
     penaltyIterations?: number;
     onStep?: (text: string) => void;
+    /** Figures and failures as they come (the result arrives only at the end). */
+    onLog?: (text: string) => void;
   } = {},
 ): Promise<NetifBenchFigures> {
   const seconds = options.seconds ?? 10;
@@ -140,6 +143,9 @@ export async function runNetifBench(
   try {
     options.onStep?.('measuring the emulation penalty');
     const penalty = await penaltyInLab(lab, penaltyGuest.image, host, 'nb-penalty');
+    options.onLog?.(
+      `emulation penalty: JS ${penalty.slowdown.js}x, C ${penalty.slowdown.c}x slower than on the host`,
+    );
 
     options.onStep?.('starting the netvm, both middle domUs and their clients');
     const netvmIp = '10.137.0.5';
@@ -177,31 +183,39 @@ export async function runNetifBench(
       vifs: [{ backend: 'nb-moat', ip: oursClientIp, mac: qubesMac(10) }],
     });
 
-    // Each path answers before it is measured (a failure then says which path and how).
-    {
-      const ping = await linuxClient.command<{ outcome: string; received: number }>({
+    // Each path answers a ping and a TCP echo before it is measured: a path that passes no TCP
+    // fails here in seconds with its diagnosis, not in iperf3's minutes of silence per run.
+    const pathWorks = async (
+      client: LinuxVm,
+      middle: { name: string; domid: number; handle: { tail(n?: number): string } },
+      vms: LinuxVm[],
+    ) => {
+      const ping = await client.command<{ outcome: string; received: number }>({
         op: 'ping',
         to: netvmIp,
         count: 2,
       });
-      if (ping.received === 0)
-        throw new Error(
-          `${linuxClient.name} cannot ping the netvm through ${bridge.name}: ${JSON.stringify(ping)}\n${await pathDiagnosis(lab, [bridge, netvm, linuxClient], linuxClient, bridge)}`,
-        );
-    }
-    {
-      const ping = await oursClient.command<{ outcome: string; received: number }>({
-        op: 'ping',
+      const tcp = await client.command<{ outcome: string; code?: string }>({
+        op: 'tcp',
         to: netvmIp,
-        count: 2,
+        port: NETVM_PORTS.tcpEcho,
+        timeoutMs: 60_000,
       });
-      if (ping.received === 0)
-        throw new Error(
-          `${oursClient.name} cannot ping the netvm through ${moat.name}: ${JSON.stringify(ping)}\n${await pathDiagnosis(lab, [netvm, oursClient], oursClient, moat)}`,
-        );
-    }
-    const measured: NetifBenchRound[] = [];
+      options.onLog?.(
+        `${client.name} through ${middle.name}: ping ${ping.received} of 2, TCP echo ${tcp.outcome}`,
+      );
+      if (ping.received > 0 && tcp.outcome === 'accepted') return true;
+      failures.push(
+        `${client.name} through ${middle.name}: ping ${JSON.stringify(ping)}, TCP echo ${JSON.stringify(tcp)}; not measured\n${await pathDiagnosis(lab, vms, client, middle)}`,
+      );
+      options.onLog?.(failures.at(-1) ?? '');
+      return false;
+    };
     const failures: string[] = [];
+    const linuxWorks = await pathWorks(linuxClient, bridge, [bridge, netvm, linuxClient]);
+    const oursWorks = await pathWorks(oursClient, moat, [netvm, oursClient]);
+    if (!linuxWorks && !oursWorks) throw new Error(`neither path passes traffic:\n${failures.join('\n')}`);
+    const measured: NetifBenchRound[] = [];
     // A run that fails is reported with the middle's state and the bench goes on: one path's
     // failure must not hide the other's figures.
     const failed: IperfResult = { mbitPerS: Number.NaN, tcp: {} };
@@ -212,12 +226,18 @@ export async function runNetifBench(
       what: string,
     ): Promise<IperfResult> => {
       try {
-        return await iperf(client, netvmIp, seconds, reverse);
+        const r = await iperf(client, netvmIp, seconds, reverse);
+        options.onLog?.(
+          `${what}: ${r.mbitPerS} Mbit/s (retransmits ${r.tcp.retransmits ?? 'n/a'}, RTT ${r.tcp.rttMs ?? 'n/a'} ms)`,
+        );
+        return r;
       } catch (error) {
         failures.push(`${what}: ${(error as Error).message}${middle ? `\n${await netState(middle)}` : ''}`);
+        options.onLog?.(failures.at(-1) ?? '');
         return failed;
       }
     };
+    const skipped = (): Promise<IperfResult> => Promise.resolve(failed);
     for (let i = 0; i < rounds; i++) {
       for (const direction of NETIF_DIRECTIONS) {
         const reverse = direction === 'down';
@@ -225,8 +245,12 @@ export async function runNetifBench(
           `round ${i + 1} of ${rounds}: iperf3${reverse ? ' -R' : ''} ${seconds} s through each path`,
         );
         const what = `round ${i + 1} ${reverse ? 'netvm -> client' : 'client -> netvm'}`;
-        const linuxRun = await measure(linuxClient, bridge, reverse, `${what}, Linux bridge`);
-        const oursRun = await measure(oursClient, undefined, reverse, `${what}, ours`);
+        const linuxRun = linuxWorks
+          ? await measure(linuxClient, bridge, reverse, `${what}, Linux bridge`)
+          : await skipped();
+        const oursRun = oursWorks
+          ? await measure(oursClient, undefined, reverse, `${what}, ours`)
+          : await skipped();
         measured.push({
           direction,
           linuxMbitPerS: linuxRun.mbitPerS,
@@ -240,7 +264,9 @@ export async function runNetifBench(
     const report = await moat.command<BridgeReport>({ op: 'bridge' });
     options.onStep?.('one more iperf3 through our path, profiled');
     await moat.command({ op: 'profile-start' });
-    const profiledRun = await measure(oursClient, undefined, false, 'profiled run, ours');
+    const profiledRun = oursWorks
+      ? await measure(oursClient, undefined, false, 'profiled run, ours')
+      : await skipped();
     const profile = await moat.command<ProfileSummary>({ op: 'profile-stop' }, { timeoutMs: 300_000 });
     const after = await moat.command<BridgeReport>({ op: 'bridge' });
     const delta = (a: Record<string, number>, b: Record<string, number>) =>

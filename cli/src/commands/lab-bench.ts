@@ -172,6 +172,7 @@ export const labBenchCommand: CommandModule = {
             seconds,
             rounds,
             onStep: (text) => progress.update(Math.min(++step, steps), text),
+            onLog: (text) => reporter.log(`bench netif: ${text}`),
           }).catch(labFailure);
           progress.done('measured');
           for (const row of netifReportRows(f, f.rounds, f.penalty))
