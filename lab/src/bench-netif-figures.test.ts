@@ -48,12 +48,27 @@ describe("bench netif's figures", () => {
     ];
     const s = summarizeNetifRounds(rounds, penalty);
     expect(s.note).toBe(EMULATED_NOTE);
-    expect(s.up).toEqual({ linuxMbitPerS: 100, oursMbitPerS: 16, ratio: 0.1, correctedRatio: 0.4 });
+    expect(s.up).toMatchObject({ linuxMbitPerS: 100, oursMbitPerS: 16, ratio: 0.1, correctedRatio: 0.4 });
     // The failed Linux run leaves that round out of the ratio but its own rate still counts.
-    expect(s.down).toEqual({ linuxMbitPerS: 120, oursMbitPerS: 30, ratio: 0.2, correctedRatio: 0.8 });
+    expect(s.down).toMatchObject({ linuxMbitPerS: 120, oursMbitPerS: 30, ratio: 0.2, correctedRatio: 0.8 });
+    expect(s.up.directMbitPerS).toBeNaN();
+    expect(s.meetsAimAgainstDirect).toBe(false);
     expect(s.correctedRatio).toBe(0.4);
     expect(s.meetsAim).toBe(false);
     expect(summarizeNetifRounds(rounds, { slowdown: { js: 15, c: 3 } }).meetsAim).toBe(true);
+  });
+
+  it('measures ours against the direct client too, the aim then holding for any middle', () => {
+    const rounds = [
+      { ...r('up', Number.NaN, 10), directMbitPerS: 50 },
+      { ...r('up', Number.NaN, 12), directMbitPerS: 40 },
+      { ...r('down', Number.NaN, 20), directMbitPerS: 100 },
+    ];
+    const s = summarizeNetifRounds(rounds, penalty);
+    expect(s.up).toMatchObject({ directMbitPerS: 50, ratioToDirect: 0.25, correctedRatioToDirect: 1 });
+    expect(s.down).toMatchObject({ ratioToDirect: 0.2, correctedRatioToDirect: 0.8 });
+    expect(s.meetsAim).toBe(false); // no Linux bridge figures
+    expect(s.meetsAimAgainstDirect).toBe(true);
   });
 
   it('does not meet the aim when a direction has no figures', () => {

@@ -151,6 +151,7 @@ export async function runNetifBench(
     const netvmIp = '10.137.0.5';
     const oursClientIp = '10.137.0.10';
     const linuxClientIp = '10.137.0.11';
+    const directClientIp = '10.137.0.12';
     const netvm = await startLinuxVm(lab, linux.image, {
       name: 'nb-netvm',
       args: { role: 'netvm', ip: netvmIp },
@@ -181,6 +182,12 @@ export async function runNetifBench(
       name: 'nb-client-moat',
       args: { role: 'client', ip: oursClientIp, gateway: netvmIp },
       vifs: [{ backend: 'nb-moat', ip: oursClientIp, mac: qubesMac(10) }],
+    });
+    // The ceiling: a client on the netvm itself, no middle domU.
+    const directClient = await startLinuxVm(lab, linux.image, {
+      name: 'nb-client-direct',
+      args: { role: 'client', ip: directClientIp, gateway: netvmIp },
+      vifs: [netvmVif('nb-netvm', directClientIp, qubesMac(12))],
     });
 
     // Each path answers a ping and a TCP echo before it is measured: a path that passes no TCP
@@ -214,6 +221,7 @@ export async function runNetifBench(
     const failures: string[] = [];
     const linuxWorks = await pathWorks(linuxClient, bridge, [bridge, netvm, linuxClient]);
     const oursWorks = await pathWorks(oursClient, moat, [netvm, oursClient]);
+    const directWorks = await pathWorks(directClient, netvm, [netvm, directClient]);
     if (!linuxWorks && !oursWorks) throw new Error(`neither path passes traffic:\n${failures.join('\n')}`);
     const measured: NetifBenchRound[] = [];
     // A run that fails is reported with the middle's state and the bench goes on: one path's
@@ -232,12 +240,32 @@ export async function runNetifBench(
         );
         return r;
       } catch (error) {
-        failures.push(`${what}: ${(error as Error).message}${middle ? `\n${await netState(middle)}` : ''}`);
+        // Xen's own log too: a grant another domain refused is logged there, if anywhere.
+        const xen = middle ? (await lab.exec(['xl', 'dmesg'])).lines.slice(-15).join('\n') : '';
+        failures.push(
+          `${what}: ${(error as Error).message}${middle ? `\n${await netState(middle)}\ndom0$ xl dmesg | tail -15\n${xen}` : ''}`,
+        );
         options.onLog?.(failures.at(-1) ?? '');
         return failed;
       }
     };
-    const skipped = (): Promise<IperfResult> => Promise.resolve(failed);
+    // A path whose iperf3 failed once is not run again: each failure costs iperf3's 310 s.
+    const broken = new Set<string>();
+    if (!linuxWorks) broken.add('linux');
+    if (!oursWorks) broken.add('ours');
+    if (!directWorks) broken.add('direct');
+    const run = async (
+      path: string,
+      client: LinuxVm,
+      middle: LinuxVm | undefined,
+      reverse: boolean,
+      what: string,
+    ) => {
+      if (broken.has(path)) return failed;
+      const r = await measure(client, middle, reverse, what);
+      if (!Number.isFinite(r.mbitPerS)) broken.add(path);
+      return r;
+    };
     for (let i = 0; i < rounds; i++) {
       for (const direction of NETIF_DIRECTIONS) {
         const reverse = direction === 'down';
@@ -245,17 +273,15 @@ export async function runNetifBench(
           `round ${i + 1} of ${rounds}: iperf3${reverse ? ' -R' : ''} ${seconds} s through each path`,
         );
         const what = `round ${i + 1} ${reverse ? 'netvm -> client' : 'client -> netvm'}`;
-        const linuxRun = linuxWorks
-          ? await measure(linuxClient, bridge, reverse, `${what}, Linux bridge`)
-          : await skipped();
-        const oursRun = oursWorks
-          ? await measure(oursClient, undefined, reverse, `${what}, ours`)
-          : await skipped();
+        const linuxRun = await run('linux', linuxClient, bridge, reverse, `${what}, Linux bridge`);
+        const oursRun = await run('ours', oursClient, undefined, reverse, `${what}, ours`);
+        const directRun = await run('direct', directClient, undefined, reverse, `${what}, direct`);
         measured.push({
           direction,
           linuxMbitPerS: linuxRun.mbitPerS,
           oursMbitPerS: oursRun.mbitPerS,
           ratio: roundRatio(oursRun.mbitPerS, linuxRun.mbitPerS),
+          directMbitPerS: directRun.mbitPerS,
           linuxTcp: linuxRun.tcp,
           oursTcp: oursRun.tcp,
         });
@@ -264,9 +290,7 @@ export async function runNetifBench(
     const report = await moat.command<BridgeReport>({ op: 'bridge' });
     options.onStep?.('one more iperf3 through our path, profiled');
     await moat.command({ op: 'profile-start' });
-    const profiledRun = oursWorks
-      ? await measure(oursClient, undefined, false, 'profiled run, ours')
-      : await skipped();
+    const profiledRun = await run('ours', oursClient, undefined, false, 'profiled run, ours');
     const profile = await moat.command<ProfileSummary>({ op: 'profile-stop' }, { timeoutMs: 300_000 });
     const after = await moat.command<BridgeReport>({ op: 'bridge' });
     const delta = (a: Record<string, number>, b: Record<string, number>) =>
