@@ -91,14 +91,20 @@ interface IperfResult {
   readonly tcp: IperfTcp;
 }
 
-async function iperf(client: LinuxVm, to: string, seconds: number, reverse: boolean): Promise<IperfResult> {
+async function iperf(
+  client: LinuxVm,
+  to: string,
+  port: number,
+  seconds: number,
+  reverse: boolean,
+): Promise<IperfResult> {
   const r = await client.command<{
     outcome: string;
     bitsPerSecond?: number;
     retransmits?: number;
     meanRttUs?: number;
     error?: string;
-  }>({ op: 'iperf3', to, seconds, reverse, waitSeconds: 300 }, { timeoutMs: (seconds + 400) * 1000 });
+  }>({ op: 'iperf3', to, port, seconds, reverse, waitSeconds: 150 }, { timeoutMs: (seconds + 250) * 1000 });
   if (r.outcome !== 'accepted' || !r.bitsPerSecond)
     throw new Error(
       `iperf3${reverse ? ' -R' : ''} from ${client.name} to ${to} failed: ${r.error ?? JSON.stringify(r)}`,
@@ -139,7 +145,8 @@ export async function runNetifBench(
   const iterations = options.penaltyIterations ?? PENALTY_ITERATIONS;
   const host = await measureHostPenalty(iterations, 5, options.cacheDir);
   options.onStep?.('booting the lab');
-  const lab = await bootLab({ addon: linux.addon, bootTimeoutMs: 1_200_000, ...options });
+  // Six domUs (netvm 192 MB, two middles, three clients): 2 GiB less dom0's 1 GiB ran out.
+  const lab = await bootLab({ addon: linux.addon, bootTimeoutMs: 1_200_000, memoryMb: 2560, ...options });
   try {
     options.onStep?.('measuring the emulation penalty');
     const penalty = await penaltyInLab(lab, penaltyGuest.image, host, 'nb-penalty');
@@ -234,7 +241,13 @@ export async function runNetifBench(
       what: string,
     ): Promise<IperfResult> => {
       try {
-        const r = await iperf(client, netvmIp, seconds, reverse);
+        const r = await iperf(
+          client,
+          netvmIp,
+          IPERF_PORTS[client.name] ?? NETVM_PORTS.iperf3,
+          seconds,
+          reverse,
+        );
         options.onLog?.(
           `${what}: ${r.mbitPerS} Mbit/s (retransmits ${r.tcp.retransmits ?? 'n/a'}, RTT ${r.tcp.rttMs ?? 'n/a'} ms)`,
         );
@@ -249,7 +262,19 @@ export async function runNetifBench(
         return failed;
       }
     };
-    // A path whose iperf3 failed once is not run again: each failure costs iperf3's 310 s.
+    // One iperf3 server per path: a run that stalls (the Linux bridge's data) leaves its server
+    // stuck in that test, and every later client of the same server hung with it (run 5).
+    const IPERF_PORTS: Record<string, number> = {
+      [oursClient.name]: NETVM_PORTS.iperf3,
+      [directClient.name]: NETVM_PORTS.iperf3 + 1,
+      [linuxClient.name]: NETVM_PORTS.iperf3 + 2,
+    };
+    for (const port of [NETVM_PORTS.iperf3 + 1, NETVM_PORTS.iperf3 + 2])
+      await netvm.command({
+        op: 'exec',
+        argv: ['sh', '-c', `iperf3 -s -D -p ${port} >/dev/null 2>&1 </dev/null`],
+      });
+    // A path whose iperf3 failed once is not run again: each failure costs iperf3's 160 s.
     const broken = new Set<string>();
     if (!linuxWorks) broken.add('linux');
     if (!oursWorks) broken.add('ours');
@@ -263,7 +288,18 @@ export async function runNetifBench(
     ) => {
       if (broken.has(path)) return failed;
       const r = await measure(client, middle, reverse, what);
-      if (!Number.isFinite(r.mbitPerS)) broken.add(path);
+      if (!Number.isFinite(r.mbitPerS)) {
+        broken.add(path);
+        if (path === 'ours') {
+          // Our domU's side of it: its bridge's counters and netif's stats, and its console.
+          const state = await moat
+            .command<BridgeReport>({ op: 'bridge' })
+            .then((b) => JSON.stringify({ counts: b.counts, stats: b.stats }))
+            .catch((e: Error) => e.message);
+          failures.push(`${what}: ${moat.name}: ${state}\n${moat.name} console:\n${moat.handle.tail(30)}`);
+          options.onLog?.(failures.at(-1) ?? '');
+        }
+      }
       return r;
     };
     for (let i = 0; i < rounds; i++) {
@@ -273,9 +309,9 @@ export async function runNetifBench(
           `round ${i + 1} of ${rounds}: iperf3${reverse ? ' -R' : ''} ${seconds} s through each path`,
         );
         const what = `round ${i + 1} ${reverse ? 'netvm -> client' : 'client -> netvm'}`;
-        const linuxRun = await run('linux', linuxClient, bridge, reverse, `${what}, Linux bridge`);
         const oursRun = await run('ours', oursClient, undefined, reverse, `${what}, ours`);
         const directRun = await run('direct', directClient, undefined, reverse, `${what}, direct`);
+        const linuxRun = await run('linux', linuxClient, bridge, reverse, `${what}, Linux bridge`);
         measured.push({
           direction,
           linuxMbitPerS: linuxRun.mbitPerS,

@@ -520,7 +520,7 @@ async function iperfProbe(c: Extract<LinuxCommand, { op: 'iperf3' }>): Promise<u
   const r = await run(
     [
       'iperf3',
-      ...['-c', c.to, '-p', String(NETVM_PORTS.iperf3), '-J', '-t', String(c.seconds ?? 3)],
+      ...['-c', c.to, '-p', String(c.port ?? NETVM_PORTS.iperf3), '-J', '-t', String(c.seconds ?? 3)],
       ...(c.reverse ? ['-R'] : []),
     ],
     // iperf3 -J prints only at its end: a run killed by this timeout says nothing, so generous
