@@ -13,7 +13,15 @@ export {
   formatFirewallBench,
 } from './bench-firewall-report.ts';
 export { type GuiBenchFigures, runGuiBench } from './bench-gui.ts';
-export { type NetifBenchFigures, type NetifBenchRound, runNetifBench } from './bench-netif.ts';
+export { type NetifBenchFigures, runNetifBench } from './bench-netif.ts';
+export {
+  NETIF_AIM,
+  NETIF_DIRECTIONS,
+  type NetifBenchRound,
+  type NetifBenchSummary,
+  netifReportRows,
+  summarizeNetifRounds,
+} from './bench-netif-figures.ts';
 export {
   runVchanBench,
   type VchanBenchDirection,
