@@ -172,6 +172,10 @@ describe('sys-moat survives its netvm, stalled clients and hot-plug (lab, real X
         Object.entries(b).map(([k, v]) => [k, k.startsWith('conntrack') ? v : mib(v)]),
       );
       expect(doc.network.uplink.state).toBe('up');
+      // init gave node the image's malloc tunables (firewall/src/vm/node.env).
+      expect(moat.handle.snapshot().lines.join('\n')).toMatch(
+        /moat-init: node environment: GLIBC_TUNABLES=glibc\.malloc\.mmap_threshold=/,
+      );
     },
   );
 
@@ -226,7 +230,7 @@ describe('sys-moat survives its netvm, stalled clients and hot-plug (lab, real X
       samples.push(b);
       expect(doc.network.clients).toHaveLength(CLIENTS);
       step(
-        `cycle ${cycle}: MemAvailable ${mib(b.memAvailable)} MiB, in use ${mib(b.inUse)} MiB, rss ${mib(b.nodeRss)} MiB, heap ${mib(b.heapUsed)}/${mib(b.heapTotal)} MiB, external ${mib(b.external)} MiB`,
+        `cycle ${cycle}: MemAvailable ${mib(b.memAvailable)} MiB, in use ${mib(b.inUse)} MiB (anon ${mib(b.anonPages)}, shmem ${mib(b.initramfs)}, page tables ${mib(b.pageTables)}, slab ${mib(b.slab)} of which unreclaimable ${mib(b.slabUnreclaimable)}, vmalloc ${mib(b.vmalloc)}), rss ${mib(b.nodeRss)} MiB, heap ${mib(b.heapUsed)}/${mib(b.heapTotal)} MiB, external ${mib(b.external)} MiB`,
       );
     }
     const first = samples[0];
@@ -239,8 +243,18 @@ describe('sys-moat survives its netvm, stalled clients and hot-plug (lab, real X
       heapUsedMiB: mib(s.heapUsed),
       externalMiB: mib(s.external),
       inUseMiB: mib(s.inUse),
+      anonMiB: mib(s.anonPages),
+      slabMiB: mib(s.slab),
+      slabUnreclaimableMiB: mib(s.slabUnreclaimable),
+      vmallocMiB: mib(s.vmalloc),
     }));
     figures.xenstoreNodes = { before: nodesBefore, after: await xenstoreCount(lab) };
+    const system = (await moat.stats()).memory.system;
+    figures.slabTopAfterCycles = system?.slabTop?.map((c) => `${c.name} ${mib(c.bytes)} MiB`);
+    figures.balloonAfterCycles = {
+      current: mib(system?.balloonCurrent ?? 0),
+      target: mib(system?.balloonTarget ?? 0),
+    };
     // Flat: what a cycle leaks would show as growth proportional to the cycles (a client's
     // slot, rings and buffers are tens of KiB); a garbage-collected heap moves by a few MiB.
     const allowance = 8 * MiB;

@@ -69,6 +69,14 @@ export interface MoatMemoryBreakdown {
   /** The unpacked initramfs and other tmpfs pages (Shmem). */
   readonly initramfs: number;
   readonly slab: number;
+  /** Of which the kernel cannot reclaim (0 where the VM does not report it). */
+  readonly slabUnreclaimable: number;
+  readonly pageTables: number;
+  readonly kernelStack: number;
+  /** vmalloc'd kernel memory: module code, driver buffers (0 where not reported). */
+  readonly vmalloc: number;
+  /** Anonymous pages: node's heap and buffers, the bulk of what it really uses (0 where not reported). */
+  readonly anonPages: number;
   /** node's resident set (its binary's pages from the disk included). */
   readonly nodeRss: number;
   readonly heapUsed: number;
@@ -89,6 +97,11 @@ export function memoryBreakdown(memoryMb: number, doc: MoatStatsDoc): MoatMemory
     memAvailable: s?.memAvailable ?? 0,
     initramfs: s?.shmem ?? 0,
     slab: s?.slab ?? 0,
+    slabUnreclaimable: s?.sUnreclaim ?? 0,
+    pageTables: s?.pageTables ?? 0,
+    kernelStack: s?.kernelStack ?? 0,
+    vmalloc: s?.vmallocUsed ?? 0,
+    anonPages: s?.anonPages ?? 0,
     nodeRss: m.rss,
     heapUsed: m.heapUsed,
     heapTotal: m.heapTotal,
