@@ -227,6 +227,8 @@ export interface MemorySweepPoint {
   readonly upMs?: number;
   readonly passMs?: number;
   readonly breakdown?: MoatMemoryBreakdown;
+  /** The kernel's largest slab caches then (moat.FirewallStats). */
+  readonly slabTop?: readonly string[];
   readonly error?: string;
 }
 
@@ -354,13 +356,16 @@ async function sweepPoint(
       upMs,
       passMs: since(),
       breakdown: memoryBreakdown(memoryMb, after),
+      slabTop: (after.memory.system?.slabTop ?? []).map(
+        (c) => `${c.name} ${(c.bytes / 2 ** 20).toFixed(1)} MiB`,
+      ),
       ...(ok
         ? {}
         : {
             error: `unanswered: ${pings
               .filter((p) => !p.ok)
-              .map((p) => p.ip)
-              .join(' ')}`,
+              .map((p) => `${p.ip} (${p.device}: ${p.out})`)
+              .join(', ')}\nsys-moat's console:\n${running.consoleTail(20)}`,
           }),
     };
   } catch (error) {
