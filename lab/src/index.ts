@@ -56,11 +56,13 @@ export {
   moatStats,
 } from './moat-stats.ts';
 export { encodeMessage, type GuestMessage, type GuestResult, LINE_PREFIX, parseLine } from './protocol.ts';
-export { fetchPvhGrub } from './pvh-grub.ts';
+export { fetchPvhGrub, type PvhGrubBoot, pvhGrubBoot } from './pvh-grub.ts';
 export { qemuArgs } from './qemu.ts';
 export { type QubesVmSpec, qubesDbEntries, qubesFirewallEntries } from './qubesdb-keys.ts';
 export {
+  compareRuns,
   type Expectation,
+  expectationFor,
   outcomeMeets,
   parseScenario,
   SCENARIO_FIREWALLS,
@@ -84,6 +86,8 @@ export {
   type LinuxVm,
   type LinuxVmOptions,
   listVifs,
+  memAvailableMiB,
+  meminfoAvailableMiB,
   netvmVif,
   type QubesDbService,
   qubesMac,

@@ -19,7 +19,7 @@ import type {
   ScenarioStep,
   StepReport,
 } from './scenario.ts';
-import { outcomeMeets } from './scenario.ts';
+import { expectationFor, outcomeMeets } from './scenario.ts';
 import {
   attachVif,
   detachVifs,
@@ -66,6 +66,8 @@ interface ProbeData {
   addresses?: string[];
   code?: string;
   error?: string;
+  /** ping: nothing left the client (its output says why). */
+  sentNothing?: string;
 }
 
 /** The source address an echo reported (`from <ip>:<port>`). */
@@ -131,16 +133,20 @@ function describeStep(step: ScenarioStep): string {
 export function judgeProbe(
   step: Extract<ScenarioStep, { kind: 'probe' }>,
   data: ProbeData,
+  firewall: ScenarioFirewall = 'none',
 ): { ok: boolean; result: string; why?: string } {
   const result = data.outcome;
-  if (!outcomeMeets(result, step.expect as Expectation))
-    return { ok: false, result, why: `expected ${step.expect}, got ${result}` };
-  if (step.expect === 'allow' && step.upstreamSees) {
+  const expect: Expectation = expectationFor(step, firewall);
+  // Silence from a probe that sent nothing proves nothing about the firewall.
+  if (data.sentNothing !== undefined)
+    return { ok: false, result: 'not sent', why: `the probe sent nothing: ${data.sentNothing}` };
+  if (!outcomeMeets(result, expect)) return { ok: false, result, why: `expected ${expect}, got ${result}` };
+  if (expect === 'allow' && step.upstreamSees) {
     const seen = reportedSource(data.reply);
     if (seen !== step.upstreamSees)
       return { ok: false, result, why: `upstream saw ${seen ?? 'nothing'}, expected ${step.upstreamSees}` };
   }
-  if (step.expect === 'allow' && step.answer) {
+  if (expect === 'allow' && step.answer) {
     const got = [...(data.addresses ?? [])].sort();
     const want = [...step.answer].sort();
     if (got.join(',') !== want.join(','))
@@ -381,16 +387,21 @@ export async function runScenario(
             const data = await client(step.from).vm.command<ProbeData>(probeCommand(step), {
               timeoutMs: 180_000,
             });
-            const judged = judgeProbe(step, data);
+            const judged = judgeProbe(step, data, kind);
+            const expect = expectationFor(step, kind);
             const diagnostics = judged.ok ? undefined : await diagnose(step.from);
             // A failed probe shows what the firewall said (sys-moat logs its drops and why).
             const said = !judged.ok && firewall?.consoleTail ? { firewall: firewall.consoleTail(15) } : {};
             report({
               result: judged.result,
-              expect: step.expect,
+              expect,
               ok: judged.ok,
               detail: {
                 ...data,
+                // Where the Linux reference differs by design, the row says so and why.
+                ...(step.linux
+                  ? { differs: { expect: step.expect, expect_linux: step.linux.expect, why: step.linux.why } }
+                  : {}),
                 ...(judged.why ? { why: judged.why } : {}),
                 ...(diagnostics ? { diagnostics } : {}),
                 ...said,

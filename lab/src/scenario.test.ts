@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { moatRulesLine } from './firewall-vm.ts';
-import { outcomeMeets, parseScenario } from './scenario.ts';
+import { compareRuns, expectationFor, outcomeMeets, parseScenario } from './scenario.ts';
 import { judgeProbe, probeCommand, reportedSource } from './scenario-run.ts';
 
 const suite = new URL('../../test/scenarios/', import.meta.url).pathname;
@@ -179,5 +179,98 @@ describe('lab scenarios, format version 1', () => {
     expect(judgeProbe(dns, { outcome: 'accepted', addresses: ['192.0.2.1'] }).ok).toBe(true);
     expect(judgeProbe(dns, { outcome: 'accepted', addresses: [] }).ok).toBe(false);
     expect(judgeProbe(step, { outcome: 'silence' }).why).toBe('expected allow, got silence');
+    const ping = { kind: 'probe', from: 'w', probe: 'ping', to: 'ff02::2', expect: 'drop' } as const;
+    expect(judgeProbe(ping, { outcome: 'silence' }).ok).toBe(true);
+    expect(
+      judgeProbe(ping, { outcome: 'silence', sentNothing: 'ping: sendto: Network is unreachable' }),
+    ).toEqual({
+      ok: false,
+      result: 'not sent',
+      why: 'the probe sent nothing: ping: sendto: Network is unreachable',
+    });
+  });
+
+  it('a step where the Linux reference differs by design holds each firewall to its own expectation', () => {
+    const s = parseScenario({
+      ...minimal(),
+      steps: [
+        {
+          from: 'work',
+          probe: 'tcp',
+          to: '1.2.3.4',
+          port: 7,
+          expect: 'drop',
+          expect_linux: 'reject',
+          why: 'conntrack picks the flow up again',
+        },
+      ],
+    });
+    const step = s.steps[0];
+    if (step?.kind !== 'probe') throw new Error('not a probe');
+    expect(step.linux).toEqual({ expect: 'reject', why: 'conntrack picks the flow up again' });
+    expect([
+      expectationFor(step, 'moat'),
+      expectationFor(step, 'linux'),
+      expectationFor(step, 'none'),
+    ]).toEqual(['drop', 'reject', 'drop']);
+    expect(judgeProbe(step, { outcome: 'icmp' }, 'linux').ok).toBe(true);
+    expect(judgeProbe(step, { outcome: 'icmp' }, 'moat').why).toBe('expected drop, got icmp');
+    expect(judgeProbe(step, { outcome: 'silence' }, 'linux').why).toBe('expected reject, got silence');
+  });
+
+  it.each([
+    [{ expect_linux: 'reject' }, 'steps[0].why: must be a non-empty string'],
+    [{ why: 'x' }, 'steps[0].expect_linux: must be a non-empty string'],
+    [{ expect_linux: 'allow', why: 'x' }, 'steps[0].expect_linux: is the same as expect ("allow")'],
+    [{ expect_linux: 'maybe', why: 'x' }, 'steps[0].expect_linux: must be one of'],
+  ])('refuses a Linux difference %j without its reason or with a wrong one', (patch, message) => {
+    const step = { from: 'work', probe: 'ping', to: '1.2.3.4', expect: 'allow', ...patch };
+    expect(() => parseScenario({ ...minimal(), steps: [step] })).toThrow(message);
+  });
+
+  it('pings an IPv6 address out of eth0; other probes stay IPv4', () => {
+    const s = parseScenario({
+      ...minimal(),
+      steps: [{ from: 'work', probe: 'ping', to: 'ff02::2', expect: 'drop' }],
+    });
+    expect(s.steps[0]?.kind === 'probe' && probeCommand(s.steps[0])).toEqual({
+      op: 'ping',
+      to: 'ff02::2',
+      count: 1,
+    });
+    expect(() =>
+      parseScenario({
+        ...minimal(),
+        steps: [{ from: 'work', probe: 'ping', to: 'ff02::zz', expect: 'drop' }],
+      }),
+    ).toThrow('steps[0].to: "ff02::zz" is not an IPv6 address');
+    expect(() =>
+      parseScenario({
+        ...minimal(),
+        steps: [{ from: 'work', probe: 'tcp', to: 'ff02::2', port: 7, expect: 'drop' }],
+      }),
+    ).toThrow('is not an IPv4 address');
+  });
+
+  it('compares the rows of a run with sys-moat and one with the Linux reference', () => {
+    const row = (step: string, result: string, ok = true, detail?: unknown) =>
+      ({ step, what: `w ${step}`, result, ok, ms: 1, ...(detail ? { detail } : {}) }) as const;
+    const why = { differs: { expect: 'drop', expect_linux: 'reject', why: 'conntrack' } };
+    const same = compareRuns(
+      [row('0.f', 'enforcing'), row('1', 'silence'), row('2', 'silence', true, why)],
+      [row('0.f', 'enforcing'), row('1', 'icmp'), row('2', 'icmp', true, why)],
+    );
+    expect(same.mismatches).toEqual([]);
+    expect(same.rows.map((r) => [r.step, r.moat, r.linux, r.same, r.differs])).toEqual([
+      ['0.f', 'enforcing', 'enforcing', true, undefined],
+      ['1', 'silence', 'icmp', true, undefined],
+      ['2', 'silence', 'icmp', true, 'conntrack'],
+    ]);
+    expect(same.table).toContain('(differs by design: conntrack)');
+    const other = compareRuns([row('1', 'accepted'), row('2', 'accepted')], [row('1', 'silence', false)]);
+    expect(other.mismatches).toEqual([
+      '1 w 1: moat accepted, linux silence',
+      '2 w 2: moat accepted, linux (no row)',
+    ]);
   });
 });

@@ -3,6 +3,7 @@
  * with their firewall rules as QubesDB rule lines, and steps (probes with expectations, and
  * actions). This module parses and checks a scenario file; scenario-run.ts runs it in a lab.
  */
+import { isIPv6 } from 'node:net';
 import { LabError } from './errors.ts';
 import type { ProbeOutcome } from './topology-wire.ts';
 
@@ -48,6 +49,11 @@ export type ScenarioStep =
       readonly port?: number;
       readonly name?: string;
       readonly expect: Expectation;
+      /**
+       * What the Linux reference firewall gives instead, where the two differ by design
+       * (`expect_linux` with its `why`): the same file then passes for both.
+       */
+      readonly linux?: { readonly expect: Expectation; readonly why: string };
       readonly upstreamSees?: string;
       /** dns: the addresses the answer must hold. */
       readonly answer?: readonly string[];
@@ -88,6 +94,14 @@ const SATISFIES: Record<Expectation, readonly ProbeOutcome[]> = {
   drop: ['silence'],
   deny: ['refused', 'icmp', 'silence'],
 };
+
+/** The expectation a probe holds to with this firewall (its `expect_linux` for `linux`). */
+export function expectationFor(
+  step: Extract<ScenarioStep, { kind: 'probe' }>,
+  firewall: ScenarioFirewall,
+): Expectation {
+  return firewall === 'linux' && step.linux ? step.linux.expect : step.expect;
+}
 
 export function outcomeMeets(outcome: ProbeOutcome, expect: Expectation): boolean {
   return SATISFIES[expect].includes(outcome);
@@ -145,6 +159,16 @@ function ipv4(value: unknown, w: Where): string {
   if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255))
     w.fail(`"${s}" is not an IPv4 address`);
   return s;
+}
+
+/** A ping target: IPv4, or IPv6 (sent out of the client's eth0, so link-local multicast works). */
+function pingTarget(value: unknown, w: Where): string {
+  const s = string(value, w);
+  if (s.includes(':')) {
+    if (!isIPv6(s)) w.fail(`"${s}" is not an IPv6 address`);
+    return s;
+  }
+  return ipv4(s, w);
 }
 
 function integer(value: unknown, w: Where, min: number, max: number): number {
@@ -234,7 +258,7 @@ function step(value: unknown, w: Where, clients: Set<string>, depth: number): Sc
     o,
     [
       ...['from', 'probe', 'to', 'port', 'name', 'expect', 'upstream_sees', 'answer', 'timeout_ms'],
-      ...['source', 'hold', 'on', 'seconds', 'reverse'],
+      ...['source', 'hold', 'on', 'seconds', 'reverse', 'expect_linux', 'why'],
     ],
     w,
   );
@@ -244,7 +268,16 @@ function step(value: unknown, w: Where, clients: Set<string>, depth: number): Sc
   if (!PROBES.includes(probe)) w.at('probe').fail(`must be one of ${PROBES.join(', ')}`);
   const expect = string(o.expect, w.at('expect')) as Expectation;
   if (!EXPECTATIONS.includes(expect)) w.at('expect').fail(`must be one of ${EXPECTATIONS.join(', ')}`);
-  const base = { kind: 'probe' as const, from, probe, expect };
+  let linux: { linux: { expect: Expectation; why: string } } | Record<string, never> = {};
+  if (o.expect_linux !== undefined || o.why !== undefined) {
+    const expectLinux = string(o.expect_linux, w.at('expect_linux')) as Expectation;
+    if (!EXPECTATIONS.includes(expectLinux))
+      w.at('expect_linux').fail(`must be one of ${EXPECTATIONS.join(', ')}`);
+    if (expectLinux === expect) w.at('expect_linux').fail(`is the same as expect ("${expect}")`);
+    const why = string(o.why, w.at('why'));
+    linux = { linux: { expect: expectLinux, why } };
+  }
+  const base = { kind: 'probe' as const, from, probe, expect, ...linux };
   const timeoutMs =
     o.timeout_ms === undefined ? {} : { timeoutMs: integer(o.timeout_ms, w.at('timeout_ms'), 100, 120_000) };
   if (probe === 'dns') {
@@ -262,12 +295,13 @@ function step(value: unknown, w: Where, clients: Set<string>, depth: number): Sc
   only(['tcp'], 'hold', 'on');
   only(['iperf3'], 'seconds', 'reverse');
   if (o.on !== undefined) {
-    onlyKeys(o, ['from', 'probe', 'on', 'expect', 'timeout_ms'], w);
+    onlyKeys(o, ['from', 'probe', 'on', 'expect', 'timeout_ms', 'expect_linux', 'why'], w);
     return { ...base, on: string(o.on, w.at('on')), ...timeoutMs };
   }
-  const to = ipv4(o.to, w.at('to'));
+  const to = probe === 'ping' ? pingTarget(o.to, w.at('to')) : ipv4(o.to, w.at('to'));
   if (probe === 'iperf3') {
     if (expect !== 'allow') w.at('expect').fail('an iperf3 probe expects allow');
+    if (o.expect_linux !== undefined) w.at('expect_linux').fail('an iperf3 probe expects allow');
     const reverse = o.reverse === undefined ? {} : { reverse: o.reverse === true };
     if (o.reverse !== undefined && typeof o.reverse !== 'boolean')
       w.at('reverse').fail('must be true or false');
@@ -404,4 +438,60 @@ export interface StepReport {
   readonly ok: boolean;
   readonly ms: number;
   readonly detail?: unknown;
+}
+
+/** One step of a scenario run with sys-moat and with the Linux reference, side by side. */
+export interface ComparedStep {
+  readonly step: string;
+  readonly what: string;
+  readonly moat?: string;
+  readonly linux?: string;
+  /** Both runs met the step's expectation (each its own where the file declares a difference). */
+  readonly same: boolean;
+  /** The file's reason why Linux is expected to differ here. */
+  readonly differs?: string;
+}
+
+/**
+ * Compares a scenario's rows with `moat` and with `linux`: the same steps, each met by both.
+ * Rows that met `deny` differently (one firewall refused, the other stayed silent) count as the
+ * same result, and the table shows both outcomes.
+ */
+export function compareRuns(
+  moat: readonly StepReport[],
+  linux: readonly StepReport[],
+): {
+  readonly rows: readonly ComparedStep[];
+  readonly mismatches: readonly string[];
+  readonly table: string;
+} {
+  const byStep = (reports: readonly StepReport[]) => new Map(reports.map((r) => [r.step, r]));
+  const m = byStep(moat);
+  const l = byStep(linux);
+  const ids = [...new Set([...m.keys(), ...l.keys()])];
+  const rows = ids.map((step): ComparedStep => {
+    const a = m.get(step);
+    const b = l.get(step);
+    const differs = ((a ?? b)?.detail as { differs?: { why: string } } | undefined)?.differs?.why;
+    return {
+      step,
+      // The firewall's own row (0.f) names it; the rest are the same text in both.
+      what: step === '0.f' ? 'firewall: QubesDB, uplink, rules of every client' : ((a ?? b)?.what ?? ''),
+      ...(a ? { moat: a.result } : {}),
+      ...(b ? { linux: b.result } : {}),
+      same: Boolean(a?.ok && b?.ok),
+      ...(differs ? { differs } : {}),
+    };
+  });
+  const mismatches = rows
+    .filter((r) => !r.same)
+    .map((r) => `${r.step} ${r.what}: moat ${r.moat ?? '(no row)'}, linux ${r.linux ?? '(no row)'}`);
+  const table = rows
+    .map(
+      (r) =>
+        `${r.same ? 'same' : 'DIFF'} ${r.step.padEnd(7)} ${r.what.padEnd(44)} moat ${(r.moat ?? '-').padEnd(12)} linux ${r.linux ?? '-'}` +
+        (r.differs ? `  (differs by design: ${r.differs})` : ''),
+    )
+    .join('\n');
+  return { rows, mismatches, table };
 }

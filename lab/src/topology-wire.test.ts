@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { vifSpecParts } from './lab.ts';
-import { qubesMac } from './topology.ts';
+import { meminfoAvailableMiB, qubesMac } from './topology.ts';
 import { patternChunk, patternStreamSha256, xenstoreWriteArg } from './topology-wire.ts';
 
 describe('topology wire', () => {
@@ -55,5 +55,11 @@ describe('xenstoreWriteArg', () => {
     expect(unsanitise(command)).not.toBe(command);
     expect(unsanitise(xenstoreWriteArg(command))).toBe(command);
     expect(JSON.parse(unsanitise(xenstoreWriteArg(command)))).toEqual(JSON.parse(command));
+  });
+
+  it('reads MemAvailable from /proc/meminfo in MiB, refusing text without it', () => {
+    const meminfo = 'MemTotal:         160000 kB\nMemFree:           50000 kB\nMemAvailable:      48333 kB\n';
+    expect(meminfoAvailableMiB(meminfo)).toBe(47.2);
+    expect(() => meminfoAvailableMiB('MemTotal: 160000 kB\n')).toThrow('no MemAvailable line');
   });
 });

@@ -192,6 +192,19 @@ export function startLinuxVm(lab: Lab, image: VmImage, o: LinuxVmOptions): Promi
   });
 }
 
+/** MemAvailable in MiB, one decimal, from the text of /proc/meminfo. */
+export function meminfoAvailableMiB(meminfo: string): number {
+  const kib = /^MemAvailable:\s+(\d+) kB$/m.exec(meminfo)?.[1];
+  if (kib === undefined) throw new LabError('meminfo', `no MemAvailable line in: ${meminfo.slice(0, 200)}`);
+  return Math.round(Number(kib) / 102.4) / 10;
+}
+
+/** A Linux VM's MemAvailable (MiB): what its kernel can still give, e.g. per reconnect cycle. */
+export async function memAvailableMiB(vm: LinuxVm): Promise<number> {
+  const r = await vm.command<{ out: string }>({ op: 'exec', argv: ['cat', '/proc/meminfo'] });
+  return meminfoAvailableMiB(r.out);
+}
+
 /** A client vif served by a Linux netvm (our hotplug script there). */
 export function netvmVif(netvm: string, ip: string, mac: string): VifSpec {
   return { backend: netvm, ip, mac, script: VIF_SCRIPT };

@@ -7,6 +7,7 @@ import {
   hotplugRetries,
   type LinuxVm,
   listVifs,
+  memAvailableMiB,
   netvmVif,
   qubesMac,
   startLinuxVm,
@@ -141,10 +142,7 @@ describe('a Linux client qube behind a Linux netvm (driver domain) on real Xen (
       await detachVif(lab, CLIENT.name, device ?? 0);
       expect(await listVifs(lab, CLIENT.name)).toEqual([]);
       await attachVif(lab, CLIENT.name, netvmVif(NETVM.name, CLIENT.ip, CLIENT.mac));
-      if (i % 5 === 0) {
-        const r = await client.command<{ out: string }>({ op: 'exec', argv: ['cat', '/proc/meminfo'] });
-        clientMemory.push(Math.round(Number(/MemAvailable:\s+(\d+)/.exec(r.out)?.[1]) / 102.4) / 10);
-      }
+      if (i % 5 === 0) clientMemory.push(await memAvailableMiB(client));
     }
     figures.cyclesMs = Math.round(performance.now() - start);
     const after = {

@@ -9,6 +9,7 @@ import {
   hotplugRetries,
   type LinuxVm,
   listVifs,
+  memAvailableMiB,
   netvmVif,
   qubesMac,
   startCommandVm,
@@ -191,11 +192,6 @@ describe('@moat/netif between Linux qubes on real Xen: our domU as backend and f
     // The client's MemAvailable (MiB) every fifth cycle: a Linux netfront that leaks per attach shows here.
     const clientMemory: number[] = [];
     figures.clientMemAvailableMiB = clientMemory;
-    const memAvailableMiB = async () => {
-      const r = await client.command<{ out: string }>({ op: 'exec', argv: ['cat', '/proc/meminfo'] });
-      const kb = Number(/MemAvailable:\s+(\d+)/.exec(r.out)?.[1] ?? Number.NaN);
-      return Math.round(kb / 102.4) / 10;
-    };
     for (let i = 0; i < CYCLES; i++) {
       // A failure names its cycle and carries both domUs' consoles (a client that went away
       // says why on its own console, not in xl's "invalid domain identifier").
@@ -209,7 +205,7 @@ describe('@moat/netif between Linux qubes on real Xen: our domU as backend and f
         // Only the service's own watch is left while no client is attached.
         expect(detached.netback).toEqual({ grants: 0, mappings: 0, eventChannels: 0, watches: 1 });
         await attachVif(lab, CLIENT.name, clientVif);
-        if (LONG && i % 5 === 0) clientMemory.push(await memAvailableMiB());
+        if (LONG && i % 5 === 0) clientMemory.push(await memAvailableMiB(client));
       } catch (error) {
         throw new Error(
           `cycle ${i + 1} of ${CYCLES}: ${(error as Error).message}\n` +

@@ -1,12 +1,5 @@
-import { appendFileSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import {
-  buildImage,
-  buildTemplateRootImage,
-  debianPins,
-  defaultCacheDir,
-  fetchDebianPackages,
-} from '@moat/unikernel';
+import { appendFileSync } from 'node:fs';
+import { buildImage, defaultCacheDir } from '@moat/unikernel';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   bundleEntry,
@@ -15,6 +8,7 @@ import {
   type LabSession,
   LabTimeout,
   labSession,
+  pvhGrubBoot,
   SMOKE_GUEST,
 } from '../src/index.ts';
 
@@ -94,25 +88,14 @@ describe('PVH GRUB domUs and the lost-state triple fault (lab, MOAT_LAB_PVH_GRUB
     async () => {
       const cacheDir = defaultCacheDir();
       const image = await buildImage({ bundle: await bundleEntry(SMOKE_GUEST), cacheDir });
-      const work = join(cacheDir, 'lab', 'template-boot', image.key);
-      mkdirSync(work, { recursive: true });
-      const root = await buildTemplateRootImage(
-        image,
-        'moat-smoke',
-        join(work, 'root.img'),
-        join(work, 'staging'),
-        1_767_225_600,
-      );
-      const [grubPackage] = await fetchDebianPackages(cacheDir, [debianPins.pvhGrub]);
-      if (!grubPackage) throw new Error('grub-xen-host was not fetched');
-      const grub = join(grubPackage.root, 'usr', 'lib', 'grub-xen', 'grub-i386-xen_pvh.bin');
+      const pvhGrub = await pvhGrubBoot(image, 'moat-smoke', cacheDir);
       const started = performance.now();
       const handles = Array.from({ length: GRUB_COUNT }, (_, i) =>
         lab.createDomU(image, {
           type: 'pvh',
           name: `pvh-grub-${i}`,
           memoryMb: 192,
-          pvhGrub: { grub, rootImage: root.path },
+          pvhGrub,
         }),
       );
       const endings = await Promise.all(

@@ -23,9 +23,10 @@ function seconds(ms: number): string {
 /** One row of the human-readable table of `moat lab run`. */
 function stepRow(r: StepReport): string {
   const expect = r.expect ? `expect ${r.expect}` : '';
+  const detail = r.detail as { why?: string; error?: string; differs?: { why: string } } | undefined;
+  // A row where the Linux reference differs by design says why (the scenario's `why`).
   const why =
-    (r.detail as { why?: string; error?: string } | undefined)?.why ??
-    (r.detail as { error?: string } | undefined)?.error;
+    detail?.why ?? detail?.error ?? (detail?.differs ? `differs: ${detail.differs.why}` : undefined);
   return `${r.ok ? 'ok  ' : 'FAIL'} ${r.step.padEnd(7)} ${r.what.padEnd(40)} ${r.result.padEnd(9)} ${expect.padEnd(14)} ${seconds(r.ms).padStart(7)}${why ? `  ${why}` : ''}`;
 }
 

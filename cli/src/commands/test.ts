@@ -101,7 +101,21 @@ export const testPhases: TestPhase[] = [
     name: 'lab',
     description:
       'real Xen 4.17 in QEMU (TCG): dom0, PV and PVH domUs run our code (lab/test and test/, one boot shared by every lab file)',
-    debianPackages: ['qemu-system-x86', 'squashfs-tools', 'gcc', 'libc6-dev'],
+    // QEMU for Xen; squashfs-tools, gcc and libc6-dev for the images; libxen-dev, python3, make
+    // and g++ for the Xen addon the real VMs carry (node-gyp); e2fsprogs for the template root
+    // images test/templates.lab.test.ts boots through PVH GRUB. GRUB itself (grub-xen-host) is a
+    // pinned package fetched with apt-get download, like the guests' packages, never installed.
+    debianPackages: [
+      'qemu-system-x86',
+      'squashfs-tools',
+      'gcc',
+      'libc6-dev',
+      'libxen-dev',
+      'python3',
+      'make',
+      'g++',
+      'e2fsprogs',
+    ],
     applies: hasFolder('lab/vitest.config.ts'),
     run: (root) =>
       step(

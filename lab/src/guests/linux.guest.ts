@@ -426,8 +426,14 @@ async function pingProbe(c: Extract<LinuxCommand, { op: 'ping' }>): Promise<unkn
     String(count),
     '-W',
     String(Math.ceil((c.timeoutMs ?? PROBE_TIMEOUT_MS) / 1000)),
+    // IPv6 out of the client's one vif: a link-local multicast target has no route otherwise.
+    ...(c.to.includes(':') ? ['-6', '-I', 'eth0'] : []),
     c.to,
   ]);
+  // No echo request left the client (no route, no address of that family, a bad target): a
+  // scenario takes that as the probe failing, not as the network staying silent.
+  const transmitted = Number(/(\d+) packets transmitted/.exec(r.out)?.[1] ?? 0);
+  const sentNothing = transmitted === 0 || /sendto:|bad address/.test(r.out);
   const received = Number(/(\d+) packets received/.exec(r.out)?.[1] ?? 0);
   const rtt = /= [\d.]+\/([\d.]+)\//.exec(r.out)?.[1];
   const icmpError = /Unreachable|Prohibited|Filtered/i.test(r.out);
@@ -436,6 +442,7 @@ async function pingProbe(c: Extract<LinuxCommand, { op: 'ping' }>): Promise<unkn
     sent: count,
     received,
     ...(rtt ? { avgMs: Number(rtt) } : {}),
+    ...(sentNothing ? { sentNothing: r.out.slice(-300) } : {}),
   };
 }
 
