@@ -242,7 +242,7 @@ export interface MemorySweepReport {
 }
 
 export interface MemorySweepOptions {
-  /** Settings tried, largest first (default 128, 96, 64, 48). */
+  /** Settings tried, largest first (default 128, 96, 80, 64, 48). */
   readonly sizesMb?: readonly number[];
   /** Client vifs (default 20) over this many Linux domUs (default 2). */
   readonly clients?: number;
@@ -271,7 +271,7 @@ export const SWEEP_RULES: ReadonlyMap<number, string> = new Map([
  */
 export async function memorySweep(lab: Lab, o: MemorySweepOptions): Promise<MemorySweepReport> {
   const log = o.log ?? (() => {});
-  const sizes = o.sizesMb ?? [128, 96, 64, 48];
+  const sizes = o.sizesMb ?? [128, 96, 80, 64, 48];
   const clients = o.clients ?? 20;
   const clientDomains = o.clientDomains ?? 2;
   const linux = o.linuxImage ?? (await buildLinuxImage()).image;
