@@ -11,8 +11,9 @@
  * CI runs 4 client vifs over 2 domUs and 3 cycles; MOAT_LAB_LONG=1 the issue's 20 vifs and 20
  * cycles. A cycle detaches and attaches two vifs of one client domU, taking the domUs in turn:
  * Linux's xen-netfront loses about 1 MiB of the client's memory per vif reconnect (lab/NOTES.md),
- * so cycling all ten vifs of a domU twenty times would run the client, not sys-moat, out of memory. Timings are printed, never asserted. The memory sweep over settings (128, 96, 64, 48
- * MB) is `memorySweep` in @moat/lab, run by `./moat bench firewall`.
+ * so cycling all ten vifs of a domU twenty times would run the client, not sys-moat, out of memory.
+ * Timings are printed, never asserted. The memory sweep over settings is `memorySweep` in
+ * @moat/lab, run by test/firewall-memory.lab.test.ts (figures: docs/firewall-memory.md).
  */
 import {
   attachVif,
