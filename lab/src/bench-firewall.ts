@@ -1,19 +1,26 @@
 /**
  * `./moat bench firewall`: sys-moat and the Linux reference firewall in one lab run, side by side,
  * each started through the FirewallVm interface (firewall-vm.ts) between the same Linux netvm and
- * the same Linux client domUs, one after the other (they would compete for the emulated CPUs):
+ * the same Linux client domUs, one after the other (they would compete for the emulated CPU):
  * - time from `xl create` of the firewall to the first packet it forwards (a client vif is
  *   plugged once the firewall says its rules are in force, then pings until one is answered);
  * - ping round trip, client -> netvm through the firewall;
  * - TCP throughput (iperf3) client -> netvm and back (`-R`);
  * - memory in use in the firewall with 20 client vifs (over two client domUs), each pinged.
- * The emulation penalty (`./moat bench penalty`'s workload) is measured in the same lab: raw
- * ratios compare our JavaScript under emulation with the kernel's C under emulation; corrected
- * ratios divide that penalty out (ratio × JS slowdown / C slowdown). Every figure is measured
- * in the emulated lab (Xen 4.17 in QEMU TCG on a shared machine), not on hardware.
+ * The emulation penalty (`./moat bench penalty`'s workload) is measured in the same lab; the
+ * comparison, correction and report are bench-firewall-report.ts. Every figure is measured in
+ * the emulated lab (Xen 4.17 in QEMU TCG on a shared machine), not on hardware.
  */
+import { loadavg } from 'node:os';
 import type { VmImage } from '@moat/unikernel';
 import { buildFirewallImage } from '@moat/unikernel';
+import {
+  type FirewallBenchFigures,
+  type FirewallBenchSide,
+  type FirewallKind,
+  type FirewallMemoryFigures,
+  firewallBenchFigures,
+} from './bench-firewall-report.ts';
 import {
   type ClientVifSpec,
   clientVifPlan,
@@ -23,64 +30,19 @@ import {
   unplugClientVifs,
   type VifClient,
 } from './firewall-life.ts';
-import { type FirewallVm, firewallVm } from './firewall-vm.ts';
+import { type FirewallVm, type FirewallVmMemory, firewallVm } from './firewall-vm.ts';
 import { bootLab, type Lab, type LabOptions } from './lab.ts';
 import { buildLinuxImage } from './linux-image.ts';
-import { measureHostPenalty, PENALTY_ITERATIONS, type PenaltyFigures, penaltyInLab } from './penalty.ts';
+import { measureHostPenalty, PENALTY_ITERATIONS, penaltyInLab } from './penalty.ts';
 import { type LinuxVm, startLinuxVm } from './topology.ts';
 import { NETVM_PORTS } from './topology-wire.ts';
 import { buildVchanGuest } from './vchan-lab.ts';
 
-export type FirewallKind = 'moat' | 'linux';
-
-/** One firewall's figures, or why it could not be measured. */
-export interface FirewallBenchSide {
-  readonly kind: FirewallKind;
-  readonly ok: boolean;
-  /** Why a figure is missing (the first failure, with the VM's console tail). */
-  readonly error?: string;
-  /** `xl create` of the firewall to the first ping answered through it, ms. */
-  readonly firstForwardMs?: number;
-  /** Average of the answered pings, ms. */
-  readonly pingMs?: number;
-  readonly upMbitPerS?: number;
-  readonly downMbitPerS?: number;
-  /** In use in the firewall VM with 20 client vifs (MemTotal - MemAvailable), MiB. */
-  readonly memoryInUseMiB?: number;
-  /** Of the 20 client vifs, how many pinged the netvm through the firewall. */
-  readonly twentyClientsPinged?: number;
-}
-
-/** ours / Linux, raw and with the emulation penalty divided out; undefined when a side is missing. */
-export interface FirewallBenchRatio {
-  readonly raw?: number;
-  readonly corrected?: number;
-}
-
-export interface FirewallBenchFigures {
-  readonly note: string;
-  readonly seconds: number;
-  readonly moat: FirewallBenchSide;
-  readonly linux: FirewallBenchSide;
-  readonly penalty: PenaltyFigures;
-  /** Higher is better for ours: throughput ours / Linux; times and memory Linux / ours. */
-  readonly ratios: {
-    readonly up: FirewallBenchRatio;
-    readonly down: FirewallBenchRatio;
-    readonly ping: FirewallBenchRatio;
-    readonly firstForward: FirewallBenchRatio;
-    /** Memory does not depend on emulation speed: raw only. */
-    readonly memory: FirewallBenchRatio;
-  };
-  /** Aim: corrected throughput (both ways) at least 0.5 of the Linux reference. */
-  readonly meetsTarget: boolean | undefined;
-}
-
 const UPSTREAM = { name: 'fb-netvm', ip: '10.137.0.2' };
 const FIREWALL_IP: Record<FirewallKind, string> = { moat: '10.137.0.3', linux: '10.137.0.4' };
-/** The bench client's vif, then the 20 clients' vifs (over two domUs). */
+/** The bench client's one vif (iperf3, ping, first forward); the memory clients' from .21 up. */
 const BENCH_VIF: ClientVifSpec[][] = clientVifPlan(1, 1, 20);
-const TWENTY: ClientVifSpec[][] = clientVifPlan(20, 2, 21);
+const FIRST_MEMORY_CLIENT = 21;
 /** What every client may do: iperf3, the echo, ping; the policy drops the rest. */
 export const BENCH_RULES: ReadonlyMap<number, string> = new Map([
   [0, `action=accept proto=tcp dstports=${NETVM_PORTS.iperf3}-${NETVM_PORTS.iperf3}`],
@@ -91,21 +53,33 @@ const FIRST_FORWARD_TIMEOUT_MS = 600_000;
 
 const round = (x: number, digits = 2) => Number(x.toFixed(digits));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const mib = (bytes: number) => round(bytes / 2 ** 20, 1);
+const load = () =>
+  loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
 
-function ratio(ours: number | undefined, linux: number | undefined, higherIsBetter: boolean) {
-  if (ours === undefined || linux === undefined || ours <= 0 || linux <= 0) return undefined;
-  return round(higherIsBetter ? ours / linux : linux / ours, 3);
-}
-
-/** Throughput and time ratios, with the penalty divided out (our JS slowed by js, Linux's C by c). */
-function corrected(raw: number | undefined, penalty: PenaltyFigures): FirewallBenchRatio {
-  if (raw === undefined) return {};
-  return { raw, corrected: round((raw * penalty.slowdown.js) / penalty.slowdown.c, 3) };
+function memoryFigures(m: FirewallVmMemory): FirewallMemoryFigures {
+  return {
+    memoryMb: m.memoryMb,
+    inUseMiB: mib(m.memTotal - m.memAvailable),
+    memTotalMiB: mib(m.memTotal),
+    slabMiB: mib(m.slab),
+    ...(m.node
+      ? {
+          node: {
+            rssMiB: mib(m.node.rss),
+            heapUsedMiB: mib(m.node.heapUsed),
+            externalMiB: mib(m.node.external),
+          },
+        }
+      : {}),
+  };
 }
 
 async function iperf(client: LinuxVm, seconds: number, reverse: boolean): Promise<number> {
   const r = await client.command<{ outcome: string; bitsPerSecond?: number; error?: string }>(
-    { op: 'iperf3', to: UPSTREAM.ip, seconds, reverse },
+    { op: 'iperf3', to: UPSTREAM.ip, seconds, reverse, waitSeconds: 300 },
     { timeoutMs: (seconds + 400) * 1000 },
   );
   if (r.outcome !== 'accepted' || !r.bitsPerSecond)
@@ -115,7 +89,7 @@ async function iperf(client: LinuxVm, seconds: number, reverse: boolean): Promis
   return round(r.bitsPerSecond / 1e6, 1);
 }
 
-/** Runs `fn`, giving up with the error's first lines (the rest of the bench goes on). */
+/** Runs `fn`; its error names the step (the rest of the bench goes on). */
 async function measured<T>(step: string, fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
@@ -124,17 +98,24 @@ async function measured<T>(step: string, fn: () => Promise<T>): Promise<T> {
   }
 }
 
+interface BenchClients {
+  readonly bench: VifClient;
+  readonly memory: readonly VifClient[];
+  readonly plan: readonly (readonly ClientVifSpec[])[];
+}
+
 async function benchOne(
   lab: Lab,
   kind: FirewallKind,
   image: VmImage,
-  clients: { bench: VifClient; twenty: readonly VifClient[] },
+  clients: BenchClients,
   seconds: number,
   step: (text: string) => void,
 ): Promise<FirewallBenchSide> {
   const fw: FirewallVm = firewallVm(kind, `fb-${kind}`, FIREWALL_IP[kind], { moatImage: image });
   const figures: { -readonly [K in keyof FirewallBenchSide]?: FirewallBenchSide[K] } = {};
-  const plugged: VifClient[] = [];
+  const plugged = new Set<VifClient>();
+  const total = clients.plan.flat().length;
   try {
     step(`${kind}: starting the firewall VM`);
     const t0 = performance.now();
@@ -144,10 +125,10 @@ async function benchOne(
         image,
         virtMode: 'pv',
         upstream: UPSTREAM,
-        clients: [...BENCH_VIF.flat(), ...TWENTY.flat()].map((v) => ({ ip: v.ip, rules: BENCH_RULES })),
+        clients: [...BENCH_VIF.flat(), ...clients.plan.flat()].map((v) => ({ ip: v.ip, rules: BENCH_RULES })),
       }),
     );
-    plugged.push(clients.bench);
+    plugged.add(clients.bench);
     await measured('plugging the bench client', () => plugClientVifs(lab, clients.bench, fw.name, fw.ip));
     const client = clients.bench.vm;
     for (;;) {
@@ -165,40 +146,81 @@ async function benchOne(
       await sleep(500);
     }
     figures.firstForwardMs = Math.round(performance.now() - t0);
-    step(`${kind}: first packet forwarded ${figures.firstForwardMs} ms after xl create; ping and iperf3`);
-    const ping = await client.command<{ received: number; avgMs?: number }>({
+    step(`${kind}: first packet forwarded ${figures.firstForwardMs} ms after xl create; 10 pings`);
+    const ping = await client.command<{ received: number; avgMs?: number; minMs?: number; maxMs?: number }>({
       op: 'ping',
       to: UPSTREAM.ip,
       count: 10,
     });
     if (ping.avgMs !== undefined) figures.pingMs = ping.avgMs;
-    step(`${kind}: ping ${figures.pingMs ?? 'n/a'} ms; iperf3 ${seconds} s client -> netvm`);
+    if (ping.minMs !== undefined) figures.pingMinMs = ping.minMs;
+    if (ping.maxMs !== undefined) figures.pingMaxMs = ping.maxMs;
+    step(
+      `${kind}: ping min/avg/max ${figures.pingMinMs ?? 'n/a'}/${figures.pingMs ?? 'n/a'}/${figures.pingMaxMs ?? 'n/a'} ms; iperf3 ${seconds} s client -> netvm`,
+    );
     figures.upMbitPerS = await measured('iperf3 client -> netvm', () => iperf(client, seconds, false));
     step(`${kind}: ${figures.upMbitPerS} Mbit/s client -> netvm; iperf3 -R`);
     figures.downMbitPerS = await measured('iperf3 netvm -> client', () => iperf(client, seconds, true));
     step(`${kind}: ${figures.downMbitPerS} Mbit/s netvm -> client`);
-
-    step(`${kind}: 20 client vifs`);
-    const devices: Map<string, string>[] = [];
-    for (const c of clients.twenty) {
-      plugged.push(c);
-      devices.push(await measured('plugging 20 client vifs', () => plugClientVifs(lab, c, fw.name, fw.ip)));
+    if (fw.profile) {
+      step(`${kind}: one more iperf3 client -> netvm, profiled`);
+      // The profile outlasts the run a little (iperf3's connect and result exchange around it).
+      // A profile that fails costs its figures only, not the side's.
+      try {
+        const { result, profile } = await fw.profile((seconds + 5) * 1000, () =>
+          iperf(client, seconds, false),
+        );
+        figures.profiled = { upMbitPerS: result, profile };
+      } catch (error) {
+        step(`${kind}: the profiled run failed: ${(error as Error).message.split('\n')[0]}`);
+      }
     }
+
+    // Exactly `total` clients for the memory figure: the bench client goes first.
+    await unplugClientVifs(lab, clients.bench);
+    plugged.delete(clients.bench);
+    step(`${kind}: plugging ${total} client vifs over ${clients.memory.length} domUs`);
+    const devices: Map<string, string>[] = [];
+    for (const c of clients.memory) {
+      plugged.add(c);
+      devices.push(
+        await measured(`plugging ${total} client vifs`, () => plugClientVifs(lab, c, fw.name, fw.ip)),
+      );
+    }
+    figures.clients = total;
     const pings = (
-      await Promise.all(clients.twenty.map((c, i) => pingEachVif(c, devices[i] ?? new Map(), UPSTREAM.ip)))
+      await Promise.all(clients.memory.map((c, i) => pingEachVif(c, devices[i] ?? new Map(), UPSTREAM.ip)))
     ).flat();
-    figures.twentyClientsPinged = pings.filter((p) => p.ok).length;
+    figures.clientsPinged = pings.filter((p) => p.ok).length;
     const memory = await measured('memory in use', async () => {
-      if (!fw.memoryInUse) throw new Error(`the ${kind} FirewallVm cannot read its memory`);
-      return fw.memoryInUse();
+      if (!fw.memory) throw new Error(`the ${kind} FirewallVm cannot read its memory`);
+      return fw.memory();
     });
-    figures.memoryInUseMiB = round(memory / 2 ** 20, 1);
-    step(`${kind}: ${figures.twentyClientsPinged} of 20 vifs pinged; ${figures.memoryInUseMiB} MiB in use`);
-    return { kind, ok: true, ...figures };
+    figures.memory = memoryFigures(memory);
+    step(`${kind}: ${figures.clientsPinged} of ${total} vifs pinged; ${figures.memory.inUseMiB} MiB in use`);
+    return {
+      kind,
+      ok: figures.clientsPinged === total,
+      ...figures,
+      ...(figures.clientsPinged === total
+        ? {}
+        : {
+            error: `client vifs without an answer: ${pings
+              .filter((p) => !p.ok)
+              .map((p) => `${p.ip} (${p.out})`)
+              .join(', ')}`,
+          }),
+    };
   } catch (error) {
     const message = (error as Error).message;
     step(`${kind}: failed: ${message.split('\n')[0]}`);
-    return { kind, ok: false, error: message.slice(0, 3000), ...figures };
+    const tail = fw.consoleTail?.(30);
+    return {
+      kind,
+      ok: false,
+      error: `${message.slice(0, 3000)}${tail ? `\n${fw.name} console:\n${tail}` : ''}`,
+      ...figures,
+    };
   } finally {
     for (const c of plugged) await unplugClientVifs(lab, c).catch(() => undefined);
     await fw.stop().catch(() => undefined);
@@ -222,16 +244,24 @@ async function secondAttempt<T>(
   }
 }
 
+export interface FirewallBenchOptions extends LabOptions {
+  /** Seconds of each iperf3 run (default 10). */
+  readonly seconds?: number;
+  /** Client vifs for the memory figure (default 20) over this many client domUs (default 2). */
+  readonly clients?: number;
+  readonly clientDomains?: number;
+  readonly penaltyIterations?: number;
+  /** Measure one firewall only (no ratios then). */
+  readonly only?: FirewallKind;
+  readonly onStep?: (text: string) => void;
+}
+
 /** Both firewalls in one lab run (sys-moat first), with that run's emulation penalty. */
-export async function runFirewallBench(
-  options: LabOptions & {
-    seconds?: number;
-    penaltyIterations?: number;
-    only?: FirewallKind;
-    onStep?: (text: string) => void;
-  } = {},
-): Promise<FirewallBenchFigures> {
+export async function runFirewallBench(options: FirewallBenchOptions = {}): Promise<FirewallBenchFigures> {
+  const loadAtStart = load();
   const seconds = options.seconds ?? 10;
+  const clientCount = options.clients ?? 20;
+  const plan = clientVifPlan(clientCount, options.clientDomains ?? 2, FIRST_MEMORY_CLIENT);
   const step = options.onStep ?? (() => {});
   step('building the images');
   const linux = await buildLinuxImage({ cacheDir: options.cacheDir });
@@ -248,11 +278,12 @@ export async function runFirewallBench(
     step('measuring the emulation penalty');
     const penalty = await penaltyInLab(lab, penaltyGuest.image, host, 'fb-penalty');
     step(`emulation penalty: C ${penalty.slowdown.c}x, JS ${penalty.slowdown.js}x slower than here`);
-    step('starting the netvm and the client domUs (no vif yet)');
+    step(`starting the netvm, the bench client and ${plan.length} client domUs (no vif yet)`);
     // Booted side by side: domU boots dominate under emulation.
     // At load 20 one of four simultaneous `xl create`s failed at once (exit 3, no console line):
     // each domU gets a second attempt.
-    const [, bench, twenty] = await Promise.all([
+    const memoryNames = plan.map((_, i) => `fb-client${i + 1}`);
+    const [, bench, memory] = await Promise.all([
       secondAttempt(lab, [UPSTREAM.name], step, () =>
         startLinuxVm(lab, linux.image, {
           name: UPSTREAM.name,
@@ -261,11 +292,11 @@ export async function runFirewallBench(
         }),
       ),
       secondAttempt(lab, ['fb-bench1'], step, () => startVifClients(lab, linux.image, 'fb-bench', BENCH_VIF)),
-      secondAttempt(lab, ['fb-client1', 'fb-client2'], step, () =>
-        startVifClients(lab, linux.image, 'fb-client', TWENTY),
-      ),
+      secondAttempt(lab, memoryNames, step, () => startVifClients(lab, linux.image, 'fb-client', plan)),
     ]);
-    const clients = { bench: bench[0]!, twenty };
+    const bench1 = bench[0];
+    if (!bench1) throw new Error('no bench client');
+    const clients: BenchClients = { bench: bench1, memory, plan };
     const skipped = (kind: FirewallKind): FirewallBenchSide => ({
       kind,
       ok: false,
@@ -279,25 +310,15 @@ export async function runFirewallBench(
       options.only === 'moat'
         ? skipped('linux')
         : await benchOne(lab, 'linux', images.linux, clients, seconds, step);
-    const up = ratio(moat.upMbitPerS, linuxSide.upMbitPerS, true);
-    const down = ratio(moat.downMbitPerS, linuxSide.downMbitPerS, true);
-    const ratios = {
-      up: corrected(up, penalty),
-      down: corrected(down, penalty),
-      ping: corrected(ratio(moat.pingMs, linuxSide.pingMs, false), penalty),
-      firstForward: corrected(ratio(moat.firstForwardMs, linuxSide.firstForwardMs, false), penalty),
-      memory: { raw: ratio(moat.memoryInUseMiB, linuxSide.memoryInUseMiB, false) },
-    };
-    const both = [ratios.up.corrected, ratios.down.corrected];
-    return {
-      note: 'measured in the emulated lab (Xen 4.17 in QEMU TCG on a shared machine), not on hardware',
+    return firewallBenchFigures({
       seconds,
+      clients: clientCount,
+      clientDomains: plan.length,
       moat,
       linux: linuxSide,
       penalty,
-      ratios,
-      meetsTarget: both.every((r) => r !== undefined) ? both.every((r) => (r ?? 0) >= 0.5) : undefined,
-    };
+      load: { start: loadAtStart, end: load() },
+    });
   } finally {
     await lab.shutdown();
   }

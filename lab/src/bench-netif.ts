@@ -1,3 +1,11 @@
+import {
+  type IperfTcp,
+  NETIF_DIRECTIONS,
+  type NetifBenchRound,
+  type NetifBenchSummary,
+  roundRatio,
+  summarizeNetifRounds,
+} from './bench-netif-figures.ts';
 import type { ProfileSummary } from './cpu-profile.ts';
 import { guestImage } from './guest-image.ts';
 import { bootLab, type Lab, type LabOptions } from './lab.ts';
@@ -5,55 +13,34 @@ import { buildLinuxImage } from './linux-image.ts';
 import type { BridgeReport, NetifCommand } from './netif-lab-wire.ts';
 import { measureHostPenalty, PENALTY_ITERATIONS, type PenaltyFigures, penaltyInLab } from './penalty.ts';
 import { bridgeVif, type LinuxVm, netvmVif, qubesMac, startCommandVm, startLinuxVm } from './topology.ts';
+import { NETVM_PORTS } from './topology-wire.ts';
 import { buildVchanGuest } from './vchan-lab.ts';
 
 const NETIF_GUEST = new URL('./guests/netif.guest.ts', import.meta.url).pathname;
 
-/** One path's iperf3 figure in one round. */
-export interface NetifBenchRound {
-  readonly linuxMbitPerS: number;
-  readonly oursMbitPerS: number;
-  /** ours / linux in this round (NaN when either run failed). */
-  readonly ratio: number;
-}
-
-export interface NetifBenchFigures {
+export interface NetifBenchFigures extends NetifBenchSummary {
   readonly seconds: number;
   readonly rounds: readonly NetifBenchRound[];
   /** iperf3 runs that failed (NaN in their round), each with why and the middle's state. */
   readonly failures: readonly string[];
-  /** Best round of each path, Mbit/s (iperf3's received rate). */
-  readonly linuxMbitPerS: number;
-  readonly oursMbitPerS: number;
-  /** Median over rounds of ours / linux. */
-  readonly ratio: number;
   /** The same run's emulation penalty (`./moat bench penalty`'s workload in a domU of this lab). */
   readonly penalty: PenaltyFigures;
-  /**
-   * ratio × (JS slowdown / C slowdown): emulation slows our JavaScript path by the JS factor
-   * and the kernel's C path by the C factor, so this estimates the ratio without emulation.
-   */
-  readonly correctedRatio: number;
   /** What our domU's bridge counted over the whole run (frames, GSO frames each way). */
   readonly oursCounts: BridgeReport['counts'];
   /**
-   * One more iperf3 through our path with V8's profiler running in our domU: its Mbit/s,
-   * where the domU's time went, and @moat/netif's counters over that run (netback: the
-   * client's side, netfront: upstream).
+   * One more iperf3 (client -> netvm) through our path with V8's profiler running in our
+   * domU: its Mbit/s, where the domU's time went, and @moat/netif's counters over that run
+   * (netback: the client's side, netfront: upstream).
    */
   readonly profiled: {
     readonly mbitPerS: number;
+    readonly tcp: IperfTcp;
     readonly profile: ProfileSummary;
     readonly netback: Record<string, number>;
     readonly netfront: Record<string, number>;
   };
 }
 
-const median = (xs: readonly number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? (s[m] ?? Number.NaN) : ((s[m - 1] ?? 0) + (s[m] ?? 0)) / 2;
-};
 const round = (x: number, digits = 2) => Number(x.toFixed(digits));
 
 const NET_STATE = [
@@ -99,14 +86,36 @@ async function pathDiagnosis(
   return parts.join('\n');
 }
 
-async function iperf(client: LinuxVm, to: string, seconds: number): Promise<number> {
-  const r = await client.command<{ outcome: string; bitsPerSecond?: number; error?: string }>(
-    { op: 'iperf3', to, seconds, waitSeconds: 300 },
-    { timeoutMs: (seconds + 400) * 1000 },
-  );
+interface IperfResult {
+  readonly mbitPerS: number;
+  readonly tcp: IperfTcp;
+}
+
+async function iperf(
+  client: LinuxVm,
+  to: string,
+  port: number,
+  seconds: number,
+  reverse: boolean,
+): Promise<IperfResult> {
+  const r = await client.command<{
+    outcome: string;
+    bitsPerSecond?: number;
+    retransmits?: number;
+    meanRttUs?: number;
+    error?: string;
+  }>({ op: 'iperf3', to, port, seconds, reverse, waitSeconds: 150 }, { timeoutMs: (seconds + 250) * 1000 });
   if (r.outcome !== 'accepted' || !r.bitsPerSecond)
-    throw new Error(`iperf3 from ${client.name} to ${to} failed: ${r.error ?? JSON.stringify(r)}`);
-  return round(r.bitsPerSecond / 1e6, 1);
+    throw new Error(
+      `iperf3${reverse ? ' -R' : ''} from ${client.name} to ${to} failed: ${r.error ?? JSON.stringify(r)}`,
+    );
+  return {
+    mbitPerS: round(r.bitsPerSecond / 1e6, 1),
+    tcp: {
+      retransmits: r.retransmits,
+      rttMs: r.meanRttUs === undefined ? undefined : round(r.meanRttUs / 1000, 1),
+    },
+  };
 }
 
 /**
@@ -123,6 +132,8 @@ export async function runNetifBench(
     rounds?: number;
     penaltyIterations?: number;
     onStep?: (text: string) => void;
+    /** Figures and failures as they come (the result arrives only at the end). */
+    onLog?: (text: string) => void;
   } = {},
 ): Promise<NetifBenchFigures> {
   const seconds = options.seconds ?? 10;
@@ -134,15 +145,20 @@ export async function runNetifBench(
   const iterations = options.penaltyIterations ?? PENALTY_ITERATIONS;
   const host = await measureHostPenalty(iterations, 5, options.cacheDir);
   options.onStep?.('booting the lab');
-  const lab = await bootLab({ addon: linux.addon, bootTimeoutMs: 1_200_000, ...options });
+  // Six domUs (netvm 192 MB, two middles, three clients): 2 GiB less dom0's 1 GiB ran out.
+  const lab = await bootLab({ addon: linux.addon, bootTimeoutMs: 1_200_000, memoryMb: 2560, ...options });
   try {
     options.onStep?.('measuring the emulation penalty');
     const penalty = await penaltyInLab(lab, penaltyGuest.image, host, 'nb-penalty');
+    options.onLog?.(
+      `emulation penalty: JS ${penalty.slowdown.js}x, C ${penalty.slowdown.c}x slower than on the host`,
+    );
 
     options.onStep?.('starting the netvm, both middle domUs and their clients');
     const netvmIp = '10.137.0.5';
     const oursClientIp = '10.137.0.10';
     const linuxClientIp = '10.137.0.11';
+    const directClientIp = '10.137.0.12';
     const netvm = await startLinuxVm(lab, linux.image, {
       name: 'nb-netvm',
       args: { role: 'netvm', ip: netvmIp },
@@ -174,72 +190,157 @@ export async function runNetifBench(
       args: { role: 'client', ip: oursClientIp, gateway: netvmIp },
       vifs: [{ backend: 'nb-moat', ip: oursClientIp, mac: qubesMac(10) }],
     });
+    // The ceiling: a client on the netvm itself, no middle domU.
+    const directClient = await startLinuxVm(lab, linux.image, {
+      name: 'nb-client-direct',
+      args: { role: 'client', ip: directClientIp, gateway: netvmIp },
+      vifs: [netvmVif('nb-netvm', directClientIp, qubesMac(12))],
+    });
 
-    // Each path answers before it is measured (a failure then says which path and how).
-    {
-      const ping = await linuxClient.command<{ outcome: string; received: number }>({
+    // Each path answers a ping and a TCP echo before it is measured: a path that passes no TCP
+    // fails here in seconds with its diagnosis, not in iperf3's minutes of silence per run.
+    const pathWorks = async (
+      client: LinuxVm,
+      middle: { name: string; domid: number; handle: { tail(n?: number): string } },
+      vms: LinuxVm[],
+    ) => {
+      const ping = await client.command<{ outcome: string; received: number }>({
         op: 'ping',
         to: netvmIp,
         count: 2,
       });
-      if (ping.received === 0)
-        throw new Error(
-          `${linuxClient.name} cannot ping the netvm through ${bridge.name}: ${JSON.stringify(ping)}\n${await pathDiagnosis(lab, [bridge, netvm, linuxClient], linuxClient, bridge)}`,
-        );
-    }
-    {
-      const ping = await oursClient.command<{ outcome: string; received: number }>({
-        op: 'ping',
+      const tcp = await client.command<{ outcome: string; code?: string }>({
+        op: 'tcp',
         to: netvmIp,
-        count: 2,
+        port: NETVM_PORTS.tcpEcho,
+        timeoutMs: 60_000,
       });
-      if (ping.received === 0)
-        throw new Error(
-          `${oursClient.name} cannot ping the netvm through ${moat.name}: ${JSON.stringify(ping)}\n${await pathDiagnosis(lab, [netvm, oursClient], oursClient, moat)}`,
-        );
-    }
-    const measured: NetifBenchRound[] = [];
+      options.onLog?.(
+        `${client.name} through ${middle.name}: ping ${ping.received} of 2, TCP echo ${tcp.outcome}`,
+      );
+      if (ping.received > 0 && tcp.outcome === 'accepted') return true;
+      failures.push(
+        `${client.name} through ${middle.name}: ping ${JSON.stringify(ping)}, TCP echo ${JSON.stringify(tcp)}; not measured\n${await pathDiagnosis(lab, vms, client, middle)}`,
+      );
+      options.onLog?.(failures.at(-1) ?? '');
+      return false;
+    };
     const failures: string[] = [];
+    const linuxWorks = await pathWorks(linuxClient, bridge, [bridge, netvm, linuxClient]);
+    const oursWorks = await pathWorks(oursClient, moat, [netvm, oursClient]);
+    const directWorks = await pathWorks(directClient, netvm, [netvm, directClient]);
+    if (!linuxWorks && !oursWorks) throw new Error(`neither path passes traffic:\n${failures.join('\n')}`);
+    const measured: NetifBenchRound[] = [];
     // A run that fails is reported with the middle's state and the bench goes on: one path's
     // failure must not hide the other's figures.
-    const measure = async (client: LinuxVm, middle: LinuxVm | undefined, what: string) => {
+    const failed: IperfResult = { mbitPerS: Number.NaN, tcp: {} };
+    const measure = async (
+      client: LinuxVm,
+      middle: LinuxVm | undefined,
+      reverse: boolean,
+      what: string,
+    ): Promise<IperfResult> => {
       try {
-        return await iperf(client, netvmIp, seconds);
+        const r = await iperf(
+          client,
+          netvmIp,
+          IPERF_PORTS[client.name] ?? NETVM_PORTS.iperf3,
+          seconds,
+          reverse,
+        );
+        options.onLog?.(
+          `${what}: ${r.mbitPerS} Mbit/s (retransmits ${r.tcp.retransmits ?? 'n/a'}, RTT ${r.tcp.rttMs ?? 'n/a'} ms)`,
+        );
+        return r;
       } catch (error) {
-        failures.push(`${what}: ${(error as Error).message}${middle ? `\n${await netState(middle)}` : ''}`);
-        return Number.NaN;
+        // Xen's own log too: a grant another domain refused is logged there, if anywhere.
+        const xen = middle ? (await lab.exec(['xl', 'dmesg'])).lines.slice(-15).join('\n') : '';
+        failures.push(
+          `${what}: ${(error as Error).message}${middle ? `\n${await netState(middle)}\ndom0$ xl dmesg | tail -15\n${xen}` : ''}`,
+        );
+        options.onLog?.(failures.at(-1) ?? '');
+        return failed;
       }
     };
+    // One iperf3 server per path: a run that stalls (the Linux bridge's data) leaves its server
+    // stuck in that test, and every later client of the same server hung with it (run 5).
+    const IPERF_PORTS: Record<string, number> = {
+      [oursClient.name]: NETVM_PORTS.iperf3,
+      [directClient.name]: NETVM_PORTS.iperf3 + 1,
+      [linuxClient.name]: NETVM_PORTS.iperf3 + 2,
+    };
+    for (const port of [NETVM_PORTS.iperf3 + 1, NETVM_PORTS.iperf3 + 2])
+      await netvm.command({
+        op: 'exec',
+        argv: ['sh', '-c', `iperf3 -s -D -p ${port} >/dev/null 2>&1 </dev/null`],
+      });
+    // A path whose iperf3 failed once is not run again: each failure costs iperf3's 160 s.
+    const broken = new Set<string>();
+    if (!linuxWorks) broken.add('linux');
+    if (!oursWorks) broken.add('ours');
+    if (!directWorks) broken.add('direct');
+    const run = async (
+      path: string,
+      client: LinuxVm,
+      middle: LinuxVm | undefined,
+      reverse: boolean,
+      what: string,
+    ) => {
+      if (broken.has(path)) return failed;
+      const r = await measure(client, middle, reverse, what);
+      if (!Number.isFinite(r.mbitPerS)) {
+        broken.add(path);
+        if (path === 'ours') {
+          // Our domU's side of it: its bridge's counters and netif's stats, and its console.
+          const state = await moat
+            .command<BridgeReport>({ op: 'bridge' })
+            .then((b) => JSON.stringify({ counts: b.counts, stats: b.stats }))
+            .catch((e: Error) => e.message);
+          failures.push(`${what}: ${moat.name}: ${state}\n${moat.name} console:\n${moat.handle.tail(30)}`);
+          options.onLog?.(failures.at(-1) ?? '');
+        }
+      }
+      return r;
+    };
     for (let i = 0; i < rounds; i++) {
-      options.onStep?.(`round ${i + 1} of ${rounds}: iperf3 ${seconds} s through each path`);
-      const linuxMbitPerS = await measure(linuxClient, bridge, `round ${i + 1}, Linux bridge`);
-      const oursMbitPerS = await measure(oursClient, undefined, `round ${i + 1}, ours`);
-      measured.push({ linuxMbitPerS, oursMbitPerS, ratio: round(oursMbitPerS / linuxMbitPerS, 3) });
+      for (const direction of NETIF_DIRECTIONS) {
+        const reverse = direction === 'down';
+        options.onStep?.(
+          `round ${i + 1} of ${rounds}: iperf3${reverse ? ' -R' : ''} ${seconds} s through each path`,
+        );
+        const what = `round ${i + 1} ${reverse ? 'netvm -> client' : 'client -> netvm'}`;
+        const oursRun = await run('ours', oursClient, undefined, reverse, `${what}, ours`);
+        const directRun = await run('direct', directClient, undefined, reverse, `${what}, direct`);
+        const linuxRun = await run('linux', linuxClient, bridge, reverse, `${what}, Linux bridge`);
+        measured.push({
+          direction,
+          linuxMbitPerS: linuxRun.mbitPerS,
+          oursMbitPerS: oursRun.mbitPerS,
+          ratio: roundRatio(oursRun.mbitPerS, linuxRun.mbitPerS),
+          directMbitPerS: directRun.mbitPerS,
+          linuxTcp: linuxRun.tcp,
+          oursTcp: oursRun.tcp,
+        });
+      }
     }
     const report = await moat.command<BridgeReport>({ op: 'bridge' });
     options.onStep?.('one more iperf3 through our path, profiled');
     await moat.command({ op: 'profile-start' });
-    const profiledMbit = await measure(oursClient, undefined, 'profiled run, ours');
+    const profiledRun = await run('ours', oursClient, undefined, false, 'profiled run, ours');
     const profile = await moat.command<ProfileSummary>({ op: 'profile-stop' }, { timeoutMs: 300_000 });
     const after = await moat.command<BridgeReport>({ op: 'bridge' });
     const delta = (a: Record<string, number>, b: Record<string, number>) =>
       Object.fromEntries(Object.keys(a).map((k) => [k, (a[k] ?? 0) - (b[k] ?? 0)]));
-    const finite = (xs: number[]) => xs.filter((x) => Number.isFinite(x));
-    const best = (xs: number[]) => (finite(xs).length ? Math.max(...finite(xs)) : Number.NaN);
-    const ratios = finite(measured.map((r) => r.ratio));
-    const ratio = ratios.length ? round(median(ratios), 3) : Number.NaN;
     return {
+      ...summarizeNetifRounds(measured, penalty),
       seconds,
       rounds: measured,
       failures,
-      linuxMbitPerS: best(measured.map((r) => r.linuxMbitPerS)),
-      oursMbitPerS: best(measured.map((r) => r.oursMbitPerS)),
-      ratio,
       penalty,
-      correctedRatio: round((ratio * penalty.slowdown.js) / penalty.slowdown.c, 3),
       oursCounts: report.counts,
       profiled: {
-        mbitPerS: profiledMbit,
+        mbitPerS: profiledRun.mbitPerS,
+        tcp: profiledRun.tcp,
         profile,
         netback: delta(after.stats.netback, report.stats.netback),
         netfront: delta(after.stats.netfront, report.stats.netfront),

@@ -35,4 +35,19 @@ describe('summarizeCpuProfile', () => {
       top: [],
     });
   });
+
+  it('names native code (no script) by its JS caller', () => {
+    const s = summarizeCpuProfile({
+      startTime: 0,
+      endTime: 4000,
+      nodes: [
+        { id: 1, callFrame: frame('(root)'), children: [2, 4] },
+        { id: 2, callFrame: frame('copy', 'file:///app/main.js', 3177), children: [3] },
+        { id: 3, callFrame: frame('') },
+        { id: 4, callFrame: frame('(program)') },
+      ],
+      samples: [3, 3, 3, 4],
+    });
+    expect(s.top.map((t) => t.fn)).toEqual(['(anonymous) :0 <- copy main.js:3178', '(program) :0']);
+  });
 });

@@ -10,6 +10,7 @@ export interface CpuProfile {
     readonly id: number;
     readonly callFrame: { readonly functionName: string; readonly url: string; readonly lineNumber: number };
     readonly hitCount?: number;
+    readonly children?: readonly number[];
   }[];
   readonly startTime: number;
   readonly endTime: number;
@@ -41,15 +42,23 @@ export function summarizeCpuProfile(profile: CpuProfile, topN = 15): ProfileSumm
   let idle = 0;
   let gc = 0;
   let program = 0;
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const name = (frame: CpuProfile['nodes'][number]['callFrame']) => {
+    const file = frame.url.slice(frame.url.lastIndexOf('/') + 1);
+    return `${frame.functionName || '(anonymous)'} ${file}:${frame.lineNumber + 1}`;
+  };
   for (const n of profile.nodes) {
     const h = hits.get(n.id) ?? 0;
     if (h === 0) continue;
-    const { functionName, url, lineNumber } = n.callFrame;
+    const { functionName, url } = n.callFrame;
     if (functionName === '(idle)') idle += h;
     else if (functionName === '(garbage collector)') gc += h;
     else if (functionName === '(program)') program += h;
-    const file = url.slice(url.lastIndexOf('/') + 1);
-    const key = `${functionName || '(anonymous)'} ${file}:${lineNumber + 1}`;
+    // Native code (an addon's functions, V8 builtins) has no script: named by its JS caller.
+    const caller = !url && !functionName.startsWith('(') ? byId.get(parent.get(n.id) ?? -1) : undefined;
+    const key = `${name(n.callFrame)}${caller ? ` <- ${name(caller.callFrame)}` : ''}`;
     byFn.set(key, (byFn.get(key) ?? 0) + h);
   }
   const perSample = total > 0 ? ms / total : 0;

@@ -14,7 +14,11 @@ export interface FirewallStatsServeArgs {
   readonly startupTimeoutMs: number;
 }
 
-export type FirewallStatsCommand = { op: 'stats' } | { op: 'close' };
+/** `profile`: `moat.CpuProfile+<ms>`, answered as a ProfileSummary (cpu-profile.ts) of `top` functions. */
+export type FirewallStatsCommand =
+  | { op: 'stats' }
+  | { op: 'profile'; ms: number; top?: number }
+  | { op: 'close' };
 
 /** The fields of `moat.FirewallStats` the lab reads (bytes; counts). */
 export interface MoatStatsDoc {

@@ -6,11 +6,12 @@
  * unikernel's buildFirewallImage makes).
  */
 import { buildFirewallImage, type VmImage } from '@moat/unikernel';
+import type { ProfileSummary } from './cpu-profile.ts';
 import { LabError } from './errors.ts';
 import type { GuestHandle } from './guest-run.ts';
 import type { Lab, VifSpec } from './lab.ts';
 import { LAB_IP_COMMAND } from './linux-firewall/vif-script.ts';
-import { type MoatStats, type MoatStatsDoc, memoryBreakdown, moatStats } from './moat-stats.ts';
+import { type MoatStats, type MoatStatsDoc, moatStats } from './moat-stats.ts';
 import { qubesDbEntries, qubesFirewallEntries } from './qubesdb-keys.ts';
 import {
   attachVif,
@@ -64,6 +65,25 @@ export interface FirewallVm {
   diagnose?(): Promise<string>;
   /** Memory in use in the VM (/proc/meminfo MemTotal - MemAvailable), bytes. */
   memoryInUse?(): Promise<number>;
+  /** The VM's memory figures (its /proc/meminfo; sys-moat's node process too). */
+  memory?(): Promise<FirewallVmMemory>;
+  /**
+   * Where the VM's own code spends its time while `during` runs (sys-moat: V8's profiler through
+   * qrexec moat.CpuProfile over `ms`, started just before `during`).
+   */
+  profile?<T>(ms: number, during: () => Promise<T>): Promise<{ result: T; profile: ProfileSummary }>;
+}
+
+/** Memory in a firewall VM, bytes (but `memoryMb`), read inside the VM. */
+export interface FirewallVmMemory {
+  /** The domain's `memory = maxmem`, MiB. */
+  readonly memoryMb: number;
+  /** /proc/meminfo: MemTotal (the domain's memory less the kernel's boot reservations), MemAvailable, Slab. */
+  readonly memTotal: number;
+  readonly memAvailable: number;
+  readonly slab: number;
+  /** sys-moat's node process: resident set, JS heap used, buffers outside the heap. */
+  readonly node?: { readonly rss: number; readonly heapUsed: number; readonly external: number };
 }
 
 /** The MAC of the firewall's uplink (the clients take 00:16:3e:5e:6c:0a and up). */
@@ -150,6 +170,8 @@ function moatClientLine(clientIp: string): RegExp {
 const MOAT_UPLINK_LINE = /sys-moat \w+: uplink up/;
 /** sys-moat's `memory = maxmem` in the lab unless a test says otherwise, MiB. */
 const MOAT_MEMORY_MB = 192;
+/** The Linux reference firewall's, as startLinuxVm gives the `firewall` role. */
+const LINUX_FIREWALL_MEMORY_MB = 192;
 /** Under emulation on a loaded machine: boot, a handshake, a rule commit. */
 const MOAT_WAIT = { timeoutMs: 600_000 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -323,8 +345,8 @@ export class MoatFirewallVm implements FirewallVm {
     return this.vm?.tail(n) ?? '';
   }
 
-  /** `moat.FirewallStats`, called by dom0 (its qrexec daemon started on first use, kept until stop). */
-  async stats(): Promise<MoatStatsDoc> {
+  /** dom0's qrexec daemon for this VM: started on first use, kept until stop. */
+  private daemon(): Promise<MoatStats> {
     const { context } = this.running();
     if (!this.statsDaemon) {
       this.statsDaemon = moatStats(context.lab, this.id, this.name);
@@ -332,7 +354,12 @@ export class MoatFirewallVm implements FirewallVm {
         this.statsDaemon = undefined;
       });
     }
-    return (await this.statsDaemon).read();
+    return this.statsDaemon;
+  }
+
+  /** `moat.FirewallStats`, called by dom0. */
+  async stats(): Promise<MoatStatsDoc> {
+    return (await this.daemon()).read();
   }
 
   /** Polls the stats until `check` holds (bounded; the last document in the error). */
@@ -354,11 +381,31 @@ export class MoatFirewallVm implements FirewallVm {
     }
   }
 
-  /** From moat.FirewallStats (/proc/meminfo in its memory section). */
   async memoryInUse(): Promise<number> {
+    const m = await this.memory();
+    return m.memTotal - m.memAvailable;
+  }
+
+  async profile<T>(ms: number, during: () => Promise<T>): Promise<{ result: T; profile: ProfileSummary }> {
+    const profile = (await this.daemon()).profile(ms);
+    profile.catch(() => undefined);
+    const result = await during();
+    return { result, profile: await profile };
+  }
+
+  /** From moat.FirewallStats (/proc/meminfo in its memory section). */
+  async memory(): Promise<FirewallVmMemory> {
     const doc = await this.stats();
-    if (!doc.memory.system) throw new LabError(this.name, 'moat.FirewallStats gave no /proc/meminfo figures');
-    return memoryBreakdown(this.memoryMb, doc).inUse;
+    const system = doc.memory.system;
+    if (!system) throw new LabError(this.name, 'moat.FirewallStats gave no /proc/meminfo figures');
+    const { rss, heapUsed, external } = doc.memory;
+    return {
+      memoryMb: this.memoryMb,
+      memTotal: system.memTotal,
+      memAvailable: system.memAvailable,
+      slab: system.slab,
+      node: { rss, heapUsed, external },
+    };
   }
 
   private running(): { vm: GuestHandle; db: QubesDbService; context: FirewallContext } {
@@ -413,6 +460,7 @@ class LinuxFirewallVm implements FirewallVm {
       name: this.name,
       type: context.virtMode,
       args: { role: 'firewall', ip: this.ip },
+      memoryMb: LINUX_FIREWALL_MEMORY_MB,
       vifs: [this.uplink],
       upTimeoutMs: 1_200_000,
     });
@@ -455,15 +503,20 @@ class LinuxFirewallVm implements FirewallVm {
   }
 
   async memoryInUse(): Promise<number> {
+    const m = await this.memory();
+    return m.memTotal - m.memAvailable;
+  }
+
+  async memory(): Promise<FirewallVmMemory> {
     const { vm } = this.running();
     const r = await vm.command<{ code: number | null; out: string }>({
       op: 'exec',
       argv: ['cat', '/proc/meminfo'],
     });
-    const used = memInUse(r.out);
-    if (used === undefined)
-      throw new LabError(this.name, `no MemTotal/MemAvailable in /proc/meminfo: ${r.out.slice(0, 200)}`);
-    return used;
+    const figures = meminfo(r.out);
+    if (!figures)
+      throw new LabError(this.name, `no MemTotal/MemAvailable/Slab in /proc/meminfo: ${r.out.slice(0, 200)}`);
+    return { memoryMb: LINUX_FIREWALL_MEMORY_MB, ...figures };
   }
 
   async stop(): Promise<void> {
@@ -494,8 +547,24 @@ class LinuxFirewallVm implements FirewallVm {
 }
 
 /** /proc/meminfo's MemTotal - MemAvailable, bytes (undefined when either is missing). */
-export function memInUse(meminfo: string): number | undefined {
-  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(meminfo)?.[1]);
-  const used = kb('MemTotal') - kb('MemAvailable');
-  return Number.isFinite(used) ? used * 1024 : undefined;
+export function memInUse(text: string): number | undefined {
+  const used = meminfoBytes(text, 'MemTotal') - meminfoBytes(text, 'MemAvailable');
+  return Number.isFinite(used) ? used : undefined;
+}
+
+/** /proc/meminfo's MemTotal, MemAvailable and Slab, bytes (undefined when one is missing). */
+export function meminfo(
+  text: string,
+): Pick<FirewallVmMemory, 'memTotal' | 'memAvailable' | 'slab'> | undefined {
+  const figures = {
+    memTotal: meminfoBytes(text, 'MemTotal'),
+    memAvailable: meminfoBytes(text, 'MemAvailable'),
+    slab: meminfoBytes(text, 'Slab'),
+  };
+  return Object.values(figures).every(Number.isFinite) ? figures : undefined;
+}
+
+/** One /proc/meminfo line's figure in bytes (NaN when missing). */
+function meminfoBytes(text: string, key: string): number {
+  return Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text)?.[1]) * 1024;
 }

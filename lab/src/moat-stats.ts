@@ -4,6 +4,7 @@
  * according to it.
  */
 import { bundleEntry } from './bundle.ts';
+import type { ProfileSummary } from './cpu-profile.ts';
 import { LabError } from './errors.ts';
 import type { FirewallStatsCommand, FirewallStatsServeArgs, MoatStatsDoc } from './firewall-life-wire.ts';
 import type { Lab } from './lab.ts';
@@ -15,6 +16,8 @@ const STATS_DOM0 = new URL('./guests/firewall-stats-dom0.guest.ts', import.meta.
 /** dom0's qrexec daemon for one sys-moat, calling `moat.FirewallStats` on demand. */
 export interface MoatStats {
   read(): Promise<MoatStatsDoc>;
+  /** Where sys-moat's node spends the next `ms` (moat.CpuProfile, summed up in dom0). */
+  profile(ms: number, top?: number): Promise<ProfileSummary>;
   /** Ends dom0's process (bounded). */
   stop(): Promise<void>;
 }
@@ -38,18 +41,21 @@ export async function moatStats(
   const connected = await handle.result('connected', { timeoutMs: startupTimeoutMs + 60_000 });
   if (!connected.ok) throw new LabError(name, `dom0's qrexec daemon did not connect: ${connected.error}`);
   let seq = 0;
-  const send = async (command: FirewallStatsCommand): Promise<unknown> => {
+  const send = async (command: FirewallStatsCommand, timeoutMs = 180_000): Promise<unknown> => {
     const n = ++seq;
     const written = await lab.exec(['xenstore-write', `${dir}/${n}`, JSON.stringify(command)]);
     if (written.code !== 0)
       throw new LabError(name, `writing stats command ${n} failed: ${written.lines.join(' | ')}`);
-    const result = await handle.result(`cmd ${n}`, { timeoutMs: 180_000 });
+    const result = await handle.result(`cmd ${n}`, { timeoutMs });
     if (!result.ok) throw new LabError(name, `moat.FirewallStats failed: ${result.error}`);
     return result.data;
   };
   return {
     async read() {
       return ((await send({ op: 'stats' })) as { doc: MoatStatsDoc }).doc;
+    },
+    async profile(ms, top = 15) {
+      return (await send({ op: 'profile', ms, top }, ms + 180_000)) as ProfileSummary;
     },
     async stop() {
       await send({ op: 'close' }).catch(() => undefined);

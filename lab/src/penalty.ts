@@ -26,17 +26,17 @@ export async function measureHostPenalty(
 ): Promise<PenaltyRun> {
   const binary = await buildPenaltyWorkload(cacheDir);
   const cMs: number[] = [];
+  const jsMs: number[] = [];
   let cHash = -1;
+  let jsHash = 0;
+  // C and JS runs alternate, so that a busy machine's load falls on both alike (their ratio is
+  // what corrects a bench's figures).
   for (let i = 0; i < runs; i++) {
     const out = spawnSync(binary, [String(iterations)], { encoding: 'utf8' });
     if (out.status !== 0) throw new Error(`penalty workload failed: ${out.stderr}`);
     const r = JSON.parse(out.stdout) as { hash: number; ms: number };
     cMs.push(r.ms);
     cHash = r.hash;
-  }
-  const jsMs: number[] = [];
-  let jsHash = 0;
-  for (let i = 0; i < runs; i++) {
     const start = performance.now();
     jsHash = penaltyWorkloadJs(iterations);
     jsMs.push(performance.now() - start);

@@ -67,7 +67,15 @@ export type LinuxCommand =
   /** Asks the netvm's source for `bytes` of the pattern and hashes what arrives. */
   | { op: 'pull'; from: string; bytes: number; seed: number }
   /** waitSeconds: how long past `seconds` the run may take before it is killed (default 120). */
-  | { op: 'iperf3'; to: string; seconds?: number; reverse?: boolean; waitSeconds?: number }
+  | {
+      op: 'iperf3';
+      to: string;
+      seconds?: number;
+      reverse?: boolean;
+      waitSeconds?: number;
+      /** The server's port (default NETVM_PORTS.iperf3). */
+      port?: number;
+    }
   /** firewall: read QubesDB, bring the uplink up, load the rules and follow QubesDB. */
   | { op: 'firewall-start' }
   /** firewall: the uplink vif came back (netvm restarted): configure it again. */

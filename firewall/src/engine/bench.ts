@@ -23,12 +23,17 @@ export {
 } from '../rules/bench-fixtures.ts';
 
 import { ClientRules } from '../client-rules.ts';
-import { type BenchRuleTree, benchRuleTree, staticHostResolver } from '../rules/bench-fixtures.ts';
+import {
+  type BenchRuleTree,
+  benchRuleSet,
+  benchRuleTree,
+  staticHostResolver,
+} from '../rules/bench-fixtures.ts';
 import type { RuleSet } from '../rules/types.ts';
 import { parseIpv4Text } from '../wire/address.ts';
 import { type FrameMeta, type FrameSink, plainMeta, UPLINK } from './config.ts';
 import { FirewallEngine, V_FORWARDED } from './engine.ts';
-import { frame4 } from './frames.ts';
+import { acceptAll, frame4 } from './frames.ts';
 
 export interface BenchCase {
   name: string;
@@ -249,17 +254,31 @@ async function runCase(
   };
 }
 
-export async function runEngineBench(
-  options: { minMs?: number; ruleSet?: RuleSet; conntrackMax?: number } = {},
-): Promise<EngineBenchResult> {
+export interface EngineBenchOptions {
+  minMs?: number;
+  /** The rule set of cases (b) and (c), given to the engine as it is (default: benchRuleTree(1000)). */
+  ruleSet?: RuleSet;
+  conntrackMax?: number;
+  /**
+   * How the default rules reach the engine: 'client-rules' (default) as a firewall VM gives
+   * them, QubesDB trees through ClientRules (one more call per new flow: the two-family
+   * wrapper); 'rule-set' as benches before ClientRules did, the compiled benchRuleSet(1000)
+   * and for (a) a function that accepts everything, set on the engine directly. An A/B
+   * against an older tree asks for 'rule-set', the only way the older bench has.
+   */
+  rulesThrough?: 'client-rules' | 'rule-set';
+}
+
+export async function runEngineBench(options: EngineBenchOptions = {}): Promise<EngineBenchResult> {
   const minMs = options.minMs ?? 1000;
   const conntrackMax = options.conntrackMax ?? 16384;
-  const rules = options.ruleSet ?? benchRuleTree(1000);
+  const direct = options.rulesThrough === 'rule-set';
+  const rules = options.ruleSet ?? (direct ? benchRuleSet(1000) : benchRuleTree(1000));
   const cases: BenchCase[] = [];
 
   // (a) established fast path with NAT: 1,024 TCP flows, both directions, 64-byte payloads
   {
-    const { engine, client } = makeEngine(ACCEPT_ALL, conntrackMax);
+    const { engine, client } = makeEngine(direct ? acceptAll : ACCEPT_ALL, conntrackMax);
     const w = establishedWorkload(engine, client, 1024, 64);
     cases.push(await runCase('established-nat', engine, w, minMs));
     // the same frames flagged as Linux netfront sends them with checksum offload on
@@ -299,7 +318,9 @@ export async function runEngineBench(
     rules: 'evaluate' in rules ? rules.ruleNumbers.length : rules.entries.length - 1,
     rulesFrom: options.ruleSet
       ? 'caller'
-      : 'rules/bench-fixtures benchRuleTree(1000), given to ClientRules as QubesDB entries (compiled index)',
+      : direct
+        ? 'rules/bench-fixtures benchRuleSet(1000), set on the engine directly (compiled index)'
+        : 'rules/bench-fixtures benchRuleTree(1000), given to ClientRules as QubesDB entries (compiled index)',
     conntrackMax,
     cases,
     targets: { establishedPps: 2_000_000, newFlowsPerSecond: 200_000 },

@@ -21,6 +21,12 @@ import { R_TOO_BIG } from './reasons.ts';
  */
 export function fitsUplinkMtu(iface: Iface, p: Packet, from: Link, meta: FrameMeta): boolean {
   p.fragmentOut = false;
+  if (meta.gsoType === 0 && p.ipLen <= iface.uplink.mtu) return true;
+  return fitsUplinkMtuSlow(iface, p, from, meta);
+}
+
+/** fitsUplinkMtu past its common case (no GSO and within the MTU), kept apart so that it inlines. */
+function fitsUplinkMtuSlow(iface: Iface, p: Packet, from: Link, meta: FrameMeta): boolean {
   const buf = p.buf;
   const mtu = iface.uplink.mtu;
   let size = p.ipLen;

@@ -22,8 +22,11 @@ import {
   IP4_CHECKSUM,
   IP4_DST,
   IP4_FLAG_MF,
+  IP4_FLAGS_FRAG,
   IP4_FRAG_MASK,
+  IP4_ID,
   IP4_MIN_HEADER,
+  IP4_PROTO,
   IP4_SRC,
   IP4_TTL,
   IPPROTO_ICMP,
@@ -33,8 +36,8 @@ import {
   Ipv4View,
 } from '../wire/ipv4.ts';
 import { IP6_DST, IP6_HOP_LIMIT, IP6_SRC, Ipv6View } from '../wire/ipv6.ts';
-import { TcpView } from '../wire/tcp.ts';
-import { UdpView } from '../wire/udp.ts';
+import { TCP_DST_PORT, TCP_FLAGS, TCP_SRC_PORT, TcpView } from '../wire/tcp.ts';
+import { UDP_DST_PORT, UDP_SRC_PORT, UdpView } from '../wire/udp.ts';
 import type { FrameMeta } from './config.ts';
 import { K_DST, K_PORTS, K_PROTO, K_SRC, KEY_WORDS } from './conntrack.ts';
 
@@ -96,22 +99,25 @@ export class Packet {
 
   /**
    * Reads the transport header of the IPv4 packet `ip4` has checked and fills `key` with the
-   * packet's own tuple. False when the transport header is unparseable.
+   * packet's own tuple. False when the transport header is unparseable. The header fields
+   * are read at wire's offsets here rather than through the view's getters: each inlined
+   * getter counts against V8's inlining budget of the hot path it sits on.
    */
   parse4(): boolean {
     const v = this.ip4;
+    const buf = this.buf;
     const l3 = v.off;
     this.family = 4;
     this.ip = l3;
     this.ipLen = v.totalLen;
-    this.l4 = v.payloadOffset;
-    this.l4Len = v.payloadLen;
-    this.proto = v.protocol;
+    this.l4 = l3 + v.headerLen;
+    this.l4Len = v.totalLen - v.headerLen;
+    this.proto = buf[l3 + IP4_PROTO]!;
     this.src = l3 + IP4_SRC;
     this.dst = l3 + IP4_DST;
-    const ff = v.flagsFrag;
+    const ff = read16(buf, l3 + IP4_FLAGS_FRAG);
     this.frag = (ff & IP4_FRAG_MASK) !== 0 ? FRAG_LATER : (ff & IP4_FLAG_MF) !== 0 ? FRAG_FIRST : FRAG_NONE;
-    this.fragId = v.ident;
+    this.fragId = read16(buf, l3 + IP4_ID);
     return this.parseL4();
   }
 
@@ -146,39 +152,44 @@ export class Packet {
     this.icmpKind = ICMP_OTHER;
     if (this.frag !== FRAG_LATER) {
       if (proto === IPPROTO_TCP) {
-        const t = this.tcp;
-        if (t.check(buf, o, n)) return false;
-        this.sport = t.srcPort;
-        this.dport = t.dstPort;
-        this.tcpFlags = t.flags;
+        if (this.tcp.check(buf, o, n)) return false;
+        this.sport = read16(buf, o + TCP_SRC_PORT);
+        this.dport = read16(buf, o + TCP_DST_PORT);
+        this.tcpFlags = buf[o + TCP_FLAGS]!;
         this.hasPorts = true;
       } else if (proto === IPPROTO_UDP) {
-        const u = this.udp;
-        if (u.check(buf, o, n, this.frag === FRAG_FIRST)) return false;
-        this.sport = u.srcPort;
-        this.dport = u.dstPort;
+        if (this.udp.check(buf, o, n, this.frag === FRAG_FIRST)) return false;
+        this.sport = read16(buf, o + UDP_SRC_PORT);
+        this.dport = read16(buf, o + UDP_DST_PORT);
         this.hasPorts = true;
       } else if (proto === this.icmpProto) {
-        const v4 = this.family === 4;
-        if (v4 ? this.icmp4.check(buf, o, n) : this.icmp6.check(buf, o, n)) return false;
-        const t = v4 ? this.icmp4.type : this.icmp6.type;
-        this.icmpType = t;
-        this.icmpCode = v4 ? this.icmp4.code : this.icmp6.code;
-        // conntrack keys a query by its identifier and the query type (a reply by the type
-        // of its query): the type sits where a destination port would
-        const q = v4 ? icmpQueryOf(t) : icmp6QueryOf(t);
-        if (q === t) {
-          this.sport = read16(buf, o + ICMP_ECHO_ID);
-          this.dport = q;
-          this.icmpKind = ICMP_QUERY;
-        } else if (q >= 0) {
-          this.sport = q;
-          this.dport = read16(buf, o + ICMP_ECHO_ID);
-          this.icmpKind = ICMP_QUERY_REPLY;
-        }
+        if (!this.parseIcmp(buf, o, n)) return false;
       }
     }
-    this.fillKey(this.key, proto, this.src, this.dst, this.sport, this.dport);
+    if (this.family === 4) fillKey4(this.key, proto, buf, this.src, this.dst, this.sport, this.dport);
+    else this.fillKey(this.key, proto, this.src, this.dst, this.sport, this.dport);
+    return true;
+  }
+
+  /** The ICMP header of either family: its type and code, and a query's keying. */
+  private parseIcmp(buf: Uint8Array, o: number, n: number): boolean {
+    const v4 = this.family === 4;
+    if (v4 ? this.icmp4.check(buf, o, n) : this.icmp6.check(buf, o, n)) return false;
+    const t = v4 ? this.icmp4.type : this.icmp6.type;
+    this.icmpType = t;
+    this.icmpCode = v4 ? this.icmp4.code : this.icmp6.code;
+    // conntrack keys a query by its identifier and the query type (a reply by the type
+    // of its query): the type sits where a destination port would
+    const q = v4 ? icmpQueryOf(t) : icmp6QueryOf(t);
+    if (q === t) {
+      this.sport = read16(buf, o + ICMP_ECHO_ID);
+      this.dport = q;
+      this.icmpKind = ICMP_QUERY;
+    } else if (q >= 0) {
+      this.sport = q;
+      this.dport = read16(buf, o + ICMP_ECHO_ID);
+      this.icmpKind = ICMP_QUERY_REPLY;
+    }
     return true;
   }
 
@@ -199,22 +210,15 @@ export class Packet {
    */
   fillKey(k: Uint32Array, proto: number, srcOff: number, dstOff: number, sport: number, dport: number): void {
     const buf = this.buf;
-    k[K_PROTO] = (this.family << 8) | proto;
-    k[K_PORTS] = ((sport << 16) | dport) >>> 0;
     if (this.family === 4) {
-      k[K_SRC] = read32(buf, srcOff);
-      k[K_SRC + 1] = 0;
-      k[K_SRC + 2] = 0;
-      k[K_SRC + 3] = 0;
-      k[K_DST] = read32(buf, dstOff);
-      k[K_DST + 1] = 0;
-      k[K_DST + 2] = 0;
-      k[K_DST + 3] = 0;
-    } else {
-      for (let i = 0; i < 4; i++) {
-        k[K_SRC + i] = read32(buf, srcOff + i * 4);
-        k[K_DST + i] = read32(buf, dstOff + i * 4);
-      }
+      fillKey4(k, proto, buf, srcOff, dstOff, sport, dport);
+      return;
+    }
+    k[K_PROTO] = (6 << 8) | proto;
+    k[K_PORTS] = ((sport << 16) | dport) >>> 0;
+    for (let i = 0; i < 4; i++) {
+      k[K_SRC + i] = read32(buf, srcOff + i * 4);
+      k[K_DST + i] = read32(buf, dstOff + i * 4);
     }
   }
 
@@ -258,16 +262,8 @@ export class Packet {
 
   /** Decrements the TTL or hop limit (and updates the IPv4 header checksum). */
   decrementHopLimit(): void {
-    const buf = this.buf;
-    if (this.family === 4) {
-      const at = this.ip + IP4_TTL;
-      const old = (buf[at]! << 8) | buf[at + 1]!;
-      buf[at] = buf[at]! - 1;
-      applyDelta(buf, this.ip + IP4_CHECKSUM, (~old & 0xffff) + (old - 0x100), false);
-    } else {
-      const at = this.ip + IP6_HOP_LIMIT;
-      buf[at] = buf[at]! - 1;
-    }
+    if (this.family === 4) decrementTtl4(this.buf, this.ip);
+    else this.buf[this.ip + IP6_HOP_LIMIT]! -= 1;
   }
 
   /** `proto src:port -> dst:port` (slow path, logging only). */
@@ -281,4 +277,34 @@ export class Packet {
     const ports = this.hasPorts;
     return `${proto} ${f(this.src)}${ports ? `:${this.sport}` : ''} -> ${f(this.dst)}${ports ? `:${this.dport}` : ''}`;
   }
+}
+
+/** Packet.fillKey for an IPv4 packet (the hot path's, apart so that it stays small). */
+function fillKey4(
+  k: Uint32Array,
+  proto: number,
+  buf: Uint8Array,
+  srcOff: number,
+  dstOff: number,
+  sport: number,
+  dport: number,
+): void {
+  k[K_PROTO] = (4 << 8) | proto;
+  k[K_PORTS] = ((sport << 16) | dport) >>> 0;
+  k[K_SRC] = read32(buf, srcOff);
+  k[K_SRC + 1] = 0;
+  k[K_SRC + 2] = 0;
+  k[K_SRC + 3] = 0;
+  k[K_DST] = read32(buf, dstOff);
+  k[K_DST + 1] = 0;
+  k[K_DST + 2] = 0;
+  k[K_DST + 3] = 0;
+}
+
+/** Decrements an IPv4 header's TTL and updates its checksum (RFC 1624). */
+function decrementTtl4(buf: Uint8Array, ip: number): void {
+  const at = ip + IP4_TTL;
+  const old = (buf[at]! << 8) | buf[at + 1]!;
+  buf[at] = buf[at]! - 1;
+  applyDelta(buf, ip + IP4_CHECKSUM, (~old & 0xffff) + (old - 0x100), false);
 }

@@ -176,6 +176,21 @@ describe('sys-moat booted as a TemplateVM (no netvm, no clients)', () => {
     expect((await qrexec.call('qubes.VMShell', { user: 'root' })).exitCode).toBe(127);
   });
 
+  it('answers moat.CpuProfile+<ms> with a V8 CPU profile of that long', async () => {
+    await boot(TEMPLATE_KEYS);
+    const qrexec = await dom0Qrexec();
+    const r = await qrexec.call('moat.CpuProfile', { user: 'root', argument: '50' });
+    expect(r.exitCode).toBe(0);
+    const profile = JSON.parse(r.stdout.toString('utf8')) as {
+      nodes: unknown[];
+      startTime: number;
+      endTime: number;
+    };
+    expect(profile.nodes.length).toBeGreaterThan(0);
+    expect(profile.endTime - profile.startTime).toBeGreaterThanOrEqual(40_000);
+    expect((await qrexec.call('moat.CpuProfile', { user: 'root', argument: 'soon' })).exitCode).toBe(2);
+  });
+
   it('shuts down on request: agents and QubesDB closed, `finished` resolved with the reason', async () => {
     const { vm, lines, backend } = await boot(TEMPLATE_KEYS);
     await vm.shutdown('control/shutdown poweroff');

@@ -16,6 +16,7 @@ import type { NetworkDevices } from './devices.ts';
 import { consoleLog, type VmLog } from './log.ts';
 import { FirewallNetwork } from './network.ts';
 import { NETWORK_KEYS } from './network-config.ts';
+import { PROFILE_SERVICE, profileService } from './profile-service.ts';
 import { readSettings, VM_CONFIG_PREFIX, type VmSettings } from './settings.ts';
 import { STATS_SERVICE, statsDocument } from './stats-service.ts';
 
@@ -78,6 +79,7 @@ export async function startFirewallVm(o: FirewallVmOptions): Promise<FirewallVm>
       call.stdout.write(`${JSON.stringify(doc)}\n`);
       return 0;
     });
+    a.handle(PROFILE_SERVICE, profileService);
   });
   log.info('qrexec agent listening');
 

@@ -2,11 +2,13 @@
  * dom0's qrexec daemon for one sys-moat VM in the lab, calling `moat.FirewallStats` whenever the
  * host asks: it connects to the VM's agent (as qrexec-daemon does when the VM starts), reports
  * `connected`, then serves commands the host writes to its own xenstore directory (command-loop:
- * `stats` answers the VM's JSON document, `close` ends the process).
+ * `stats` answers the VM's JSON document, `profile` a summary of `moat.CpuProfile+<ms>`, `close`
+ * ends the process).
  */
 import { QrexecDaemon } from '@moat/qrexec/dom0';
 import { xenVchanTransport } from '@moat/vchan';
 import { openNativeDomain } from '@moat/xen';
+import { type CpuProfile, summarizeCpuProfile } from '../cpu-profile.ts';
 import type { FirewallStatsCommand, FirewallStatsServeArgs } from '../firewall-life-wire.ts';
 import { guestArgs } from '../guest.ts';
 import { encodeMessage } from '../protocol.ts';
@@ -34,6 +36,11 @@ async function main(): Promise<void> {
           return { bye: true };
         }
         const t = performance.now();
+        if (c.op === 'profile') {
+          const r = await qrexec.call('moat.CpuProfile', { user: 'root', argument: String(c.ms) });
+          if (r.exitCode !== 0) throw new Error(`moat.CpuProfile exit ${r.exitCode}: ${r.stderr.toString()}`);
+          return summarizeCpuProfile(JSON.parse(r.stdout.toString('utf8')) as CpuProfile, c.top ?? 15);
+        }
         const r = await qrexec.call('moat.FirewallStats', { user: 'root' });
         const text = r.stdout.toString('utf8');
         if (r.exitCode !== 0)

@@ -435,13 +435,14 @@ async function pingProbe(c: Extract<LinuxCommand, { op: 'ping' }>): Promise<unkn
   const transmitted = Number(/(\d+) packets transmitted/.exec(r.out)?.[1] ?? 0);
   const sentNothing = transmitted === 0 || /sendto:|bad address/.test(r.out);
   const received = Number(/(\d+) packets received/.exec(r.out)?.[1] ?? 0);
-  const rtt = /= [\d.]+\/([\d.]+)\//.exec(r.out)?.[1];
+  // busybox: `round-trip min/avg/max = 0.512/0.740/1.021 ms`
+  const rtt = /= ([\d.]+)\/([\d.]+)\/([\d.]+)/.exec(r.out);
   const icmpError = /Unreachable|Prohibited|Filtered/i.test(r.out);
   return {
     outcome: received > 0 ? 'accepted' : icmpError ? 'icmp' : 'silence',
     sent: count,
     received,
-    ...(rtt ? { avgMs: Number(rtt) } : {}),
+    ...(rtt ? { minMs: Number(rtt[1]), avgMs: Number(rtt[2]), maxMs: Number(rtt[3]) } : {}),
     ...(sentNothing ? { sentNothing: r.out.slice(-300) } : {}),
   };
 }
@@ -527,7 +528,7 @@ async function iperfProbe(c: Extract<LinuxCommand, { op: 'iperf3' }>): Promise<u
   const r = await run(
     [
       'iperf3',
-      ...['-c', c.to, '-p', String(NETVM_PORTS.iperf3), '-J', '-t', String(c.seconds ?? 3)],
+      ...['-c', c.to, '-p', String(c.port ?? NETVM_PORTS.iperf3), '-J', '-t', String(c.seconds ?? 3)],
       ...(c.reverse ? ['-R'] : []),
     ],
     // iperf3 -J prints only at its end: a run killed by this timeout says nothing, so generous
@@ -536,10 +537,22 @@ async function iperfProbe(c: Extract<LinuxCommand, { op: 'iperf3' }>): Promise<u
   );
   try {
     const json = JSON.parse(r.out) as {
-      end?: { sum_received?: { bits_per_second?: number; bytes?: number } };
+      end?: {
+        sum_received?: { bits_per_second?: number; bytes?: number };
+        sum_sent?: { retransmits?: number };
+        streams?: { sender?: { mean_rtt?: number } }[];
+      };
     };
     const sum = json.end?.sum_received;
-    return { outcome: 'accepted', bitsPerSecond: sum?.bits_per_second, bytes: sum?.bytes };
+    return {
+      outcome: 'accepted',
+      bitsPerSecond: sum?.bits_per_second,
+      bytes: sum?.bytes,
+      // The sender's TCP: retransmitted segments and smoothed RTT (µs; the client's own
+      // socket only without -R), for telling loss from latency on a slow path.
+      retransmits: json.end?.sum_sent?.retransmits,
+      meanRttUs: c.reverse ? undefined : json.end?.streams?.[0]?.sender?.mean_rtt,
+    };
   } catch {
     return { outcome: 'silence', error: r.out.slice(0, 400) || `no output (exit ${r.code})` };
   }
