@@ -9,26 +9,20 @@
 import {
   buildGuestAddon,
   buildLinuxImage,
-  domainId,
-  type GuestHandle,
   type LabSession,
   type LinuxVm,
   labSession,
+  MoatFirewallVm,
   NETVM_PORTS,
-  netvmVif,
-  type QubesDbService,
-  qubesDbEntries,
   qubesMac,
-  serveQubesDb,
   startLinuxVm,
 } from '@moat/lab';
 import { buildFirewallImage } from '@moat/unikernel';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const NETVM = { name: 'fwt-netvm', ip: '10.137.0.2' };
-const MOAT = { name: 'fwt-moat', ip: '10.137.0.3', mac: qubesMac(3) };
+const MOAT = { name: 'fwt-moat', ip: '10.137.0.3' };
 const CLIENT = { name: 'fwt-client', ip: '10.137.0.20', mac: qubesMac(20) };
-const WAIT = { timeoutMs: 600_000 };
 /** The client may reach the netvm's TCP echo and ping; everything else is dropped (and rejected). */
 const RULES = new Map([
   [0, `action=accept proto=tcp dstports=${NETVM_PORTS.tcpEcho}-${NETVM_PORTS.tcpEcho}`],
@@ -36,9 +30,8 @@ const RULES = new Map([
 ]);
 
 let lab: LabSession;
-let moat: GuestHandle;
+let moat: MoatFirewallVm;
 let client: LinuxVm;
-let qubesdb: QubesDbService;
 const figures: Record<string, unknown> = {};
 const t0 = performance.now();
 const since = () => Math.round(performance.now() - t0);
@@ -50,30 +43,11 @@ beforeAll(async () => {
   lab = await labSession('firewall-traffic', { addon, bootTimeoutMs: 1_200_000 });
   await startLinuxVm(lab, linux.image, { name: NETVM.name, args: { role: 'netvm', ip: NETVM.ip } });
   figures.netvmUpMs = since();
-  moat = lab.createDomU(firewall.image, {
-    type: 'pv',
-    name: MOAT.name,
-    memoryMb: 192,
-    driverDomain: true,
-    vifs: [netvmVif(NETVM.name, MOAT.ip, MOAT.mac)],
-  });
-  const domid = await domainId(lab, MOAT.name);
-  qubesdb = await serveQubesDb(lab, [
-    {
-      domid,
-      name: MOAT.name,
-      entries: qubesDbEntries({
-        name: MOAT.name,
-        ip: MOAT.ip,
-        mac: MOAT.mac,
-        netvmIp: NETVM.ip,
-        providesNetwork: true,
-        clients: [{ ip: CLIENT.ip, rules: RULES }],
-      }),
-    },
-  ]);
-  await moat.consoleLine(/sys-moat info: uplink up/, WAIT);
+  moat = new MoatFirewallVm(MOAT.name, MOAT.ip, { image: firewall.image, memoryMb: 192 });
+  await moat.start({ lab, virtMode: 'pv', upstream: NETVM, clients: [{ ip: CLIENT.ip, rules: RULES }] });
   figures.moatUplinkUpMs = since();
+  const served = moat.serving(CLIENT.ip);
+  served.catch(() => undefined); // awaited below, once a client attempt went through
   // libxl gives a backend 10 s (LIBXL_INIT_TIMEOUT) to reach InitWait; our netback in a TCG domU
   // on a loaded machine can take longer, so a second attempt is allowed (counted in the figures).
   for (let attempt = 1; ; attempt++) {
@@ -86,17 +60,18 @@ beforeAll(async () => {
       figures.clientAttempts = attempt;
       break;
     } catch (error) {
-      if (attempt >= 2) throw new Error(`${(error as Error).message}\nsys-moat's console:\n${moat.tail(40)}`);
-      console.log(`client attempt ${attempt} failed; sys-moat's console:\n${moat.tail(20)}`);
+      if (attempt >= 2)
+        throw new Error(`${(error as Error).message}\nsys-moat's console:\n${moat.consoleTail(40)}`);
+      console.log(`client attempt ${attempt} failed; sys-moat's console:\n${moat.consoleTail(20)}`);
     }
   }
-  await moat.consoleLine(/sys-moat info: vif\d+\.0: client 10\.137\.0\.20 connected/, WAIT);
+  await served;
   figures.clientUpMs = since();
 }, 2_400_000);
 
 afterAll(async () => {
   console.log(`firewall-traffic lab figures: ${JSON.stringify(figures)}`);
-  await qubesdb?.stop().catch(() => undefined);
+  await moat?.stop();
   await lab?.end();
 });
 
@@ -107,7 +82,7 @@ describe('a Linux client -> sys-moat -> a Linux netvm on real Xen (lab)', () => 
       to: NETVM.ip,
       count: 3,
     });
-    expect(ping.outcome, moat.tail(30)).toBe('accepted');
+    expect(ping.outcome, moat.consoleTail(30)).toBe('accepted');
     expect(ping.received).toBeGreaterThan(0);
     figures.pingAvgMs = ping.avgMs;
   });
@@ -119,7 +94,7 @@ describe('a Linux client -> sys-moat -> a Linux netvm on real Xen (lab)', () => 
       port: NETVM_PORTS.tcpEcho,
       readReply: true,
     });
-    expect(tcp.outcome, moat.tail(30)).toBe('accepted');
+    expect(tcp.outcome, moat.consoleTail(30)).toBe('accepted');
     expect(tcp.reply).toMatch(new RegExp(`^from ${MOAT.ip.replaceAll('.', '\\.')}:\\d+\\nhello$`));
   });
 
@@ -129,6 +104,6 @@ describe('a Linux client -> sys-moat -> a Linux netvm on real Xen (lab)', () => 
       to: NETVM.ip,
       port: NETVM_PORTS.sink,
     });
-    expect(denied.outcome, moat.tail(30)).toBe('icmp');
+    expect(denied.outcome, moat.consoleTail(30)).toBe('icmp');
   });
 });

@@ -17,8 +17,8 @@ function withTemplates(): FakeDom0 {
 const firewallSettings = [
   'qvm-prefs sys-moat provides_network True',
   'qvm-prefs sys-moat netvm sys-net',
-  'qvm-prefs sys-moat memory 192',
-  'qvm-prefs sys-moat maxmem 192',
+  'qvm-prefs sys-moat memory 128',
+  'qvm-prefs sys-moat maxmem 128',
   'qvm-prefs sys-moat vcpus 1',
   'qvm-features sys-moat qubes-firewall 1',
   "qvm-features sys-moat gui ''",
@@ -259,10 +259,10 @@ describe('moat-setup firewall', () => {
   });
 
   it('stops at a failing Qubes call with the command that failed, and a rerun finishes the job', () => {
-    const d = withTemplates().failing('qvm-prefs sys-moat memory 192');
+    const d = withTemplates().failing('qvm-prefs sys-moat memory 128');
     const result = d.moatSetup(['firewall']);
     expect(result.code).toBe(1);
-    expect(result.stderr).toContain("'qvm-prefs sys-moat memory 192' failed");
+    expect(result.stderr).toContain("'qvm-prefs sys-moat memory 128' failed");
     expect(result.stderr).toContain('run moat-setup again');
     expect(d.exists('sys-moat')).toBe(true);
     writeNoFailures(d);

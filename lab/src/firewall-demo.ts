@@ -7,22 +7,15 @@
  * `qvm-firewall`, and the client tries again. Everything reported comes from the lab's output.
  */
 import type { VmImage } from '@moat/unikernel';
+import { MoatFirewallVm, ruleCommit } from './firewall-vm.ts';
 import type { GuestHandle } from './guest-run.ts';
 import type { Lab } from './lab.ts';
-import { qubesDbEntries, qubesFirewallEntries } from './qubesdb-keys.ts';
-import {
-  type LinuxVm,
-  netvmVif,
-  type QubesDbService,
-  qubesMac,
-  serveQubesDb,
-  startLinuxVm,
-} from './topology.ts';
+import { qubesFirewallEntries } from './qubesdb-keys.ts';
+import { type LinuxVm, qubesMac, startLinuxVm } from './topology.ts';
 import { type LinuxCommand, NETVM_PORTS } from './topology-wire.ts';
-import { domainId } from './vchan-lab.ts';
 
 const NETVM = { name: 'demo-netvm', ip: '10.137.0.2' };
-const MOAT = { name: 'sys-moat', ip: '10.137.0.3', mac: qubesMac(3) };
+const MOAT = { name: 'sys-moat', ip: '10.137.0.3' };
 const CLIENT = { name: 'demo-work', ip: '10.137.0.20', mac: qubesMac(20) };
 const WAIT = { timeoutMs: 900_000 };
 /** A Linux domU's boot under emulation on a loaded machine (load 19: over 420 s). */
@@ -91,7 +84,13 @@ export async function runFirewallDemo(
   const t0 = performance.now();
   const since = () => Math.round((performance.now() - t0) / 100) / 10;
   const timings: Record<string, number> = {};
-  let qubesdb: QubesDbService | undefined;
+  const fw = new MoatFirewallVm(MOAT.name, MOAT.ip, {
+    image: images.firewall,
+    memoryMb: 192,
+    // `qvm-features sys-moat vm-config.log-level debug`: each decision with its rule on the console
+    vmConfig: { 'log-level': 'debug' },
+    upTimeoutMs: WAIT.timeoutMs,
+  });
   try {
     say(`starting a Linux netvm (${NETVM.ip}) and sys-moat (${MOAT.ip}, PV, 192 MB) as its client`);
     await startLinuxVm(lab, images.linux, {
@@ -100,29 +99,16 @@ export async function runFirewallDemo(
       upTimeoutMs: BOOT_TIMEOUT_MS,
     });
     timings.netvmUpS = since();
-    const moat = lab.createDomU(images.firewall, {
-      type: 'pv',
-      name: MOAT.name,
-      memoryMb: 192,
-      driverDomain: true,
-      vifs: [netvmVif(NETVM.name, MOAT.ip, MOAT.mac)],
-    });
-    const domid = await domainId(lab, MOAT.name);
-    const base = {
-      name: MOAT.name,
-      ip: MOAT.ip,
-      mac: MOAT.mac,
-      netvmIp: NETVM.ip,
-      providesNetwork: true,
-      // `qvm-features sys-moat vm-config.log-level debug`: each decision with its rule on the console
-      vmConfig: { 'log-level': 'debug' },
-    } as const;
-    const entries = qubesDbEntries({ ...base, clients: [{ ip: CLIENT.ip, rules: DEMO_RULES_BEFORE }] });
     say(`dom0 serves sys-moat's QubesDB as qubesd writes it; the client's rules:`);
     for (const [key, value] of qubesFirewallEntries(CLIENT.ip, DEMO_RULES_BEFORE))
       if (value) say(`  ${key} = ${value}`);
-    qubesdb = await serveQubesDb(lab, [{ domid, name: MOAT.name, entries }]);
-    await moat.consoleLine(/sys-moat info: uplink up/, WAIT);
+    await fw.start({
+      lab,
+      virtMode: 'pv',
+      upstream: NETVM,
+      clients: [{ ip: CLIENT.ip, rules: DEMO_RULES_BEFORE }],
+    });
+    const moat = fw.handle;
     timings.moatUplinkUpS = since();
     for (const line of moatLines(moat.snapshot().lines)) say(`sys-moat ${line}`);
     say(
@@ -163,16 +149,7 @@ export async function runFirewallDemo(
     const after = qubesFirewallEntries(CLIENT.ip, DEMO_RULES_AFTER);
     for (const [key, value] of after) if (value) say(`  ${key} = ${value}`);
     const changeMark = moat.lineCount;
-    const prefix = `/qubes-firewall/${CLIENT.ip}`;
-    await qubesdb.update({
-      domid,
-      commit: {
-        base: prefix,
-        entries: after
-          .filter(([key]) => key !== prefix)
-          .map(([key, value]): [string, string] => [key.slice(prefix.length + 1), value]),
-      },
-    });
+    await fw.qubesdb.update({ domid: fw.domid, commit: ruleCommit(CLIENT.ip, DEMO_RULES_AFTER) });
     await moat.consoleLine(new RegExp(`rules for ${reEscape(CLIENT.ip)} in force`), {
       timeoutMs: 300_000,
       after: changeMark,
@@ -199,8 +176,8 @@ export async function runFirewallDemo(
     ];
     return { before, ruleChange, after: afterTries, timings };
   } finally {
-    await qubesdb?.stop().catch(() => undefined);
-    for (const name of [`${CLIENT.name}1`, `${CLIENT.name}2`, MOAT.name, NETVM.name])
+    await fw.stop();
+    for (const name of [`${CLIENT.name}1`, `${CLIENT.name}2`, NETVM.name])
       await lab.exec(['xl', 'destroy', name]).catch(() => undefined);
   }
 }

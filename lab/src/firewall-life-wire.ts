@@ -45,6 +45,12 @@ export interface MoatStatsDoc {
       readonly slab: number;
       readonly pageTables: number;
       readonly kernelStack: number;
+      readonly anonPages?: number;
+      readonly sUnreclaim?: number;
+      readonly vmallocUsed?: number;
+      readonly slabTop?: readonly { readonly name: string; readonly bytes: number }[];
+      readonly balloonCurrent?: number;
+      readonly balloonTarget?: number;
     };
   };
 }

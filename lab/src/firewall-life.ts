@@ -8,200 +8,25 @@
  */
 import type { VmImage } from '@moat/unikernel';
 import type { GuestAddon } from './addon.ts';
-import { bundleEntry } from './bundle.ts';
-import type { ProfileSummary } from './cpu-profile.ts';
 import { LabError } from './errors.ts';
-import type { FirewallStatsCommand, FirewallStatsServeArgs, MoatStatsDoc } from './firewall-life-wire.ts';
+import { MoatFirewallVm } from './firewall-vm.ts';
 import { guestImage } from './guest-image.ts';
-import type { GuestHandle } from './guest-run.ts';
 import type { Lab } from './lab.ts';
 import { buildLinuxImage } from './linux-image.ts';
-import { qubesDbEntries } from './qubesdb-keys.ts';
+import { type MoatMemoryBreakdown, memoryBreakdown } from './moat-stats.ts';
 import {
   attachVif,
   type CommandVm,
   detachVif,
   type LinuxVm,
   listVifs,
-  netvmVif,
-  type QubesDbService,
   qubesMac,
-  serveQubesDb,
   startCommandVm,
   startLinuxVm,
 } from './topology.ts';
 import { NETVM_PORTS } from './topology-wire.ts';
-import { domainId } from './vchan-lab.ts';
 
-export type { MoatStatsDoc } from './firewall-life-wire.ts';
-
-const STATS_DOM0 = new URL('./guests/firewall-stats-dom0.guest.ts', import.meta.url).pathname;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-// ---------------------------------------------------------------- dom0's view of the stats
-
-/** dom0's qrexec daemon for one sys-moat, calling `moat.FirewallStats` on demand. */
-export interface MoatStats {
-  read(): Promise<MoatStatsDoc>;
-  /** Where sys-moat's node spends the next `ms` (moat.CpuProfile, summed up in dom0). */
-  profile(ms: number, top?: number): Promise<ProfileSummary>;
-  /** Ends dom0's process (bounded). */
-  stop(): Promise<void>;
-}
-
-let statsInstances = 0;
-
-/** Connects dom0's qrexec daemon to a running sys-moat's agent (waits for the agent). */
-export async function moatStats(
-  lab: Lab,
-  peer: number,
-  name: string,
-  startupTimeoutMs = 600_000,
-): Promise<MoatStats> {
-  const bundle = await bundleEntry(STATS_DOM0);
-  const dir = `/moat-lab/fwstats/${++statsInstances}`;
-  const args: FirewallStatsServeArgs = { peer, name, dir, startupTimeoutMs };
-  const handle = lab.runInDom0(bundle, {
-    args: args as unknown as Record<string, unknown>,
-    timeoutMs: 24 * 3600_000,
-  });
-  const connected = await handle.result('connected', { timeoutMs: startupTimeoutMs + 60_000 });
-  if (!connected.ok) throw new LabError(name, `dom0's qrexec daemon did not connect: ${connected.error}`);
-  let seq = 0;
-  const send = async (command: FirewallStatsCommand, timeoutMs = 180_000): Promise<unknown> => {
-    const n = ++seq;
-    const written = await lab.exec(['xenstore-write', `${dir}/${n}`, JSON.stringify(command)]);
-    if (written.code !== 0)
-      throw new LabError(name, `writing stats command ${n} failed: ${written.lines.join(' | ')}`);
-    const result = await handle.result(`cmd ${n}`, { timeoutMs });
-    if (!result.ok) throw new LabError(name, `moat.FirewallStats failed: ${result.error}`);
-    return result.data;
-  };
-  return {
-    async read() {
-      return ((await send({ op: 'stats' })) as { doc: MoatStatsDoc }).doc;
-    },
-    async profile(ms, top = 15) {
-      return (await send({ op: 'profile', ms, top }, ms + 180_000)) as ProfileSummary;
-    },
-    async stop() {
-      await send({ op: 'close' }).catch(() => undefined);
-      await handle.finished({ timeoutMs: 60_000 }).catch(() => undefined);
-    },
-  };
-}
-
-// ---------------------------------------------------------------- sys-moat
-
-export interface MoatVmSpec {
-  readonly name: string;
-  readonly ip: string;
-  /** `memory = maxmem`, MiB (xl's maxmem defaults to memory). */
-  readonly memoryMb: number;
-  readonly netvm: { readonly name: string; readonly ip: string };
-  readonly clients: readonly { readonly ip: string; readonly rules: ReadonlyMap<number, string> }[];
-  readonly vmConfig?: Readonly<Record<string, string>>;
-  /** Until the uplink is up (boot under emulation on a loaded machine is slow). */
-  readonly upTimeoutMs?: number;
-}
-
-export interface MoatVm {
-  readonly name: string;
-  readonly ip: string;
-  readonly domid: number;
-  readonly handle: GuestHandle;
-  readonly qubesdb: QubesDbService;
-  readonly stats: MoatStats;
-  /** The uplink vif as qubesd attaches it (backend: the netvm). */
-  uplinkVif(netvm: string): ReturnType<typeof netvmVif>;
-  /** Polls the stats until `check` holds (bounded; the last document in the error). */
-  until(what: string, check: (doc: MoatStatsDoc) => boolean, timeoutMs?: number): Promise<MoatStatsDoc>;
-  /** `xl shutdown` (control/shutdown), bounded; destroyed if it does not end. */
-  stop(): Promise<void>;
-}
-
-/** The MAC qubesd gives sys-moat's own vif (its clients take 00:16:3e:5e:6c:14 and up). */
-const MOAT_UPLINK_MAC = qubesMac(3);
-
-/** Starts sys-moat as a driver domain on a running netvm, serves its QubesDB, waits for its uplink. */
-export async function startMoatVm(lab: Lab, image: VmImage, spec: MoatVmSpec): Promise<MoatVm> {
-  const upTimeoutMs = spec.upTimeoutMs ?? 900_000;
-  const uplinkVif = (netvm: string) => netvmVif(netvm, spec.ip, MOAT_UPLINK_MAC);
-  const handle = lab.createDomU(image, {
-    type: 'pv',
-    name: spec.name,
-    memoryMb: spec.memoryMb,
-    driverDomain: true,
-    vifs: [uplinkVif(spec.netvm.name)],
-  });
-  let qubesdb: QubesDbService | undefined;
-  let stats: MoatStats | undefined;
-  const cleanUp = async () => {
-    await stats?.stop();
-    await lab.exec(['xl', 'destroy', spec.name]).catch(() => undefined);
-    await handle.finished({ timeoutMs: 60_000 }).catch(() => undefined);
-    await qubesdb?.stop().catch(() => undefined);
-  };
-  try {
-    const domid = await domainId(lab, spec.name);
-    qubesdb = await serveQubesDb(lab, [
-      {
-        domid,
-        name: spec.name,
-        entries: qubesDbEntries({
-          name: spec.name,
-          ip: spec.ip,
-          mac: MOAT_UPLINK_MAC,
-          netvmIp: spec.netvm.ip,
-          providesNetwork: true,
-          clients: spec.clients,
-          ...(spec.vmConfig ? { vmConfig: spec.vmConfig } : {}),
-        }),
-      },
-    ]);
-    await handle.consoleLine(/sys-moat info: qrexec agent listening/, { timeoutMs: upTimeoutMs });
-    stats = await moatStats(lab, domid, spec.name);
-    const vm = moatVm(lab, spec, { domid, handle, qubesdb, stats, uplinkVif });
-    await vm.until('with its uplink up', (d) => d.network.uplink.state === 'up', upTimeoutMs);
-    return vm;
-  } catch (error) {
-    await cleanUp();
-    throw error;
-  }
-}
-
-function moatVm(
-  lab: Lab,
-  spec: MoatVmSpec,
-  parts: Pick<MoatVm, 'domid' | 'handle' | 'qubesdb' | 'stats' | 'uplinkVif'>,
-): MoatVm {
-  const { handle, qubesdb, stats } = parts;
-  return {
-    ...parts,
-    name: spec.name,
-    ip: spec.ip,
-    async until(what, check, timeoutMs = 300_000) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const doc = await stats.read();
-        if (check(doc)) return doc;
-        if (Date.now() > deadline)
-          throw new LabError(
-            spec.name,
-            `not ${what} within ${timeoutMs} ms; last stats: ${JSON.stringify(doc.network)}\n${handle.tail(30)}`,
-          );
-        await sleep(3000);
-      }
-    },
-    async stop() {
-      await stats.stop();
-      await lab.exec(['xl', 'shutdown', spec.name]).catch(() => undefined);
-      const ended = await handle.finished({ timeoutMs: 120_000 }).catch(() => undefined);
-      if (!ended) await lab.exec(['xl', 'destroy', spec.name]).catch(() => undefined);
-      await qubesdb.stop().catch(() => undefined);
-    },
-  };
-}
 
 // ---------------------------------------------------------------- clients with several vifs
 
@@ -286,14 +111,12 @@ export async function plugClientVifs(
   client: VifClient,
   backend: string,
   gateway: string,
+  only: readonly ClientVifSpec[] = client.vifs,
 ): Promise<Map<string, string>> {
-  // With our hotplug script, as a scenario's clients: the Linux reference firewall's `xl devd`
-  // runs it (without one it runs vif-bridge, which its image does not have, and the vif passes
-  // nothing); sys-moat's netback does devd's part and takes no script.
-  for (const vif of client.vifs) await attachVif(lab, client.vm.name, netvmVif(backend, vif.ip, vif.mac));
+  for (const vif of only) await attachVif(lab, client.vm.name, { backend, ip: vif.ip, mac: vif.mac });
   const deadline = Date.now() + 120_000;
   let devices = await interfacesByMac(client.vm);
-  while (client.vifs.some((v) => !devices.has(v.mac))) {
+  while (only.some((v) => !devices.has(v.mac))) {
     if (Date.now() > deadline)
       throw new LabError(client.vm.name, `vifs without an interface after 120 s: ${[...devices].join(', ')}`);
     await sleep(2000);
@@ -302,6 +125,9 @@ export async function plugClientVifs(
   const byIp = new Map<string, string>();
   const script = ['sysctl -qw net.ipv4.conf.all.rp_filter=0 2>/dev/null || true'];
   client.vifs.forEach((vif, k) => {
+    // The metric is the vif's place among all of the domU's vifs, so a replugged subset keeps
+    // apart from the routes of the vifs that stayed.
+    if (!only.includes(vif)) return;
     const dev = devices.get(vif.mac) ?? '';
     byIp.set(vif.ip, dev);
     script.push(
@@ -316,9 +142,29 @@ export async function plugClientVifs(
   return byIp;
 }
 
-/** Detaches every vif of a client domU (qubesd when the qube's netvm goes or changes). */
-export async function unplugClientVifs(lab: Lab, client: VifClient): Promise<void> {
-  for (const device of await listVifs(lab, client.vm.name)) await detachVif(lab, client.vm.name, device);
+/**
+ * Detaches a client domU's vifs (qubesd when the qube's netvm goes or changes): every one, or
+ * those of `only` (found by MAC in `xl network-list`).
+ */
+export async function unplugClientVifs(
+  lab: Lab,
+  client: VifClient,
+  only?: readonly ClientVifSpec[],
+): Promise<void> {
+  if (!only) {
+    for (const device of await listVifs(lab, client.vm.name)) await detachVif(lab, client.vm.name, device);
+    return;
+  }
+  const macs = new Set(only.map((v) => v.mac));
+  const listed = await lab.exec(['xl', 'network-list', client.vm.name]);
+  if (listed.code !== 0)
+    throw new LabError(
+      client.vm.name,
+      `xl network-list failed (${listed.code}): ${listed.lines.join(' | ')}`,
+    );
+  // Idx BE Mac handle state ...
+  for (const cols of listed.lines.slice(1).map((l) => l.trim().split(/\s+/)))
+    if (cols[2] && macs.has(cols[2])) await detachVif(lab, client.vm.name, Number(cols[0]));
 }
 
 export interface VifPing {
@@ -371,24 +217,6 @@ export async function startSilentFrontend(lab: Lab, name: string, addon: GuestAd
 
 // ---------------------------------------------------------------- the memory sweep
 
-/** What takes sys-moat's memory at one setting (bytes; from moat.FirewallStats after the pings). */
-export interface MoatMemoryBreakdown {
-  /** The domain's memory less what its kernel manages: kernel image, page tables of the direct map, reservations. */
-  readonly kernelReserved: number;
-  /** /proc/meminfo MemTotal - MemAvailable: what is really in use. */
-  readonly inUse: number;
-  /** The unpacked initramfs and other tmpfs pages (Shmem). */
-  readonly initramfs: number;
-  readonly slab: number;
-  /** node's resident set (its binary's pages from the disk included). */
-  readonly nodeRss: number;
-  readonly heapUsed: number;
-  readonly heapTotal: number;
-  /** Buffers outside the JS heap: ring pages' views, packet buffers (ArrayBuffers among them). */
-  readonly external: number;
-  readonly conntrackEntries: number;
-}
-
 export interface MemorySweepPoint {
   readonly memoryMb: number;
   /** Every client vif answered a ping through sys-moat. */
@@ -399,6 +227,8 @@ export interface MemorySweepPoint {
   readonly upMs?: number;
   readonly passMs?: number;
   readonly breakdown?: MoatMemoryBreakdown;
+  /** The kernel's largest slab caches then (moat.FirewallStats). */
+  readonly slabTop?: readonly string[];
   readonly error?: string;
 }
 
@@ -412,7 +242,7 @@ export interface MemorySweepReport {
 }
 
 export interface MemorySweepOptions {
-  /** Settings tried, largest first (default 128, 96, 64, 48). */
+  /** Settings tried, largest first (default 128, 96, 80, 64, 48). */
   readonly sizesMb?: readonly number[];
   /** Client vifs (default 20) over this many Linux domUs (default 2). */
   readonly clients?: number;
@@ -432,22 +262,6 @@ export const SWEEP_RULES: ReadonlyMap<number, string> = new Map([
   [1, 'action=accept proto=icmp'],
 ]);
 
-export function memoryBreakdown(memoryMb: number, doc: MoatStatsDoc): MoatMemoryBreakdown {
-  const m = doc.memory;
-  const s = m.system;
-  return {
-    kernelReserved: s ? memoryMb * 2 ** 20 - s.memTotal : 0,
-    inUse: s ? s.memTotal - s.memAvailable : 0,
-    initramfs: s?.shmem ?? 0,
-    slab: s?.slab ?? 0,
-    nodeRss: m.rss,
-    heapUsed: m.heapUsed,
-    heapTotal: m.heapTotal,
-    external: m.external,
-    conntrackEntries: doc.network.engine?.conntrack.size ?? 0,
-  };
-}
-
 /**
  * The 20-client case at each memory setting: one Linux netvm and the client domUs stay up; for
  * each setting a new sys-moat starts with `memory = maxmem = <setting>`, every client vif is
@@ -457,7 +271,7 @@ export function memoryBreakdown(memoryMb: number, doc: MoatStatsDoc): MoatMemory
  */
 export async function memorySweep(lab: Lab, o: MemorySweepOptions): Promise<MemorySweepReport> {
   const log = o.log ?? (() => {});
-  const sizes = o.sizesMb ?? [128, 96, 64, 48];
+  const sizes = o.sizesMb ?? [128, 96, 80, 64, 48];
   const clients = o.clients ?? 20;
   const clientDomains = o.clientDomains ?? 2;
   const linux = o.linuxImage ?? (await buildLinuxImage()).image;
@@ -502,16 +316,20 @@ async function sweepPoint(
 ): Promise<MemorySweepPoint> {
   const t0 = performance.now();
   const since = () => Math.round(performance.now() - t0);
-  let moat: MoatVm | undefined;
+  let moat: MoatFirewallVm | undefined;
   let clientsUp = 0;
   let pingsAnswered = 0;
   let upMs: number | undefined;
   try {
-    moat = await startMoatVm(lab, image, {
-      name: `msw-moat-${memoryMb}`,
-      ip: SWEEP_MOAT_IP,
+    moat = new MoatFirewallVm(`msw-moat-${memoryMb}`, SWEEP_MOAT_IP, {
+      image,
       memoryMb,
-      netvm: SWEEP_NETVM,
+      upTimeoutMs: 900_000,
+    });
+    await moat.start({
+      lab,
+      virtMode: 'pv',
+      upstream: SWEEP_NETVM,
       clients: plan.flat().map((v) => ({ ip: v.ip, rules: SWEEP_RULES })),
     });
     upMs = since();
@@ -528,7 +346,7 @@ async function sweepPoint(
       await Promise.all(vifClients.map((c, i) => pingEachVif(c, devices[i] ?? new Map(), SWEEP_NETVM.ip)))
     ).flat();
     pingsAnswered = pings.filter((p) => p.ok).length;
-    const after = await running.stats.read();
+    const after = await running.stats();
     const ok = pingsAnswered === total && clientsUp === total;
     return {
       memoryMb,
@@ -538,17 +356,20 @@ async function sweepPoint(
       upMs,
       passMs: since(),
       breakdown: memoryBreakdown(memoryMb, after),
+      slabTop: (after.memory.system?.slabTop ?? []).map(
+        (c) => `${c.name} ${(c.bytes / 2 ** 20).toFixed(1)} MiB`,
+      ),
       ...(ok
         ? {}
         : {
             error: `unanswered: ${pings
               .filter((p) => !p.ok)
-              .map((p) => p.ip)
-              .join(' ')}`,
+              .map((p) => `${p.ip} (${p.device}: ${p.out})`)
+              .join(', ')}\nsys-moat's console:\n${running.consoleTail(20)}`,
           }),
     };
   } catch (error) {
-    const tail = moat?.handle.tail(15) ?? '';
+    const tail = moat?.consoleTail(15) ?? '';
     log(`memory sweep: ${memoryMb} MiB failed: ${(error as Error).message}`);
     return {
       memoryMb,

@@ -8,10 +8,10 @@
 import { buildFirewallImage, type VmImage } from '@moat/unikernel';
 import type { ProfileSummary } from './cpu-profile.ts';
 import { LabError } from './errors.ts';
-import { moatStats } from './firewall-life.ts';
 import type { GuestHandle } from './guest-run.ts';
-import type { Lab } from './lab.ts';
+import type { Lab, VifSpec } from './lab.ts';
 import { LAB_IP_COMMAND } from './linux-firewall/vif-script.ts';
+import { type MoatStats, type MoatStatsDoc, moatStats } from './moat-stats.ts';
 import { qubesDbEntries, qubesFirewallEntries } from './qubesdb-keys.ts';
 import {
   attachVif,
@@ -27,7 +27,8 @@ import { domainId } from './vchan-lab.ts';
 
 export interface FirewallContext {
   readonly lab: Lab;
-  readonly image: VmImage;
+  /** The Linux image (the `linux` firewall runs it; sys-moat has its own). */
+  readonly image?: VmImage;
   readonly virtMode: 'pv' | 'pvh';
   /** The running netvm (its QubesDB served). */
   readonly upstream: { readonly name: string; readonly ip: string };
@@ -98,6 +99,7 @@ export function firewallQubesDbEntries(
   ip: string,
   upstreamIp: string,
   clients: FirewallContext['clients'],
+  vmConfig?: Readonly<Record<string, string>>,
 ): [string, string][] {
   return qubesDbEntries({
     name,
@@ -107,6 +109,7 @@ export function firewallQubesDbEntries(
     providesNetwork: true,
     clients,
     services: { 'qubes-firewall': true },
+    ...(vmConfig ? { vmConfig } : {}),
   });
 }
 
@@ -131,7 +134,11 @@ export function firewallVm(
   ip: string,
   options: { readonly moatImage?: VmImage; readonly moatTemplate?: MoatTemplateBoot } = {},
 ): FirewallVm {
-  if (kind === 'moat') return new MoatFirewallVm(name, ip, options.moatImage, options.moatTemplate);
+  if (kind === 'moat')
+    return new MoatFirewallVm(name, ip, {
+      ...(options.moatImage ? { image: options.moatImage } : {}),
+      ...(options.moatTemplate ? { template: options.moatTemplate } : {}),
+    });
   return new LinuxFirewallVm(name, ip);
 }
 
@@ -161,25 +168,43 @@ function moatClientLine(clientIp: string): RegExp {
 }
 
 const MOAT_UPLINK_LINE = /sys-moat \w+: uplink up/;
-/** sys-moat's `memory = maxmem`, MiB (the Linux reference firewall's too). */
+/** sys-moat's `memory = maxmem` in the lab unless a test says otherwise, MiB. */
 const MOAT_MEMORY_MB = 192;
 /** The Linux reference firewall's, as startLinuxVm gives the `firewall` role. */
 const LINUX_FIREWALL_MEMORY_MB = 192;
 /** Under emulation on a loaded machine: boot, a handshake, a rule commit. */
 const MOAT_WAIT = { timeoutMs: 600_000 };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** How sys-moat is started in the lab (every field optional). */
+export interface MoatVmOptions {
+  /** sys-moat's image (default: buildFirewallImage's), booted with the kernel given by xl. */
+  readonly image?: VmImage;
+  /** Its template root image booted through PVH GRUB instead. */
+  readonly template?: MoatTemplateBoot;
+  /** `memory = maxmem`, MiB (xl's maxmem defaults to memory); default 192. */
+  readonly memoryMb?: number;
+  /** `qvm-features sys-moat vm-config.<key> <value>`: `/vm-config/<key>` in its QubesDB. */
+  readonly vmConfig?: Readonly<Record<string, string>>;
+  /** Until the uplink is up (boot under emulation on a loaded machine is slow); default 600 s. */
+  readonly upTimeoutMs?: number;
+}
 
 /**
  * sys-moat as Qubes runs it in sys-firewall's place: a driver domain (the backend of the
  * clients' vifs, no `xl devd`: its netback does devd's part) with one vif to the upstream,
  * QubesDB as qubesd writes it for a ProxyVM. It says what it does on its console (the Xen
- * console, where a Qubes user reads it too); this class waits for those lines.
+ * console, where a Qubes user reads it too); this class waits for those lines, and reads its
+ * `moat.FirewallStats` through a dom0 qrexec daemon started on first use. The one way the lab
+ * starts sys-moat (scenarios, the firewall bench, the demo, the lifecycle and memory tests).
  */
-class MoatFirewallVm implements FirewallVm {
+export class MoatFirewallVm implements FirewallVm {
   readonly kind = 'moat' as const;
   private context: FirewallContext | undefined;
   private vm: GuestHandle | undefined;
-  private domid = 0;
+  private id = 0;
   private db: QubesDbService | undefined;
+  private statsDaemon: Promise<MoatStats> | undefined;
   /** Clients whose vif is plugged in (sys-moat follows their rules). */
   private readonly plugged = new Set<string>();
   /** The rules last published per client (a commit of the same tree changes nothing, and logs nothing). */
@@ -188,39 +213,76 @@ class MoatFirewallVm implements FirewallVm {
   constructor(
     readonly name: string,
     readonly ip: string,
-    private readonly image?: VmImage,
-    private readonly template?: MoatTemplateBoot,
+    private readonly options: MoatVmOptions = {},
   ) {}
 
-  private get uplink() {
-    return netvmVif(this.context?.upstream.name ?? '', this.ip, UPLINK_MAC);
+  get memoryMb(): number {
+    return this.options.memoryMb ?? MOAT_MEMORY_MB;
+  }
+
+  /** The domain's console and end (running VM only). */
+  get handle(): GuestHandle {
+    return this.running().vm;
+  }
+
+  get domid(): number {
+    this.running();
+    return this.id;
+  }
+
+  /** dom0's QubesDB daemon serving the VM (to write keys as qubesd does). */
+  get qubesdb(): QubesDbService {
+    return this.running().db;
+  }
+
+  /** The uplink vif as qubesd attaches it (backend: the netvm). */
+  uplinkVif(netvm: string): VifSpec {
+    return netvmVif(netvm, this.ip, UPLINK_MAC);
+  }
+
+  private get uplink(): VifSpec {
+    return this.uplinkVif(this.context?.upstream.name ?? '');
   }
 
   async start(context: FirewallContext): Promise<unknown> {
     this.context = context;
-    const image = this.image ?? (await buildFirewallImage()).image;
+    const image = this.options.image ?? (await buildFirewallImage()).image;
+    const template = this.options.template;
     const t = performance.now();
     const vm = context.lab.createDomU(image, {
       // a template boots PVH (its template.conf's virt-mode), whatever the scenario's clients use
-      type: this.template ? 'pvh' : context.virtMode,
+      type: template ? 'pvh' : context.virtMode,
       name: this.name,
-      memoryMb: MOAT_MEMORY_MB,
+      memoryMb: this.memoryMb,
       driverDomain: true,
       vifs: [this.uplink],
-      ...(this.template ? { pvhGrub: this.template } : {}),
+      ...(template ? { pvhGrub: template } : {}),
     });
     this.vm = vm;
-    this.domid = await domainId(context.lab, this.name);
-    this.db = await serveQubesDb(context.lab, [
-      {
-        domid: this.domid,
-        name: this.name,
-        entries: firewallQubesDbEntries(this.name, this.ip, context.upstream.ip, context.clients),
-      },
-    ]);
-    for (const c of context.clients) this.published.set(c.ip, rulesKey(c.rules));
-    const uplink = await vm.consoleLine(MOAT_UPLINK_LINE, MOAT_WAIT);
-    return { uplink, uplinkUpMs: Math.round(performance.now() - t) };
+    try {
+      this.id = await domainId(context.lab, this.name);
+      this.db = await serveQubesDb(context.lab, [
+        {
+          domid: this.id,
+          name: this.name,
+          entries: firewallQubesDbEntries(
+            this.name,
+            this.ip,
+            context.upstream.ip,
+            context.clients,
+            this.options.vmConfig,
+          ),
+        },
+      ]);
+      for (const c of context.clients) this.published.set(c.ip, rulesKey(c.rules));
+      const uplink = await vm.consoleLine(MOAT_UPLINK_LINE, {
+        timeoutMs: this.options.upTimeoutMs ?? MOAT_WAIT.timeoutMs,
+      });
+      return { uplink, uplinkUpMs: Math.round(performance.now() - t) };
+    } catch (error) {
+      await this.stop();
+      throw error;
+    }
   }
 
   serving(clientIp: string): Promise<unknown> {
@@ -244,7 +306,7 @@ class MoatFirewallVm implements FirewallVm {
     const after = vm.lineCount;
     const same = this.published.get(clientIp) === rulesKey(rules);
     this.published.set(clientIp, rulesKey(rules));
-    await db.update({ domid: this.domid, commit });
+    await db.update({ domid: this.id, commit });
     // Nobody follows the tree of an unplugged client (read when its vif is back), and the same
     // tree again changes nothing: no line to wait for.
     if (!this.plugged.has(clientIp)) return { stored: 'applied when its vif connects' };
@@ -265,7 +327,11 @@ class MoatFirewallVm implements FirewallVm {
     await vm.consoleLine(MOAT_UPLINK_LINE, { ...MOAT_WAIT, after });
   }
 
+  /** Ends dom0's stats daemon, destroys the domain and ends its QubesDB (bounded, never throws). */
   async stop(): Promise<void> {
+    const daemon = this.statsDaemon;
+    this.statsDaemon = undefined;
+    await daemon?.then((s) => s.stop()).catch(() => undefined);
     if (this.vm && this.context) {
       await this.context.lab
         .exec(['xl', 'destroy', this.name], { timeoutMs: 120_000 })
@@ -279,43 +345,67 @@ class MoatFirewallVm implements FirewallVm {
     return this.vm?.tail(n) ?? '';
   }
 
+  /** dom0's qrexec daemon for this VM: started on first use, kept until stop. */
+  private daemon(): Promise<MoatStats> {
+    const { context } = this.running();
+    if (!this.statsDaemon) {
+      this.statsDaemon = moatStats(context.lab, this.id, this.name);
+      this.statsDaemon.catch(() => {
+        this.statsDaemon = undefined;
+      });
+    }
+    return this.statsDaemon;
+  }
+
+  /** `moat.FirewallStats`, called by dom0. */
+  async stats(): Promise<MoatStatsDoc> {
+    return (await this.daemon()).read();
+  }
+
+  /** Polls the stats until `check` holds (bounded; the last document in the error). */
+  async until(
+    what: string,
+    check: (doc: MoatStatsDoc) => boolean,
+    timeoutMs = 300_000,
+  ): Promise<MoatStatsDoc> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const doc = await this.stats();
+      if (check(doc)) return doc;
+      if (Date.now() > deadline)
+        throw new LabError(
+          this.name,
+          `not ${what} within ${timeoutMs} ms; last stats: ${JSON.stringify(doc.network)}\n${this.consoleTail(30)}`,
+        );
+      await sleep(3000);
+    }
+  }
+
   async memoryInUse(): Promise<number> {
     const m = await this.memory();
     return m.memTotal - m.memAvailable;
   }
 
   async profile<T>(ms: number, during: () => Promise<T>): Promise<{ result: T; profile: ProfileSummary }> {
-    const { context } = this.running();
-    const stats = await moatStats(context.lab, this.domid, this.name);
-    try {
-      const profile = stats.profile(ms);
-      profile.catch(() => undefined);
-      const result = await during();
-      return { result, profile: await profile };
-    } finally {
-      await stats.stop();
-    }
+    const profile = (await this.daemon()).profile(ms);
+    profile.catch(() => undefined);
+    const result = await during();
+    return { result, profile: await profile };
   }
 
-  /** From moat.FirewallStats (/proc/meminfo in its memory section), called by dom0 for the occasion. */
+  /** From moat.FirewallStats (/proc/meminfo in its memory section). */
   async memory(): Promise<FirewallVmMemory> {
-    const { context } = this.running();
-    const stats = await moatStats(context.lab, this.domid, this.name);
-    try {
-      const doc = await stats.read();
-      const system = doc.memory.system;
-      if (!system) throw new LabError(this.name, 'moat.FirewallStats gave no /proc/meminfo figures');
-      const { rss, heapUsed, external } = doc.memory;
-      return {
-        memoryMb: MOAT_MEMORY_MB,
-        memTotal: system.memTotal,
-        memAvailable: system.memAvailable,
-        slab: system.slab,
-        node: { rss, heapUsed, external },
-      };
-    } finally {
-      await stats.stop();
-    }
+    const doc = await this.stats();
+    const system = doc.memory.system;
+    if (!system) throw new LabError(this.name, 'moat.FirewallStats gave no /proc/meminfo figures');
+    const { rss, heapUsed, external } = doc.memory;
+    return {
+      memoryMb: this.memoryMb,
+      memTotal: system.memTotal,
+      memAvailable: system.memAvailable,
+      slab: system.slab,
+      node: { rss, heapUsed, external },
+    };
   }
 
   private running(): { vm: GuestHandle; db: QubesDbService; context: FirewallContext } {
@@ -365,6 +455,7 @@ class LinuxFirewallVm implements FirewallVm {
 
   async start(context: FirewallContext): Promise<unknown> {
     this.context = context;
+    if (!context.image) throw new LabError(this.name, 'the Linux firewall needs the Linux image');
     this.vm = await startLinuxVm(context.lab, context.image, {
       name: this.name,
       type: context.virtMode,

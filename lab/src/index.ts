@@ -16,18 +16,10 @@ export {
   type MemorySweepOptions,
   type MemorySweepPoint,
   type MemorySweepReport,
-  type MoatMemoryBreakdown,
-  type MoatStats,
-  type MoatStatsDoc,
-  type MoatVm,
-  type MoatVmSpec,
-  memoryBreakdown,
   memorySweep,
-  moatStats,
   pingEachVif,
   plugClientVifs,
   SWEEP_RULES,
-  startMoatVm,
   startSilentFrontend,
   startVifClients,
   unplugClientVifs,
@@ -39,7 +31,9 @@ export {
   type FirewallVm,
   firewallQubesDbEntries,
   firewallVm,
+  MoatFirewallVm,
   type MoatTemplateBoot,
+  type MoatVmOptions,
   moatRulesLine,
 } from './firewall-vm.ts';
 export { guestImage } from './guest-image.ts';
@@ -54,6 +48,13 @@ export {
   vifSpecParts,
 } from './lab.ts';
 export { buildLinuxImage, LINUX_GUEST, type LinuxGuestImage, linuxUserlandPins } from './linux-image.ts';
+export {
+  type MoatMemoryBreakdown,
+  type MoatStats,
+  type MoatStatsDoc,
+  memoryBreakdown,
+  moatStats,
+} from './moat-stats.ts';
 export { encodeMessage, type GuestMessage, type GuestResult, LINE_PREFIX, parseLine } from './protocol.ts';
 export { fetchPvhGrub, type PvhGrubBoot, pvhGrubBoot } from './pvh-grub.ts';
 export { qemuArgs } from './qemu.ts';

@@ -44,7 +44,8 @@ export interface VmDelivery {
 async function vmImage(vm: PackagedVm, entry: string | undefined, cacheDir: string): Promise<VmImage> {
   try {
     const bundles = entry ? [] : (vm.app.bundles ?? []);
-    return (await buildVmImage(entry ?? vm.app.entry, { cacheDir, bundles })).image;
+    const env = entry ? undefined : vm.app.env;
+    return (await buildVmImage(entry ?? vm.app.entry, { cacheDir, bundles, ...(env ? { env } : {}) })).image;
   } catch (error) {
     if (error instanceof ImageBuildError && error.step === 'bundle')
       throw new PackagingError('bundle', error.message);

@@ -1,6 +1,6 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { FIREWALL_VM_ENTRY } from '@moat/unikernel';
+import { FIREWALL_VM_ENTRY, FIREWALL_VM_ENV } from '@moat/unikernel';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -24,6 +24,8 @@ export interface PackagedVm {
     readonly entry: string;
     /** More entries bundled beside main.js (moat-viewer's decode worker). */
     readonly bundles?: readonly { readonly path: string; readonly entry: string }[];
+    /** NAME=value lines init adds to node's environment (sys-moat's malloc tunables). */
+    readonly env?: string;
   };
 }
 
@@ -32,7 +34,7 @@ export const packagedVms: readonly PackagedVm[] = [
     name: 'moat-firewall',
     description: 'sys-moat: a small memory-safe firewall qube in place of sys-firewall',
     templateConf: 'virt-mode=pvh\nkernel=\nqrexec=1\n',
-    app: { entry: FIREWALL_VM_ENTRY },
+    app: { entry: FIREWALL_VM_ENTRY, env: FIREWALL_VM_ENV },
   },
   {
     name: 'moat-viewer',

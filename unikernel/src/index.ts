@@ -29,5 +29,11 @@ export {
 export { indexModules, moduleKey, readModinfo, resolveModules } from './kmod.ts';
 export { fetchNodeBinary } from './node-binary.ts';
 export { type DebianPin, debianPins, kernelRelease, nodePin, xenLibraryPins, xenVersion } from './pins.ts';
-export { type BuiltVmImage, buildFirewallImage, buildVmImage, FIREWALL_VM_ENTRY } from './vm-images.ts';
+export {
+  type BuiltVmImage,
+  buildFirewallImage,
+  buildVmImage,
+  FIREWALL_VM_ENTRY,
+  FIREWALL_VM_ENV,
+} from './vm-images.ts';
 export { buildXenAddon, XEN_ADDON_DISK_PATH, type XenAddon } from './xen-addon.ts';

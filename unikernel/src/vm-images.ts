@@ -14,6 +14,8 @@ const repoRoot = resolve(fileURLToPath(new URL('.', import.meta.url)), '..', '..
 
 /** sys-moat's entry (firewall/src/vm/main.ts). */
 export const FIREWALL_VM_ENTRY = join(repoRoot, 'firewall', 'src', 'vm', 'main.ts');
+/** sys-moat's node environment (malloc tunables), /app/env on its disk for init. */
+export const FIREWALL_VM_ENV = join(repoRoot, 'firewall', 'src', 'vm', 'node.env');
 
 export interface BuiltVmImage {
   readonly image: VmImage;
@@ -34,6 +36,8 @@ export async function buildVmImage(
     outputDir?: string;
     /** More entries bundled onto the disk beside main.js (moat-viewer's decode worker). */
     bundles?: readonly { readonly path: string; readonly entry: string }[];
+    /** A file of NAME=value lines init adds to node's environment (/app/env on the disk). */
+    env?: string;
   } = {},
 ): Promise<BuiltVmImage> {
   const cacheDir = options.cacheDir ?? defaultCacheDir();
@@ -48,7 +52,11 @@ export async function buildVmImage(
   const image = await buildImage({
     bundle,
     cacheDir,
-    files: [...addon.diskFiles, ...extra],
+    files: [
+      ...addon.diskFiles,
+      ...extra,
+      ...(options.env ? [{ path: '/app/env', source: options.env }] : []),
+    ],
     ...(options.outputDir ? { outputDir: options.outputDir } : {}),
   });
   const sha256: Record<string, string> = {};
@@ -64,5 +72,5 @@ export async function buildVmImage(
 export function buildFirewallImage(
   options: { cacheDir?: string; outputDir?: string } = {},
 ): Promise<BuiltVmImage> {
-  return buildVmImage(FIREWALL_VM_ENTRY, options);
+  return buildVmImage(FIREWALL_VM_ENTRY, { ...options, env: FIREWALL_VM_ENV });
 }

@@ -43,9 +43,25 @@ export interface SystemMemory {
   slab: number;
   pageTables: number;
   kernelStack: number;
+  /** Where the rest goes, when the kernel reports it: anonymous pages (node's heap and buffers), */
+  anonPages?: number;
+  /** the part of the slab that cannot be reclaimed, */
+  sUnreclaim?: number;
+  /** and vmalloc'd kernel memory (module code, some drivers' buffers). */
+  vmallocUsed?: number;
+  /** The largest slab caches (`/proc/slabinfo`). */
+  slabTop?: { name: string; bytes: number }[];
+  /** The Xen balloon's view: the domain's pages now, and its target (drivers take pages from it). */
+  balloonCurrent?: number;
+  balloonTarget?: number;
 }
 
-const MEMINFO_FIELDS: Record<string, keyof SystemMemory> = {
+type RequiredMemoryField = Exclude<
+  keyof SystemMemory,
+  'anonPages' | 'sUnreclaim' | 'vmallocUsed' | 'slabTop' | 'balloonCurrent' | 'balloonTarget'
+>;
+
+const MEMINFO_FIELDS: Record<string, RequiredMemoryField> = {
   MemTotal: 'memTotal',
   MemFree: 'memFree',
   MemAvailable: 'memAvailable',
@@ -56,24 +72,63 @@ const MEMINFO_FIELDS: Record<string, keyof SystemMemory> = {
   KernelStack: 'kernelStack',
 };
 
-/** Parses `/proc/meminfo` (`Name:   1234 kB` lines); undefined unless every field is there. */
+const MEMINFO_OPTIONAL: Record<string, 'anonPages' | 'sUnreclaim' | 'vmallocUsed'> = {
+  AnonPages: 'anonPages',
+  SUnreclaim: 'sUnreclaim',
+  VmallocUsed: 'vmallocUsed',
+};
+
+/** Parses `/proc/meminfo` (`Name:   1234 kB` lines); undefined unless every required field is there. */
 export function parseMeminfo(text: string): SystemMemory | undefined {
   const found: Partial<SystemMemory> = {};
   for (const line of text.split('\n')) {
     const m = /^(\w+):\s+(\d+) kB$/.exec(line.trim());
-    const field = m?.[1] !== undefined ? MEMINFO_FIELDS[m[1]] : undefined;
+    const name = m?.[1];
+    const field = name !== undefined ? (MEMINFO_FIELDS[name] ?? MEMINFO_OPTIONAL[name]) : undefined;
     if (m?.[2] !== undefined && field) found[field] = Number(m[2]) * 1024;
   }
   const fields = Object.values(MEMINFO_FIELDS);
   return fields.every((f) => found[f] !== undefined) ? (found as SystemMemory) : undefined;
 }
 
-function systemMemory(): SystemMemory | undefined {
+/** The kernel's largest slab caches by the pages they hold (`/proc/slabinfo` 2.1), bytes. */
+export function parseSlabinfo(text: string, top = 6): { name: string; bytes: number }[] {
+  const caches: { name: string; bytes: number }[] = [];
+  for (const line of text.split('\n')) {
+    // name active_objs num_objs objsize objperslab pagesperslab : tunables ... : slabdata active num shared
+    const m = /^(\S+)\s+\d+\s+\d+\s+\d+\s+\d+\s+(\d+)\s+:.*:\s*slabdata\s+\d+\s+(\d+)/.exec(line);
+    if (m?.[1] && m[2] && m[3]) caches.push({ name: m[1], bytes: Number(m[2]) * Number(m[3]) * 4096 });
+  }
+  return caches.sort((a, b) => b.bytes - a.bytes).slice(0, top);
+}
+
+const BALLOON = '/sys/devices/system/xen_memory/xen_memory0';
+
+function readOr(path: string): string | undefined {
   try {
-    return parseMeminfo(readFileSync('/proc/meminfo', 'utf8'));
+    return readFileSync(path, 'utf8');
   } catch {
     return undefined;
   }
+}
+
+function systemMemory(): SystemMemory | undefined {
+  const meminfo = readOr('/proc/meminfo');
+  const parsed = meminfo === undefined ? undefined : parseMeminfo(meminfo);
+  if (!parsed) return undefined;
+  const slabinfo = readOr('/proc/slabinfo');
+  const kb = (path: string) => {
+    const n = Number(readOr(path)?.trim());
+    return Number.isFinite(n) && n > 0 ? n * 1024 : undefined;
+  };
+  const balloonCurrent = kb(`${BALLOON}/info/current_kb`);
+  const balloonTarget = kb(`${BALLOON}/target_kb`);
+  return {
+    ...parsed,
+    ...(slabinfo ? { slabTop: parseSlabinfo(slabinfo) } : {}),
+    ...(balloonCurrent !== undefined ? { balloonCurrent } : {}),
+    ...(balloonTarget !== undefined ? { balloonTarget } : {}),
+  };
 }
 
 export function statsDocument(

@@ -121,6 +121,42 @@ static int load_modules(void) {
   return failures ? -1 : 0;
 }
 
+/*
+ * node's environment: the fixed entries, then the image's own from /mnt/app/env (one NAME=value
+ * a line; absent is fine), e.g. glibc's malloc tunables and NODE_OPTIONS for a VM sized to a few
+ * tens of MiB. Lines that are not NAME=value, or too many, are refused with a message.
+ */
+#define APP_ENV "/mnt/app/env"
+#define APP_ENV_MAX 8
+static char app_env_lines[APP_ENV_MAX][LINE_MAX_BYTES];
+static char *node_envp[4 + APP_ENV_MAX] = {"PATH=/mnt/bin", "HOME=/tmp", "TMPDIR=/tmp", NULL};
+
+static void read_app_env(void) {
+  FILE *f = fopen(APP_ENV, "r");
+  if (!f) return;
+  int n = 3;
+  char line[LINE_MAX_BYTES];
+  while (fgets(line, sizeof line, f)) {
+    line[strcspn(line, "\n")] = '\0';
+    if (line[0] == '\0' || line[0] == '#') continue;
+    char *eq = strchr(line, '=');
+    if (!eq || eq == line || strspn(line, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_0123456789") != (size_t)(eq - line)) {
+      say("%s: not NAME=value, ignored: %.60s", APP_ENV, line);
+      continue;
+    }
+    if (n - 3 >= APP_ENV_MAX) {
+      say("%s: more than %d entries, the rest ignored", APP_ENV, APP_ENV_MAX);
+      break;
+    }
+    memcpy(app_env_lines[n - 3], line, strlen(line) + 1);
+    node_envp[n] = app_env_lines[n - 3];
+    n++;
+    say("node environment: %s", line);
+  }
+  node_envp[n] = NULL;
+  fclose(f);
+}
+
 static long now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -207,6 +243,7 @@ int main(int argc, char **argv) {
   if (wait_for_disk(disk) != 0) power_off(3);
   if (mount_or_say(disk, "/mnt", fs, MS_RDONLY | MS_NODEV | MS_NOSUID) != 0) power_off(4);
 
+  read_app_env();
   long start = now_ms();
   pid_t node = fork();
   if (node < 0) {
@@ -216,13 +253,12 @@ int main(int argc, char **argv) {
   if (node == 0) {
     char *node_argv[] = {"/mnt/lib64/ld-linux-x86-64.so.2", "--library-path", "/mnt/lib", "/mnt/bin/node",
                          "/mnt/app/main.js", NULL};
-    char *envp[] = {"PATH=/mnt/bin", "HOME=/tmp", "TMPDIR=/tmp", NULL};
     struct sigaction deflt;
     memset(&deflt, 0, sizeof deflt);
     deflt.sa_handler = SIG_DFL;
     sigaction(SIGTERM, &deflt, NULL);
     sigaction(SIGINT, &deflt, NULL);
-    execve(node_argv[0], node_argv, envp);
+    execve(node_argv[0], node_argv, node_envp);
     say("exec %s failed: %s", node_argv[0], strerror(errno));
     _exit(127);
   }
