@@ -72,6 +72,12 @@ export interface VifSpec {
   readonly mac?: string;
   /** The hotplug script the backend runs (relative to /etc/xen/scripts there). */
   readonly script?: string;
+  /**
+   * xl's `untrusted` (Xen 4.17, tools/libs/light/libxl_nic.c): libxl writes `trusted = 0` in the
+   * frontend's vif node, and Linux's xen-netfront then copies every packet it transmits into
+   * pages of its own before granting them (`bounce`, torvalds/linux 4491001c2e0f, Linux 5.17).
+   */
+  readonly untrusted?: boolean;
 }
 
 /** The xl syntax of a vif (also what `xl network-attach` takes, as separate arguments). */
@@ -87,6 +93,7 @@ export function vifSpecParts(vif: VifSpec): string[] {
     if (!/^[A-Za-z0-9.:/_ -]+$/.test(value)) throw new LabError('domU', `bad vif ${key}: ${value}`);
     parts.push(`${key}=${value}`);
   }
+  if (vif.untrusted) parts.push('untrusted');
   return parts;
 }
 

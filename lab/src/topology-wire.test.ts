@@ -19,6 +19,7 @@ describe('topology wire', () => {
     expect(
       vifSpecParts({ backend: 'netvm', mac: qubesMac(10), ip: '10.137.0.10', script: 'vif-moat' }),
     ).toEqual(['backend=netvm', 'mac=00:16:3e:5e:6c:0a', 'ip=10.137.0.10', 'script=vif-moat']);
+    expect(vifSpecParts({ backend: 'netvm', untrusted: true })).toEqual(['backend=netvm', 'untrusted']);
     expect(() => vifSpecParts({ backend: "x',y" })).toThrow('bad vif backend');
     expect(() => qubesMac(256)).toThrow('out of 0..255');
   });

@@ -249,7 +249,11 @@ async function startNetvm(args: LinuxGuestArgs): Promise<unknown> {
 
 // ---- bridge ----
 
-/** Bridges eth0 (its own vif, upstream) with every client vif `xl devd` brings up. */
+/**
+ * Bridges eth0 (its own vif, upstream) with every client vif `xl devd` brings up. eth0's vif
+ * must be `untrusted` (its netfront then copies what it sends): netback maps the clients' TX
+ * data in place, and netfront cannot grant those foreign pages on (bench-netif.ts).
+ */
 async function startBridge(): Promise<unknown> {
   const deadline = Date.now() + 60_000;
   while (!existsSync('/sys/class/net/eth0')) {
