@@ -32,8 +32,14 @@ import {
   type StepReport,
   startViewerRun,
 } from '@moat/lab';
-import { buildDist, defaultSourceDateEpoch, packagedVms, type VmDelivery } from '@moat/rpm';
-import { buildVmImage, defaultCacheDir, type VmImage } from '@moat/unikernel';
+import {
+  buildDist,
+  buildPackagedVmImage,
+  defaultSourceDateEpoch,
+  packagedVms,
+  type VmDelivery,
+} from '@moat/rpm';
+import { defaultCacheDir, type VmImage } from '@moat/unikernel';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -82,8 +88,7 @@ beforeAll(async () => {
   for (const d of await buildDist({ distDir: join(work, 'dist'), epoch: defaultSourceDateEpoch, cacheDir }))
     deliveries.set(d.name, d);
   for (const vm of packagedVms) {
-    const built = await buildVmImage(vm.app.entry, { cacheDir, bundles: vm.app.bundles ?? [] });
-    images.set(vm.name, built.image);
+    images.set(vm.name, await buildPackagedVmImage(vm, cacheDir));
   }
   grub = await fetchPvhGrub(cacheDir);
   linux = await buildLinuxImage();

@@ -20,6 +20,7 @@ import {
   detachVif,
   type LinuxVm,
   listVifs,
+  netvmVif,
   qubesMac,
   startCommandVm,
   startLinuxVm,
@@ -113,7 +114,10 @@ export async function plugClientVifs(
   gateway: string,
   only: readonly ClientVifSpec[] = client.vifs,
 ): Promise<Map<string, string>> {
-  for (const vif of only) await attachVif(lab, client.vm.name, { backend, ip: vif.ip, mac: vif.mac });
+  // With our hotplug script, as a scenario's clients: the Linux reference firewall's `xl devd`
+  // runs it (without one it runs vif-bridge, which its image does not have, and the vif passes
+  // nothing); sys-moat's netback does devd's part and takes no script.
+  for (const vif of only) await attachVif(lab, client.vm.name, netvmVif(backend, vif.ip, vif.mac));
   const deadline = Date.now() + 120_000;
   let devices = await interfacesByMac(client.vm);
   while (only.some((v) => !devices.has(v.mac))) {

@@ -41,7 +41,15 @@ export interface VmDelivery {
 }
 
 /** The VM's image: its entry (or the one given instead) with @moat/xen's addon. */
-async function vmImage(vm: PackagedVm, entry: string | undefined, cacheDir: string): Promise<VmImage> {
+/**
+ * The image a package of `vm` carries: its own entry with its bundles and node environment, or
+ * `entry` alone. The lab's template test boots this same image, so both build it here.
+ */
+export async function buildPackagedVmImage(
+  vm: PackagedVm,
+  cacheDir: string,
+  entry?: string,
+): Promise<VmImage> {
   try {
     const bundles = entry ? [] : (vm.app.bundles ?? []);
     const env = entry ? undefined : vm.app.env;
@@ -66,7 +74,7 @@ export async function buildDist(options: DistOptions): Promise<VmDelivery[]> {
   for (const vm of packagedVms) {
     const entry = options.entries?.[vm.name];
     log(`${vm.name}: image from ${appName(vm, entry)}`);
-    const image = await vmImage(vm, entry, cacheDir);
+    const image = await buildPackagedVmImage(vm, cacheDir, entry);
     const templateDir = join(options.distDir, 'templates', vm.name);
     mkdirSync(templateDir, { recursive: true });
     const rootImage = join(templateDir, 'root.img');
