@@ -40,10 +40,9 @@ export interface VmDelivery {
   readonly sha256: Record<string, string>;
 }
 
-/** The VM's image: its entry (or the one given instead) with @moat/xen's addon. */
 /**
- * The image a package of `vm` carries: its own entry with its bundles and node environment, or
- * `entry` alone. The lab's template test boots this same image, so both build it here.
+ * The image a package of `vm` carries: its own entry with its bundles, node environment and
+ * @moat/xen's addon, or `entry` alone. The lab's template test boots this same image, so both build it here.
  */
 export async function buildPackagedVmImage(
   vm: PackagedVm,
