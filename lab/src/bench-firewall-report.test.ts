@@ -4,6 +4,7 @@ import {
   firewallBenchFigures,
   firewallRatios,
   formatFirewallBench,
+  median,
   meetsAim,
   moatOverLinux,
   penaltyCorrection,
@@ -29,6 +30,10 @@ const MOAT: FirewallBenchSide = {
   pingMaxMs: 6,
   upMbitPerS: 20,
   downMbitPerS: 30,
+  upRoundsMbitPerS: [18, 20, 25],
+  downRoundsMbitPerS: [31, 30, 28],
+  coldUpMbitPerS: 4,
+  coldDownMbitPerS: 25,
   clients: 20,
   clientsPinged: 20,
   memory: {
@@ -49,12 +54,22 @@ const LINUX: FirewallBenchSide = {
   pingMaxMs: 3,
   upMbitPerS: 100,
   downMbitPerS: 100,
+  upRoundsMbitPerS: [100, 90, 110],
+  downRoundsMbitPerS: [100, 100, 100],
+  coldUpMbitPerS: 80,
+  coldDownMbitPerS: 100,
   clients: 20,
   clientsPinged: 20,
   memory: { memoryMb: 192, inUseMiB: 40, memTotalMiB: 160, slabMiB: 20 },
 };
 
 describe('bench firewall: ratios and correction', () => {
+  it('takes the median of the rounds', () => {
+    expect(median([25, 18, 20])).toBe(20);
+    expect(median([4, 1, 3, 2])).toBe(2.5);
+    expect(median([])).toBeUndefined();
+  });
+
   it('is sys-moat / Linux, undefined when a side is missing or not positive', () => {
     expect(moatOverLinux(20, 100)).toBe(0.2);
     expect(moatOverLinux(undefined, 100)).toBeUndefined();
@@ -76,6 +91,8 @@ describe('bench firewall: ratios and correction', () => {
     const r = firewallRatios(MOAT, LINUX, 4);
     expect(r.up).toEqual({ raw: 0.2, corrected: 0.8 });
     expect(r.down).toEqual({ raw: 0.3, corrected: 1.2 });
+    expect(r.coldUp).toEqual({ raw: 0.05, corrected: 0.2 });
+    expect(r.coldDown).toEqual({ raw: 0.25, corrected: 1 });
     expect(r.ping).toEqual({ raw: 2, corrected: 0.5 });
     expect(r.pingMin).toEqual({ raw: 3, corrected: 0.75 });
     expect(r.firstForward).toEqual({ raw: 1.5, corrected: 0.375 });
@@ -99,6 +116,7 @@ describe('bench firewall: ratios and correction', () => {
 describe('bench firewall: figures and report', () => {
   const figures = firewallBenchFigures({
     seconds: 10,
+    rounds: 3,
     clients: 20,
     clientDomains: 4,
     moat: MOAT,
@@ -122,6 +140,7 @@ describe('bench firewall: figures and report', () => {
         'note',
         'penalty',
         'ratios',
+        'rounds',
         'seconds',
       ].sort(),
     );
@@ -129,6 +148,8 @@ describe('bench firewall: figures and report', () => {
     expect(json.correction).toBe(4);
     expect(json.meetsAim).toBe(true);
     expect(Object.keys(json.ratios).sort()).toEqual([
+      'coldDown',
+      'coldUp',
       'down',
       'firstForward',
       'memory',
@@ -147,6 +168,11 @@ describe('bench firewall: figures and report', () => {
     const row = (label: string) => lines.find((l) => l.startsWith(label))?.split(/\s{2,}/);
     expect(row('TCP client -> netvm')?.slice(1)).toEqual(['20.0', '100.0', '0.200', '0.800', 'higher']);
     expect(row('TCP netvm -> client')?.slice(1)).toEqual(['30.0', '100.0', '0.300', '1.200', 'higher']);
+    expect(row('TCP client -> netvm')?.[0]).toMatch(/median of 3/);
+    expect(row('first TCP client -> netvm')?.slice(1)).toEqual(['4.0', '80.0', '0.050', '0.200', 'higher']);
+    expect(row('first TCP netvm -> client')?.slice(1)).toEqual(['25.0', '100.0', '0.250', '1.000', 'higher']);
+    expect(lines).toContain('  sys-moat rounds, Mbit/s: up 18, 20, 25; down 31, 30, 28');
+    expect(lines).toContain('  Linux rounds, Mbit/s: up 100, 90, 110; down 100, 100, 100');
     expect(row('ping round trip, ms (avg')?.slice(1)).toEqual(['4.00', '2.00', '2.000', '0.500', 'lower']);
     expect(row('ping round trip, ms (fastest')?.slice(1)).toEqual([
       '3.00',
@@ -178,6 +204,7 @@ describe('bench firewall: figures and report', () => {
   it('prints where sys-moat spent its time in the profiled run', () => {
     const profiled = firewallBenchFigures({
       seconds: 10,
+      rounds: 3,
       clients: 20,
       clientDomains: 2,
       moat: {
@@ -207,6 +234,7 @@ describe('bench firewall: figures and report', () => {
   it('says n/a, unknown and why a side failed', () => {
     const failed = firewallBenchFigures({
       seconds: 10,
+      rounds: 3,
       clients: 20,
       clientDomains: 4,
       moat: MOAT,

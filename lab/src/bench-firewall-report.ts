@@ -35,9 +35,21 @@ export interface FirewallBenchSide {
   readonly pingMs?: number;
   readonly pingMinMs?: number;
   readonly pingMaxMs?: number;
-  /** iperf3 client -> netvm and netvm -> client (`-R`), receiver's rate, Mbit/s. */
+  /**
+   * iperf3 client -> netvm and netvm -> client (`-R`), receiver's rate, Mbit/s: the median of
+   * the measured rounds (each round one run each way, after the warm-up runs).
+   */
   readonly upMbitPerS?: number;
   readonly downMbitPerS?: number;
+  /** Every measured round's rate, in order. */
+  readonly upRoundsMbitPerS?: readonly number[];
+  readonly downRoundsMbitPerS?: readonly number[];
+  /**
+   * The first bulk transfer through the freshly started firewall (the warm-up, not in the
+   * median): sys-moat's JavaScript is still being compiled by V8 then, the kernel's C is not.
+   */
+  readonly coldUpMbitPerS?: number;
+  readonly coldDownMbitPerS?: number;
   /** Client vifs plugged for the memory figure, and how many of them pinged through. */
   readonly clients?: number;
   readonly clientsPinged?: number;
@@ -52,12 +64,21 @@ export interface FirewallBenchRatio {
   readonly corrected?: number;
 }
 
-export type FirewallBenchRow = 'up' | 'down' | 'ping' | 'pingMin' | 'firstForward' | 'memory';
+export type FirewallBenchRow =
+  | 'up'
+  | 'down'
+  | 'coldUp'
+  | 'coldDown'
+  | 'ping'
+  | 'pingMin'
+  | 'firstForward'
+  | 'memory';
 
 export interface FirewallBenchFigures {
   readonly note: string;
-  /** iperf3's seconds per run; client vifs over client domUs for the memory figure. */
+  /** iperf3's seconds per run and measured rounds (after one warm-up run each way); client vifs over client domUs for the memory figure. */
   readonly seconds: number;
+  readonly rounds: number;
   readonly clients: number;
   readonly clientDomains: number;
   readonly moat: FirewallBenchSide;
@@ -76,9 +97,18 @@ export interface FirewallBenchFigures {
 
 export const FIREWALL_BENCH_NOTE =
   'measured in the emulated lab (Xen 4.17 in QEMU TCG on a shared machine), not on hardware';
-export const FIREWALL_BENCH_AIM = 'corrected throughput (both ways) at least 0.5 of the Linux reference';
+export const FIREWALL_BENCH_AIM =
+  'corrected throughput (both ways, median of the rounds after the warm-up) at least 0.5 of the Linux reference';
 
 const round = (x: number, digits: number) => Number(x.toFixed(digits));
+
+/** The median of a non-empty list (the mean of the middle two for an even count). */
+export function median(xs: readonly number[]): number | undefined {
+  if (xs.length === 0) return undefined;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : ((s[m - 1] ?? 0) + (s[m] ?? 0)) / 2;
+}
 
 /** sys-moat / Linux; undefined when either is missing or not a positive number. */
 export function moatOverLinux(moat: number | undefined, linux: number | undefined): number | undefined {
@@ -102,6 +132,8 @@ export function penaltyCorrection(p: PenaltyFigures): number | undefined {
 export const HIGHER_IS_BETTER: Readonly<Record<FirewallBenchRow, boolean>> = {
   up: true,
   down: true,
+  coldUp: true,
+  coldDown: true,
   ping: false,
   pingMin: false,
   firstForward: false,
@@ -123,6 +155,8 @@ export function firewallRatios(
   return {
     up: speed(moatOverLinux(moat.upMbitPerS, linux.upMbitPerS), true),
     down: speed(moatOverLinux(moat.downMbitPerS, linux.downMbitPerS), true),
+    coldUp: speed(moatOverLinux(moat.coldUpMbitPerS, linux.coldUpMbitPerS), true),
+    coldDown: speed(moatOverLinux(moat.coldDownMbitPerS, linux.coldDownMbitPerS), true),
     ping: speed(moatOverLinux(moat.pingMs, linux.pingMs), false),
     pingMin: speed(moatOverLinux(moat.pingMinMs, linux.pingMinMs), false),
     firstForward: speed(moatOverLinux(moat.firstForwardMs, linux.firstForwardMs), false),
@@ -139,6 +173,7 @@ export function meetsAim(ratios: Record<FirewallBenchRow, FirewallBenchRatio>): 
 /** The figures of one run, with ratios, correction and aim worked out. */
 export function firewallBenchFigures(o: {
   seconds: number;
+  rounds: number;
   clients: number;
   clientDomains: number;
   moat: FirewallBenchSide;
@@ -151,6 +186,7 @@ export function firewallBenchFigures(o: {
   return {
     note: FIREWALL_BENCH_NOTE,
     seconds: o.seconds,
+    rounds: o.rounds,
     clients: o.clients,
     clientDomains: o.clientDomains,
     moat: o.moat,
@@ -170,12 +206,29 @@ const num = (x: number | undefined, digits: number) => (x === undefined ? NA : x
 /** The side-by-side table `./moat bench firewall` prints (one string per line). */
 export function formatFirewallBench(f: FirewallBenchFigures): string[] {
   const rows: [string, string, string, FirewallBenchRow | undefined][] = [
-    ['TCP client -> netvm, Mbit/s (iperf3)', num(f.moat.upMbitPerS, 1), num(f.linux.upMbitPerS, 1), 'up'],
     [
-      'TCP netvm -> client, Mbit/s (iperf3 -R)',
+      `TCP client -> netvm, Mbit/s (iperf3, median of ${f.rounds})`,
+      num(f.moat.upMbitPerS, 1),
+      num(f.linux.upMbitPerS, 1),
+      'up',
+    ],
+    [
+      `TCP netvm -> client, Mbit/s (iperf3 -R, median of ${f.rounds})`,
       num(f.moat.downMbitPerS, 1),
       num(f.linux.downMbitPerS, 1),
       'down',
+    ],
+    [
+      'first TCP client -> netvm, Mbit/s (cold)',
+      num(f.moat.coldUpMbitPerS, 1),
+      num(f.linux.coldUpMbitPerS, 1),
+      'coldUp',
+    ],
+    [
+      'first TCP netvm -> client, Mbit/s (cold)',
+      num(f.moat.coldDownMbitPerS, 1),
+      num(f.linux.coldDownMbitPerS, 1),
+      'coldDown',
     ],
     ['ping round trip, ms (avg of 10)', num(f.moat.pingMs, 2), num(f.linux.pingMs, 2), 'ping'],
     ['ping round trip, ms (fastest of 10)', num(f.moat.pingMinMs, 2), num(f.linux.pingMinMs, 2), 'pingMin'],
@@ -234,7 +287,14 @@ export function formatFirewallBench(f: FirewallBenchFigures): string[] {
     `memory, MiB: in use = MemTotal - MemAvailable of the VM's own /proc/meminfo with every client vif up and pinged:`,
     mem(f.moat, 'sys-moat'),
     mem(f.linux, 'Linux'),
-    `iperf3 ${f.seconds} s each way from one client; ${f.clients} client vifs over ${f.clientDomains} client domUs for memory`,
+    `iperf3 ${f.seconds} s each way from one client: one warm-up run each way (the cold rows), then ${f.rounds} measured rounds; ${f.clients} client vifs over ${f.clientDomains} client domUs for memory`,
+    ...[f.moat, f.linux].flatMap((s) =>
+      s.upRoundsMbitPerS || s.downRoundsMbitPerS
+        ? [
+            `  ${s.kind === 'moat' ? 'sys-moat' : 'Linux'} rounds, Mbit/s: up ${(s.upRoundsMbitPerS ?? []).join(', ')}; down ${(s.downRoundsMbitPerS ?? []).join(', ')}`,
+          ]
+        : [],
+    ),
     `aim: ${f.aim}: ${f.meetsAim === undefined ? 'unknown (a figure is missing)' : f.meetsAim ? 'met' : 'not met'}`,
   ];
   const pr = f.moat.profiled;

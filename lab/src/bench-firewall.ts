@@ -5,7 +5,9 @@
  * - time from `xl create` of the firewall to the first packet it forwards (a client vif is
  *   plugged once the firewall says its rules are in force, then pings until one is answered);
  * - ping round trip, client -> netvm through the firewall;
- * - TCP throughput (iperf3) client -> netvm and back (`-R`);
+ * - TCP throughput (iperf3) client -> netvm and back (`-R`): one warm-up run each way (reported
+ *   as the cold figures: sys-moat's JavaScript is compiled by V8 under that first traffic), then
+ *   `rounds` measured rounds, each one run each way, of which the median is the figure;
  * - memory in use in the firewall with 20 client vifs (over two client domUs), each pinged.
  * The emulation penalty (`./moat bench penalty`'s workload) is measured in the same lab; the
  * comparison, correction and report are bench-firewall-report.ts. Every figure is measured in
@@ -20,6 +22,7 @@ import {
   type FirewallKind,
   type FirewallMemoryFigures,
   firewallBenchFigures,
+  median,
 } from './bench-firewall-report.ts';
 import {
   type ClientVifSpec,
@@ -110,6 +113,7 @@ async function benchOne(
   image: VmImage,
   clients: BenchClients,
   seconds: number,
+  rounds: number,
   step: (text: string) => void,
 ): Promise<FirewallBenchSide> {
   const fw: FirewallVm = firewallVm(kind, `fb-${kind}`, FIREWALL_IP[kind], { moatImage: image });
@@ -156,12 +160,28 @@ async function benchOne(
     if (ping.minMs !== undefined) figures.pingMinMs = ping.minMs;
     if (ping.maxMs !== undefined) figures.pingMaxMs = ping.maxMs;
     step(
-      `${kind}: ping min/avg/max ${figures.pingMinMs ?? 'n/a'}/${figures.pingMs ?? 'n/a'}/${figures.pingMaxMs ?? 'n/a'} ms; iperf3 ${seconds} s client -> netvm`,
+      `${kind}: ping min/avg/max ${figures.pingMinMs ?? 'n/a'}/${figures.pingMs ?? 'n/a'}/${figures.pingMaxMs ?? 'n/a'} ms; warm-up: iperf3 ${seconds} s each way`,
     );
-    figures.upMbitPerS = await measured('iperf3 client -> netvm', () => iperf(client, seconds, false));
-    step(`${kind}: ${figures.upMbitPerS} Mbit/s client -> netvm; iperf3 -R`);
-    figures.downMbitPerS = await measured('iperf3 netvm -> client', () => iperf(client, seconds, true));
-    step(`${kind}: ${figures.downMbitPerS} Mbit/s netvm -> client`);
+    figures.coldUpMbitPerS = await measured('warm-up iperf3 client -> netvm', () =>
+      iperf(client, seconds, false),
+    );
+    figures.coldDownMbitPerS = await measured('warm-up iperf3 netvm -> client', () =>
+      iperf(client, seconds, true),
+    );
+    step(
+      `${kind}: cold ${figures.coldUpMbitPerS} Mbit/s up, ${figures.coldDownMbitPerS} down; ${rounds} rounds`,
+    );
+    const up: number[] = [];
+    const down: number[] = [];
+    for (let r = 1; r <= rounds; r++) {
+      up.push(await measured(`iperf3 client -> netvm, round ${r}`, () => iperf(client, seconds, false)));
+      down.push(await measured(`iperf3 netvm -> client, round ${r}`, () => iperf(client, seconds, true)));
+      step(`${kind}: round ${r}: ${up[r - 1]} Mbit/s client -> netvm, ${down[r - 1]} back`);
+    }
+    figures.upRoundsMbitPerS = up;
+    figures.downRoundsMbitPerS = down;
+    figures.upMbitPerS = median(up);
+    figures.downMbitPerS = median(down);
     if (fw.profile) {
       step(`${kind}: one more iperf3 client -> netvm, profiled`);
       // The profile outlasts the run a little (iperf3's connect and result exchange around it).
@@ -247,6 +267,8 @@ async function secondAttempt<T>(
 export interface FirewallBenchOptions extends LabOptions {
   /** Seconds of each iperf3 run (default 10). */
   readonly seconds?: number;
+  /** Measured rounds after the warm-up, each one iperf3 run each way (default 3). */
+  readonly rounds?: number;
   /** Client vifs for the memory figure (default 20) over this many client domUs (default 2). */
   readonly clients?: number;
   readonly clientDomains?: number;
@@ -260,6 +282,7 @@ export interface FirewallBenchOptions extends LabOptions {
 export async function runFirewallBench(options: FirewallBenchOptions = {}): Promise<FirewallBenchFigures> {
   const loadAtStart = load();
   const seconds = options.seconds ?? 10;
+  const rounds = options.rounds ?? 3;
   const clientCount = options.clients ?? 20;
   const plan = clientVifPlan(clientCount, options.clientDomains ?? 2, FIRST_MEMORY_CLIENT);
   const step = options.onStep ?? (() => {});
@@ -305,13 +328,14 @@ export async function runFirewallBench(options: FirewallBenchOptions = {}): Prom
     const moat =
       options.only === 'linux'
         ? skipped('moat')
-        : await benchOne(lab, 'moat', images.moat, clients, seconds, step);
+        : await benchOne(lab, 'moat', images.moat, clients, seconds, rounds, step);
     const linuxSide =
       options.only === 'moat'
         ? skipped('linux')
-        : await benchOne(lab, 'linux', images.linux, clients, seconds, step);
+        : await benchOne(lab, 'linux', images.linux, clients, seconds, rounds, step);
     return firewallBenchFigures({
       seconds,
+      rounds,
       clients: clientCount,
       clientDomains: plan.length,
       moat,

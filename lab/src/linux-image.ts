@@ -84,6 +84,7 @@ export const linuxUserlandPins: readonly DebianPin[] = [
 const programs: readonly { pkg: string; from: string; name: string }[] = [
   { pkg: busyboxPin.name, from: 'bin/busybox', name: 'busybox' },
   { pkg: 'iproute2', from: 'bin/ip', name: 'ip' },
+  { pkg: 'iproute2', from: 'bin/ss', name: 'ss' },
   { pkg: 'nftables', from: 'usr/sbin/nft', name: 'nft' },
   { pkg: 'conntrack', from: 'usr/sbin/conntrack', name: 'conntrack' },
   { pkg: 'iperf3', from: 'usr/bin/iperf3', name: 'iperf3' },

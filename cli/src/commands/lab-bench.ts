@@ -228,15 +228,29 @@ export const labBenchCommand: CommandModule = {
         'sys-moat beside the Linux reference firewall in one lab run: iperf3 both ways, ping, xl create to first forwarded packet, memory with 20 clients; raw and corrected by the emulation penalty of the same run',
       )
       .option('--seconds <n>', 'seconds of each iperf3 run', '10')
+      .option(
+        '--rounds <n>',
+        'measured iperf3 rounds each way after one warm-up run (figure: their median)',
+        '3',
+      )
       .option('--clients <n>', 'client vifs plugged for the memory figure', '20')
       .option('--client-domains <n>', 'Linux client domUs carrying those vifs', '2')
       .option('--only <kind>', 'measure one firewall: moat or linux (no ratios then)')
       .action(
         handler(async (reporter, cmd) => {
-          const o = cmd.opts<{ seconds: string; clients: string; clientDomains: string; only?: string }>();
+          const o = cmd.opts<{
+            seconds: string;
+            rounds: string;
+            clients: string;
+            clientDomains: string;
+            only?: string;
+          }>();
           const seconds = Number(o.seconds);
           if (!Number.isInteger(seconds) || seconds < 1 || seconds > 120)
             throw new SetupProblem('--seconds must be an integer from 1 to 120');
+          const rounds = Number(o.rounds);
+          if (!Number.isInteger(rounds) || rounds < 1 || rounds > 9)
+            throw new SetupProblem('--rounds must be an integer from 1 to 9');
           const clients = Number(o.clients);
           if (!Number.isInteger(clients) || clients < 1 || clients > 40)
             throw new SetupProblem('--clients must be an integer from 1 to 40');
@@ -245,11 +259,12 @@ export const labBenchCommand: CommandModule = {
             throw new SetupProblem('--client-domains must be an integer from 1 to 4');
           if (o.only !== undefined && o.only !== 'moat' && o.only !== 'linux')
             throw new SetupProblem('--only must be moat or linux');
-          const steps = 20;
+          const steps = 20 + 2 * rounds;
           const progress = reporter.progress('bench firewall', steps);
           let step = 0;
           const f = await runFirewallBench({
             seconds,
+            rounds,
             clients,
             clientDomains,
             ...(o.only ? { only: o.only as FirewallKind } : {}),

@@ -172,6 +172,10 @@ describe('sys-moat booted as a TemplateVM (no netvm, no clients)', () => {
     expect(doc.network.engine).toBeUndefined();
     expect(doc.settings.logLevel).toBe('info');
     expect(doc.memory.heapUsed).toBeGreaterThan(0);
+    expect(doc.cpu.userUs).toBeGreaterThan(0);
+    expect(doc.cpu.systemUs).toBeGreaterThanOrEqual(0);
+    expect(doc.cpu.eventLoopBusy).toBeGreaterThanOrEqual(0);
+    expect(doc.cpu.eventLoopBusy).toBeLessThanOrEqual(1);
     expect(uplink.connects).toBe(0);
     expect((await qrexec.call('qubes.VMShell', { user: 'root' })).exitCode).toBe(127);
   });

@@ -19,6 +19,11 @@ export interface FirewallStatsDocument {
   settings: VmSettings;
   network: NetworkStats;
   qubesdb: Record<string, number>;
+  /**
+   * node's CPU time since it started (µs, user and kernel), and the share of its wall-clock
+   * time the event loop was busy: with the frame counters, the cost of each frame.
+   */
+  cpu: { userUs: number; systemUs: number; eventLoopBusy: number };
   memory: {
     rss: number;
     heapUsed: number;
@@ -132,13 +137,19 @@ function systemMemory(): SystemMemory | undefined {
 }
 
 export function statsDocument(
-  parts: Omit<FirewallStatsDocument, 'version' | 'memory'>,
+  parts: Omit<FirewallStatsDocument, 'version' | 'memory' | 'cpu'>,
 ): FirewallStatsDocument {
   const m = process.memoryUsage();
+  const cpu = process.cpuUsage();
   const system = systemMemory();
   return {
     version: STATS_VERSION,
     ...parts,
+    cpu: {
+      userUs: cpu.user,
+      systemUs: cpu.system,
+      eventLoopBusy: Number(performance.eventLoopUtilization().utilization.toFixed(4)),
+    },
     memory: {
       rss: m.rss,
       heapUsed: m.heapUsed,
