@@ -628,6 +628,9 @@ async function startFirewall(args: LinuxGuestArgs): Promise<unknown> {
   writeFileSync('/proc/sys/net/ipv4/ip_forward', '1');
   // Qubes' sysctl config turns IPv6 forwarding on in a VM that provides network.
   if (args.ip6) writeFileSync('/proc/sys/net/ipv6/conf/all/forwarding', '1');
+  // nft resolves protocol names that are not its own keywords (qubes-ipv6.nft's `ipv6-icmp`)
+  // through getprotobyname: the entry Debian's netbase puts in /etc/protocols.
+  writeFileSync('/etc/protocols', 'ipv6-icmp\t58\tIPv6-ICMP\t# ICMP for IPv6\n');
   writeFileSync('/etc/xen/xl.conf', '');
   writeFileSync(
     `/etc/xen/scripts/${VIF_SCRIPT}`,
