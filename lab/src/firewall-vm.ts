@@ -353,7 +353,7 @@ export class MoatFirewallVm implements FirewallVm {
     const after = vm.lineCount;
     const changed: string[] = [];
     // As reload_firewall_for_vm: the IPv4 tree, then the IPv6 tree, each its own commit.
-    for (const [ip, family] of [[clientIp, 4], ...(clientIp6 ? [[clientIp6, 6]] : [])] as [string, 4 | 6][]) {
+    for (const [ip, family] of clientTrees(clientIp, clientIp6)) {
       const tree = rulesOfFamily(rules, family);
       if (this.published.get(ip) !== rulesKey(tree)) changed.push(ip);
       this.published.set(ip, rulesKey(tree));
@@ -488,6 +488,16 @@ function rulesKey(rules: ReadonlyMap<number, string>): string {
   return JSON.stringify([...rules].sort((a, b) => a[0] - b[0]));
 }
 
+/** A client's rule trees in the order reload_firewall_for_vm writes them: IPv4, then IPv6. */
+function clientTrees(clientIp: string, clientIp6: string | undefined): [string, 4 | 6][] {
+  return clientIp6
+    ? [
+        [clientIp, 4],
+        [clientIp6, 6],
+      ]
+    : [[clientIp, 4]];
+}
+
 /** A vif's `ip` key as libxl writes it from Qubes' libvirt config: the IPv4 address, then the IPv6 one. */
 export function vifIps(ip: string, ip6: string | undefined): string {
   return ip6 ? `${ip} ${ip6}` : ip;
@@ -550,7 +560,7 @@ class LinuxFirewallVm implements FirewallVm {
     const { vm, db } = this.running();
     const applied: { count: number }[] = [];
     // As reload_firewall_for_vm: the IPv4 tree, then the IPv6 tree, each its own commit.
-    for (const [ip, family] of [[clientIp, 4], ...(clientIp6 ? [[clientIp6, 6]] : [])] as [string, 4 | 6][]) {
+    for (const [ip, family] of clientTrees(clientIp, clientIp6)) {
       const after = this.handled.get(ip) ?? 0;
       await db.update({ domid: vm.domid, commit: ruleCommit(ip, rulesOfFamily(rules, family)) });
       const done = await vm.command<{ count: number }>(

@@ -215,11 +215,6 @@ export function qubesIp6(ip4: string): string {
   );
 }
 
-/** A ping target: IPv4, or IPv6 (sent out of the client's eth0, so link-local multicast works). */
-function pingTarget(value: unknown, w: Where): string {
-  return address(value, w);
-}
-
 function integer(value: unknown, w: Where, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max)
     w.fail(`must be an integer in ${min}..${max}`);
@@ -363,7 +358,8 @@ function step(value: unknown, w: Where, clients: Set<string>, depth: number): Sc
     onlyKeys(o, ['from', 'probe', 'on', 'expect', 'timeout_ms', 'expect_linux', 'why'], w);
     return { ...base, on: string(o.on, w.at('on')), ...timeoutMs };
   }
-  const to = probe === 'ping' ? pingTarget(o.to, w.at('to')) : address(o.to, w.at('to'));
+  // IPv6 too (a ping to one goes out of the client's eth0, so link-local multicast works).
+  const to = address(o.to, w.at('to'));
   if (probe === 'iperf3' && to.includes(':')) w.at('to').fail('an iperf3 probe goes to an IPv4 address');
   if (probe === 'iperf3') {
     if (expect !== 'allow') w.at('expect').fail('an iperf3 probe expects allow');
