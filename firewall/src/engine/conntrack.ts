@@ -94,12 +94,7 @@ export function hashKey(k: Uint32Array, off: number): number {
   h = mix(h, k[off + K_SRC]!);
   h = mix(h, k[off + K_DST]!);
   // the other address words are zero for IPv4 keys
-  if (k[off + K_PROTO]! >>> 8 === 6) {
-    for (let i = 1; i < 4; i++) {
-      h = mix(h, k[off + K_SRC + i]!);
-      h = mix(h, k[off + K_DST + i]!);
-    }
-  }
+  if (k[off + K_PROTO]! >>> 8 === 6) h = mixRest6(h, k, off);
   h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
   h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
   return (h ^ (h >>> 16)) >>> 0;
@@ -114,7 +109,19 @@ function keyEquals(a: Uint32Array, ao: number, b: Uint32Array, bo: number): bool
     a[ao + K_DST] !== b[bo + K_DST]
   )
     return false;
-  if (a[ao + K_PROTO]! >>> 8 === 4) return true;
+  return a[ao + K_PROTO]! >>> 8 === 4 || restEquals6(a, ao, b, bo);
+}
+
+/** hashKey's and keyEquals's IPv6 address words past the first (apart: they keep IPv4 small). */
+function mixRest6(h: number, k: Uint32Array, off: number): number {
+  for (let i = 1; i < 4; i++) {
+    h = mix(h, k[off + K_SRC + i]!);
+    h = mix(h, k[off + K_DST + i]!);
+  }
+  return h;
+}
+
+function restEquals6(a: Uint32Array, ao: number, b: Uint32Array, bo: number): boolean {
   for (let i = 1; i < 4; i++)
     if (a[ao + K_SRC + i] !== b[bo + K_SRC + i] || a[ao + K_DST + i] !== b[bo + K_DST + i]) return false;
   return true;
@@ -422,6 +429,21 @@ export class Conntrack {
    * packet with `flags` travelling in `dir`; false for a packet Linux would call invalid.
    */
   trackTcp(e: number, dir: 0 | 1, f: number, now: number): boolean {
+    // the usual packet of an assured established flow (no SYN, FIN or RST) changes nothing
+    // but the expiry: apart from the transitions, so that the hot path inlines this much
+    if (
+      (f & (TCP_RST | TCP_SYN | TCP_FIN)) === 0 &&
+      this.state[e] === TCP_ESTABLISHED &&
+      (this.flags[e]! & F_ASSURED) !== 0
+    ) {
+      this.touch(e, now, TIMEOUTS_MS.tcpEstablished);
+      return true;
+    }
+    return this.tcpTransition(e, dir, f, now);
+  }
+
+  /** trackTcp past its common case. */
+  private tcpTransition(e: number, dir: 0 | 1, f: number, now: number): boolean {
     let st = this.state[e]!;
     let fl = this.flags[e]!;
     if (dir === 1) fl |= F_SEEN_REPLY;

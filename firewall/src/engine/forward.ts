@@ -34,40 +34,32 @@ import {
 import { forwardRelatedIcmp } from './related.ts';
 import { deliverToResolver } from './resolver-traffic.ts';
 
-/** A packet from client c (checked, to be routed) toward the uplink. */
+/**
+ * A packet from client c (checked, to be routed) toward the uplink. One function with its
+ * untracked case, as forwardFromUplink is: too big for V8 to inline into fromClient, it is
+ * compiled on its own with the same callees inlined in every run (see fromClient).
+ */
 export function forwardFromClient(iface: Iface, p: Packet, c: ClientLink, meta: FrameMeta): Verdict {
   const ct = iface.conntrack;
   if (p.frag === FRAG_LATER) return laterFragment(iface, p, c, meta, 0);
-  const e = ct.lookup(0, p.key, 0);
-  // apart, so that this function, on every established packet, stays small enough for V8 to
-  // inline its conntrack calls
-  if (e < 0) return untrackedFromClient(iface, p, c, meta);
-  if (p.proto === IPPROTO_TCP) {
+  let e = ct.lookup(0, p.key, 0);
+  if (e < 0) {
+    // tracked flows never point at a client address (updateInternal cuts them when an
+    // address becomes a client's), so an error toward one relates to nothing
+    const toClient =
+      p.family === 4 ? iface.internal4.has(read32(p.buf, p.dst) | 0) : iface.isClient6(p.buf, p.dst);
+    if (p.isIcmpError)
+      return toClient ? iface.drop(p, c, R_CLIENT_TO_CLIENT) : forwardRelatedIcmp(iface, p, c, meta, 0);
+    e = newFlow(iface, p, c, toClient);
+    if (e < 0) return V_DROPPED;
+  } else if (p.proto === IPPROTO_TCP) {
     if (!ct.trackTcp(e, 0, p.tcpFlags, iface.now)) return iface.drop(p, c, R_TCP_INVALID);
   } else {
     ct.touch(e, iface.now, ct.timeoutOf(e));
   }
-  return outAlongFlow(iface, p, c, meta, e);
-}
-
-/** A client's packet that no flow knows: an ICMP error about one, or a first packet. */
-function untrackedFromClient(iface: Iface, p: Packet, c: ClientLink, meta: FrameMeta): Verdict {
-  // tracked flows never point at a client address (updateInternal cuts them when an
-  // address becomes a client's), so an error toward one relates to nothing
-  const toClient =
-    p.family === 4 ? iface.internal4.has(read32(p.buf, p.dst) | 0) : iface.isClient6(p.buf, p.dst);
-  if (p.isIcmpError)
-    return toClient ? iface.drop(p, c, R_CLIENT_TO_CLIENT) : forwardRelatedIcmp(iface, p, c, meta, 0);
-  const e = newFlow(iface, p, c, toClient);
-  if (e < 0) return V_DROPPED;
-  return outAlongFlow(iface, p, c, meta, e);
-}
-
-/** Client c's packet along flow e (tracked), out of the uplink. */
-function outAlongFlow(iface: Iface, p: Packet, c: ClientLink, meta: FrameMeta, e: number): Verdict {
   if (p.frag === FRAG_FIRST) rememberFragments(iface, p, c, e);
   if (!fitsUplinkMtu(iface, p, c, meta)) return V_DROPPED;
-  c.countRule(iface.conntrack.rule[e]!, p.ipLen);
+  c.countRule(ct.rule[e]!, p.ipLen);
   rewrite(iface, p, e, 1, meta.csumBlank);
   p.decrementHopLimit();
   return toUplink(iface, p, c, meta);

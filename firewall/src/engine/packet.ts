@@ -91,7 +91,9 @@ export class Packet {
 
   /** A new frame at buf[eth]: nothing parsed yet (logs call it `frame`). */
   start(buf: Uint8Array, eth: number): void {
-    this.buf = buf;
+    // stored only when it changes: storing a buffer younger than this object runs V8's
+    // write barrier stub, a call per packet (the wire views do the same)
+    if (this.buf !== buf) this.buf = buf;
     this.eth = eth;
     this.ipLen = 0;
     this.fragmentOut = false;

@@ -55,7 +55,9 @@ export class Ipv4View {
       const err = checkOptions(buf, off + IP4_MIN_HEADER, off + hl);
       if (err) return err;
     }
-    this.buf = buf;
+    // stored only when it changes: a view lives long and the buffer is often new, and each
+    // such store runs V8's write barrier (a call per packet on the engine's hot path)
+    if (this.buf !== buf) this.buf = buf;
     this.off = off;
     this.headerLen = hl;
     this.totalLen = total;

@@ -30,7 +30,9 @@ export class TcpView {
     if (len < TCP_MIN_HEADER || off + len > buf.length) return 'tcp-truncated';
     const hl = (buf[off + TCP_DATA_OFF]! >> 4) * 4;
     if (hl < TCP_MIN_HEADER || hl > len) return 'tcp-bad-header-length';
-    this.buf = buf;
+    // stored only when it changes: a view lives long and the buffer is often new, and each
+    // such store runs V8's write barrier (a call per packet on the engine's hot path)
+    if (this.buf !== buf) this.buf = buf;
     this.off = off;
     this.headerLen = hl;
     return undefined;

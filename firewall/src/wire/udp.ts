@@ -22,7 +22,9 @@ export class UdpView {
     if (len < UDP_HEADER_LEN || off + len > buf.length) return 'udp-truncated';
     const l = read16(buf, off + UDP_LENGTH);
     if (l < UDP_HEADER_LEN || (l > len && !firstFragment)) return 'udp-bad-length';
-    this.buf = buf;
+    // stored only when it changes: a view lives long and the buffer is often new, and each
+    // such store runs V8's write barrier (a call per packet on the engine's hot path)
+    if (this.buf !== buf) this.buf = buf;
     this.off = off;
     this.length = l;
     return undefined;
