@@ -12,7 +12,8 @@ import type { GuestHandle } from './guest-run.ts';
 import type { Lab, VifSpec } from './lab.ts';
 import { LAB_IP_COMMAND } from './linux-firewall/vif-script.ts';
 import { type MoatStats, type MoatStatsDoc, moatStats } from './moat-stats.ts';
-import { qubesDbEntries, qubesFirewallEntries } from './qubesdb-keys.ts';
+import { type QubesClientSpec, qubesDbEntries, qubesFirewallEntries } from './qubesdb-keys.ts';
+import { rulesOfFamily } from './scenario.ts';
 import {
   attachVif,
   detachVifs,
@@ -30,10 +31,13 @@ export interface FirewallContext {
   /** The Linux image (the `linux` firewall runs it; sys-moat has its own). */
   readonly image?: VmImage;
   readonly virtMode: 'pv' | 'pvh';
-  /** The running netvm (its QubesDB served). */
-  readonly upstream: { readonly name: string; readonly ip: string };
-  /** The clients' addresses and rules, as qubesd writes them into the firewall's QubesDB. */
-  readonly clients: readonly { readonly ip: string; readonly rules: ReadonlyMap<number, string> }[];
+  /** The running netvm (its QubesDB served); `ip6` when it has the `ipv6` feature. */
+  readonly upstream: { readonly name: string; readonly ip: string; readonly ip6?: string };
+  /**
+   * The clients' addresses and rules, as qubesd writes them into the firewall's QubesDB (a
+   * client with `ip6` gets its IPv6 tree too).
+   */
+  readonly clients: readonly QubesClientSpec[];
 }
 
 export interface FirewallVm {
@@ -41,16 +45,21 @@ export interface FirewallVm {
   /** The domain's name: the backend of the clients' vifs. */
   readonly name: string;
   readonly ip: string;
+  /** Its IPv6 address (uplink, and its clients' IPv6 gateway), when it has one. */
+  readonly ip6?: string;
   /** Starts the VM on the running upstream with its QubesDB; resolves once every client's rules are in force. */
   start(context: FirewallContext): Promise<unknown>;
-  /** Publishes a client's new rules as qubesd does; resolves once the VM applied them (what it did). */
-  rules(clientIp: string, rules: ReadonlyMap<number, string>): Promise<unknown>;
+  /**
+   * Publishes a client's new rules as qubesd does (its IPv4 tree, and its IPv6 tree when it
+   * has `clientIp6`); resolves once the VM applied them (what it did).
+   */
+  rules(clientIp: string, rules: ReadonlyMap<number, string>, clientIp6?: string): Promise<unknown>;
   /**
    * Call just before a client's vif is plugged in (boot or attach); the promise resolves once
    * the VM serves that client with its rules in force (what it said). Undefined: nothing to
    * wait for (the Linux firewall's rules for an address hold before its vif exists).
    */
-  serving?(clientIp: string): Promise<unknown>;
+  serving?(clientIp: string, clientIp6?: string): Promise<unknown>;
   /** A client's vif was unplugged (detach): the VM no longer follows its rules until it is back. */
   unplugged?(clientIp: string): void;
   /** The last lines of the VM's console, for a failed step's report (a VM that logs its decisions). */
@@ -100,10 +109,12 @@ export function firewallQubesDbEntries(
   upstreamIp: string,
   clients: FirewallContext['clients'],
   vmConfig?: Readonly<Record<string, string>>,
+  ipv6?: { readonly ip6: string; readonly upstreamIp6: string },
 ): [string, string][] {
   return qubesDbEntries({
     name,
     ip,
+    ...(ipv6 ? { ip6: ipv6.ip6, netvmIp6: ipv6.upstreamIp6 } : {}),
     mac: UPLINK_MAC,
     netvmIp: upstreamIp,
     providesNetwork: true,
@@ -132,14 +143,32 @@ export function firewallVm(
   kind: 'linux' | 'moat',
   name: string,
   ip: string,
-  options: { readonly moatImage?: VmImage; readonly moatTemplate?: MoatTemplateBoot } = {},
+  options: {
+    readonly moatImage?: VmImage;
+    readonly moatTemplate?: MoatTemplateBoot;
+    /** Its IPv6 address (the `ipv6` feature; the upstream then needs one too). */
+    readonly ip6?: string;
+  } = {},
 ): FirewallVm {
   if (kind === 'moat')
     return new MoatFirewallVm(name, ip, {
       ...(options.moatImage ? { image: options.moatImage } : {}),
       ...(options.moatTemplate ? { template: options.moatTemplate } : {}),
+      ...(options.ip6 ? { ip6: options.ip6 } : {}),
     });
-  return new LinuxFirewallVm(name, ip);
+  return new LinuxFirewallVm(name, ip, options.ip6);
+}
+
+/** The IPv6 keys of a firewall VM's QubesDB: its own address and the upstream's (both needed). */
+function firewallIpv6(
+  name: string,
+  ip6: string | undefined,
+  context: FirewallContext,
+): { ip6: string; upstreamIp6: string } | undefined {
+  if (!ip6) return undefined;
+  if (!context.upstream.ip6)
+    throw new LabError(name, `has IPv6 address ${ip6} but its upstream has none (the ipv6 feature)`);
+  return { ip6, upstreamIp6: context.upstream.ip6 };
 }
 
 /** The state a failed probe's report shows of the Linux firewall (each command's output titled). */
@@ -162,9 +191,14 @@ export function moatRulesLine(clientIp: string): RegExp {
   return new RegExp(`sys-moat \\w+: (New firewall rules for ${ip}:|.* for ${ip} \\(.*blocking traffic)`);
 }
 
-/** sys-moat's line when a client's vif is connected (netback handshake done, engine link made). */
-function moatClientLine(clientIp: string): RegExp {
-  return new RegExp(`sys-moat \\w+: vif\\d+\\.\\d+: client ${clientIp.replaceAll('.', '\\.')} connected`);
+/**
+ * sys-moat's line when a client's vif is connected (netback handshake done, engine link made):
+ * it names the vif's `ip` key, the IPv4 address and an IPv6 one after it when the client has one.
+ */
+export function moatClientLine(clientIp: string): RegExp {
+  return new RegExp(
+    `sys-moat \\w+: vif\\d+\\.\\d+: client ${clientIp.replaceAll('.', '\\.')}( [0-9a-f:]+)? connected`,
+  );
 }
 
 const MOAT_UPLINK_LINE = /sys-moat \w+: uplink up/;
@@ -188,6 +222,8 @@ export interface MoatVmOptions {
   readonly vmConfig?: Readonly<Record<string, string>>;
   /** Until the uplink is up (boot under emulation on a loaded machine is slow); default 600 s. */
   readonly upTimeoutMs?: number;
+  /** Its IPv6 address (the `ipv6` feature): `/qubes-ip6`, `/qubes-netvm-gateway6`. */
+  readonly ip6?: string;
 }
 
 /**
@@ -220,6 +256,10 @@ export class MoatFirewallVm implements FirewallVm {
     return this.options.memoryMb ?? MOAT_MEMORY_MB;
   }
 
+  get ip6(): string | undefined {
+    return this.options.ip6;
+  }
+
   /** The domain's console and end (running VM only). */
   get handle(): GuestHandle {
     return this.running().vm;
@@ -237,7 +277,7 @@ export class MoatFirewallVm implements FirewallVm {
 
   /** The uplink vif as qubesd attaches it (backend: the netvm). */
   uplinkVif(netvm: string): VifSpec {
-    return netvmVif(netvm, this.ip, UPLINK_MAC);
+    return netvmVif(netvm, vifIps(this.ip, this.ip6), UPLINK_MAC);
   }
 
   private get uplink(): VifSpec {
@@ -271,10 +311,14 @@ export class MoatFirewallVm implements FirewallVm {
             context.upstream.ip,
             context.clients,
             this.options.vmConfig,
+            firewallIpv6(this.name, this.ip6, context),
           ),
         },
       ]);
-      for (const c of context.clients) this.published.set(c.ip, rulesKey(c.rules));
+      for (const c of context.clients) {
+        this.published.set(c.ip, rulesKey(rulesOfFamily(c.rules, 4)));
+        if (c.ip6) this.published.set(c.ip6, rulesKey(rulesOfFamily(c.rules, 6)));
+      }
       const uplink = await vm.consoleLine(MOAT_UPLINK_LINE, {
         timeoutMs: this.options.upTimeoutMs ?? MOAT_WAIT.timeoutMs,
       });
@@ -285,14 +329,18 @@ export class MoatFirewallVm implements FirewallVm {
     }
   }
 
-  serving(clientIp: string): Promise<unknown> {
+  serving(clientIp: string, clientIp6?: string): Promise<unknown> {
     const vm = this.running().vm;
     const after = vm.lineCount;
     this.plugged.add(clientIp);
     return (async () => {
       const connected = await vm.consoleLine(moatClientLine(clientIp), { ...MOAT_WAIT, after });
       const rules = await vm.consoleLine(moatRulesLine(clientIp), { ...MOAT_WAIT, after });
-      return { connected, rules };
+      // The IPv6 tree is followed from the same moment; its line may come before the IPv4 one.
+      const rules6 = clientIp6
+        ? { rules6: await vm.consoleLine(moatRulesLine(clientIp6), { ...MOAT_WAIT, after }) }
+        : {};
+      return { connected, rules, ...rules6 };
     })();
   }
 
@@ -300,18 +348,24 @@ export class MoatFirewallVm implements FirewallVm {
     this.plugged.delete(clientIp);
   }
 
-  async rules(clientIp: string, rules: ReadonlyMap<number, string>): Promise<unknown> {
+  async rules(clientIp: string, rules: ReadonlyMap<number, string>, clientIp6?: string): Promise<unknown> {
     const { vm, db } = this.running();
-    const commit = ruleCommit(clientIp, rules);
     const after = vm.lineCount;
-    const same = this.published.get(clientIp) === rulesKey(rules);
-    this.published.set(clientIp, rulesKey(rules));
-    await db.update({ domid: this.id, commit });
+    const changed: string[] = [];
+    // As reload_firewall_for_vm: the IPv4 tree, then the IPv6 tree, each its own commit.
+    for (const [ip, family] of clientTrees(clientIp, clientIp6)) {
+      const tree = rulesOfFamily(rules, family);
+      if (this.published.get(ip) !== rulesKey(tree)) changed.push(ip);
+      this.published.set(ip, rulesKey(tree));
+      await db.update({ domid: this.id, commit: ruleCommit(ip, tree) });
+    }
     // Nobody follows the tree of an unplugged client (read when its vif is back), and the same
     // tree again changes nothing: no line to wait for.
     if (!this.plugged.has(clientIp)) return { stored: 'applied when its vif connects' };
-    if (same) return { unchanged: true };
-    return { applied: await vm.consoleLine(moatRulesLine(clientIp), { ...MOAT_WAIT, after }) };
+    if (changed.length === 0) return { unchanged: true };
+    const applied: string[] = [];
+    for (const ip of changed) applied.push(await vm.consoleLine(moatRulesLine(ip), { ...MOAT_WAIT, after }));
+    return { applied: applied.join('\n') };
   }
 
   async upstreamGone(): Promise<void> {
@@ -434,6 +488,21 @@ function rulesKey(rules: ReadonlyMap<number, string>): string {
   return JSON.stringify([...rules].sort((a, b) => a[0] - b[0]));
 }
 
+/** A client's rule trees in the order reload_firewall_for_vm writes them: IPv4, then IPv6. */
+function clientTrees(clientIp: string, clientIp6: string | undefined): [string, 4 | 6][] {
+  return clientIp6
+    ? [
+        [clientIp, 4],
+        [clientIp6, 6],
+      ]
+    : [[clientIp, 4]];
+}
+
+/** A vif's `ip` key as libxl writes it from Qubes' libvirt config: the IPv4 address, then the IPv6 one. */
+export function vifIps(ip: string, ip6: string | undefined): string {
+  return ip6 ? `${ip} ${ip6}` : ip;
+}
+
 /** The Linux reference firewall in the lab's Linux image (role `firewall`). */
 class LinuxFirewallVm implements FirewallVm {
   readonly kind = 'linux' as const;
@@ -446,11 +515,12 @@ class LinuxFirewallVm implements FirewallVm {
   constructor(
     readonly name: string,
     readonly ip: string,
+    readonly ip6?: string,
   ) {}
 
   private get uplink() {
     const upstream = this.context?.upstream.name ?? '';
-    return netvmVif(upstream, this.ip, UPLINK_MAC);
+    return netvmVif(upstream, vifIps(this.ip, this.ip6), UPLINK_MAC);
   }
 
   async start(context: FirewallContext): Promise<unknown> {
@@ -459,7 +529,7 @@ class LinuxFirewallVm implements FirewallVm {
     this.vm = await startLinuxVm(context.lab, context.image, {
       name: this.name,
       type: context.virtMode,
-      args: { role: 'firewall', ip: this.ip },
+      args: { role: 'firewall', ip: this.ip, ...(this.ip6 ? { ip6: this.ip6 } : {}) },
       memoryMb: LINUX_FIREWALL_MEMORY_MB,
       vifs: [this.uplink],
       upTimeoutMs: 1_200_000,
@@ -468,7 +538,14 @@ class LinuxFirewallVm implements FirewallVm {
       {
         domid: this.vm.domid,
         name: this.name,
-        entries: firewallQubesDbEntries(this.name, this.ip, context.upstream.ip, context.clients),
+        entries: firewallQubesDbEntries(
+          this.name,
+          this.ip,
+          context.upstream.ip,
+          context.clients,
+          undefined,
+          firewallIpv6(this.name, this.ip6, context),
+        ),
       },
     ]);
     const started = await this.vm.command<{ clients: { target: string }[] }>(
@@ -479,17 +556,21 @@ class LinuxFirewallVm implements FirewallVm {
     return started;
   }
 
-  async rules(clientIp: string, rules: ReadonlyMap<number, string>): Promise<unknown> {
+  async rules(clientIp: string, rules: ReadonlyMap<number, string>, clientIp6?: string): Promise<unknown> {
     const { vm, db } = this.running();
-    const commit = ruleCommit(clientIp, rules);
-    const after = this.handled.get(clientIp) ?? 0;
-    await db.update({ domid: vm.domid, commit });
-    const applied = await vm.command<{ count: number }>(
-      { op: 'firewall-handled', target: clientIp, after, timeoutMs: 120_000 },
-      { timeoutMs: 150_000 },
-    );
-    this.handled.set(clientIp, applied.count);
-    return applied;
+    const applied: { count: number }[] = [];
+    // As reload_firewall_for_vm: the IPv4 tree, then the IPv6 tree, each its own commit.
+    for (const [ip, family] of clientTrees(clientIp, clientIp6)) {
+      const after = this.handled.get(ip) ?? 0;
+      await db.update({ domid: vm.domid, commit: ruleCommit(ip, rulesOfFamily(rules, family)) });
+      const done = await vm.command<{ count: number }>(
+        { op: 'firewall-handled', target: ip, after, timeoutMs: 120_000 },
+        { timeoutMs: 150_000 },
+      );
+      this.handled.set(ip, done.count);
+      applied.push(done);
+    }
+    return clientIp6 ? applied : applied[0];
   }
 
   async upstreamGone(): Promise<void> {

@@ -6,7 +6,7 @@
  * one line per step.
  */
 import type { VmImage } from '@moat/unikernel';
-import { type FirewallVm, firewallVm, type MoatTemplateBoot, ruleCommit } from './firewall-vm.ts';
+import { type FirewallVm, firewallVm, type MoatTemplateBoot, ruleCommit, vifIps } from './firewall-vm.ts';
 import { bootLab, type Lab } from './lab.ts';
 import { LAB_IP_COMMAND } from './linux-firewall/vif-script.ts';
 import { buildLinuxImage, type LinuxGuestImage } from './linux-image.ts';
@@ -70,9 +70,9 @@ interface ProbeData {
   sentNothing?: string;
 }
 
-/** The source address an echo reported (`from <ip>:<port>`). */
+/** The source address an echo reported (`from <ip>:<port>`, the address IPv4 or IPv6). */
 export function reportedSource(reply: string | undefined): string | undefined {
-  return reply ? /^from (\d+\.\d+\.\d+\.\d+):\d+/.exec(reply)?.[1] : undefined;
+  return reply ? /^from (\d+\.\d+\.\d+\.\d+|[0-9a-f:]+):\d+(?:\s|$)/.exec(reply)?.[1] : undefined;
 }
 
 export function probeCommand(step: Extract<ScenarioStep, { kind: 'probe' }>): LinuxCommand {
@@ -168,6 +168,7 @@ export async function runScenario(
       : firewallVm(kind, `${prefix}firewall`, scenario.firewallIp, {
           ...(options.moatImage ? { moatImage: options.moatImage } : {}),
           ...(options.moatTemplate ? { moatTemplate: options.moatTemplate } : {}),
+          ...(scenario.firewallIp6 ? { ip6: scenario.firewallIp6 } : {}),
         });
   const image = options.image ?? (await buildLinuxImage());
   const ownLab = !options.lab;
@@ -185,6 +186,7 @@ export async function runScenario(
     const upstreamArgs = {
       role: 'netvm' as const,
       ip: scenario.upstream.ip,
+      ...(scenario.upstream.ip6 ? { ip6: scenario.upstream.ip6 } : {}),
       dns: scenario.upstream.dns,
       extraAddresses: scenario.upstream.extraAddresses,
       tcpPorts: scenario.upstream.tcpPorts,
@@ -201,19 +203,28 @@ export async function runScenario(
     let upstream = await startUpstream();
     // The clients' netvm: the firewall VM, or the upstream itself.
     const gateway = firewall ? firewall.ip : scenario.upstream.ip;
+    // A client with an IPv6 address has a firewall (scenario.ts), whose IPv6 address is its gateway.
+    const gateway6 = firewall?.ip6;
     const backend = firewall ? firewall.name : upName;
-    const vifOf = (c: ScenarioClient, i: number) => netvmVif(backend, c.ip, qubesMac(10 + i));
+    const vifOf = (c: ScenarioClient, i: number) => netvmVif(backend, vifIps(c.ip, c.ip6), qubesMac(10 + i));
     const rules = new Map(scenario.clients.map((c) => [c.name, c.rules]));
     // Rules live where qubesd puts them: the QubesDB of the clients' netvm
     // (/qubes-firewall/<ip>/...). With `firewall: none` nothing enforces them; with a
     // firewall, the upstream holds the firewall VM's own (accept all, Qubes' default).
     const upstreamClients = firewall
-      ? [{ ip: firewall.ip, rules: new Map([[0, 'action=accept']]) }]
+      ? [
+          {
+            ip: firewall.ip,
+            ...(firewall.ip6 ? { ip6: firewall.ip6 } : {}),
+            rules: new Map([[0, 'action=accept']]),
+          },
+        ]
       : scenario.clients.map((c) => ({ ip: c.ip, rules: rules.get(c.name) ?? c.rules }));
     const upstreamEntries = () =>
       qubesDbEntries({
         name: upName,
         ip: scenario.upstream.ip,
+        ...(scenario.upstream.ip6 ? { ip6: scenario.upstream.ip6 } : {}),
         providesNetwork: true,
         clients: upstreamClients,
       });
@@ -225,8 +236,16 @@ export async function runScenario(
           lab,
           image: image.image,
           virtMode: scenario.virtMode,
-          upstream: { name: upName, ip: scenario.upstream.ip },
-          clients: scenario.clients.map((c) => ({ ip: c.ip, rules: c.rules })),
+          upstream: {
+            name: upName,
+            ip: scenario.upstream.ip,
+            ...(scenario.upstream.ip6 ? { ip6: scenario.upstream.ip6 } : {}),
+          },
+          clients: scenario.clients.map((c) => ({
+            ip: c.ip,
+            ...(c.ip6 ? { ip6: c.ip6 } : {}),
+            rules: c.rules,
+          })),
         })
       : undefined;
     const clients = new Map<
@@ -234,14 +253,19 @@ export async function runScenario(
       { vm: LinuxVm; spec: ScenarioClient; index: number; attached: boolean }
     >();
     // The firewall serves each client once its vif connects (sys-moat: rules in force then).
-    const serving = scenario.clients.map((c) => firewall?.serving?.(c.ip));
+    const serving = scenario.clients.map((c) => firewall?.serving?.(c.ip, c.ip6));
     for (const s of serving) s?.catch(() => undefined);
     const started = await Promise.all(
       scenario.clients.map((spec, index) =>
         startLinuxVm(lab, image.image, {
           name: `${prefix}${spec.name}`,
           type: scenario.virtMode,
-          args: { role: 'client', ip: spec.ip, gateway },
+          args: {
+            role: 'client',
+            ip: spec.ip,
+            gateway,
+            ...(spec.ip6 && gateway6 ? { ip6: spec.ip6, gateway6 } : {}),
+          },
           vifs: [vifOf(spec, index)],
           // Several clients boot at once; under emulation on a loaded machine (load 14-17) one
           // of three took more than the default 420 s to report `up`.
@@ -259,6 +283,7 @@ export async function runScenario(
         entries: qubesDbEntries({
           name: c.vm.name,
           ip: c.spec.ip,
+          ...(c.spec.ip6 && gateway6 ? { ip6: c.spec.ip6, netvmIp6: gateway6 } : {}),
           mac: qubesMac(10 + c.index),
           netvmIp: gateway,
         }),
@@ -320,12 +345,18 @@ export async function runScenario(
     for (const c of started)
       await check(`0.${c.index + 1}`, `${c.spec.name}: QubesDB from dom0`, async () => {
         const entries = await readDb(c.vm, '/qubes-');
+        const ip6 = c.spec.ip6 && gateway6 ? { ip6: c.spec.ip6, gateway6 } : undefined;
         return {
-          ok: entries['/qubes-ip'] === c.spec.ip && entries['/qubes-gateway'] === gateway,
+          ok:
+            entries['/qubes-ip'] === c.spec.ip &&
+            entries['/qubes-gateway'] === gateway &&
+            entries['/qubes-ip6'] === ip6?.ip6 &&
+            entries['/qubes-gateway6'] === ip6?.gateway6,
           detail: {
             ip: entries['/qubes-ip'],
             gateway: entries['/qubes-gateway'],
             dns: entries['/qubes-primary-dns'],
+            ...(ip6 ? { ip6: entries['/qubes-ip6'], gateway6: entries['/qubes-gateway6'] } : {}),
           },
         };
       });
@@ -337,7 +368,7 @@ export async function runScenario(
     };
     const attach = async (name: string) => {
       const c = client(name);
-      const served = firewall?.serving?.(c.spec.ip);
+      const served = firewall?.serving?.(c.spec.ip, c.spec.ip6);
       served?.catch(() => undefined);
       await attachVif(lab, c.vm.name, vifOf(c.spec, c.index));
       await c.vm.command({ op: 'configure', network: {} });
@@ -413,7 +444,7 @@ export async function runScenario(
             const spec = client(step.client).spec;
             rules.set(step.client, step.rules);
             if (firewall) {
-              const applied = await firewall.rules(spec.ip, step.rules);
+              const applied = await firewall.rules(spec.ip, step.rules, spec.ip6);
               report({ result: 'in force', ok: true, detail: applied });
               return;
             }

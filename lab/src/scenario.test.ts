@@ -1,7 +1,15 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { moatRulesLine } from './firewall-vm.ts';
-import { compareRuns, expectationFor, outcomeMeets, parseScenario } from './scenario.ts';
+import { moatClientLine, moatRulesLine, vifIps } from './firewall-vm.ts';
+import {
+  canonicalIpv6,
+  compareRuns,
+  expectationFor,
+  outcomeMeets,
+  parseScenario,
+  qubesIp6,
+  rulesOfFamily,
+} from './scenario.ts';
 import { judgeProbe, probeCommand, reportedSource } from './scenario-run.ts';
 
 const suite = new URL('../../test/scenarios/', import.meta.url).pathname;
@@ -139,6 +147,22 @@ describe('lab scenarios, format version 1', () => {
     expect(line.test('sys-moat info: waiting for DNS answers for a.test (10.137.0.1)')).toBe(false);
   });
 
+  it('sys-moat: a client vif with an IPv6 address too, its connected line and its IPv6 tree line', () => {
+    expect(vifIps('10.137.0.10', 'fd09:24ef:4179::a89:a')).toBe('10.137.0.10 fd09:24ef:4179::a89:a');
+    expect(vifIps('10.137.0.10', undefined)).toBe('10.137.0.10');
+    const connected = moatClientLine('10.137.0.10');
+    expect(
+      connected.test('sys-moat info: vif3.0: client 10.137.0.10 fd09:24ef:4179::a89:a connected as link 2'),
+    ).toBe(true);
+    expect(connected.test('sys-moat info: vif3.0: client 10.137.0.10 connected as link 2')).toBe(true);
+    expect(connected.test('sys-moat info: vif3.0: client 10.137.0.100 connected as link 2')).toBe(false);
+    expect(
+      moatRulesLine('fd09:24ef:4179::a89:a').test(
+        'sys-moat info: New firewall rules for fd09:24ef:4179::a89:a: 2 rules, policy drop',
+      ),
+    ).toBe(true);
+  });
+
   it('refuses text that is not JSON', () => {
     expect(() => parseScenario('{', 'x.json')).toThrow('x.json: not JSON');
   });
@@ -228,7 +252,7 @@ describe('lab scenarios, format version 1', () => {
     expect(() => parseScenario({ ...minimal(), steps: [step] })).toThrow(message);
   });
 
-  it('pings an IPv6 address out of eth0; other probes stay IPv4', () => {
+  it('pings an IPv6 address out of eth0; tcp/udp take IPv6 too, iperf3 stays IPv4', () => {
     const s = parseScenario({
       ...minimal(),
       steps: [{ from: 'work', probe: 'ping', to: 'ff02::2', expect: 'drop' }],
@@ -247,9 +271,167 @@ describe('lab scenarios, format version 1', () => {
     expect(() =>
       parseScenario({
         ...minimal(),
-        steps: [{ from: 'work', probe: 'tcp', to: 'ff02::2', port: 7, expect: 'drop' }],
+        steps: [{ from: 'work', probe: 'tcp', to: 'ff02::zz', port: 7, expect: 'drop' }],
       }),
-    ).toThrow('is not an IPv4 address');
+    ).toThrow('steps[0].to: "ff02::zz" is not an IPv6 address');
+    expect(() =>
+      parseScenario({
+        ...minimal(),
+        steps: [{ from: 'work', probe: 'iperf3', to: 'fd09::1', expect: 'allow' }],
+      }),
+    ).toThrow('steps[0].to: an iperf3 probe goes to an IPv4 address');
+  });
+
+  describe('IPv6 (optional fields of version 1: client and upstream ip6, firewall_ip6)', () => {
+    const ipv6 = (patch: Record<string, unknown> = {}) => ({
+      ...minimal(),
+      firewall: 'moat',
+      upstream: { ip: '10.137.0.5', extra_addresses: ['192.0.2.10', '2001:DB8:10:0::10'] },
+      clients: [
+        { name: 'work', ip: '10.137.0.10', ip6: true, rules: ['action=accept dst6=2001:db8:10::/64'] },
+        { name: 'personal', ip: '10.137.0.11', ip6: 'FD09:24EF:4179:0:0:0:A89:B' },
+        { name: 'old', ip: '10.137.0.12' },
+      ],
+      ...patch,
+    });
+
+    it("gives every VM on the path Qubes' address for its IPv4 one, canonical as qubesd writes it", () => {
+      const s = parseScenario(ipv6());
+      expect(s.clients.map((c) => c.ip6)).toEqual([
+        'fd09:24ef:4179::a89:a',
+        'fd09:24ef:4179::a89:b',
+        undefined,
+      ]);
+      expect(s.firewallIp6).toBe('fd09:24ef:4179::a89:6');
+      expect(s.upstream.ip6).toBe('fd09:24ef:4179::a89:5');
+      expect(s.upstream.extraAddresses).toEqual(['192.0.2.10', '2001:db8:10::10']);
+      expect(parseScenario(ipv6({ firewall_ip6: 'fd09:24ef:4179::a89:60' })).firewallIp6).toBe(
+        'fd09:24ef:4179::a89:60',
+      );
+    });
+
+    it('derives addresses as get_ip6_for_vm does (IPv4 in the low 32 bits of fd09:24ef:4179::/48)', () => {
+      expect(qubesIp6('10.137.0.6')).toBe('fd09:24ef:4179::a89:6');
+      expect(qubesIp6('10.137.1.44')).toBe('fd09:24ef:4179::a89:12c');
+      expect(qubesIp6('10.138.0.3')).toBe('fd09:24ef:4179::a8a:3');
+      expect(canonicalIpv6('2001:DB8:0:0:1:0:0:1')).toBe('2001:db8::1:0:0:1');
+      expect(canonicalIpv6('fe80::1%eth0')).toBeUndefined();
+      expect(canonicalIpv6('10.0.0.1')).toBeUndefined();
+    });
+
+    it('without a client that has ip6 an existing file reads as before (no IPv6 anywhere)', () => {
+      const s = parseScenario({ ...minimal(), firewall: 'moat' });
+      expect([s.firewallIp6, s.upstream.ip6, 'ip6' in (s.clients[0] ?? {})]).toEqual([
+        undefined,
+        undefined,
+        false,
+      ]);
+    });
+
+    it('takes IPv6 probe targets, sources and upstream_sees of the same family', () => {
+      const s = parseScenario(
+        ipv6({
+          steps: [
+            {
+              from: 'work',
+              probe: 'udp',
+              to: '2001:db8:10::10',
+              port: 7,
+              source: 'fd09:24ef:4179::a89:63',
+              expect: 'allow',
+              upstream_sees: 'FD09:24EF:4179::A89:6',
+            },
+          ],
+        }),
+      );
+      const step = s.steps[0];
+      expect(step?.kind === 'probe' && [step.to, step.source, step.upstreamSees]).toEqual([
+        '2001:db8:10::10',
+        'fd09:24ef:4179::a89:63',
+        'fd09:24ef:4179::a89:6',
+      ]);
+      expect(step?.kind === 'probe' && probeCommand(step)).toEqual({
+        op: 'udp',
+        to: '2001:db8:10::10',
+        port: 7,
+        source: 'fd09:24ef:4179::a89:63',
+      });
+    });
+
+    it.each([
+      [{ firewall: 'none' }, 'scenario.clients[0].ip6: only with a firewall'],
+      [
+        { clients: [{ name: 'work', ip: '10.137.0.10', ip6: '10.0.0.1' }] },
+        'scenario.clients[0].ip6: "10.0.0.1" is not an IPv6 address',
+      ],
+      [
+        { clients: [{ name: 'work', ip: '10.137.0.10' }], firewall_ip6: 'fd09::6' },
+        'scenario.firewall_ip6: only with a client that has ip6',
+      ],
+      [
+        { clients: [{ name: 'work', ip: '10.137.0.10' }] },
+        'scenario.upstream.extra_addresses: 2001:db8:10::10: IPv6 addresses only with a client that has ip6',
+      ],
+      [
+        { clients: [{ name: 'work', ip: '10.137.0.10' }], upstream: { ip: '10.137.0.5', ip6: 'fd09::5' } },
+        'scenario.upstream.ip6: only with a client that has ip6',
+      ],
+      [
+        {
+          clients: [
+            { name: 'work', ip: '10.137.0.10', ip6: true },
+            { name: 'personal', ip: '10.137.0.11', ip6: 'fd09:24ef:4179::a89:a' },
+          ],
+        },
+        'scenario.clients[1].ip6: fd09:24ef:4179::a89:a is used twice',
+      ],
+      [
+        { firewall_ip6: 'fd09:24ef:4179::a89:a' },
+        'scenario.clients[0].ip6: fd09:24ef:4179::a89:a is used twice',
+      ],
+      [
+        {
+          steps: [
+            { from: 'work', probe: 'tcp', to: 'fd09::5', port: 7, source: '10.137.0.99', expect: 'drop' },
+          ],
+        },
+        'steps[0].source: 10.137.0.99 is not of the same address family as "to" (fd09::5)',
+      ],
+      [
+        {
+          steps: [
+            {
+              from: 'work',
+              probe: 'tcp',
+              to: '192.0.2.10',
+              port: 7,
+              upstream_sees: 'fd09::6',
+              expect: 'allow',
+            },
+          ],
+        },
+        'steps[0].upstream_sees: fd09::6 is not of the same address family as "to" (192.0.2.10)',
+      ],
+    ])('refuses %j', (patch, message) => {
+      expect(() => parseScenario(ipv6(patch))).toThrow(message);
+    });
+
+    it('splits a rule list into the trees dom0 writes: dst6 rules out of IPv4, dst4 out of IPv6', () => {
+      const rules = new Map([
+        [0, 'action=accept dst6=2001:db8:10::/64'],
+        [1, 'action=accept dst4=192.0.2.10/32 proto=tcp'],
+        [2, 'action=accept proto=icmp'],
+        [3, 'action=drop comment=not dst6=2001:db8::/32'],
+      ]);
+      expect([...rulesOfFamily(rules, 4).keys()]).toEqual([1, 2, 3]);
+      expect([...rulesOfFamily(rules, 6).keys()]).toEqual([0, 2, 3]);
+    });
+
+    it('reads the IPv6 source an echo reports', () => {
+      expect(reportedSource('from fd09:24ef:4179::a89:6:40112 hello')).toBe('fd09:24ef:4179::a89:6');
+      expect(reportedSource('from fd09:24ef:4179::a89:6:40112\nhello')).toBe('fd09:24ef:4179::a89:6');
+      expect(reportedSource('from 10.137.0.6:40112 hello')).toBe('10.137.0.6');
+    });
   });
 
   it('compares the rows of a run with sys-moat and one with the Linux reference', () => {

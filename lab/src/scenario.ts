@@ -24,7 +24,12 @@ export type ProbeKind = 'tcp' | 'udp' | 'ping' | 'dns' | 'iperf3';
 
 export interface ScenarioUpstream {
   readonly ip: string;
-  /** More addresses the upstream owns (hosts "on the internet"). */
+  /**
+   * Its IPv6 address when any qube has the `ipv6` feature (`ip6`, default Qubes' address for
+   * its IPv4 one, qubesIp6): as sys-net with `qvm-features sys-net ipv6 1`.
+   */
+  readonly ip6?: string;
+  /** More addresses the upstream owns (hosts "on the internet"), IPv4 or IPv6. */
   readonly extraAddresses: readonly string[];
   /** Ports with an echo that first reports the source address it saw. */
   readonly tcpPorts: readonly number[];
@@ -36,6 +41,11 @@ export interface ScenarioUpstream {
 export interface ScenarioClient {
   readonly name: string;
   readonly ip: string;
+  /**
+   * Its IPv6 address when it has Qubes' `ipv6` feature (`ip6`: an address, or `true` for the
+   * one qubesd gives it, qubesIp6). Its rules then also go into `/qubes-firewall/<ip6>`.
+   */
+  readonly ip6?: string;
   /** QubesDB rule lines by rule number (`/qubes-firewall/<ip>/<NNNN>`). */
   readonly rules: ReadonlyMap<number, string>;
 }
@@ -81,6 +91,11 @@ export interface Scenario {
   readonly firewall: ScenarioFirewall;
   /** The firewall VM's address (`firewall_ip`; linux and moat). */
   readonly firewallIp: string;
+  /**
+   * Its IPv6 address (uplink, and its clients' IPv6 gateway), present when a client has an
+   * `ip6`: `firewall_ip6`, default qubesIp6(firewallIp).
+   */
+  readonly firewallIp6?: string;
   readonly virtMode: 'pv' | 'pvh';
   readonly upstream: ScenarioUpstream;
   readonly clients: readonly ScenarioClient[];
@@ -161,14 +176,43 @@ function ipv4(value: unknown, w: Where): string {
   return s;
 }
 
-/** A ping target: IPv4, or IPv6 (sent out of the client's eth0, so link-local multicast works). */
-function pingTarget(value: unknown, w: Where): string {
+/**
+ * An IPv6 address in the form Python's ipaddress prints (RFC 5952: lower case, the longest run
+ * of zero groups as `::`), which is how qubesd writes it into QubesDB keys and paths.
+ */
+export function canonicalIpv6(address: string): string | undefined {
+  if (!isIPv6(address) || address.includes('%')) return undefined;
+  // WHATWG URL host serialisation is RFC 5952's canonical form.
+  return new URL(`http://[${address}]/`).hostname.slice(1, -1);
+}
+
+function ipv6(value: unknown, w: Where): string {
   const s = string(value, w);
-  if (s.includes(':')) {
-    if (!isIPv6(s)) w.fail(`"${s}" is not an IPv6 address`);
-    return s;
-  }
-  return ipv4(s, w);
+  const canonical = canonicalIpv6(s);
+  if (!canonical) w.fail(`"${s}" is not an IPv6 address`);
+  return canonical;
+}
+
+/** An address of either family (IPv6 canonicalised). */
+function address(value: unknown, w: Where): string {
+  const s = string(value, w);
+  return s.includes(':') ? ipv6(s, w) : ipv4(s, w);
+}
+
+/** Qubes' IPv6 prefix (qubes-core-admin qubes/config.py `qubes_ipv6_prefix`). */
+export const QUBES_IPV6_PREFIX = 'fd09:24ef:4179';
+
+/**
+ * The IPv6 address qubesd gives a qube whose IPv4 address is `ip4` (qubes/vm/mix/net.py
+ * `get_ip6_for_vm`: `<prefix>::a89:<qid>`, 0xa89 being 10.137, and 10.137.<qid / 256>.<qid % 256>
+ * its IPv4 address; DispVMs `::a8a:<dispid>` for 10.138): the IPv4 address in the low 32 bits.
+ */
+export function qubesIp6(ip4: string): string {
+  const [a = 0, b = 0, c = 0, d = 0] = ip4.split('.').map(Number);
+  return ipv6(
+    `${QUBES_IPV6_PREFIX}::${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`,
+    new Where('ip6'),
+  );
 }
 
 function integer(value: unknown, w: Where, min: number, max: number): number {
@@ -197,6 +241,22 @@ export function checkRuleLine(line: string, w: Where = new Where('rule')): strin
   }
   if (action !== 'accept' && action !== 'drop') w.fail(`rule "${line}" needs action=accept or action=drop`);
   return line.trim();
+}
+
+/**
+ * The rules of one address family's tree, as qubesd's `qdb_entries(addr_family)` writes them
+ * (qubes-core-admin qubes/firewall.py): a `dst6` rule is left out of the IPv4 tree and a `dst4`
+ * rule out of the IPv6 tree, the others keep their numbers (so the gaps show where).
+ */
+export function rulesOfFamily(rules: ReadonlyMap<number, string>, family: 4 | 6): Map<number, string> {
+  const other = family === 4 ? 'dst6' : 'dst4';
+  return new Map(
+    [...rules].filter(([, line]) => {
+      const words = line.split(/\s+/);
+      const comment = words.findIndex((t) => t.startsWith('comment='));
+      return !(comment < 0 ? words : words.slice(0, comment)).some((t) => t.startsWith(`${other}=`));
+    }),
+  );
 }
 
 function rules(value: unknown, w: Where): Map<number, string> {
@@ -298,7 +358,9 @@ function step(value: unknown, w: Where, clients: Set<string>, depth: number): Sc
     onlyKeys(o, ['from', 'probe', 'on', 'expect', 'timeout_ms', 'expect_linux', 'why'], w);
     return { ...base, on: string(o.on, w.at('on')), ...timeoutMs };
   }
-  const to = probe === 'ping' ? pingTarget(o.to, w.at('to')) : ipv4(o.to, w.at('to'));
+  // IPv6 too (a ping to one goes out of the client's eth0, so link-local multicast works).
+  const to = address(o.to, w.at('to'));
+  if (probe === 'iperf3' && to.includes(':')) w.at('to').fail('an iperf3 probe goes to an IPv4 address');
   if (probe === 'iperf3') {
     if (expect !== 'allow') w.at('expect').fail('an iperf3 probe expects allow');
     if (o.expect_linux !== undefined) w.at('expect_linux').fail('an iperf3 probe expects allow');
@@ -312,10 +374,18 @@ function step(value: unknown, w: Where, clients: Set<string>, depth: number): Sc
       ...reverse,
     };
   }
-  const source = o.source === undefined ? {} : { source: ipv4(o.source, w.at('source')) };
+  const sameFamily = (field: string, a: string) => {
+    if (a.includes(':') !== to.includes(':'))
+      w.at(field).fail(`${a} is not of the same address family as "to" (${to})`);
+    return a;
+  };
+  const source =
+    o.source === undefined ? {} : { source: sameFamily('source', address(o.source, w.at('source'))) };
   const hold = o.hold === undefined ? {} : { hold: string(o.hold, w.at('hold')) };
   const sees =
-    o.upstream_sees === undefined ? {} : { upstreamSees: ipv4(o.upstream_sees, w.at('upstream_sees')) };
+    o.upstream_sees === undefined
+      ? {}
+      : { upstreamSees: sameFamily('upstream_sees', address(o.upstream_sees, w.at('upstream_sees'))) };
   if (probe === 'ping') return { ...base, to, ...timeoutMs };
   return {
     ...base,
@@ -348,6 +418,7 @@ export function parseScenario(input: string | unknown, source = 'scenario'): Sce
       'description',
       'firewall',
       'firewall_ip',
+      'firewall_ip6',
       'virt_mode',
       'upstream',
       'clients',
@@ -370,7 +441,7 @@ export function parseScenario(input: string | unknown, source = 'scenario'): Sce
 
   const uw = w.at('upstream');
   const u = object(o.upstream, uw);
-  onlyKeys(u, ['ip', 'extra_addresses', 'services', 'dns'], uw);
+  onlyKeys(u, ['ip', 'ip6', 'extra_addresses', 'services', 'dns'], uw);
   const services = u.services === undefined ? {} : object(u.services, uw.at('services'));
   onlyKeys(services, ['tcp', 'udp', 'ping'], uw.at('services'));
   const ports = (v: unknown, sw: Where) =>
@@ -381,14 +452,17 @@ export function parseScenario(input: string | unknown, source = 'scenario'): Sce
       if (!/^[A-Za-z0-9.-]{1,253}$/.test(name)) uw.at('dns').fail(`"${name}" is not a host name`);
       dns[name] = ipv4(ip, uw.at('dns').at(name));
     }
+  const upstreamIp = ipv4(u.ip, uw.at('ip'));
+  const extraAddresses =
+    u.extra_addresses === undefined
+      ? []
+      : array(u.extra_addresses, uw.at('extra_addresses')).map((a, i) =>
+          address(a, uw.at('extra_addresses').at(i)),
+        );
   const upstream: ScenarioUpstream = {
-    ip: ipv4(u.ip, uw.at('ip')),
-    extraAddresses:
-      u.extra_addresses === undefined
-        ? []
-        : array(u.extra_addresses, uw.at('extra_addresses')).map((a, i) =>
-            ipv4(a, uw.at('extra_addresses').at(i)),
-          ),
+    ip: upstreamIp,
+    ...(u.ip6 === undefined ? {} : { ip6: ipv6(u.ip6, uw.at('ip6')) }),
+    extraAddresses,
     tcpPorts: ports(services.tcp, uw.at('services').at('tcp')),
     udpPorts: ports(services.udp, uw.at('services').at('udp')),
     dns,
@@ -401,7 +475,7 @@ export function parseScenario(input: string | unknown, source = 'scenario'): Sce
   const ips = new Set<string>([upstream.ip, ...(firewall === 'none' ? [] : [firewallIp])]);
   const clients = array(o.clients, cw).map((c, i): ScenarioClient => {
     const x = object(c, cw.at(i));
-    onlyKeys(x, ['name', 'ip', 'rules'], cw.at(i));
+    onlyKeys(x, ['name', 'ip', 'ip6', 'rules'], cw.at(i));
     const name = string(x.name, cw.at(i).at('name'));
     if (!/^[a-z][a-z0-9-]{0,30}$/.test(name))
       cw.at(i).at('name').fail('lower-case letters, digits and -, at most 31');
@@ -410,9 +484,42 @@ export function parseScenario(input: string | unknown, source = 'scenario'): Sce
     const ip = ipv4(x.ip, cw.at(i).at('ip'));
     if (ips.has(ip)) cw.at(i).at('ip').fail(`${ip} is used twice`);
     ips.add(ip);
-    return { name, ip, rules: rules(x.rules, cw.at(i).at('rules')) };
+    let ip6: { ip6: string } | Record<string, never> = {};
+    if (x.ip6 !== undefined) {
+      if (firewall === 'none')
+        cw.at(i).at('ip6').fail("only with a firewall (the lab's netvm serves IPv4 clients only)");
+      const a = x.ip6 === true ? qubesIp6(ip) : ipv6(x.ip6, cw.at(i).at('ip6'));
+      ip6 = { ip6: a };
+    }
+    return { name, ip, ...ip6, rules: rules(x.rules, cw.at(i).at('rules')) };
   });
   if (clients.length === 0) cw.fail('needs at least one client');
+  // IPv6 in the lab only as Qubes has it with the `ipv6` feature on the netvm: every VM on the
+  // path (upstream, firewall) has an IPv6 address then, the clients that have it too.
+  const ipv6On = clients.some((c) => c.ip6 !== undefined);
+  if (!ipv6On) {
+    if (o.firewall_ip6 !== undefined) w.at('firewall_ip6').fail('only with a client that has ip6');
+    if (upstream.ip6 !== undefined) uw.at('ip6').fail('only with a client that has ip6');
+    const v6 = extraAddresses.find((a) => a.includes(':'));
+    if (v6) uw.at('extra_addresses').fail(`${v6}: IPv6 addresses only with a client that has ip6`);
+  }
+  const firewallIp6 = ipv6On
+    ? o.firewall_ip6 === undefined
+      ? qubesIp6(firewallIp)
+      : ipv6(o.firewall_ip6, w.at('firewall_ip6'))
+    : undefined;
+  const fullUpstream: ScenarioUpstream =
+    ipv6On && upstream.ip6 === undefined ? { ...upstream, ip6: qubesIp6(upstream.ip) } : upstream;
+  const ips6 = new Set<string>();
+  for (const [where, a] of [
+    ['upstream.ip6', fullUpstream.ip6],
+    ['firewall_ip6', firewallIp6],
+    ...clients.map((c, i) => [`clients[${i}].ip6`, c.ip6] as const),
+  ] as const) {
+    if (a === undefined) continue;
+    if (ips6.has(a)) new Where(`${source}.${where}`).fail(`${a} is used twice`);
+    ips6.add(a);
+  }
   if (clients.length > 20) cw.fail('at most 20 clients');
   const steps = array(o.steps, w.at('steps')).map((s, i) => step(s, w.at('steps').at(i), names, 0));
   return {
@@ -421,8 +528,9 @@ export function parseScenario(input: string | unknown, source = 'scenario'): Sce
     ...(o.description === undefined ? {} : { description: string(o.description, w.at('description')) }),
     firewall,
     firewallIp,
+    ...(firewallIp6 ? { firewallIp6 } : {}),
     virtMode,
-    upstream,
+    upstream: fullUpstream,
     clients,
     steps,
   };

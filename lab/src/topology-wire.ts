@@ -25,6 +25,9 @@ export interface ClientNetwork {
   readonly gateway?: string;
   readonly primaryDns?: string;
   readonly secondaryDns?: string;
+  /** `/qubes-ip6` and `/qubes-gateway6` (Qubes' `ipv6` feature). */
+  readonly ip6?: string;
+  readonly gateway6?: string;
   /** The interface to configure (netfront names the first vif eth0). */
   readonly device?: string;
 }
@@ -39,7 +42,7 @@ export interface LinuxGuestArgs extends Partial<ClientNetwork> {
   readonly role: 'netvm' | 'client' | 'bridge' | 'firewall';
   /** netvm: names its DNS server answers (name -> IPv4). */
   readonly dns?: Record<string, string>;
-  /** netvm: more addresses it owns (on lo), as upstream hosts. */
+  /** netvm: more addresses it owns (on lo), as upstream hosts (IPv4 or IPv6). */
   readonly extraAddresses?: readonly string[];
   /** netvm: ports of its TCP and UDP echo (default 7). */
   readonly tcpPorts?: readonly number[];

@@ -30,7 +30,7 @@ import {
   QubesFirewallDaemon,
   RuleApplyError,
 } from '../linux-firewall/daemon.ts';
-import { baseTables, dnatDns, ipv6DisabledTable } from '../linux-firewall/translate.ts';
+import { baseTables, dnatDns, ipv6DisabledTable, ipv6Tables } from '../linux-firewall/translate.ts';
 import { firewallVifScript, LAB_IP_COMMAND } from '../linux-firewall/vif-script.ts';
 import { encodeMessage } from '../protocol.ts';
 import {
@@ -117,7 +117,7 @@ function startEchoServices(
   // (its connected socket ignores others), and a wildcard socket would answer from the vif's.
   for (const port of udpPorts)
     for (const address of addresses) {
-      const udp = createSocket('udp4');
+      const udp = createSocket(address.includes(':') ? 'udp6' : 'udp4');
       udp.on('message', (msg, rinfo) => {
         udp.send(
           Buffer.concat([Buffer.from(`from ${rinfo.address}:${rinfo.port} `), msg]),
@@ -196,9 +196,13 @@ function startDnsmasq(names: Record<string, string>): void {
 /**
  * The vif hotplug script `xl devd` runs in this netvm (libxl passes `add`/`remove` and sets
  * XENBUS_PATH): what Qubes' vif-route-qubes does for a client (the netvm's address on the vif,
- * a host route to the client's address, proxy ARP), then `hotplug-status` for netback.
+ * a host route to the client's address, proxy ARP; with `ownIp6`, the IPv6 address on the vif
+ * too and /128 routes to the client's IPv6 addresses), then `hotplug-status` for netback.
+ * IPv6 through iproute2 by path (busybox sh runs its own `ip` applet for a bare `ip`), and
+ * without DAD: the address is the netvm's own on a point-to-point link.
  */
-function vifScript(ownIp: string): string {
+function vifScript(ownIp: string, ownIp6?: string): string {
+  const ip = LAB_IP_COMMAND;
   return `#!/bin/sh
 # XENBUS_PATH ends in backend/vif/<frontend domid>/<devid>; netback names the device vif<domid>.<devid>.
 dev=\${XENBUS_PATH##*/}
@@ -209,7 +213,17 @@ add|online)
   ips=$(xenstore-read "$XENBUS_PATH/ip")
   ip link set "$vif" up
   ip addr add ${ownIp}/32 dev "$vif"
-  for a in $ips; do ip route add "$a/32" dev "$vif"; done
+${
+  ownIp6
+    ? `  ${ip} addr add ${ownIp6}/128 dev "$vif" nodad
+`
+    : ''
+}  for a in $ips; do
+    case $a in
+    *:*) ${ip} route add "$a/128" dev "$vif" ;;
+    *) ip route add "$a/32" dev "$vif" ;;
+    esac
+  done
   echo 1 > /proc/sys/net/ipv4/conf/$vif/proxy_arp
   xenstore-write "$XENBUS_PATH/hotplug-status" connected
   echo "vif-moat: $1 $vif $ips"
@@ -226,13 +240,19 @@ async function startNetvm(args: LinuxGuestArgs): Promise<unknown> {
   if (!args.ip) throw new Error('a netvm needs its ip');
   const ownIp = args.ip;
   await must(['ip', 'link', 'set', 'lo', 'up']);
-  for (const a of [args.ip, '10.139.1.1', '10.139.1.2', ...(args.extraAddresses ?? [])])
-    await must(['ip', 'addr', 'add', `${a}/32`, 'dev', 'lo']);
+  const own = [args.ip, ...(args.ip6 ? [args.ip6] : [])];
+  for (const a of [...own, '10.139.1.1', '10.139.1.2', ...(args.extraAddresses ?? [])])
+    await must(
+      a.includes(':')
+        ? [LAB_IP_COMMAND, 'addr', 'add', `${a}/128`, 'dev', 'lo', 'nodad']
+        : ['ip', 'addr', 'add', `${a}/32`, 'dev', 'lo'],
+    );
   writeFileSync('/proc/sys/net/ipv4/ip_forward', '1');
+  if (args.ip6) writeFileSync('/proc/sys/net/ipv6/conf/all/forwarding', '1');
   writeFileSync('/etc/xen/xl.conf', '');
-  writeFileSync(`/etc/xen/scripts/${VIF_SCRIPT}`, vifScript(ownIp), { mode: 0o755 });
+  writeFileSync(`/etc/xen/scripts/${VIF_SCRIPT}`, vifScript(ownIp, args.ip6), { mode: 0o755 });
   startEchoServices(
-    [ownIp, ...(args.extraAddresses ?? [])],
+    [...own, ...(args.extraAddresses ?? [])],
     args.tcpPorts ?? [NETVM_PORTS.tcpEcho],
     args.udpPorts ?? [NETVM_PORTS.udpEcho],
   );
@@ -296,13 +316,27 @@ async function configureClient(args: LinuxGuestArgs, timeoutMs = 60_000): Promis
     await must(['ip', 'route', 'replace', `${args.gateway}/32`, 'dev', dev]);
     await must(['ip', 'route', 'replace', 'default', 'via', args.gateway, 'dev', dev]);
   }
+  // With /qubes-ip6 (and /qubes-gateway6): the same for IPv6, as setup-ip does. No DAD: the
+  // address is ours on a point-to-point link, and a tentative address would fail the first probes.
+  if (args.ip6) {
+    await must([LAB_IP_COMMAND, 'addr', 'replace', `${args.ip6}/128`, 'dev', dev, 'nodad']);
+    if (args.gateway6) {
+      await must([LAB_IP_COMMAND, 'route', 'replace', `${args.gateway6}/128`, 'dev', dev]);
+      await must([LAB_IP_COMMAND, 'route', 'replace', 'default', 'via', args.gateway6, 'dev', dev]);
+    }
+  }
   writeFileSync(
     '/etc/resolv.conf',
     [args.primaryDns ?? '10.139.1.1', args.secondaryDns ?? '10.139.1.2']
       .map((s) => `nameserver ${s}\n`)
       .join(''),
   );
-  return { device: dev, ip: args.ip, gateway: args.gateway };
+  return {
+    device: dev,
+    ip: args.ip,
+    gateway: args.gateway,
+    ...(args.ip6 ? { ip6: args.ip6, gateway6: args.gateway6 } : {}),
+  };
 }
 
 /**
@@ -326,11 +360,17 @@ const held = new Map<string, Socket>();
 /** Adds `source` to eth0 for the probe's length (a client sending with another's address). */
 async function withSource<T>(source: string | undefined, body: () => Promise<T>): Promise<T> {
   if (!source) return body();
-  await must(['ip', 'addr', 'add', `${source}/32`, 'dev', 'eth0']);
+  const v6 = source.includes(':');
+  const prefix = `${source}/${v6 ? 128 : 32}`;
+  await must(
+    v6
+      ? [LAB_IP_COMMAND, 'addr', 'add', prefix, 'dev', 'eth0', 'nodad']
+      : ['ip', 'addr', 'add', prefix, 'dev', 'eth0'],
+  );
   try {
     return await body();
   } finally {
-    await run(['ip', 'addr', 'del', `${source}/32`, 'dev', 'eth0']);
+    await run([v6 ? LAB_IP_COMMAND : 'ip', 'addr', 'del', prefix, 'dev', 'eth0']);
   }
 }
 
@@ -407,7 +447,7 @@ function udpProbe(c: Extract<LinuxCommand, { op: 'udp' }>): Promise<unknown> {
   const timeoutMs = c.timeoutMs ?? PROBE_TIMEOUT_MS;
   const start = performance.now();
   return new Promise((resolve) => {
-    const socket = createSocket('udp4');
+    const socket = createSocket(c.to.includes(':') ? 'udp6' : 'udp4');
     if (c.source) socket.bind(0, c.source);
     const finish = (outcome: ProbeOutcome, extra: Record<string, unknown> = {}) => {
       clearTimeout(timer);
@@ -586,10 +626,19 @@ async function startFirewall(args: LinuxGuestArgs): Promise<unknown> {
   if (!args.ip) throw new Error('a firewall needs its ip');
   await must(['ip', 'link', 'set', 'lo', 'up']);
   writeFileSync('/proc/sys/net/ipv4/ip_forward', '1');
+  // Qubes' sysctl config turns IPv6 forwarding on in a VM that provides network.
+  if (args.ip6) writeFileSync('/proc/sys/net/ipv6/conf/all/forwarding', '1');
+  // nft resolves protocol names that are not its own keywords (qubes-ipv6.nft's `ipv6-icmp`)
+  // through getprotobyname: the entry Debian's netbase puts in /etc/protocols.
+  writeFileSync('/etc/protocols', 'ipv6-icmp\t58\tIPv6-ICMP\t# ICMP for IPv6\n');
   writeFileSync('/etc/xen/xl.conf', '');
   writeFileSync(
     `/etc/xen/scripts/${VIF_SCRIPT}`,
-    firewallVifScript({ ownIp: args.ip, ipCommand: LAB_IP_COMMAND }),
+    firewallVifScript({
+      ownIp: args.ip,
+      ...(args.ip6 ? { ownIp6: args.ip6 } : {}),
+      ipCommand: LAB_IP_COMMAND,
+    }),
     { mode: 0o755 },
   );
   // qubes-antispoof.service and qubes-iptables.service: before any vif exists.
@@ -616,11 +665,14 @@ async function firewallUplink(): Promise<unknown> {
     if (!v) throw new Error(`QubesDB has no ${key}`);
     return v;
   };
+  const ip6 = db.read('/qubes-ip6');
+  const gateway6 = db.read('/qubes-gateway6');
   const network = {
     ip: need('/qubes-ip'),
     gateway: need('/qubes-gateway'),
     primaryDns: need('/qubes-primary-dns'),
     secondaryDns: need('/qubes-secondary-dns'),
+    ...(ip6 ? { ip6, ...(gateway6 ? { gateway6 } : {}) } : {}),
   };
   return configureClient({ role: 'client', ...network });
 }
@@ -638,7 +690,8 @@ async function firewallStart(args: LinuxGuestArgs): Promise<unknown> {
   if (firewall) throw new Error('the firewall runs already');
   const db = await firewallDb();
   const uplink = await firewallUplink();
-  if (!db.read('/qubes-ip6') && !db.read('/qubes-netvm-gateway6')) await nft(ipv6DisabledTable());
+  // qubes-iptables: Qubes' IPv6 table when the VM has IPv6 addresses, else its "disabled" one.
+  await nft(db.read('/qubes-ip6') || db.read('/qubes-netvm-gateway6') ? ipv6Tables() : ipv6DisabledTable());
   // qubes-setup-dnat-to-ns: the clients' DNS servers to this VM's own resolvers.
   await nft(
     dnatDns(

@@ -5,8 +5,10 @@ import { qubesFirewallEntries } from '../qubesdb-keys.ts';
 import { parseScenario, type ScenarioStep } from '../scenario.ts';
 import { type FirewallIo, QubesFirewallDaemon } from './daemon.ts';
 import {
+  baseTables,
   dnatDns,
   type FirewallRule,
+  ipv6Tables,
   isBlocked,
   parseConntrackList,
   RuleParseError,
@@ -216,6 +218,19 @@ describe('Linux reference firewall: parts firewall.py does not print', () => {
     expect(text).toContain('ip daddr 10.139.1.2 udp dport 53 dnat to 10.139.1.1\n');
     expect(text).toContain('type nat hook prerouting priority dstnat; policy accept;');
     expect(dnatDns(['10.139.1.1'], [])).toContain('ip daddr 10.139.1.1 tcp dport 53 drop\n');
+  });
+
+  it('with IPv6 addresses: the ip6 table masquerades and isolates as the ip one, and answers admin-prohibited', () => {
+    const v6 = ipv6Tables();
+    expect(v6.startsWith('table ip6 qubes {')).toBe(true);
+    // The same postrouting and forward chains as the IPv4 table of baseTables.
+    const chain = (text: string, name: string) => new RegExp(`chain ${name} \\{[^}]*\\}`).exec(text)?.[0];
+    const v4 = baseTables().split('table ip6 qubes')[0] ?? '';
+    for (const name of ['postrouting', 'forward']) expect(chain(v6, name)).toBe(chain(v4, name));
+    expect(chain(v6, 'postrouting')).toContain('masquerade');
+    expect(chain(v6, 'forward')).toContain('oifgroup 2 counter drop');
+    expect(v6).toContain('meta l4proto != ipv6-icmp counter reject with icmpv6 type admin-prohibited');
+    expect(v6).toContain('icmpv6 type { nd-router-advert, nd-redirect } counter drop');
   });
 
   it('vif elements as vif-route-qubes adds them; a bad vif name is refused', () => {

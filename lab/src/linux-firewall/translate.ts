@@ -374,6 +374,27 @@ export function parseConntrackList(text: string): Connection[] {
   return [...seen.values()];
 }
 
+/** The postrouting chain of both families' `qubes` tables: masquerade all but toward clients and lo. */
+const MASQUERADE_CHAIN = `   chain postrouting {
+      type nat hook postrouting priority srcnat; policy accept;
+      oifgroup 2 accept
+      oif lo accept
+      masquerade
+   }
+`;
+
+/** The forward chain of both families' `qubes` tables (nothing new toward a vif) and the users' chains. */
+const FORWARD_CHAINS = `   chain forward {
+      type filter hook forward priority filter; policy accept;
+      jump custom-forward
+      ct state invalid counter drop
+      ct state related,established accept
+      oifgroup 2 counter drop
+   }
+   chain custom-input {}
+   chain custom-forward {}
+`;
+
 /**
  * The base tables a Qubes network VM loads at boot (network/qubes-ipv4.nft and
  * qubes-antispoof.nft): masquerade to the
@@ -397,13 +418,7 @@ export function baseTables(): string {
       iifname . ip saddr @allowed accept
       counter drop
    }
-   chain postrouting {
-      type nat hook postrouting priority srcnat; policy accept;
-      oifgroup 2 accept
-      oif lo accept
-      masquerade
-   }
-   chain input {
+${MASQUERADE_CHAIN}   chain input {
       type filter hook input priority filter; policy drop;
       jump custom-input
       ct state invalid counter drop
@@ -414,16 +429,7 @@ export function baseTables(): string {
       iifgroup 2 counter reject with icmp type host-prohibited
       counter
    }
-   chain forward {
-      type filter hook forward priority filter; policy accept;
-      jump custom-forward
-      ct state invalid counter drop
-      ct state related,established accept
-      oifgroup 2 counter drop
-   }
-   chain custom-input {}
-   chain custom-forward {}
-}
+${FORWARD_CHAINS}}
 `;
   const v6spoof = `table ip6 qubes {
    set downstream {
@@ -444,6 +450,35 @@ export function baseTables(): string {
 }
 `;
   return v4 + v6spoof;
+}
+
+/**
+ * The IPv6 base table of a VM with IPv6 addresses (network/qubes-ipv6.nft, loaded by
+ * qubes-iptables when `/qubes-ip6` or `/qubes-netvm-gateway6` exists), beside the anti-spoofing
+ * part of baseTables: masquerade to the uplink, nothing new toward a vif (client isolation), and
+ * from clients only ICMPv6 to the VM itself (but router adverts and redirects), anything else
+ * answered admin-prohibited.
+ */
+export function ipv6Tables(): string {
+  return `table ip6 qubes {
+${MASQUERADE_CHAIN}   chain _icmpv6 {
+      meta l4proto != ipv6-icmp counter reject with icmpv6 type admin-prohibited
+      icmpv6 type { nd-router-advert, nd-redirect } counter drop
+      accept
+   }
+   chain input {
+      type filter hook input priority filter; policy drop;
+      jump custom-input
+      ct state invalid counter drop
+      ct state related,established accept
+      iifgroup 2 goto _icmpv6
+      iif lo accept
+      meta l4proto udp ip6 saddr fe80::/64 ip6 daddr fe80::/64 udp dport 546 accept
+      meta l4proto ipv6-icmp accept
+      counter
+   }
+${FORWARD_CHAINS}}
+`;
 }
 
 /** All IPv6 dropped (network/qubes-ipv6-disabled.nft), for a VM without IPv6 addresses. */

@@ -23,15 +23,20 @@ function stub(dir: string, name: string, body: string): void {
 }
 
 /** Runs the script with `action` for the vif of domain 7, device 0; returns its output and what it called. */
-function runScript(action: string, options: { failing?: string; gone?: boolean } = {}) {
+function runScript(
+  action: string,
+  options: { failing?: string; gone?: boolean; ip?: string; ownIp6?: string } = {},
+) {
   const root = mkdtempSync(join(tmpdir(), 'vif-script-'));
   dirs.push(root);
   const bin = join(root, 'bin');
   const iproute2 = join(root, 'iproute2');
   const proc = join(root, 'proc');
   const calls = join(root, 'calls');
-  for (const d of [bin, iproute2, join(proc, 'ipv4/conf/vif7.0')]) mkdirSync(d, { recursive: true });
+  for (const d of [bin, iproute2, join(proc, 'ipv4/conf/vif7.0'), join(proc, 'ipv6/conf/vif7.0')])
+    mkdirSync(d, { recursive: true });
   writeFileSync(join(proc, 'ipv4/conf/vif7.0/proxy_arp'), '0\n');
+  writeFileSync(join(proc, 'ipv6/conf/vif7.0/proxy_ndp'), '0\n');
   writeFileSync(calls, '');
   const log = (who: string) => `echo "${who} $*" >> "${calls}"`;
   stub(
@@ -39,7 +44,7 @@ function runScript(action: string, options: { failing?: string; gone?: boolean }
     'xenstore-read',
     options.gone
       ? 'exit 1'
-      : `case "$1" in */ip) echo 10.137.0.10;; */mac) echo 00:16:3e:5e:6c:0a;; *) exit 1;; esac`,
+      : `case "$1" in */ip) echo ${options.ip ?? '10.137.0.10'};; */mac) echo 00:16:3e:5e:6c:0a;; *) exit 1;; esac`,
   );
   stub(bin, 'xenstore-write', log('xenstore-write'));
   // nft -f - and ip -batch -: each line of their input logged as a call.
@@ -59,7 +64,12 @@ function runScript(action: string, options: { failing?: string; gone?: boolean }
   const script = join(root, 'vif-firewall');
   writeFileSync(
     script,
-    firewallVifScript({ ownIp: '10.137.0.6', ipCommand: join(iproute2, 'ip'), procSysNet: proc }),
+    firewallVifScript({
+      ownIp: '10.137.0.6',
+      ...(options.ownIp6 ? { ownIp6: options.ownIp6 } : {}),
+      ipCommand: join(iproute2, 'ip'),
+      procSysNet: proc,
+    }),
   );
   // `ip` as a function: found before PATH, as busybox sh finds its applet.
   const applet = `ip() { echo "busybox-applet $*" >> "${calls}"; return 1; }`;
@@ -72,6 +82,7 @@ function runScript(action: string, options: { failing?: string; gone?: boolean }
     out: `${r.stdout}${r.stderr}`,
     calls: readFileSync(calls, 'utf8').trim().split('\n'),
     proxyArp: readFileSync(join(proc, 'ipv4/conf/vif7.0/proxy_arp'), 'utf8').trim(),
+    proxyNdp: readFileSync(join(proc, 'ipv6/conf/vif7.0/proxy_ndp'), 'utf8').trim(),
   };
 }
 
@@ -100,6 +111,36 @@ describe('the Linux firewall vif hotplug script', () => {
     expect(r.proxyArp).toBe('1');
     expect(r.status).toBe(0);
     expect(r.out).toContain('vif-firewall: add vif7.0 10.137.0.10');
+  });
+
+  it('with the ipv6 feature: the IPv6 address routed /128 and anti-spoofed in ip6, the gateway6 on the vif', () => {
+    const ip = '10.137.0.10 fd09:24ef:4179::a89:a';
+    const r = runScript('add', { ip, ownIp6: 'fd09:24ef:4179::a89:6' });
+    expect(r.calls.filter((c) => c.startsWith('iproute2'))).toEqual([
+      'iproute2 -force -batch -',
+      'iproute2< link set dev vif7.0 group 2 up',
+      'iproute2< neighbour replace 10.137.0.10 dev vif7.0 lladdr 00:16:3e:5e:6c:0a nud permanent',
+      'iproute2< neighbour replace fd09:24ef:4179::a89:a dev vif7.0 lladdr 00:16:3e:5e:6c:0a nud permanent',
+      'iproute2< route replace 10.137.0.10/32 dev vif7.0 metric 32745',
+      'iproute2< route replace fd09:24ef:4179::a89:a/128 dev vif7.0 metric 32745',
+      'iproute2< addr replace 10.137.0.6/32 dev vif7.0',
+      'iproute2< addr replace fd09:24ef:4179::a89:6/128 dev vif7.0 nodad',
+    ]);
+    expect(r.calls.filter((c) => c.startsWith('nft'))).toEqual([
+      'nft -f -',
+      'nft< add element ip qubes allowed { "vif7.0" . 10.137.0.10 }',
+      'nft< add element ip qubes downstream { 10.137.0.10 }',
+      'nft< add element ip6 qubes allowed { "vif7.0" . fd09:24ef:4179::a89:a }',
+      'nft< add element ip6 qubes downstream { fd09:24ef:4179::a89:a }',
+    ]);
+    expect([r.proxyArp, r.proxyNdp, r.status]).toEqual(['1', '1', 0]);
+    expect(r.calls).toContain('conntrack -D -s fd09:24ef:4179::a89:a');
+    const removed = runScript('remove', { ip, ownIp6: 'fd09:24ef:4179::a89:6' });
+    expect(removed.calls).toContain(
+      'nft< delete element ip6 qubes allowed { "vif7.0" . fd09:24ef:4179::a89:a }',
+    );
+    // Without the feature nothing IPv6 is touched (proxy NDP stays off).
+    expect(runScript('add').proxyNdp).toBe('0');
   });
 
   it('says which command failed and reports hotplug-status error, never connected', () => {

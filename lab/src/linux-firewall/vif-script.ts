@@ -6,7 +6,9 @@
  * On `add`: the vif up in interface group 2 (what the base tables match), a permanent
  * neighbour entry with the client's MAC, a host route (metric 32752 - domid, later vifs
  * preferred), the firewall's address on the vif, the (vif, address) pair in the anti-spoofing
- * sets, proxy ARP; then `hotplug-status`, which xen-netback waits for before it connects the
+ * sets, proxy ARP; for each IPv6 address in the vif's `ip` key the same in the `ip6` sets and
+ * a /128 route, and the firewall's IPv6 address (`/qubes-netvm-gateway6`) on the vif with
+ * proxy NDP, when it has one; then `hotplug-status`, which xen-netback waits for before it connects the
  * vif, and last the purge of stale conntrack state of the client's addresses. A command that
  * fails is printed (devd's output reaches the guest's console) and the status is `error`, so
  * a half set-up vif never looks connected.
@@ -15,6 +17,8 @@
 export interface FirewallVifScriptOptions {
   /** The firewall's own address, which its clients use as gateway. */
   readonly ownIp: string;
+  /** Its IPv6 address, its clients' IPv6 gateway (Qubes' `ipv6` feature). */
+  readonly ownIp6?: string;
   /**
    * iproute2's `ip`, by absolute path: the script runs under busybox sh, which runs its own
    * `ip` applet ahead of any PATH entry for a bare `ip` (Debian's busybox-static is built with
@@ -34,6 +38,11 @@ export function firewallVifScript(o: FirewallVifScriptOptions): string {
       `ipCommand "${o.ipCommand}" must be an absolute path (busybox sh prefers its applet)`,
     );
   if (!/^\d+\.\d+\.\d+\.\d+$/.test(o.ownIp)) throw new RangeError(`"${o.ownIp}" is not an IPv4 address`);
+  if (o.ownIp6 !== undefined && !/^[0-9a-f:]+$/.test(o.ownIp6))
+    throw new RangeError(`"${o.ownIp6}" is not an IPv6 address`);
+  // DAD would hold the address tentative for a second or more (Qubes' script leaves it on);
+  // the address is the firewall's own on a point-to-point link, so nothing can duplicate it.
+  const own6 = o.ownIp6 ? `\\naddr replace ${o.ownIp6}/128 dev %s nodad` : '';
   const ip = o.ipCommand;
   const proc = o.procSysNet ?? '/proc/sys/net';
   return `#!/bin/sh
@@ -60,17 +69,23 @@ add|online)
   neighbours=
   elements=
   for a in $ips; do
+    case $a in *:*) family=ip6 len=128 ;; *) family=ip len=32 ;; esac
     neighbours="$neighbours
 neighbour replace $a dev $vif lladdr $mac nud permanent"
     routes="$routes
-route replace $a/32 dev $vif metric $((32752 - domid))"
+route replace $a/$len dev $vif metric $((32752 - domid))"
     elements="$elements
-add element ip qubes allowed { \\"$vif\\" . $a }
-add element ip qubes downstream { $a }"
+add element $family qubes allowed { \\"$vif\\" . $a }
+add element $family qubes downstream { $a }"
   done
-  out=$(printf 'link set dev %s group 2 up%s%s\naddr replace %s/32 dev %s\n' "$vif" "$neighbours" "$routes" ${o.ownIp} "$vif" | ${ip} -force -batch - 2>&1) || failed="$failed; ip: $out"
+  out=$(printf 'link set dev %s group 2 up%s%s\naddr replace %s/32 dev %s${own6}\n' "$vif" "$neighbours" "$routes" ${o.ownIp} "$vif"${o.ownIp6 ? ' "$vif"' : ''} | ${ip} -force -batch - 2>&1) || failed="$failed; ip: $out"
   out=$(printf '%s\n' "$elements" | nft -f - 2>&1) || failed="$failed; nft: $out"
-  echo 1 > ${proc}/ipv4/conf/$vif/proxy_arp || failed="$failed; proxy_arp"
+  echo 1 > ${proc}/ipv4/conf/$vif/proxy_arp || failed="$failed; proxy_arp"${
+    o.ownIp6
+      ? `
+  echo 1 > ${proc}/ipv6/conf/$vif/proxy_ndp || failed="$failed; proxy_ndp"`
+      : ''
+  }
   if [ -n "$failed" ]; then
     xenstore-write "$XENBUS_PATH/hotplug-status" error
     echo "vif-firewall: $1 $vif $ips: FAILED$failed"
@@ -89,9 +104,10 @@ add element ip qubes downstream { $a }"
 remove|offline)
   elements=
   for a in $ips; do
+    case $a in *:*) family=ip6 ;; *) family=ip ;; esac
     elements="$elements
-delete element ip qubes allowed { \\"$vif\\" . $a }
-delete element ip qubes downstream { $a }"
+delete element $family qubes allowed { \\"$vif\\" . $a }
+delete element $family qubes downstream { $a }"
   done
   printf '%s\n' "$elements" | nft -f - >/dev/null 2>&1
   echo "vif-firewall: $1 $vif"
